@@ -1,0 +1,389 @@
+//! Command-line interface: argument types and the dispatch to the library. `main.rs` only
+//! parses, calls [`execute`] and maps the error to an exit code.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::data::{self, FashionMnist, SplitConfig, Splits};
+use crate::error::{Result, TuneError};
+use crate::model::{self, Architecture};
+use crate::training::{self, Display, TrainConfig, TrainData};
+
+#[derive(Parser, Debug)]
+#[command(name = "tune", version, about = "Hyperparameter tuning for burn CNNs on Fashion-MNIST")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fetch, inspect and plot the data set.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Inspect a network built from a parameter dictionary.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Train one network with early stopping; writes metrics.csv and the best checkpoint.
+    Train(TrainArgs),
+    /// Run (or resume) a study: sample, train in parallel, prune, rank.
+    Run(RunArgs),
+    /// Time training and evaluation of the default model and the data load.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Search space TOML (see search_spaces/).
+    pub space: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Trials to train (infeasible configurations are recorded but not counted).
+    #[arg(long)]
+    pub trials: Option<usize>,
+    /// Parallel trial slots (default: one per core).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    #[arg(long)]
+    pub max_epochs: Option<usize>,
+    /// Train every trial on a stratified subset of N images.
+    #[arg(long)]
+    pub subset: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where studies live: <runs-dir>/<study name>/.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Fill data/fashion-mnist/ from Debian's package or the official mirror (verified by SHA-256).
+    Fetch {
+        #[arg(long, default_value = data::source::LOCAL_DIR)]
+        dest: PathBuf,
+    },
+    /// Per-split, per-class image counts.
+    Summary(DataArgs),
+    /// A grid of 5 random images per class.
+    Samples {
+        #[command(flatten)]
+        data: DataArgs,
+        /// PNG file for the image grid.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// PNG file for the per-split class distribution chart.
+        #[arg(long)]
+        distribution: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Directory with the four IDX files (gzip or raw) or the two Kaggle CSV files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Seed of the balanced test split.
+    #[arg(long, default_value_t = 27)]
+    pub split_seed: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Keras-style table of layers, output shapes and parameter counts.
+    Summary {
+        /// Params TOML (keys conv{i}_*, fc{i}_*, drop_rate, ...); default: the seed's model.
+        #[arg(long)]
+        params: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Params TOML; default: the seed's model.
+    #[arg(long)]
+    pub params: Option<PathBuf>,
+    /// Training settings TOML (fields of the training config); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Train on a stratified subset of N images.
+    #[arg(long)]
+    pub subset: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub patience: Option<usize>,
+    #[arg(long)]
+    pub lr_patience: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Output directory.
+    #[arg(long, default_value = "runs/train")]
+    pub out: PathBuf,
+    /// Compute threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Continue from the state in --out instead of starting afresh.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stream one JSON object per epoch on stdout (the trial protocol).
+    #[arg(long)]
+    pub json: bool,
+    /// Stop when stdin closes (set by `tune run`, so trials die with their study).
+    #[arg(long, hide = true)]
+    pub exit_on_stdin_eof: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Timed training steps (after 2 warm-up steps).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Params TOML; default: the seed's model.
+    #[arg(long)]
+    pub params: Option<PathBuf>,
+}
+
+/// Runs a parsed command.
+pub fn execute(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Data(cmd) => data_command(cmd),
+        Command::Model(ModelCommand::Summary { params }) => {
+            let (arch, _) = load_params(params.as_deref())?;
+            print!("{}", model::infer(&arch)?.render());
+            Ok(())
+        }
+        Command::Train(args) => train_command(args),
+        Command::Run(args) => run_command(args),
+        Command::Bench(args) => crate::bench::run(&args),
+    }
+}
+
+/// Reads a params file (or the default) into an architecture and its dictionary.
+pub fn load_params(path: Option<&Path>) -> Result<(Architecture, model::Params)> {
+    match path {
+        None => {
+            let arch = Architecture::default();
+            let params = arch.to_params();
+            Ok((arch, params))
+        }
+        Some(p) => {
+            let params = model::params::read_params(p)?;
+            Ok((Architecture::from_params(&params, p)?, params))
+        }
+    }
+}
+
+/// Loads the data and computes the seed's splits.
+pub fn load_data(args: &DataArgs) -> Result<(FashionMnist, Splits)> {
+    let started = std::time::Instant::now();
+    let data = FashionMnist::load(args.data_dir.as_deref())?;
+    let splits = Splits::new(&data.train, &data.official_test, SplitConfig { seed: args.split_seed, test_per_class: None });
+    tracing::debug!("data loaded from {} in {:.3}s", data.origin.display(), started.elapsed().as_secs_f64());
+    Ok((data, splits))
+}
+
+/// Sets the size of the compute thread pool (once per process).
+pub fn set_threads(threads: Option<usize>) {
+    if let Some(n) = threads.filter(|n| *n > 0) {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+}
+
+fn data_command(cmd: DataCommand) -> Result<()> {
+    match cmd {
+        DataCommand::Fetch { dest } => {
+            for path in data::source::fetch(&dest)? {
+                println!("verified {}", path.display());
+            }
+            Ok(())
+        }
+        DataCommand::Summary(args) => {
+            let (data, splits) = load_data(&args)?;
+            println!("source: {}", data.origin.display());
+            println!("split fingerprint (seed {}): {}", args.split_seed, &splits.fingerprint()[..16]);
+            println!("{:<13}{:>9}{:>9}{:>12}", "class", "train", "test", "validation");
+            let counts = split_counts(&data, &splits);
+            for (c, name) in data::CLASS_NAMES.iter().enumerate() {
+                println!("{:<13}{:>9}{:>9}{:>12}", name, counts[0].1[c], counts[1].1[c], counts[2].1[c]);
+            }
+            let total = |i: usize| counts[i].1.iter().sum::<usize>();
+            println!("{:<13}{:>9}{:>9}{:>12}", "total", total(0), total(1), total(2));
+            Ok(())
+        }
+        DataCommand::Samples { data: args, out, distribution, seed } => {
+            if out.is_none() && distribution.is_none() {
+                return Err(TuneError::Config {
+                    file: PathBuf::from("<command line>"),
+                    key: "--out".into(),
+                    problem: "nothing to draw".into(),
+                    fix: "pass --out FILE.png and/or --distribution FILE.png".into(),
+                });
+            }
+            let (data, splits) = load_data(&args)?;
+            if let Some(out) = out {
+                data::plots::samples_grid(&data.train, &splits.train, 5, seed, &out)?;
+                println!("wrote {}", out.display());
+            }
+            if let Some(path) = distribution {
+                data::plots::distribution_chart(&split_counts(&data, &splits), &path)?;
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn split_counts(data: &FashionMnist, s: &Splits) -> Vec<(&'static str, [usize; data::CLASSES])> {
+    vec![
+        ("train", data.train.class_counts(s.train.iter().copied())),
+        ("test (balanced)", data.train.class_counts(s.test.iter().copied())),
+        ("validation", data.official_test.class_counts(s.validation.iter().copied())),
+    ]
+}
+
+/// Resolves the training settings: defaults, then --config, then the params' training keys, then flags.
+pub fn resolve_config(args: &TrainArgs, params: &model::Params) -> Result<TrainConfig> {
+    let mut cfg = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| TuneError::io(path, e))?;
+            toml::from_str(&text).map_err(|e| TuneError::ConfigSyntax { file: path.clone(), message: e.to_string() })?
+        }
+        None => TrainConfig::default(),
+    };
+    if let Some(p) = &args.params {
+        cfg = cfg.with_params(params, p)?;
+    }
+    let flag = |name: &str, problem: &str| TuneError::Config {
+        file: PathBuf::from("<command line>"),
+        key: name.into(),
+        problem: problem.into(),
+        fix: format!("pass {name} with a value ≥ 1"),
+    };
+    if let Some(v) = args.epochs { if v == 0 { return Err(flag("--epochs", "0 epochs trains nothing")); } cfg.epochs = v; }
+    if let Some(v) = args.subset { if v == 0 { return Err(flag("--subset", "an empty subset")); } cfg.subset = Some(v); }
+    if let Some(v) = args.seed { if v > i64::MAX as u64 { return Err(flag("--seed", "seeds are stored in TOML, whose integers stop at 2^63 - 1")); } cfg.seed = v; }
+    if let Some(v) = args.patience { if v == 0 { return Err(flag("--patience", "patience 0 stops before training")); } cfg.patience = v; }
+    if let Some(v) = args.lr_patience { cfg.lr_patience = v.max(1); }
+    if let Some(v) = args.lr { cfg.lr = v; }
+    if let Some(v) = args.batch_size { if v == 0 { return Err(flag("--batch-size", "empty batches")); } cfg.batch_size = v; }
+    cfg.split_seed = args.data.split_seed;
+    Ok(cfg)
+}
+
+fn run_command(args: RunArgs) -> Result<()> {
+    let space_file = args.space.clone();
+    let summary = crate::study::run(crate::study::RunOptions {
+        space_file: args.space,
+        runs_dir: args.runs_dir,
+        trials: args.trials,
+        concurrency: args.concurrency,
+        max_epochs: args.max_epochs,
+        subset: args.subset,
+        seed: args.seed,
+        data_dir: args.data.data_dir.clone(),
+        split_seed: args.data.split_seed,
+    })?;
+    let trials = crate::study::run::load_trials(&summary.dir)?;
+    println!("{}", crate::study::leaderboard::render(&trials, 10));
+    let count = |s: crate::study::TrialState| summary.counts.get(&s).copied().unwrap_or(0);
+    use crate::study::TrialState as S;
+    let sampled = summary.counts.values().sum::<usize>().max(1);
+    println!(
+        "{} complete, {} pruned, {} failed, {} infeasible ({:.0}% of sampled networks, never launched)",
+        count(S::Complete), count(S::Pruned), count(S::Failed), count(S::Infeasible), 100.0 * count(S::Infeasible) as f64 / sampled as f64
+    );
+    if summary.epochs_run > 0 {
+        let hours = summary.wall_secs / 3600.0;
+        println!(
+            "this run: {} trial-epochs in {:.0}s = {:.1} trial-epochs/hour, {:.0} training images/s aggregate; epochs fill {:.0}% of slot time",
+            summary.epochs_run, summary.wall_secs, summary.epochs_run as f64 / hours, summary.images_trained / summary.wall_secs,
+            100.0 * summary.epoch_secs / (summary.wall_secs * crate::study::run::slots(&summary.dir) as f64)
+        );
+    }
+    println!("leaderboard: {}", summary.dir.join("leaderboard.csv").display());
+    if summary.interrupted {
+        let mut resume = format!("tune run {}", space_file.display());
+        if let Some(d) = &args.data.data_dir {
+            resume.push_str(&format!(" --data-dir {}", d.display()));
+        }
+        eprintln!("interrupted: running trials keep their last epoch. Resume with: {resume} (same flags)");
+        return Err(TuneError::Interrupted);
+    }
+    Ok(())
+}
+
+/// In a trial process: exit as soon as the parent study's pipe closes.
+fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        use std::io::Read;
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        std::process::exit(143);
+    });
+}
+
+fn train_command(args: TrainArgs) -> Result<()> {
+    set_threads(args.threads);
+    if args.exit_on_stdin_eof {
+        exit_when_stdin_closes();
+    }
+    let panic_at: Option<usize> = std::env::var("TUNE_TEST_PANIC_AT_EPOCH").ok().and_then(|v| v.parse().ok());
+    let (arch, mut params) = load_params(args.params.as_deref())?;
+    let cfg = resolve_config(&args, &params)?;
+    let (data, splits) = load_data(&args.data)?;
+    let train_idx = match cfg.subset {
+        Some(n) => data::split::stratified_subset(&data.train, &splits.train, n, cfg.seed),
+        None => splits.train.clone(),
+    };
+    std::fs::create_dir_all(&args.out).map_err(|e| TuneError::io(&args.out, e))?;
+    // Resolved params: the dictionary with every architecture key made explicit.
+    let training: Vec<_> = params.iter().filter(|(k, _)| model::params::TRAINING_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    params = arch.to_params();
+    params.extend(training);
+    model::params::write_params(&args.out.join("params.toml"), &params)?;
+    crate::storage::write_atomic(&args.out.join("train.toml"), toml::to_string(&cfg).expect("serialisable").as_bytes())?;
+    let train_data = TrainData { train_images: &data.train, train: train_idx, val_images: &data.official_test, val: splits.validation.clone() };
+    let device = crate::backend::device();
+    let display = if args.json { Display::Silent } else { Display::Human };
+    if !args.json {
+        tracing::info!(
+            "training {} params on {} images (validation {}), up to {} epochs, backend {}",
+            model::shape::group(model::infer(&arch)?.total()), train_data.train.len(), train_data.val.len(), cfg.epochs, crate::backend::NAME
+        );
+    }
+    let json = args.json;
+    let outcome = training::train(&train_data, &arch, &cfg, &args.out, &device, args.resume, display, &mut |m| {
+        if json {
+            println!("{}", serde_json::to_string(m).expect("serialisable"));
+        }
+        if panic_at == Some(m.epoch) {
+            panic!("injected failure after epoch {} (TUNE_TEST_PANIC_AT_EPOCH)", m.epoch);
+        }
+    })?;
+    if !json {
+        println!(
+            "best val_acc {:.4} at epoch {} of {}{}; wrote {}/{{metrics.csv,best.bpk,params.toml}}",
+            outcome.best_val_acc,
+            outcome.best_epoch,
+            outcome.history.len(),
+            if outcome.stopped_early { " (early stop)" } else { "" },
+            args.out.display()
+        );
+    }
+    Ok(())
+}

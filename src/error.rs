@@ -1,0 +1,76 @@
+//! The one error type of the library and its mapping to exit codes.
+//!
+//! Every variant says what went wrong, where (file, key, trial) and how to fix it,
+//! so the binary can print the message as is.
+
+use std::path::{Path, PathBuf};
+
+/// Errors from every part of tune.
+#[derive(Debug, thiserror::Error)]
+pub enum TuneError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {problem}\n  fix: {fix}")]
+    CorruptData {
+        path: PathBuf,
+        problem: String,
+        fix: String,
+    },
+    #[error("Fashion-MNIST not found. Looked in:\n{}\n  fix: run `tune data fetch` (copies from Debian's package `dataset-fashion-mnist` — `apt-get install dataset-fashion-mnist` — or downloads the official files), or pass --data-dir DIR holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (or fashion-mnist_train.csv / fashion-mnist_test.csv)", list_paths(.tried))]
+    DataMissing { tried: Vec<PathBuf> },
+    #[error("{file}: key `{key}`: {problem}\n  fix: {fix}")]
+    Config {
+        file: PathBuf,
+        key: String,
+        problem: String,
+        fix: String,
+    },
+    #[error("{file}: {message}")]
+    ConfigSyntax { file: PathBuf, message: String },
+    #[error("infeasible architecture: {0}")]
+    Infeasible(#[from] crate::model::ShapeError),
+    #[error("fetching {url}: {problem}")]
+    Fetch { url: String, problem: String },
+    #[error("{path}: cannot save or load checkpoint: {problem}")]
+    Checkpoint { path: PathBuf, problem: String },
+    #[error("{0}")]
+    Study(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| format!("  - {}", p.display()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl TuneError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        TuneError::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// The process exit code for this error: one mapping for the whole program.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            TuneError::Config { .. } | TuneError::ConfigSyntax { .. } => 2,
+            TuneError::DataMissing { .. } | TuneError::CorruptData { .. } | TuneError::Fetch { .. } => 3,
+            TuneError::Infeasible(_) => 4,
+            TuneError::Io { .. } | TuneError::Checkpoint { .. } => 5,
+            TuneError::Study(_) => 6,
+            TuneError::Interrupted => 130,
+        }
+    }
+}
+
+pub type Result<T, E = TuneError> = std::result::Result<T, E>;

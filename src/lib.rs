@@ -1,0 +1,18 @@
+//! tune: hyperparameter tuning for burn CNNs on Fashion-MNIST.
+//!
+//! One concept per module: `data` (files, splits, batches), `model` (the parameter dictionary,
+//! shape inference, the burn module), `training` (one run), `storage` (durable files),
+//! `bench` (throughput figures), `cli` (the commands).
+
+pub mod backend;
+pub mod bench;
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod model;
+pub mod storage;
+pub mod study;
+pub mod testdata;
+pub mod training;
+
+pub use error::{Result, TuneError};

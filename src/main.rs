@@ -1,0 +1,19 @@
+//! Entry point: parse, run, map errors to exit codes. The work lives in the library.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("TUNE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = tune::cli::Cli::parse();
+    if let Err(err) = tune::cli::execute(cli) {
+        eprintln!("error: {err}");
+        std::process::exit(err.exit_code());
+    }
+}

@@ -1,0 +1,157 @@
+//! The CNN as a burn module, built from a checked [`Architecture`].
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::{Device, Tensor, activation};
+
+use super::params::{Activation, Architecture};
+use super::shape::{ShapeError, infer};
+use crate::data::CLASSES;
+
+/// Keras' batch-norm defaults (momentum 0.99 there is 0.01 here: burn weights the new batch).
+const BN_MOMENTUM: f64 = 0.01;
+const BN_EPSILON: f64 = 1e-3;
+
+fn batch_norm(features: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(features).with_momentum(BN_MOMENTUM).with_epsilon(BN_EPSILON).init(device)
+}
+
+/// Keras initialises kernels with Glorot-uniform and biases with zeros; so do we, so the
+/// seed's learning rates transfer.
+fn glorot() -> Initializer {
+    Initializer::XavierUniform { gain: 1.0 }
+}
+
+fn apply(act: Activation, x: Tensor<4>) -> Tensor<4> {
+    match act {
+        Activation::Relu => activation::relu(x),
+        Activation::Elu => activation::elu(x, 1.0),
+        Activation::Selu => activation::selu(x),
+        Activation::Gelu => activation::gelu(x),
+        Activation::LeakyRelu => activation::leaky_relu(x, 0.3),
+        Activation::Tanh => activation::tanh(x),
+        Activation::Sigmoid => activation::sigmoid(x),
+        Activation::Linear => x,
+    }
+}
+
+fn apply2(act: Activation, x: Tensor<2>) -> Tensor<2> {
+    let [b, f] = x.dims();
+    apply(act, x.reshape([b, f, 1, 1])).reshape([b, f])
+}
+
+#[derive(Module, Debug)]
+pub struct ConvLayer {
+    conv: Conv2d,
+    bn: BatchNorm,
+    pool: Option<MaxPool2d>,
+    #[module(skip)]
+    activation: Activation,
+}
+
+#[derive(Module, Debug)]
+pub struct DenseLayer {
+    bn: BatchNorm,
+    dropout: Dropout,
+    dense: Linear,
+    /// `None` on the output layer, whose softmax lives in the loss.
+    #[module(skip)]
+    activation: Option<Activation>,
+}
+
+/// The seed's CNN: conv blocks, flatten, fc blocks, 10-way output (logits).
+#[derive(Module, Debug)]
+pub struct Cnn {
+    conv: Vec<ConvLayer>,
+    dense: Vec<DenseLayer>,
+}
+
+impl Cnn {
+    /// Builds the network; fails (without allocating) when the shapes collapse.
+    pub fn new(arch: &Architecture, device: &Device) -> Result<Cnn, ShapeError> {
+        let summary = infer(arch)?;
+        let mut channels = 1;
+        let conv = arch
+            .conv
+            .iter()
+            .map(|b| {
+                let p = b.pad;
+                let layer = ConvLayer {
+                    conv: Conv2dConfig::new([channels, b.channels], [b.filter, b.filter])
+                        .with_stride([b.stride, b.stride])
+                        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                        .with_initializer(glorot())
+                        .init(device),
+                    bn: batch_norm(b.channels, device),
+                    pool: (b.pool > 1).then(|| MaxPool2dConfig::new([b.pool, b.pool]).init()),
+                    activation: b.activation,
+                };
+                channels = b.channels;
+                layer
+            })
+            .collect();
+        let mut features = summary.flat_features();
+        let heads = arch.fc.iter().map(|b| (b.neurons, Some(b.activation))).chain([(CLASSES, None)]);
+        let dense = heads
+            .map(|(neurons, activation)| {
+                let layer = DenseLayer {
+                    bn: batch_norm(features, device),
+                    dropout: DropoutConfig::new(arch.drop_rate).init(),
+                    dense: LinearConfig::new(features, neurons).with_initializer(glorot()).init(device),
+                    activation,
+                };
+                features = neurons;
+                layer
+            })
+            .collect();
+        Ok(Cnn { conv, dense })
+    }
+
+    /// Images `[batch, 1, 28, 28]` in [0, 1] → logits `[batch, 10]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = images;
+        for layer in &self.conv {
+            x = apply(layer.activation, layer.bn.forward(layer.conv.forward(x)));
+            if let Some(pool) = &layer.pool {
+                x = pool.forward(x);
+            }
+        }
+        let mut x: Tensor<2> = x.flatten(1, 3);
+        for layer in &self.dense {
+            x = layer.dense.forward(layer.dropout.forward(layer.bn.forward(x)));
+            if let Some(act) = layer.activation {
+                x = apply2(act, x);
+            }
+        }
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burn_counts_the_same_parameters_as_shape_inference() {
+        let device = Device::flex();
+        let arch = Architecture::default();
+        let model = Cnn::new(&arch, &device).unwrap();
+        assert_eq!(model.num_params(), 3_467_402);
+        let small = Architecture { fc: vec![], ..Architecture::default() };
+        let model = Cnn::new(&small, &device).unwrap();
+        assert_eq!(model.num_params(), infer(&small).unwrap().total());
+    }
+
+    #[test]
+    fn forward_gives_logits_per_class() {
+        let device = Device::flex();
+        let mut arch = Architecture::default();
+        arch.conv.iter_mut().for_each(|b| b.channels = 4);
+        arch.fc = vec![];
+        let model = Cnn::new(&arch, &device).unwrap();
+        let out = model.valid().forward(Tensor::zeros([3, 1, 28, 28], &device));
+        assert_eq!(out.dims(), [3, CLASSES]);
+    }
+}

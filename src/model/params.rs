@@ -1,0 +1,303 @@
+//! The seed's parameter dictionary: flat keys `conv{i}_{pad,channels,filter,stride,pool,activation}`,
+//! `fc{i}_{neurons,activation}`, `drop_rate`, optional depth keys `n_conv` / `n_fc`, and the
+//! training keys `lr`, `batch_size`, `weight_decay`. Params files are TOML with these keys —
+//! the same keys a search space samples — and are checked into an [`Architecture`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TuneError};
+
+/// One value of the dictionary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl Value {
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Str(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Str(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// A parameter dictionary, ordered by key.
+pub type Params = BTreeMap<String, Value>;
+
+/// Keys that belong to training rather than to the architecture.
+pub const TRAINING_KEYS: [&str; 3] = ["lr", "batch_size", "weight_decay"];
+/// Per-block key suffixes.
+pub const CONV_KEYS: [&str; 6] = ["pad", "channels", "filter", "stride", "pool", "activation"];
+pub const FC_KEYS: [&str; 2] = ["neurons", "activation"];
+
+/// Activation functions a block may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    Elu,
+    Selu,
+    Gelu,
+    LeakyRelu,
+    Tanh,
+    Sigmoid,
+    Linear,
+}
+
+impl Activation {
+    pub const NAMES: [&'static str; 8] = ["relu", "elu", "selu", "gelu", "leaky_relu", "tanh", "sigmoid", "linear"];
+    pub const ALL: [Activation; 8] = [
+        Activation::Relu, Activation::Elu, Activation::Selu, Activation::Gelu,
+        Activation::LeakyRelu, Activation::Tanh, Activation::Sigmoid, Activation::Linear,
+    ];
+
+    pub fn parse(name: &str) -> Option<Activation> {
+        Self::NAMES.iter().position(|n| *n == name).map(|i| Self::ALL[i])
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[Self::ALL.iter().position(|a| *a == self).expect("listed")]
+    }
+}
+
+/// zero-pad → conv → batch-norm → activation → max-pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvBlock {
+    pub pad: usize,
+    pub channels: usize,
+    pub filter: usize,
+    pub stride: usize,
+    pub pool: usize,
+    pub activation: Activation,
+}
+
+/// batch-norm → dropout → dense → activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FcBlock {
+    pub neurons: usize,
+    pub activation: Activation,
+}
+
+/// A checked architecture. The 10-way softmax output (batch-norm → dropout → dense 10) is implied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Architecture {
+    pub conv: Vec<ConvBlock>,
+    pub fc: Vec<FcBlock>,
+    pub drop_rate: f64,
+}
+
+impl Default for Architecture {
+    /// The seed's model: conv 32/64/128, 3×3, stride 1, pad 1, pools 1/2/2, relu; fc 512/256 relu.
+    fn default() -> Self {
+        let conv = |channels, pool| ConvBlock { pad: 1, channels, filter: 3, stride: 1, pool, activation: Activation::Relu };
+        let fc = |neurons| FcBlock { neurons, activation: Activation::Relu };
+        Architecture { conv: vec![conv(32, 1), conv(64, 2), conv(128, 2)], fc: vec![fc(512), fc(256)], drop_rate: 0.3 }
+    }
+}
+
+impl Architecture {
+    /// The dictionary form, as written to `params.toml`.
+    pub fn to_params(&self) -> Params {
+        let mut p = Params::new();
+        p.insert("n_conv".into(), Value::Int(self.conv.len() as i64));
+        for (i, b) in self.conv.iter().enumerate() {
+            for (k, v) in [("pad", b.pad), ("channels", b.channels), ("filter", b.filter), ("stride", b.stride), ("pool", b.pool)] {
+                p.insert(format!("conv{i}_{k}"), Value::Int(v as i64));
+            }
+            p.insert(format!("conv{i}_activation"), Value::Str(b.activation.name().into()));
+        }
+        p.insert("n_fc".into(), Value::Int(self.fc.len() as i64));
+        for (i, b) in self.fc.iter().enumerate() {
+            p.insert(format!("fc{i}_neurons"), Value::Int(b.neurons as i64));
+            p.insert(format!("fc{i}_activation"), Value::Str(b.activation.name().into()));
+        }
+        p.insert("drop_rate".into(), Value::Float(self.drop_rate));
+        p
+    }
+
+    /// Checks a dictionary into an architecture. Missing architecture keys fall back to the seed's
+    /// default: no `conv*` key keeps the default conv blocks, and within a block only `channels`
+    /// (conv) or `neurons` (fc) is required. `file` is named in every error.
+    pub fn from_params(params: &Params, file: &Path) -> Result<Architecture> {
+        let err = |key: &str, problem: String, fix: String| TuneError::Config { file: file.to_path_buf(), key: key.to_string(), problem, fix };
+        for key in params.keys() {
+            if !is_known_key(key) {
+                return Err(err(key, "unknown parameter".into(), format!("use one of {}", known_keys_help())));
+            }
+        }
+        let int = |key: &str, min: i64| -> Result<Option<usize>> {
+            match params.get(key) {
+                None => Ok(None),
+                Some(Value::Int(v)) if *v >= min => Ok(Some(*v as usize)),
+                Some(v) => Err(err(key, format!("`{v}` is not an integer ≥ {min}"), format!("set `{key}` to a whole number ≥ {min}"))),
+            }
+        };
+        let activation = |key: &str| -> Result<Activation> {
+            match params.get(key) {
+                None => Ok(Activation::Relu),
+                Some(Value::Str(s)) => Activation::parse(s)
+                    .ok_or_else(|| err(key, format!("unknown activation `{s}`"), format!("use one of {}", Activation::NAMES.join(", ")))),
+                Some(v) => Err(err(key, format!("`{v}` is not an activation name"), format!("use one of {}", Activation::NAMES.join(", ")))),
+            }
+        };
+        let default = Architecture::default();
+        let conv_blocks = block_count(params, "conv", "channels", int("n_conv", 0)?, default.conv.len(), file)?;
+        let conv = match conv_blocks {
+            None => default.conv.clone(),
+            Some(n) => (0..n)
+                .map(|i| {
+                    let k = |s: &str| format!("conv{i}_{s}");
+                    Ok(ConvBlock {
+                        pad: int(&k("pad"), 0)?.unwrap_or(1),
+                        channels: int(&k("channels"), 1)?.expect("block_count checked channels"),
+                        filter: int(&k("filter"), 1)?.unwrap_or(3),
+                        stride: int(&k("stride"), 1)?.unwrap_or(1),
+                        pool: int(&k("pool"), 1)?.unwrap_or(1),
+                        activation: activation(&k("activation"))?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+        };
+        let fc_blocks = block_count(params, "fc", "neurons", int("n_fc", 0)?, default.fc.len(), file)?;
+        let fc = match fc_blocks {
+            None => default.fc.clone(),
+            Some(n) => (0..n)
+                .map(|i| {
+                    Ok(FcBlock {
+                        neurons: int(&format!("fc{i}_neurons"), 1)?.expect("block_count checked neurons"),
+                        activation: activation(&format!("fc{i}_activation"))?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+        };
+        let drop_rate = match params.get("drop_rate") {
+            None => default.drop_rate,
+            Some(v) => match v.as_f64() {
+                Some(x) if (0.0..1.0).contains(&x) => x,
+                _ => return Err(err("drop_rate", format!("`{v}` is not in [0, 1)"), "set a dropout rate such as 0.3".into())),
+            },
+        };
+        Ok(Architecture { conv, fc, drop_rate })
+    }
+}
+
+/// Number of blocks of a kind: `n_key` when given, else the count of consecutive blocks that
+/// have their required key; `None` when no key of that kind appears (keep the default).
+fn block_count(params: &Params, kind: &str, required: &str, explicit: Option<usize>, _default: usize, file: &Path) -> Result<Option<usize>> {
+    let indices: Vec<usize> = params.keys().filter_map(|k| block_index(k, kind)).collect();
+    if explicit.is_none() && indices.is_empty() {
+        return Ok(None);
+    }
+    let present = |i: usize| params.contains_key(&format!("{kind}{i}_{required}"));
+    let n = match explicit {
+        Some(n) => n,
+        None => indices.iter().max().map_or(0, |m| m + 1),
+    };
+    if let Some(i) = (0..n).find(|&i| !present(i)) {
+        return Err(TuneError::Config {
+            file: file.to_path_buf(),
+            key: format!("{kind}{i}_{required}"),
+            problem: format!("block {kind}{i} is part of the network ({n} {kind} blocks) but has no `{required}`"),
+            fix: format!("add `{kind}{i}_{required}`, or lower `n_{kind}`"),
+        });
+    }
+    Ok(Some(n))
+}
+
+/// `conv3_pad` → Some(3) for kind "conv".
+pub fn block_index(key: &str, kind: &str) -> Option<usize> {
+    let rest = key.strip_prefix(kind)?;
+    let (digits, suffix) = rest.split_once('_')?;
+    let keys: &[&str] = if kind == "conv" { &CONV_KEYS } else { &FC_KEYS };
+    keys.contains(&suffix).then(|| digits.parse().ok()).flatten()
+}
+
+/// Whether `key` is a key of the dictionary.
+pub fn is_known_key(key: &str) -> bool {
+    ["n_conv", "n_fc", "drop_rate"].contains(&key)
+        || TRAINING_KEYS.contains(&key)
+        || block_index(key, "conv").is_some()
+        || block_index(key, "fc").is_some()
+}
+
+pub fn known_keys_help() -> String {
+    format!(
+        "conv{{i}}_{{{}}}, fc{{i}}_{{{}}}, n_conv, n_fc, drop_rate, {}",
+        CONV_KEYS.join(","),
+        FC_KEYS.join(","),
+        TRAINING_KEYS.join(", ")
+    )
+}
+
+/// Reads a params TOML file.
+pub fn read_params(path: &Path) -> Result<Params> {
+    let text = std::fs::read_to_string(path).map_err(|e| TuneError::io(path, e))?;
+    toml::from_str(&text).map_err(|e| TuneError::ConfigSyntax { file: path.to_path_buf(), message: e.to_string() })
+}
+
+/// Writes a params TOML file.
+pub fn write_params(path: &Path, params: &Params) -> Result<()> {
+    let text = toml::to_string(params).expect("a flat map of numbers and strings serialises");
+    crate::storage::write_atomic(path, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Architecture> {
+        Architecture::from_params(&toml::from_str(text).unwrap(), Path::new("p.toml"))
+    }
+
+    #[test]
+    fn default_round_trips_through_the_dictionary() {
+        let arch = Architecture::default();
+        assert_eq!(Architecture::from_params(&arch.to_params(), Path::new("x")).unwrap(), arch);
+        assert_eq!(parse("lr = 0.01").unwrap(), arch, "training keys alone keep the default network");
+    }
+
+    #[test]
+    fn variable_depth_and_defaults_within_a_block() {
+        let a = parse("conv0_channels = 16\nconv1_channels = 8\nconv1_pool = 2\nfc0_neurons = 64\ndrop_rate = 0.1").unwrap();
+        assert_eq!(a.conv.len(), 2);
+        assert_eq!((a.conv[1].channels, a.conv[1].pool, a.conv[1].filter), (8, 2, 3));
+        assert_eq!(a.fc.len(), 1);
+        let b = parse("n_conv = 1\nconv0_channels = 16\nconv1_channels = 8").unwrap();
+        assert_eq!(b.conv.len(), 1, "n_conv selects the depth, deeper blocks are inactive");
+    }
+
+    #[test]
+    fn bad_dictionaries_name_the_key_and_the_fix() {
+        let cases = [
+            ("conv0_chanels = 3", "conv0_chanels", "unknown parameter"),
+            ("conv0_channels = 0", "conv0_channels", "integer ≥ 1"),
+            ("conv0_channels = 8\nconv0_activation = 'swish'", "conv0_activation", "unknown activation"),
+            ("conv1_channels = 8", "conv0_channels", "has no `channels`"),
+            ("n_fc = 2\nfc0_neurons = 3", "fc1_neurons", "lower `n_fc`"),
+            ("drop_rate = 1.5", "drop_rate", "[0, 1)"),
+        ];
+        for (text, key, why) in cases {
+            let msg = parse(text).unwrap_err().to_string();
+            assert!(msg.contains("p.toml") && msg.contains(key) && msg.contains(why), "{text}: {msg}");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Shape inference and parameter counting, before any tensor exists: an architecture whose
+//! spatial size collapses is rejected with the layer and the sizes involved, and never launched.
+
+use super::params::Architecture;
+use crate::data::CLASSES;
+
+/// Why an architecture cannot be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{layer}: {message}")]
+pub struct ShapeError {
+    /// The layer where it fails, e.g. `conv2_pool`.
+    pub layer: String,
+    pub message: String,
+}
+
+/// One row of the Keras-style summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerRow {
+    pub name: String,
+    pub kind: &'static str,
+    /// Channels-last output shape without the batch dimension, as Keras prints it.
+    pub shape: Vec<usize>,
+    pub params: usize,
+    pub non_trainable: usize,
+}
+
+/// The inferred layers and totals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub rows: Vec<LayerRow>,
+}
+
+impl Summary {
+    pub fn total(&self) -> usize {
+        self.rows.iter().map(|r| r.params).sum()
+    }
+    pub fn non_trainable(&self) -> usize {
+        self.rows.iter().map(|r| r.non_trainable).sum()
+    }
+    pub fn trainable(&self) -> usize {
+        self.total() - self.non_trainable()
+    }
+    /// Features entering the first dense layer.
+    pub fn flat_features(&self) -> usize {
+        self.rows.iter().find(|r| r.name == "flatten").map_or(0, |r| r.shape[0])
+    }
+
+    /// Renders the table as Keras prints it.
+    pub fn render(&self) -> String {
+        let rule = |c: char| c.to_string().repeat(72);
+        let mut out = format!("{:<36}{:<24}{:>12}\n{}\n", "Layer (type)", "Output Shape", "Param #", rule('='));
+        for r in &self.rows {
+            let shape = format!("(None, {})", r.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+            out.push_str(&format!("{:<36}{:<24}{:>12}\n", format!("{} ({})", r.name, r.kind), shape, group(r.params)));
+        }
+        out.push_str(&format!(
+            "{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: {}\n",
+            rule('='),
+            group(self.total()),
+            group(self.trainable()),
+            group(self.non_trainable())
+        ));
+        out
+    }
+}
+
+/// 3467402 → "3,467,402".
+pub fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn row(name: String, kind: &'static str, shape: Vec<usize>, params: usize, non_trainable: usize) -> LayerRow {
+    LayerRow { name, kind, shape, params, non_trainable }
+}
+
+/// Infers every layer's output shape for 28×28×1 inputs. Batch-norm counts 4 values per
+/// feature, half of them (the running mean and variance) non-trainable, as Keras does.
+pub fn infer(arch: &Architecture) -> Result<Summary, ShapeError> {
+    let (mut h, mut w, mut c) = (28usize, 28usize, 1usize);
+    let mut rows = Vec::new();
+    for (i, b) in arch.conv.iter().enumerate() {
+        let name = format!("conv{i}");
+        if b.pad > 0 {
+            h += 2 * b.pad;
+            w += 2 * b.pad;
+            rows.push(row(format!("{name}_pad"), "ZeroPadding2D", vec![h, w, c], 0, 0));
+        }
+        if b.filter > h || b.filter > w {
+            return Err(ShapeError {
+                layer: name,
+                message: format!("a {0}×{0} filter does not fit the {h}×{w} input (after padding {1}); use a smaller filter, more padding, or less downsampling before it", b.filter, b.pad),
+            });
+        }
+        h = (h - b.filter) / b.stride + 1;
+        w = (w - b.filter) / b.stride + 1;
+        let weights = b.filter * b.filter * c * b.channels + b.channels;
+        c = b.channels;
+        rows.push(row(name.clone(), "Conv2D", vec![h, w, c], weights, 0));
+        rows.push(row(format!("{name}_bn"), "BatchNormalization", vec![h, w, c], 4 * c, 2 * c));
+        rows.push(row(format!("{name}_act"), b.activation.name(), vec![h, w, c], 0, 0));
+        if b.pool > 1 {
+            if b.pool > h || b.pool > w {
+                return Err(ShapeError {
+                    layer: format!("{name}_pool"),
+                    message: format!("a {0}×{0} max-pool does not fit the {h}×{w} feature map; use a smaller pool or less downsampling before it", b.pool),
+                });
+            }
+            h /= b.pool;
+            w /= b.pool;
+            rows.push(row(format!("{name}_pool"), "MaxPooling2D", vec![h, w, c], 0, 0));
+        }
+    }
+    let mut features = h * w * c;
+    rows.push(row("flatten".into(), "Flatten", vec![features], 0, 0));
+    let heads = arch.fc.iter().map(|b| (b.neurons, b.activation.name())).chain([(CLASSES, "softmax")]);
+    for (i, (neurons, act)) in heads.enumerate() {
+        let name = if i == arch.fc.len() { "output".to_string() } else { format!("fc{i}") };
+        rows.push(row(format!("{name}_bn"), "BatchNormalization", vec![features], 4 * features, 2 * features));
+        rows.push(row(format!("{name}_dropout"), "Dropout", vec![features], 0, 0));
+        rows.push(row(name.clone(), "Dense", vec![neurons], features * neurons + neurons, 0));
+        rows.push(row(format!("{name}_act"), act, vec![neurons], 0, 0));
+        features = neurons;
+    }
+    Ok(Summary { rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::params::{Activation, ConvBlock};
+
+    #[test]
+    fn seed_model_has_the_seed_parameter_count() {
+        let s = infer(&Architecture::default()).unwrap();
+        assert_eq!(s.total(), 3_467_402);
+        assert_eq!(s.trainable(), 3_452_874);
+        assert_eq!(s.non_trainable(), 14_528);
+        assert_eq!(s.flat_features(), 7 * 7 * 128);
+        let text = s.render();
+        assert!(text.contains("Total params: 3,467,402"), "{text}");
+        assert!(text.contains("Non-trainable params: 14,528"), "{text}");
+    }
+
+    fn conv(pad: usize, filter: usize, stride: usize, pool: usize) -> ConvBlock {
+        ConvBlock { pad, channels: 8, filter, stride, pool, activation: Activation::Relu }
+    }
+
+    #[test]
+    fn feasible_and_collapsing_configurations() {
+        // (blocks, Ok(flat spatial side) or Err(layer), why)
+        let cases: Vec<(Vec<ConvBlock>, Result<usize, &str>, &str)> = vec![
+            (vec![conv(0, 3, 1, 1)], Ok(26), "valid 3x3"),
+            (vec![conv(1, 3, 1, 2)], Ok(14), "same-size conv then pool 2"),
+            (vec![conv(3, 4, 3, 3)], Ok(3), "seed_sagemaker extreme: (34-4)/3+1=11, /3=3"),
+            (vec![conv(1, 3, 3, 3), conv(1, 3, 3, 3)], Err("conv1_pool"), "second pool on a 1x1 map"),
+            (vec![conv(0, 3, 3, 3), conv(0, 4, 1, 1)], Err("conv1"), "4x4 filter on a 3x3 map"),
+            (vec![conv(0, 30, 1, 1)], Err("conv0"), "filter wider than the image"),
+        ];
+        for (blocks, expected, why) in cases {
+            let arch = Architecture { conv: blocks, ..Architecture::default() };
+            match (infer(&arch), expected) {
+                (Ok(s), Ok(side)) => assert_eq!(s.flat_features(), side * side * 8, "{why}"),
+                (Err(e), Err(layer)) => {
+                    assert_eq!(e.layer, layer, "{why}");
+                    assert!(e.message.contains('×'), "message names the sizes: {}", e.message);
+                }
+                (got, want) => panic!("{why}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+}

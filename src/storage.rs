@@ -1,0 +1,69 @@
+//! Durable files: atomic replacement and fsync'd appends, so a crash (or kill -9) at any
+//! moment leaves either the old or the new content, never a torn file.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Result, TuneError};
+
+/// Writes `bytes` to `path` through a temporary file, fsync and rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Make the rename itself durable; not every filesystem allows opening a directory.
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        TuneError::io(path, e)
+    })
+}
+
+/// The temporary sibling used while `path` is being replaced.
+pub fn tmp_path(path: &Path) -> std::path::PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// Appends one line and fsyncs it: the journal's write.
+pub fn append_line(path: &Path, line: &str) -> Result<()> {
+    let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| TuneError::io(path, e))?;
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    f.write_all(&bytes).and_then(|_| f.sync_data()).map_err(|e| TuneError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert!(!tmp_path(&p).exists());
+        append_line(&dir.path().join("j"), "x").unwrap();
+        append_line(&dir.path().join("j"), "y").unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("j")).unwrap(), "x\ny\n");
+    }
+
+    #[test]
+    fn unwritable_target_is_an_error_naming_the_path() {
+        let err = write_atomic(Path::new("/nonexistent-dir/x"), b"1").unwrap_err().to_string();
+        assert!(err.contains("/nonexistent-dir/x"), "{err}");
+    }
+}

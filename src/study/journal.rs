@@ -1,0 +1,136 @@
+//! The study's records: an append-only, fsync'd JSON-lines journal (`journal.jsonl`), as
+//! Optuna's JournalStorage. Appends are atomic per line; replay ignores a torn last line, so
+//! a kill -9 at any moment loses at most the event being written. Readers (`tune report`)
+//! replay the same file and never write to it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::trial::{TrialRecord, TrialState};
+use crate::error::{Result, TuneError};
+use crate::model::Params;
+use crate::storage::append_line;
+use crate::training::EpochMetrics;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A trial was sampled (and launched unless `infeasible` is set).
+    Created { number: usize, params: Params, seed: u64, infeasible: Option<String> },
+    Epoch { number: usize, metrics: EpochMetrics },
+    Finished { number: usize, state: TrialState, reason: Option<String>, secs: f64 },
+}
+
+/// Appends events to a study's journal.
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    pub const FILE: &'static str = "journal.jsonl";
+
+    pub fn open(study_dir: &Path) -> Journal {
+        Journal { path: study_dir.join(Self::FILE) }
+    }
+
+    pub fn append(&self, event: &Event) -> Result<()> {
+        append_line(&self.path, &serde_json::to_string(event).expect("serialisable"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Replays a journal into trial records, in trial-number order.
+pub fn replay(study_dir: &Path) -> Result<BTreeMap<usize, TrialRecord>> {
+    let path = study_dir.join(Journal::FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(TuneError::io(&path, e)),
+    };
+    let mut trials = BTreeMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let event: Event = match serde_json::from_str(line) {
+            Ok(e) => e,
+            // A torn final line is the trace of a crash mid-write: that event never happened.
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
+            Err(e) => {
+                return Err(TuneError::CorruptData {
+                    path,
+                    problem: format!("line {}: {e}", i + 1),
+                    fix: "restore the line or move the study directory away to start afresh".into(),
+                });
+            }
+        };
+        apply(&mut trials, event);
+    }
+    Ok(trials)
+}
+
+fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
+    match event {
+        Event::Created { number, params, seed, infeasible } => {
+            let state = if infeasible.is_some() { TrialState::Infeasible } else { TrialState::Running };
+            trials.insert(number, TrialRecord { number, params, seed, state, reason: infeasible, history: Vec::new(), secs: 0.0 });
+        }
+        Event::Epoch { number, metrics } => {
+            if let Some(t) = trials.get_mut(&number) {
+                if metrics.epoch == t.history.len() + 1 {
+                    t.history.push(metrics);
+                }
+            }
+        }
+        Event::Finished { number, state, reason, secs } => {
+            if let Some(t) = trials.get_mut(&number) {
+                t.state = state;
+                t.reason = reason;
+                t.secs += secs;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(epoch: usize, val_acc: f64) -> EpochMetrics {
+        EpochMetrics { epoch, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc, lr: 1e-3, secs: 1.0 }
+    }
+
+    #[test]
+    fn replay_rebuilds_trials_and_ignores_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path());
+        j.append(&Event::Created { number: 0, params: Params::new(), seed: 1, infeasible: None }).unwrap();
+        j.append(&Event::Epoch { number: 0, metrics: m(1, 0.5) }).unwrap();
+        j.append(&Event::Epoch { number: 0, metrics: m(1, 0.5) }).unwrap(); // duplicate after a resume
+        j.append(&Event::Epoch { number: 0, metrics: m(2, 0.7) }).unwrap();
+        j.append(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 3.0 }).unwrap();
+        j.append(&Event::Created { number: 1, params: Params::new(), seed: 2, infeasible: Some("conv2_pool: …".into()) }).unwrap();
+        j.append(&Event::Created { number: 2, params: Params::new(), seed: 3, infeasible: None }).unwrap();
+        let mut text = std::fs::read_to_string(j.path()).unwrap();
+        text.push_str("{\"event\":\"epoch\",\"num");
+        std::fs::write(j.path(), &text).unwrap();
+        let trials = replay(dir.path()).unwrap();
+        assert_eq!(trials.len(), 3);
+        assert_eq!(trials[&0].history.len(), 2);
+        assert_eq!(trials[&0].best(), Some((0.7, 2)));
+        assert_eq!(trials[&0].state, TrialState::Complete);
+        assert_eq!(trials[&1].state, TrialState::Infeasible);
+        assert_eq!(trials[&2].state, TrialState::Running, "an unfinished trial is resumed");
+    }
+
+    #[test]
+    fn a_corrupt_middle_line_is_an_error_naming_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(Journal::FILE), "garbage\n{}\n").unwrap();
+        let err = replay(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("journal.jsonl") && err.contains("line 1"), "{err}");
+    }
+}

@@ -1,0 +1,133 @@
+//! One trial process: `tune train --json --resume …` (the same binary), its stdout parsed
+//! into epoch messages, its stderr kept for the failure reason, and a kill switch.
+//! The child's stdin is a pipe the study never writes: when the study dies (even by
+//! kill -9) the pipe closes and the child stops itself, so no orphan keeps writing.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::training::EpochMetrics;
+
+/// What a trial process tells the study.
+#[derive(Debug)]
+pub enum Message {
+    Epoch(usize, EpochMetrics),
+    Exit { number: usize, outcome: Exit },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Exit {
+    Success,
+    /// Ended by SIGINT or SIGTERM (Ctrl-C reaches the whole process group): not a failure.
+    Interrupted,
+    /// Killed on the study's request (pruning).
+    Killed,
+    Failed(String),
+}
+
+/// How to start trial processes.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    pub exe: PathBuf,
+    pub threads: usize,
+    pub data_dir: Option<PathBuf>,
+    pub split_seed: u64,
+    /// Trial numbers made to fail after one epoch (`TUNE_TEST_FAIL_TRIALS`, for tests).
+    pub fail_trials: Vec<usize>,
+}
+
+impl Launcher {
+    /// Starts trial `number` in `dir` (holding params.toml and train.toml); returns its kill switch.
+    pub fn spawn(&self, number: usize, dir: &Path, tx: mpsc::UnboundedSender<Message>) -> std::io::Result<oneshot::Sender<()>> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("train")
+            .arg("--json")
+            .arg("--resume")
+            .arg("--exit-on-stdin-eof")
+            .arg("--params")
+            .arg(dir.join("params.toml"))
+            .arg("--config")
+            .arg(dir.join("train.toml"))
+            .arg("--out")
+            .arg(dir)
+            .arg("--threads")
+            .arg(self.threads.to_string())
+            .arg("--split-seed")
+            .arg(self.split_seed.to_string())
+            .env("TUNE_LOG", "warn")
+            .env("RUST_BACKTRACE", "0")
+            .env_remove("TUNE_TEST_PANIC_AT_EPOCH")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(d) = &self.data_dir {
+            cmd.arg("--data-dir").arg(d);
+        }
+        if self.fail_trials.contains(&number) {
+            cmd.env("TUNE_TEST_PANIC_AT_EPOCH", "1");
+        }
+        let mut child = cmd.spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let (kill_tx, kill_rx) = oneshot::channel::<()>();
+        let lines_tx = tx.clone();
+        let reader = tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match serde_json::from_str::<EpochMetrics>(&line) {
+                    Ok(m) => {
+                        let _ = lines_tx.send(Message::Epoch(number, m));
+                    }
+                    Err(_) => tracing::debug!("trial {number}: {line}"),
+                }
+            }
+        });
+        let errors = tokio::spawn(async move {
+            let mut tail = VecDeque::new();
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tail.len() == 8 {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+            tail.into_iter().collect::<Vec<_>>().join("\n")
+        });
+        tokio::spawn(async move {
+            let _stdin = stdin; // held open for the child's lifetime
+            let mut killed = false;
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = kill_rx => {
+                    killed = true;
+                    let _ = child.kill().await;
+                    child.wait().await
+                }
+            };
+            let _ = reader.await; // every epoch line is delivered before the exit
+            let stderr_tail = errors.await.unwrap_or_default();
+            let outcome = match status {
+                _ if killed => Exit::Killed,
+                Ok(s) if s.success() => Exit::Success,
+                Ok(s) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    match s.signal() {
+                        Some(2) | Some(15) => Exit::Interrupted,
+                        Some(9) => Exit::Failed(format!("killed by SIGKILL (out of memory?)\n{stderr_tail}")),
+                        _ => Exit::Failed(format!("{s}\n{stderr_tail}")),
+                    }
+                }
+                Err(e) => Exit::Failed(format!("could not wait for the process: {e}")),
+            };
+            let _ = tx.send(Message::Exit { number, outcome });
+        });
+        Ok(kill_tx)
+    }
+}

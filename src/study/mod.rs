@@ -1,0 +1,15 @@
+//! A study: the search space, samplers, pruners, trial records, the journal, the leaderboard
+//! and the orchestration loop of `tune run`.
+
+pub mod journal;
+pub mod launch;
+pub mod leaderboard;
+pub mod pruner;
+pub mod run;
+pub mod sampler;
+pub mod space;
+pub mod trial;
+
+pub use run::{RunOptions, Summary, run};
+pub use space::SearchSpace;
+pub use trial::{TrialRecord, TrialState};

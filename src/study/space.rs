@@ -1,0 +1,504 @@
+//! The search space file: a `[study]` table of settings and a `[params]` table of
+//! distributions over the parameter dictionary. Raw TOML is checked into a [`SearchSpace`];
+//! every error names the file, the key and the fix.
+//!
+//! ```toml
+//! [params]
+//! lr = { float = [1e-4, 3e-3], log = true }
+//! n_conv = { int = [2, 4] }                       # depth: conv{i}_* exist only for i < n_conv
+//! "conv*_channels" = { int = [16, 128], step = 16 } # every conv block (conv0…conv3 here)
+//! conv0_filter = 3                                # fixed
+//! "conv*_activation" = { choice = ["relu", "elu"] }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TuneError};
+use crate::model::params::{Activation, CONV_KEYS, FC_KEYS, block_index, is_known_key, known_keys_help};
+use crate::model::{Params, Value};
+
+/// A distribution of one parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Distribution {
+    Int { low: i64, high: i64, step: i64, log: bool },
+    Float { low: f64, high: f64, log: bool },
+    Choice(Vec<Value>),
+    Fixed(Value),
+}
+
+impl Distribution {
+    /// Every value the grid sampler visits (floats: `grid_points` evenly, or log-evenly, spaced).
+    pub fn grid(&self, grid_points: usize) -> Vec<Value> {
+        match self {
+            Distribution::Int { low, high, step, .. } => (*low..=*high).step_by(*step as usize).map(Value::Int).collect(),
+            Distribution::Float { low, high, log } => {
+                let n = grid_points.max(2);
+                (0..n)
+                    .map(|i| {
+                        let t = i as f64 / (n - 1) as f64;
+                        Value::Float(if *log { (low.ln() + t * (high.ln() - low.ln())).exp() } else { low + t * (high - low) })
+                    })
+                    .collect()
+            }
+            Distribution::Choice(c) => c.clone(),
+            Distribution::Fixed(v) => vec![v.clone()],
+        }
+    }
+}
+
+/// Which cross-trial pruner stops weak trials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrunerKind {
+    None,
+    Median,
+    Asha,
+    Hyperband,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerKind {
+    Random,
+    Grid,
+    Tpe,
+}
+
+/// The `[study]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudySettings {
+    pub name: String,
+    /// Only `val_acc` is tracked per epoch; kept explicit so the file says what it optimises.
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    #[serde(default = "default_direction")]
+    pub direction: String,
+    #[serde(default = "default_trials")]
+    pub trials: usize,
+    /// Trial slots; default: one per core (1-thread trials give the most images/s on CPU).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    #[serde(default = "default_sampler")]
+    pub sampler: SamplerKind,
+    #[serde(default = "default_pruner")]
+    pub pruner: PrunerKind,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Evaluate the seed's default configuration first (when it lies in the space).
+    #[serde(default = "yes")]
+    pub enqueue_default: bool,
+    /// Other configurations to evaluate first, as parameter dictionaries.
+    #[serde(default)]
+    pub enqueue: Vec<Params>,
+    /// Points per float parameter for the grid sampler.
+    #[serde(default = "default_grid_points")]
+    pub grid_points: usize,
+    /// TPE random start-up trials.
+    #[serde(default = "default_startup")]
+    pub startup_trials: usize,
+    /// Trial n is sampled from the results of trials < n − history_lag only, and waits for them:
+    /// the same seed then gives the same configurations whatever the concurrency.
+    #[serde(default = "default_lag")]
+    pub history_lag: usize,
+    #[serde(default)]
+    pub training: TrainingSettings,
+    #[serde(default)]
+    pub pruning: PrunerSettings,
+}
+
+/// `[study.training]`: settings of every trial (a `[params]` entry of the same name wins).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingSettings {
+    pub max_epochs: usize,
+    pub patience: usize,
+    pub lr: f64,
+    pub lr_factor: f64,
+    pub lr_patience: usize,
+    pub batch_size: usize,
+    pub weight_decay: f64,
+    /// Stratified training subset for every trial (quick studies).
+    pub subset: Option<usize>,
+}
+
+impl Default for TrainingSettings {
+    fn default() -> Self {
+        TrainingSettings { max_epochs: 30, patience: 10, lr: 1e-3, lr_factor: 0.1, lr_patience: 5, batch_size: 100, weight_decay: 0.0, subset: None }
+    }
+}
+
+/// `[study.pruning]`: rungs at `min_resource · reduction_factor^k` epochs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrunerSettings {
+    pub min_resource: usize,
+    pub reduction_factor: usize,
+    /// Median pruner: epochs before any pruning, and finished trials needed first.
+    pub warmup_epochs: usize,
+    pub startup_trials: usize,
+}
+
+impl Default for PrunerSettings {
+    fn default() -> Self {
+        PrunerSettings { min_resource: 1, reduction_factor: 3, warmup_epochs: 2, startup_trials: 3 }
+    }
+}
+
+fn default_metric() -> String { "val_acc".into() }
+fn default_direction() -> String { "maximize".into() }
+fn default_trials() -> usize { 20 }
+fn default_sampler() -> SamplerKind { SamplerKind::Tpe }
+fn default_pruner() -> PrunerKind { PrunerKind::Asha }
+fn default_seed() -> u64 { 42 }
+fn yes() -> bool { true }
+fn default_grid_points() -> usize { 3 }
+fn default_startup() -> usize { 8 }
+fn default_lag() -> usize { 4 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    study: StudySettings,
+    params: toml::Table,
+}
+
+/// A checked search space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchSpace {
+    pub study: StudySettings,
+    /// Parameters in sampling order: depth keys first, so conditions are known when needed.
+    pub params: Vec<(String, Distribution)>,
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+impl SearchSpace {
+    pub fn from_file(path: &Path) -> Result<SearchSpace> {
+        let text = std::fs::read_to_string(path).map_err(|e| TuneError::io(path, e))?;
+        SearchSpace::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, file: &Path) -> Result<SearchSpace> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| TuneError::ConfigSyntax {
+            file: file.to_path_buf(),
+            message: format!("{e}\n  fix: see README's \"Search space\" section for the [study] and [params] keys"),
+        })?;
+        let err = |key: &str, problem: String, fix: String| TuneError::Config { file: file.to_path_buf(), key: key.to_string(), problem, fix };
+        check_study(&raw.study, &err)?;
+        let mut dists: BTreeMap<String, Distribution> = BTreeMap::new();
+        let mut templates = Vec::new();
+        for (key, value) in &raw.params {
+            let dist = parse_distribution(key, value, &err)?;
+            if key.contains('*') {
+                templates.push((key.clone(), dist));
+            } else {
+                if !is_known_key(key) {
+                    return Err(err(key, "unknown parameter".into(), format!("use one of {} (or conv*_… / fc*_… for every block)", known_keys_help())));
+                }
+                dists.insert(key.clone(), dist);
+            }
+        }
+        let max_conv = max_blocks(&dists, "conv", "channels", &err)?;
+        let max_fc = max_blocks(&dists, "fc", "neurons", &err)?;
+        for (template, dist) in templates {
+            let (kind, max, suffixes): (&str, usize, &[&str]) = match template.split_once("*_") {
+                Some(("conv", s)) if CONV_KEYS.contains(&s) => ("conv", max_conv, &CONV_KEYS),
+                Some(("fc", s)) if FC_KEYS.contains(&s) => ("fc", max_fc, &FC_KEYS),
+                _ => return Err(err(&template, "not a block template".into(), format!("write conv*_{{{}}} or fc*_{{{}}}", CONV_KEYS.join(","), FC_KEYS.join(",")))),
+            };
+            let suffix = template.split_once("*_").map(|(_, s)| s).unwrap_or_default();
+            debug_assert!(suffixes.contains(&suffix));
+            for i in 0..max {
+                dists.entry(format!("{kind}{i}_{suffix}")).or_insert_with(|| dist.clone());
+            }
+        }
+        // Every block that can exist needs its size; every block parameter needs a block.
+        for (kind, max, required) in [("conv", max_conv, "channels"), ("fc", max_fc, "neurons")] {
+            for i in 0..max {
+                let key = format!("{kind}{i}_{required}");
+                if !dists.contains_key(&key) {
+                    return Err(err(&key, format!("block {kind}{i} can exist (up to {max} {kind} blocks) but has no `{required}`"), format!("add `{key}` or `\"{kind}*_{required}\"`, or lower the upper bound of `n_{kind}`")));
+                }
+            }
+            if let Some(key) = dists.keys().find(|k| block_index(k, kind).is_some_and(|i| i >= max)) {
+                let fix = if dists.contains_key(&format!("n_{kind}")) {
+                    format!("remove `{key}` or raise the upper bound of `n_{kind}`")
+                } else {
+                    format!("remove `{key}`, or give every block up to it a `{required}` (without `n_{kind}`, the blocks are those with a `{required}`)")
+                };
+                return Err(err(key, format!("this block parameter has no block: at most {max} {kind} blocks exist"), fix));
+            }
+        }
+        for (key, dist) in &dists {
+            check_domain(key, dist, &err)?;
+        }
+        let mut params: Vec<(String, Distribution)> = dists.into_iter().collect();
+        params.sort_by_key(|(k, _)| !(k == "n_conv" || k == "n_fc"));
+        Ok(SearchSpace { study: raw.study, params, file: file.to_path_buf() })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Distribution> {
+        self.params.iter().find(|(k, _)| k == key).map(|(_, d)| d)
+    }
+
+    /// Whether `key` takes part given the depth already chosen in `partial`.
+    pub fn is_active(key: &str, partial: &Params) -> bool {
+        for kind in ["conv", "fc"] {
+            if let Some(i) = block_index(key, kind) {
+                return match partial.get(&format!("n_{kind}")) {
+                    Some(Value::Int(n)) => (i as i64) < *n,
+                    _ => true,
+                };
+            }
+        }
+        true
+    }
+
+    /// Drops parameters of blocks that do not exist, so one network has one dictionary.
+    pub fn prune_inactive(params: &mut Params) {
+        let snapshot = params.clone();
+        params.retain(|k, _| SearchSpace::is_active(k, &snapshot));
+    }
+
+    /// Whether `params` could have been sampled from this space (for enqueued configurations).
+    pub fn contains(&self, params: &Params) -> bool {
+        self.params.iter().all(|(key, dist)| match params.get(key) {
+            None => !SearchSpace::is_active(key, params),
+            Some(v) => match (dist, v) {
+                (Distribution::Int { low, high, step, .. }, Value::Int(x)) => x >= low && x <= high && (x - low) % step == 0,
+                (Distribution::Float { low, high, .. }, v) => v.as_f64().is_some_and(|x| x >= *low && x <= *high),
+                (Distribution::Choice(c), v) => c.contains(v),
+                (Distribution::Fixed(f), v) => f == v,
+                _ => false,
+            },
+        })
+    }
+}
+
+type ErrFn<'a> = dyn Fn(&str, String, String) -> TuneError + 'a;
+
+fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
+    if s.name.is_empty() || s.name.contains(['/', '\\']) || s.name.starts_with('.') {
+        return Err(err("study.name", format!("`{}` cannot name a directory", s.name), "use letters, digits, - and _".into()));
+    }
+    if s.metric != "val_acc" {
+        return Err(err("study.metric", format!("`{}` is not tracked", s.metric), "use metric = \"val_acc\"".into()));
+    }
+    if s.direction != "maximize" {
+        return Err(err("study.direction", format!("`{}` does not fit val_acc", s.direction), "use direction = \"maximize\"".into()));
+    }
+    let positive = [("study.trials", s.trials), ("study.training.max_epochs", s.training.max_epochs), ("study.training.patience", s.training.patience), ("study.training.batch_size", s.training.batch_size), ("study.training.lr_patience", s.training.lr_patience), ("study.pruning.min_resource", s.pruning.min_resource), ("study.grid_points", s.grid_points)];
+    for (key, v) in positive {
+        if v == 0 {
+            return Err(err(key, "must be at least 1".into(), format!("set `{key}` to a whole number ≥ 1")));
+        }
+    }
+    if s.concurrency == Some(0) {
+        return Err(err("study.concurrency", "must be at least 1".into(), "remove it (one slot per core) or set ≥ 1".into()));
+    }
+    if s.pruning.reduction_factor < 2 {
+        return Err(err("study.pruning.reduction_factor", format!("{} keeps every trial", s.pruning.reduction_factor), "use 2, 3 or 4".into()));
+    }
+    if !(s.training.lr > 0.0 && s.training.lr_factor > 0.0 && s.training.lr_factor < 1.0) {
+        return Err(err("study.training", "lr must be > 0 and lr_factor in (0, 1)".into(), "e.g. lr = 1e-3, lr_factor = 0.1".into()));
+    }
+    Ok(())
+}
+
+fn toml_to_value(v: &toml::Value) -> Option<Value> {
+    match v {
+        toml::Value::Integer(i) => Some(Value::Int(*i)),
+        toml::Value::Float(f) => Some(Value::Float(*f)),
+        toml::Value::String(s) => Some(Value::Str(s.clone())),
+        _ => None,
+    }
+}
+
+fn parse_distribution(key: &str, value: &toml::Value, err: &ErrFn) -> Result<Distribution> {
+    let fix_forms = "write a fixed value, { int = [low, high] } (optional step, log), { float = [low, high] } (optional log = true) or { choice = [a, b, …] }";
+    if let Some(v) = toml_to_value(value) {
+        return Ok(Distribution::Fixed(v));
+    }
+    let Some(table) = value.as_table() else {
+        return Err(err(key, "not a value or a distribution".into(), fix_forms.into()));
+    };
+    for k in table.keys() {
+        if !["int", "float", "choice", "step", "log"].contains(&k.as_str()) {
+            return Err(err(&format!("{key}.{k}"), "unknown field".into(), fix_forms.into()));
+        }
+    }
+    let log = match table.get("log") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(_) => return Err(err(&format!("{key}.log"), "not true or false".into(), "write log = true".into())),
+    };
+    let pair = |name: &str| -> Result<Option<(f64, f64, bool)>> {
+        let Some(v) = table.get(name) else { return Ok(None) };
+        let bad = || err(&format!("{key}.{name}"), "not a [low, high] pair of numbers".into(), format!("write {name} = [low, high]"));
+        let arr = v.as_array().filter(|a| a.len() == 2).ok_or_else(bad)?;
+        let num = |x: &toml::Value| x.as_float().or_else(|| x.as_integer().map(|i| i as f64));
+        let ints = arr.iter().all(|x| x.is_integer());
+        Ok(Some((num(&arr[0]).ok_or_else(bad)?, num(&arr[1]).ok_or_else(bad)?, ints)))
+    };
+    let kinds = ["int", "float", "choice"].iter().filter(|k| table.contains_key(**k)).count();
+    if kinds != 1 {
+        return Err(err(key, "needs exactly one of int, float, choice".into(), fix_forms.into()));
+    }
+    if let Some((low, high, ints)) = pair("int")? {
+        if !ints {
+            return Err(err(&format!("{key}.int"), "bounds are not whole numbers".into(), "use float = [low, high] for real values".into()));
+        }
+        let (low, high) = (low as i64, high as i64);
+        let step = match table.get("step") {
+            None => 1,
+            Some(toml::Value::Integer(s)) if *s >= 1 => *s,
+            Some(_) => return Err(err(&format!("{key}.step"), "not a whole number ≥ 1".into(), "write step = 8, say".into())),
+        };
+        if low > high {
+            return Err(err(key, format!("inverted range [{low}, {high}]"), format!("write int = [{high}, {low}]")));
+        }
+        if log && low <= 0 {
+            return Err(err(key, format!("log scale needs a lower bound > 0, got {low}"), "raise the lower bound or drop log = true".into()));
+        }
+        if (high - low) % step != 0 {
+            return Err(err(&format!("{key}.step"), format!("step {step} does not divide the range [{low}, {high}]"), format!("make high = {}", high - (high - low) % step)));
+        }
+        if log && step != 1 {
+            return Err(err(&format!("{key}.step"), "a step cannot be combined with log = true".into(), "drop one of them".into()));
+        }
+        return Ok(Distribution::Int { low, high, step, log });
+    }
+    if let Some((low, high, _)) = pair("float")? {
+        if table.contains_key("step") {
+            return Err(err(&format!("{key}.step"), "float distributions take no step".into(), "use choice = [...] for a discrete set".into()));
+        }
+        if low > high || !low.is_finite() || !high.is_finite() {
+            return Err(err(key, format!("inverted or infinite range [{low}, {high}]"), format!("write float = [{high}, {low}]")));
+        }
+        if log && low <= 0.0 {
+            return Err(err(key, format!("log scale needs a lower bound > 0, got {low}"), "use a positive lower bound such as 1e-5".into()));
+        }
+        return Ok(Distribution::Float { low, high, log });
+    }
+    let choices = table["choice"].as_array().map(|a| a.iter().map(toml_to_value).collect::<Option<Vec<_>>>());
+    match choices {
+        Some(Some(c)) if !c.is_empty() => {
+            if log || table.contains_key("step") {
+                return Err(err(key, "choice takes no step or log".into(), "drop them".into()));
+            }
+            Ok(Distribution::Choice(c))
+        }
+        Some(Some(_)) => Err(err(key, "empty choice list".into(), "list at least one value".into())),
+        _ => Err(err(&format!("{key}.choice"), "not a list of numbers or strings".into(), "write choice = [\"relu\", \"elu\"]".into())),
+    }
+}
+
+/// The number of blocks of a kind the space can produce.
+fn max_blocks(dists: &BTreeMap<String, Distribution>, kind: &str, required: &str, err: &ErrFn) -> Result<usize> {
+    let depth_key = format!("n_{kind}");
+    match dists.get(&depth_key) {
+        Some(Distribution::Int { high, low, .. }) if *low >= 0 => Ok(*high as usize),
+        Some(Distribution::Fixed(Value::Int(n))) if *n >= 0 => Ok(*n as usize),
+        Some(Distribution::Choice(c)) if c.iter().all(|v| matches!(v, Value::Int(n) if *n >= 0)) => {
+            Ok(c.iter().filter_map(|v| if let Value::Int(n) = v { Some(*n as usize) } else { None }).max().unwrap_or(0))
+        }
+        Some(_) => Err(err(&depth_key, "the number of blocks must be whole numbers ≥ 0".into(), format!("write {depth_key} = {{ int = [1, 4] }}"))),
+        None => Ok(dists.keys().filter_map(|k| block_index(k, kind).filter(|_| k.ends_with(required))).map(|i| i + 1).max().unwrap_or(0)),
+    }
+}
+
+/// Checks every value a distribution can produce against what the key accepts.
+fn check_domain(key: &str, dist: &Distribution, err: &ErrFn) -> Result<()> {
+    let values: Vec<Value> = match dist {
+        Distribution::Int { low, high, .. } => vec![Value::Int(*low), Value::Int(*high)],
+        Distribution::Float { low, high, .. } => vec![Value::Float(*low), Value::Float(*high)],
+        Distribution::Choice(c) => c.clone(),
+        Distribution::Fixed(v) => vec![v.clone()],
+    };
+    let suffix = key.rsplit('_').next().unwrap_or(key);
+    for v in values {
+        let ok = match (key, suffix) {
+            (_, "activation") => matches!(&v, Value::Str(s) if Activation::parse(s).is_some()),
+            ("drop_rate", _) => v.as_f64().is_some_and(|x| (0.0..1.0).contains(&x)),
+            ("lr", _) => v.as_f64().is_some_and(|x| x > 0.0),
+            ("weight_decay", _) => v.as_f64().is_some_and(|x| x >= 0.0),
+            ("n_conv" | "n_fc", _) | (_, "pad") => matches!(v, Value::Int(x) if x >= 0),
+            _ => matches!(v, Value::Int(x) if x >= 1),
+        };
+        if !ok {
+            let want = match (key, suffix) {
+                (_, "activation") => format!("one of {}", Activation::NAMES.join(", ")),
+                ("drop_rate", _) => "a rate in [0, 1)".into(),
+                ("lr", _) => "a number > 0".into(),
+                ("weight_decay", _) => "a number ≥ 0".into(),
+                ("n_conv" | "n_fc", _) | (_, "pad") => "whole numbers ≥ 0".into(),
+                _ => "whole numbers ≥ 1".into(),
+            };
+            return Err(err(key, format!("can produce `{v}`"), format!("`{key}` takes {want}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "[study]\nname = \"t\"\n[params]\n";
+
+    fn parse(params: &str) -> Result<SearchSpace> {
+        SearchSpace::parse(&format!("{HEAD}{params}"), Path::new("space.toml"))
+    }
+
+    #[test]
+    fn valid_space_with_templates_and_depth() {
+        let s = parse("lr = { float = [1e-4, 1e-2], log = true }\nn_conv = { int = [1, 3] }\n\"conv*_channels\" = { int = [8, 64], step = 8 }\nconv0_filter = 3\n\"conv*_activation\" = { choice = [\"relu\", \"elu\"] }\nfc0_neurons = { choice = [64, 128] }").unwrap();
+        assert_eq!(s.params[0].0, "n_conv", "depth keys are sampled first");
+        assert!(s.get("conv2_channels").is_some() && s.get("conv3_channels").is_none());
+        assert_eq!(s.get("conv1_channels"), Some(&Distribution::Int { low: 8, high: 64, step: 8, log: false }));
+        assert_eq!(s.study.sampler, SamplerKind::Tpe);
+        let mut p: Params = [("n_conv".to_string(), Value::Int(1)), ("conv1_channels".to_string(), Value::Int(8))].into();
+        assert!(!SearchSpace::is_active("conv1_channels", &p));
+        SearchSpace::prune_inactive(&mut p);
+        assert!(!p.contains_key("conv1_channels"));
+    }
+
+    #[test]
+    fn bad_spaces_name_file_key_and_fix() {
+        let cases = [
+            ("lr = { float = [1e-2, 1e-4] }", "`lr`", "inverted"),
+            ("lr = { float = [0.0, 1e-2], log = true }", "`lr`", "lower bound > 0"),
+            ("conv0_activation = { choice = [] }", "conv0_activation", "empty choice"),
+            ("conv0_channels = 8\nconv3_pad = 1", "conv3_pad", "has no block"),
+            ("n_conv = { int = [1, 2] }\n\"conv*_channels\" = 8\nconv4_pad = 1", "conv4_pad", "has no block"),
+            ("conv0_chanels = 8", "conv0_chanels", "unknown parameter"),
+            ("lr = { float = [1e-4, 1e-2], lg = true }", "lr.lg", "unknown field"),
+            ("conv0_channels = { int = [8, 30], step = 8 }", "conv0_channels.step", "make high = 24"),
+            ("conv0_channels = 8\nconv0_activation = { choice = [\"relu\", \"swish\"] }", "conv0_activation", "can produce `swish`"),
+            ("drop_rate = { float = [0.1, 1.0] }", "drop_rate", "[0, 1)"),
+            ("\"pool*_x\" = 1", "pool*_x", "not a block template"),
+        ];
+        for (text, key, why) in cases {
+            let msg = parse(text).unwrap_err().to_string();
+            assert!(msg.contains("space.toml") && msg.contains(key) && msg.contains(why) && msg.contains("fix"), "{text}\n→ {msg}");
+        }
+        let msg = SearchSpace::parse("[study]\nname = \"t\"\ntrails = 3\n[params]\n", Path::new("space.toml")).unwrap_err().to_string();
+        assert!(msg.contains("trails") && msg.contains("space.toml"), "{msg}");
+        let msg = SearchSpace::parse("[study]\nname = \"t\"\ntrials = 0\n[params]\n", Path::new("space.toml")).unwrap_err().to_string();
+        assert!(msg.contains("study.trials"), "{msg}");
+    }
+
+    #[test]
+    fn contains_respects_conditions() {
+        let s = parse("n_conv = { int = [1, 2] }\n\"conv*_channels\" = { int = [8, 16], step = 8 }").unwrap();
+        let p: Params = [("n_conv".to_string(), Value::Int(1)), ("conv0_channels".to_string(), Value::Int(16))].into();
+        assert!(s.contains(&p));
+        let q: Params = [("n_conv".to_string(), Value::Int(2)), ("conv0_channels".to_string(), Value::Int(16))].into();
+        assert!(!s.contains(&q), "an active block parameter is missing");
+    }
+}

@@ -1,0 +1,73 @@
+//! A trial's record: its number, dictionary, seed, state and epoch history.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Params;
+use crate::training::EpochMetrics;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialState {
+    Running,
+    Complete,
+    Pruned,
+    Failed,
+    /// Rejected by shape inference: never launched.
+    Infeasible,
+}
+
+impl TrialState {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrialState::Running => "running",
+            TrialState::Complete => "complete",
+            TrialState::Pruned => "pruned",
+            TrialState::Failed => "failed",
+            TrialState::Infeasible => "infeasible",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        self != TrialState::Running
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    pub number: usize,
+    pub params: Params,
+    pub seed: u64,
+    pub state: TrialState,
+    /// Why it was pruned, failed or infeasible.
+    pub reason: Option<String>,
+    pub history: Vec<EpochMetrics>,
+    /// Wall seconds of the trial's process(es).
+    pub secs: f64,
+}
+
+impl TrialRecord {
+    /// Best val_acc and its epoch, if any epoch ran.
+    pub fn best(&self) -> Option<(f64, usize)> {
+        self.history.iter().fold(None, |best: Option<(f64, usize)>, m| match best {
+            Some((v, _)) if v >= m.val_acc => best,
+            _ => Some((m.val_acc, m.epoch)),
+        })
+    }
+
+    /// The value samplers rank by: best val_acc of a trained trial.
+    pub fn value(&self) -> Option<f64> {
+        match self.state {
+            TrialState::Complete | TrialState::Pruned => self.best().map(|b| b.0),
+            _ => None,
+        }
+    }
+}
+
+/// Seed of trial `n`: a function of the study seed and the number only, never of timing.
+/// Kept below 2^63 so it fits TOML's integers.
+pub fn trial_seed(study_seed: u64, n: usize) -> u64 {
+    let mut z = study_seed.wrapping_add((n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) >> 1
+}

@@ -1,0 +1,10 @@
+//! Training one network: settings, the loop, per-epoch schedules and metrics.
+
+pub mod config;
+pub mod metrics;
+pub mod run;
+pub mod schedule;
+
+pub use config::TrainConfig;
+pub use metrics::EpochMetrics;
+pub use run::{Display, Evaluation, Outcome, TrainData, evaluate, load_model, train};

@@ -1,0 +1,286 @@
+//! The training loop: Adam on cross-entropy, validation after every epoch, early stopping and
+//! learning-rate reduction on val_acc, the best epoch's weights kept, and a resumable state
+//! written after every epoch (so kill -9 loses at most the epoch in flight).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+use super::metrics::{self, EpochMetrics};
+use super::schedule::{EarlyStopping, Plateau};
+use crate::data::{Images, PIXELS};
+use crate::error::{Result, TuneError};
+use crate::model::{Architecture, Cnn};
+
+/// Images and the index lists to train and validate on.
+pub struct TrainData<'a> {
+    pub train_images: &'a Images,
+    pub train: Vec<usize>,
+    pub val_images: &'a Images,
+    pub val: Vec<usize>,
+}
+
+/// How a run shows its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Display {
+    /// A bar per epoch on a terminal, a log line per epoch otherwise.
+    Human,
+    /// Nothing but what the observer does (trial processes stream JSON).
+    Silent,
+}
+
+/// Files in a training output directory.
+pub struct RunFiles {
+    pub dir: PathBuf,
+}
+
+impl RunFiles {
+    pub fn best(&self) -> PathBuf {
+        self.dir.join("best.bpk")
+    }
+    fn last(&self) -> PathBuf {
+        self.dir.join("last.bpk")
+    }
+    fn last_optim(&self) -> PathBuf {
+        self.dir.join("last_optim.bpk")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.csv")
+    }
+}
+
+/// Everything needed to continue a run after the last finished epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunState {
+    pub history: Vec<EpochMetrics>,
+    pub early: EarlyStopping,
+    pub plateau: Plateau,
+    pub lr: f64,
+    /// Early stopping ended the run.
+    pub finished: bool,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub history: Vec<EpochMetrics>,
+    pub best_epoch: usize,
+    pub best_val_acc: f64,
+    pub stopped_early: bool,
+}
+
+/// Loss, accuracy and the predicted class of every evaluated image.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub acc: f64,
+    pub predictions: Vec<u8>,
+}
+
+fn mix(seed: u64, salt: u64) -> u64 {
+    // SplitMix64 finaliser: distinct, well-spread seeds per (seed, epoch).
+    let mut z = seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn batch_tensors(images: &Images, idx: &[usize], device: &Device, px: &mut Vec<f32>, labels: &mut Vec<i64>) -> (Tensor<4>, Tensor<1, Int>) {
+    images.gather(idx, px, labels);
+    let n = idx.len();
+    let x = Tensor::<4>::from_data(TensorData::new(std::mem::take(px), [n, 1, 28, 28]), device);
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [n]), device);
+    (x, y)
+}
+
+fn checkpoint_err(path: &Path, e: impl std::fmt::Display) -> TuneError {
+    TuneError::Checkpoint { path: path.to_path_buf(), problem: e.to_string() }
+}
+
+/// Saves a model through a temporary file so a crash never leaves a torn checkpoint.
+pub fn save_model(model: &Cnn, path: &Path) -> Result<()> {
+    let tmp = crate::storage::tmp_path(path);
+    model.clone().save_file(&tmp).map_err(|e| checkpoint_err(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| TuneError::io(path, e))
+}
+
+/// Loads weights saved by [`save_model`] into a freshly built model of the same architecture.
+pub fn load_model(arch: &Architecture, path: &Path, device: &Device) -> Result<Cnn> {
+    if !path.is_file() {
+        return Err(checkpoint_err(path, "file not found"));
+    }
+    Cnn::new(arch, device)?.try_load_file(path).map_err(|e| checkpoint_err(path, e))
+}
+
+/// Evaluates `model` (switched to inference) on `indices` of `images`, in batches of 500.
+pub fn evaluate(model: &Cnn, images: &Images, indices: &[usize], device: &Device) -> Evaluation {
+    let device = device.clone().inner();
+    let model = model.valid();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let (mut px, mut labels) = (Vec::with_capacity(500 * PIXELS), Vec::new());
+    let (mut loss_sum, mut correct, mut predictions) = (0.0f64, 0usize, Vec::with_capacity(indices.len()));
+    for chunk in indices.chunks(500) {
+        let (x, y) = batch_tensors(images, chunk, &device, &mut px, &mut labels);
+        let logits = model.forward(x);
+        loss_sum += loss_fn.forward(logits.clone(), y).into_scalar::<f32>() as f64 * chunk.len() as f64;
+        let pred: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().expect("argmax gives integers");
+        correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        predictions.extend(pred.iter().map(|&p| p as u8));
+    }
+    let n = indices.len().max(1) as f64;
+    Evaluation { loss: loss_sum / n, acc: correct as f64 / n, predictions }
+}
+
+/// Trains `arch` and writes `metrics.csv`, `best.bpk` and the resumable state into `out`.
+/// With `resume`, continues from the state found there. `observer` sees every epoch as it ends.
+pub fn train(
+    data: &TrainData,
+    arch: &Architecture,
+    cfg: &TrainConfig,
+    out: &Path,
+    device: &Device,
+    resume: bool,
+    display: Display,
+    observer: &mut dyn FnMut(&EpochMetrics),
+) -> Result<Outcome> {
+    std::fs::create_dir_all(out).map_err(|e| TuneError::io(out, e))?;
+    let files = RunFiles { dir: out.to_path_buf() };
+    let ad = device.clone().autodiff();
+    let mut adam = AdamConfig::new().with_epsilon(1e-7);
+    if cfg.weight_decay > 0.0 {
+        adam = adam.with_weight_decay(Some(WeightDecayConfig::new(cfg.weight_decay as f32)));
+    }
+    let mut optim = adam.init();
+
+    let resumed = if resume && files.state().is_file() { Some(read_state(&files.state())?) } else { None };
+    let (mut model, mut state) = match resumed {
+        Some(state) => {
+            let model = load_model(arch, &files.last(), &ad)?;
+            optim = optim.load(files.last_optim()).map_err(|e| checkpoint_err(&files.last_optim(), e))?;
+            (model, state)
+        }
+        None => {
+            ad.seed(cfg.seed);
+            let state = RunState {
+                history: Vec::new(),
+                early: EarlyStopping::new(cfg.patience),
+                plateau: Plateau::new(cfg.lr_patience, cfg.lr_factor, cfg.min_lr),
+                lr: cfg.lr,
+                finished: false,
+            };
+            (Cnn::new(arch, &ad)?, state)
+        }
+    };
+    for m in &state.history {
+        observer(m);
+    }
+
+    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
+    let (mut px, mut labels) = (Vec::with_capacity(cfg.batch_size * PIXELS), Vec::new());
+    let batches = data.train.len().div_ceil(cfg.batch_size) as u64;
+    while !state.finished && state.history.len() < cfg.epochs {
+        let epoch = state.history.len() + 1;
+        let started = Instant::now();
+        ad.seed(mix(cfg.seed, epoch as u64));
+        let mut order = data.train.clone();
+        order.shuffle(&mut StdRng::seed_from_u64(mix(cfg.seed, 1000 + epoch as u64)));
+        let bar = epoch_bar(display, batches, epoch, cfg.epochs);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for chunk in order.chunks(cfg.batch_size) {
+            let (x, y) = batch_tensors(data.train_images, chunk, &ad, &mut px, &mut labels);
+            let logits = model.forward(x);
+            let loss = loss_fn.forward(logits.clone(), y.clone());
+            let hits = logits.argmax(1).flatten::<1>(0, 1).equal(y).int().sum().into_scalar::<i64>();
+            let loss_value = loss.clone().into_scalar::<f32>() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(state.lr, model, grads);
+            loss_sum += loss_value * chunk.len() as f64;
+            correct += hits as usize;
+            seen += chunk.len();
+            let rate = seen as f64 / started.elapsed().as_secs_f64();
+            bar.set_message(format!("loss {:.4} acc {:.4} {:.0} img/s", loss_sum / seen as f64, correct as f64 / seen as f64, rate));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let val = evaluate(&model, data.val_images, &data.val, device);
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_acc: correct as f64 / seen.max(1) as f64,
+            val_loss: val.loss,
+            val_acc: val.acc,
+            lr: state.lr,
+            secs: started.elapsed().as_secs_f64(),
+        };
+        let (improved, stop) = state.early.update(epoch, val.acc);
+        state.lr = state.plateau.update(val.acc, state.lr);
+        state.history.push(metrics.clone());
+        // Early stopping ends a run for good; the epoch limit does not (a resume may raise it).
+        state.finished = stop;
+        if improved {
+            save_model(&model, &files.best())?;
+        }
+        // Checkpoints first, state last: the state never points at weights not yet on disk.
+        save_model(&model, &files.last())?;
+        let tmp = crate::storage::tmp_path(&files.last_optim());
+        optim.save(&tmp).map_err(|e| checkpoint_err(&files.last_optim(), e))?;
+        std::fs::rename(&tmp, files.last_optim()).map_err(|e| TuneError::io(files.last_optim(), e))?;
+        write_state(&files.state(), &state)?;
+        metrics::write_csv(&files.metrics(), &state.history)?;
+        if display == Display::Human {
+            tracing::info!(
+                "epoch {epoch}/{}: loss {:.4} acc {:.4} | val_loss {:.4} val_acc {:.4} | lr {:.0e} | {:.1}s ({:.0} img/s){}",
+                cfg.epochs, metrics.train_loss, metrics.train_acc, metrics.val_loss, metrics.val_acc, metrics.lr,
+                metrics.secs, seen as f64 / metrics.secs, if improved { " *best*" } else { "" }
+            );
+        }
+        observer(&metrics);
+    }
+    Ok(Outcome {
+        best_epoch: state.early.best_epoch,
+        best_val_acc: state.early.best,
+        stopped_early: state.early.wait >= state.early.patience,
+        history: state.history,
+    })
+}
+
+fn epoch_bar(display: Display, batches: u64, epoch: usize, epochs: usize) -> ProgressBar {
+    if display == Display::Silent {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(batches), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+    bar
+}
+
+pub fn read_state(path: &Path) -> Result<RunState> {
+    let text = std::fs::read_to_string(path).map_err(|e| TuneError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| TuneError::CorruptData {
+        path: path.to_path_buf(),
+        problem: format!("unreadable run state: {e}"),
+        fix: "delete the run directory to start the run afresh".into(),
+    })
+}
+
+fn write_state(path: &Path, state: &RunState) -> Result<()> {
+    crate::storage::write_atomic(path, serde_json::to_string(state).expect("serialisable").as_bytes())
+}

@@ -1,0 +1,142 @@
+//! `tune run` through the real binary: ranking, parallel slots, failures, kill -9 and resume.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn space(name: &str, trials: usize, extra: &str) -> String {
+    format!(
+        "[study]\nname = \"{name}\"\ntrials = {trials}\nseed = 3\nstartup_trials = 3\nhistory_lag = 2\n{extra}\n\
+         [study.training]\nmax_epochs = 3\npatience = 2\nlr_patience = 1\nsubset = 300\n\n\
+         [params]\nlr = {{ float = [1e-3, 1e-2], log = true }}\nn_conv = {{ int = [1, 2] }}\n\"conv*_channels\" = {{ choice = [4, 8] }}\n\
+         \"conv*_pool\" = 2\nn_fc = {{ int = [0, 1] }}\nfc0_neurons = 16\ndrop_rate = {{ float = [0.0, 0.3] }}\n"
+    )
+}
+
+fn journal_events(f: &Fixture, study: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(f.path(&format!("runs/{study}/journal.jsonl")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn six_trials_two_slots_end_with_a_ranked_leaderboard() {
+    let f = Fixture::new(600, 100);
+    let s = f.write("s.toml", &space("six", 6, "pruner = \"none\""));
+    let out = ok(f.run(&["run", s.to_str().unwrap(), "--concurrency", "2", "--data-dir", f.data().to_str().unwrap()]));
+    assert!(out.contains("6 complete, 0 pruned, 0 failed"), "{out}");
+    let board = f.path("runs/six/leaderboard.csv");
+    let headers = csv_headers(&board);
+    assert_eq!(headers[..8], ["rank", "trial", "state", "best_val_acc", "best_epoch", "epochs", "seconds", "reason"]);
+    assert!(headers.contains(&"lr".to_string()) && headers.contains(&"n_conv".to_string()));
+    let rows = csv_rows(&board);
+    assert_eq!(rows.len(), 6);
+    let accs: Vec<f64> = rows.iter().map(|r| r[3].parse().unwrap()).collect();
+    assert!(accs.windows(2).all(|w| w[0] >= w[1]), "ranked best first: {accs:?}");
+    assert_eq!(rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>(), ["1", "2", "3", "4", "5", "6"]);
+    for n in 0..6 {
+        let dir = f.path(&format!("runs/six/trials/{n}"));
+        assert!(dir.join("metrics.csv").is_file() && dir.join("best.bpk").is_file() && dir.join("params.toml").is_file(), "trial {n} files");
+    }
+    assert!(f.path("runs/six/space.toml").is_file() && f.path("runs/six/settings.json").is_file());
+    // Trial 0 is the seed's default network restricted to the space, when it fits: here it
+    // does not (channels 32 are outside [4, 8]), so every trial was sampled.
+    let events = journal_events(&f, "six");
+    assert_eq!(events.iter().filter(|e| e["event"] == "created").count(), 6);
+}
+
+#[test]
+fn same_seed_same_configurations_whatever_the_concurrency() {
+    let f = Fixture::new(300, 50);
+    let d = f.data();
+    let params = |study: &str, conc: &str| {
+        let s = f.write(&format!("{study}.toml"), &space(study, 5, "pruner = \"none\""));
+        ok(f.run(&["run", s.to_str().unwrap(), "--concurrency", conc, "--data-dir", d.to_str().unwrap(), "--max-epochs", "1"]));
+        journal_events(&f, study).into_iter().filter(|e| e["event"] == "created").map(|e| (e["number"].clone(), e["params"].clone(), e["seed"].clone())).collect::<Vec<_>>()
+    };
+    let one = params("c1", "1");
+    let two = params("c2", "2");
+    assert_eq!(one.len(), 5);
+    assert_eq!(one, two);
+}
+
+#[test]
+fn a_failing_trial_does_not_stop_the_study() {
+    let f = Fixture::new(300, 50);
+    let s = f.write("s.toml", &space("fail", 4, "pruner = \"none\""));
+    let o = f.cmd(&["run", s.to_str().unwrap(), "--concurrency", "2", "--data-dir", f.data().to_str().unwrap()]).env("TUNE_TEST_FAIL_TRIALS", "1").output().unwrap();
+    let out = ok(o);
+    assert!(out.contains("3 complete, 0 pruned, 1 failed"), "{out}");
+    let rows = csv_rows(&f.path("runs/fail/leaderboard.csv"));
+    let failed = rows.iter().find(|r| &r[1] == "1").unwrap();
+    assert_eq!(&failed[2], "failed");
+    assert!(failed[7].contains("injected failure"), "the reason is kept: {}", &failed[7]);
+}
+
+#[test]
+fn killed_study_resumes_without_redoing_finished_trials() {
+    let f = Fixture::new(600, 100);
+    let s = f.write("s.toml", &space("kill", 5, "pruner = \"none\"").replace("max_epochs = 3", "max_epochs = 4").replace("patience = 2", "patience = 4"));
+    let data = f.data();
+    let args = ["run", s.to_str().unwrap(), "--concurrency", "1", "--data-dir", data.to_str().unwrap()];
+    let mut child = f.cmd(&args).spawn().unwrap();
+    let started = Instant::now();
+    // Wait until one trial finished and the next has recorded an epoch, then kill -9.
+    loop {
+        let ev = journal_events(&f, "kill");
+        let finished = ev.iter().filter(|e| e["event"] == "finished").count();
+        let later_epochs = ev.iter().filter(|e| e["event"] == "epoch" && e["number"].as_u64() > Some(0)).count();
+        if finished >= 1 && later_epochs >= 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "study made no progress: {ev:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = journal_events(&f, "kill");
+    let finished_before: Vec<u64> = before.iter().filter(|e| e["event"] == "finished").map(|e| e["number"].as_u64().unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300)); // the orphaned trial notices its closed stdin
+    let out = ok(f.run(&args));
+    assert!(out.contains("5 complete"), "{out}");
+    let after = journal_events(&f, "kill");
+    for n in 0..5u64 {
+        let finishes = after.iter().filter(|e| e["event"] == "finished" && e["number"] == n).count();
+        assert_eq!(finishes, 1, "trial {n} finished exactly once");
+        let epochs: Vec<u64> = after.iter().filter(|e| e["event"] == "epoch" && e["number"] == n).map(|e| e["metrics"]["epoch"].as_u64().unwrap()).collect();
+        let unique: std::collections::BTreeSet<_> = epochs.iter().collect();
+        assert_eq!(epochs.len(), unique.len(), "trial {n}: no epoch journaled twice: {epochs:?}");
+    }
+    let created: Vec<u64> = after.iter().filter(|e| e["event"] == "created").map(|e| e["number"].as_u64().unwrap()).collect();
+    assert_eq!(created, [0, 1, 2, 3, 4], "no trial re-sampled");
+    assert!(!finished_before.is_empty());
+}
+
+#[test]
+fn seed_sagemaker_space_launches_no_impossible_network() {
+    let f = Fixture::new(300, 50);
+    let space = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces/seed_sagemaker.toml");
+    let out = ok(f.run(&[
+        "run", space.to_str().unwrap(), "--trials", "4", "--max-epochs", "1", "--subset", "100", "--concurrency", "2", "--data-dir", f.data().to_str().unwrap(), "--seed", "1",
+    ]));
+    assert!(out.contains(", 0 failed,"), "{out}");
+    let rows = csv_rows(&f.path("runs/seed_sagemaker/leaderboard.csv"));
+    let trained = rows.iter().filter(|r| &r[2] == "complete" || &r[2] == "pruned").count();
+    assert_eq!(trained, 4, "{out}");
+    for r in rows.iter().filter(|r| &r[2] == "infeasible") {
+        assert!(r[7].contains('×'), "infeasible trials carry the shape reason: {}", &r[7]);
+    }
+}
+
+#[test]
+fn bad_space_is_one_clear_error() {
+    let f = Fixture::new(100, 20);
+    let s = f.write("s.toml", &space("bad", 2, "").replace("lr = { float = [1e-3, 1e-2], log = true }", "lr = { float = [0.0, 1e-2], log = true }"));
+    let o = f.run(&["run", s.to_str().unwrap(), "--data-dir", f.data().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let msg = text(&o);
+    assert!(msg.contains("s.toml") && msg.contains("`lr`") && msg.contains("fix"), "{msg}");
+    assert!(!f.path("runs/bad").exists(), "nothing written for a space that does not parse");
+}

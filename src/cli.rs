@@ -29,6 +29,12 @@ pub enum Command {
     Train(TrainArgs),
     /// Run (or resume) a study: sample, train in parallel, prune, rank.
     Run(RunArgs),
+    /// Leaderboard, exports, plots and an HTML page for a study (or every study in a runs dir).
+    Report(ReportArgs),
+    /// Retrain the best (or any) trial on the 50k train split and test it once.
+    Retrain(crate::retrain::RetrainArgs),
+    /// Evaluate a saved model (a directory with params.toml and best.bpk) on one split.
+    Eval(EvalArgs),
     /// Time training and evaluation of the default model and the data load.
     Bench(BenchArgs),
 }
@@ -144,6 +150,39 @@ pub struct TrainArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A runs directory (every study in it) or one study directory.
+    #[arg(default_value = "runs")]
+    pub path: PathBuf,
+    /// Rows of the terminal leaderboard.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Directory written by `tune train`, `tune retrain` or a study trial.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: EvalSplit,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalSplit {
+    /// The balanced 10,000-image test split (read only here and by retrain).
+    Test,
+    /// The official 10,000 images used for validation.
+    Val,
+    /// The 50,000 training images (to compare train and validation behaviour).
+    Train,
+}
+
+#[derive(Args, Debug)]
 pub struct BenchArgs {
     #[command(flatten)]
     pub data: DataArgs,
@@ -168,6 +207,16 @@ pub fn execute(cli: Cli) -> Result<()> {
         }
         Command::Train(args) => train_command(args),
         Command::Run(args) => run_command(args),
+        Command::Eval(args) => crate::evaluation::eval_command(&args),
+        Command::Report(args) => report_command(&args),
+        Command::Retrain(args) => {
+            let s = crate::retrain::run(&args)?;
+            if s.test_accuracy.len() > 1 {
+                println!("test accuracy over {} seeds: {:.4} ± {:.4} (mean ± sample std)", s.test_accuracy.len(), s.mean, s.std);
+            }
+            println!("wrote {}", s.study.join("retrain").display());
+            Ok(())
+        }
         Command::Bench(args) => crate::bench::run(&args),
     }
 }
@@ -282,6 +331,16 @@ pub fn resolve_config(args: &TrainArgs, params: &model::Params) -> Result<TrainC
     if let Some(v) = args.batch_size { if v == 0 { return Err(flag("--batch-size", "empty batches")); } cfg.batch_size = v; }
     cfg.split_seed = args.data.split_seed;
     Ok(cfg)
+}
+
+fn report_command(args: &ReportArgs) -> Result<()> {
+    for study in crate::report::find_studies(&args.path)? {
+        let g = crate::report::generate(&study)?;
+        println!("study {}: {}", study.display(), crate::report::counts_line(&g.trials));
+        println!("{}", crate::study::leaderboard::render(&g.trials, args.top));
+        println!("report: {} ({} files)\n", g.dir.join("index.html").display(), g.files.len());
+    }
+    Ok(())
 }
 
 fn run_command(args: RunArgs) -> Result<()> {

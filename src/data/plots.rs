@@ -52,39 +52,65 @@ pub fn samples_grid(images: &Images, indices: &[usize], per_class: usize, seed: 
 pub fn distribution_chart(splits: &[(&str, [usize; CLASSES])], out: &Path) -> Result<()> {
     let root = BitMapBackend::new(out, (1000, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(out, e))?;
-    let max = splits.iter().flat_map(|(_, c)| c.iter()).copied().max().unwrap_or(1) as f64 * 1.15;
+    // Head room above the tallest bar for the legend.
+    let max = (splits.iter().flat_map(|(_, c)| c.iter()).copied().max().unwrap_or(1) as f64 * 1.3) as u32;
     let mut chart = ChartBuilder::on(&root)
         .caption("Images per class and split", ("sans-serif", 22))
         .margin(12)
-        .x_label_area_size(60)
+        .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..CLASSES as f64, 0f64..max)
+        .build_cartesian_2d((0..CLASSES - 1).into_segmented(), 0u32..max)
         .map_err(|e| plot_err(out, e))?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(CLASSES)
-        .x_label_formatter(&|x| CLASS_NAMES.get(x.floor() as usize).map_or(String::new(), |s| s.to_string()))
+        .x_label_formatter(&|x| match x {
+            SegmentValue::CenterOf(i) => CLASS_NAMES.get(*i).map_or(String::new(), |s| s.to_string()),
+            _ => String::new(),
+        })
         .y_desc("images")
         .draw()
         .map_err(|e| plot_err(out, e))?;
     let width = 0.8 / splits.len() as f64;
     for (s, (name, counts)) in splits.iter().enumerate() {
         let color = Palette99::pick(s).to_rgba();
+        let bars = counts.iter().enumerate().map(move |(c, &n)| {
+            // Each class segment is split into one bar per split, in pixel space.
+            let offset = 0.1 + s as f64 * width;
+            BarElement { class: c, from: offset, to: offset + width, height: n as u32, color }
+        });
         chart
-            .draw_series(counts.iter().enumerate().map(|(c, &n)| {
-                let x0 = c as f64 + 0.1 + s as f64 * width;
-                Rectangle::new([(x0, 0.0), (x0 + width, n as f64)], color.filled())
-            }))
+            .draw_series(bars.map(|b| b.rectangle()))
             .map_err(|e| plot_err(out, e))?
             .label(*name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperMiddle)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
         .map_err(|e| plot_err(out, e))?;
     root.present().map_err(|e| plot_err(out, e))
+}
+
+/// One bar inside a class segment: `from`/`to` are fractions of the segment's width.
+struct BarElement {
+    class: usize,
+    from: f64,
+    to: f64,
+    height: u32,
+    color: RGBAColor,
+}
+
+impl BarElement {
+    fn rectangle(&self) -> Rectangle<(SegmentValue<usize>, u32)> {
+        let mut r = Rectangle::new([(SegmentValue::Exact(self.class), 0), (SegmentValue::Exact(self.class + 1), self.height)], self.color.filled());
+        // Margins in pixels approximate the fractions for a 1000 px wide chart (≈ 90 px per class).
+        let seg = 92.0;
+        r.set_margin(0, 0, (self.from * seg) as u32, ((1.0 - self.to) * seg) as u32);
+        r
+    }
 }

@@ -10,8 +10,11 @@ use super::params::{Activation, Architecture};
 use super::shape::{ShapeError, infer};
 use crate::data::CLASSES;
 
-/// Keras' batch-norm defaults (momentum 0.99 there is 0.01 here: burn weights the new batch).
-const BN_MOMENTUM: f64 = 0.01;
+/// Weight of each batch in the running statistics (PyTorch's default; burn weights the new
+/// batch, so Keras' 0.99 would be 0.01 here). With 0.01 the running statistics lagged so far
+/// behind the weights that the first epoch evaluated at val_acc 0.10 (10k images) and 0.75
+/// (50k); with 0.1, 0.86 and above.
+const BN_MOMENTUM: f64 = 0.1;
 const BN_EPSILON: f64 = 1e-3;
 
 fn batch_norm(features: usize, device: &Device) -> BatchNorm {

@@ -1,0 +1,69 @@
+//! The report page: a self-contained HTML file next to its SVG plots.
+
+use std::collections::BTreeMap;
+
+use crate::study::TrialRecord;
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+pub fn page(name: &str, trials: &BTreeMap<usize, TrialRecord>, importance: &[(String, f64)], infeasible: &[(String, f64)], layers: &[(String, usize)]) -> String {
+    let md = super::markdown(trials, 20);
+    let mut table = String::from("<table>\n");
+    for (i, line) in md.lines().enumerate() {
+        if i == 1 {
+            continue;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let tag = if i == 0 { "th" } else { "td" };
+        table.push_str("<tr>");
+        for c in cells {
+            table.push_str(&format!("<{tag}>{}</{tag}>", escape(c)));
+        }
+        table.push_str("</tr>\n");
+    }
+    table.push_str("</table>");
+    let best = trials.values().filter(|t| t.value().is_some()).max_by(|a, b| a.value().unwrap_or(0.0).total_cmp(&b.value().unwrap_or(0.0)));
+    let best_line = best.map_or("no trained trial yet".to_string(), |t| {
+        let (v, e) = t.best().unwrap_or((0.0, 0));
+        format!("best: trial #{} with val_acc {v:.4} at epoch {e} — retrain it with <code>tune retrain --best</code>", t.number)
+    });
+    let imp: String = importance.iter().take(5).map(|(p, e)| format!("<li><code>{}</code>: {:.2}</li>", escape(p), e)).collect();
+    let mut infeasible_section = String::new();
+    if !infeasible.is_empty() {
+        let l: String = layers.iter().map(|(l, n)| format!("<li><code>{}</code>: {n}</li>", escape(l))).collect();
+        infeasible_section = format!(
+            "<h2>Infeasible networks</h2><p>Rejected by shape inference before launch, by the layer where they collapsed:</p><ul>{l}</ul>\
+             <p>Parameters by how much of the infeasibility they explain (η²):</p><img src=\"infeasible.svg\" alt=\"infeasibility by parameter\">"
+        );
+        let _ = infeasible;
+    }
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>tune report: {name}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+th {{ background: #f0f0f0; }} img {{ max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }}
+</style></head><body>
+<h1>Study <code>{name}</code></h1>
+<p>{counts}. {best_line}.</p>
+<h2>Leaderboard</h2>
+{table}
+<p>Exports: <a href="leaderboard.csv">CSV</a>, <a href="leaderboard.json">JSON</a>, <a href="leaderboard.md">Markdown</a>.</p>
+<img src="leaderboard.svg" alt="leaderboard">
+<h2>Optimization history</h2><img src="history.svg" alt="optimization history">
+<h2>Learning curves</h2><img src="learning_curves.svg" alt="learning curves">
+<h2>Parallel coordinates</h2><img src="parallel_coordinates.svg" alt="parallel coordinates">
+<h2>Parameter importance</h2>
+<p>η² (correlation ratio): the share of the variance of best val_acc explained by grouping the trained trials by one parameter (numbers in 4 quantile bins). One parameter at a time, no interactions; noisy with few trials.</p>
+<ul>{imp}</ul>
+<img src="importance.svg" alt="parameter importance">
+{infeasible_section}
+</body></html>
+"#,
+        name = escape(name),
+        counts = super::counts_line(trials),
+    )
+}

@@ -1,0 +1,134 @@
+//! `tune report`: a study's leaderboard (terminal, CSV, JSON, Markdown), its plots (PNG and
+//! SVG) and one HTML page bringing them together, in `<study>/report/`. It reads one snapshot
+//! of the journal and writes only under `report/`, so it is safe while the study runs.
+
+pub mod analysis;
+mod html;
+pub mod plots;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, TuneError};
+use crate::study::journal::Journal;
+use crate::study::leaderboard::{self, FIXED_COLUMNS, param_names, rank, varying_params};
+use crate::study::{TrialRecord, TrialState};
+
+/// The studies under `path`: itself if it holds a journal, else its subdirectories that do.
+pub fn find_studies(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.join(Journal::FILE).is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| TuneError::io(path, e))?;
+    let mut studies: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join(Journal::FILE).is_file()).collect();
+    studies.sort();
+    if studies.is_empty() {
+        return Err(TuneError::Study(format!("{}: no study here (no {} in it or its subdirectories); run `tune run SPACE.toml` first", path.display(), Journal::FILE)));
+    }
+    Ok(studies)
+}
+
+/// What `generate` produced.
+pub struct Generated {
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub trials: BTreeMap<usize, TrialRecord>,
+}
+
+/// Writes the exports and plots of one study into `<study>/report/`.
+pub fn generate(study: &Path) -> Result<Generated> {
+    let trials = crate::study::journal::replay(study)?;
+    let out = study.join("report");
+    std::fs::create_dir_all(&out).map_err(|e| TuneError::io(&out, e))?;
+    let mut files = Vec::new();
+    let csv = out.join("leaderboard.csv");
+    leaderboard::write_csv(&csv, &trials)?;
+    files.push(csv);
+    let json = out.join("leaderboard.json");
+    crate::storage::write_atomic(&json, serde_json::to_string_pretty(&records(&trials)).expect("serialisable").as_bytes())?;
+    files.push(json);
+    let md = out.join("leaderboard.md");
+    crate::storage::write_atomic(&md, markdown(&trials, 20).as_bytes())?;
+    files.push(md);
+
+    let ranked: Vec<&TrialRecord> = rank(&trials).into_iter().map(|r| r.trial).collect();
+    let varying = varying_params(&trials);
+    files.extend(plots::leaderboard(&out, &ranked)?);
+    files.extend(plots::history(&out, &trials)?);
+    files.extend(plots::learning_curves(&out, &trials)?);
+    files.extend(plots::parallel_coordinates(&out, &trials, &varying)?);
+    let importance = analysis::importance(&trials, &varying);
+    files.extend(plots::bars(&out, "importance", "Parameter importance (η² of best val_acc by parameter)", "share of val_acc variance", &importance)?);
+    let infeasible = analysis::infeasibility(&trials, &varying);
+    if !infeasible.is_empty() {
+        files.extend(plots::bars(&out, "infeasible", "What made networks infeasible (η² of the infeasible indicator)", "share of infeasibility explained", &infeasible)?);
+    }
+    let page = out.join("index.html");
+    let name = study.file_name().map_or("study".into(), |n| n.to_string_lossy().into_owned());
+    let html = html::page(&name, &trials, &importance, &infeasible, &analysis::infeasible_layers(&trials));
+    crate::storage::write_atomic(&page, html.as_bytes())?;
+    files.push(page);
+    Ok(Generated { dir: out, files, trials })
+}
+
+/// Leaderboard rows as flat JSON records (the CSV's columns), which `pandas.read_json` reads.
+pub fn records(trials: &BTreeMap<usize, TrialRecord>) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let names = param_names(trials);
+    rank(trials)
+        .into_iter()
+        .map(|row| {
+            let t = row.trial;
+            let best = t.best();
+            let mut m = serde_json::Map::new();
+            let vals: [serde_json::Value; 8] = [
+                row.rank.into(),
+                t.number.into(),
+                t.state.name().into(),
+                best.map(|b| b.0).into(),
+                best.map(|b| b.1).into(),
+                t.history.len().into(),
+                ((t.secs * 10.0).round() / 10.0).into(),
+                t.reason.clone().into(),
+            ];
+            for (k, v) in FIXED_COLUMNS.iter().zip(vals) {
+                m.insert(k.to_string(), v);
+            }
+            for n in &names {
+                m.insert(n.clone(), t.params.get(n).map_or(serde_json::Value::Null, |v| serde_json::to_value(v).expect("value")));
+            }
+            m
+        })
+        .collect()
+}
+
+/// A Markdown table of the top `n` trials with the varying parameters.
+pub fn markdown(trials: &BTreeMap<usize, TrialRecord>, n: usize) -> String {
+    let params = varying_params(trials);
+    let mut s = format!("| rank | trial | state | best val_acc | best epoch | epochs |{}\n|---|---|---|---|---|---|{}\n",
+        params.iter().map(|p| format!(" {p} |")).collect::<String>(), "---|".repeat(params.len()));
+    for row in rank(trials).into_iter().take(n) {
+        let t = row.trial;
+        let best = t.best();
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |{}\n",
+            row.rank.map_or("–".into(), |r| r.to_string()),
+            t.number,
+            t.state.name(),
+            best.map_or("–".into(), |b| format!("{:.4}", b.0)),
+            best.map_or("–".into(), |b| b.1.to_string()),
+            t.history.len(),
+            params.iter().map(|p| format!(" {} |", t.params.get(p).map_or("–".into(), |v| v.to_string()))).collect::<String>()
+        ));
+    }
+    s
+}
+
+/// The one-line state summary used by the terminal and the page.
+pub fn counts_line(trials: &BTreeMap<usize, TrialRecord>) -> String {
+    let c = leaderboard::state_counts(trials);
+    let get = |s| c.get(&s).copied().unwrap_or(0);
+    format!(
+        "{} trials: {} complete, {} pruned, {} failed, {} infeasible, {} running",
+        trials.len(), get(TrialState::Complete), get(TrialState::Pruned), get(TrialState::Failed), get(TrialState::Infeasible), get(TrialState::Running)
+    )
+}

@@ -1,0 +1,152 @@
+//! `tune retrain`: train a study's winning (or any) configuration from scratch on the 50k
+//! train split with early stopping on validation, restore the best epoch, and evaluate it
+//! once on the balanced test split. With several seeds, report mean ± standard deviation.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{DataArgs, load_data, set_threads};
+use crate::data::CLASS_NAMES;
+use crate::error::{Result, TuneError};
+use crate::evaluation::{Report, evaluate_dir};
+use crate::model::{Architecture, params::write_params};
+use crate::study::leaderboard::rank;
+use crate::study::run::Resolved;
+use crate::training::{Display, TrainConfig, TrainData};
+
+#[derive(clap::Args, Debug)]
+pub struct RetrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Retrain the study's best trial.
+    #[arg(long, conflicts_with = "trial")]
+    pub best: bool,
+    /// Retrain this trial instead.
+    #[arg(long)]
+    pub trial: Option<usize>,
+    /// Study directory (default: the only study under runs/).
+    #[arg(long)]
+    pub study: Option<PathBuf>,
+    /// Most epochs (default: the study's max_epochs).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Repeat with this many seeds and report mean ± standard deviation.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
+    /// Stratified training subset (quick checks; the real retrain uses all 50,000).
+    #[arg(long)]
+    pub subset: Option<usize>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// What `retrain/summary.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub study: PathBuf,
+    pub trial: usize,
+    pub seeds: Vec<u64>,
+    pub test_accuracy: Vec<f64>,
+    pub mean: f64,
+    pub std: f64,
+}
+
+fn pick_study(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let studies = crate::report::find_studies(Path::new("runs"))?;
+    match studies.as_slice() {
+        [one] => Ok(one.clone()),
+        many => Err(TuneError::Study(format!(
+            "several studies under runs/: {}; choose one with --study runs/NAME",
+            many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// Mean and sample standard deviation.
+pub fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n.max(1.0);
+    let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+pub fn run(args: &RetrainArgs) -> Result<Summary> {
+    if !args.best && args.trial.is_none() {
+        return Err(TuneError::Config { file: "<command line>".into(), key: "--best".into(), problem: "which trial?".into(), fix: "pass --best or --trial N".into() });
+    }
+    set_threads(args.threads);
+    let study = pick_study(args.study.as_deref())?;
+    let trials = crate::study::journal::replay(&study)?;
+    let chosen = match args.trial {
+        Some(n) => trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", study.display())))?,
+        None => rank(&trials).into_iter().find(|r| r.rank == Some(1)).map(|r| r.trial).ok_or_else(|| TuneError::Study(format!("{}: no trained trial to retrain yet", study.display())))?,
+    };
+    let settings_path = study.join("settings.json");
+    let resolved: Resolved = serde_json::from_str(&std::fs::read_to_string(&settings_path).map_err(|e| TuneError::io(&settings_path, e))?)
+        .map_err(|e| TuneError::CorruptData { path: settings_path.clone(), problem: e.to_string(), fix: "the study directory is damaged; retrain with tune train --params".into() })?;
+    let params_file = study.join("trials").join(chosen.number.to_string()).join("params.toml");
+    let arch = Architecture::from_params(&chosen.params, &params_file)?;
+    let tr = &resolved.space.study.training;
+    let base = TrainConfig {
+        epochs: args.epochs.unwrap_or(tr.max_epochs),
+        patience: tr.patience,
+        lr: tr.lr,
+        lr_factor: tr.lr_factor,
+        lr_patience: tr.lr_patience,
+        batch_size: tr.batch_size,
+        weight_decay: tr.weight_decay,
+        subset: args.subset,
+        split_seed: args.data.split_seed,
+        ..TrainConfig::default()
+    }
+    .with_params(&chosen.params, &params_file)?;
+    let (data, splits) = load_data(&args.data)?;
+    let out = study.join("retrain");
+    let device = crate::backend::device();
+    let mut seeds = Vec::new();
+    let mut accs = Vec::new();
+    for k in 0..args.seeds.max(1) {
+        let seed = crate::study::trial::trial_seed(chosen.seed, 1000 + k);
+        let dir = if args.seeds > 1 { out.join(format!("seed-{k}")) } else { out.clone() };
+        std::fs::create_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
+        let cfg = TrainConfig { seed, ..base.clone() };
+        let mut params = arch.to_params();
+        params.extend(chosen.params.iter().filter(|(k, _)| crate::model::params::TRAINING_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())));
+        write_params(&dir.join("params.toml"), &params)?;
+        crate::storage::write_atomic(&dir.join("train.toml"), toml::to_string(&cfg).expect("serialisable").as_bytes())?;
+        let train_idx = match cfg.subset {
+            Some(n) => crate::data::split::stratified_subset(&data.train, &splits.train, n, seed),
+            None => splits.train.clone(),
+        };
+        tracing::info!("retraining trial {} (seed {k}: {seed}) on {} images, up to {} epochs → {}", chosen.number, train_idx.len(), cfg.epochs, dir.display());
+        let td = TrainData { train_images: &data.train, train: train_idx, val_images: &data.official_test, val: splits.validation.clone() };
+        let outcome = crate::training::train(&td, &arch, &cfg, &dir, &device, false, Display::Human, &mut |_| {})?;
+        // The one and only look at the test split, with the best epoch's weights.
+        let report: Report = evaluate_dir(&dir, &data.train, &splits.test, "test")?;
+        crate::storage::write_atomic(&dir.join("test.json"), serde_json::to_string_pretty(&report).expect("serialisable").as_bytes())?;
+        crate::report::plots::confusion(&dir.join("confusion.png"), &report.confusion, &CLASS_NAMES)?;
+        crate::report::plots::training_history(&dir.join("history.png"), &outcome.history)?;
+        println!("seed {k}: best val_acc {:.4} at epoch {} → {}", outcome.best_val_acc, outcome.best_epoch, report.render());
+        seeds.push(seed);
+        accs.push(report.accuracy);
+    }
+    let (mean, std) = mean_std(&accs);
+    let summary = Summary { study: study.clone(), trial: chosen.number, seeds, test_accuracy: accs, mean, std };
+    std::fs::create_dir_all(&out).map_err(|e| TuneError::io(&out, e))?;
+    crate::storage::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary).expect("serialisable").as_bytes())?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mean_and_sample_std() {
+        let (m, s) = super::mean_std(&[0.9, 0.92, 0.94]);
+        assert!((m - 0.92).abs() < 1e-12 && (s - 0.02).abs() < 1e-12);
+        assert_eq!(super::mean_std(&[0.5]), (0.5, 0.0));
+    }
+}

@@ -1,0 +1,138 @@
+//! `tune report`, `tune retrain` and `tune eval` through the real binary.
+
+mod common;
+use common::*;
+use std::path::Path;
+
+use tune::model::{Params, Value};
+use tune::study::TrialState;
+use tune::study::journal::{Event, Journal};
+use tune::training::EpochMetrics;
+
+/// A study directory with complete, pruned, failed and infeasible trials, written through the
+/// journal API (no training needed).
+fn fixture_study(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let j = Journal::open(dir);
+    let acts = ["relu", "elu", "gelu"];
+    for n in 0..9usize {
+        let params: Params = [
+            ("lr".to_string(), Value::Float(1e-4 * (n as f64 + 1.0))),
+            ("conv0_channels".to_string(), Value::Int(8 * (1 + n as i64 % 3))),
+            ("conv0_activation".to_string(), Value::Str(acts[n % 3].into())),
+            ("conv0_pool".to_string(), Value::Int(1 + (n as i64 % 2) * 2)),
+        ]
+        .into();
+        let infeasible = (n == 7).then(|| "conv0_pool: a 3×3 max-pool does not fit the 2×2 feature map".to_string());
+        j.append(&Event::Created { number: n, params, seed: n as u64, infeasible: infeasible.clone() }).unwrap();
+        if infeasible.is_some() {
+            continue;
+        }
+        let epochs = if n % 4 == 1 { 2 } else { 5 };
+        for e in 1..=epochs {
+            let val_acc = 0.6 + 0.03 * n as f64 + 0.02 * e as f64;
+            let m = EpochMetrics { epoch: e, train_loss: 1.0 / e as f64, train_acc: val_acc + 0.02, val_loss: 1.1 / e as f64, val_acc, lr: 1e-3, secs: 1.0 };
+            j.append(&Event::Epoch { number: n, metrics: m }).unwrap();
+        }
+        let (state, reason) = match n {
+            1 | 5 => (TrialState::Pruned, Some("ASHA rung 1".to_string())),
+            3 => (TrialState::Failed, Some("exit status: 101".to_string())),
+            _ => (TrialState::Complete, None),
+        };
+        if n != 8 {
+            j.append(&Event::Finished { number: n, state, reason, secs: 5.0 }).unwrap();
+        }
+    }
+}
+
+fn assert_image(path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|_| panic!("{} exists", path.display()));
+    if path.extension().unwrap() == "png" {
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", path.display());
+        let (w, h) = (u32::from_be_bytes(bytes[16..20].try_into().unwrap()), u32::from_be_bytes(bytes[20..24].try_into().unwrap()));
+        assert!(w >= 400 && h >= 150 && bytes.len() > 8_000, "{}: {w}×{h}, {} bytes", path.display(), bytes.len());
+    } else {
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>") && text.len() > 2_000, "{}", path.display());
+    }
+}
+
+#[test]
+fn report_renders_every_plot_and_export_for_a_mixed_study() {
+    let f = Fixture::new(0, 0);
+    fixture_study(&f.path("runs/mixed"));
+    let out = ok(f.run(&["report", "runs"]));
+    assert!(out.contains("9 trials: 4 complete, 2 pruned, 1 failed, 1 infeasible, 1 running"), "{out}");
+    let r = f.path("runs/mixed/report");
+    for plot in ["leaderboard", "history", "learning_curves", "parallel_coordinates", "importance", "infeasible"] {
+        assert_image(&r.join(format!("{plot}.png")));
+        assert_image(&r.join(format!("{plot}.svg")));
+    }
+    let headers = csv_headers(&r.join("leaderboard.csv"));
+    assert_eq!(headers[..8], ["rank", "trial", "state", "best_val_acc", "best_epoch", "epochs", "seconds", "reason"]);
+    assert!(headers.contains(&"conv0_activation".to_string()));
+    let json: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&std::fs::read_to_string(r.join("leaderboard.json")).unwrap()).unwrap();
+    assert_eq!(json.len(), 9);
+    assert_eq!(json[0].keys().cloned().collect::<std::collections::BTreeSet<_>>(), headers.iter().cloned().collect());
+    assert_eq!(json[0]["trial"], 8, "the best (still running) trial ranks first");
+    assert_eq!(json[8]["state"], "infeasible");
+    let md = std::fs::read_to_string(r.join("leaderboard.md")).unwrap();
+    assert!(md.starts_with("| rank | trial | state |"), "{md}");
+    let html = std::fs::read_to_string(r.join("index.html")).unwrap();
+    for needle in ["leaderboard.svg", "history.svg", "learning_curves.svg", "parallel_coordinates.svg", "importance.svg", "infeasible.svg", "conv0_pool"] {
+        assert!(html.contains(needle), "index.html mentions {needle}");
+    }
+    // A real browser renders the page (CI sets TUNE_CHROMIUM; see .ci/run).
+    if let Ok(chromium) = std::env::var("TUNE_CHROMIUM") {
+        let shot = f.path("shot.png");
+        let status = std::process::Command::new(chromium)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1200,3000"])
+            .arg(format!("--user-data-dir={}", f.path("chrome").display()))
+            .arg(format!("--screenshot={}", shot.display()))
+            .arg(format!("file://{}", r.join("index.html").display()))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let bytes = std::fs::read(&shot).unwrap();
+        assert!(bytes.len() > 50_000, "the rendered page has content: {} bytes", bytes.len());
+    } else {
+        eprintln!("TUNE_CHROMIUM not set: skipped the browser rendering check (.ci/run sets it)");
+    }
+}
+
+#[test]
+fn report_on_an_empty_dir_says_what_to_do() {
+    let f = Fixture::new(0, 0);
+    std::fs::create_dir_all(f.path("runs")).unwrap();
+    let o = f.run(&["report", "runs"]);
+    assert_eq!(o.status.code(), Some(6));
+    assert!(text(&o).contains("tune run"), "{}", text(&o));
+}
+
+#[test]
+fn retrain_best_tests_once_and_eval_agrees() {
+    let f = Fixture::new(600, 100);
+    let s = f.write(
+        "s.toml",
+        "[study]\nname = \"r\"\ntrials = 2\npruner = \"none\"\nseed = 1\n[study.training]\nmax_epochs = 2\nsubset = 300\n\
+         [params]\nlr = { float = [2e-3, 5e-3] }\nconv0_channels = 6\nconv0_pool = 2\nconv1_channels = 8\nconv1_pool = 2\nfc0_neurons = 24\n",
+    );
+    let d = f.data();
+    ok(f.run(&["run", s.to_str().unwrap(), "--data-dir", d.to_str().unwrap(), "--concurrency", "2"]));
+    let out = ok(f.run(&["retrain", "--best", "--epochs", "2", "--seeds", "2", "--data-dir", d.to_str().unwrap()]));
+    assert!(out.contains("test accuracy over 2 seeds"), "{out}");
+    let dir = f.path("runs/r/retrain/seed-0");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("test.json")).unwrap()).unwrap();
+    let total: u64 = report["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 100, "the confusion matrix covers the whole balanced test split (10 per class here)");
+    assert_eq!(report["per_class"].as_array().unwrap().len(), 10);
+    for file in ["confusion.png", "confusion.svg", "history.png", "metrics.csv", "best.bpk", "params.toml"] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f.path("runs/r/retrain/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["test_accuracy"].as_array().unwrap().len(), 2);
+    // `tune eval` of the saved model gives the same test accuracy.
+    let eval = ok(f.run(&["eval", "--model", dir.to_str().unwrap(), "--split", "test", "--data-dir", d.to_str().unwrap()]));
+    let acc = report["accuracy"].as_f64().unwrap();
+    assert!(eval.contains(&format!("accuracy {acc:.4}")), "{eval} vs {acc}");
+}

@@ -84,5 +84,34 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(mib) = peak_rss_mib() {
         println!("peak RSS: {mib:.0} MiB");
     }
+    if let Some(python) = &args.pytorch {
+        let ours = (args.steps * batch) as f64 / train_secs;
+        compare_pytorch(python, threads, args.steps, ours);
+    }
     Ok(())
+}
+
+/// Runs the PyTorch twin of the default model and prints tune's speed relative to it.
+fn compare_pytorch(python: &std::path::Path, threads: usize, steps: usize, ours: f64) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pytorch_cnn.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .args(["--threads", &threads.to_string(), "--steps", &steps.to_string()])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            print!("{text}");
+            let theirs = text
+                .lines()
+                .find_map(|l| l.strip_prefix("pytorch train: "))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok());
+            if let Some(theirs) = theirs {
+                println!("ratio tune/pytorch (training): {:.2}", ours / theirs);
+            }
+        }
+        Ok(o) => println!("pytorch comparison skipped: {}", String::from_utf8_lossy(&o.stdout).trim()),
+        Err(e) => println!("pytorch comparison skipped: cannot run {}: {e}", python.display()),
+    }
 }

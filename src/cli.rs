@@ -194,6 +194,9 @@ pub struct BenchArgs {
     /// Params TOML; default: the seed's model.
     #[arg(long)]
     pub params: Option<PathBuf>,
+    /// Also time the same model in PyTorch (benches/pytorch_cnn.py) with this Python, and print the ratio.
+    #[arg(long)]
+    pub pytorch: Option<PathBuf>,
 }
 
 /// Runs a parsed command.

@@ -405,20 +405,11 @@ fn train_command(args: TrainArgs) -> Result<()> {
         exit_when_stdin_closes();
     }
     let panic_at: Option<usize> = std::env::var("TUNE_TEST_PANIC_AT_EPOCH").ok().and_then(|v| v.parse().ok());
-    let (arch, mut params) = load_params(args.params.as_deref())?;
+    let (arch, params) = load_params(args.params.as_deref())?;
     let cfg = resolve_config(&args, &params)?;
     let (data, splits) = load_data(&args.data)?;
-    let train_idx = match cfg.subset {
-        Some(n) => data::split::stratified_subset(&data.train, &splits.train, n, cfg.seed),
-        None => splits.train.clone(),
-    };
-    std::fs::create_dir_all(&args.out).map_err(|e| TuneError::io(&args.out, e))?;
-    // Resolved params: the dictionary with every architecture key made explicit.
-    let training: Vec<_> = params.iter().filter(|(k, _)| model::params::TRAINING_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
-    params = arch.to_params();
-    params.extend(training);
-    model::params::write_params(&args.out.join("params.toml"), &params)?;
-    crate::storage::write_atomic(&args.out.join("train.toml"), toml::to_string(&cfg).expect("serialisable").as_bytes())?;
+    let train_idx = training::training_indices(&data.train, &splits, &cfg);
+    training::write_run_files(&args.out, &arch, &params, &cfg)?;
     let train_data = TrainData { train_images: &data.train, train: train_idx, val_images: &data.official_test, val: splits.validation.clone() };
     let device = crate::backend::device();
     let display = if args.json { Display::Silent } else { Display::Human };

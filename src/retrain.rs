@@ -10,7 +10,7 @@ use crate::cli::{DataArgs, load_data, set_threads};
 use crate::data::CLASS_NAMES;
 use crate::error::{Result, TuneError};
 use crate::evaluation::{Report, evaluate_dir};
-use crate::model::{Architecture, params::write_params};
+use crate::model::Architecture;
 use crate::study::leaderboard::rank;
 use crate::study::run::Resolved;
 use crate::training::{Display, TrainConfig, TrainData};
@@ -91,19 +91,8 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
     let params_file = study.join("trials").join(chosen.number.to_string()).join("params.toml");
     let arch = Architecture::from_params(&chosen.params, &params_file)?;
     let tr = &resolved.space.study.training;
-    let base = TrainConfig {
-        epochs: args.epochs.unwrap_or(tr.max_epochs),
-        patience: tr.patience,
-        lr: tr.lr,
-        lr_factor: tr.lr_factor,
-        lr_patience: tr.lr_patience,
-        batch_size: tr.batch_size,
-        weight_decay: tr.weight_decay,
-        subset: args.subset,
-        split_seed: args.data.split_seed,
-        ..TrainConfig::default()
-    }
-    .with_params(&chosen.params, &params_file)?;
+    let base = TrainConfig { epochs: args.epochs.unwrap_or(tr.max_epochs), subset: args.subset, ..tr.train_config(0, args.data.split_seed) }
+        .with_params(&chosen.params, &params_file)?;
     let (data, splits) = load_data(&args.data)?;
     let out = study.join("retrain");
     let device = crate::backend::device();
@@ -112,16 +101,9 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
     for k in 0..args.seeds.max(1) {
         let seed = crate::study::trial::trial_seed(chosen.seed, 1000 + k);
         let dir = if args.seeds > 1 { out.join(format!("seed-{k}")) } else { out.clone() };
-        std::fs::create_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
         let cfg = TrainConfig { seed, ..base.clone() };
-        let mut params = arch.to_params();
-        params.extend(chosen.params.iter().filter(|(k, _)| crate::model::params::TRAINING_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())));
-        write_params(&dir.join("params.toml"), &params)?;
-        crate::storage::write_atomic(&dir.join("train.toml"), toml::to_string(&cfg).expect("serialisable").as_bytes())?;
-        let train_idx = match cfg.subset {
-            Some(n) => crate::data::split::stratified_subset(&data.train, &splits.train, n, seed),
-            None => splits.train.clone(),
-        };
+        crate::training::write_run_files(&dir, &arch, &chosen.params, &cfg)?;
+        let train_idx = crate::training::training_indices(&data.train, &splits, &cfg);
         tracing::info!("retraining trial {} (seed {k}: {seed}) on {} images, up to {} epochs → {}", chosen.number, train_idx.len(), cfg.epochs, dir.display());
         let td = TrainData { train_images: &data.train, train: train_idx, val_images: &data.official_test, val: splits.validation.clone() };
         let outcome = crate::training::train(&td, &arch, &cfg, &dir, &device, false, Display::Human, &mut |_| {})?;

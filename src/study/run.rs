@@ -21,7 +21,6 @@ use super::space::{Distribution, SamplerKind, SearchSpace};
 use super::trial::{TrialRecord, TrialState, trial_seed};
 use crate::error::{Result, TuneError};
 use crate::model::{Architecture, Params, Value, infer};
-use crate::training::TrainConfig;
 
 /// Command-line overrides of the space's `[study]` settings.
 #[derive(Debug, Clone, Default)]
@@ -201,20 +200,7 @@ impl Study {
         if !params_path.exists() {
             crate::model::params::write_params(&params_path, &t.params)?;
         }
-        let tr = &self.resolved.space.study.training;
-        let cfg = TrainConfig {
-            epochs: tr.max_epochs,
-            patience: tr.patience,
-            lr: tr.lr,
-            lr_factor: tr.lr_factor,
-            lr_patience: tr.lr_patience,
-            batch_size: tr.batch_size,
-            weight_decay: tr.weight_decay,
-            seed: t.seed,
-            subset: tr.subset,
-            split_seed: self.resolved.split_seed,
-            ..TrainConfig::default()
-        };
+        let cfg = self.resolved.space.study.training.train_config(t.seed, self.resolved.split_seed);
         crate::storage::write_atomic(&dir.join("train.toml"), toml::to_string(&cfg).expect("serialisable").as_bytes())?;
         Ok(dir)
     }

@@ -132,6 +132,25 @@ impl Default for TrainingSettings {
     }
 }
 
+impl TrainingSettings {
+    /// The training config of one run under these settings (a trial or a retrain).
+    pub fn train_config(&self, seed: u64, split_seed: u64) -> crate::training::TrainConfig {
+        crate::training::TrainConfig {
+            epochs: self.max_epochs,
+            patience: self.patience,
+            lr: self.lr,
+            lr_factor: self.lr_factor,
+            lr_patience: self.lr_patience,
+            batch_size: self.batch_size,
+            weight_decay: self.weight_decay,
+            seed,
+            subset: self.subset,
+            split_seed,
+            ..crate::training::TrainConfig::default()
+        }
+    }
+}
+
 /// `[study.pruning]`: rungs at `min_resource · reduction_factor^k` epochs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

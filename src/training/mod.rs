@@ -7,4 +7,4 @@ pub mod schedule;
 
 pub use config::TrainConfig;
 pub use metrics::EpochMetrics;
-pub use run::{Display, Evaluation, Outcome, TrainData, evaluate, load_model, train};
+pub use run::{Display, Evaluation, Outcome, TrainData, evaluate, load_model, train, training_indices, write_run_files};

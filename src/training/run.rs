@@ -107,6 +107,24 @@ fn batch_tensors(images: &Images, idx: &[usize], device: &Device, px: &mut Vec<f
     (x, y)
 }
 
+/// Writes a run directory's `params.toml` (every architecture key explicit, plus the
+/// dictionary's training keys) and `train.toml` (the resolved settings).
+pub fn write_run_files(dir: &Path, arch: &Architecture, params: &crate::model::Params, cfg: &TrainConfig) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| TuneError::io(dir, e))?;
+    let mut resolved = arch.to_params();
+    resolved.extend(params.iter().filter(|(k, _)| crate::model::params::TRAINING_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())));
+    crate::model::params::write_params(&dir.join("params.toml"), &resolved)?;
+    crate::storage::write_atomic(&dir.join("train.toml"), toml::to_string(cfg).expect("serialisable").as_bytes())
+}
+
+/// The training indices of a run: the train split, or its stratified subset.
+pub fn training_indices(images: &Images, splits: &crate::data::Splits, cfg: &TrainConfig) -> Vec<usize> {
+    match cfg.subset {
+        Some(n) => crate::data::split::stratified_subset(images, &splits.train, n, cfg.seed),
+        None => splits.train.clone(),
+    }
+}
+
 fn checkpoint_err(path: &Path, e: impl std::fmt::Display) -> TuneError {
     TuneError::Checkpoint { path: path.to_path_buf(), problem: e.to_string() }
 }

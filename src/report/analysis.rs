@@ -1,26 +1,34 @@
 //! The numbers behind the plots, computed before anything is drawn (as Optuna's
 //! visualization does): so they can be tested, exported and explained.
 //!
-//! Parameter importance is the correlation ratio η²: group the trained trials by the
-//! parameter's value (numbers in up to 4 quantile bins, choices by value) and take the share
-//! of the variance of best val_acc that lies between the groups. It is a one-parameter-at-a-
-//! time measure: it ignores interactions and, with few trials, it is noisy — read it as
-//! "where the results differed", not as a causal ranking. The same measure on the
-//! infeasible-or-not indicator over all sampled trials says which parameters made networks
-//! impossible.
+//! Parameter importance is ε², the bias-corrected correlation ratio: group the trained trials
+//! by the parameter's value (numbers in up to 4 quantile bins, at least 3 trials a bin; choices
+//! by value) and take the share of the variance of best val_acc that lies between the groups,
+//! less what k groups would explain by chance: ε² = (SS_between − (k−1)·MS_within) / SS_total,
+//! floored at 0. Plain η² would give 1.0 to any parameter whose every trial has its own value.
+//! It is a one-parameter-at-a-time measure: it ignores interactions and, with few trials, it
+//! is noisy — read it as "where the results differed", not as a causal ranking. The same
+//! measure on the infeasible-or-not indicator over all sampled trials says which parameters
+//! made networks impossible.
 
 use std::collections::BTreeMap;
 
 use crate::model::Value;
 use crate::study::{TrialRecord, TrialState};
 
-/// η² of `y` grouped by the parameter `key` over `trials` (those lacking the key are skipped).
+/// ε² of `y` grouped by the parameter `key` over `trials` (those lacking the key are skipped);
+/// `None` when there are too few trials per group to say anything.
 pub fn eta_squared(trials: &[&TrialRecord], key: &str, y: impl Fn(&TrialRecord) -> f64) -> Option<f64> {
     let points: Vec<(&Value, f64)> = trials.iter().filter_map(|t| t.params.get(key).map(|v| (v, y(t)))).collect();
     if points.len() < 3 {
         return None;
     }
     let groups = group_labels(&points.iter().map(|(v, _)| *v).collect::<Vec<_>>());
+    let k = groups.iter().collect::<std::collections::BTreeSet<_>>().len();
+    let n = points.len();
+    if k < 2 || n <= k {
+        return None;
+    }
     let mean = points.iter().map(|p| p.1).sum::<f64>() / points.len() as f64;
     let total: f64 = points.iter().map(|p| (p.1 - mean).powi(2)).sum();
     if total <= 1e-18 {
@@ -33,7 +41,8 @@ pub fn eta_squared(trials: &[&TrialRecord], key: &str, y: impl Fn(&TrialRecord) 
         e.1 += 1;
     }
     let between: f64 = by_group.values().map(|(s, n)| *n as f64 * (s / *n as f64 - mean).powi(2)).sum();
-    Some((between / total).clamp(0.0, 1.0))
+    let within_mean_square = (total - between).max(0.0) / (n - k) as f64;
+    Some(((between - (k - 1) as f64 * within_mean_square) / total).clamp(0.0, 1.0))
 }
 
 /// Group index of each value: numbers with more than 4 distinct values fall into 4 quantile
@@ -44,10 +53,11 @@ fn group_labels(values: &[&Value]) -> Vec<usize> {
     distinct.sort();
     distinct.dedup();
     match numbers {
-        Some(xs) if distinct.len() > 4 => {
+        Some(xs) if distinct.len() > 4 || (distinct.len() > 2 && distinct.len() * 2 > xs.len()) => {
+            let bins = (xs.len() / 3).clamp(2, 4);
             let mut sorted = xs.clone();
             sorted.sort_by(f64::total_cmp);
-            let cuts: Vec<f64> = (1..4).map(|q| sorted[q * sorted.len() / 4]).collect();
+            let cuts: Vec<f64> = (1..bins).map(|q| sorted[q * sorted.len() / bins]).collect();
             xs.iter().map(|x| cuts.iter().filter(|c| x >= c).count()).collect()
         }
         _ => values.iter().map(|v| distinct.binary_search(&v.to_string()).unwrap_or(0)).collect(),
@@ -127,6 +137,14 @@ mod tests {
         assert_eq!(imp[0].0, "b");
         assert!((imp[0].1 - 1.0).abs() < 1e-9, "{imp:?}");
         assert!(imp[1].1 < 0.5, "{imp:?}");
+    }
+
+    #[test]
+    fn a_value_per_trial_explains_nothing_by_itself() {
+        // Every trial has its own `a`, values unrelated to it: plain η² would say 1.0.
+        let trials: BTreeMap<usize, TrialRecord> = (0..4).map(|i| (i, trial(i, i as i64, "x", [0.8, 0.6, 0.9, 0.7][i]))).collect();
+        let e = eta_squared(&trials.values().collect::<Vec<_>>(), "a", |t| t.value().unwrap());
+        assert!(e.is_none_or(|e| e < 0.5), "{e:?}");
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub fn page(name: &str, trials: &BTreeMap<usize, TrialRecord>, importance: &[(St
         let l: String = layers.iter().map(|(l, n)| format!("<li><code>{}</code>: {n}</li>", escape(l))).collect();
         infeasible_section = format!(
             "<h2>Infeasible networks</h2><p>Rejected by shape inference before launch, by the layer where they collapsed:</p><ul>{l}</ul>\
-             <p>Parameters by how much of the infeasibility they explain (η²):</p><img src=\"infeasible.svg\" alt=\"infeasibility by parameter\">"
+             <p>Parameters by how much of the infeasibility they explain (ε²):</p><img src=\"infeasible.svg\" alt=\"infeasibility by parameter\">"
         );
         let _ = infeasible;
     }
@@ -57,7 +57,7 @@ th {{ background: #f0f0f0; }} img {{ max-width: 100%; border: 1px solid #eee; ma
 <h2>Learning curves</h2><img src="learning_curves.svg" alt="learning curves">
 <h2>Parallel coordinates</h2><img src="parallel_coordinates.svg" alt="parallel coordinates">
 <h2>Parameter importance</h2>
-<p>η² (correlation ratio): the share of the variance of best val_acc explained by grouping the trained trials by one parameter (numbers in 4 quantile bins). One parameter at a time, no interactions; noisy with few trials.</p>
+<p>ε² (bias-corrected correlation ratio): the share of the variance of best val_acc explained by grouping the trained trials by one parameter (numbers in up to 4 quantile bins), less what as many groups would explain by chance. One parameter at a time, no interactions; noisy with few trials, and left out where there are too few trials per value.</p>
 <ul>{imp}</ul>
 <img src="importance.svg" alt="parameter importance">
 {infeasible_section}

@@ -58,10 +58,10 @@ pub fn generate(study: &Path) -> Result<Generated> {
     files.extend(plots::learning_curves(&out, &trials)?);
     files.extend(plots::parallel_coordinates(&out, &trials, &varying)?);
     let importance = analysis::importance(&trials, &varying);
-    files.extend(plots::bars(&out, "importance", "Parameter importance (η² of best val_acc by parameter)", "share of val_acc variance", &importance)?);
+    files.extend(plots::bars(&out, "importance", "Parameter importance (ε² of best val_acc by parameter)", "share of val_acc variance", &importance)?);
     let infeasible = analysis::infeasibility(&trials, &varying);
     if !infeasible.is_empty() {
-        files.extend(plots::bars(&out, "infeasible", "What made networks infeasible (η² of the infeasible indicator)", "share of infeasibility explained", &infeasible)?);
+        files.extend(plots::bars(&out, "infeasible", "What made networks infeasible (ε² of the infeasible indicator)", "share of infeasibility explained", &infeasible)?);
     }
     let page = out.join("index.html");
     let name = study.file_name().map_or("study".into(), |n| n.to_string_lossy().into_owned());

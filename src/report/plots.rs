@@ -69,14 +69,16 @@ pub fn leaderboard(dir: &Path, ranked: &[&TrialRecord]) -> Result<Vec<PathBuf>> 
         let mut c = ChartBuilder::on(root)
             .caption("Leaderboard: best val_acc (blue complete, orange pruned)", ("sans-serif", 20))
             .margin(10).x_label_area_size(35).y_label_area_size(60)
-            .build_cartesian_2d(lo..hi, (0..n).into_segmented())?;
+            .build_cartesian_2d(lo..hi, (0..n - 1).into_segmented())?;
+        // Best at the top: row i is drawn in segment n − 1 − i.
         c.configure_mesh()
             .disable_y_mesh()
-            .y_label_formatter(&|y| match y { SegmentValue::CenterOf(i) => rows.get(*i).map_or(String::new(), |r| r.0.clone()), _ => String::new() })
+            .y_labels(n)
+            .y_label_formatter(&|y| match y { SegmentValue::CenterOf(s) => rows.get(n - 1 - *s).map_or(String::new(), |r| r.0.clone()), _ => String::new() })
             .x_desc("best val_acc")
             .draw()?;
         c.draw_series(rows.iter().enumerate().map(|(i, r)| {
-            Rectangle::new([(lo, SegmentValue::Exact(i)), (r.1, SegmentValue::Exact(i + 1))], state_color(r.2).filled())
+            Rectangle::new([(lo, SegmentValue::Exact(n - 1 - i)), (r.1, SegmentValue::Exact(n - i))], state_color(r.2).filled())
         }))?;
         Ok(())
     })
@@ -181,13 +183,14 @@ pub fn bars(dir: &Path, name: &str, title: &str, x_desc: &str, rows: &[(String, 
         let mut c = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))
             .margin(10).x_label_area_size(35).y_label_area_size(150)
-            .build_cartesian_2d(0f64..1f64, (0..n).into_segmented())?;
+            .build_cartesian_2d(0f64..1f64, (0..n - 1).into_segmented())?;
         c.configure_mesh()
             .disable_y_mesh()
-            .y_label_formatter(&|y| match y { SegmentValue::CenterOf(i) => rows.get(*i).map_or(String::new(), |r| r.0.clone()), _ => String::new() })
+            .y_labels(n)
+            .y_label_formatter(&|y| match y { SegmentValue::CenterOf(s) => rows.get(n - 1 - *s).map_or(String::new(), |r| r.0.clone()), _ => String::new() })
             .x_desc(x_desc)
             .draw()?;
-        c.draw_series(rows.iter().enumerate().map(|(i, r)| Rectangle::new([(0.0, SegmentValue::Exact(i)), (r.1, SegmentValue::Exact(i + 1))], RGBColor(31, 119, 180).filled())))?;
+        c.draw_series(rows.iter().enumerate().map(|(i, r)| Rectangle::new([(0.0, SegmentValue::Exact(n - 1 - i)), (r.1, SegmentValue::Exact(n - i))], RGBColor(31, 119, 180).filled())))?;
         Ok(())
     })
 }

@@ -347,7 +347,6 @@ fn report_command(args: &ReportArgs) -> Result<()> {
 }
 
 fn run_command(args: RunArgs) -> Result<()> {
-    let space_file = args.space.clone();
     let summary = crate::study::run(crate::study::RunOptions {
         space_file: args.space,
         runs_dir: args.runs_dir,
@@ -378,11 +377,8 @@ fn run_command(args: RunArgs) -> Result<()> {
     }
     println!("leaderboard: {}", summary.dir.join("leaderboard.csv").display());
     if summary.interrupted {
-        let mut resume = format!("tune run {}", space_file.display());
-        if let Some(d) = &args.data.data_dir {
-            resume.push_str(&format!(" --data-dir {}", d.display()));
-        }
-        eprintln!("interrupted: running trials keep their last epoch. Resume with: {resume} (same flags)");
+        let resume: Vec<String> = std::env::args().enumerate().map(|(i, a)| if i == 0 { "tune".into() } else { a }).collect();
+        eprintln!("interrupted: running trials keep their last finished epoch. Resume with: {}", resume.join(" "));
         return Err(TuneError::Interrupted);
     }
     Ok(())

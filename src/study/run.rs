@@ -167,10 +167,7 @@ impl Study {
             }
         };
         let seed = trial_seed(study.seed, n);
-        let infeasible = Architecture::from_params(&params, &self.resolved.space.file).and_then(|a| infer(&a).map_err(TuneError::from)).err().map(|e| match e {
-            TuneError::Infeasible(s) => s.to_string(),
-            other => other.to_string(),
-        });
+        let infeasible = feasibility(&params, &self.resolved.space).err();
         self.journal.append(&Event::Created { number: n, params: params.clone(), seed, infeasible: infeasible.clone() })?;
         self.next_number += 1;
         let state = if infeasible.is_some() { TrialState::Infeasible } else { TrialState::Running };
@@ -268,6 +265,21 @@ impl Study {
         }
         leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)?;
         Ok(true)
+    }
+}
+
+/// Why a sampled dictionary must not be trained: its shapes collapse, or it is larger than
+/// `study.max_params`.
+pub fn feasibility(params: &Params, space: &SearchSpace) -> std::result::Result<(), String> {
+    let arch = Architecture::from_params(params, &space.file).map_err(|e| e.to_string())?;
+    let summary = infer(&arch).map_err(|e| e.to_string())?;
+    match space.study.max_params {
+        Some(max) if summary.total() > max => Err(format!(
+            "too large: {} parameters > study.max_params {}",
+            crate::model::shape::group(summary.total()),
+            crate::model::shape::group(max)
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -499,4 +511,25 @@ pub fn slots(dir: &Path) -> usize {
 /// Loads a study directory's records (for `tune report` and `tune retrain`).
 pub fn load_trials(dir: &Path) -> Result<BTreeMap<usize, TrialRecord>> {
     replay(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feasibility_rejects_collapsing_and_oversized_networks() {
+        let space = |extra: &str| SearchSpace::parse(&format!("[study]\nname = \"f\"\n{extra}\n[params]\nconv0_channels = 8\n"), Path::new("f.toml")).unwrap();
+        let seed_net = Architecture::default().to_params();
+        assert!(feasibility(&seed_net, &space("")).is_ok());
+        let err = feasibility(&seed_net, &space("max_params = 1000000")).unwrap_err();
+        assert!(err.contains("too large: 3,467,402 parameters > study.max_params 1,000,000"), "{err}");
+        let mut collapsing = seed_net.clone();
+        for i in 0..3 {
+            collapsing.insert(format!("conv{i}_stride"), Value::Int(3));
+            collapsing.insert(format!("conv{i}_pool"), Value::Int(3));
+        }
+        let err = feasibility(&collapsing, &space("")).unwrap_err();
+        assert!(err.contains("conv1_pool") && err.contains('×'), "{err}");
+    }
 }

@@ -95,6 +95,10 @@ pub struct StudySettings {
     /// Other configurations to evaluate first, as parameter dictionaries.
     #[serde(default)]
     pub enqueue: Vec<Params>,
+    /// Networks with more parameters than this are recorded infeasible and never trained
+    /// (as Keras Tuner's max_model_size): one 44M-parameter draw can hold a slot for hours.
+    #[serde(default)]
+    pub max_params: Option<usize>,
     /// Points per float parameter for the grid sampler.
     #[serde(default = "default_grid_points")]
     pub grid_points: usize,

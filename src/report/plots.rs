@@ -204,10 +204,21 @@ pub fn confusion(path_png: &Path, matrix: &[Vec<usize>], names: &[&str]) -> Resu
     chart!(dir, stem, (820, 760), |root| {
         let mut c = ChartBuilder::on(root)
             .caption("Confusion matrix (rows: true class, columns: predicted)", ("sans-serif", 20))
-            .margin(10).x_label_area_size(90).y_label_area_size(100)
-            .build_cartesian_2d((0..k).into_segmented(), (0..k).into_segmented())?;
-        let label = |v: &SegmentValue<usize>| match v { SegmentValue::CenterOf(i) => names.get(*i).map_or(String::new(), |s| s.to_string()), _ => String::new() };
-        c.configure_mesh().disable_mesh().x_label_formatter(&label).y_label_formatter(&label).x_label_style(("sans-serif", 12).into_font().transform(FontTransform::Rotate90)).draw()?;
+            .margin(10).x_label_area_size(50).y_label_area_size(110)
+            .build_cartesian_2d((0..k - 1).into_segmented(), (0..k - 1).into_segmented())?;
+        // True class 0 is the top row: segment y holds class k − 1 − y.
+        let column = |v: &SegmentValue<usize>| match v { SegmentValue::CenterOf(i) => names.get(*i).map_or(String::new(), |s| s.to_string()), _ => String::new() };
+        let row = |v: &SegmentValue<usize>| match v { SegmentValue::CenterOf(i) => names.get(k - 1 - *i).map_or(String::new(), |s| s.to_string()), _ => String::new() };
+        c.configure_mesh()
+            .disable_mesh()
+            .x_labels(k)
+            .y_labels(k)
+            .x_label_formatter(&column)
+            .y_label_formatter(&row)
+            .x_label_style(("sans-serif", 10))
+            .x_desc("predicted")
+            .y_desc("true")
+            .draw()?;
         for (t, row) in matrix.iter().enumerate() {
             for (p, &count) in row.iter().enumerate() {
                 let y = k - 1 - t;
@@ -226,7 +237,7 @@ pub fn confusion(path_png: &Path, matrix: &[Vec<usize>], names: &[&str]) -> Resu
 pub fn training_history(path_png: &Path, history: &[crate::training::EpochMetrics]) -> Result<()> {
     let dir = path_png.parent().unwrap_or(Path::new("."));
     let stem = path_png.file_stem().and_then(|s| s.to_str()).unwrap_or("history");
-    let max_epoch = history.len().max(1) + 1;
+    let max_epoch = history.len().max(2);
     chart!(dir, stem, (1000, 420), |root| {
         let halves = root.split_evenly((1, 2));
         for (half, (title, train, val)) in halves.iter().zip([("loss", 0usize, 1usize), ("accuracy", 2, 3)]) {

@@ -10,7 +10,7 @@ fn escape(s: &str) -> String {
 
 pub fn page(name: &str, trials: &BTreeMap<usize, TrialRecord>, importance: &[(String, f64)], infeasible: &[(String, f64)], layers: &[(String, usize)]) -> String {
     let md = super::markdown(trials, 20);
-    let mut table = String::from("<table>\n");
+    let mut table = String::from("<div class=\"scroll\"><table>\n");
     for (i, line) in md.lines().enumerate() {
         if i == 1 {
             continue;
@@ -23,7 +23,7 @@ pub fn page(name: &str, trials: &BTreeMap<usize, TrialRecord>, importance: &[(St
         }
         table.push_str("</tr>\n");
     }
-    table.push_str("</table>");
+    table.push_str("</table></div>");
     let best = trials.values().filter(|t| t.value().is_some()).max_by(|a, b| a.value().unwrap_or(0.0).total_cmp(&b.value().unwrap_or(0.0)));
     let best_line = best.map_or("no trained trial yet".to_string(), |t| {
         let (v, e) = t.best().unwrap_or((0.0, 0));
@@ -45,7 +45,7 @@ pub fn page(name: &str, trials: &BTreeMap<usize, TrialRecord>, importance: &[(St
 <style>
 body {{ font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
-th {{ background: #f0f0f0; }} img {{ max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }}
+th {{ background: #f0f0f0; }} .scroll {{ overflow-x: auto; }} img {{ max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }}
 </style></head><body>
 <h1>Study <code>{name}</code></h1>
 <p>{counts}. {best_line}.</p>

@@ -140,3 +140,19 @@ fn bad_space_is_one_clear_error() {
     assert!(msg.contains("s.toml") && msg.contains("`lr`") && msg.contains("fix"), "{msg}");
     assert!(!f.path("runs/bad").exists(), "nothing written for a space that does not parse");
 }
+
+#[test]
+fn grid_study_stops_when_the_grid_is_exhausted() {
+    let f = Fixture::new(300, 50);
+    let s = f.write(
+        "g.toml",
+        "[study]\nname = \"g\"\ntrials = 5\nsampler = \"grid\"\npruner = \"none\"\n[study.training]\nmax_epochs = 1\nsubset = 100\n\
+         [params]\nconv0_channels = { choice = [4, 8] }\nconv0_pool = 2\nfc0_neurons = 8\n",
+    );
+    let out = ok(f.run(&["run", s.to_str().unwrap(), "--concurrency", "2", "--data-dir", f.data().to_str().unwrap()]));
+    assert!(out.contains("2 complete, 0 pruned, 0 failed"), "two grid points, then the study ends: {out}");
+    let channels: std::collections::BTreeSet<String> = csv_rows(&f.path("runs/g/leaderboard.csv")).iter().map(|r| r[8].to_string()).collect();
+    let headers = csv_headers(&f.path("runs/g/leaderboard.csv"));
+    assert_eq!(headers[8], "conv0_channels");
+    assert_eq!(channels, ["4", "8"].iter().map(|s| s.to_string()).collect());
+}

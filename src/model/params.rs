@@ -160,7 +160,7 @@ impl Architecture {
             }
         };
         let default = Architecture::default();
-        let conv_blocks = block_count(params, "conv", "channels", int("n_conv", 0)?, default.conv.len(), file)?;
+        let conv_blocks = block_count(params, "conv", "channels", int("n_conv", 0)?, file)?;
         let conv = match conv_blocks {
             None => default.conv.clone(),
             Some(n) => (0..n)
@@ -177,7 +177,7 @@ impl Architecture {
                 })
                 .collect::<Result<_>>()?,
         };
-        let fc_blocks = block_count(params, "fc", "neurons", int("n_fc", 0)?, default.fc.len(), file)?;
+        let fc_blocks = block_count(params, "fc", "neurons", int("n_fc", 0)?, file)?;
         let fc = match fc_blocks {
             None => default.fc.clone(),
             Some(n) => (0..n)
@@ -202,7 +202,7 @@ impl Architecture {
 
 /// Number of blocks of a kind: `n_key` when given, else the count of consecutive blocks that
 /// have their required key; `None` when no key of that kind appears (keep the default).
-fn block_count(params: &Params, kind: &str, required: &str, explicit: Option<usize>, _default: usize, file: &Path) -> Result<Option<usize>> {
+fn block_count(params: &Params, kind: &str, required: &str, explicit: Option<usize>, file: &Path) -> Result<Option<usize>> {
     let indices: Vec<usize> = params.keys().filter_map(|k| block_index(k, kind)).collect();
     if explicit.is_none() && indices.is_empty() {
         return Ok(None);

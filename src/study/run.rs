@@ -116,6 +116,16 @@ fn lock(dir: &Path) -> Result<()> {
     crate::storage::write_atomic(&path, std::process::id().to_string().as_bytes())
 }
 
+/// What sampling the next trial gave.
+enum Next {
+    /// Trial n was recorded (running, or infeasible and never launched).
+    Created(usize),
+    /// TPE must wait for earlier trials to finish (see `history_lag`).
+    Wait,
+    /// The grid has no point left.
+    Exhausted,
+}
+
 struct Running {
     kill: Option<oneshot::Sender<()>>,
     started: Instant,
@@ -147,8 +157,8 @@ impl Study {
         self.dir.join("trials").join(n.to_string())
     }
 
-    /// Samples the next trial number; `Ok(false)` when it must wait for earlier trials.
-    fn create_next(&mut self) -> Result<bool> {
+    /// Samples and records the next trial number (launched by the caller unless infeasible).
+    fn create_next(&mut self) -> Result<Next> {
         let n = self.next_number;
         let study = &self.resolved.space.study;
         let params = if n < self.queue.len() {
@@ -156,14 +166,14 @@ impl Study {
         } else {
             let visible = n.saturating_sub(study.history_lag);
             if study.sampler == SamplerKind::Tpe && (0..visible).any(|m| self.trials.get(&m).is_some_and(|t| t.state == TrialState::Running)) {
-                return Ok(false);
+                return Ok(Next::Wait);
             }
             let history: Vec<Observation> =
                 (0..visible).filter_map(|m| self.trials.get(&m)).map(|t| Observation { params: t.params.clone(), value: t.value() }).collect();
             let mut rng = StdRng::seed_from_u64(trial_seed(study.seed, n) ^ 0x5A17);
             match sampler::sample(&self.resolved.space, &history, n, &mut rng, self.grid.as_ref()) {
                 Some(p) => p,
-                None => return Err(TuneError::Study("grid exhausted".into())),
+                None => return Ok(Next::Exhausted),
             }
         };
         let seed = trial_seed(study.seed, n);
@@ -186,7 +196,7 @@ impl Study {
         } else {
             self.consecutive_infeasible = 0;
         }
-        Ok(true)
+        Ok(Next::Created(n))
     }
 
     fn write_trial_files(&self, n: usize) -> Result<PathBuf> {
@@ -420,14 +430,13 @@ async fn run_async(opts: RunOptions) -> Result<Summary> {
                 break;
             }
             match study.create_next() {
-                Ok(true) => {
-                    let n = study.next_number - 1;
+                Ok(Next::Created(n)) => {
                     if study.trials[&n].state == TrialState::Running {
                         study.launch(n, &tx)?;
                     }
                 }
-                Ok(false) => break,
-                Err(TuneError::Study(msg)) if msg == "grid exhausted" => {
+                Ok(Next::Wait) => break,
+                Ok(Next::Exhausted) => {
                     tracing::info!("grid exhausted after {} points", study.next_number);
                     grid_done = true;
                 }

@@ -86,8 +86,7 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
         None => rank(&trials).into_iter().find(|r| r.rank == Some(1)).map(|r| r.trial).ok_or_else(|| TuneError::Study(format!("{}: no trained trial to retrain yet", study.display())))?,
     };
     let settings_path = study.join("settings.json");
-    let resolved: Resolved = serde_json::from_str(&std::fs::read_to_string(&settings_path).map_err(|e| TuneError::io(&settings_path, e))?)
-        .map_err(|e| TuneError::CorruptData { path: settings_path.clone(), problem: e.to_string(), fix: "the study directory is damaged; retrain with tune train --params".into() })?;
+    let resolved = Resolved::load(&study)?.ok_or_else(|| TuneError::io(&settings_path, std::io::ErrorKind::NotFound.into()))?;
     let params_file = study.join("trials").join(chosen.number.to_string()).join("params.toml");
     let arch = Architecture::from_params(&chosen.params, &params_file)?;
     let tr = &resolved.space.study.training;

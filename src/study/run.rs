@@ -46,6 +46,23 @@ pub struct Resolved {
     pub data_dir: Option<PathBuf>,
 }
 
+impl Resolved {
+    /// Reads a study directory's `settings.json`; `None` when the study has none yet.
+    pub fn load(dir: &Path) -> Result<Option<Resolved>> {
+        let path = dir.join("settings.json");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(TuneError::io(&path, e)),
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| TuneError::CorruptData {
+            path,
+            problem: e.to_string(),
+            fix: "the study directory is damaged: move it away to start the study afresh".into(),
+        })
+    }
+}
+
 /// Figures of a finished (or interrupted) study run.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -88,9 +105,7 @@ fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {
 /// The frozen settings of an existing study must agree with the file on everything but the
 /// trial budget and the concurrency, or results from two different studies would mix.
 fn check_frozen(dir: &Path, resolved: &Resolved) -> Result<()> {
-    let path = dir.join("settings.json");
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
-    let frozen: Resolved = serde_json::from_str(&text).map_err(|e| TuneError::CorruptData { path: path.clone(), problem: e.to_string(), fix: "move the study directory away to start afresh".into() })?;
+    let Some(frozen) = Resolved::load(dir)? else { return Ok(()) };
     let (a, b) = (&frozen.space, &resolved.space);
     let same = a.params == b.params && a.study.seed == b.study.seed && a.study.sampler == b.study.sampler && a.study.pruner == b.study.pruner
         && a.study.training == b.study.training && a.study.pruning == b.study.pruning && frozen.split_seed == resolved.split_seed;
@@ -514,7 +529,7 @@ async fn run_async(opts: RunOptions) -> Result<Summary> {
 
 /// Trial slots recorded in a study's settings (1 when unknown).
 pub fn slots(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("settings.json")).ok().and_then(|t| serde_json::from_str::<Resolved>(&t).ok()).map_or(1, |r| r.concurrency)
+    Resolved::load(dir).ok().flatten().map_or(1, |r| r.concurrency)
 }
 
 /// Loads a study directory's records (for `tune report` and `tune retrain`).

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod evaluation;
+pub mod kernels;
 pub mod model;
 pub mod report;
 pub mod retrain;

@@ -27,6 +27,24 @@ fn glorot() -> Initializer {
     Initializer::XavierUniform { gain: 1.0 }
 }
 
+/// `bn.forward(x)` through our batch-norm kernels ([`crate::kernels`]), with burn's
+/// semantics: batch statistics and a running-statistics update when training on an autodiff
+/// device, the running statistics otherwise.
+fn normalize<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if !(device.is_autodiff() && bn.training.is_enabled()) {
+        let mean = bn.running_mean.value().to_device(&device);
+        let var = bn.running_var.value().to_device(&device);
+        return crate::kernels::batch_norm_eval(x, bn.gamma.val(), bn.beta.val(), mean, var, bn.epsilon);
+    }
+    let (y, mean, var) = crate::kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let m = bn.momentum;
+    let blend = |running: Tensor<1>, batch: Tensor<1>| running.to_device(&device).mul_scalar(1.0 - m).add(batch.detach().mul_scalar(m)).detach();
+    bn.running_mean.update(blend(bn.running_mean.value_sync(), mean));
+    bn.running_var.update(blend(bn.running_var.value_sync(), var));
+    y
+}
+
 fn apply(act: Activation, x: Tensor<4>) -> Tensor<4> {
     match act {
         Activation::Relu => activation::relu(x),
@@ -52,6 +70,18 @@ pub struct ConvLayer {
     pool: Option<MaxPool2d>,
     #[module(skip)]
     activation: Activation,
+    /// Zero-padding on each side (the `Conv2d` keeps it as a config enum).
+    #[module(skip)]
+    pad: usize,
+}
+
+impl ConvLayer {
+    /// The convolution through our kernels ([`crate::kernels`]): same parameters and result as
+    /// `self.conv.forward`, faster gradients on flex.
+    fn convolve(&self, x: Tensor<4>) -> Tensor<4> {
+        let bias = self.conv.bias.as_ref().expect("conv layers are built with a bias").val();
+        crate::kernels::conv2d(x, self.conv.weight.val(), bias, self.conv.stride, [self.pad, self.pad])
+    }
 }
 
 #[derive(Module, Debug)]
@@ -90,6 +120,7 @@ impl Cnn {
                     bn: batch_norm(b.channels, device),
                     pool: (b.pool > 1).then(|| MaxPool2dConfig::new([b.pool, b.pool]).init()),
                     activation: b.activation,
+                    pad: p,
                 };
                 channels = b.channels;
                 layer
@@ -116,14 +147,14 @@ impl Cnn {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for layer in &self.conv {
-            x = apply(layer.activation, layer.bn.forward(layer.conv.forward(x)));
+            x = apply(layer.activation, normalize(&layer.bn, layer.convolve(x)));
             if let Some(pool) = &layer.pool {
                 x = pool.forward(x);
             }
         }
         let mut x: Tensor<2> = x.flatten(1, 3);
         for layer in &self.dense {
-            x = layer.dense.forward(layer.dropout.forward(layer.bn.forward(x)));
+            x = layer.dense.forward(layer.dropout.forward(normalize(&layer.bn, x)));
             if let Some(act) = layer.activation {
                 x = apply2(act, x);
             }
@@ -156,5 +187,37 @@ mod tests {
         let model = Cnn::new(&arch, &device).unwrap();
         let out = model.valid().forward(Tensor::zeros([3, 1, 28, 28], &device));
         assert_eq!(out.dims(), [3, CLASSES]);
+    }
+
+    /// Our batch norm against burn's module, in training (output and the running statistics it
+    /// leaves) and in evaluation.
+    #[test]
+    fn our_batch_norm_computes_what_burns_does() {
+        let device = Device::flex().autodiff();
+        for dims in [[6, 3, 5, 5], [10, 7, 1, 1]] {
+            let ours = batch_norm(dims[1], &device);
+            let theirs = batch_norm(dims[1], &device);
+            let x = Tensor::<4>::random(dims, burn::tensor::Distribution::Normal(2.0, 3.0), &device);
+            let max_diff = |a: Tensor<4>, b: Tensor<4>| (a - b).abs().max().into_scalar::<f32>();
+            assert!(max_diff(normalize(&ours, x.clone()), theirs.forward(x.clone())) < 1e-5);
+            for (a, b) in [(&ours.running_mean, &theirs.running_mean), (&ours.running_var, &theirs.running_var)] {
+                let d = (a.value() - b.value()).abs().max().into_scalar::<f32>();
+                assert!(d < 1e-5, "running statistics differ by {d}");
+            }
+            let (ours, theirs) = (ours.valid(), theirs.valid());
+            let x = x.inner();
+            let diff = (normalize(&ours, x.clone()) - theirs.forward(x)).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-5, "evaluation differs by {diff}");
+        }
+    }
+
+    #[test]
+    fn our_convolution_computes_what_burns_conv2d_does() {
+        let device = Device::flex();
+        let model = Cnn::new(&Architecture::default(), &device).unwrap();
+        let x = Tensor::<4>::random([2, 1, 28, 28], burn::tensor::Distribution::Default, &device);
+        let layer = &model.conv[0];
+        let diff = (layer.convolve(x.clone()) - layer.conv.forward(x)).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-5, "max difference {diff}");
     }
 }

@@ -1,0 +1,389 @@
+//! 2-D convolution (NCHW, f32, groups 1, dilation 1) as im2col + one GEMM per image, forward
+//! and backward, on plain slices.
+//!
+//! Why our own: burn-flex computes a convolution's gradients through generic fallbacks — the
+//! input gradient as a transposed convolution, the weight gradient as a second convolution
+//! whose "kernel" is the whole 28×28 output gradient — plus layout swaps around each. Profiling
+//! the seed model's training step put well over half the time there. Here both gradients are
+//! two GEMMs per image on the same im2col buffer the forward pass builds, with no layout
+//! changes, and images are spread over rayon's threads.
+
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+/// Shapes and hyper-parameters of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+}
+
+impl ConvGeometry {
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.pad[0] - self.kh) / self.stride[0] + 1
+    }
+
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.pad[1] - self.kw) / self.stride[1] + 1
+    }
+
+    /// Output positions per channel.
+    fn plane(&self) -> usize {
+        self.out_h() * self.out_w()
+    }
+
+    /// Length of one im2col column: every input value one output position sees.
+    fn patch(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    fn in_image(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    fn out_image(&self) -> usize {
+        self.c_out * self.plane()
+    }
+
+    /// The output columns `o` whose input column `o·stride + j − pad` lies inside `0..len`.
+    fn valid(len: usize, out: usize, stride: usize, pad: usize, j: usize) -> std::ops::Range<usize> {
+        let lo = pad.saturating_sub(j).div_ceil(stride);
+        let hi = if len + pad > j { ((len + pad - j - 1) / stride + 1).min(out) } else { 0 };
+        lo..hi.max(lo)
+    }
+}
+
+/// Gradients of one convolution; `x` is `None` when the input needs none (the first layer).
+#[derive(Debug)]
+pub struct ConvGrads {
+    pub x: Option<Vec<f32>>,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// Walks every (patch row, output row) pair of one image: `f(row of col, input row or None,
+/// valid output columns, first input column of the first valid output column)`.
+fn for_each_patch_row(g: &ConvGeometry, mut f: impl FnMut(usize, Option<usize>, std::ops::Range<usize>, usize)) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    for c in 0..g.c_in {
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = (c * g.kh + i) * g.kw + j;
+                let cols = ConvGeometry::valid(g.w, ow, g.stride[1], g.pad[1], j);
+                let first_ix = (cols.start * g.stride[1] + j).saturating_sub(g.pad[1]);
+                for y in 0..oh {
+                    let iy = (y * g.stride[0] + i).checked_sub(g.pad[0]).filter(|&iy| iy < g.h);
+                    let at = row * oh * ow + y * ow;
+                    f(at, iy.map(|iy| (c * g.h + iy) * g.w), cols.clone(), first_ix);
+                }
+            }
+        }
+    }
+}
+
+/// Fills `col` (`patch × plane`) from one image `x` (`c_in × h × w`), zeros where padded.
+fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
+    let (ow, s) = (g.out_w(), g.stride[1]);
+    for_each_patch_row(g, |at, src, cols, first_ix| {
+        let dst = &mut col[at..at + ow];
+        let Some(src) = src else {
+            dst.fill(0.0);
+            return;
+        };
+        dst[..cols.start].fill(0.0);
+        dst[cols.end..].fill(0.0);
+        let n = cols.len();
+        if s == 1 {
+            dst[cols].copy_from_slice(&x[src + first_ix..src + first_ix + n]);
+        } else {
+            for (k, d) in dst[cols].iter_mut().enumerate() {
+                *d = x[src + first_ix + k * s];
+            }
+        }
+    });
+}
+
+/// Adds `col` (`patch × plane`) back onto the image gradient `dx`: the transpose of [`im2col`].
+fn col2im(g: &ConvGeometry, col: &[f32], dx: &mut [f32]) {
+    let s = g.stride[1];
+    for_each_patch_row(g, |at, dst, cols, first_ix| {
+        let Some(dst) = dst else { return };
+        let src = &col[at + cols.start..at + cols.end];
+        if s == 1 {
+            add_into(&mut dx[dst + first_ix..dst + first_ix + src.len()], src);
+        } else {
+            for (k, v) in src.iter().enumerate() {
+                dx[dst + first_ix + k * s] += v;
+            }
+        }
+    });
+}
+
+/// `dst (m × n, row-major) = [dst +] lhs · rhs`, with explicit (row, column) strides for the
+/// operands so transposes cost nothing.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: [usize; 2],
+    rhs: &[f32],
+    rhs_strides: [usize; 2],
+) {
+    debug_assert!(dst.len() >= m * n);
+    debug_assert!(lhs.len() > (m - 1) * lhs_strides[0] + (k - 1) * lhs_strides[1]);
+    debug_assert!(rhs.len() > (k - 1) * rhs_strides[0] + (n - 1) * rhs_strides[1]);
+    // SAFETY: the debug assertions above state the bounds every caller keeps: dst holds m×n
+    // row-major values, lhs and rhs cover their strided m×k and k×n extents.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_strides[1] as isize,
+            lhs_strides[0] as isize,
+            rhs.as_ptr(),
+            rhs_strides[1] as isize,
+            rhs_strides[0] as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// Images per rayon task: enough work per task that splitting never costs more than it gains.
+const MIN_IMAGES_PER_TASK: usize = 4;
+
+/// `y = conv(x, weight) + bias` for `x: batch × c_in × h × w`, `weight: c_out × c_in × kh × kw`.
+pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), g.batch * g.in_image(), "conv input size");
+    assert_eq!(weight.len(), g.c_out * g.patch(), "conv weight size");
+    assert_eq!(bias.len(), g.c_out, "conv bias size");
+    let (plane, patch) = (g.plane(), g.patch());
+    let mut y = vec![0.0f32; g.batch * g.out_image()];
+    y.par_chunks_mut(g.out_image())
+        .zip(x.par_chunks(g.in_image()))
+        .with_min_len(MIN_IMAGES_PER_TASK)
+        .for_each_init(
+            || vec![0.0f32; patch * plane],
+            |col, (yn, xn)| {
+                im2col(g, xn, col);
+                for (row, b) in yn.chunks_mut(plane).zip(bias) {
+                    row.fill(*b);
+                }
+                matmul(g.c_out, plane, patch, yn, true, weight, [patch, 1], col, [plane, 1]);
+            },
+        );
+    y
+}
+
+/// Per-task accumulators of the backward pass.
+struct Scratch {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    col: Vec<f32>,
+    dcol: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(g: &ConvGeometry, need_x: bool) -> Scratch {
+        let cols = g.patch() * g.plane();
+        Scratch {
+            weight: vec![0.0; g.c_out * g.patch()],
+            bias: vec![0.0; g.c_out],
+            col: vec![0.0; cols],
+            dcol: if need_x { vec![0.0; cols] } else { Vec::new() },
+        }
+    }
+}
+
+fn add_into(acc: &mut [f32], other: &[f32]) {
+    acc.iter_mut().zip(other).for_each(|(a, b)| *a += b);
+}
+
+/// Gradients of [`forward`] given the output gradient `dy` (`batch × c_out × oh × ow`).
+pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: bool) -> ConvGrads {
+    assert_eq!(x.len(), g.batch * g.in_image(), "conv input size");
+    assert_eq!(weight.len(), g.c_out * g.patch(), "conv weight size");
+    assert_eq!(dy.len(), g.batch * g.out_image(), "conv output-gradient size");
+    let (plane, patch) = (g.plane(), g.patch());
+    let mut dx = if need_x { vec![0.0f32; g.batch * g.in_image()] } else { Vec::new() };
+    let per_image = |mut s: Scratch, ((dyn_, xn), dxn): ((&[f32], &[f32]), Option<&mut [f32]>)| {
+        im2col(g, xn, &mut s.col);
+        // dW += dY · colᵀ
+        matmul(g.c_out, patch, plane, &mut s.weight, true, dyn_, [plane, 1], &s.col, [1, plane]);
+        for (b, row) in s.bias.iter_mut().zip(dyn_.chunks(plane)) {
+            *b += row.iter().sum::<f32>();
+        }
+        if let Some(dxn) = dxn {
+            // dcol = Wᵀ · dY, then scattered back onto the image.
+            matmul(patch, plane, g.c_out, &mut s.dcol, false, weight, [1, patch], dyn_, [plane, 1]);
+            col2im(g, &s.dcol, dxn);
+        }
+        s
+    };
+    let images = dy.par_chunks(g.out_image()).zip(x.par_chunks(g.in_image()));
+    let sums = if need_x {
+        accumulate(g, need_x, images.zip(dx.par_chunks_mut(g.in_image()).map(Some)), per_image)
+    } else {
+        accumulate(g, need_x, images.zip((0..g.batch).into_par_iter().map(|_| None)), per_image)
+    };
+    let (weight_grad, bias_grad) = sums.unwrap_or_else(|| (vec![0.0; g.c_out * patch], vec![0.0; g.c_out]));
+    ConvGrads { x: need_x.then_some(dx), weight: weight_grad, bias: bias_grad }
+}
+
+/// Runs `per_image` over the images in rayon tasks and sums the tasks' weight and bias gradients.
+fn accumulate<'a, I>(
+    g: &ConvGeometry,
+    need_x: bool,
+    images: I,
+    per_image: impl Fn(Scratch, I::Item) -> Scratch + Sync + Send,
+) -> Option<(Vec<f32>, Vec<f32>)>
+where
+    I: IndexedParallelIterator<Item = ((&'a [f32], &'a [f32]), Option<&'a mut [f32]>)>,
+{
+    images
+        .with_min_len(MIN_IMAGES_PER_TASK)
+        .fold(|| Scratch::new(g, need_x), per_image)
+        .map(|s| (s.weight, s.bias))
+        .reduce_with(sum_pairs)
+}
+
+fn sum_pairs(mut a: (Vec<f32>, Vec<f32>), b: (Vec<f32>, Vec<f32>)) -> (Vec<f32>, Vec<f32>) {
+    add_into(&mut a.0, &b.0);
+    add_into(&mut a.1, &b.1);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct seven-loop convolution: the definition, slow and obviously right.
+    fn reference(g: &ConvGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let mut y = vec![0.0; g.batch * g.c_out * oh * ow];
+        for n in 0..g.batch {
+            for co in 0..g.c_out {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = b[co] as f64;
+                        for c in 0..g.c_in {
+                            for i in 0..g.kh {
+                                for j in 0..g.kw {
+                                    let iy = (oy * g.stride[0] + i) as isize - g.pad[0] as isize;
+                                    let ix = (ox * g.stride[1] + j) as isize - g.pad[1] as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((n * g.c_in + c) * g.h + iy as usize) * g.w + ix as usize];
+                                    acc += (xv * w[((co * g.c_in + c) * g.kh + i) * g.kw + j]) as f64;
+                                }
+                            }
+                        }
+                        y[((n * g.c_out + co) * oh + oy) * ow + ox] = acc as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
+        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
+    }
+
+    fn geometries() -> Vec<ConvGeometry> {
+        let g = |batch, c_in, h, w, c_out, kh, kw, stride, pad| ConvGeometry { batch, c_in, h, w, c_out, kh, kw, stride, pad };
+        vec![
+            g(3, 1, 28, 28, 4, 3, 3, [1, 1], [1, 1]),
+            g(2, 3, 7, 9, 5, 3, 2, [2, 1], [0, 1]),
+            g(5, 2, 6, 6, 3, 5, 5, [1, 1], [2, 2]),
+            g(1, 4, 5, 5, 2, 1, 1, [1, 1], [0, 0]),
+            g(9, 3, 11, 8, 6, 4, 3, [3, 2], [1, 0]),
+            g(2, 2, 3, 3, 2, 3, 3, [1, 1], [2, 2]),
+        ]
+    }
+
+    #[test]
+    fn forward_matches_the_definition() {
+        for (k, g) in geometries().into_iter().enumerate() {
+            let x = values(g.batch * g.in_image(), k as u64);
+            let w = values(g.c_out * g.patch(), 100 + k as u64);
+            let b = values(g.c_out, 200 + k as u64);
+            let err = max_rel_err(&forward(&g, &x, &w, &b), &reference(&g, &x, &w, &b));
+            assert!(err < 1e-5, "{g:?}: relative error {err}");
+        }
+    }
+
+    /// The gradients are the adjoints of the forward map: ⟨dy, conv(x, w)⟩ is bilinear, so
+    /// ⟨dy, conv(dx_probe, w)⟩ = ⟨grad_x, dx_probe⟩ and the same for w and b.
+    #[test]
+    fn backward_is_the_adjoint_of_forward() {
+        for (k, g) in geometries().into_iter().enumerate() {
+            let seed = 10 * k as u64;
+            let x = values(g.batch * g.in_image(), seed);
+            let w = values(g.c_out * g.patch(), seed + 1);
+            let dy = values(g.batch * g.out_image(), seed + 2);
+            let grads = backward(&g, &x, &w, &dy, true);
+            let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum::<f64>();
+            let zero_b = vec![0.0; g.c_out];
+            let probe_x = values(x.len(), seed + 3);
+            let lhs = dot(&dy, &reference(&g, &probe_x, &w, &zero_b));
+            let rhs = dot(grads.x.as_ref().unwrap(), &probe_x);
+            assert!((lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0), "{g:?} x: {lhs} vs {rhs}");
+            let probe_w = values(w.len(), seed + 4);
+            let lhs = dot(&dy, &reference(&g, &x, &probe_w, &zero_b));
+            let rhs = dot(&grads.weight, &probe_w);
+            assert!((lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0), "{g:?} w: {lhs} vs {rhs}");
+            let probe_b = values(g.c_out, seed + 5);
+            let lhs = dot(&dy, &reference(&g, &vec![0.0; x.len()], &w, &probe_b));
+            let rhs = dot(&grads.bias, &probe_b);
+            assert!((lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0), "{g:?} b: {lhs} vs {rhs}");
+            // Skipping the input gradient leaves the others unchanged.
+            let without = backward(&g, &x, &w, &dy, false);
+            assert!(without.x.is_none());
+            assert!(max_rel_err(&without.weight, &grads.weight) < 1e-6);
+        }
+    }
+
+    #[test]
+    fn valid_ranges_cover_exactly_the_inside_columns() {
+        for (len, stride, pad, k) in [(28, 1, 1, 3), (7, 2, 0, 2), (5, 3, 2, 5), (3, 1, 2, 3)] {
+            let out = (len + 2 * pad - k) / stride + 1;
+            for j in 0..k {
+                let r = ConvGeometry::valid(len, out, stride, pad, j);
+                for o in 0..out {
+                    let inside = (o * stride + j) >= pad && (o * stride + j - pad) < len;
+                    assert_eq!(r.contains(&o), inside, "len {len} stride {stride} pad {pad} j {j} o {o}");
+                }
+            }
+        }
+    }
+}

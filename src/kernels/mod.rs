@@ -1,0 +1,406 @@
+//! Our own CPU kernels, plugged into burn through its backend-extension API.
+//!
+//! [`ConvKernels::conv2d_block`] is a convolution with bias (groups 1, dilation 1). On flex it
+//! runs [`conv`]'s im2col + GEMM kernels forward and backward; on every other backend (libtorch,
+//! CUDA) it is burn's own `conv2d`, so GPU users keep their vendor kernels.
+
+pub mod batch_norm;
+pub mod conv;
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::ConvOptions;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{Shape, Tensor, TensorData};
+
+use batch_norm::NormShape;
+use conv::ConvGeometry;
+
+fn options(stride: [usize; 2], padding: [usize; 2]) -> ConvOptions<2> {
+    ConvOptions::new(stride, padding, [1, 1], 1)
+}
+
+#[backend_extension(Flex, Autodiff, LibTorch: cfg(feature = "tch"), Cube: cfg(feature = "cuda"))]
+pub trait ConvKernels: Backend {
+    /// `conv2d(x, weight) + bias`, NCHW.
+    fn conv2d_block(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, Some(bias), options(stride, padding))
+    }
+
+    /// Gradients of [`ConvKernels::conv2d_block`] for input, weight and bias; the input's is
+    /// skipped (returned as zeros of its shape) when `need_x` is false.
+    fn conv2d_block_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+        need_x: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let opts = options(stride, padding);
+        let bias = Self::float_zeros([weight.shape()[0]].into(), &weight.device(), weight.dtype().into());
+        let dw = Self::conv2d_weight_backward(x.clone(), weight.clone(), grad.clone(), opts.clone());
+        let db = Self::conv2d_bias_backward(x.clone(), bias, grad.clone());
+        let dx = match need_x {
+            true => Self::conv2d_x_backward(x, weight, grad, opts),
+            false => Self::float_zeros(x.shape(), &x.device(), x.dtype().into()),
+        };
+        (dx, dw, db)
+    }
+
+    /// Batch normalisation with the batch's statistics: `(output, mean, biased variance)`;
+    /// mean and variance are per channel and carry no gradient.
+    fn batch_norm_train_block(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let r = Self::batch_norm_train(x, gamma, beta, epsilon);
+        (r.output, r.mean, r.variance)
+    }
+
+    /// Gradients `(x, gamma, beta)` of [`ConvKernels::batch_norm_train_block`].
+    fn batch_norm_train_block_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let r = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
+        (r.x_grad, r.gamma_grad, r.beta_grad)
+    }
+
+    /// Batch normalisation with given statistics (evaluation).
+    fn batch_norm_eval_block(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        Self::batch_norm(x, gamma, beta, mean, variance, epsilon)
+    }
+}
+
+#[cfg(feature = "tch")]
+impl ConvKernels for burn::backend::LibTorch {}
+#[cfg(feature = "cuda")]
+impl ConvKernels for burn::backend::Cube {}
+
+/// Contiguous f32 copy of a flex tensor's values (no copy when it already is one).
+fn flex_values(t: &FloatTensor<Flex>) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(values) => values.into(),
+        None => t.to_contiguous().as_slice::<f32>().expect("contiguous f32").to_vec().into(),
+    }
+}
+
+fn flex_tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FloatTensor<Flex> {
+    FloatTensor::<Flex>::from_data(TensorData::new(values, shape.into()))
+}
+
+fn geometry(x: &Shape, w: &Shape, stride: [usize; 2], padding: [usize; 2]) -> ConvGeometry {
+    assert_eq!(x[1], w[1], "conv: input channels {} but weight expects {}", x[1], w[1]);
+    ConvGeometry { batch: x[0], c_in: x[1], h: x[2], w: x[3], c_out: w[0], kh: w[2], kw: w[3], stride, pad: padding }
+}
+
+impl ConvKernels for Flex {
+    fn conv2d_block(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let g = geometry(&x.shape(), &weight.shape(), stride, padding);
+        let y = conv::forward(&g, &flex_values(&x), &flex_values(&weight), &flex_values(&bias));
+        flex_tensor(y, [g.batch, g.c_out, g.out_h(), g.out_w()])
+    }
+
+    fn conv2d_block_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+        need_x: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (x_shape, w_shape) = (x.shape(), weight.shape());
+        let g = geometry(&x_shape, &w_shape, stride, padding);
+        let grads = conv::backward(&g, &flex_values(&x), &flex_values(&weight), &flex_values(&grad), need_x);
+        let dx = grads.x.unwrap_or_else(|| vec![0.0; x_shape.num_elements()]);
+        (flex_tensor(dx, x_shape), flex_tensor(grads.weight, w_shape), flex_tensor(grads.bias, [g.c_out]))
+    }
+
+    fn batch_norm_train_block(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = x.shape();
+        let s = NormShape::of(&shape);
+        let (y, mean, var) = batch_norm::train_forward(&s, &flex_values(&x), &flex_values(&gamma), &flex_values(&beta), epsilon);
+        (flex_tensor(y, shape), flex_tensor(mean, [s.channels]), flex_tensor(var, [s.channels]))
+    }
+
+    fn batch_norm_train_block_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = x.shape();
+        let s = NormShape::of(&shape);
+        let (dx, d_gamma, d_beta) = batch_norm::train_backward(
+            &s,
+            &flex_values(&x),
+            &flex_values(&gamma),
+            &flex_values(&mean),
+            &flex_values(&variance),
+            epsilon,
+            &flex_values(&grad),
+        );
+        (flex_tensor(dx, shape), flex_tensor(d_gamma, [s.channels]), flex_tensor(d_beta, [s.channels]))
+    }
+
+    fn batch_norm_eval_block(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let shape = x.shape();
+        let s = NormShape::of(&shape);
+        let y = batch_norm::inference(
+            &s,
+            &flex_values(&x),
+            &flex_values(&gamma),
+            &flex_values(&beta),
+            &flex_values(&mean),
+            &flex_values(&variance),
+            epsilon,
+        );
+        flex_tensor(y, shape)
+    }
+}
+
+/// The autodiff node of [`ConvKernels::conv2d_block`]: keeps input and weight, and asks the
+/// inner backend for all three gradients at once.
+#[derive(Debug)]
+struct ConvBlockBackward;
+
+impl<B: ConvKernels> Backward<B, 3> for ConvBlockBackward {
+    type State = (NodeId, NodeId, [usize; 2], [usize; 2]);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, weight_state, stride, padding) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
+        let (dx, dw, db) = B::conv2d_block_backward(x, weight, grad, stride, padding, node_x.is_some());
+        for (node, g) in [(node_x, dx), (node_weight, dw), (node_bias, db)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+/// The autodiff node of [`ConvKernels::batch_norm_train_block`]: keeps input and gamma (as
+/// checkpoints) and the batch statistics.
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl<B: ConvKernels> Backward<B, 3> for BatchNormBackward {
+    type State = (NodeId, NodeId, B::FloatTensorPrimitive, B::FloatTensorPrimitive, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, gamma_state, mean, variance, epsilon) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
+        let (dx, d_gamma, d_beta) = B::batch_norm_train_block_backward(x, gamma, mean, variance, grad, epsilon);
+        for (node, g) in [(node_x, dx), (node_gamma, d_gamma), (node_beta, d_beta)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+impl<B: ConvKernels, C: CheckpointStrategy> ConvKernels for Autodiff<B, C> {
+    fn batch_norm_train_block(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let prep = BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful();
+        let (output, mean, variance) = match prep {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let (y, mean, var) =
+                    B::batch_norm_train_block(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon);
+                (prep.finish((x_state, gamma_state, mean.clone(), var.clone(), epsilon), y), mean, var)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, mean, var) =
+                    B::batch_norm_train_block(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon);
+                (prep.finish(y), mean, var)
+            }
+        };
+        (output, FloatTensor::<Self>::new(mean), FloatTensor::<Self>::new(variance))
+    }
+
+    fn conv2d_block(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        match ConvBlockBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let out = B::conv2d_block(x.into_primitive(), weight.into_primitive(), bias.into_primitive(), stride, padding);
+                prep.finish((x_state, weight_state, stride, padding), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_block(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                stride,
+                padding,
+            )),
+        }
+    }
+}
+
+/// [`ConvKernels::batch_norm_train_block`] on high-level tensors: `(output, mean, variance)`.
+pub fn batch_norm_train<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
+    use burn::backend::Dispatch;
+    let (y, mean, var) =
+        <Dispatch as ConvKernels>::batch_norm_train_block(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), epsilon);
+    (Tensor::from_dispatch(y), Tensor::from_dispatch(mean), Tensor::from_dispatch(var))
+}
+
+/// [`ConvKernels::batch_norm_eval_block`] on high-level tensors.
+pub fn batch_norm_eval<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    mean: Tensor<1>,
+    variance: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<D> {
+    use burn::backend::Dispatch;
+    Tensor::from_dispatch(<Dispatch as ConvKernels>::batch_norm_eval_block(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        mean.into_dispatch(),
+        variance.into_dispatch(),
+        epsilon,
+    ))
+}
+
+/// [`ConvKernels::conv2d_block`] on high-level tensors.
+pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, stride: [usize; 2], padding: [usize; 2]) -> Tensor<4> {
+    use burn::backend::Dispatch;
+    Tensor::from_dispatch(<Dispatch as ConvKernels>::conv2d_block(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        stride,
+        padding,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution, module};
+
+    /// Our flex kernels against burn's own conv2d, forward and all three gradients, through
+    /// autodiff, on random shapes; the relative errors are printed (`--nocapture`).
+    #[test]
+    fn conv2d_block_matches_burn_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for case in 0..8 {
+            let (batch, c_in, c_out) = (rng.random_range(1..6), rng.random_range(1..5), rng.random_range(1..7));
+            let (kh, kw) = (rng.random_range(1..4), rng.random_range(1..4));
+            let (h, w) = (rng.random_range(kh..12), rng.random_range(kw..12));
+            let stride = [rng.random_range(1..3), rng.random_range(1..3)];
+            let padding = [rng.random_range(0..kh), rng.random_range(0..kw)];
+            let random = |shape: Vec<usize>| Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
+            let x = random(vec![batch, c_in, h, w]).require_grad();
+            let weight = random(vec![c_out, c_in, kh, kw]).require_grad();
+            let bias = Tensor::<1>::random([c_out], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
+            // A random linear functional of the output, so every output element has its own gradient.
+            let [_, _, oh, ow] = module::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options(stride, padding)).dims();
+            let probe = random(vec![batch, c_out, oh, ow]);
+
+            let ours = conv2d(x.clone(), weight.clone(), bias.clone(), stride, padding);
+            let theirs = module::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options(stride, padding));
+            let grads_ours = (ours.clone() * probe.clone()).sum().backward();
+            let grads_theirs = (theirs.clone() * probe).sum().backward();
+            let rel = |a: TensorData, b: TensorData| {
+                let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+                let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+                a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max) / scale
+            };
+            let errors = [
+                ("output", rel(ours.into_data(), theirs.into_data())),
+                ("d_input", rel(x.grad(&grads_ours).unwrap().into_data(), x.grad(&grads_theirs).unwrap().into_data())),
+                ("d_weight", rel(weight.grad(&grads_ours).unwrap().into_data(), weight.grad(&grads_theirs).unwrap().into_data())),
+                ("d_bias", rel(bias.grad(&grads_ours).unwrap().into_data(), bias.grad(&grads_theirs).unwrap().into_data())),
+            ];
+            let norm = x.grad(&grads_ours).unwrap().abs().sum().into_scalar::<f32>();
+            assert!(norm > 0.0, "the input gradient is not all zero");
+            println!("case {case}: x [{batch},{c_in},{h},{w}] w [{c_out},{c_in},{kh},{kw}] stride {stride:?} pad {padding:?}: {errors:?}");
+            for (what, err) in errors {
+                assert!(err < 1e-5, "case {case} {what}: relative error {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn input_gradient_is_skipped_only_where_nothing_needs_it() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<4>::ones([2, 1, 5, 5], &device);
+        let weight = Tensor::<4>::ones([3, 1, 3, 3], &device).require_grad();
+        let bias = Tensor::<1>::zeros([3], &device).require_grad();
+        let grads = conv2d(x.clone(), weight.clone(), bias, [1, 1], [1, 1]).sum().backward();
+        assert!(x.grad(&grads).is_none());
+        // Each 3×3 weight sees the interior of a 5×5 ones image at 9 of 25 positions fully...
+        let dw = weight.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+        // ...the centre tap sees every pixel of both images.
+        assert_eq!(dw[4], 50.0);
+    }
+}

@@ -12,14 +12,6 @@ use crate::data::{FashionMnist, PIXELS, source};
 use crate::error::Result;
 use crate::model::{Cnn, infer};
 
-/// Peak resident memory of this process in MiB (Linux), if known.
-pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
 pub fn run(args: &BenchArgs) -> Result<()> {
     set_threads(args.threads);
     let threads = rayon::current_num_threads();
@@ -81,7 +73,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         args.steps
     );
     println!("eval:  {:.1} images/s ({} images)", eval_idx.len() as f64 / eval_secs, eval_idx.len());
-    if let Some(mib) = peak_rss_mib() {
+    if let Some(mib) = crate::memory::peak_rss_mib() {
         println!("peak RSS: {mib:.0} MiB");
     }
     if let Some(python) = &args.pytorch {

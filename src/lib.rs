@@ -11,6 +11,7 @@ pub mod data;
 pub mod error;
 pub mod evaluation;
 pub mod kernels;
+pub mod memory;
 pub mod model;
 pub mod report;
 pub mod retrain;

@@ -4,6 +4,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    tune::memory::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("TUNE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_target(false)

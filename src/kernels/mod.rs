@@ -6,6 +6,7 @@
 
 pub mod batch_norm;
 pub mod conv;
+pub mod pool;
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -15,10 +16,11 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::ConvOptions;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{Shape, Tensor, TensorData};
+use burn::tensor::{IntDType, Shape, Tensor, TensorData};
 
 use batch_norm::NormShape;
 use conv::ConvGeometry;
+use pool::PoolGeometry;
 
 fn options(stride: [usize; 2], padding: [usize; 2]) -> ConvOptions<2> {
     ConvOptions::new(stride, padding, [1, 1], 1)
@@ -93,6 +95,18 @@ pub trait ConvKernels: Backend {
         epsilon: f64,
     ) -> FloatTensor<Self> {
         Self::batch_norm(x, gamma, beta, mean, variance, epsilon)
+    }
+
+    /// k×k max-pooling with stride k, no padding, floor (Keras' `MaxPooling2D(k)`).
+    fn max_pool2d_block(x: FloatTensor<Self>, k: usize) -> FloatTensor<Self> {
+        Self::max_pool2d(x, [k, k], [k, k], [0, 0], [1, 1], false)
+    }
+
+    /// Input gradient of [`ConvKernels::max_pool2d_block`].
+    fn max_pool2d_block_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>, k: usize) -> FloatTensor<Self> {
+        let (kernel, padding, dilation) = ([k, k], [0, 0], [1, 1]);
+        let indices = Self::max_pool2d_with_indices(x.clone(), kernel, kernel, padding, dilation, false, IntDType::I64).indices;
+        Self::max_pool2d_with_indices_backward(x, kernel, kernel, padding, dilation, false, grad, indices).x_grad
     }
 }
 
@@ -201,6 +215,22 @@ impl ConvKernels for Flex {
         );
         flex_tensor(y, shape)
     }
+
+    fn max_pool2d_block(x: FloatTensor<Self>, k: usize) -> FloatTensor<Self> {
+        let g = pool_geometry(&x.shape(), k);
+        let [n, c] = [x.shape()[0], x.shape()[1]];
+        flex_tensor(pool::forward(&g, &flex_values(&x)), [n, c, g.out_h(), g.out_w()])
+    }
+
+    fn max_pool2d_block_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>, k: usize) -> FloatTensor<Self> {
+        let shape = x.shape();
+        let g = pool_geometry(&shape, k);
+        flex_tensor(pool::backward(&g, &flex_values(&x), &flex_values(&grad)), shape)
+    }
+}
+
+fn pool_geometry(x: &Shape, k: usize) -> PoolGeometry {
+    PoolGeometry { planes: x[0] * x[1], h: x[2], w: x[3], k }
 }
 
 /// The autodiff node of [`ConvKernels::conv2d_block`]: keeps input and weight, and asks the
@@ -249,7 +279,36 @@ impl<B: ConvKernels> Backward<B, 3> for BatchNormBackward {
     }
 }
 
+/// The autodiff node of [`ConvKernels::max_pool2d_block`]: keeps the input, from which the
+/// backward pass finds each window's maximum again.
+#[derive(Debug)]
+struct MaxPoolBackward;
+
+impl<B: ConvKernels> Backward<B, 1> for MaxPoolBackward {
+    type State = (NodeId, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, k) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::max_pool2d_block_backward(x, grad, k));
+        }
+    }
+}
+
 impl<B: ConvKernels, C: CheckpointStrategy> ConvKernels for Autodiff<B, C> {
+    fn max_pool2d_block(x: FloatTensor<Self>, k: usize) -> FloatTensor<Self> {
+        match MaxPoolBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                prep.finish((x_state, k), B::max_pool2d_block(x.into_primitive(), k))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::max_pool2d_block(x.into_primitive(), k)),
+        }
+    }
+
     fn batch_norm_train_block(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -327,6 +386,12 @@ pub fn batch_norm_eval<const D: usize>(
     ))
 }
 
+/// [`ConvKernels::max_pool2d_block`] on high-level tensors.
+pub fn max_pool2d(x: Tensor<4>, k: usize) -> Tensor<4> {
+    use burn::backend::Dispatch;
+    Tensor::from_dispatch(<Dispatch as ConvKernels>::max_pool2d_block(x.into_dispatch(), k))
+}
+
 /// [`ConvKernels::conv2d_block`] on high-level tensors.
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, stride: [usize; 2], padding: [usize; 2]) -> Tensor<4> {
     use burn::backend::Dispatch;
@@ -343,6 +408,49 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, stride: [usize; 
 mod tests {
     use super::*;
     use burn::tensor::{Device, Distribution, module};
+
+    /// Largest absolute difference relative to the largest reference value.
+    fn rel(a: TensorData, b: TensorData) -> f32 {
+        let (a, b) = (a.try_to_vec::<f32>().unwrap(), b.try_to_vec::<f32>().unwrap());
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max) / scale
+    }
+
+    /// Max-pooling and batch norm against burn's ops, forward and input/parameter gradients.
+    #[test]
+    fn pool_and_batch_norm_match_burn_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        for (dims, k) in [([3, 4, 8, 8], 2), ([2, 3, 7, 9], 3), ([5, 2, 5, 4], 2)] {
+            let x = Tensor::<4>::random(dims, Distribution::Normal(1.0, 2.0), &device).require_grad();
+            let gamma = Tensor::<1>::random([dims[1]], Distribution::Uniform(0.5, 1.5), &device).require_grad();
+            let beta = Tensor::<1>::random([dims[1]], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
+            let pooled_ours = max_pool2d(x.clone(), k);
+            let pooled_theirs = burn::nn::pool::MaxPool2dConfig::new([k, k]).init().forward(x.clone());
+            let (normed_ours, mean_ours, var_ours) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3);
+            let theirs = module::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3);
+            let probe_p = Tensor::<4>::random(pooled_ours.dims(), Distribution::Default, &device);
+            let probe_n = Tensor::<4>::random(dims, Distribution::Default, &device);
+            let grads_ours = ((pooled_ours.clone() * probe_p.clone()).sum() + (normed_ours.clone() * probe_n.clone()).sum()).backward();
+            let grads_theirs = ((pooled_theirs.clone() * probe_p).sum() + (theirs.output.clone() * probe_n).sum()).backward();
+            let g = |t: &Tensor<4>, grads| t.grad(grads).unwrap().into_data();
+            let g1 = |t: &Tensor<1>, grads| t.grad(grads).unwrap().into_data();
+            let errors = [
+                ("pool output", rel(pooled_ours.into_data(), pooled_theirs.into_data())),
+                ("norm output", rel(normed_ours.into_data(), theirs.output.into_data())),
+                ("norm mean", rel(mean_ours.into_data(), theirs.mean.into_data())),
+                ("norm variance", rel(var_ours.into_data(), theirs.variance.into_data())),
+                ("d_input (pool + norm)", rel(g(&x, &grads_ours), g(&x, &grads_theirs))),
+                ("d_gamma", rel(g1(&gamma, &grads_ours), g1(&gamma, &grads_theirs))),
+                ("d_beta", rel(g1(&beta, &grads_ours), g1(&beta, &grads_theirs))),
+            ];
+            println!("x {dims:?} pool {k}: {errors:?}");
+            for (what, err) in errors {
+                assert!(err < 1e-5, "{dims:?} {what}: relative error {err}");
+            }
+        }
+    }
 
     /// Our flex kernels against burn's own conv2d, forward and all three gradients, through
     /// autodiff, on random shapes; the relative errors are printed (`--nocapture`).
@@ -370,11 +478,6 @@ mod tests {
             let theirs = module::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options(stride, padding));
             let grads_ours = (ours.clone() * probe.clone()).sum().backward();
             let grads_theirs = (theirs.clone() * probe).sum().backward();
-            let rel = |a: TensorData, b: TensorData| {
-                let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
-                let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-                a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max) / scale
-            };
             let errors = [
                 ("output", rel(ours.into_data(), theirs.into_data())),
                 ("d_input", rel(x.grad(&grads_ours).unwrap().into_data(), x.grad(&grads_theirs).unwrap().into_data())),
@@ -399,7 +502,7 @@ mod tests {
         let grads = conv2d(x.clone(), weight.clone(), bias, [1, 1], [1, 1]).sum().backward();
         assert!(x.grad(&grads).is_none());
         // Each 3×3 weight sees the interior of a 5×5 ones image at 9 of 25 positions fully...
-        let dw = weight.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+        let dw = weight.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
         // ...the centre tap sees every pixel of both images.
         assert_eq!(dw[4], 50.0);
     }

@@ -1,0 +1,158 @@
+//! Non-overlapping k×k max-pooling (stride k, no padding, floor) over NCHW f32 planes, forward
+//! and backward.
+//!
+//! Why our own: burn-flex's general pooling (any stride, padding, dilation, ceil mode) pays an
+//! index division per element and records an index tensor for the backward pass; the seed's
+//! pools are the simple case, and the backward pass can find each window's maximum again from
+//! the input in one cheap read instead of storing indices.
+
+use rayon::prelude::*;
+
+/// `planes` (= batch × channels) planes of `h × w`, pooled by `k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeometry {
+    pub planes: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+}
+
+impl PoolGeometry {
+    pub fn out_h(&self) -> usize {
+        self.h / self.k
+    }
+
+    pub fn out_w(&self) -> usize {
+        self.w / self.k
+    }
+
+    fn out_plane(&self) -> usize {
+        self.out_h() * self.out_w()
+    }
+
+    /// Offset (within the plane) of the first maximum of the window at (`oy`, `ox`); NaN wins,
+    /// as in burn and PyTorch, so it propagates.
+    fn argmax(&self, plane: &[f32], oy: usize, ox: usize) -> usize {
+        let mut best = (oy * self.k) * self.w + ox * self.k;
+        for i in 0..self.k {
+            let row = (oy * self.k + i) * self.w + ox * self.k;
+            for at in row..row + self.k {
+                let (v, b) = (plane[at], plane[best]);
+                if v > b || (v.is_nan() && !b.is_nan()) {
+                    best = at;
+                }
+            }
+        }
+        best
+    }
+}
+
+/// Planes per rayon task.
+const MIN_PLANES_PER_TASK: usize = 16;
+
+pub fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), g.planes * g.h * g.w, "pool input size");
+    let mut y = vec![0.0f32; g.planes * g.out_plane()];
+    if g.out_plane() == 0 {
+        return y;
+    }
+    y.par_chunks_mut(g.out_plane()).zip(x.par_chunks(g.h * g.w)).with_min_len(MIN_PLANES_PER_TASK).for_each(|(yp, xp)| {
+        if g.k == 2 {
+            // The common case, written so it vectorises: max of two rows, then of pairs.
+            for (oy, out_row) in yp.chunks_mut(g.out_w()).enumerate() {
+                let (r0, r1) = (&xp[2 * oy * g.w..][..g.w], &xp[(2 * oy + 1) * g.w..][..g.w]);
+                for (ox, o) in out_row.iter_mut().enumerate() {
+                    let a = max_nan(r0[2 * ox], r0[2 * ox + 1]);
+                    let b = max_nan(r1[2 * ox], r1[2 * ox + 1]);
+                    *o = max_nan(a, b);
+                }
+            }
+        } else {
+            for oy in 0..g.out_h() {
+                for ox in 0..g.out_w() {
+                    yp[oy * g.out_w() + ox] = xp[g.argmax(xp, oy, ox)];
+                }
+            }
+        }
+    });
+    y
+}
+
+/// The larger value; NaN if either is NaN.
+fn max_nan(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) }
+}
+
+/// Input gradient: each window's output gradient goes to the window's (first) maximum.
+pub fn backward(g: &PoolGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), g.planes * g.h * g.w, "pool input size");
+    assert_eq!(dy.len(), g.planes * g.out_plane(), "pool gradient size");
+    let mut dx = vec![0.0f32; x.len()];
+    if g.out_plane() == 0 {
+        return dx;
+    }
+    dx.par_chunks_mut(g.h * g.w)
+        .zip(x.par_chunks(g.h * g.w))
+        .zip(dy.par_chunks(g.out_plane()))
+        .with_min_len(MIN_PLANES_PER_TASK)
+        .for_each(|((dxp, xp), dyp)| {
+            for oy in 0..g.out_h() {
+                for ox in 0..g.out_w() {
+                    dxp[g.argmax(xp, oy, ox)] += dyp[oy * g.out_w() + ox];
+                }
+            }
+        });
+    dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_and_backward_on_a_worked_example() {
+        // One 4×5 plane (the last column is dropped by the floor), pooled 2×2.
+        #[rustfmt::skip]
+        let x = [
+            1.0, 5.0, 2.0, 2.0, 9.0,
+            3.0, 4.0, 8.0, 1.0, 9.0,
+            0.0, 0.0, 7.0, 6.0, 9.0,
+            0.0, -1.0, 6.0, 7.0, 9.0,
+        ];
+        let g = PoolGeometry { planes: 1, h: 4, w: 5, k: 2 };
+        assert_eq!(forward(&g, &x), vec![5.0, 8.0, 0.0, 7.0]);
+        let dx = backward(&g, &x, &[1.0, 2.0, 3.0, 4.0]);
+        #[rustfmt::skip]
+        let want = vec![
+            0.0, 1.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 2.0, 0.0, 0.0,
+            3.0, 0.0, 4.0, 0.0, 0.0, // ties go to the first maximum
+            0.0, 0.0, 0.0, 0.0, 0.0,
+        ];
+        assert_eq!(dx, want);
+    }
+
+    #[test]
+    fn general_k_agrees_with_the_pairwise_path() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let g = PoolGeometry { planes: 40, h: 9, w: 7, k: 2 };
+        let x: Vec<f32> = (0..g.planes * g.h * g.w).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let fast = forward(&g, &x);
+        let general: Vec<f32> = x
+            .chunks(g.h * g.w)
+            .flat_map(|p| (0..g.out_h()).flat_map(move |oy| (0..g.out_w()).map(move |ox| p[g.argmax(p, oy, ox)])))
+            .collect();
+        assert_eq!(fast, general);
+    }
+
+    #[test]
+    fn nan_propagates() {
+        let g = PoolGeometry { planes: 1, h: 2, w: 2, k: 2 };
+        assert!(forward(&g, &[1.0, f32::NAN, 3.0, 2.0])[0].is_nan());
+        let g3 = PoolGeometry { planes: 1, h: 3, w: 3, k: 3 };
+        let x = [1.0, 2.0, 3.0, 4.0, f32::NAN, 0.0, 0.0, 0.0, 0.0];
+        assert!(forward(&g3, &x)[0].is_nan());
+        assert_eq!(backward(&g3, &x, &[1.0])[4], 1.0);
+    }
+}

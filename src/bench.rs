@@ -41,24 +41,55 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let batch = 100usize;
     let n = data.train.len();
     let (mut px, mut labels) = (Vec::with_capacity(batch * PIXELS), Vec::new());
-    let mut step = |model: Cnn, k: usize| -> Cnn {
+    // Phase totals of the timed steps: forward (with the loss), backward, optimizer.
+    let mut phases = [0.0f64; 3];
+    let mut step = |model: Cnn, k: usize, phases: &mut [f64; 3]| -> Cnn {
         let idx: Vec<usize> = (0..batch).map(|i| (k * batch + i) % n).collect();
         data.train.gather(&idx, &mut px, &mut labels);
+        let t = Instant::now();
         let x = Tensor::<4>::from_data(TensorData::new(std::mem::take(&mut px), [batch, 1, 28, 28]), &ad);
         let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [batch]), &ad);
         let loss = loss_fn.forward(model.forward(x), y);
         let _ = loss.clone().into_scalar::<f32>();
+        phases[0] += t.elapsed().as_secs_f64();
+        let t = Instant::now();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        optim.step(1e-3, model, grads)
+        phases[1] += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let model = optim.step(1e-3, model, grads);
+        phases[2] += t.elapsed().as_secs_f64();
+        model
     };
     for k in 0..2 {
-        model = step(model, k);
+        model = step(model, k, &mut [0.0; 3]);
     }
-    let t = Instant::now();
-    for k in 0..args.steps {
-        model = step(model, k + 2);
+    // Rounds alternate tune and PyTorch, so both see the same machine (a shared VM's speed
+    // drifts by 10–20% over minutes); medians are compared.
+    crate::kernels::profile::take();
+    crate::kernels::profile::enable(true);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let mut done = 2;
+    for round in 0..args.rounds.max(1) {
+        let t = Instant::now();
+        for _ in 0..args.steps {
+            model = step(model, done, &mut phases);
+            done += 1;
+        }
+        ours.push((args.steps * batch) as f64 / t.elapsed().as_secs_f64());
+        let mut line = format!("round {}: tune {:.1} images/s", round + 1, ours[round]);
+        if let Some(python) = &args.pytorch {
+            match run_pytorch(python, threads, args.steps) {
+                Ok(p) => {
+                    line += &format!(" · pytorch {:.1} images/s (eval {:.1})", p.train, p.eval);
+                    theirs.push(p);
+                }
+                Err(why) => line += &format!(" · pytorch skipped: {why}"),
+            }
+        }
+        println!("{line}");
     }
-    let train_secs = t.elapsed().as_secs_f64();
+    crate::kernels::profile::enable(false);
+    let kernels = crate::kernels::profile::take();
     let eval_idx: Vec<usize> = (0..data.official_test.len().min(2000)).collect();
     let _ = crate::training::evaluate(&model, &data.official_test, &eval_idx[..eval_idx.len().min(500)], &device);
     let t = Instant::now();
@@ -66,44 +97,74 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let eval_secs = t.elapsed().as_secs_f64();
     let params = infer(&arch)?.total();
     println!("model: {params} params, backend {}, {threads} threads, batch {batch}", crate::backend::NAME);
-    println!(
-        "train: {:.1} images/s ({:.1} ms/step over {} steps)",
-        (args.steps * batch) as f64 / train_secs,
-        1000.0 * train_secs / args.steps as f64,
-        args.steps
-    );
+    let train = median(&ours);
+    println!("train: {train:.1} images/s ({:.1} ms/step; median of {} rounds of {} steps)", 1000.0 * batch as f64 / train, ours.len(), args.steps);
+    print_breakdown(&phases, &kernels, done - 2);
     println!("eval:  {:.1} images/s ({} images)", eval_idx.len() as f64 / eval_secs, eval_idx.len());
     if let Some(mib) = crate::memory::peak_rss_mib() {
         println!("peak RSS: {mib:.0} MiB");
     }
-    if let Some(python) = &args.pytorch {
-        let ours = (args.steps * batch) as f64 / train_secs;
-        compare_pytorch(python, threads, args.steps, ours);
+    if !theirs.is_empty() {
+        let their_train = median(&theirs.iter().map(|p| p.train).collect::<Vec<_>>());
+        let their_eval = median(&theirs.iter().map(|p| p.eval).collect::<Vec<_>>());
+        println!("{}: train {their_train:.1} images/s, eval {their_eval:.1} images/s (medians)", theirs[0].version);
+        println!("ratio tune/pytorch: training {:.2}, evaluation {:.2}", train / their_train, eval_idx.len() as f64 / eval_secs / their_eval);
     }
     Ok(())
 }
 
-/// Runs the PyTorch twin of the default model and prints tune's speed relative to it.
-fn compare_pytorch(python: &std::path::Path, threads: usize, steps: usize, ours: f64) {
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Where a training step's time went: phases, and our kernels within forward and backward
+/// (what is left there is burn's: dense layers, activations, dropout, loss, autodiff).
+fn print_breakdown(phases: &[f64; 3], kernels: &[(crate::kernels::profile::Kernel, f64, f64)], steps: usize) {
+    let ms = |secs: f64| 1000.0 * secs / steps as f64;
+    let total: f64 = phases.iter().sum();
+    println!("where a step's {:.1} ms go:", ms(total));
+    for (phase, secs, backward) in [("forward", phases[0], false), ("backward", phases[1], true)] {
+        let parts: Vec<(String, f64)> = kernels.iter().map(|(k, f, b)| (k.name().to_string(), if backward { *b } else { *f })).collect();
+        let rest = secs - parts.iter().map(|(_, s)| s).sum::<f64>();
+        let listed: Vec<String> =
+            parts.iter().chain([&("other".to_string(), rest)]).map(|(name, s)| format!("{name} {:.1}", ms(*s))).collect();
+        println!("  {phase:<9} {:>6.1} ms ({:>4.1}%): {}", ms(secs), 100.0 * secs / total, listed.join(" · "));
+    }
+    println!("  {:<9} {:>6.1} ms ({:>4.1}%): Adam", "optimizer", ms(phases[2]), 100.0 * phases[2] / total);
+}
+
+/// One run of the PyTorch twin of the default model.
+struct PyTorchRun {
+    version: String,
+    train: f64,
+    eval: f64,
+}
+
+/// Runs `benches/pytorch_cnn.py` once; `Err` says why it was skipped (torch missing, …).
+fn run_pytorch(python: &std::path::Path, threads: usize, steps: usize) -> std::result::Result<PyTorchRun, String> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pytorch_cnn.py");
     let out = std::process::Command::new(python)
         .arg(&script)
         .args(["--threads", &threads.to_string(), "--steps", &steps.to_string()])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout);
-            print!("{text}");
-            let theirs = text
-                .lines()
-                .find_map(|l| l.strip_prefix("pytorch train: "))
-                .and_then(|l| l.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok());
-            if let Some(theirs) = theirs {
-                println!("ratio tune/pytorch (training): {:.2}", ours / theirs);
-            }
-        }
-        Ok(o) => println!("pytorch comparison skipped: {}", String::from_utf8_lossy(&o.stdout).trim()),
-        Err(e) => println!("pytorch comparison skipped: cannot run {}: {e}", python.display()),
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(text.trim().to_string());
     }
+    let value = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| format!("no '{prefix}' line in its output"))
+    };
+    let version = text.lines().next().and_then(|l| l.split(':').next()).unwrap_or("pytorch").to_string();
+    Ok(PyTorchRun { version, train: value("pytorch train: ")?, eval: value("pytorch eval: ")? })
 }

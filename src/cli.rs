@@ -186,9 +186,12 @@ pub enum EvalSplit {
 pub struct BenchArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Timed training steps (after 2 warm-up steps).
+    /// Timed training steps per round (after 2 warm-up steps).
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
+    /// Rounds; with --pytorch each round runs tune then PyTorch, and medians are compared.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     #[arg(long)]
     pub threads: Option<usize>,
     /// Params TOML; default: the seed's model.

@@ -7,6 +7,7 @@
 pub mod batch_norm;
 pub mod conv;
 pub mod pool;
+pub mod profile;
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -21,6 +22,7 @@ use burn::tensor::{IntDType, Shape, Tensor, TensorData};
 use batch_norm::NormShape;
 use conv::ConvGeometry;
 use pool::PoolGeometry;
+use profile::{Kernel, timed};
 
 fn options(stride: [usize; 2], padding: [usize; 2]) -> ConvOptions<2> {
     ConvOptions::new(stride, padding, [1, 1], 1)
@@ -67,20 +69,32 @@ pub trait ConvKernels: Backend {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        fuse_relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let r = Self::batch_norm_train(x, gamma, beta, epsilon);
-        (r.output, r.mean, r.variance)
+        let output = if fuse_relu { Self::relu(r.output) } else { r.output };
+        (output, r.mean, r.variance)
     }
 
     /// Gradients `(x, gamma, beta)` of [`ConvKernels::batch_norm_train_block`].
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_train_block_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         epsilon: f64,
+        fuse_relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let grad = match fuse_relu {
+            true => {
+                let output = Self::batch_norm(x.clone(), gamma.clone(), beta, mean.clone(), variance.clone(), epsilon);
+                Self::relu_backward(output, grad)
+            }
+            false => grad,
+        };
         let r = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
         (r.x_grad, r.gamma_grad, r.beta_grad)
     }
@@ -93,8 +107,10 @@ pub trait ConvKernels: Backend {
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
         epsilon: f64,
+        fuse_relu: bool,
     ) -> FloatTensor<Self> {
-        Self::batch_norm(x, gamma, beta, mean, variance, epsilon)
+        let output = Self::batch_norm(x, gamma, beta, mean, variance, epsilon);
+        if fuse_relu { Self::relu(output) } else { output }
     }
 
     /// k×k max-pooling with stride k, no padding, floor (Keras' `MaxPooling2D(k)`).
@@ -141,7 +157,7 @@ impl ConvKernels for Flex {
         padding: [usize; 2],
     ) -> FloatTensor<Self> {
         let g = geometry(&x.shape(), &weight.shape(), stride, padding);
-        let y = conv::forward(&g, &flex_values(&x), &flex_values(&weight), &flex_values(&bias));
+        let y = timed(Kernel::Conv, false, || conv::forward(&g, &flex_values(&x), &flex_values(&weight), &flex_values(&bias)));
         flex_tensor(y, [g.batch, g.c_out, g.out_h(), g.out_w()])
     }
 
@@ -155,7 +171,7 @@ impl ConvKernels for Flex {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (x_shape, w_shape) = (x.shape(), weight.shape());
         let g = geometry(&x_shape, &w_shape, stride, padding);
-        let grads = conv::backward(&g, &flex_values(&x), &flex_values(&weight), &flex_values(&grad), need_x);
+        let grads = timed(Kernel::Conv, true, || conv::backward(&g, &flex_values(&x), &flex_values(&weight), &flex_values(&grad), need_x));
         let dx = grads.x.unwrap_or_else(|| vec![0.0; x_shape.num_elements()]);
         (flex_tensor(dx, x_shape), flex_tensor(grads.weight, w_shape), flex_tensor(grads.bias, [g.c_out]))
     }
@@ -165,32 +181,41 @@ impl ConvKernels for Flex {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        fuse_relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let shape = x.shape();
         let s = NormShape::of(&shape);
-        let (y, mean, var) = batch_norm::train_forward(&s, &flex_values(&x), &flex_values(&gamma), &flex_values(&beta), epsilon);
+        let (y, mean, var) = timed(Kernel::BatchNorm, false, || {
+            batch_norm::train_forward(&s, &flex_values(&x), &flex_values(&gamma), &flex_values(&beta), epsilon, fuse_relu)
+        });
         (flex_tensor(y, shape), flex_tensor(mean, [s.channels]), flex_tensor(var, [s.channels]))
     }
 
     fn batch_norm_train_block_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         epsilon: f64,
+        fuse_relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let shape = x.shape();
         let s = NormShape::of(&shape);
-        let (dx, d_gamma, d_beta) = batch_norm::train_backward(
-            &s,
-            &flex_values(&x),
-            &flex_values(&gamma),
-            &flex_values(&mean),
-            &flex_values(&variance),
-            epsilon,
-            &flex_values(&grad),
-        );
+        let (dx, d_gamma, d_beta) = timed(Kernel::BatchNorm, true, || {
+            batch_norm::train_backward(
+                &s,
+                &flex_values(&x),
+                &flex_values(&gamma),
+                &flex_values(&beta),
+                &flex_values(&mean),
+                &flex_values(&variance),
+                epsilon,
+                fuse_relu,
+                &flex_values(&grad),
+            )
+        });
         (flex_tensor(dx, shape), flex_tensor(d_gamma, [s.channels]), flex_tensor(d_beta, [s.channels]))
     }
 
@@ -201,31 +226,35 @@ impl ConvKernels for Flex {
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
         epsilon: f64,
+        fuse_relu: bool,
     ) -> FloatTensor<Self> {
         let shape = x.shape();
         let s = NormShape::of(&shape);
-        let y = batch_norm::inference(
-            &s,
-            &flex_values(&x),
-            &flex_values(&gamma),
-            &flex_values(&beta),
-            &flex_values(&mean),
-            &flex_values(&variance),
-            epsilon,
-        );
+        let y = timed(Kernel::BatchNorm, false, || {
+            batch_norm::inference(
+                &s,
+                &flex_values(&x),
+                &flex_values(&gamma),
+                &flex_values(&beta),
+                &flex_values(&mean),
+                &flex_values(&variance),
+                epsilon,
+                fuse_relu,
+            )
+        });
         flex_tensor(y, shape)
     }
 
     fn max_pool2d_block(x: FloatTensor<Self>, k: usize) -> FloatTensor<Self> {
         let g = pool_geometry(&x.shape(), k);
         let [n, c] = [x.shape()[0], x.shape()[1]];
-        flex_tensor(pool::forward(&g, &flex_values(&x)), [n, c, g.out_h(), g.out_w()])
+        flex_tensor(timed(Kernel::MaxPool, false, || pool::forward(&g, &flex_values(&x))), [n, c, g.out_h(), g.out_w()])
     }
 
     fn max_pool2d_block_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>, k: usize) -> FloatTensor<Self> {
         let shape = x.shape();
         let g = pool_geometry(&shape, k);
-        flex_tensor(pool::backward(&g, &flex_values(&x), &flex_values(&grad)), shape)
+        flex_tensor(timed(Kernel::MaxPool, true, || pool::backward(&g, &flex_values(&x), &flex_values(&grad))), shape)
     }
 }
 
@@ -256,21 +285,35 @@ impl<B: ConvKernels> Backward<B, 3> for ConvBlockBackward {
     }
 }
 
-/// The autodiff node of [`ConvKernels::batch_norm_train_block`]: keeps input and gamma (as
-/// checkpoints) and the batch statistics.
+/// The autodiff node of [`ConvKernels::batch_norm_train_block`]: keeps input, gamma and beta
+/// (as checkpoints) and the batch statistics.
 #[derive(Debug)]
 struct BatchNormBackward;
 
+/// Checkpointed inputs and batch statistics of one batch-norm node.
+#[derive(Debug, Clone)]
+struct BatchNormState<T> {
+    x: NodeId,
+    gamma: NodeId,
+    beta: NodeId,
+    mean: T,
+    variance: T,
+    epsilon: f64,
+    fuse_relu: bool,
+}
+
 impl<B: ConvKernels> Backward<B, 3> for BatchNormBackward {
-    type State = (NodeId, NodeId, B::FloatTensorPrimitive, B::FloatTensorPrimitive, f64);
+    type State = BatchNormState<B::FloatTensorPrimitive>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, gamma_state, mean, variance, epsilon) = ops.state;
-        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
-        let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
-        let (dx, d_gamma, d_beta) = B::batch_norm_train_block_backward(x, gamma, mean, variance, grad, epsilon);
+        let st = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(st.x);
+        let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(st.gamma);
+        let beta = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(st.beta);
+        let (dx, d_gamma, d_beta) =
+            B::batch_norm_train_block_backward(x, gamma, beta, st.mean, st.variance, grad, st.epsilon, st.fuse_relu);
         for (node, g) in [(node_x, dx), (node_gamma, d_gamma), (node_beta, d_beta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g);
@@ -314,20 +357,30 @@ impl<B: ConvKernels, C: CheckpointStrategy> ConvKernels for Autodiff<B, C> {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        fuse_relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let prep = BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful();
+        let forward = |x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>| {
+            B::batch_norm_train_block(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon, fuse_relu)
+        };
         let (output, mean, variance) = match prep {
             OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let gamma_state = prep.checkpoint(&gamma);
-                let (y, mean, var) =
-                    B::batch_norm_train_block(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon);
-                (prep.finish((x_state, gamma_state, mean.clone(), var.clone(), epsilon), y), mean, var)
+                let (x_id, gamma_id, beta_id) = (prep.checkpoint(&x), prep.checkpoint(&gamma), prep.checkpoint(&beta));
+                let (y, mean, variance) = forward(x, gamma, beta);
+                let state = BatchNormState {
+                    x: x_id,
+                    gamma: gamma_id,
+                    beta: beta_id,
+                    mean: mean.clone(),
+                    variance: variance.clone(),
+                    epsilon,
+                    fuse_relu,
+                };
+                (prep.finish(state, y), mean, variance)
             }
             OpsKind::UnTracked(prep) => {
-                let (y, mean, var) =
-                    B::batch_norm_train_block(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon);
-                (prep.finish(y), mean, var)
+                let (y, mean, variance) = forward(x, gamma, beta);
+                (prep.finish(y), mean, variance)
             }
         };
         (output, FloatTensor::<Self>::new(mean), FloatTensor::<Self>::new(variance))
@@ -359,10 +412,22 @@ impl<B: ConvKernels, C: CheckpointStrategy> ConvKernels for Autodiff<B, C> {
 }
 
 /// [`ConvKernels::batch_norm_train_block`] on high-level tensors: `(output, mean, variance)`.
-pub fn batch_norm_train<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
+/// With `fuse_relu` the output is `relu(batch_norm(x))`.
+pub fn batch_norm_train<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+    fuse_relu: bool,
+) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
     use burn::backend::Dispatch;
-    let (y, mean, var) =
-        <Dispatch as ConvKernels>::batch_norm_train_block(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), epsilon);
+    let (y, mean, var) = <Dispatch as ConvKernels>::batch_norm_train_block(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+        fuse_relu,
+    );
     (Tensor::from_dispatch(y), Tensor::from_dispatch(mean), Tensor::from_dispatch(var))
 }
 
@@ -374,6 +439,7 @@ pub fn batch_norm_eval<const D: usize>(
     mean: Tensor<1>,
     variance: Tensor<1>,
     epsilon: f64,
+    fuse_relu: bool,
 ) -> Tensor<D> {
     use burn::backend::Dispatch;
     Tensor::from_dispatch(<Dispatch as ConvKernels>::batch_norm_eval_block(
@@ -383,6 +449,7 @@ pub fn batch_norm_eval<const D: usize>(
         mean.into_dispatch(),
         variance.into_dispatch(),
         epsilon,
+        fuse_relu,
     ))
 }
 
@@ -422,14 +489,17 @@ mod tests {
     fn pool_and_batch_norm_match_burn_forward_and_backward() {
         let device = Device::flex().autodiff();
         device.seed(5);
-        for (dims, k) in [([3, 4, 8, 8], 2), ([2, 3, 7, 9], 3), ([5, 2, 5, 4], 2)] {
+        for (dims, k, fuse_relu) in [([3, 4, 8, 8], 2, false), ([2, 3, 7, 9], 3, true), ([5, 2, 5, 4], 2, true), ([6, 5, 1, 1], 1, true)] {
             let x = Tensor::<4>::random(dims, Distribution::Normal(1.0, 2.0), &device).require_grad();
             let gamma = Tensor::<1>::random([dims[1]], Distribution::Uniform(0.5, 1.5), &device).require_grad();
             let beta = Tensor::<1>::random([dims[1]], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
             let pooled_ours = max_pool2d(x.clone(), k);
             let pooled_theirs = burn::nn::pool::MaxPool2dConfig::new([k, k]).init().forward(x.clone());
-            let (normed_ours, mean_ours, var_ours) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3);
-            let theirs = module::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3);
+            let (normed_ours, mean_ours, var_ours) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, fuse_relu);
+            let mut theirs = module::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3);
+            if fuse_relu {
+                theirs.output = burn::tensor::activation::relu(theirs.output);
+            }
             let probe_p = Tensor::<4>::random(pooled_ours.dims(), Distribution::Default, &device);
             let probe_n = Tensor::<4>::random(dims, Distribution::Default, &device);
             let grads_ours = ((pooled_ours.clone() * probe_p.clone()).sum() + (normed_ours.clone() * probe_n.clone()).sum()).backward();
@@ -445,7 +515,7 @@ mod tests {
                 ("d_gamma", rel(g1(&gamma, &grads_ours), g1(&gamma, &grads_theirs))),
                 ("d_beta", rel(g1(&beta, &grads_ours), g1(&beta, &grads_theirs))),
             ];
-            println!("x {dims:?} pool {k}: {errors:?}");
+            println!("x {dims:?} pool {k} relu {fuse_relu}: {errors:?}");
             for (what, err) in errors {
                 assert!(err < 1e-5, "{dims:?} {what}: relative error {err}");
             }

@@ -96,9 +96,27 @@ pub fn backward(g: &PoolGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .zip(dy.par_chunks(g.out_plane()))
         .with_min_len(MIN_PLANES_PER_TASK)
         .for_each(|((dxp, xp), dyp)| {
-            for oy in 0..g.out_h() {
-                for ox in 0..g.out_w() {
-                    dxp[g.argmax(xp, oy, ox)] += dyp[oy * g.out_w() + ox];
+            if g.k == 2 {
+                // Windows do not overlap: each gradient lands on one of four known places.
+                for oy in 0..g.out_h() {
+                    let (r0, r1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
+                    for ox in 0..g.out_w() {
+                        let cand = [r0 + 2 * ox, r0 + 2 * ox + 1, r1 + 2 * ox, r1 + 2 * ox + 1];
+                        let mut best = cand[0];
+                        for &at in &cand[1..] {
+                            let (v, b) = (xp[at], xp[best]);
+                            if v > b || (v.is_nan() && !b.is_nan()) {
+                                best = at;
+                            }
+                        }
+                        dxp[best] = dyp[oy * g.out_w() + ox];
+                    }
+                }
+            } else {
+                for oy in 0..g.out_h() {
+                    for ox in 0..g.out_w() {
+                        dxp[g.argmax(xp, oy, ox)] += dyp[oy * g.out_w() + ox];
+                    }
                 }
             }
         });
@@ -144,6 +162,16 @@ mod tests {
             .flat_map(|p| (0..g.out_h()).flat_map(move |oy| (0..g.out_w()).map(move |ox| p[g.argmax(p, oy, ox)])))
             .collect();
         assert_eq!(fast, general);
+        let dy: Vec<f32> = (0..g.planes * g.out_plane()).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut general = vec![0.0f32; x.len()];
+        for (p, (xp, dyp)) in x.chunks(g.h * g.w).zip(dy.chunks(g.out_plane())).enumerate() {
+            for oy in 0..g.out_h() {
+                for ox in 0..g.out_w() {
+                    general[p * g.h * g.w + g.argmax(xp, oy, ox)] += dyp[oy * g.out_w() + ox];
+                }
+            }
+        }
+        assert_eq!(backward(&g, &x, &dy), general);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::cli::{BenchArgs, load_params, set_threads};
@@ -36,7 +36,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let ad = device.clone().autodiff();
     ad.seed(1);
     let mut model = Cnn::new(&arch, &ad)?;
-    let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
+    let mut optim = crate::training::adam::FusedAdam::new(0.0).init();
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
     let batch = 100usize;
     let n = data.train.len();

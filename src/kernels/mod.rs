@@ -4,6 +4,7 @@
 //! runs [`conv`]'s im2col + GEMM kernels forward and backward; on every other backend (libtorch,
 //! CUDA) it is burn's own `conv2d`, so GPU users keep their vendor kernels.
 
+pub mod adam;
 pub mod batch_norm;
 pub mod conv;
 pub mod pool;
@@ -130,6 +131,63 @@ pub trait ConvKernels: Backend {
 impl ConvKernels for burn::backend::LibTorch {}
 #[cfg(feature = "cuda")]
 impl ConvKernels for burn::backend::Cube {}
+
+/// Kernels of the optimizer, which runs on plain (not autodiff) tensors; flex only — other
+/// backends use burn's optimizers ([`crate::training::adam`]).
+#[backend_extension(Flex)]
+pub trait OptimizerKernels: Backend {
+    /// One Adam step: `(parameter, first moment, second moment)` after it.
+    fn adam_step_block(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: adam::AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// `t` as a contiguous, unshared flex tensor whose storage is exactly its values, so they can
+/// be updated in place (copies only when that is not already so).
+fn flex_owned(t: FloatTensor<Flex>) -> FloatTensor<Flex> {
+    let n = t.shape().num_elements();
+    let exact = t.layout().contiguous_offsets() == Some((0, n)) && t.storage::<f32>().len() == n;
+    if exact { t } else { flex_tensor(flex_values(&t).into_owned(), t.shape()) }
+}
+
+impl OptimizerKernels for Flex {
+    fn adam_step_block(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: adam::AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (mut p, mut m1, mut m2) = (flex_owned(param), flex_owned(moment_1), flex_owned(moment_2));
+        let g = flex_values(&grad);
+        // storage_mut copies a buffer still shared with another tensor (copy-on-write).
+        adam::step(&step, p.storage_mut::<f32>(), &g, m1.storage_mut::<f32>(), m2.storage_mut::<f32>());
+        (p, m1, m2)
+    }
+}
+
+/// [`OptimizerKernels::adam_step_block`] on high-level tensors.
+pub fn adam_step<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moment_1: Tensor<D>,
+    moment_2: Tensor<D>,
+    step: adam::AdamStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    use burn::backend::Dispatch;
+    let (p, m1, m2) = <Dispatch as OptimizerKernels>::adam_step_block(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        moment_1.into_dispatch(),
+        moment_2.into_dispatch(),
+        step,
+    );
+    (Tensor::from_dispatch(p), Tensor::from_dispatch(m1), Tensor::from_dispatch(m2))
+}
 
 /// Contiguous f32 copy of a flex tensor's values (no copy when it already is one).
 fn flex_values(t: &FloatTensor<Flex>) -> std::borrow::Cow<'_, [f32]> {

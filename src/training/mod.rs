@@ -1,5 +1,6 @@
 //! Training one network: settings, the loop, per-epoch schedules and metrics.
 
+pub mod adam;
 pub mod config;
 pub mod metrics;
 pub mod run;

@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
@@ -178,11 +177,7 @@ pub fn train(
     std::fs::create_dir_all(out).map_err(|e| TuneError::io(out, e))?;
     let files = RunFiles { dir: out.to_path_buf() };
     let ad = device.clone().autodiff();
-    let mut adam = AdamConfig::new().with_epsilon(1e-7);
-    if cfg.weight_decay > 0.0 {
-        adam = adam.with_weight_decay(Some(WeightDecayConfig::new(cfg.weight_decay as f32)));
-    }
-    let mut optim = adam.init();
+    let mut optim = super::adam::FusedAdam::new(cfg.weight_decay).init();
 
     let resumed = if resume && files.state().is_file() { Some(read_state(&files.state())?) } else { None };
     let (mut model, mut state) = match resumed {

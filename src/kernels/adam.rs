@@ -1,0 +1,78 @@
+//! One Adam update over a parameter tensor, in one pass and in place.
+//!
+//! Why our own: burn's Adam computes the same update as about ten tensor operations, each a
+//! full pass over the parameters that allocates its result; for the seed model's 3.5M
+//! parameters that was 7% of a training step. The arithmetic here is burn's, term for term.
+
+use rayon::prelude::*;
+
+/// The scalars of one Adam step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    pub lr: f64,
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+    /// 1 on the first step.
+    pub time: usize,
+    /// L2 penalty added to the gradient (`g + penalty·p`), as burn's weight decay.
+    pub weight_decay: Option<f32>,
+}
+
+const CHUNK: usize = 1 << 14;
+
+/// Updates `param`, `moment_1` and `moment_2` in place from `grad`.
+pub fn step(s: &AdamStep, param: &mut [f32], grad: &[f32], moment_1: &mut [f32], moment_2: &mut [f32]) {
+    assert!(param.len() == grad.len() && grad.len() == moment_1.len() && grad.len() == moment_2.len(), "adam: sizes differ");
+    let time = s.time as i32;
+    let bias_correction2_sqrt = (1.0 - s.beta_2.powi(time)).sqrt();
+    let combined = bias_correction2_sqrt / (1.0 - s.beta_1.powi(time));
+    let eps = s.epsilon * bias_correction2_sqrt;
+    let (b1, b2, f1, f2) = (s.beta_1, s.beta_2, 1.0 - s.beta_1, 1.0 - s.beta_2);
+    let (lr, penalty) = (s.lr as f32, s.weight_decay);
+    param
+        .par_chunks_mut(CHUNK)
+        .zip(grad.par_chunks(CHUNK))
+        .zip(moment_1.par_chunks_mut(CHUNK))
+        .zip(moment_2.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m1), m2)| {
+            for i in 0..p.len() {
+                let g = match penalty {
+                    Some(k) => p[i] * k + g[i],
+                    None => g[i],
+                };
+                m1[i] = m1[i] * b1 + g * f1;
+                m2[i] = m2[i] * b2 + g * g * f2;
+                p[i] -= m1[i] * combined / (m2[i].sqrt() + eps) * lr;
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two steps against the textbook formulas in f64.
+    #[test]
+    fn two_steps_match_the_textbook_update() {
+        let s = AdamStep { lr: 0.01, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, time: 1, weight_decay: Some(0.1) };
+        let mut p = vec![1.0f32, -2.0, 0.5, 0.0];
+        let (mut m1, mut m2) = (vec![0.0f32; 4], vec![0.0f32; 4]);
+        let grads = [[0.3f32, -0.1, 0.0, 2.0], [0.1, 0.2, -0.5, -1.0]];
+        let mut want: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+        let (mut w1, mut w2) = (vec![0.0f64; 4], vec![0.0f64; 4]);
+        for (t, g) in grads.iter().enumerate() {
+            step(&AdamStep { time: t + 1, ..s }, &mut p, g, &mut m1, &mut m2);
+            for i in 0..4 {
+                let g = g[i] as f64 + 0.1 * want[i];
+                w1[i] = 0.9 * w1[i] + 0.1 * g;
+                w2[i] = 0.999 * w2[i] + 0.001 * g * g;
+                let (m_hat, v_hat) = (w1[i] / (1.0 - 0.9f64.powi(t as i32 + 1)), w2[i] / (1.0 - 0.999f64.powi(t as i32 + 1)));
+                want[i] -= 0.01 * m_hat / (v_hat.sqrt() + 1e-7);
+            }
+        }
+        for (a, b) in p.iter().zip(&want) {
+            assert!((*a as f64 - b).abs() < 1e-6, "{p:?} vs {want:?}");
+        }
+    }
+}

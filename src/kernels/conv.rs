@@ -179,20 +179,29 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec
     assert_eq!(weight.len(), g.c_out * g.patch(), "conv weight size");
     assert_eq!(bias.len(), g.c_out, "conv bias size");
     let (plane, patch) = (g.plane(), g.patch());
-    let mut y = vec![0.0f32; g.batch * g.out_image()];
-    y.par_chunks_mut(g.out_image())
+    let len = g.batch * g.out_image();
+    let mut y: Vec<f32> = Vec::with_capacity(len);
+    y.spare_capacity_mut()[..len]
+        .par_chunks_mut(g.out_image())
         .zip(x.par_chunks(g.in_image()))
         .with_min_len(MIN_IMAGES_PER_TASK)
         .for_each_init(
             || vec![0.0f32; patch * plane],
             |col, (yn, xn)| {
                 im2col(g, xn, col);
+                // Every output starts as its channel's bias (written, not zeroed first).
                 for (row, b) in yn.chunks_mut(plane).zip(bias) {
-                    row.fill(*b);
+                    row.iter_mut().for_each(|v| {
+                        v.write(*b);
+                    });
                 }
+                // SAFETY: the loop above initialised all c_out·plane values of this image.
+                let yn = unsafe { std::slice::from_raw_parts_mut(yn.as_mut_ptr().cast::<f32>(), yn.len()) };
                 matmul(g.c_out, plane, patch, yn, true, weight, [patch, 1], col, [plane, 1]);
             },
         );
+    // SAFETY: the image chunks cover all `len` values and each was initialised above.
+    unsafe { y.set_len(len) };
     y
 }
 

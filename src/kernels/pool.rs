@@ -87,6 +87,53 @@ fn max_nan(a: f32, b: f32) -> f32 {
 pub fn backward(g: &PoolGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), g.planes * g.h * g.w, "pool input size");
     assert_eq!(dy.len(), g.planes * g.out_plane(), "pool gradient size");
+    if g.k != 2 || g.out_plane() == 0 {
+        return backward_general(g, x, dy);
+    }
+    // Windows tile the plane (but for a last odd row or column), so every value of the
+    // gradient is written exactly once, row pair by row pair, without zeroing it first.
+    let mut dx: Vec<f32> = Vec::with_capacity(x.len());
+    dx.spare_capacity_mut()
+        .par_chunks_mut(g.h * g.w)
+        .zip(x.par_chunks(g.h * g.w))
+        .zip(dy.par_chunks(g.out_plane()))
+        .with_min_len(MIN_PLANES_PER_TASK)
+        .for_each(|((dxp, xp), dyp)| {
+            for oy in 0..g.out_h() {
+                let (r0, r1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
+                for ox in 0..g.out_w() {
+                    let cand = [r0 + 2 * ox, r0 + 2 * ox + 1, r1 + 2 * ox, r1 + 2 * ox + 1];
+                    let mut best = 0;
+                    for i in 1..4 {
+                        let (v, b) = (xp[cand[i]], xp[cand[best]]);
+                        if v > b || (v.is_nan() && !b.is_nan()) {
+                            best = i;
+                        }
+                    }
+                    let grad = dyp[oy * g.out_w() + ox];
+                    for (i, &at) in cand.iter().enumerate() {
+                        dxp[at].write(if i == best { grad } else { 0.0 });
+                    }
+                }
+                if g.w % 2 == 1 {
+                    dxp[r0 + g.w - 1].write(0.0);
+                    dxp[r1 + g.w - 1].write(0.0);
+                }
+            }
+            if g.h % 2 == 1 {
+                dxp[(g.h - 1) * g.w..].iter_mut().for_each(|v| {
+                    v.write(0.0);
+                });
+            }
+        });
+    // SAFETY: per plane, the loops above wrote every window's four values, the odd last column
+    // of each row pair and the odd last row: all h·w values of every plane.
+    unsafe { dx.set_len(x.len()) };
+    dx
+}
+
+/// Any k: zeros, then each window's gradient added at its maximum.
+fn backward_general(g: &PoolGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let mut dx = vec![0.0f32; x.len()];
     if g.out_plane() == 0 {
         return dx;
@@ -96,27 +143,9 @@ pub fn backward(g: &PoolGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .zip(dy.par_chunks(g.out_plane()))
         .with_min_len(MIN_PLANES_PER_TASK)
         .for_each(|((dxp, xp), dyp)| {
-            if g.k == 2 {
-                // Windows do not overlap: each gradient lands on one of four known places.
-                for oy in 0..g.out_h() {
-                    let (r0, r1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
-                    for ox in 0..g.out_w() {
-                        let cand = [r0 + 2 * ox, r0 + 2 * ox + 1, r1 + 2 * ox, r1 + 2 * ox + 1];
-                        let mut best = cand[0];
-                        for &at in &cand[1..] {
-                            let (v, b) = (xp[at], xp[best]);
-                            if v > b || (v.is_nan() && !b.is_nan()) {
-                                best = at;
-                            }
-                        }
-                        dxp[best] = dyp[oy * g.out_w() + ox];
-                    }
-                }
-            } else {
-                for oy in 0..g.out_h() {
-                    for ox in 0..g.out_w() {
-                        dxp[g.argmax(xp, oy, ox)] += dyp[oy * g.out_w() + ox];
-                    }
+            for oy in 0..g.out_h() {
+                for ox in 0..g.out_w() {
+                    dxp[g.argmax(xp, oy, ox)] += dyp[oy * g.out_w() + ox];
                 }
             }
         });
@@ -172,6 +201,7 @@ mod tests {
             }
         }
         assert_eq!(backward(&g, &x, &dy), general);
+        assert_eq!(backward_general(&g, &x, &dy), general);
     }
 
     #[test]

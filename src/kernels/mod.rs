@@ -1,8 +1,9 @@
 //! Our own CPU kernels, plugged into burn through its backend-extension API.
 //!
-//! [`ConvKernels::conv2d_block`] is a convolution with bias (groups 1, dilation 1). On flex it
-//! runs [`conv`]'s im2col + GEMM kernels forward and backward; on every other backend (libtorch,
-//! CUDA) it is burn's own `conv2d`, so GPU users keep their vendor kernels.
+//! Convolution, batch norm (+ ReLU), max-pool and the Adam update for flex, each with its
+//! backward pass for autodiff. The model calls them only on the flex build
+//! ([`use_kernels`]); libtorch and CUDA builds run burn's own ops, so GPU users keep their
+//! vendor kernels. The trait's default bodies state each operation in burn's ops.
 
 pub mod adam;
 pub mod batch_norm;
@@ -25,12 +26,17 @@ use conv::ConvGeometry;
 use pool::PoolGeometry;
 use profile::{Kernel, timed};
 
+/// Whether the model runs our kernels: on the default (flex) build.
+pub fn use_kernels() -> bool {
+    crate::backend::NAME == "flex"
+}
+
 fn options(stride: [usize; 2], padding: [usize; 2]) -> ConvOptions<2> {
     ConvOptions::new(stride, padding, [1, 1], 1)
 }
 
-#[backend_extension(Flex, Autodiff, LibTorch: cfg(feature = "tch"), Cube: cfg(feature = "cuda"))]
-pub trait ConvKernels: Backend {
+#[backend_extension(Flex, Autodiff)]
+pub trait Kernels: Backend {
     /// `conv2d(x, weight) + bias`, NCHW.
     fn conv2d_block(
         x: FloatTensor<Self>,
@@ -42,7 +48,7 @@ pub trait ConvKernels: Backend {
         Self::conv2d(x, weight, Some(bias), options(stride, padding))
     }
 
-    /// Gradients of [`ConvKernels::conv2d_block`] for input, weight and bias; the input's is
+    /// Gradients of [`Kernels::conv2d_block`] for input, weight and bias; the input's is
     /// skipped (returned as zeros of its shape) when `need_x` is false.
     fn conv2d_block_backward(
         x: FloatTensor<Self>,
@@ -77,7 +83,7 @@ pub trait ConvKernels: Backend {
         (output, r.mean, r.variance)
     }
 
-    /// Gradients `(x, gamma, beta)` of [`ConvKernels::batch_norm_train_block`].
+    /// Gradients `(x, gamma, beta)` of [`Kernels::batch_norm_train_block`].
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_train_block_backward(
         x: FloatTensor<Self>,
@@ -119,18 +125,13 @@ pub trait ConvKernels: Backend {
         Self::max_pool2d(x, [k, k], [k, k], [0, 0], [1, 1], false)
     }
 
-    /// Input gradient of [`ConvKernels::max_pool2d_block`].
+    /// Input gradient of [`Kernels::max_pool2d_block`].
     fn max_pool2d_block_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>, k: usize) -> FloatTensor<Self> {
         let (kernel, padding, dilation) = ([k, k], [0, 0], [1, 1]);
         let indices = Self::max_pool2d_with_indices(x.clone(), kernel, kernel, padding, dilation, false, IntDType::I64).indices;
         Self::max_pool2d_with_indices_backward(x, kernel, kernel, padding, dilation, false, grad, indices).x_grad
     }
 }
-
-#[cfg(feature = "tch")]
-impl ConvKernels for burn::backend::LibTorch {}
-#[cfg(feature = "cuda")]
-impl ConvKernels for burn::backend::Cube {}
 
 /// Kernels of the optimizer, which runs on plain (not autodiff) tensors; flex only — other
 /// backends use burn's optimizers ([`crate::training::adam`]).
@@ -206,7 +207,7 @@ fn geometry(x: &Shape, w: &Shape, stride: [usize; 2], padding: [usize; 2]) -> Co
     ConvGeometry { batch: x[0], c_in: x[1], h: x[2], w: x[3], c_out: w[0], kh: w[2], kw: w[3], stride, pad: padding }
 }
 
-impl ConvKernels for Flex {
+impl Kernels for Flex {
     fn conv2d_block(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -320,12 +321,12 @@ fn pool_geometry(x: &Shape, k: usize) -> PoolGeometry {
     PoolGeometry { planes: x[0] * x[1], h: x[2], w: x[3], k }
 }
 
-/// The autodiff node of [`ConvKernels::conv2d_block`]: keeps input and weight, and asks the
+/// The autodiff node of [`Kernels::conv2d_block`]: keeps input and weight, and asks the
 /// inner backend for all three gradients at once.
 #[derive(Debug)]
 struct ConvBlockBackward;
 
-impl<B: ConvKernels> Backward<B, 3> for ConvBlockBackward {
+impl<B: Kernels> Backward<B, 3> for ConvBlockBackward {
     type State = (NodeId, NodeId, [usize; 2], [usize; 2]);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
@@ -343,7 +344,7 @@ impl<B: ConvKernels> Backward<B, 3> for ConvBlockBackward {
     }
 }
 
-/// The autodiff node of [`ConvKernels::batch_norm_train_block`]: keeps input, gamma and beta
+/// The autodiff node of [`Kernels::batch_norm_train_block`]: keeps input, gamma and beta
 /// (as checkpoints) and the batch statistics.
 #[derive(Debug)]
 struct BatchNormBackward;
@@ -360,7 +361,7 @@ struct BatchNormState<T> {
     fuse_relu: bool,
 }
 
-impl<B: ConvKernels> Backward<B, 3> for BatchNormBackward {
+impl<B: Kernels> Backward<B, 3> for BatchNormBackward {
     type State = BatchNormState<B::FloatTensorPrimitive>;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
@@ -380,12 +381,12 @@ impl<B: ConvKernels> Backward<B, 3> for BatchNormBackward {
     }
 }
 
-/// The autodiff node of [`ConvKernels::max_pool2d_block`]: keeps the input, from which the
+/// The autodiff node of [`Kernels::max_pool2d_block`]: keeps the input, from which the
 /// backward pass finds each window's maximum again.
 #[derive(Debug)]
 struct MaxPoolBackward;
 
-impl<B: ConvKernels> Backward<B, 1> for MaxPoolBackward {
+impl<B: Kernels> Backward<B, 1> for MaxPoolBackward {
     type State = (NodeId, usize);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
@@ -399,7 +400,7 @@ impl<B: ConvKernels> Backward<B, 1> for MaxPoolBackward {
     }
 }
 
-impl<B: ConvKernels, C: CheckpointStrategy> ConvKernels for Autodiff<B, C> {
+impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn max_pool2d_block(x: FloatTensor<Self>, k: usize) -> FloatTensor<Self> {
         match MaxPoolBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
@@ -469,7 +470,7 @@ impl<B: ConvKernels, C: CheckpointStrategy> ConvKernels for Autodiff<B, C> {
     }
 }
 
-/// [`ConvKernels::batch_norm_train_block`] on high-level tensors: `(output, mean, variance)`.
+/// [`Kernels::batch_norm_train_block`] on high-level tensors: `(output, mean, variance)`.
 /// With `fuse_relu` the output is `relu(batch_norm(x))`.
 pub fn batch_norm_train<const D: usize>(
     x: Tensor<D>,
@@ -479,7 +480,7 @@ pub fn batch_norm_train<const D: usize>(
     fuse_relu: bool,
 ) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
     use burn::backend::Dispatch;
-    let (y, mean, var) = <Dispatch as ConvKernels>::batch_norm_train_block(
+    let (y, mean, var) = <Dispatch as Kernels>::batch_norm_train_block(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
@@ -489,7 +490,7 @@ pub fn batch_norm_train<const D: usize>(
     (Tensor::from_dispatch(y), Tensor::from_dispatch(mean), Tensor::from_dispatch(var))
 }
 
-/// [`ConvKernels::batch_norm_eval_block`] on high-level tensors.
+/// [`Kernels::batch_norm_eval_block`] on high-level tensors.
 pub fn batch_norm_eval<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,
@@ -500,7 +501,7 @@ pub fn batch_norm_eval<const D: usize>(
     fuse_relu: bool,
 ) -> Tensor<D> {
     use burn::backend::Dispatch;
-    Tensor::from_dispatch(<Dispatch as ConvKernels>::batch_norm_eval_block(
+    Tensor::from_dispatch(<Dispatch as Kernels>::batch_norm_eval_block(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
@@ -511,16 +512,16 @@ pub fn batch_norm_eval<const D: usize>(
     ))
 }
 
-/// [`ConvKernels::max_pool2d_block`] on high-level tensors.
+/// [`Kernels::max_pool2d_block`] on high-level tensors.
 pub fn max_pool2d(x: Tensor<4>, k: usize) -> Tensor<4> {
     use burn::backend::Dispatch;
-    Tensor::from_dispatch(<Dispatch as ConvKernels>::max_pool2d_block(x.into_dispatch(), k))
+    Tensor::from_dispatch(<Dispatch as Kernels>::max_pool2d_block(x.into_dispatch(), k))
 }
 
-/// [`ConvKernels::conv2d_block`] on high-level tensors.
+/// [`Kernels::conv2d_block`] on high-level tensors.
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, stride: [usize; 2], padding: [usize; 2]) -> Tensor<4> {
     use burn::backend::Dispatch;
-    Tensor::from_dispatch(<Dispatch as ConvKernels>::conv2d_block(
+    Tensor::from_dispatch(<Dispatch as Kernels>::conv2d_block(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),

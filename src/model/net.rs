@@ -31,6 +31,10 @@ fn glorot() -> Initializer {
 /// ([`crate::kernels`]), with burn's semantics: batch statistics and a running-statistics
 /// update when training on an autodiff device, the running statistics otherwise.
 fn normalize<const D: usize>(bn: &BatchNorm, x: Tensor<D>, fuse_relu: bool) -> Tensor<D> {
+    if !crate::kernels::use_kernels() {
+        let y = bn.forward(x);
+        return if fuse_relu { activation::relu(y) } else { y };
+    }
     let device = x.device();
     if !(device.is_autodiff() && bn.training.is_enabled()) {
         let mean = bn.running_mean.value().to_device(&device);
@@ -79,6 +83,9 @@ impl ConvLayer {
     /// The convolution through our kernels ([`crate::kernels`]): same parameters and result as
     /// `self.conv.forward`, faster gradients on flex.
     fn convolve(&self, x: Tensor<4>) -> Tensor<4> {
+        if !crate::kernels::use_kernels() {
+            return self.conv.forward(x);
+        }
         let bias = self.conv.bias.as_ref().expect("conv layers are built with a bias").val();
         crate::kernels::conv2d(x, self.conv.weight.val(), bias, self.conv.stride, [self.pad, self.pad])
     }
@@ -154,7 +161,10 @@ impl Cnn {
                 x = apply(layer.activation, x);
             }
             if let Some(pool) = &layer.pool {
-                x = crate::kernels::max_pool2d(x, pool.kernel_size[0]);
+                x = match crate::kernels::use_kernels() {
+                    true => crate::kernels::max_pool2d(x, pool.kernel_size[0]),
+                    false => pool.forward(x),
+                };
             }
         }
         let mut x: Tensor<2> = x.flatten(1, 3);

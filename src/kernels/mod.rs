@@ -543,6 +543,14 @@ mod tests {
         a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max) / scale
     }
 
+    /// Prints the relative errors (`--nocapture` shows them) and fails on any above 1e-5.
+    fn check(label: &str, errors: &[(&str, f32)]) {
+        println!("{label}: {errors:?}");
+        for (what, err) in errors {
+            assert!(*err < 1e-5, "{label} {what}: relative error {err}");
+        }
+    }
+
     /// Max-pooling and batch norm against burn's ops, forward and input/parameter gradients.
     #[test]
     fn pool_and_batch_norm_match_burn_forward_and_backward() {
@@ -574,10 +582,7 @@ mod tests {
                 ("d_gamma", rel(g1(&gamma, &grads_ours), g1(&gamma, &grads_theirs))),
                 ("d_beta", rel(g1(&beta, &grads_ours), g1(&beta, &grads_theirs))),
             ];
-            println!("x {dims:?} pool {k} relu {fuse_relu}: {errors:?}");
-            for (what, err) in errors {
-                assert!(err < 1e-5, "{dims:?} {what}: relative error {err}");
-            }
+            check(&format!("x {dims:?} pool {k} relu {fuse_relu}"), &errors);
         }
     }
 
@@ -615,10 +620,7 @@ mod tests {
             ];
             let norm = x.grad(&grads_ours).unwrap().abs().sum().into_scalar::<f32>();
             assert!(norm > 0.0, "the input gradient is not all zero");
-            println!("case {case}: x [{batch},{c_in},{h},{w}] w [{c_out},{c_in},{kh},{kw}] stride {stride:?} pad {padding:?}: {errors:?}");
-            for (what, err) in errors {
-                assert!(err < 1e-5, "case {case} {what}: relative error {err}");
-            }
+            check(&format!("case {case}: x [{batch},{c_in},{h},{w}] w [{c_out},{c_in},{kh},{kw}] stride {stride:?} pad {padding:?}"), &errors);
         }
     }
 

@@ -205,6 +205,9 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec
     y
 }
 
+/// One image of the backward pass: (output gradient, input) and the input gradient to fill, if wanted.
+type Image<'a> = ((&'a [f32], &'a [f32]), Option<&'a mut [f32]>);
+
 /// Per-task accumulators of the backward pass.
 struct Scratch {
     weight: Vec<f32>,
@@ -236,7 +239,7 @@ pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x:
     assert_eq!(dy.len(), g.batch * g.out_image(), "conv output-gradient size");
     let (plane, patch) = (g.plane(), g.patch());
     let mut dx = if need_x { vec![0.0f32; g.batch * g.in_image()] } else { Vec::new() };
-    let per_image = |mut s: Scratch, ((dyn_, xn), dxn): ((&[f32], &[f32]), Option<&mut [f32]>)| {
+    let per_image = |mut s: Scratch, ((dyn_, xn), dxn): Image<'_>| {
         im2col(g, xn, &mut s.col);
         // dW += dY · colᵀ
         matmul(g.c_out, patch, plane, &mut s.weight, true, dyn_, [plane, 1], &s.col, [1, plane]);
@@ -268,7 +271,7 @@ fn accumulate<'a, I>(
     per_image: impl Fn(Scratch, I::Item) -> Scratch + Sync + Send,
 ) -> Option<(Vec<f32>, Vec<f32>)>
 where
-    I: IndexedParallelIterator<Item = ((&'a [f32], &'a [f32]), Option<&'a mut [f32]>)>,
+    I: IndexedParallelIterator<Item = Image<'a>>,
 {
     images
         .with_min_len(MIN_IMAGES_PER_TASK)

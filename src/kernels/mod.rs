@@ -194,7 +194,8 @@ pub fn adam_step<const D: usize>(
 fn flex_values(t: &FloatTensor<Flex>) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(values) => values.into(),
-        None => t.to_contiguous().as_slice::<f32>().expect("contiguous f32").to_vec().into(),
+        // into_data makes the one contiguous copy.
+        None => t.clone().into_data().try_into_vec::<f32>().expect("f32 tensor").into(),
     }
 }
 

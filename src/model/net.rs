@@ -74,20 +74,29 @@ pub struct ConvLayer {
     pool: Option<MaxPool2d>,
     #[module(skip)]
     activation: Activation,
-    /// Zero-padding on each side (the `Conv2d` keeps it as a config enum).
-    #[module(skip)]
-    pad: usize,
 }
 
 impl ConvLayer {
-    /// The convolution through our kernels ([`crate::kernels`]): same parameters and result as
-    /// `self.conv.forward`, faster gradients on flex.
+    /// `self.conv.forward(x)`, through our kernels ([`crate::kernels`]) where they apply.
     fn convolve(&self, x: Tensor<4>) -> Tensor<4> {
-        if !crate::kernels::use_kernels() {
-            return self.conv.forward(x);
+        match (self.kernel_padding(), &self.conv.bias) {
+            (Some(padding), Some(bias)) => crate::kernels::conv2d(x, self.conv.weight.val(), bias.val(), self.conv.stride, padding),
+            _ => self.conv.forward(x),
         }
-        let bias = self.conv.bias.as_ref().expect("conv layers are built with a bias").val();
-        crate::kernels::conv2d(x, self.conv.weight.val(), bias, self.conv.stride, [self.pad, self.pad])
+    }
+
+    /// The (rows, columns) padding our convolution kernel takes, when it applies: on flex, with
+    /// symmetric explicit padding, no dilation and no groups — every layer `Cnn::new` builds.
+    fn kernel_padding(&self) -> Option<[usize; 2]> {
+        let conv = &self.conv;
+        match conv.padding {
+            PaddingConfig2d::Explicit(top, left, bottom, right)
+                if crate::kernels::use_kernels() && top == bottom && left == right && conv.dilation == [1, 1] && conv.groups == 1 =>
+            {
+                Some([top, left])
+            }
+            _ => None,
+        }
     }
 }
 
@@ -127,7 +136,6 @@ impl Cnn {
                     bn: batch_norm(b.channels, device),
                     pool: (b.pool > 1).then(|| MaxPool2dConfig::new([b.pool, b.pool]).init()),
                     activation: b.activation,
-                    pad: p,
                 };
                 channels = b.channels;
                 layer
@@ -236,6 +244,8 @@ mod tests {
         let device = Device::flex();
         let model = Cnn::new(&Architecture::default(), &device).unwrap();
         let x = Tensor::<4>::random([2, 1, 28, 28], burn::tensor::Distribution::Default, &device);
+        // The default build takes our kernel for every layer the model builds.
+        assert!(model.conv.iter().all(|l| l.kernel_padding() == Some([1, 1]) && l.conv.bias.is_some()));
         let layer = &model.conv[0];
         let diff = (layer.convolve(x.clone()) - layer.conv.forward(x)).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-5, "max difference {diff}");

@@ -33,28 +33,32 @@ pub fn should_prune(kind: PrunerKind, s: &PrunerSettings, max_epochs: usize, tri
         PrunerKind::Hyperband => {
             let brackets = hyperband_brackets(s, max_epochs);
             let bracket = trial.number % brackets;
-            let min_resource = s.min_resource * s.reduction_factor.pow(bracket as u32);
+            let min_resource = s.min_resource.saturating_mul(s.reduction_factor.saturating_pow(bracket as u32));
             let peers = all.iter().filter(|c| c.number % brackets == bracket);
             successive_halving(min_resource, s.reduction_factor, trial, peers, epoch, &format!("Hyperband bracket {bracket}"))
         }
     }
 }
 
-/// Number of Hyperband brackets: one per rung level that fits in `max_epochs`.
+/// Number of Hyperband brackets: one per rung level that fits in `max_epochs`. Saturating
+/// arithmetic bounds the loop (at most log2(max_epochs) + 1 rounds) whatever the settings.
 pub fn hyperband_brackets(s: &PrunerSettings, max_epochs: usize) -> usize {
+    let eta = s.reduction_factor.max(2);
     let mut n = 1;
-    while s.min_resource * s.reduction_factor.pow(n as u32) < max_epochs {
+    let mut rung = s.min_resource.max(1).saturating_mul(eta);
+    while rung < max_epochs {
         n += 1;
+        rung = rung.saturating_mul(eta);
     }
     n
 }
 
 fn successive_halving<'a>(min_resource: usize, eta: usize, trial: &Curve, peers: impl Iterator<Item = &'a Curve>, epoch: usize, name: &str) -> Option<String> {
     // Rungs at min_resource · eta^k epochs; decide only when this epoch is a rung.
-    let mut rung_epoch = min_resource;
+    let mut rung_epoch = min_resource.max(1);
     let mut rung = 0;
     while rung_epoch < epoch {
-        rung_epoch *= eta;
+        rung_epoch = rung_epoch.saturating_mul(eta.max(2));
         rung += 1;
     }
     if rung_epoch != epoch {
@@ -136,6 +140,20 @@ mod tests {
         }
         let few = vec![curve(0, &[0.9, 0.9])];
         assert!(should_prune(PrunerKind::Median, &s, 30, &curve(5, &[0.1, 0.1]), &few).is_none(), "start-up trials");
+    }
+
+    #[test]
+    fn huge_settings_end_quickly_without_overflow() {
+        // The settings that once spun forever after epoch 1 (pow overflowed and wrapped).
+        let s = PrunerSettings { min_resource: 4_611_686_018_427_387_904, reduction_factor: 4, warmup_epochs: 0, startup_trials: 0 };
+        assert_eq!(hyperband_brackets(&s, 2), 1);
+        let t = curve(7, &[0.5]);
+        for kind in [PrunerKind::Asha, PrunerKind::Hyperband] {
+            assert!(should_prune(kind, &s, 100, &t, &[t.clone(), curve(1, &[0.9])]).is_none(), "{kind:?}: epoch 1 is no rung");
+        }
+        let wide = PrunerSettings { min_resource: 1, reduction_factor: usize::MAX, warmup_epochs: 0, startup_trials: 0 };
+        assert_eq!(hyperband_brackets(&wide, usize::MAX), 1);
+        assert!(should_prune(PrunerKind::Hyperband, &wide, usize::MAX, &curve(3, &[0.1, 0.1]), &[curve(1, &[0.9, 0.9])]).is_none());
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| TuneError::io(path, e))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(raw.len() * 6);
-        flate2::read::GzDecoder::new(&raw[..])
+        // Multi-member: a valid gzip file may hold several concatenated members (pigz, cat a.gz b.gz).
+        flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut out)
             .map_err(|e| corrupt(path, format!("gzip stream is damaged or truncated ({e})")))?;
         Ok(out)
@@ -49,6 +50,9 @@ pub fn parse_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usize, V
         ));
     }
     let (n, rows, cols) = (be_u32(bytes, 4) as usize, be_u32(bytes, 8) as usize, be_u32(bytes, 12) as usize);
+    if n == 0 {
+        return Err(corrupt(path, "header announces 0 images: there is nothing to train or validate on"));
+    }
     if rows != 28 || cols != 28 {
         return Err(corrupt(path, format!("images are {rows}x{cols}, Fashion-MNIST images are 28x28")));
     }
@@ -75,6 +79,9 @@ pub fn parse_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
         ));
     }
     let n = be_u32(bytes, 4) as usize;
+    if n == 0 {
+        return Err(corrupt(path, "header announces 0 labels: there is nothing to train or validate on"));
+    }
     if bytes.len() != 8 + n {
         return Err(corrupt(
             path,
@@ -134,6 +141,7 @@ mod tests {
             (good[..good.len() - 5].to_vec(), "truncated"),
             ({ let mut b = good.clone(); b.push(0); b }, "padded"),
             ({ let mut b = good.clone(); b[11] = 32; b }, "28x28"),
+            (encode_images(&[], 0), "0 images"),
         ];
         for (bytes, why) in cases {
             let err = parse_images(p(), &bytes).unwrap_err().to_string();
@@ -144,6 +152,7 @@ mod tests {
         assert!(parse_labels(p(), &labels).unwrap_err().to_string().contains("label #2 is 10"));
         assert!(parse_labels(p(), &good).unwrap_err().to_string().contains("magic number"));
         assert!(parse_labels(p(), &labels[..9]).unwrap_err().to_string().contains("truncated"));
+        assert!(parse_labels(p(), &encode_labels(&[])).unwrap_err().to_string().contains("0 labels"));
     }
 
     #[test]
@@ -155,6 +164,16 @@ mod tests {
         let bytes = gz.finish().unwrap();
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(parse_labels(&path, &read_maybe_gz(&path).unwrap()).unwrap().len(), 1000);
+        // Two members, as `cat a.gz b.gz` (or pigz) writes: one valid stream of all the bytes.
+        let whole = encode_labels(&[4; 1000]);
+        let (a, b) = whole.split_at(300);
+        let member = |part: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(part).unwrap();
+            gz.finish().unwrap()
+        };
+        std::fs::write(&path, [member(a), member(b)].concat()).unwrap();
+        assert_eq!(read_maybe_gz(&path).unwrap(), whole, "a multi-member gzip file is read whole");
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let err = read_maybe_gz(&path).unwrap_err().to_string();
         assert!(err.contains("gzip") && err.contains("l.gz"), "{err}");

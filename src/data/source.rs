@@ -61,6 +61,23 @@ pub fn detect(dir: &Path) -> Option<Source> {
     (train.is_file() && test.is_file()).then_some(Source::Kaggle(train, test))
 }
 
+/// Each directory searched with what it lacks, so a single missing file is named.
+fn describe_missing(dirs: &[PathBuf]) -> Vec<String> {
+    dirs.iter()
+        .map(|dir| {
+            if !dir.is_dir() {
+                return format!("{} (no such directory)", dir.display());
+            }
+            let missing: Vec<&str> = OFFICIAL_FILES
+                .iter()
+                .map(|f| f.name)
+                .filter(|name| !dir.join(name).is_file() && !dir.join(name.trim_end_matches(".gz")).is_file())
+                .collect();
+            format!("{} (missing: {})", dir.display(), missing.join(", "))
+        })
+        .collect()
+}
+
 /// The directories searched, in order.
 pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     match explicit {
@@ -77,11 +94,11 @@ pub fn locate(explicit: Option<&Path>) -> Result<Source> {
         return Ok(found);
     }
     if explicit.is_some() {
-        return Err(TuneError::DataMissing { tried: dirs });
+        return Err(TuneError::DataMissing { tried: describe_missing(&dirs) });
     }
     tracing::info!("Fashion-MNIST not found locally; fetching it into {LOCAL_DIR}");
     fetch(Path::new(LOCAL_DIR))?;
-    detect(Path::new(LOCAL_DIR)).ok_or(TuneError::DataMissing { tried: dirs })
+    detect(Path::new(LOCAL_DIR)).ok_or_else(|| TuneError::DataMissing { tried: describe_missing(&dirs) })
 }
 
 /// `tune data fetch`: fills `dest` from Debian's copy if present, else downloads over HTTPS.

@@ -45,18 +45,20 @@ pub struct RunArgs {
     pub space: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Trials to train (infeasible configurations are recorded but not counted).
-    #[arg(long)]
+    /// Trials to train (infeasible configurations are recorded but not counted); overrides study.trials.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::study::space::MAX_TRIALS as u64))]
     pub trials: Option<usize>,
-    /// Parallel trial slots (default: one per core).
-    #[arg(long)]
+    /// Parallel trial slots (default: one per core); overrides study.concurrency.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::study::space::MAX_CONCURRENCY as u64))]
     pub concurrency: Option<usize>,
+    /// Most epochs of every trial; overrides study.training.max_epochs.
     #[arg(long)]
     pub max_epochs: Option<usize>,
     /// Train every trial on a stratified subset of N images.
     #[arg(long)]
     pub subset: Option<usize>,
-    #[arg(long)]
+    /// Study seed (configurations and trial seeds derive from it); overrides study.seed.
+    #[arg(long, value_parser = seed_parser())]
     pub seed: Option<u64>,
     /// Where studies live: <runs-dir>/<study name>/.
     #[arg(long, default_value = "runs")]
@@ -82,6 +84,7 @@ pub enum DataCommand {
         /// PNG file for the per-split class distribution chart.
         #[arg(long)]
         distribution: Option<PathBuf>,
+        /// Seed of the random choice of images.
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -93,7 +96,7 @@ pub struct DataArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Seed of the balanced test split.
-    #[arg(long, default_value_t = 27)]
+    #[arg(long, default_value_t = 27, value_parser = seed_parser())]
     pub split_seed: u64,
 }
 
@@ -117,26 +120,35 @@ pub struct TrainArgs {
     /// Training settings TOML (fields of the training config); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Most epochs (default 50; early stopping usually ends sooner).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Train on a stratified subset of N images.
     #[arg(long)]
     pub subset: Option<usize>,
+    /// Seed of the weights, batch order and dropout (default 1).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Early-stopping patience: epochs without a better val_acc (default 10).
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Epochs without a better val_acc before the learning rate is multiplied by 0.1 (default 5).
     #[arg(long)]
     pub lr_patience: Option<usize>,
+    /// Adam learning rate (default 1e-3).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Images per training step (default 100).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// L2 weight decay (default 0).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
     /// Output directory.
     #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
     /// Compute threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = threads_parser())]
     pub threads: Option<usize>,
     /// Continue from the state in --out instead of starting afresh.
     #[arg(long)]
@@ -166,9 +178,11 @@ pub struct EvalArgs {
     /// Directory written by `tune train`, `tune retrain` or a study trial.
     #[arg(long)]
     pub model: PathBuf,
+    /// The split to evaluate on.
     #[arg(long, value_enum, default_value = "test")]
     pub split: EvalSplit,
-    #[arg(long)]
+    /// Compute threads (default: all cores).
+    #[arg(long, value_parser = threads_parser())]
     pub threads: Option<usize>,
 }
 
@@ -187,12 +201,13 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Timed training steps per round (after 2 warm-up steps).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub steps: usize,
     /// Rounds; with --pytorch each round runs tune then PyTorch, and medians are compared.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100))]
     pub rounds: usize,
-    #[arg(long)]
+    /// Compute threads (default: all cores).
+    #[arg(long, value_parser = threads_parser())]
     pub threads: Option<usize>,
     /// Params TOML; default: the seed's model.
     #[arg(long)]
@@ -310,33 +325,37 @@ fn split_counts(data: &FashionMnist, s: &Splits) -> Vec<(&'static str, [usize; d
     ]
 }
 
-/// Resolves the training settings: defaults, then --config, then the params' training keys, then flags.
+/// Seeds are stored in TOML files, whose integers stop at 2^63 − 1.
+pub fn seed_parser() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(0..=i64::MAX as u64)
+}
+
+/// Compute threads: at least one, at most 1024.
+pub fn threads_parser() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024)
+}
+
+/// Resolves the training settings: defaults, then --config, then the params' training keys,
+/// then flags, merged and checked once (errors name the key and the file or flag that set it).
 pub fn resolve_config(args: &TrainArgs, params: &model::Params) -> Result<TrainConfig> {
-    let mut cfg = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| TuneError::io(path, e))?;
-            toml::from_str(&text).map_err(|e| TuneError::ConfigSyntax { file: path.clone(), message: e.to_string() })?
-        }
-        None => TrainConfig::default(),
-    };
-    if let Some(p) = &args.params {
-        cfg = cfg.with_params(params, p)?;
+    let mut layers = training::config::Layered::default();
+    if let Some(path) = &args.config {
+        layers = layers.file(path)?;
     }
-    let flag = |name: &str, problem: &str| TuneError::Config {
-        file: PathBuf::from("<command line>"),
-        key: name.into(),
-        problem: problem.into(),
-        fix: format!("pass {name} with a value ≥ 1"),
-    };
-    if let Some(v) = args.epochs { if v == 0 { return Err(flag("--epochs", "0 epochs trains nothing")); } cfg.epochs = v; }
-    if let Some(v) = args.subset { if v == 0 { return Err(flag("--subset", "an empty subset")); } cfg.subset = Some(v); }
-    if let Some(v) = args.seed { if v > i64::MAX as u64 { return Err(flag("--seed", "seeds are stored in TOML, whose integers stop at 2^63 - 1")); } cfg.seed = v; }
-    if let Some(v) = args.patience { if v == 0 { return Err(flag("--patience", "patience 0 stops before training")); } cfg.patience = v; }
-    if let Some(v) = args.lr_patience { cfg.lr_patience = v.max(1); }
-    if let Some(v) = args.lr { cfg.lr = v; }
-    if let Some(v) = args.batch_size { if v == 0 { return Err(flag("--batch-size", "empty batches")); } cfg.batch_size = v; }
-    cfg.split_seed = args.data.split_seed;
-    Ok(cfg)
+    if let Some(p) = &args.params {
+        layers = layers.dictionary(params, p);
+    }
+    layers
+        .flag("epochs", "--epochs", args.epochs)?
+        .flag("subset", "--subset", args.subset)?
+        .flag("seed", "--seed", args.seed)?
+        .flag("patience", "--patience", args.patience)?
+        .flag("lr_patience", "--lr-patience", args.lr_patience)?
+        .flag("lr", "--lr", args.lr)?
+        .flag("batch_size", "--batch-size", args.batch_size)?
+        .flag("weight_decay", "--weight-decay", args.weight_decay)?
+        .flag("split_seed", "--split-seed", Some(args.data.split_seed))?
+        .build()
 }
 
 fn report_command(args: &ReportArgs) -> Result<()> {
@@ -406,6 +425,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
     let panic_at: Option<usize> = std::env::var("TUNE_TEST_PANIC_AT_EPOCH").ok().and_then(|v| v.parse().ok());
     let (arch, params) = load_params(args.params.as_deref())?;
     let cfg = resolve_config(&args, &params)?;
+    let shapes = model::infer(&arch)?; // an impossible network writes nothing
     let (data, splits) = load_data(&args.data)?;
     let train_idx = training::training_indices(&data.train, &splits, &cfg);
     training::write_run_files(&args.out, &arch, &params, &cfg)?;
@@ -415,7 +435,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
     if !args.json {
         tracing::info!(
             "training {} params on {} images (validation {}), up to {} epochs, backend {}",
-            model::shape::group(model::infer(&arch)?.total()), train_data.train.len(), train_data.val.len(), cfg.epochs, crate::backend::NAME
+            model::shape::group(shapes.total()), train_data.train.len(), train_data.val.len(), cfg.epochs, crate::backend::NAME
         );
     }
     let json = args.json;

@@ -21,7 +21,10 @@ pub enum TuneError {
         fix: String,
     },
     #[error("Fashion-MNIST not found. Looked in:\n{}\n  fix: run `tune data fetch` (copies from Debian's package `dataset-fashion-mnist` — `apt-get install dataset-fashion-mnist` — or downloads the official files), or pass --data-dir DIR holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (or fashion-mnist_train.csv / fashion-mnist_test.csv)", list_paths(.tried))]
-    DataMissing { tried: Vec<PathBuf> },
+    DataMissing {
+        /// Each directory looked in, with what it lacks.
+        tried: Vec<String>,
+    },
     #[error("{file}: key `{key}`: {problem}\n  fix: {fix}")]
     Config {
         file: PathBuf,
@@ -33,6 +36,24 @@ pub enum TuneError {
     ConfigSyntax { file: PathBuf, message: String },
     #[error("infeasible architecture: {0}")]
     Infeasible(#[from] crate::model::ShapeError),
+    /// A search space (or an enqueued configuration) whose networks cannot be built.
+    #[error("{file}: key `{key}`: {problem}\n  fix: {fix}")]
+    InfeasibleSpace {
+        file: PathBuf,
+        key: String,
+        problem: String,
+        fix: String,
+    },
+    /// A study directory's records (journal, settings) cannot be read back.
+    #[error("{path}: {problem}\n  fix: {fix}")]
+    CorruptStudy {
+        path: PathBuf,
+        problem: String,
+        fix: String,
+    },
+    /// A run whose loss or accuracy stopped being a finite number.
+    #[error("diverged at epoch {epoch}: {what} is {value}; its last finite epoch is kept\n  fix: lower the learning rate (lr) or the weight decay")]
+    Diverged { epoch: usize, what: &'static str, value: f64 },
     #[error("fetching {url}: {problem}")]
     Fetch { url: String, problem: String },
     #[error("{path}: cannot save or load checkpoint: {problem}")]
@@ -43,10 +64,10 @@ pub enum TuneError {
     Interrupted,
 }
 
-fn list_paths(paths: &[PathBuf]) -> String {
-    paths
+fn list_paths(lines: &[String]) -> String {
+    lines
         .iter()
-        .map(|p| format!("  - {}", p.display()))
+        .map(|p| format!("  - {p}"))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -65,9 +86,10 @@ impl TuneError {
         match self {
             TuneError::Config { .. } | TuneError::ConfigSyntax { .. } => 2,
             TuneError::DataMissing { .. } | TuneError::CorruptData { .. } | TuneError::Fetch { .. } => 3,
-            TuneError::Infeasible(_) => 4,
+            TuneError::Infeasible(_) | TuneError::InfeasibleSpace { .. } => 4,
             TuneError::Io { .. } | TuneError::Checkpoint { .. } => 5,
-            TuneError::Study(_) => 6,
+            TuneError::Study(_) | TuneError::CorruptStudy { .. } => 6,
+            TuneError::Diverged { .. } => 7,
             TuneError::Interrupted => 130,
         }
     }

@@ -2,6 +2,7 @@
 //! train split with early stopping on validation, restore the best epoch, and evaluate it
 //! once on the balanced test split. With several seeds, report mean ± standard deviation.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use crate::evaluation::{Report, evaluate_dir};
 use crate::model::Architecture;
 use crate::study::leaderboard::rank;
 use crate::study::run::Resolved;
+use crate::study::{TrialRecord, TrialState};
 use crate::training::{Display, TrainConfig, TrainData};
 
 #[derive(clap::Args, Debug)]
@@ -28,16 +30,20 @@ pub struct RetrainArgs {
     /// Study directory (default: the only study under runs/).
     #[arg(long)]
     pub study: Option<PathBuf>,
+    /// With --best, also consider pruned trials (by default only complete ones qualify).
+    #[arg(long, requires = "best")]
+    pub include_pruned: bool,
     /// Most epochs (default: the study's max_epochs).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Repeat with this many seeds and report mean ± standard deviation.
-    #[arg(long, default_value_t = 1)]
-    pub seeds: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub seeds: u32,
     /// Stratified training subset (quick checks; the real retrain uses all 50,000).
     #[arg(long)]
     pub subset: Option<usize>,
-    #[arg(long)]
+    /// Compute threads (default: all cores).
+    #[arg(long, value_parser = crate::cli::threads_parser())]
     pub threads: Option<usize>,
 }
 
@@ -66,6 +72,23 @@ fn pick_study(explicit: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
+/// The best trial to retrain: complete ones (and pruned ones when asked) by best val_acc.
+/// Without one, says which states the study holds.
+pub fn best_trial(trials: &BTreeMap<usize, TrialRecord>, include_pruned: bool) -> std::result::Result<&TrialRecord, String> {
+    let qualifies = |t: &&TrialRecord| t.state == TrialState::Complete || (include_pruned && t.state == TrialState::Pruned);
+    if let Some(row) = rank(trials).into_iter().filter(|r| r.rank.is_some()).find(|r| qualifies(&r.trial)) {
+        return Ok(row.trial);
+    }
+    let counts = crate::study::leaderboard::state_counts(trials);
+    let found = if counts.is_empty() {
+        "no trials".to_string()
+    } else {
+        counts.iter().map(|(s, n)| format!("{n} {}", s.name())).collect::<Vec<_>>().join(", ")
+    };
+    let hint = if !include_pruned && counts.contains_key(&TrialState::Pruned) { "; pass --include-pruned to consider pruned trials" } else { "" };
+    Err(format!("no complete trial to retrain (found {found}): resume the study until a trial completes, or pass --trial N{hint}"))
+}
+
 /// Mean and sample standard deviation.
 pub fn mean_std(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
@@ -83,21 +106,29 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
     let trials = crate::study::journal::replay(&study)?;
     let chosen = match args.trial {
         Some(n) => trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", study.display())))?,
-        None => rank(&trials).into_iter().find(|r| r.rank == Some(1)).map(|r| r.trial).ok_or_else(|| TuneError::Study(format!("{}: no trained trial to retrain yet", study.display())))?,
+        None => best_trial(&trials, args.include_pruned).map_err(|found| TuneError::Study(format!("{}: {found}", study.display())))?,
     };
     let settings_path = study.join("settings.json");
     let resolved = Resolved::load(&study)?.ok_or_else(|| TuneError::io(&settings_path, std::io::ErrorKind::NotFound.into()))?;
     let params_file = study.join("trials").join(chosen.number.to_string()).join("params.toml");
     let arch = Architecture::from_params(&chosen.params, &params_file)?;
-    let tr = &resolved.space.study.training;
-    let base = TrainConfig { epochs: args.epochs.unwrap_or(tr.max_epochs), subset: args.subset, ..tr.train_config(0, args.data.split_seed) }
-        .with_params(&chosen.params, &params_file)?;
+    let base = resolved
+        .space
+        .study
+        .training
+        .as_layer(&settings_path, "study.training.")
+        .dictionary(&chosen.params, &params_file)
+        .flag("epochs", "--epochs", args.epochs)?
+        .flag("subset", "--subset", args.subset)?
+        .flag("split_seed", "--split-seed", Some(args.data.split_seed))?
+        .build()?;
+    let base = TrainConfig { subset: args.subset, ..base };
     let (data, splits) = load_data(&args.data)?;
     let out = study.join("retrain");
     let device = crate::backend::device();
     let mut seeds = Vec::new();
     let mut accs = Vec::new();
-    for k in 0..args.seeds.max(1) {
+    for k in 0..args.seeds as usize {
         let seed = crate::study::trial::trial_seed(chosen.seed, 1000 + k);
         let dir = if args.seeds > 1 { out.join(format!("seed-{k}")) } else { out.clone() };
         let cfg = TrainConfig { seed, ..base.clone() };
@@ -124,6 +155,22 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn best_trial_is_complete_and_a_study_without_one_is_refused() {
+        let t = |number, state, v: f64| {
+            let m = crate::training::EpochMetrics { epoch: 1, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc: v, lr: 1e-3, secs: 1.0 };
+            (number, TrialRecord { number, params: Default::default(), seed: 1, state, reason: None, history: vec![m], secs: 1.0 })
+        };
+        let trials: BTreeMap<usize, TrialRecord> = [t(0, TrialState::Failed, 0.99), t(1, TrialState::Pruned, 0.9), t(2, TrialState::Complete, 0.8)].into();
+        assert_eq!(best_trial(&trials, false).unwrap().number, 2);
+        assert_eq!(best_trial(&trials, true).unwrap().number, 1);
+        let unfinished: BTreeMap<usize, TrialRecord> = [t(0, TrialState::Failed, 0.99), t(1, TrialState::Running, 0.9), t(2, TrialState::Pruned, 0.5)].into();
+        let err = best_trial(&unfinished, false).unwrap_err();
+        assert!(err.contains("1 running, 1 pruned, 1 failed") && err.contains("--include-pruned"), "{err}");
+    }
+
     #[test]
     fn mean_and_sample_std() {
         let (m, s) = super::mean_std(&[0.9, 0.92, 0.94]);

@@ -35,6 +35,16 @@ pub fn tmp_path(path: &Path) -> std::path::PathBuf {
     path.with_file_name(format!(".{name}.tmp"))
 }
 
+/// Reads a settings file a person wrote (space, params, config). Bytes that are not UTF-8
+/// text (a binary file passed by mistake) are a configuration error, not an I/O failure.
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| TuneError::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| TuneError::ConfigSyntax {
+        file: path.to_path_buf(),
+        message: format!("not UTF-8 text (byte {} is invalid): is this the right file?\n  fix: pass a TOML file", e.utf8_error().valid_up_to()),
+    })
+}
+
 /// Appends one line and fsyncs it: the journal's write.
 pub fn append_line(path: &Path, line: &str) -> Result<()> {
     let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| TuneError::io(path, e))?;

@@ -74,8 +74,10 @@ fn report_renders_every_plot_and_export_for_a_mixed_study() {
     let json: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&std::fs::read_to_string(r.join("leaderboard.json")).unwrap()).unwrap();
     assert_eq!(json.len(), 9);
     assert_eq!(json[0].keys().cloned().collect::<std::collections::BTreeSet<_>>(), headers.iter().cloned().collect());
-    assert_eq!(json[0]["trial"], 8, "the best (still running) trial ranks first");
-    assert_eq!(json[8]["state"], "infeasible");
+    assert_eq!(json[0]["trial"], 6, "the best complete trial ranks first; the better running trial 8 is not ranked");
+    let unranked: Vec<(serde_json::Value, serde_json::Value)> = json[6..].iter().map(|r| (r["trial"].clone(), r["rank"].clone())).collect();
+    assert_eq!(unranked, [(3.into(), serde_json::Value::Null), (7.into(), serde_json::Value::Null), (8.into(), serde_json::Value::Null)], "failed, infeasible and running trials follow, unranked");
+    assert!(out.contains("not ranked: 1 running (#8), 1 failed (#3), 1 infeasible (#7)"), "{out}");
     let md = std::fs::read_to_string(r.join("leaderboard.md")).unwrap();
     assert!(md.starts_with("| rank | trial | state |"), "{md}");
     let html = std::fs::read_to_string(r.join("index.html")).unwrap();

@@ -79,6 +79,70 @@ impl Activation {
     }
 }
 
+/// What one dictionary key accepts. The single definition behind params files, search spaces
+/// and enqueued dictionaries; the integer caps keep every size computable (and allocatable)
+/// before a tensor exists.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Domain {
+    /// Whole numbers in `low..=high`.
+    Int(i64, i64),
+    /// A dropout rate in [0, 1).
+    Rate,
+    /// A learning rate in (0, 1].
+    LearningRate,
+    /// A finite number ≥ 0.
+    NonNegative,
+    Activation,
+}
+
+/// Most conv (or fc) blocks a network may have.
+pub const MAX_BLOCKS: i64 = 16;
+pub const MAX_CHANNELS: i64 = 2048;
+pub const MAX_NEURONS: i64 = 16_384;
+/// Largest padding, filter, stride or pool: beyond the 28-pixel image, nothing is gained.
+pub const MAX_WINDOW: i64 = 32;
+
+impl Domain {
+    /// The domain of a known key (see [`is_known_key`]).
+    pub fn of(key: &str) -> Domain {
+        let suffix = key.rsplit('_').next().unwrap_or(key);
+        match (key, suffix) {
+            ("drop_rate", _) => Domain::Rate,
+            ("lr", _) => Domain::LearningRate,
+            ("weight_decay", _) => Domain::NonNegative,
+            ("batch_size", _) => Domain::Int(1, crate::training::config::MAX_BATCH_SIZE as i64),
+            ("n_conv" | "n_fc", _) => Domain::Int(0, MAX_BLOCKS),
+            (_, "activation") => Domain::Activation,
+            (_, "pad") => Domain::Int(0, MAX_WINDOW),
+            (_, "channels") => Domain::Int(1, MAX_CHANNELS),
+            (_, "neurons") => Domain::Int(1, MAX_NEURONS),
+            _ => Domain::Int(1, MAX_WINDOW),
+        }
+    }
+
+    pub fn accepts(self, v: &Value) -> bool {
+        let num = v.as_f64().filter(|x| x.is_finite());
+        match self {
+            Domain::Int(low, high) => matches!(v, Value::Int(x) if (low..=high).contains(x)),
+            Domain::Rate => num.is_some_and(|x| (0.0..1.0).contains(&x)),
+            Domain::LearningRate => num.is_some_and(|x| x > 0.0 && x <= 1.0),
+            Domain::NonNegative => num.is_some_and(|x| x >= 0.0),
+            Domain::Activation => matches!(v, Value::Str(s) if Activation::parse(s).is_some()),
+        }
+    }
+
+    /// What the key takes, for the fix line of an error.
+    pub fn describe(self) -> String {
+        match self {
+            Domain::Int(low, high) => format!("a whole number in {low}..={high}"),
+            Domain::Rate => "a rate in [0, 1)".into(),
+            Domain::LearningRate => "a learning rate in (0, 1]".into(),
+            Domain::NonNegative => "a finite number ≥ 0".into(),
+            Domain::Activation => format!("one of {}", Activation::NAMES.join(", ")),
+        }
+    }
+}
+
 /// zero-pad → conv → batch-norm → activation → max-pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvBlock {
@@ -144,58 +208,56 @@ impl Architecture {
                 return Err(err(key, "unknown parameter".into(), format!("use one of {}", known_keys_help())));
             }
         }
-        let int = |key: &str, min: i64| -> Result<Option<usize>> {
+        for (key, v) in params {
+            let domain = Domain::of(key);
+            if !domain.accepts(v) {
+                return Err(err(key, format!("`{v}` is not accepted"), format!("set `{key}` to {}", domain.describe())));
+            }
+        }
+        // Every value is in its domain from here on.
+        let int = |key: &str| -> Option<usize> {
             match params.get(key) {
-                None => Ok(None),
-                Some(Value::Int(v)) if *v >= min => Ok(Some(*v as usize)),
-                Some(v) => Err(err(key, format!("`{v}` is not an integer ≥ {min}"), format!("set `{key}` to a whole number ≥ {min}"))),
+                Some(Value::Int(v)) => Some(*v as usize),
+                _ => None,
             }
         };
-        let activation = |key: &str| -> Result<Activation> {
+        let activation = |key: &str| -> Activation {
             match params.get(key) {
-                None => Ok(Activation::Relu),
-                Some(Value::Str(s)) => Activation::parse(s)
-                    .ok_or_else(|| err(key, format!("unknown activation `{s}`"), format!("use one of {}", Activation::NAMES.join(", ")))),
-                Some(v) => Err(err(key, format!("`{v}` is not an activation name"), format!("use one of {}", Activation::NAMES.join(", ")))),
+                Some(Value::Str(s)) => Activation::parse(s).expect("checked above"),
+                _ => Activation::Relu,
             }
         };
         let default = Architecture::default();
-        let conv_blocks = block_count(params, "conv", "channels", int("n_conv", 0)?, file)?;
+        let conv_blocks = block_count(params, "conv", "channels", int("n_conv"), file)?;
         let conv = match conv_blocks {
             None => default.conv.clone(),
             Some(n) => (0..n)
                 .map(|i| {
                     let k = |s: &str| format!("conv{i}_{s}");
                     Ok(ConvBlock {
-                        pad: int(&k("pad"), 0)?.unwrap_or(1),
-                        channels: int(&k("channels"), 1)?.expect("block_count checked channels"),
-                        filter: int(&k("filter"), 1)?.unwrap_or(3),
-                        stride: int(&k("stride"), 1)?.unwrap_or(1),
-                        pool: int(&k("pool"), 1)?.unwrap_or(1),
-                        activation: activation(&k("activation"))?,
+                        pad: int(&k("pad")).unwrap_or(1),
+                        channels: int(&k("channels")).expect("block_count checked channels"),
+                        filter: int(&k("filter")).unwrap_or(3),
+                        stride: int(&k("stride")).unwrap_or(1),
+                        pool: int(&k("pool")).unwrap_or(1),
+                        activation: activation(&k("activation")),
                     })
                 })
                 .collect::<Result<_>>()?,
         };
-        let fc_blocks = block_count(params, "fc", "neurons", int("n_fc", 0)?, file)?;
+        let fc_blocks = block_count(params, "fc", "neurons", int("n_fc"), file)?;
         let fc = match fc_blocks {
             None => default.fc.clone(),
             Some(n) => (0..n)
                 .map(|i| {
                     Ok(FcBlock {
-                        neurons: int(&format!("fc{i}_neurons"), 1)?.expect("block_count checked neurons"),
-                        activation: activation(&format!("fc{i}_activation"))?,
+                        neurons: int(&format!("fc{i}_neurons")).expect("block_count checked neurons"),
+                        activation: activation(&format!("fc{i}_activation")),
                     })
                 })
                 .collect::<Result<_>>()?,
         };
-        let drop_rate = match params.get("drop_rate") {
-            None => default.drop_rate,
-            Some(v) => match v.as_f64() {
-                Some(x) if (0.0..1.0).contains(&x) => x,
-                _ => return Err(err("drop_rate", format!("`{v}` is not in [0, 1)"), "set a dropout rate such as 0.3".into())),
-            },
-        };
+        let drop_rate = params.get("drop_rate").and_then(Value::as_f64).unwrap_or(default.drop_rate);
         Ok(Architecture { conv, fc, drop_rate })
     }
 }
@@ -212,6 +274,14 @@ fn block_count(params: &Params, kind: &str, required: &str, explicit: Option<usi
         Some(n) => n,
         None => indices.iter().max().map_or(0, |m| m + 1),
     };
+    if n > MAX_BLOCKS as usize {
+        return Err(TuneError::Config {
+            file: file.to_path_buf(),
+            key: format!("n_{kind}"),
+            problem: format!("{n} {kind} blocks (at most {MAX_BLOCKS})"),
+            fix: format!("use at most {MAX_BLOCKS} {kind} blocks"),
+        });
+    }
     if let Some(i) = (0..n).find(|&i| !present(i)) {
         return Err(TuneError::Config {
             file: file.to_path_buf(),
@@ -250,7 +320,7 @@ pub fn known_keys_help() -> String {
 
 /// Reads a params TOML file.
 pub fn read_params(path: &Path) -> Result<Params> {
-    let text = std::fs::read_to_string(path).map_err(|e| TuneError::io(path, e))?;
+    let text = crate::storage::read_text(path)?;
     toml::from_str(&text).map_err(|e| TuneError::ConfigSyntax { file: path.to_path_buf(), message: e.to_string() })
 }
 
@@ -289,11 +359,18 @@ mod tests {
     fn bad_dictionaries_name_the_key_and_the_fix() {
         let cases = [
             ("conv0_chanels = 3", "conv0_chanels", "unknown parameter"),
-            ("conv0_channels = 0", "conv0_channels", "integer ≥ 1"),
-            ("conv0_channels = 8\nconv0_activation = 'swish'", "conv0_activation", "unknown activation"),
+            ("conv0_channels = 0", "conv0_channels", "1..=2048"),
+            ("conv0_channels = 1000000000", "conv0_channels", "1..=2048"),
+            ("conv0_channels = 8\nconv0_pad = 9223372036854775807", "conv0_pad", "0..=32"),
+            ("n_conv = 1000000000\nconv0_channels = 8", "n_conv", "0..=16"),
+            ("conv0_channels = 8\nconv0_activation = 'swish'", "conv0_activation", "one of relu"),
+            ("lr = inf", "lr", "(0, 1]"),
+            ("lr = nan", "lr", "(0, 1]"),
+            ("weight_decay = -1.0", "weight_decay", "≥ 0"),
             ("conv1_channels = 8", "conv0_channels", "has no `channels`"),
             ("n_fc = 2\nfc0_neurons = 3", "fc1_neurons", "lower `n_fc`"),
             ("drop_rate = 1.5", "drop_rate", "[0, 1)"),
+            ("drop_rate = nan", "drop_rate", "[0, 1)"),
         ];
         for (text, key, why) in cases {
             let msg = parse(text).unwrap_err().to_string();

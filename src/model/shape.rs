@@ -129,7 +129,38 @@ pub fn infer(arch: &Architecture) -> Result<Summary, ShapeError> {
         rows.push(row(format!("{name}_act"), act, vec![neurons], 0, 0));
         features = neurons;
     }
-    Ok(Summary { rows })
+    check_size(Summary { rows })
+}
+
+/// Most parameters a network may have: far beyond anything this tool trains on a CPU, and
+/// small enough that every count and allocation stays representable.
+pub const MAX_PARAMS: usize = 200_000_000;
+/// Most values one layer may output per image (a batch of 100 then needs at most 1.6 GB).
+pub const MAX_ACTIVATIONS: usize = 4_000_000;
+
+/// Refuses networks too large to allocate, naming the first layer past a cap.
+fn check_size(summary: Summary) -> Result<Summary, ShapeError> {
+    let mut total = 0usize;
+    for r in &summary.rows {
+        let values = r.shape.iter().try_fold(1usize, |a, d| a.checked_mul(*d)).unwrap_or(usize::MAX);
+        if values > MAX_ACTIVATIONS {
+            return Err(ShapeError {
+                layer: r.name.clone(),
+                message: format!(
+                    "outputs {} = {} values per image (cap {}); use fewer channels or more downsampling before it",
+                    r.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×"), group(values), group(MAX_ACTIVATIONS)
+                ),
+            });
+        }
+        total = total.saturating_add(r.params);
+        if total > MAX_PARAMS {
+            return Err(ShapeError {
+                layer: r.name.clone(),
+                message: format!("the network passes {} parameters here (cap {}); use fewer channels or neurons", group(total), group(MAX_PARAMS)),
+            });
+        }
+    }
+    Ok(summary)
 }
 
 #[cfg(test)]
@@ -163,6 +194,7 @@ mod tests {
             (vec![conv(1, 3, 3, 3), conv(1, 3, 3, 3)], Err("conv1_pool"), "second pool on a 1x1 map"),
             (vec![conv(0, 3, 3, 3), conv(0, 4, 1, 1)], Err("conv1"), "4x4 filter on a 3x3 map"),
             (vec![conv(0, 30, 1, 1)], Err("conv0"), "filter wider than the image"),
+            (vec![ConvBlock { channels: 2048, ..conv(32, 1, 1, 1) }], Err("conv0"), "2048 channels of 92×92 per image"),
         ];
         for (blocks, expected, why) in cases {
             let arch = Architecture { conv: blocks, ..Architecture::default() };

@@ -51,7 +51,7 @@ pub fn generate(study: &Path) -> Result<Generated> {
     crate::storage::write_atomic(&md, markdown(&trials, 20).as_bytes())?;
     files.push(md);
 
-    let ranked: Vec<&TrialRecord> = rank(&trials).into_iter().map(|r| r.trial).collect();
+    let ranked: Vec<&TrialRecord> = rank(&trials).into_iter().filter(|r| r.rank.is_some()).map(|r| r.trial).collect();
     let varying = varying_params(&trials);
     files.extend(plots::leaderboard(&out, &ranked)?);
     files.extend(plots::history(&out, &trials)?);
@@ -106,7 +106,7 @@ pub fn markdown(trials: &BTreeMap<usize, TrialRecord>, n: usize) -> String {
     let params = varying_params(trials);
     let mut s = format!("| rank | trial | state | best val_acc | best epoch | epochs |{}\n|---|---|---|---|---|---|{}\n",
         params.iter().map(|p| format!(" {p} |")).collect::<String>(), "---|".repeat(params.len()));
-    for row in rank(trials).into_iter().take(n) {
+    for row in rank(trials).into_iter().filter(|r| r.rank.is_some()).take(n) {
         let t = row.trial;
         let best = t.best();
         s.push_str(&format!(
@@ -119,6 +119,9 @@ pub fn markdown(trials: &BTreeMap<usize, TrialRecord>, n: usize) -> String {
             t.history.len(),
             params.iter().map(|p| format!(" {} |", t.params.get(p).map_or("–".into(), |v| v.to_string()))).collect::<String>()
         ));
+    }
+    if let Some(line) = leaderboard::unranked_line(trials) {
+        s.push_str(&format!("\n{line}\n"));
     }
     s
 }

@@ -23,6 +23,20 @@ pub enum Event {
     Finished { number: usize, state: TrialState, reason: Option<String>, secs: f64 },
 }
 
+impl Event {
+    /// The first field that is NaN or infinite, named.
+    fn non_finite(&self) -> Option<String> {
+        match self {
+            Event::Created { number, params, .. } => params
+                .iter()
+                .find(|(_, v)| v.as_f64().is_some_and(|x| !x.is_finite()))
+                .map(|(k, _)| format!("trial {number}'s `{k}`")),
+            Event::Epoch { number, metrics } => metrics.first_non_finite().map(|(what, _)| format!("trial {number}'s {what} at epoch {}", metrics.epoch)),
+            Event::Finished { number, secs, .. } => (!secs.is_finite()).then(|| format!("trial {number}'s seconds")),
+        }
+    }
+}
+
 /// Appends events to a study's journal.
 pub struct Journal {
     path: PathBuf,
@@ -35,7 +49,12 @@ impl Journal {
         Journal { path: study_dir.join(Self::FILE) }
     }
 
+    /// Appends one event. Only finite numbers are stored (JSON has no NaN or infinity, and a
+    /// `null` in their place would make the journal unreadable), so every record reads back.
     pub fn append(&self, event: &Event) -> Result<()> {
+        if let Some(what) = event.non_finite() {
+            return Err(TuneError::Study(format!("{}: refusing to record {what}, which is not a finite number", self.path.display())));
+        }
         append_line(&self.path, &serde_json::to_string(event).expect("serialisable"))
     }
 
@@ -60,7 +79,7 @@ pub fn replay(study_dir: &Path) -> Result<BTreeMap<usize, TrialRecord>> {
             // A torn final line is the trace of a crash mid-write: that event never happened.
             Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
             Err(e) => {
-                return Err(TuneError::CorruptData {
+                return Err(TuneError::CorruptStudy {
                     path,
                     problem: format!("line {}: {e}", i + 1),
                     fix: "restore the line or move the study directory away to start afresh".into(),
@@ -124,6 +143,18 @@ mod tests {
         assert_eq!(trials[&0].state, TrialState::Complete);
         assert_eq!(trials[&1].state, TrialState::Infeasible);
         assert_eq!(trials[&2].state, TrialState::Running, "an unfinished trial is resumed");
+    }
+
+    #[test]
+    fn non_finite_numbers_never_reach_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path());
+        let params: Params = [("lr".to_string(), crate::model::Value::Float(f64::INFINITY))].into();
+        assert!(j.append(&Event::Created { number: 0, params, seed: 1, infeasible: None }).is_err());
+        assert!(j.append(&Event::Epoch { number: 0, metrics: m(1, f64::NAN) }).is_err());
+        assert!(j.append(&Event::Finished { number: 0, state: TrialState::Failed, reason: None, secs: f64::INFINITY }).is_err());
+        j.append(&Event::Created { number: 0, params: Params::new(), seed: 1, infeasible: None }).unwrap();
+        assert_eq!(replay(dir.path()).unwrap().len(), 1, "what was recorded reads back");
     }
 
     #[test]

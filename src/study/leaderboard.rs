@@ -1,5 +1,6 @@
-//! Ranking trials: `leaderboard.csv` and the terminal table. Trained trials rank by best
-//! val_acc (complete before pruned on ties); failed and infeasible trials follow, unranked.
+//! Ranking trials: `leaderboard.csv` and the terminal table. Only complete and pruned trials
+//! are ranked, by best val_acc (complete before pruned on ties); running, failed and
+//! infeasible trials follow, unranked, whatever epochs they reported.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -14,16 +15,33 @@ pub struct Row<'a> {
     pub trial: &'a TrialRecord,
 }
 
-/// Orders trials: best val_acc first among trained ones.
+/// Orders trials: complete and pruned ones by best val_acc, then the others unranked by number.
 pub fn rank(trials: &BTreeMap<usize, TrialRecord>) -> Vec<Row<'_>> {
-    let mut trained: Vec<&TrialRecord> = trials.values().filter(|t| t.best().is_some()).collect();
-    trained.sort_by(|a, b| {
-        let (va, vb) = (a.best().map_or(0.0, |x| x.0), b.best().map_or(0.0, |x| x.0));
-        vb.total_cmp(&va).then(a.state.cmp(&b.state)).then(a.number.cmp(&b.number))
-    });
-    let mut rows: Vec<Row> = trained.into_iter().enumerate().map(|(i, t)| Row { rank: Some(i + 1), trial: t }).collect();
-    rows.extend(trials.values().filter(|t| t.best().is_none()).map(|t| Row { rank: None, trial: t }));
+    let mut ranked: Vec<(&TrialRecord, f64)> = trials.values().filter_map(|t| t.value().map(|v| (t, v))).collect();
+    ranked.sort_by(|(a, va), (b, vb)| vb.total_cmp(va).then(a.state.cmp(&b.state)).then(a.number.cmp(&b.number)));
+    let mut rows: Vec<Row> = ranked.into_iter().enumerate().map(|(i, (t, _))| Row { rank: Some(i + 1), trial: t }).collect();
+    rows.extend(trials.values().filter(|t| t.value().is_none()).map(|t| Row { rank: None, trial: t }));
     rows
+}
+
+/// One line naming the unranked trials by state, e.g. `not ranked: 1 running (#4), 2 failed (#1, #3)`.
+pub fn unranked_line(trials: &BTreeMap<usize, TrialRecord>) -> Option<String> {
+    let mut by_state: BTreeMap<TrialState, Vec<usize>> = BTreeMap::new();
+    for t in trials.values().filter(|t| t.value().is_none()) {
+        by_state.entry(t.state).or_default().push(t.number);
+    }
+    if by_state.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = by_state
+        .iter()
+        .map(|(state, numbers)| {
+            let shown: Vec<String> = numbers.iter().take(8).map(|n| format!("#{n}")).collect();
+            let more = if numbers.len() > 8 { ", …" } else { "" };
+            format!("{} {} ({}{more})", numbers.len(), state.name(), shown.join(", "))
+        })
+        .collect();
+    Some(format!("not ranked: {}", parts.join(", ")))
 }
 
 /// Every parameter name used by any trial, sorted.
@@ -78,7 +96,7 @@ pub fn render(trials: &BTreeMap<usize, TrialRecord>, n: usize) -> String {
         out.push_str(&format!(" {:>12}", truncate(p, 12)));
     }
     out.push('\n');
-    for row in rank(trials).into_iter().take(n) {
+    for row in rank(trials).into_iter().filter(|r| r.rank.is_some()).take(n) {
         let t = row.trial;
         let best = t.best();
         out.push_str(&format!(
@@ -94,6 +112,10 @@ pub fn render(trials: &BTreeMap<usize, TrialRecord>, n: usize) -> String {
         for p in &params {
             out.push_str(&format!(" {:>12}", truncate(&t.params.get(p).map_or("-".into(), short), 12)));
         }
+        out.push('\n');
+    }
+    if let Some(line) = unranked_line(trials) {
+        out.push_str(&line);
         out.push('\n');
     }
     out
@@ -118,4 +140,39 @@ pub fn state_counts(trials: &BTreeMap<usize, TrialRecord>) -> BTreeMap<TrialStat
         *counts.entry(t.state).or_insert(0) += 1;
     }
     counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::EpochMetrics;
+
+    fn trial(number: usize, state: TrialState, val_acc: &[f64]) -> TrialRecord {
+        let history = val_acc
+            .iter()
+            .enumerate()
+            .map(|(i, v)| EpochMetrics { epoch: i + 1, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc: *v, lr: 1e-3, secs: 1.0 })
+            .collect();
+        TrialRecord { number, params: Default::default(), seed: 1, state, reason: None, history, secs: 1.0 }
+    }
+
+    #[test]
+    fn only_complete_and_pruned_trials_are_ranked() {
+        let trials: BTreeMap<usize, TrialRecord> = [
+            trial(0, TrialState::Failed, &[0.99]),
+            trial(1, TrialState::Complete, &[0.80, 0.85]),
+            trial(2, TrialState::Running, &[0.95]),
+            trial(3, TrialState::Pruned, &[0.85]),
+            trial(4, TrialState::Infeasible, &[]),
+        ]
+        .into_iter()
+        .map(|t| (t.number, t))
+        .collect();
+        let order: Vec<(Option<usize>, usize)> = rank(&trials).iter().map(|r| (r.rank, r.trial.number)).collect();
+        // (rank, trial): the failed 0.99 and the running 0.95 are never ranked; complete wins the tie.
+        assert_eq!(order, vec![(Some(1), 1), (Some(2), 3), (None, 0), (None, 2), (None, 4)]);
+        let table = render(&trials, 10);
+        assert!(table.contains("not ranked: 1 running (#2), 1 failed (#0), 1 infeasible (#4)"), "{table}");
+        assert!(!table.contains("0.9900"), "a failed trial's figure is not shown as a result: {table}");
+    }
 }

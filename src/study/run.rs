@@ -21,6 +21,7 @@ use super::space::{Distribution, SamplerKind, SearchSpace};
 use super::trial::{TrialRecord, TrialState, trial_seed};
 use crate::error::{Result, TuneError};
 use crate::model::{Architecture, Params, Value, infer};
+use crate::training::TrainConfig;
 
 /// Command-line overrides of the space's `[study]` settings.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +56,7 @@ impl Resolved {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(TuneError::io(&path, e)),
         };
-        serde_json::from_str(&text).map(Some).map_err(|e| TuneError::CorruptData {
+        serde_json::from_str(&text).map(Some).map_err(|e| TuneError::CorruptStudy {
             path,
             problem: e.to_string(),
             fix: "the study directory is damaged: move it away to start the study afresh".into(),
@@ -89,17 +90,87 @@ pub fn run(opts: RunOptions) -> Result<Summary> {
 
 fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {
     let mut space = SearchSpace::from_file(&opts.space_file)?;
+    let file = space.file.clone();
     let s = &mut space.study;
+    // Flags join the same checked paths as the file's values.
+    s.training = s
+        .training
+        .as_layer(&file, "study.training.")
+        .flag("epochs", "--max-epochs", opts.max_epochs)?
+        .flag("subset", "--subset", opts.subset)?
+        .flag("split_seed", "--split-seed", Some(opts.split_seed))?
+        .build()?;
     if let Some(v) = opts.trials { s.trials = v; }
-    if let Some(v) = opts.max_epochs { s.training.max_epochs = v; }
-    if let Some(v) = opts.subset { s.training.subset = Some(v); }
     if let Some(v) = opts.seed { s.seed = v; }
     if let Some(v) = opts.concurrency { s.concurrency = Some(v); }
+    let flag_err = |key: &str, problem: String, fix: String| TuneError::Config { file: file.clone(), key: key.into(), problem, fix };
+    super::space::check_study(s, &flag_err)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let concurrency = s.concurrency.unwrap_or(cores).max(1);
     let resolved = Resolved { threads_per_trial: (cores / concurrency).max(1), concurrency, split_seed: opts.split_seed, data_dir: opts.data_dir.clone(), space };
     let dir = opts.runs_dir.join(&resolved.space.study.name);
     Ok((dir, resolved))
+}
+
+/// The configurations evaluated first: the seed's network (when the space holds it), then
+/// `study.enqueue`, each completed with the space's fixed values and checked, so a bad entry
+/// is an error naming it rather than a wasted or infeasible trial.
+fn enqueued(space: &SearchSpace) -> Result<Vec<Params>> {
+    let mut queue = Vec::new();
+    if space.study.enqueue_default && space.study.sampler != SamplerKind::Grid {
+        match default_config(space) {
+            Some(p) => queue.push(p),
+            None => tracing::info!("the seed's default network lies outside this space; not enqueued"),
+        }
+    }
+    for (i, p) in space.study.enqueue.iter().enumerate() {
+        let p = space.complete(p).map_err(|(key, problem)| TuneError::Config {
+            file: space.file.clone(),
+            key: format!("study.enqueue[{i}].{key}"),
+            problem,
+            fix: "give every active parameter of the space a value its distribution can produce (fixed values may be left out)".into(),
+        })?;
+        if let Err(reason) = feasibility(&p, space) {
+            return Err(TuneError::InfeasibleSpace {
+                file: space.file.clone(),
+                key: format!("study.enqueue[{i}]"),
+                problem: reason,
+                fix: "change this configuration so its shapes fit, or remove it".into(),
+            });
+        }
+        queue.push(p);
+    }
+    Ok(queue)
+}
+
+/// Networks drawn to probe a space before a study starts, and the share that must be feasible.
+const PROBE_DRAWS: usize = 400;
+const PROBE_MIN_FEASIBLE: usize = 8;
+
+/// Refuses a space where nearly every network collapses (or exceeds `max_params`) before
+/// anything is recorded: such a study would only fill its journal with infeasible trials.
+fn probe_feasibility(space: &SearchSpace) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(space.study.seed ^ 0xFEA5);
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut feasible = 0;
+    for _ in 0..PROBE_DRAWS {
+        let mut p = super::sampler::random_params(space, &mut rng);
+        SearchSpace::prune_inactive(&mut p);
+        match feasibility(&p, space) {
+            Ok(()) => feasible += 1,
+            Err(reason) => *reasons.entry(reason.split(':').next().unwrap_or_default().to_string()).or_default() += 1,
+        }
+        if feasible >= PROBE_MIN_FEASIBLE {
+            return Ok(());
+        }
+    }
+    let (layer, count) = reasons.into_iter().max_by_key(|(_, n)| *n).unwrap_or_default();
+    Err(TuneError::InfeasibleSpace {
+        file: space.file.clone(),
+        key: "params".into(),
+        problem: format!("only {feasible} of {PROBE_DRAWS} networks drawn from this space can be built ({count} fail at `{layer}`)"),
+        fix: "narrow filter, stride, pool and depth ranges, add padding, or raise study.max_params".into(),
+    })
 }
 
 /// The frozen settings of an existing study must agree with the file on everything but the
@@ -120,15 +191,26 @@ fn check_frozen(dir: &Path, resolved: &Resolved) -> Result<()> {
     Ok(())
 }
 
-fn lock(dir: &Path) -> Result<()> {
+/// Takes the study's OS lock (`.lock`), held until the returned file is dropped — or the
+/// process dies, even by kill -9. The holder's pid is written inside for the message.
+fn lock(dir: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
     let path = dir.join(".lock");
-    if let Ok(pid) = std::fs::read_to_string(&path) {
-        let pid = pid.trim();
-        if !pid.is_empty() && pid != std::process::id().to_string() && Path::new(&format!("/proc/{pid}")).exists() {
-            return Err(TuneError::Study(format!("{}: study is being run by process {pid}; wait for it or stop it first", dir.display())));
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| TuneError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let pid = std::process::id().to_string();
+            file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(pid.as_bytes())).map_err(|e| TuneError::io(&path, e))?;
+            Ok(file)
         }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = if holder.trim().is_empty() { "another process".to_string() } else { format!("process {}", holder.trim()) };
+            Err(TuneError::Study(format!("{}: study is being run by {holder}; wait for it or stop it first", dir.display())))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(TuneError::io(&path, e)),
     }
-    crate::storage::write_atomic(&path, std::process::id().to_string().as_bytes())
 }
 
 /// What sampling the next trial gave.
@@ -201,7 +283,7 @@ impl Study {
             tracing::info!("trial {n} infeasible, not launched: {reason}");
             self.consecutive_infeasible += 1;
             if self.consecutive_infeasible >= MAX_CONSECUTIVE_INFEASIBLE {
-                return Err(TuneError::Config {
+                return Err(TuneError::InfeasibleSpace {
                     file: self.resolved.space.file.clone(),
                     key: "params".into(),
                     problem: format!("{MAX_CONSECUTIVE_INFEASIBLE} sampled networks in a row collapse (last: {reason})"),
@@ -222,7 +304,7 @@ impl Study {
         if !params_path.exists() {
             crate::model::params::write_params(&params_path, &t.params)?;
         }
-        let cfg = self.resolved.space.study.training.train_config(t.seed, self.resolved.split_seed);
+        let cfg = TrainConfig { seed: t.seed, split_seed: self.resolved.split_seed, ..self.resolved.space.study.training.clone() };
         crate::storage::write_atomic(&dir.join("train.toml"), toml::to_string(&cfg).expect("serialisable").as_bytes())?;
         Ok(dir)
     }
@@ -247,6 +329,11 @@ impl Study {
         if m.epoch != t.history.len() + 1 {
             return Ok(()); // replayed on resume: already journaled
         }
+        if let Some((what, v)) = m.first_non_finite() {
+            // Trials refuse to report such an epoch; a line that does is not recorded.
+            tracing::warn!("trial {n}: epoch {} reports {what} = {v}; not recorded", m.epoch);
+            return Ok(());
+        }
         self.journal.append(&Event::Epoch { number: n, metrics: m.clone() })?;
         t.history.push(m.clone());
         self.epochs_run += 1;
@@ -255,7 +342,7 @@ impl Study {
         self.images += images.min(train_size_hint()) as f64;
         let space = &self.resolved.space.study;
         let curve = Curve { number: n, val_acc: self.trials[&n].history.iter().map(|m| m.val_acc).collect(), finished: false };
-        if let Some(reason) = should_prune(space.pruner, &space.pruning, space.training.max_epochs, &curve, &self.curves()) {
+        if let Some(reason) = should_prune(space.pruner, &space.pruning, space.training.epochs, &curve, &self.curves()) {
             if let Some(r) = self.running.get_mut(&n) {
                 if r.pruned.is_none() {
                     tracing::info!("trial {n} pruned: {reason}");
@@ -331,7 +418,7 @@ fn default_config(space: &SearchSpace) -> Option<Params> {
         p.insert(key.clone(), v);
     }
     SearchSpace::prune_inactive(&mut p);
-    space.contains(&p).then_some(p)
+    space.complete(&p).ok()
 }
 
 fn study_bar(total: usize) -> ProgressBar {
@@ -343,7 +430,7 @@ fn study_bar(total: usize) -> ProgressBar {
 fn bar_message(trials: &BTreeMap<usize, TrialRecord>) -> String {
     let c = leaderboard::state_counts(trials);
     let get = |s| c.get(&s).copied().unwrap_or(0);
-    let best = trials.values().filter_map(|t| t.best().map(|b| (b.0, t.number))).max_by(|a, b| a.0.total_cmp(&b.0));
+    let best = trials.values().filter_map(|t| t.value().map(|v| (v, t.number))).max_by(|a, b| a.0.total_cmp(&b.0));
     format!(
         "done {} · pruned {} · failed {} · infeasible {} · running {} · best {}",
         get(TrialState::Complete), get(TrialState::Pruned), get(TrialState::Failed), get(TrialState::Infeasible), get(TrialState::Running),
@@ -351,46 +438,31 @@ fn bar_message(trials: &BTreeMap<usize, TrialRecord>) -> String {
     )
 }
 
+/// Everything is checked before anything is written: the space and flags, the data, the
+/// enqueued configurations and the space's feasibility. Then the study directory is created,
+/// locked, compared with its frozen settings and (re)written.
 async fn run_async(opts: RunOptions) -> Result<Summary> {
     let (dir, resolved) = prepare(&opts)?;
-    std::fs::create_dir_all(dir.join("trials")).map_err(|e| TuneError::io(&dir, e))?;
-    check_frozen(&dir, &resolved)?;
-    lock(&dir)?;
-    // Frozen copies: the space as written, and every resolved setting.
-    let original = std::fs::read(&opts.space_file).map_err(|e| TuneError::io(&opts.space_file, e))?;
-    if !dir.join("space.toml").exists() {
-        crate::storage::write_atomic(&dir.join("space.toml"), &original)?;
-    }
-    crate::storage::write_atomic(&dir.join("settings.json"), serde_json::to_string_pretty(&resolved).expect("serialisable").as_bytes())?;
-    // Check the data once here, so a missing data set is one error, not N failed trials.
+    let space = &resolved.space;
     let data = crate::data::FashionMnist::load(opts.data_dir.as_deref())?;
     let splits = crate::data::Splits::new(&data.train, &data.official_test, crate::data::SplitConfig { seed: opts.split_seed, test_per_class: None });
     TRAIN_SIZE.store(splits.train.len(), std::sync::atomic::Ordering::Relaxed);
     drop(data);
+    let queue = enqueued(space)?;
+    probe_feasibility(space)?;
+    let grid = (space.study.sampler == SamplerKind::Grid).then(|| Grid::new(space)).transpose()?;
+    let original = crate::storage::read_text(&opts.space_file)?;
+
+    std::fs::create_dir_all(dir.join("trials")).map_err(|e| TuneError::io(&dir, e))?;
+    let _lock = lock(&dir)?;
+    check_frozen(&dir, &resolved)?;
+    // Frozen copies: the space as written, and every resolved setting.
+    if !dir.join("space.toml").exists() {
+        crate::storage::write_atomic(&dir.join("space.toml"), original.as_bytes())?;
+    }
+    crate::storage::write_atomic(&dir.join("settings.json"), serde_json::to_string_pretty(&resolved).expect("serialisable").as_bytes())?;
 
     let trials = replay(&dir)?;
-    let space = &resolved.space;
-    let mut queue = Vec::new();
-    if space.study.enqueue_default && space.study.sampler != SamplerKind::Grid {
-        match default_config(space) {
-            Some(p) => queue.push(p),
-            None => tracing::info!("the seed's default network lies outside this space; not enqueued"),
-        }
-    }
-    for (i, p) in space.study.enqueue.iter().enumerate() {
-        let mut p = p.clone();
-        SearchSpace::prune_inactive(&mut p);
-        if !space.contains(&p) {
-            return Err(TuneError::Config {
-                file: space.file.clone(),
-                key: format!("study.enqueue[{i}]"),
-                problem: "this configuration is not in the space (a value is out of range or a parameter is missing)".into(),
-                fix: "give every active parameter a value its distribution can produce".into(),
-            });
-        }
-        queue.push(p);
-    }
-    let grid = (space.study.sampler == SamplerKind::Grid).then(|| Grid::new(space)).transpose()?;
     let fail_trials = std::env::var("TUNE_TEST_FAIL_TRIALS").ok().map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect()).unwrap_or_default();
     let launcher = Launcher {
         exe: std::env::current_exe().map_err(|e| TuneError::io("tune", e))?,
@@ -407,7 +479,7 @@ async fn run_async(opts: RunOptions) -> Result<Summary> {
     tracing::info!(
         "study `{}`: {} trials, {} slots × {} threads, sampler {:?}, pruner {:?}, up to {} epochs each → {}",
         space.study.name, space.study.trials, resolved.concurrency, resolved.threads_per_trial, space.study.sampler, space.study.pruner,
-        space.study.training.max_epochs, dir.display()
+        space.study.training.epochs, dir.display()
     );
     let mut study = Study {
         journal: Journal::open(&dir),
@@ -515,7 +587,6 @@ async fn run_async(opts: RunOptions) -> Result<Summary> {
     }
     bar.finish_and_clear();
     leaderboard::write_csv(&dir.join("leaderboard.csv"), &study.trials)?;
-    let _ = std::fs::remove_file(dir.join(".lock"));
     Ok(Summary {
         dir,
         counts: leaderboard::state_counts(&study.trials),

@@ -17,8 +17,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TuneError};
-use crate::model::params::{Activation, CONV_KEYS, FC_KEYS, block_index, is_known_key, known_keys_help};
+use crate::model::params::{CONV_KEYS, Domain, FC_KEYS, block_index, is_known_key, known_keys_help};
 use crate::model::{Params, Value};
+use crate::training::TrainConfig;
+use crate::training::config::Layered;
 
 /// A distribution of one parameter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +48,30 @@ impl Distribution {
             }
             Distribution::Choice(c) => c.clone(),
             Distribution::Fixed(v) => vec![v.clone()],
+        }
+    }
+}
+
+impl Distribution {
+    /// Whether a sample of this distribution can be `v`.
+    pub fn produces(&self, v: &Value) -> bool {
+        match (self, v) {
+            (Distribution::Int { low, high, step, .. }, Value::Int(x)) => x >= low && x <= high && (*x as i128 - *low as i128) % *step as i128 == 0,
+            (Distribution::Float { low, high, .. }, v) => v.as_f64().is_some_and(|x| x >= *low && x <= *high),
+            (Distribution::Choice(c), v) => c.contains(v),
+            (Distribution::Fixed(f), v) => f == v,
+            _ => false,
+        }
+    }
+
+    /// The values it produces, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Distribution::Int { low, high, step: 1, .. } => format!("a whole number in [{low}, {high}]"),
+            Distribution::Int { low, high, step, .. } => format!("a whole number in [{low}, {high}] in steps of {step}"),
+            Distribution::Float { low, high, .. } => format!("a number in [{low}, {high}]"),
+            Distribution::Choice(c) => format!("one of {}", c.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")),
+            Distribution::Fixed(v) => format!("the fixed value {v}"),
         }
     }
 }
@@ -109,50 +135,12 @@ pub struct StudySettings {
     /// the same seed then gives the same configurations whatever the concurrency.
     #[serde(default = "default_lag")]
     pub history_lag: usize,
+    /// `[study.training]`: settings of every trial (a `[params]` entry of the same name wins);
+    /// the same settings, defaults and checks as `tune train`'s.
     #[serde(default)]
-    pub training: TrainingSettings,
+    pub training: TrainConfig,
     #[serde(default)]
     pub pruning: PrunerSettings,
-}
-
-/// `[study.training]`: settings of every trial (a `[params]` entry of the same name wins).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainingSettings {
-    pub max_epochs: usize,
-    pub patience: usize,
-    pub lr: f64,
-    pub lr_factor: f64,
-    pub lr_patience: usize,
-    pub batch_size: usize,
-    pub weight_decay: f64,
-    /// Stratified training subset for every trial (quick studies).
-    pub subset: Option<usize>,
-}
-
-impl Default for TrainingSettings {
-    fn default() -> Self {
-        TrainingSettings { max_epochs: 30, patience: 10, lr: 1e-3, lr_factor: 0.1, lr_patience: 5, batch_size: 100, weight_decay: 0.0, subset: None }
-    }
-}
-
-impl TrainingSettings {
-    /// The training config of one run under these settings (a trial or a retrain).
-    pub fn train_config(&self, seed: u64, split_seed: u64) -> crate::training::TrainConfig {
-        crate::training::TrainConfig {
-            epochs: self.max_epochs,
-            patience: self.patience,
-            lr: self.lr,
-            lr_factor: self.lr_factor,
-            lr_patience: self.lr_patience,
-            batch_size: self.batch_size,
-            weight_decay: self.weight_decay,
-            seed,
-            subset: self.subset,
-            split_seed,
-            ..crate::training::TrainConfig::default()
-        }
-    }
 }
 
 /// `[study.pruning]`: rungs at `min_resource · reduction_factor^k` epochs.
@@ -202,16 +190,27 @@ pub struct SearchSpace {
 
 impl SearchSpace {
     pub fn from_file(path: &Path) -> Result<SearchSpace> {
-        let text = std::fs::read_to_string(path).map_err(|e| TuneError::io(path, e))?;
+        let text = crate::storage::read_text(path)?;
         SearchSpace::parse(&text, path)
     }
 
     pub fn parse(text: &str, file: &Path) -> Result<SearchSpace> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| TuneError::ConfigSyntax {
+        let syntax = |e: toml::de::Error| TuneError::ConfigSyntax {
             file: file.to_path_buf(),
-            message: format!("{e}\n  fix: see README's \"Search space\" section for the [study] and [params] keys"),
-        })?;
+            message: format!("{e}\n  fix: see README's \"Search spaces\" section for the [study] and [params] keys"),
+        };
+        let mut raw: RawFile = toml::from_str(text).map_err(syntax)?;
         let err = |key: &str, problem: String, fix: String| TuneError::Config { file: file.to_path_buf(), key: key.to_string(), problem, fix };
+        // `[study.training]` takes the training config's one checked path (same defaults and
+        // checks as `tune train`); seeds come from the study, not from this table.
+        let table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        let training = table.get("study").and_then(|s| s.get("training")).and_then(|t| t.as_table()).cloned().unwrap_or_default();
+        for key in ["seed", "split_seed"] {
+            if training.contains_key(key) {
+                return Err(err(&format!("study.training.{key}"), "seeds are set per study, not per trial".into(), "use study.seed (trial seeds derive from it) and --split-seed".into()));
+            }
+        }
+        raw.study.training = Layered::default().table(&training, file, "study.training.")?.build()?;
         check_study(&raw.study, &err)?;
         let mut dists: BTreeMap<String, Distribution> = BTreeMap::new();
         let mut templates = Vec::new();
@@ -228,6 +227,12 @@ impl SearchSpace {
         }
         let max_conv = max_blocks(&dists, "conv", "channels", &err)?;
         let max_fc = max_blocks(&dists, "fc", "neurons", &err)?;
+        for (kind, max) in [("conv", max_conv), ("fc", max_fc)] {
+            if max > crate::model::params::MAX_BLOCKS as usize {
+                let key = dists.keys().filter(|k| block_index(k, kind).is_some_and(|i| i + 1 == max)).next().cloned().unwrap_or(format!("n_{kind}"));
+                return Err(err(&key, format!("{max} {kind} blocks (at most {})", crate::model::params::MAX_BLOCKS), format!("use blocks {kind}0…{kind}{}", crate::model::params::MAX_BLOCKS - 1)));
+            }
+        }
         for (template, dist) in templates {
             let (kind, max, suffixes): (&str, usize, &[&str]) = match template.split_once("*_") {
                 Some(("conv", s)) if CONV_KEYS.contains(&s) => ("conv", max_conv, &CONV_KEYS),
@@ -288,26 +293,47 @@ impl SearchSpace {
         params.retain(|k, _| SearchSpace::is_active(k, &snapshot));
     }
 
-    /// Whether `params` could have been sampled from this space (for enqueued configurations).
-    pub fn contains(&self, params: &Params) -> bool {
-        self.params.iter().all(|(key, dist)| match params.get(key) {
-            None => !SearchSpace::is_active(key, params),
-            Some(v) => match (dist, v) {
-                (Distribution::Int { low, high, step, .. }, Value::Int(x)) => x >= low && x <= high && (x - low) % step == 0,
-                (Distribution::Float { low, high, .. }, v) => v.as_f64().is_some_and(|x| x >= *low && x <= *high),
-                (Distribution::Choice(c), v) => c.contains(v),
-                (Distribution::Fixed(f), v) => f == v,
-                _ => false,
-            },
-        })
+    /// Completes an enqueued dictionary: the space's fixed values fill in what it omits, and
+    /// inactive block parameters are dropped. Fails with (key, problem) when a key is not a
+    /// parameter of the space, or an active one is missing or outside its distribution.
+    pub fn complete(&self, partial: &Params) -> std::result::Result<Params, (String, String)> {
+        if let Some(key) = partial.keys().find(|k| self.get(k).is_none()) {
+            return Err((key.clone(), "is not a parameter of this space".into()));
+        }
+        let mut p = partial.clone();
+        for (key, dist) in &self.params {
+            if let Distribution::Fixed(v) = dist {
+                p.entry(key.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        SearchSpace::prune_inactive(&mut p);
+        for (key, dist) in &self.params {
+            match p.get(key) {
+                None if SearchSpace::is_active(key, &p) => return Err((key.clone(), format!("is missing: give it {}", dist.describe()))),
+                Some(v) if !dist.produces(v) => return Err((key.clone(), format!("`{v}` is not {}", dist.describe()))),
+                _ => {}
+            }
+        }
+        Ok(p)
     }
 }
 
-type ErrFn<'a> = dyn Fn(&str, String, String) -> TuneError + 'a;
+pub type ErrFn<'a> = dyn Fn(&str, String, String) -> TuneError + 'a;
 
-fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
-    if s.name.is_empty() || s.name.contains(['/', '\\']) || s.name.starts_with('.') {
-        return Err(err("study.name", format!("`{}` cannot name a directory", s.name), "use letters, digits, - and _".into()));
+/// Caps of the `[study]` table, named in errors, checked before anything is allocated.
+pub const MAX_TRIALS: usize = 100_000;
+pub const MAX_CONCURRENCY: usize = 256;
+pub const MAX_GRID_POINTS: usize = 1_000;
+pub const MAX_NAME_LEN: usize = 100;
+
+/// Checks the `[study]` settings; `err` names the file (or flag) and key.
+pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
+    let name_ok = !s.name.is_empty()
+        && s.name.len() <= MAX_NAME_LEN
+        && !s.name.starts_with('.')
+        && s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !name_ok {
+        return Err(err("study.name", format!("{:?} cannot name a study directory", s.name), format!("use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', not starting with '.'")));
     }
     if s.metric != "val_acc" {
         return Err(err("study.metric", format!("`{}` is not tracked", s.metric), "use metric = \"val_acc\"".into()));
@@ -315,22 +341,25 @@ fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
     if s.direction != "maximize" {
         return Err(err("study.direction", format!("`{}` does not fit val_acc", s.direction), "use direction = \"maximize\"".into()));
     }
-    let positive = [("study.trials", s.trials), ("study.training.max_epochs", s.training.max_epochs), ("study.training.patience", s.training.patience), ("study.training.batch_size", s.training.batch_size), ("study.training.lr_patience", s.training.lr_patience), ("study.pruning.min_resource", s.pruning.min_resource), ("study.grid_points", s.grid_points)];
-    for (key, v) in positive {
-        if v == 0 {
-            return Err(err(key, "must be at least 1".into(), format!("set `{key}` to a whole number ≥ 1")));
+    let max_epochs = crate::training::config::MAX_EPOCHS;
+    let ranges = [
+        ("study.trials", s.trials, 1, MAX_TRIALS),
+        ("study.concurrency", s.concurrency.unwrap_or(1), 1, MAX_CONCURRENCY),
+        ("study.grid_points", s.grid_points, 2, MAX_GRID_POINTS),
+        ("study.startup_trials", s.startup_trials, 0, MAX_TRIALS),
+        ("study.history_lag", s.history_lag, 0, MAX_TRIALS),
+        ("study.max_params", s.max_params.unwrap_or(1), 1, crate::model::shape::MAX_PARAMS),
+        ("study.pruning.min_resource", s.pruning.min_resource, 1, max_epochs),
+        ("study.pruning.reduction_factor", s.pruning.reduction_factor, 2, 100),
+        ("study.pruning.warmup_epochs", s.pruning.warmup_epochs, 0, max_epochs),
+        ("study.pruning.startup_trials", s.pruning.startup_trials, 0, MAX_TRIALS),
+    ];
+    for (key, v, low, high) in ranges {
+        if !(low..=high).contains(&v) {
+            return Err(err(key, format!("{v} is outside {low}..={high}"), format!("set `{key}` to a whole number in {low}..={high}")));
         }
     }
-    if s.concurrency == Some(0) {
-        return Err(err("study.concurrency", "must be at least 1".into(), "remove it (one slot per core) or set ≥ 1".into()));
-    }
-    if s.pruning.reduction_factor < 2 {
-        return Err(err("study.pruning.reduction_factor", format!("{} keeps every trial", s.pruning.reduction_factor), "use 2, 3 or 4".into()));
-    }
-    if !(s.training.lr > 0.0 && s.training.lr_factor > 0.0 && s.training.lr_factor < 1.0) {
-        return Err(err("study.training", "lr must be > 0 and lr_factor in (0, 1)".into(), "e.g. lr = 1e-3, lr_factor = 0.1".into()));
-    }
-    Ok(())
+    s.training.check().map_err(|(key, problem, fix)| err(&format!("study.training.{key}"), problem, fix))
 }
 
 fn toml_to_value(v: &toml::Value) -> Option<Value> {
@@ -388,8 +417,9 @@ fn parse_distribution(key: &str, value: &toml::Value, err: &ErrFn) -> Result<Dis
         if log && low <= 0 {
             return Err(err(key, format!("log scale needs a lower bound > 0, got {low}"), "raise the lower bound or drop log = true".into()));
         }
-        if (high - low) % step != 0 {
-            return Err(err(&format!("{key}.step"), format!("step {step} does not divide the range [{low}, {high}]"), format!("make high = {}", high - (high - low) % step)));
+        let rest = (high as i128 - low as i128) % step as i128;
+        if rest != 0 {
+            return Err(err(&format!("{key}.step"), format!("step {step} does not divide the range [{low}, {high}]"), format!("make high = {}", high as i128 - rest)));
         }
         if log && step != 1 {
             return Err(err(&format!("{key}.step"), "a step cannot be combined with log = true".into(), "drop one of them".into()));
@@ -424,6 +454,9 @@ fn parse_distribution(key: &str, value: &toml::Value, err: &ErrFn) -> Result<Dis
 /// The number of blocks of a kind the space can produce.
 fn max_blocks(dists: &BTreeMap<String, Distribution>, kind: &str, required: &str, err: &ErrFn) -> Result<usize> {
     let depth_key = format!("n_{kind}");
+    if let Some(d) = dists.get(&depth_key) {
+        check_domain(&depth_key, d, err)?; // before blocks are expanded from templates
+    }
     match dists.get(&depth_key) {
         Some(Distribution::Int { high, low, .. }) if *low >= 0 => Ok(*high as usize),
         Some(Distribution::Fixed(Value::Int(n))) if *n >= 0 => Ok(*n as usize),
@@ -443,29 +476,11 @@ fn check_domain(key: &str, dist: &Distribution, err: &ErrFn) -> Result<()> {
         Distribution::Choice(c) => c.clone(),
         Distribution::Fixed(v) => vec![v.clone()],
     };
-    let suffix = key.rsplit('_').next().unwrap_or(key);
-    for v in values {
-        let ok = match (key, suffix) {
-            (_, "activation") => matches!(&v, Value::Str(s) if Activation::parse(s).is_some()),
-            ("drop_rate", _) => v.as_f64().is_some_and(|x| (0.0..1.0).contains(&x)),
-            ("lr", _) => v.as_f64().is_some_and(|x| x > 0.0),
-            ("weight_decay", _) => v.as_f64().is_some_and(|x| x >= 0.0),
-            ("n_conv" | "n_fc", _) | (_, "pad") => matches!(v, Value::Int(x) if x >= 0),
-            _ => matches!(v, Value::Int(x) if x >= 1),
-        };
-        if !ok {
-            let want = match (key, suffix) {
-                (_, "activation") => format!("one of {}", Activation::NAMES.join(", ")),
-                ("drop_rate", _) => "a rate in [0, 1)".into(),
-                ("lr", _) => "a number > 0".into(),
-                ("weight_decay", _) => "a number ≥ 0".into(),
-                ("n_conv" | "n_fc", _) | (_, "pad") => "whole numbers ≥ 0".into(),
-                _ => "whole numbers ≥ 1".into(),
-            };
-            return Err(err(key, format!("can produce `{v}`"), format!("`{key}` takes {want}")));
-        }
+    let domain = Domain::of(key);
+    match values.iter().find(|v| !domain.accepts(v)) {
+        Some(v) => Err(err(key, format!("can produce `{v}`"), format!("`{key}` takes {}", domain.describe()))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -517,11 +532,16 @@ mod tests {
     }
 
     #[test]
-    fn contains_respects_conditions() {
+    fn complete_fills_fixed_values_and_names_the_bad_key() {
         let s = parse("n_conv = { int = [1, 2] }\n\"conv*_channels\" = { int = [8, 16], step = 8 }").unwrap();
         let p: Params = [("n_conv".to_string(), Value::Int(1)), ("conv0_channels".to_string(), Value::Int(16))].into();
-        assert!(s.contains(&p));
+        assert_eq!(s.complete(&p), Ok(p.clone()));
         let q: Params = [("n_conv".to_string(), Value::Int(2)), ("conv0_channels".to_string(), Value::Int(16))].into();
-        assert!(!s.contains(&q), "an active block parameter is missing");
+        assert_eq!(s.complete(&q).unwrap_err().0, "conv1_channels", "an active block parameter is missing");
+        let r: Params = [("n_conv".to_string(), Value::Int(1)), ("conv0_channels".to_string(), Value::Int(12))].into();
+        let (key, why) = s.complete(&r).unwrap_err();
+        assert!(key == "conv0_channels" && why.contains("`12`") && why.contains("steps of 8"), "{key}: {why}");
+        let u: Params = [("conv0_chanels".to_string(), Value::Int(8))].into();
+        assert_eq!(s.complete(&u).unwrap_err().0, "conv0_chanels", "an unknown key is an error, not an infeasible trial");
     }
 }

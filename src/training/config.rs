@@ -1,17 +1,31 @@
-//! Training settings: the seed's defaults, overridable by flags and by the training keys
-//! (`lr`, `batch_size`, `weight_decay`) of a parameter dictionary.
+//! Training settings: one definition and one checked path for `tune train`, every trial of a
+//! study (`[study.training]`) and `tune retrain`.
+//!
+//! Settings arrive in layers — the defaults, a file (`--config` or a space's
+//! `[study.training]`), the training keys of a parameter dictionary, command-line flags — and
+//! are merged into one raw table that remembers where each key came from. The merged table is
+//! then checked once ([`Layered::build`]), so a bad value is reported with the key and the
+//! file (or flag) that set it, whichever layer it arrived through.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TuneError};
 use crate::model::{Params, Value};
 
+/// Caps named in errors, checked before anything is allocated.
+pub const MAX_EPOCHS: usize = 100_000;
+pub const MAX_BATCH_SIZE: usize = 60_000;
+/// A subset larger than the train split trains on all of it; beyond this it is a typo.
+pub const MAX_SUBSET: usize = 1_000_000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// Most epochs to run (early stopping usually ends sooner).
+    /// Most epochs to run (early stopping usually ends sooner). `max_epochs` in a space file.
+    #[serde(alias = "max_epochs")]
     pub epochs: usize,
     /// Early-stopping patience on val_acc.
     pub patience: usize,
@@ -33,13 +47,15 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
+    /// The seed's recipe. Patience 10 on val_acc; the learning rate drops after 5 flat epochs,
+    /// so a plateau is tried at a lower rate before early stopping gives up.
     fn default() -> Self {
         TrainConfig {
             epochs: 50,
             patience: 10,
             lr: 1e-3,
             lr_factor: 0.1,
-            lr_patience: 10,
+            lr_patience: 5,
             min_lr: 1e-6,
             batch_size: 100,
             weight_decay: 0.0,
@@ -50,27 +66,245 @@ impl Default for TrainConfig {
     }
 }
 
+/// Keys of the config that a parameter dictionary may also set (a dictionary entry wins).
+pub const DICTIONARY_KEYS: [&str; 3] = ["lr", "batch_size", "weight_decay"];
+
+/// Why one key is out of range: (key, problem, fix).
+type Invalid = (&'static str, String, String);
+
 impl TrainConfig {
-    /// Applies the training keys of a dictionary.
-    pub fn with_params(mut self, params: &Params, file: &Path) -> Result<Self> {
-        let bad = |key: &str, v: &Value, want: &str| TuneError::Config {
-            file: file.to_path_buf(),
-            key: key.into(),
-            problem: format!("`{v}` is not {want}"),
-            fix: format!("set `{key}` to {want}"),
+    /// The range check of every field; the first invalid one is returned.
+    pub fn check(&self) -> std::result::Result<(), Invalid> {
+        let whole = |key: &'static str, v: usize, max: usize| -> std::result::Result<(), Invalid> {
+            if v == 0 || v > max {
+                return Err((key, format!("{v} is outside 1..={max}"), format!("set `{key}` to a whole number in 1..={max}")));
+            }
+            Ok(())
         };
-        if let Some(v) = params.get("lr") {
-            self.lr = v.as_f64().filter(|x| *x > 0.0 && x.is_finite()).ok_or_else(|| bad("lr", v, "a positive number"))?;
+        whole("epochs", self.epochs, MAX_EPOCHS)?;
+        whole("patience", self.patience, MAX_EPOCHS)?;
+        whole("lr_patience", self.lr_patience, MAX_EPOCHS)?;
+        whole("batch_size", self.batch_size, MAX_BATCH_SIZE)?;
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0) {
+            return Err(("lr", format!("{} is not a learning rate in (0, 1]", self.lr), "set `lr` to a number such as 1e-3".into()));
         }
-        if let Some(v) = params.get("batch_size") {
-            self.batch_size = match v {
-                Value::Int(i) if *i >= 1 => *i as usize,
-                _ => return Err(bad("batch_size", v, "a whole number ≥ 1")),
-            };
+        if !(self.lr_factor.is_finite() && self.lr_factor > 0.0 && self.lr_factor < 1.0) {
+            return Err(("lr_factor", format!("{} is not in (0, 1)", self.lr_factor), "set `lr_factor` to a number such as 0.1".into()));
         }
-        if let Some(v) = params.get("weight_decay") {
-            self.weight_decay = v.as_f64().filter(|x| *x >= 0.0).ok_or_else(|| bad("weight_decay", v, "a number ≥ 0"))?;
+        if !(self.min_lr.is_finite() && self.min_lr >= 0.0) {
+            return Err(("min_lr", format!("{} is not a finite number ≥ 0", self.min_lr), "set `min_lr` to a number such as 1e-6".into()));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(("weight_decay", format!("{} is not a finite number ≥ 0", self.weight_decay), "set `weight_decay` to 0 or a small number such as 1e-4".into()));
+        }
+        if let Some(n) = self.subset {
+            if !(crate::data::CLASSES..=MAX_SUBSET).contains(&n) {
+                return Err((
+                    "subset",
+                    format!("{n} images cannot hold every class"),
+                    format!("set `subset` to at least {} (one image per class) and at most {}, or remove it", crate::data::CLASSES, MAX_SUBSET),
+                ));
+            }
+        }
+        for (key, v) in [("seed", self.seed), ("split_seed", self.split_seed)] {
+            if v > i64::MAX as u64 {
+                return Err((key, format!("{v} does not fit a TOML integer"), format!("set `{key}` to at most {}", i64::MAX)));
+            }
+        }
+        Ok(())
+    }
+
+    /// This config as one layer whose keys all name `file` (a study's frozen settings).
+    pub fn as_layer(&self, file: &Path, prefix: &str) -> Layered {
+        let table = toml::Table::try_from(self).expect("a checked config serialises");
+        let mut layered = Layered::default();
+        for (k, v) in table {
+            layered.set_value(&k, v, file, &format!("{prefix}{k}"));
+        }
+        layered
+    }
+}
+
+/// Where a merged key came from: the file (or `<command line>`) and the key as written there.
+#[derive(Debug, Clone, PartialEq)]
+struct Origin {
+    file: PathBuf,
+    shown: String,
+}
+
+/// Layers of training settings merged into one raw table, each key remembering its origin.
+#[derive(Debug, Clone, Default)]
+pub struct Layered {
+    table: toml::Table,
+    origin: BTreeMap<String, Origin>,
+}
+
+/// The pseudo-file of flags in error messages.
+pub const COMMAND_LINE: &str = "<command line>";
+
+impl Layered {
+    /// Adds a TOML table of config keys (a `--config` file, a space's `[study.training]`).
+    /// `prefix` is how keys are named in that file (`study.training.`).
+    pub fn table(mut self, table: &toml::Table, file: &Path, prefix: &str) -> Result<Self> {
+        for (k, v) in table {
+            // A space file says `max_epochs`; it is the same setting.
+            let key = if k == "max_epochs" { "epochs" } else { k.as_str() };
+            if !CONFIG_KEYS.contains(&key) {
+                return Err(TuneError::Config {
+                    file: file.to_path_buf(),
+                    key: format!("{prefix}{k}"),
+                    problem: "unknown training setting".into(),
+                    fix: format!("use one of {}", CONFIG_KEYS.join(", ")),
+                });
+            }
+            self.set_value(key, v.clone(), file, &format!("{prefix}{k}"));
         }
         Ok(self)
+    }
+
+    /// Reads a config file as a layer.
+    pub fn file(self, path: &Path) -> Result<Self> {
+        let text = crate::storage::read_text(path)?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| TuneError::ConfigSyntax { file: path.to_path_buf(), message: e.to_string() })?;
+        self.table(&table, path, "")
+    }
+
+    /// Adds the training keys of a parameter dictionary (they win over files).
+    pub fn dictionary(mut self, params: &Params, file: &Path) -> Self {
+        for key in DICTIONARY_KEYS {
+            if let Some(v) = params.get(key) {
+                let value = match v {
+                    Value::Int(i) => toml::Value::Integer(*i),
+                    Value::Float(f) => toml::Value::Float(*f),
+                    Value::Str(s) => toml::Value::String(s.clone()),
+                };
+                self.set_value(key, value, file, key);
+            }
+        }
+        self
+    }
+
+    /// Adds a command-line flag (`--lr`) for config key `key`, when given.
+    pub fn flag<T: Into<FlagValue>>(mut self, key: &str, flag: &str, value: Option<T>) -> Result<Self> {
+        let Some(value) = value else { return Ok(self) };
+        let value = match value.into() {
+            FlagValue::Float(f) => toml::Value::Float(f),
+            FlagValue::Whole(n) => toml::Value::Integer(i64::try_from(n).map_err(|_| TuneError::Config {
+                file: COMMAND_LINE.into(),
+                key: flag.into(),
+                problem: format!("{n} is too large"),
+                fix: format!("pass {flag} with at most {}", i64::MAX),
+            })?),
+        };
+        self.set_value(key, value, Path::new(COMMAND_LINE), flag);
+        Ok(self)
+    }
+
+    fn set_value(&mut self, key: &str, value: toml::Value, file: &Path, shown: &str) {
+        self.table.insert(key.to_string(), value);
+        self.origin.insert(key.to_string(), Origin { file: file.to_path_buf(), shown: shown.to_string() });
+    }
+
+    fn error(&self, key: &str, problem: String, fix: String) -> TuneError {
+        let origin = self.origin.get(key).cloned().unwrap_or(Origin { file: PathBuf::from("<defaults>"), shown: key.to_string() });
+        TuneError::Config { file: origin.file, key: origin.shown, problem, fix }
+    }
+
+    /// Merges the layers over the defaults and checks the result once.
+    pub fn build(self) -> Result<TrainConfig> {
+        // Key by key, so a wrong type is reported with the key's own origin.
+        for (k, v) in &self.table {
+            let mut one = toml::Table::new();
+            one.insert(k.clone(), v.clone());
+            if let Err(e) = TrainConfig::deserialize(toml::Value::Table(one)) {
+                return Err(self.error(k, format!("`{v}` has the wrong type ({})", e.message().trim()), format!("see README's \"Training\" section for `{k}`")));
+            }
+        }
+        let cfg = TrainConfig::deserialize(toml::Value::Table(self.table.clone())).map_err(|e| self.error("", e.to_string(), String::new()))?;
+        cfg.check().map_err(|(key, problem, fix)| self.error(key, problem, fix))?;
+        Ok(cfg)
+    }
+}
+
+/// The fields of [`TrainConfig`], as written in files.
+pub const CONFIG_KEYS: [&str; 11] =
+    ["epochs", "patience", "lr", "lr_factor", "lr_patience", "min_lr", "batch_size", "weight_decay", "seed", "subset", "split_seed"];
+
+/// A flag's value before it joins the table.
+pub enum FlagValue {
+    Float(f64),
+    Whole(u64),
+}
+
+impl From<f64> for FlagValue {
+    fn from(v: f64) -> Self {
+        FlagValue::Float(v)
+    }
+}
+impl From<usize> for FlagValue {
+    fn from(v: usize) -> Self {
+        FlagValue::Whole(v as u64)
+    }
+}
+impl From<u64> for FlagValue {
+    fn from(v: u64) -> Self {
+        FlagValue::Whole(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> toml::Table {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn layers_override_in_order_and_defaults_fill_the_rest() {
+        let params: Params = [("lr".to_string(), Value::Float(0.01))].into();
+        let cfg = Layered::default()
+            .table(&table("epochs = 7\nlr = 0.5\npatience = 3"), Path::new("c.toml"), "")
+            .unwrap()
+            .dictionary(&params, Path::new("p.toml"))
+            .flag("patience", "--patience", Some(4usize))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!((cfg.epochs, cfg.lr, cfg.patience, cfg.batch_size), (7, 0.01, 4, 100));
+        let space = Layered::default().table(&table("max_epochs = 9"), Path::new("s.toml"), "study.training.").unwrap().build().unwrap();
+        assert_eq!(space.epochs, 9, "a space's max_epochs is the config's epochs");
+    }
+
+    #[test]
+    fn every_bad_value_names_its_key_and_origin() {
+        // (layer text or flag, origin file, key named, why)
+        let cases: Vec<(Layered, &str, &str, &str)> = vec![
+            (Layered::default().table(&table("epochs = 0"), Path::new("c.toml"), "").unwrap(), "c.toml", "epochs", "1..="),
+            (Layered::default().table(&table("lr = inf"), Path::new("s.toml"), "study.training.").unwrap(), "s.toml", "study.training.lr", "(0, 1]"),
+            (Layered::default().flag("lr", "--lr", Some(f64::NAN)).unwrap(), COMMAND_LINE, "--lr", "NaN"),
+            (Layered::default().flag("lr", "--lr", Some(-1.0)).unwrap(), COMMAND_LINE, "--lr", "(0, 1]"),
+            (Layered::default().table(&table("weight_decay = -1.0"), Path::new("c.toml"), "").unwrap(), "c.toml", "weight_decay", "≥ 0"),
+            (Layered::default().table(&table("weight_decay = inf"), Path::new("c.toml"), "").unwrap(), "c.toml", "weight_decay", "finite"),
+            (Layered::default().table(&table("lr_factor = 1.0"), Path::new("c.toml"), "").unwrap(), "c.toml", "lr_factor", "(0, 1)"),
+            (Layered::default().table(&table("batch_size = 1000000"), Path::new("c.toml"), "").unwrap(), "c.toml", "batch_size", "60000"),
+            (Layered::default().table(&table("epochs = -3"), Path::new("c.toml"), "").unwrap(), "c.toml", "epochs", "wrong type"),
+            (Layered::default().table(&table("lr = \"fast\""), Path::new("c.toml"), "").unwrap(), "c.toml", "lr", "wrong type"),
+            (Layered::default().flag("subset", "--subset", Some(3usize)).unwrap(), COMMAND_LINE, "--subset", "every class"),
+            (Layered::default().dictionary(&[("batch_size".to_string(), Value::Int(0))].into(), Path::new("p.toml")), "p.toml", "batch_size", "1..="),
+        ];
+        for (layers, file, key, why) in cases {
+            let msg = layers.build().unwrap_err().to_string();
+            assert!(msg.contains(file) && msg.contains(&format!("`{key}`")) && msg.contains(why) && msg.contains("fix"), "{key}: {msg}");
+        }
+        let msg = Layered::default().flag("split_seed", "--split-seed", Some(u64::MAX)).unwrap_err().to_string();
+        assert!(msg.contains("--split-seed") && msg.contains("too large"), "{msg}");
+        let msg = Layered::default().table(&table("epoch = 3"), Path::new("c.toml"), "").unwrap_err().to_string();
+        assert!(msg.contains("`epoch`") && msg.contains("unknown"), "{msg}");
+    }
+
+    #[test]
+    fn the_defaults_pass_their_own_check() {
+        assert_eq!(TrainConfig::default().check(), Ok(()));
     }
 }

@@ -17,6 +17,15 @@ pub struct EpochMetrics {
     pub secs: f64,
 }
 
+impl EpochMetrics {
+    /// The first figure that is NaN or infinite, if any: such an epoch is never stored.
+    pub fn first_non_finite(&self) -> Option<(&'static str, f64)> {
+        [("train_loss", self.train_loss), ("train_acc", self.train_acc), ("val_loss", self.val_loss), ("val_acc", self.val_acc), ("lr", self.lr), ("secs", self.secs)]
+            .into_iter()
+            .find(|(_, v)| !v.is_finite())
+    }
+}
+
 /// Writes the whole history as `metrics.csv` (columns in the struct's order), atomically.
 pub fn write_csv(path: &Path, history: &[EpochMetrics]) -> Result<()> {
     let mut writer = csv::Writer::from_writer(Vec::new());

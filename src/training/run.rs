@@ -239,6 +239,10 @@ pub fn train(
             lr: state.lr,
             secs: started.elapsed().as_secs_f64(),
         };
+        // Only finite figures are recorded: a diverged run keeps its last finite epoch.
+        if let Some((what, value)) = metrics.first_non_finite() {
+            return Err(TuneError::Diverged { epoch, what, value });
+        }
         let (improved, stop) = state.early.update(epoch, val.acc);
         state.lr = state.plateau.update(val.acc, state.lr);
         state.history.push(metrics.clone());
@@ -287,10 +291,9 @@ fn epoch_bar(display: Display, batches: u64, epoch: usize, epochs: usize) -> Pro
 
 pub fn read_state(path: &Path) -> Result<RunState> {
     let text = std::fs::read_to_string(path).map_err(|e| TuneError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| TuneError::CorruptData {
+    serde_json::from_str(&text).map_err(|e| TuneError::Checkpoint {
         path: path.to_path_buf(),
-        problem: format!("unreadable run state: {e}"),
-        fix: "delete the run directory to start the run afresh".into(),
+        problem: format!("unreadable run state ({e}); delete the run directory to start the run afresh"),
     })
 }
 

@@ -43,3 +43,8 @@ pub fn sample(space: &SearchSpace, history: &[Observation], trial: usize, rng: &
 pub fn draw(dist: &Distribution, rng: &mut StdRng) -> crate::model::Value {
     random::draw(dist, rng)
 }
+
+/// One dictionary drawn uniformly from the space (inactive block parameters included).
+pub fn random_params(space: &SearchSpace, rng: &mut StdRng) -> Params {
+    random::sample(space, rng)
+}

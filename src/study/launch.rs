@@ -30,6 +30,15 @@ pub enum Exit {
     Failed(String),
 }
 
+/// Why a trial process failed: its own error message (`error: diverged at epoch 3: …`) when
+/// it printed one, else the exit status and the tail of its error output (a panic).
+fn failure_reason(status: &str, stderr_tail: &str) -> String {
+    match stderr_tail.rfind("error: ") {
+        Some(at) if at == 0 || stderr_tail[..at].ends_with('\n') => stderr_tail[at + "error: ".len()..].trim().to_string(),
+        _ => format!("{status}\n{stderr_tail}").trim().to_string(),
+    }
+}
+
 /// How to start trial processes.
 #[derive(Debug, Clone)]
 pub struct Launcher {
@@ -121,7 +130,7 @@ impl Launcher {
                     match s.signal() {
                         Some(2) | Some(15) => Exit::Interrupted,
                         Some(9) => Exit::Failed(format!("killed by SIGKILL (out of memory?)\n{stderr_tail}")),
-                        _ => Exit::Failed(format!("{s}\n{stderr_tail}")),
+                        _ => Exit::Failed(failure_reason(&s.to_string(), &stderr_tail)),
                     }
                 }
                 Err(e) => Exit::Failed(format!("could not wait for the process: {e}")),
@@ -129,5 +138,16 @@ impl Launcher {
             let _ = tx.send(Message::Exit { number, outcome });
         });
         Ok(kill_tx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_trials_own_error_is_the_reason() {
+        let tail = "WARN something\nerror: diverged at epoch 3: val_loss is NaN; its last finite epoch is kept\n  fix: lower lr";
+        assert_eq!(super::failure_reason("exit status: 7", tail), "diverged at epoch 3: val_loss is NaN; its last finite epoch is kept\n  fix: lower lr");
+        let panic = "thread 'main' panicked at src/x.rs:1:1:\nboom";
+        assert_eq!(super::failure_reason("exit status: 101", panic), format!("exit status: 101\n{panic}"));
     }
 }

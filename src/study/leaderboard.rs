@@ -123,7 +123,7 @@ pub fn render(trials: &BTreeMap<usize, TrialRecord>, n: usize) -> String {
 
 fn short(v: &crate::model::Value) -> String {
     match v {
-        crate::model::Value::Float(x) if x.abs() < 0.01 => format!("{x:.2e}"),
+        crate::model::Value::Float(x) if *x != 0.0 && x.abs() < 0.01 => format!("{x:.2e}"),
         crate::model::Value::Float(x) => format!("{x:.3}"),
         other => other.to_string(),
     }

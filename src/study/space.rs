@@ -241,6 +241,15 @@ impl SearchSpace {
             };
             let suffix = template.split_once("*_").map(|(_, s)| s).unwrap_or_default();
             debug_assert!(suffixes.contains(&suffix));
+            check_domain(&template, &dist, &err)?;
+            if max == 0 {
+                let required = if kind == "conv" { "channels" } else { "neurons" };
+                return Err(err(
+                    &template,
+                    format!("applies to no block: this space has no {kind} blocks"),
+                    format!("set the depth with `n_{kind} = {{ int = [1, 3] }}` (or give `{kind}0_{required}`), or remove the template"),
+                ));
+            }
             for i in 0..max {
                 dists.entry(format!("{kind}{i}_{suffix}")).or_insert_with(|| dist.clone());
             }
@@ -345,7 +354,7 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
     let ranges = [
         ("study.trials", s.trials, 1, MAX_TRIALS),
         ("study.concurrency", s.concurrency.unwrap_or(1), 1, MAX_CONCURRENCY),
-        ("study.grid_points", s.grid_points, 2, MAX_GRID_POINTS),
+        ("study.grid_points", s.grid_points, 1, MAX_GRID_POINTS),
         ("study.startup_trials", s.startup_trials, 0, MAX_TRIALS),
         ("study.history_lag", s.history_lag, 0, MAX_TRIALS),
         ("study.max_params", s.max_params.unwrap_or(1), 1, crate::model::shape::MAX_PARAMS),
@@ -520,6 +529,11 @@ mod tests {
             ("conv0_channels = 8\nconv0_activation = { choice = [\"relu\", \"swish\"] }", "conv0_activation", "can produce `swish`"),
             ("drop_rate = { float = [0.1, 1.0] }", "drop_rate", "[0, 1)"),
             ("\"pool*_x\" = 1", "pool*_x", "not a block template"),
+            ("\"conv*_channels\" = { int = [8, 64] }", "conv*_channels", "applies to no block"),
+            ("n_conv = 2\n\"conv*_channels\" = { int = [8, 100000] }", "conv*_channels", "1..=2048"),
+            ("lr = nan", "lr", "can produce `NaN`"),
+            ("weight_decay = { choice = [0.0, inf] }", "weight_decay", "can produce `inf`"),
+            ("n_conv = { int = [1, 1000000000] }\n\"conv*_channels\" = 8", "n_conv", "0..=16"),
         ];
         for (text, key, why) in cases {
             let msg = parse(text).unwrap_err().to_string();

@@ -77,7 +77,7 @@ impl TrainConfig {
     pub fn check(&self) -> std::result::Result<(), Invalid> {
         let whole = |key: &'static str, v: usize, max: usize| -> std::result::Result<(), Invalid> {
             if v == 0 || v > max {
-                return Err((key, format!("{v} is outside 1..={max}"), format!("set `{key}` to a whole number in 1..={max}")));
+                return Err((key, format!("{v} is outside 1..={max}"), format!("use a whole number in 1..={max}")));
             }
             Ok(())
         };
@@ -86,29 +86,29 @@ impl TrainConfig {
         whole("lr_patience", self.lr_patience, MAX_EPOCHS)?;
         whole("batch_size", self.batch_size, MAX_BATCH_SIZE)?;
         if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0) {
-            return Err(("lr", format!("{} is not a learning rate in (0, 1]", self.lr), "set `lr` to a number such as 1e-3".into()));
+            return Err(("lr", format!("{} is not a learning rate in (0, 1]", self.lr), "use a learning rate such as 1e-3".into()));
         }
         if !(self.lr_factor.is_finite() && self.lr_factor > 0.0 && self.lr_factor < 1.0) {
-            return Err(("lr_factor", format!("{} is not in (0, 1)", self.lr_factor), "set `lr_factor` to a number such as 0.1".into()));
+            return Err(("lr_factor", format!("{} is not in (0, 1)", self.lr_factor), "use a factor such as 0.1".into()));
         }
         if !(self.min_lr.is_finite() && self.min_lr >= 0.0) {
-            return Err(("min_lr", format!("{} is not a finite number ≥ 0", self.min_lr), "set `min_lr` to a number such as 1e-6".into()));
+            return Err(("min_lr", format!("{} is not a finite number ≥ 0", self.min_lr), "use a floor such as 1e-6".into()));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(("weight_decay", format!("{} is not a finite number ≥ 0", self.weight_decay), "set `weight_decay` to 0 or a small number such as 1e-4".into()));
+            return Err(("weight_decay", format!("{} is not a finite number ≥ 0", self.weight_decay), "use 0 or a small number such as 1e-4".into()));
         }
         if let Some(n) = self.subset {
             if !(crate::data::CLASSES..=MAX_SUBSET).contains(&n) {
                 return Err((
                     "subset",
                     format!("{n} images cannot hold every class"),
-                    format!("set `subset` to at least {} (one image per class) and at most {}, or remove it", crate::data::CLASSES, MAX_SUBSET),
+                    format!("use at least {} images (one per class) and at most {}, or leave the subset out", crate::data::CLASSES, MAX_SUBSET),
                 ));
             }
         }
         for (key, v) in [("seed", self.seed), ("split_seed", self.split_seed)] {
             if v > i64::MAX as u64 {
-                return Err((key, format!("{v} does not fit a TOML integer"), format!("set `{key}` to at most {}", i64::MAX)));
+                return Err((key, format!("{v} does not fit a TOML integer"), format!("use a seed of at most {}", i64::MAX)));
             }
         }
         Ok(())

@@ -111,6 +111,9 @@ fn bad_spaces_and_study_flags_are_refused_before_anything_is_written() {
     let bin = f.path("space.bin");
     std::fs::write(&bin, [0x7f, b'E', b'L', b'F', 0xff, 0xfe, 0, 1]).unwrap();
     refused(&f, &["run", bin.to_str().unwrap(), "--data-dir", d], 2, &["space.bin", "not UTF-8"]);
+    refused(&f, &["run", "nowhere.toml", "--data-dir", d], 2, &["nowhere.toml", "no such file"]);
+    refused(&f, &["run", "data", "--data-dir", d], 2, &["data", "is a directory"]);
+    refused(&f, &["train", "--params", "nowhere.toml", "--data-dir", d], 2, &["nowhere.toml", "no such file"]);
     let good = f.write("good.toml", &format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"));
     std::fs::create_dir_all(f.path("empty")).unwrap();
     refused(&f, &["run", good.to_str().unwrap(), "--data-dir", f.path("empty").to_str().unwrap()], 3, &["missing: train-images-idx3-ubyte.gz"]);

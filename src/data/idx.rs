@@ -21,16 +21,20 @@ fn corrupt(path: &Path, problem: impl Into<String>) -> TuneError {
 /// Reads a whole file, gunzipping it when it starts with the gzip magic bytes.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| TuneError::io(path, e))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 6);
-        // Multi-member: a valid gzip file may hold several concatenated members (pigz, cat a.gz b.gz).
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| corrupt(path, format!("gzip stream is damaged or truncated ({e})")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    decode_maybe_gz(path, raw)
+}
+
+/// The bytes of a file as read: gunzipped when they start with the gzip magic bytes.
+/// Multi-member streams (pigz, `cat a.gz b.gz`) are one valid gzip file and read whole.
+pub fn decode_maybe_gz(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let mut out = Vec::with_capacity(raw.len() * 6);
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(path, format!("gzip stream is damaged or truncated ({e})")))?;
+    Ok(out)
 }
 
 fn be_u32(bytes: &[u8], at: usize) -> u32 {

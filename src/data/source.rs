@@ -104,7 +104,6 @@ pub fn locate(explicit: Option<&Path>) -> Result<Source> {
 /// `tune data fetch`: fills `dest` from Debian's copy if present, else downloads over HTTPS.
 /// Every file is verified before it is kept; a bad download never replaces a good file.
 pub fn fetch(dest: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dest).map_err(|e| TuneError::io(dest, e))?;
     let mut written = Vec::new();
     for file in &OFFICIAL_FILES {
         let target = dest.join(file.name);
@@ -118,6 +117,8 @@ pub fn fetch(dest: &Path) -> Result<Vec<PathBuf>> {
         } else {
             download(&format!("{MIRROR}/{}", file.name))?
         };
+        // Created only once there is something to keep: a failed fetch leaves no empty directory.
+        std::fs::create_dir_all(dest).map_err(|e| TuneError::io(dest, e))?;
         let tmp = dest.join(format!(".{}.part", file.name));
         std::fs::write(&tmp, &bytes).map_err(|e| TuneError::io(&tmp, e))?;
         if let Err(e) = verify(&tmp, file) {

@@ -93,10 +93,10 @@ proptest! {
     fn any_params_file_builds_or_is_refused(entries in prop::collection::vec((param_key(), scalar()), 0..10)) {
         let text: String = entries.iter().filter(|(k, _)| !k.contains('*')).map(|(k, v)| format!("{k} = {v}\n")).collect();
         let Ok(params) = toml::from_str::<Params>(&text) else { return Ok(()) };
-        if let Ok(arch) = Architecture::from_params(&params, Path::new("p.toml")) {
-            if let Ok(summary) = infer(&arch) {
-                prop_assert!(summary.total() <= tune::model::shape::MAX_PARAMS);
-            }
+        if let Ok(arch) = Architecture::from_params(&params, Path::new("p.toml"))
+            && let Ok(summary) = infer(&arch)
+        {
+            prop_assert!(summary.total() <= tune::model::shape::MAX_PARAMS);
         }
         let _ = Layered::default().dictionary(&params, Path::new("p.toml")).build();
     }
@@ -110,12 +110,12 @@ proptest! {
         let text: String = entries.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
         let Ok(table) = toml::from_str::<toml::Table>(&text) else { return Ok(()) };
         let layers = Layered::default().table(&table, Path::new("c.toml"), "");
-        if let Ok(layers) = layers.and_then(|l| l.flag("lr", "--lr", lr)).and_then(|l| l.flag("epochs", "--epochs", epochs)) {
-            if let Ok(cfg) = layers.build() {
-                prop_assert!(cfg.check().is_ok());
-                prop_assert!(cfg.lr.is_finite() && cfg.weight_decay.is_finite() && cfg.epochs >= 1);
-                prop_assert!(toml::to_string(&cfg).is_ok(), "a checked config is always writable as train.toml");
-            }
+        if let Ok(layers) = layers.and_then(|l| l.flag("lr", "--lr", lr)).and_then(|l| l.flag("epochs", "--epochs", epochs))
+            && let Ok(cfg) = layers.build()
+        {
+            prop_assert!(cfg.check().is_ok());
+            prop_assert!(cfg.lr.is_finite() && cfg.weight_decay.is_finite() && cfg.epochs >= 1);
+            prop_assert!(toml::to_string(&cfg).is_ok(), "a checked config is always writable as train.toml");
         }
     }
 

@@ -90,10 +90,10 @@ impl FashionMnist {
     /// Loads from a known source, using the decoded-array cache for gzip IDX files.
     pub fn load_source(source: &Source) -> Result<Self> {
         let cache = cache_path(source);
-        if let Some(path) = &cache {
-            if let Some(data) = read_cache(path, source) {
-                return Ok(data);
-            }
+        if let Some(path) = &cache
+            && let Some(data) = read_cache(path, source)
+        {
+            return Ok(data);
         }
         let data = match source {
             Source::Idx(files) => {

@@ -98,10 +98,10 @@ fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
             trials.insert(number, TrialRecord { number, params, seed, state, reason: infeasible, history: Vec::new(), secs: 0.0 });
         }
         Event::Epoch { number, metrics } => {
-            if let Some(t) = trials.get_mut(&number) {
-                if metrics.epoch == t.history.len() + 1 {
-                    t.history.push(metrics);
-                }
+            if let Some(t) = trials.get_mut(&number)
+                && metrics.epoch == t.history.len() + 1
+            {
+                t.history.push(metrics);
             }
         }
         Event::Finished { number, state, reason, secs } => {

@@ -342,15 +342,14 @@ impl Study {
         self.images += images.min(train_size_hint()) as f64;
         let space = &self.resolved.space.study;
         let curve = Curve { number: n, val_acc: self.trials[&n].history.iter().map(|m| m.val_acc).collect(), finished: false };
-        if let Some(reason) = should_prune(space.pruner, &space.pruning, space.training.epochs, &curve, &self.curves()) {
-            if let Some(r) = self.running.get_mut(&n) {
-                if r.pruned.is_none() {
-                    tracing::info!("trial {n} pruned: {reason}");
-                    r.pruned = Some(reason);
-                    if let Some(k) = r.kill.take() {
-                        let _ = k.send(());
-                    }
-                }
+        if let Some(reason) = should_prune(space.pruner, &space.pruning, space.training.epochs, &curve, &self.curves())
+            && let Some(r) = self.running.get_mut(&n)
+            && r.pruned.is_none()
+        {
+            tracing::info!("trial {n} pruned: {reason}");
+            r.pruned = Some(reason);
+            if let Some(k) = r.kill.take() {
+                let _ = k.send(());
             }
         }
         Ok(())

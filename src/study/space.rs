@@ -229,7 +229,7 @@ impl SearchSpace {
         let max_fc = max_blocks(&dists, "fc", "neurons", &err)?;
         for (kind, max) in [("conv", max_conv), ("fc", max_fc)] {
             if max > crate::model::params::MAX_BLOCKS as usize {
-                let key = dists.keys().filter(|k| block_index(k, kind).is_some_and(|i| i + 1 == max)).next().cloned().unwrap_or(format!("n_{kind}"));
+                let key = dists.keys().find(|k| block_index(k, kind).is_some_and(|i| i + 1 == max)).cloned().unwrap_or(format!("n_{kind}"));
                 return Err(err(&key, format!("{max} {kind} blocks (at most {})", crate::model::params::MAX_BLOCKS), format!("use blocks {kind}0…{kind}{}", crate::model::params::MAX_BLOCKS - 1)));
             }
         }

@@ -97,14 +97,14 @@ impl TrainConfig {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(("weight_decay", format!("{} is not a finite number ≥ 0", self.weight_decay), "use 0 or a small number such as 1e-4".into()));
         }
-        if let Some(n) = self.subset {
-            if !(crate::data::CLASSES..=MAX_SUBSET).contains(&n) {
-                return Err((
-                    "subset",
-                    format!("{n} images cannot hold every class"),
-                    format!("use at least {} images (one per class) and at most {}, or leave the subset out", crate::data::CLASSES, MAX_SUBSET),
-                ));
-            }
+        if let Some(n) = self.subset
+            && !(crate::data::CLASSES..=MAX_SUBSET).contains(&n)
+        {
+            return Err((
+                "subset",
+                format!("{n} images cannot hold every class"),
+                format!("use at least {} images (one per class) and at most {}, or leave the subset out", crate::data::CLASSES, MAX_SUBSET),
+            ));
         }
         for (key, v) in [("seed", self.seed), ("split_seed", self.split_seed)] {
             if v > i64::MAX as u64 {

@@ -51,6 +51,17 @@ fn refused(f: &Fixture, args: &[&str], code: i32, needles: &[&str]) -> String {
 const SPACE_HEAD: &str = "[study]\nname = \"s\"\ntrials = 2\n";
 const TINY_SPACE_PARAMS: &str = "[params]\nconv0_channels = 4\nconv0_pool = 2\nfc0_neurons = 8\n";
 
+/// Runs a small study `s` (one epoch of 100 images per trial, `extra` flags added) to its end;
+/// returns its space file.
+fn small_study(f: &Fixture, extra: &[&str]) -> PathBuf {
+    let space = f.write("s.toml", &format!("{SPACE_HEAD}[study.training]\nmax_epochs = 1\nsubset = 100\n{TINY_SPACE_PARAMS}"));
+    let data = f.data();
+    let mut args = vec!["run", space.to_str().unwrap(), "--data-dir", data.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    ok(f.run(&args));
+    space
+}
+
 #[test]
 fn bad_spaces_and_study_flags_are_refused_before_anything_is_written() {
     let f = Fixture::new(300, 50);
@@ -196,8 +207,7 @@ fn study_with(dir: &Path, trials: &[(Option<tune::study::TrialState>, f64)]) {
 fn retrain_refuses_a_study_without_a_complete_trial_and_bad_flags() {
     use tune::study::TrialState as S;
     let f = Fixture::new(300, 50);
-    let space = f.write("s.toml", &format!("{SPACE_HEAD}[study.training]\nmax_epochs = 1\nsubset = 100\n{TINY_SPACE_PARAMS}"));
-    ok(f.run(&["run", space.to_str().unwrap(), "--data-dir", f.data().to_str().unwrap()]));
+    small_study(&f, &[]);
     // The finished study's settings, with a journal holding only failed, running and pruned trials.
     std::fs::create_dir_all(f.path("runs/bad")).unwrap();
     std::fs::copy(f.path("runs/s/settings.json"), f.path("runs/bad/settings.json")).unwrap();
@@ -217,10 +227,9 @@ fn retrain_refuses_a_study_without_a_complete_trial_and_bad_flags() {
 #[test]
 fn damaged_study_records_exit_6_and_are_left_alone() {
     let f = Fixture::new(300, 50);
-    let space = f.write("s.toml", &format!("{SPACE_HEAD}[study.training]\nmax_epochs = 1\nsubset = 100\n{TINY_SPACE_PARAMS}"));
+    let space = small_study(&f, &[]);
     let d = f.data();
     let d = d.to_str().unwrap();
-    ok(f.run(&["run", space.to_str().unwrap(), "--data-dir", d]));
     let journal = f.path("runs/s/journal.jsonl");
     let good = std::fs::read_to_string(&journal).unwrap();
     let mut lines: Vec<&str> = good.lines().collect();
@@ -236,10 +245,9 @@ fn damaged_study_records_exit_6_and_are_left_alone() {
 #[test]
 fn a_second_run_of_a_locked_study_exits_6_naming_the_holder() {
     let f = Fixture::new(300, 50);
-    let space = f.write("s.toml", &format!("{SPACE_HEAD}[study.training]\nmax_epochs = 1\nsubset = 100\n{TINY_SPACE_PARAMS}"));
+    let space = small_study(&f, &["--trials", "1"]);
     let d = f.data();
     let d = d.to_str().unwrap();
-    ok(f.run(&["run", space.to_str().unwrap(), "--data-dir", d, "--trials", "1"]));
     // Hold the OS lock as a running study would, with a pid inside.
     let lock = std::fs::OpenOptions::new().read(true).write(true).open(f.path("runs/s/.lock")).unwrap();
     lock.lock().unwrap();

@@ -422,7 +422,6 @@ fn train_command(args: TrainArgs) -> Result<()> {
     if args.exit_on_stdin_eof {
         exit_when_stdin_closes();
     }
-    let panic_at: Option<usize> = std::env::var("TUNE_TEST_PANIC_AT_EPOCH").ok().and_then(|v| v.parse().ok());
     let (arch, params) = load_params(args.params.as_deref())?;
     let cfg = resolve_config(&args, &params)?;
     let shapes = model::infer(&arch)?; // an impossible network writes nothing
@@ -442,9 +441,6 @@ fn train_command(args: TrainArgs) -> Result<()> {
     let outcome = training::train(&train_data, &arch, &cfg, &args.out, &device, args.resume, display, &mut |m| {
         if json {
             println!("{}", serde_json::to_string(m).expect("serialisable"));
-        }
-        if panic_at == Some(m.epoch) {
-            panic!("injected failure after epoch {} (TUNE_TEST_PANIC_AT_EPOCH)", m.epoch);
         }
     })?;
     if !json {

@@ -81,7 +81,7 @@ proptest! {
             for _ in 0..5 {
                 let mut p = tune::study::sampler::random_params(&space, &mut rng);
                 SearchSpace::prune_inactive(&mut p);
-                let _ = tune::study::run::feasibility(&p, &space);
+                let _ = tune::study::start::feasibility(&p, &space);
             }
             let _ = tune::study::sampler::Grid::new(&space);
             prop_assert!(space.study.training.check().is_ok());

@@ -13,7 +13,7 @@ fuzz_target!(|text: &str| {
     for _ in 0..4 {
         let mut p = tune::study::sampler::random_params(&space, &mut rng);
         SearchSpace::prune_inactive(&mut p);
-        let _ = tune::study::run::feasibility(&p, &space);
+        let _ = tune::study::start::feasibility(&p, &space);
     }
     let _ = tune::study::sampler::Grid::new(&space);
     assert!(space.study.training.check().is_ok());

@@ -39,20 +39,26 @@ fn failure_reason(status: &str, stderr_tail: &str) -> String {
     }
 }
 
-/// How to start trial processes.
+/// The seam between the study loop and whatever runs a trial: the loop hands over a trial's
+/// number and directory, and hears back [`Message`]s on `tx`. Shipped code starts processes
+/// ([`ProcessLauncher`]); tests script trials in-process.
+pub trait Launch: Send {
+    /// Starts trial `number` in `dir` (holding params.toml and train.toml); returns its kill
+    /// switch. Every epoch line is sent before the trial's one `Exit`.
+    fn spawn(&self, number: usize, dir: &Path, tx: mpsc::UnboundedSender<Message>) -> std::io::Result<oneshot::Sender<()>>;
+}
+
+/// Starts each trial as `tune train --json --resume …` of this same binary.
 #[derive(Debug, Clone)]
-pub struct Launcher {
+pub struct ProcessLauncher {
     pub exe: PathBuf,
     pub threads: usize,
     pub data_dir: Option<PathBuf>,
     pub split_seed: u64,
-    /// Trial numbers made to fail after one epoch (`TUNE_TEST_FAIL_TRIALS`, for tests).
-    pub fail_trials: Vec<usize>,
 }
 
-impl Launcher {
-    /// Starts trial `number` in `dir` (holding params.toml and train.toml); returns its kill switch.
-    pub fn spawn(&self, number: usize, dir: &Path, tx: mpsc::UnboundedSender<Message>) -> std::io::Result<oneshot::Sender<()>> {
+impl Launch for ProcessLauncher {
+    fn spawn(&self, number: usize, dir: &Path, tx: mpsc::UnboundedSender<Message>) -> std::io::Result<oneshot::Sender<()>> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg("train")
             .arg("--json")
@@ -70,16 +76,12 @@ impl Launcher {
             .arg(self.split_seed.to_string())
             .env("TUNE_LOG", "warn")
             .env("RUST_BACKTRACE", "0")
-            .env_remove("TUNE_TEST_PANIC_AT_EPOCH")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some(d) = &self.data_dir {
             cmd.arg("--data-dir").arg(d);
-        }
-        if self.fail_trials.contains(&number) {
-            cmd.env("TUNE_TEST_PANIC_AT_EPOCH", "1");
         }
         let mut child = cmd.spawn()?;
         let stdin = child.stdin.take();

@@ -8,6 +8,7 @@ pub mod pruner;
 pub mod run;
 pub mod sampler;
 pub mod space;
+pub mod start;
 pub mod trial;
 
 pub use run::{RunOptions, Summary, run};

@@ -1,0 +1,266 @@
+//! The checked start of `tune run`: everything is checked before anything is written — the
+//! space and flags, the data, the enqueued configurations and the space's feasibility — then
+//! the study directory is created, locked, compared with its frozen settings and (re)written.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use super::journal::replay;
+use super::run::RunOptions;
+use super::sampler::Grid;
+use super::space::{Distribution, SamplerKind, SearchSpace};
+use super::trial::TrialRecord;
+use crate::error::{Result, TuneError};
+use crate::model::{Architecture, Params, Value, infer};
+
+/// Resolved settings written into the study directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resolved {
+    pub space: SearchSpace,
+    pub concurrency: usize,
+    pub threads_per_trial: usize,
+    pub split_seed: u64,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Resolved {
+    /// Reads a study directory's `settings.json`; `None` when the study has none yet.
+    pub fn load(dir: &Path) -> Result<Option<Resolved>> {
+        let path = dir.join("settings.json");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(TuneError::io(&path, e)),
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| TuneError::CorruptStudy {
+            path,
+            problem: e.to_string(),
+            fix: "the study directory is damaged: move it away to start the study afresh".into(),
+        })
+    }
+}
+
+/// A study ready to run: checked, locked, its frozen settings written, its records replayed.
+pub struct Opened {
+    pub dir: PathBuf,
+    pub resolved: Resolved,
+    /// Configurations to evaluate first (trial n takes `queue[n]`).
+    pub queue: Vec<Params>,
+    pub grid: Option<Grid>,
+    pub trials: BTreeMap<usize, TrialRecord>,
+    /// Images in the train split (for throughput figures when no subset is set).
+    pub train_size: usize,
+    /// The study's OS lock, held while this value lives.
+    pub lock: File,
+}
+
+/// Checks everything, then opens (creating or resuming) the study.
+pub fn open(opts: &RunOptions) -> Result<Opened> {
+    let (dir, resolved) = prepare(opts)?;
+    let space = &resolved.space;
+    let data = crate::data::FashionMnist::load(opts.data_dir.as_deref())?;
+    let splits = crate::data::Splits::new(&data.train, &data.official_test, crate::data::SplitConfig { seed: opts.split_seed, test_per_class: None });
+    let train_size = splits.train.len();
+    drop(data);
+    let queue = enqueued(space)?;
+    probe_feasibility(space)?;
+    let grid = (space.study.sampler == SamplerKind::Grid).then(|| Grid::new(space)).transpose()?;
+    let original = crate::storage::read_text(&opts.space_file)?;
+
+    std::fs::create_dir_all(dir.join("trials")).map_err(|e| TuneError::io(&dir, e))?;
+    let lock = lock(&dir)?;
+    check_frozen(&dir, &resolved)?;
+    // Frozen copies: the space as written, and every resolved setting.
+    if !dir.join("space.toml").exists() {
+        crate::storage::write_atomic(&dir.join("space.toml"), original.as_bytes())?;
+    }
+    crate::storage::write_atomic(&dir.join("settings.json"), serde_json::to_string_pretty(&resolved).expect("serialisable").as_bytes())?;
+    let trials = replay(&dir)?;
+    Ok(Opened { dir, resolved, queue, grid, trials, train_size, lock })
+}
+
+fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {
+    let mut space = SearchSpace::from_file(&opts.space_file)?;
+    let file = space.file.clone();
+    let s = &mut space.study;
+    // Flags join the same checked paths as the file's values.
+    s.training = s
+        .training
+        .as_layer(&file, "study.training.")
+        .flag("epochs", "--max-epochs", opts.max_epochs)?
+        .flag("subset", "--subset", opts.subset)?
+        .flag("split_seed", "--split-seed", Some(opts.split_seed))?
+        .build()?;
+    if let Some(v) = opts.trials { s.trials = v; }
+    if let Some(v) = opts.seed { s.seed = v; }
+    if let Some(v) = opts.concurrency { s.concurrency = Some(v); }
+    let flag_err = |key: &str, problem: String, fix: String| TuneError::Config { file: file.clone(), key: key.into(), problem, fix };
+    super::space::check_study(s, &flag_err)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let concurrency = s.concurrency.unwrap_or(cores).max(1);
+    let resolved = Resolved { threads_per_trial: (cores / concurrency).max(1), concurrency, split_seed: opts.split_seed, data_dir: opts.data_dir.clone(), space };
+    let dir = opts.runs_dir.join(&resolved.space.study.name);
+    Ok((dir, resolved))
+}
+
+/// The configurations evaluated first: the seed's network (when the space holds it), then
+/// `study.enqueue`, each completed with the space's fixed values and checked, so a bad entry
+/// is an error naming it rather than a wasted or infeasible trial.
+fn enqueued(space: &SearchSpace) -> Result<Vec<Params>> {
+    let mut queue = Vec::new();
+    if space.study.enqueue_default && space.study.sampler != SamplerKind::Grid {
+        match default_config(space) {
+            Some(p) => queue.push(p),
+            None => tracing::info!("the seed's default network lies outside this space; not enqueued"),
+        }
+    }
+    for (i, p) in space.study.enqueue.iter().enumerate() {
+        let p = space.complete(p).map_err(|(key, problem)| TuneError::Config {
+            file: space.file.clone(),
+            key: format!("study.enqueue[{i}].{key}"),
+            problem,
+            fix: "give every active parameter of the space a value its distribution can produce (fixed values may be left out)".into(),
+        })?;
+        if let Err(reason) = feasibility(&p, space) {
+            return Err(TuneError::InfeasibleSpace {
+                file: space.file.clone(),
+                key: format!("study.enqueue[{i}]"),
+                problem: reason,
+                fix: "change this configuration so its shapes fit, or remove it".into(),
+            });
+        }
+        queue.push(p);
+    }
+    Ok(queue)
+}
+
+/// Networks drawn to probe a space before a study starts, and the share that must be feasible.
+const PROBE_DRAWS: usize = 400;
+const PROBE_MIN_FEASIBLE: usize = 8;
+
+/// Refuses a space where nearly every network collapses (or exceeds `max_params`) before
+/// anything is recorded: such a study would only fill its journal with infeasible trials.
+fn probe_feasibility(space: &SearchSpace) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(space.study.seed ^ 0xFEA5);
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut feasible = 0;
+    for _ in 0..PROBE_DRAWS {
+        let mut p = super::sampler::random_params(space, &mut rng);
+        SearchSpace::prune_inactive(&mut p);
+        match feasibility(&p, space) {
+            Ok(()) => feasible += 1,
+            Err(reason) => *reasons.entry(reason.split(':').next().unwrap_or_default().to_string()).or_default() += 1,
+        }
+        if feasible >= PROBE_MIN_FEASIBLE {
+            return Ok(());
+        }
+    }
+    let (layer, count) = reasons.into_iter().max_by_key(|(_, n)| *n).unwrap_or_default();
+    Err(TuneError::InfeasibleSpace {
+        file: space.file.clone(),
+        key: "params".into(),
+        problem: format!("only {feasible} of {PROBE_DRAWS} networks drawn from this space can be built ({count} fail at `{layer}`)"),
+        fix: "narrow filter, stride, pool and depth ranges, add padding, or raise study.max_params".into(),
+    })
+}
+
+/// The frozen settings of an existing study must agree with the file on everything but the
+/// trial budget and the concurrency, or results from two different studies would mix.
+fn check_frozen(dir: &Path, resolved: &Resolved) -> Result<()> {
+    let Some(frozen) = Resolved::load(dir)? else { return Ok(()) };
+    let (a, b) = (&frozen.space, &resolved.space);
+    let same = a.params == b.params && a.study.seed == b.study.seed && a.study.sampler == b.study.sampler && a.study.pruner == b.study.pruner
+        && a.study.training == b.study.training && a.study.pruning == b.study.pruning && frozen.split_seed == resolved.split_seed;
+    if !same {
+        return Err(TuneError::Config {
+            file: resolved.space.file.clone(),
+            key: "study.name".into(),
+            problem: format!("study `{}` already exists in {} with other parameters, seed, sampler, pruner or training settings", b.study.name, dir.display()),
+            fix: "give the study a new name, run the original space file again to resume it, or move the old directory away".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Takes the study's OS lock (`.lock`), held until the returned file is dropped — or the
+/// process dies, even by kill -9. The holder's pid is written inside for the message.
+fn lock(dir: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(".lock");
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| TuneError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let pid = std::process::id().to_string();
+            file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(pid.as_bytes())).map_err(|e| TuneError::io(&path, e))?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = if holder.trim().is_empty() { "another process".to_string() } else { format!("process {}", holder.trim()) };
+            Err(TuneError::Study(format!("{}: study is being run by {holder}; wait for it or stop it first", dir.display())))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(TuneError::io(&path, e)),
+    }
+}
+
+/// Why a sampled dictionary must not be trained: its shapes collapse, or it is larger than
+/// `study.max_params`.
+pub fn feasibility(params: &Params, space: &SearchSpace) -> std::result::Result<(), String> {
+    let arch = Architecture::from_params(params, &space.file).map_err(|e| e.to_string())?;
+    let summary = infer(&arch).map_err(|e| e.to_string())?;
+    match space.study.max_params {
+        Some(max) if summary.total() > max => Err(format!(
+            "too large: {} parameters > study.max_params {}",
+            crate::model::shape::group(summary.total()),
+            crate::model::shape::group(max)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The seed's default network, restricted to the space's parameters, if the space holds it.
+fn default_config(space: &SearchSpace) -> Option<Params> {
+    let seed = Architecture::default().to_params();
+    let tr = &space.study.training;
+    let mut p = Params::new();
+    for (key, dist) in &space.params {
+        let v = match (key.as_str(), dist) {
+            (_, Distribution::Fixed(v)) => v.clone(),
+            (k, _) if seed.contains_key(k) => seed[k].clone(),
+            ("lr", _) => Value::Float(tr.lr),
+            ("batch_size", _) => Value::Int(tr.batch_size as i64),
+            ("weight_decay", _) => Value::Float(tr.weight_decay),
+            _ => continue,
+        };
+        p.insert(key.clone(), v);
+    }
+    SearchSpace::prune_inactive(&mut p);
+    space.complete(&p).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feasibility_rejects_collapsing_and_oversized_networks() {
+        let space = |extra: &str| SearchSpace::parse(&format!("[study]\nname = \"f\"\n{extra}\n[params]\nconv0_channels = 8\n"), Path::new("f.toml")).unwrap();
+        let seed_net = Architecture::default().to_params();
+        assert!(feasibility(&seed_net, &space("")).is_ok());
+        let err = feasibility(&seed_net, &space("max_params = 1000000")).unwrap_err();
+        assert!(err.contains("too large: 3,467,402 parameters > study.max_params 1,000,000"), "{err}");
+        let mut collapsing = seed_net.clone();
+        for i in 0..3 {
+            collapsing.insert(format!("conv{i}_stride"), Value::Int(3));
+            collapsing.insert(format!("conv{i}_pool"), Value::Int(3));
+        }
+        let err = feasibility(&collapsing, &space("")).unwrap_err();
+        assert!(err.contains("conv1_pool") && err.contains('×'), "{err}");
+    }
+}

@@ -13,7 +13,7 @@ use crate::error::{Result, TuneError};
 use crate::evaluation::{Report, evaluate_dir};
 use crate::model::Architecture;
 use crate::study::leaderboard::rank;
-use crate::study::run::Resolved;
+use crate::study::storage::{JournalStorage, StudyStorage};
 use crate::study::{TrialRecord, TrialState};
 use crate::training::{Display, TrainConfig, TrainData};
 
@@ -103,13 +103,14 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
     }
     set_threads(args.threads);
     let study = pick_study(args.study.as_deref())?;
-    let trials = crate::study::journal::replay(&study)?;
+    let mut storage = JournalStorage::new(&study);
+    let trials = storage.trials()?;
     let chosen = match args.trial {
         Some(n) => trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", study.display())))?,
         None => best_trial(&trials, args.include_pruned).map_err(|found| TuneError::Study(format!("{}: {found}", study.display())))?,
     };
     let settings_path = study.join("settings.json");
-    let resolved = Resolved::load(&study)?.ok_or_else(|| TuneError::io(&settings_path, std::io::ErrorKind::NotFound.into()))?;
+    let resolved = storage.settings()?.ok_or_else(|| TuneError::io(&settings_path, std::io::ErrorKind::NotFound.into()))?;
     let params_file = study.join("trials").join(chosen.number.to_string()).join("params.toml");
     let arch = Architecture::from_params(&chosen.params, &params_file)?;
     let base = resolved

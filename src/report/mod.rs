@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, TuneError};
 use crate::study::journal::Journal;
+use crate::study::storage::{JournalStorage, StudyStorage};
 use crate::study::leaderboard::{self, FIXED_COLUMNS, param_names, rank, varying_params};
 use crate::study::{TrialRecord, TrialState};
 
@@ -37,7 +38,7 @@ pub struct Generated {
 
 /// Writes the exports and plots of one study into `<study>/report/`.
 pub fn generate(study: &Path) -> Result<Generated> {
-    let trials = crate::study::journal::replay(study)?;
+    let trials = JournalStorage::new(study).trials()?;
     let out = study.join("report");
     std::fs::create_dir_all(&out).map_err(|e| TuneError::io(&out, e))?;
     let mut files = Vec::new();

@@ -63,35 +63,27 @@ impl Journal {
     }
 }
 
-/// Replays a journal into trial records, in trial-number order.
+/// Replays a study directory's journal into trial records, in trial-number order (read
+/// only: no lock is taken, so `tune report` may read a running study).
 pub fn replay(study_dir: &Path) -> Result<BTreeMap<usize, TrialRecord>> {
-    let path = study_dir.join(Journal::FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(TuneError::io(&path, e)),
-    };
-    let mut trials = BTreeMap::new();
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        let event: Event = match serde_json::from_str(line) {
-            Ok(e) => e,
-            // A torn final line is the trace of a crash mid-write: that event never happened.
-            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
-            Err(e) => {
-                return Err(TuneError::CorruptStudy {
-                    path,
-                    problem: format!("line {}: {e}", i + 1),
-                    fix: "restore the line or move the study directory away to start afresh".into(),
-                });
-            }
-        };
-        apply(&mut trials, event);
-    }
-    Ok(trials)
+    use crate::study::storage::{JournalStorage, StudyStorage};
+    JournalStorage::new(study_dir).trials()
 }
 
-fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
+/// Parses one journal line; `line_no` (1-based) is named in the error when known.
+pub(crate) fn parse_line(path: &Path, line: &str, line_no: Option<usize>) -> Result<Event> {
+    serde_json::from_str(line).map_err(|e| TuneError::CorruptStudy {
+        path: path.to_path_buf(),
+        problem: match line_no {
+            Some(n) => format!("line {n}: {e}"),
+            None => format!("a recent line: {e}"),
+        },
+        fix: "restore the line or move the study directory away to start afresh".into(),
+    })
+}
+
+/// Applies one event to the trial records.
+pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
     match event {
         Event::Created { number, params, seed, infeasible } => {
             let state = if infeasible.is_some() { TrialState::Infeasible } else { TrialState::Running };

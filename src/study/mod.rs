@@ -9,6 +9,7 @@ pub mod run;
 pub mod sampler;
 pub mod space;
 pub mod start;
+pub mod storage;
 pub mod trial;
 
 pub use run::{RunOptions, Summary, run};

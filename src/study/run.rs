@@ -11,7 +11,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot};
 
-use super::journal::{Event, Journal, replay};
+use super::journal::{Event, replay};
+use super::storage::StudyStorage;
 use super::launch::{Exit, Launch, Message, ProcessLauncher};
 pub use super::start::{Resolved, feasibility};
 use super::start::{self, Opened};
@@ -87,13 +88,12 @@ struct Running {
 struct Study {
     dir: PathBuf,
     resolved: Resolved,
-    journal: Journal,
+    storage: Box<dyn StudyStorage>,
     trials: BTreeMap<usize, TrialRecord>,
     running: HashMap<usize, Running>,
     queue: Vec<Params>,
     grid: Option<Grid>,
     launcher: Box<dyn Launch>,
-    next_number: usize,
     /// Trials left running by an earlier run, launched first (popped from the end).
     pending_resume: Vec<usize>,
     grid_done: bool,
@@ -105,7 +105,6 @@ struct Study {
     train_size: usize,
     bar: ProgressBar,
     started: Instant,
-    _lock: std::fs::File,
 }
 
 impl Study {
@@ -119,7 +118,7 @@ impl Study {
 
     /// Samples and records the next trial number (launched by the caller unless infeasible).
     fn create_next(&mut self) -> Result<Next> {
-        let n = self.next_number;
+        let n = self.storage.next_number()?;
         let study = &self.resolved.space.study;
         let params = if n < self.queue.len() {
             self.queue[n].clone()
@@ -138,8 +137,7 @@ impl Study {
         };
         let seed = trial_seed(study.seed, n);
         let infeasible = feasibility(&params, &self.resolved.space).err();
-        self.journal.append(&Event::Created { number: n, params: params.clone(), seed, infeasible: infeasible.clone() })?;
-        self.next_number += 1;
+        self.storage.record(&Event::Created { number: n, params: params.clone(), seed, infeasible: infeasible.clone() })?;
         let state = if infeasible.is_some() { TrialState::Infeasible } else { TrialState::Running };
         self.trials.insert(n, TrialRecord { number: n, params, seed, state, reason: infeasible.clone(), history: Vec::new(), secs: 0.0 });
         if let Some(reason) = infeasible {
@@ -197,7 +195,7 @@ impl Study {
             tracing::warn!("trial {n}: epoch {} reports {what} = {v}; not recorded", m.epoch);
             return Ok(());
         }
-        self.journal.append(&Event::Epoch { number: n, metrics: m.clone() })?;
+        self.storage.record(&Event::Epoch { number: n, metrics: m.clone() })?;
         t.history.push(m.clone());
         self.epochs_run += 1;
         self.epoch_secs += m.secs;
@@ -231,7 +229,7 @@ impl Study {
         if state == TrialState::Failed {
             tracing::warn!("trial {n} failed: {}", reason.as_deref().unwrap_or(""));
         }
-        self.journal.append(&Event::Finished { number: n, state, reason: reason.clone(), secs })?;
+        self.storage.record(&Event::Finished { number: n, state, reason: reason.clone(), secs })?;
         if let Some(t) = self.trials.get_mut(&n) {
             t.state = state;
             t.reason = reason;
@@ -262,7 +260,7 @@ fn bar_message(trials: &BTreeMap<usize, TrialRecord>) -> String {
 impl Study {
     /// A study opened by [`start::open`], launching trials through `launcher`.
     fn new(opened: Opened, launcher: Box<dyn Launch>) -> Study {
-        let Opened { dir, resolved, queue, grid, trials, train_size, lock } = opened;
+        let Opened { dir, resolved, queue, grid, trials, train_size, storage } = opened;
         let space = &resolved.space.study;
         let resumable: Vec<usize> = trials.values().filter(|t| t.state == TrialState::Running).map(|t| t.number).collect();
         if !trials.is_empty() {
@@ -275,8 +273,7 @@ impl Study {
         let bar = study_bar(space.trials);
         bar.set_position(trials.values().filter(|t| t.state.is_finished() && t.state != TrialState::Infeasible).count() as u64);
         Study {
-            journal: Journal::open(&dir),
-            next_number: trials.keys().max().map_or(0, |m| m + 1),
+            storage,
             dir,
             resolved,
             trials,
@@ -294,7 +291,6 @@ impl Study {
             train_size,
             bar,
             started: Instant::now(),
-            _lock: lock,
         }
     }
 
@@ -317,7 +313,7 @@ impl Study {
                 }
                 Next::Wait => break,
                 Next::Exhausted => {
-                    tracing::info!("grid exhausted after {} points", self.next_number);
+                    tracing::info!("grid exhausted after {} points", self.storage.next_number()?);
                     self.grid_done = true;
                 }
             }

@@ -3,14 +3,13 @@
 //! the study directory is created, locked, compared with its frozen settings and (re)written.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use super::journal::replay;
+use super::storage::{JournalStorage, StudyStorage};
 use super::run::RunOptions;
 use super::sampler::Grid;
 use super::space::{Distribution, SamplerKind, SearchSpace};
@@ -55,8 +54,8 @@ pub struct Opened {
     pub trials: BTreeMap<usize, TrialRecord>,
     /// Images in the train split (for throughput figures when no subset is set).
     pub train_size: usize,
-    /// The study's OS lock, held while this value lives.
-    pub lock: File,
+    /// The study's records, opened for writing by this process.
+    pub storage: Box<dyn StudyStorage>,
 }
 
 /// Checks everything, then opens (creating or resuming) the study.
@@ -72,16 +71,10 @@ pub fn open(opts: &RunOptions) -> Result<Opened> {
     let grid = (space.study.sampler == SamplerKind::Grid).then(|| Grid::new(space)).transpose()?;
     let original = crate::storage::read_text(&opts.space_file)?;
 
-    std::fs::create_dir_all(dir.join("trials")).map_err(|e| TuneError::io(&dir, e))?;
-    let lock = lock(&dir)?;
-    check_frozen(&dir, &resolved)?;
-    // Frozen copies: the space as written, and every resolved setting.
-    if !dir.join("space.toml").exists() {
-        crate::storage::write_atomic(&dir.join("space.toml"), original.as_bytes())?;
-    }
-    crate::storage::write_atomic(&dir.join("settings.json"), serde_json::to_string_pretty(&resolved).expect("serialisable").as_bytes())?;
-    let trials = replay(&dir)?;
-    Ok(Opened { dir, resolved, queue, grid, trials, train_size, lock })
+    let mut storage = JournalStorage::new(&dir);
+    storage.create_or_open(&resolved, &original)?;
+    let trials = storage.trials()?;
+    Ok(Opened { dir, resolved, queue, grid, trials, train_size, storage: Box::new(storage) })
 }
 
 fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {
@@ -167,46 +160,6 @@ fn probe_feasibility(space: &SearchSpace) -> Result<()> {
         problem: format!("only {feasible} of {PROBE_DRAWS} networks drawn from this space can be built ({count} fail at `{layer}`)"),
         fix: "narrow filter, stride, pool and depth ranges, add padding, or raise study.max_params".into(),
     })
-}
-
-/// The frozen settings of an existing study must agree with the file on everything but the
-/// trial budget and the concurrency, or results from two different studies would mix.
-fn check_frozen(dir: &Path, resolved: &Resolved) -> Result<()> {
-    let Some(frozen) = Resolved::load(dir)? else { return Ok(()) };
-    let (a, b) = (&frozen.space, &resolved.space);
-    let same = a.params == b.params && a.study.seed == b.study.seed && a.study.sampler == b.study.sampler && a.study.pruner == b.study.pruner
-        && a.study.training == b.study.training && a.study.pruning == b.study.pruning && frozen.split_seed == resolved.split_seed;
-    if !same {
-        return Err(TuneError::Config {
-            file: resolved.space.file.clone(),
-            key: "study.name".into(),
-            problem: format!("study `{}` already exists in {} with other parameters, seed, sampler, pruner or training settings", b.study.name, dir.display()),
-            fix: "give the study a new name, run the original space file again to resume it, or move the old directory away".into(),
-        });
-    }
-    Ok(())
-}
-
-/// Takes the study's OS lock (`.lock`), held until the returned file is dropped — or the
-/// process dies, even by kill -9. The holder's pid is written inside for the message.
-fn lock(dir: &Path) -> Result<std::fs::File> {
-    use std::io::{Read, Seek, Write};
-    let path = dir.join(".lock");
-    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| TuneError::io(&path, e))?;
-    match file.try_lock() {
-        Ok(()) => {
-            let pid = std::process::id().to_string();
-            file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(pid.as_bytes())).map_err(|e| TuneError::io(&path, e))?;
-            Ok(file)
-        }
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = if holder.trim().is_empty() { "another process".to_string() } else { format!("process {}", holder.trim()) };
-            Err(TuneError::Study(format!("{}: study is being run by {holder}; wait for it or stop it first", dir.display())))
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(TuneError::io(&path, e)),
-    }
 }
 
 /// Why a sampled dictionary must not be trained: its shapes collapse, or it is larger than

@@ -1,0 +1,183 @@
+//! The embedded backend: a study directory with `journal.jsonl` (append-only, fsync'd),
+//! `settings.json`, `space.toml` and an OS lock (`.lock`) that makes this process its only
+//! writer. Zero set-up for one machine.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::{Cursor, StudyStorage};
+use crate::error::{Result, TuneError};
+use crate::study::journal::{Event, Journal, parse_line};
+use crate::study::start::Resolved;
+
+pub struct JournalStorage {
+    dir: PathBuf,
+    journal: Journal,
+    /// Held from `create_or_open` on: the study's OS lock.
+    lock: Option<File>,
+    next: Option<usize>,
+}
+
+impl JournalStorage {
+    /// The study in `dir` (which need not exist yet: `create_or_open` creates it).
+    pub fn new(dir: &Path) -> JournalStorage {
+        JournalStorage { dir: dir.to_path_buf(), journal: Journal::open(dir), lock: None, next: None }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A torn last line is an event a crash interrupted: it never happened. Cut it off before
+    /// appending, or the next event would be glued to it and the journal would no longer read.
+    fn cut_torn_tail(&self) -> Result<()> {
+        let path = self.journal.path();
+        let Ok(bytes) = std::fs::read(path) else { return Ok(()) };
+        if bytes.is_empty() || bytes.ends_with(b"\n") {
+            return Ok(());
+        }
+        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        tracing::warn!("{}: dropping a torn last line left by a crash ({} bytes)", path.display(), bytes.len() - keep);
+        let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| TuneError::io(path, e))?;
+        f.set_len(keep as u64).and_then(|_| f.sync_all()).map_err(|e| TuneError::io(path, e))
+    }
+}
+
+impl StudyStorage for JournalStorage {
+    fn create_or_open(&mut self, resolved: &Resolved, space_text: &str) -> Result<()> {
+        let dir = &self.dir;
+        std::fs::create_dir_all(dir.join("trials")).map_err(|e| TuneError::io(dir, e))?;
+        let held = match self.lock.take() {
+            Some(file) => file,
+            None => lock(dir)?,
+        };
+        check_frozen(dir, resolved)?; // refused: the lock is released with `held`
+        self.lock = Some(held);
+        // Frozen copies: the space as written, and every resolved setting.
+        if !dir.join("space.toml").exists() {
+            crate::storage::write_atomic(&dir.join("space.toml"), space_text.as_bytes())?;
+        }
+        crate::storage::write_atomic(&dir.join("settings.json"), serde_json::to_string_pretty(resolved).expect("serialisable").as_bytes())?;
+        self.cut_torn_tail()
+    }
+
+    fn settings(&self) -> Result<Option<Resolved>> {
+        Resolved::load(&self.dir)
+    }
+
+    fn next_number(&mut self) -> Result<usize> {
+        if self.next.is_none() {
+            self.next = Some(self.trials()?.keys().max().map_or(0, |m| m + 1));
+        }
+        Ok(self.next.expect("set above"))
+    }
+
+    fn record(&mut self, event: &Event) -> Result<()> {
+        debug_assert!(self.lock.is_some(), "record before create_or_open");
+        self.journal.append(event)?;
+        if let Event::Created { number, .. } = event {
+            self.next = Some(self.next.unwrap_or(0).max(number + 1));
+        }
+        Ok(())
+    }
+
+    fn read_since(&mut self, cursor: Cursor) -> Result<(Vec<Event>, Cursor)> {
+        let path = self.journal.path();
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), cursor)),
+            Err(e) => return Err(TuneError::io(path, e)),
+        };
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(cursor.0)).and_then(|_| file.read_to_end(&mut bytes)).map_err(|e| TuneError::io(path, e))?;
+        // Whole lines only: a line still being written (or torn by a crash) is not an event yet.
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let text = std::str::from_utf8(&bytes[..complete]).map_err(|e| TuneError::CorruptStudy {
+            path: path.to_path_buf(),
+            problem: format!("not UTF-8 text after byte {} ({e})", cursor.0),
+            fix: "restore the journal or move the study directory away to start afresh".into(),
+        })?;
+        let from_start = cursor == Cursor::START;
+        let events = text.lines().enumerate().map(|(i, line)| parse_line(path, line, from_start.then_some(i + 1))).collect::<Result<Vec<_>>>()?;
+        Ok((events, Cursor(cursor.0 + complete as u64)))
+    }
+}
+
+/// The frozen settings of an existing study must agree with the new ones on everything but
+/// the trial budget and the concurrency, or results from two different studies would mix.
+fn check_frozen(dir: &Path, resolved: &Resolved) -> Result<()> {
+    let Some(frozen) = Resolved::load(dir)? else { return Ok(()) };
+    let (a, b) = (&frozen.space, &resolved.space);
+    let same = a.params == b.params
+        && a.study.seed == b.study.seed
+        && a.study.sampler == b.study.sampler
+        && a.study.pruner == b.study.pruner
+        && a.study.training == b.study.training
+        && a.study.pruning == b.study.pruning
+        && frozen.split_seed == resolved.split_seed;
+    if !same {
+        return Err(TuneError::Config {
+            file: resolved.space.file.clone(),
+            key: "study.name".into(),
+            problem: format!("study `{}` already exists in {} with other parameters, seed, sampler, pruner or training settings", b.study.name, dir.display()),
+            fix: "give the study a new name, run the original space file again to resume it, or move the old directory away".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Takes the study's OS lock (`.lock`), held until the returned file is dropped — or the
+/// process dies, even by kill -9. The holder's pid is written inside for the message.
+fn lock(dir: &Path) -> Result<File> {
+    use std::io::Write;
+    let path = dir.join(".lock");
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| TuneError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let pid = std::process::id().to_string();
+            file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(pid.as_bytes())).map_err(|e| TuneError::io(&path, e))?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = if holder.trim().is_empty() { "another process".to_string() } else { format!("process {}", holder.trim()) };
+            Err(TuneError::Study(format!("{}: study is being run by {holder}; wait for it or stop it first", dir.display())))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(TuneError::io(&path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_backend_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let study = dir.path().join("c");
+        crate::study::storage::tests::conformance(&|| Box::new(JournalStorage::new(&study)));
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = JournalStorage::new(dir.path());
+        let space = crate::study::SearchSpace::parse("[study]\nname = \"t\"\n[params]\nconv0_channels = 8\n", Path::new("t.toml")).unwrap();
+        let resolved = Resolved { space, concurrency: 1, threads_per_trial: 1, split_seed: 27, data_dir: None };
+        s.create_or_open(&resolved, "").unwrap();
+        s.record(&Event::Created { number: 0, params: Default::default(), seed: 1, infeasible: None }).unwrap();
+        drop(s);
+        // kill -9 in the middle of writing the next event:
+        let path = dir.path().join(Journal::FILE);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"event\":\"created\",\"numb");
+        std::fs::write(&path, text).unwrap();
+        let mut s = JournalStorage::new(dir.path());
+        s.create_or_open(&resolved, "").unwrap();
+        s.record(&Event::Created { number: 1, params: Default::default(), seed: 2, infeasible: None }).unwrap();
+        let trials = s.trials().unwrap();
+        assert_eq!(trials.keys().copied().collect::<Vec<_>>(), [0, 1], "the journal still reads after the crash and a resume");
+    }
+}

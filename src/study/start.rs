@@ -92,8 +92,9 @@ fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {
     if let Some(v) = opts.trials { s.trials = v; }
     if let Some(v) = opts.seed { s.seed = v; }
     if let Some(v) = opts.concurrency { s.concurrency = Some(v); }
-    let flag_err = |key: &str, problem: String, fix: String| TuneError::Config { file: file.clone(), key: key.into(), problem, fix };
-    super::space::check_study(s, &flag_err)?;
+    // Re-checked with the flags applied (they are range-checked by clap as well).
+    let err = |key: &str, problem: String, fix: String| TuneError::Config { file: file.clone(), key: key.into(), problem, fix };
+    super::space::check_study(s, &err)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let concurrency = s.concurrency.unwrap_or(cores).max(1);
     let resolved = Resolved { threads_per_trial: (cores / concurrency).max(1), concurrency, split_seed: opts.split_seed, data_dir: opts.data_dir.clone(), space };

@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// Where studies live: <runs-dir>/<study name>/.
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
+    /// Wall-clock budget of this run ("2h", "90m"); at the deadline no new trial starts and running trials stop after their epoch, resumable. Overrides study.timeout.
+    #[arg(long, value_parser = crate::study::space::parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -379,6 +382,7 @@ fn run_command(args: RunArgs) -> Result<()> {
         seed: args.seed,
         data_dir: args.data.data_dir.clone(),
         split_seed: args.data.split_seed,
+        timeout: args.timeout,
     })?;
     let trials = crate::study::run::load_trials(&summary.dir)?;
     println!("{}", crate::study::leaderboard::render(&trials, 10));
@@ -398,12 +402,20 @@ fn run_command(args: RunArgs) -> Result<()> {
         );
     }
     println!("leaderboard: {}", summary.dir.join("leaderboard.csv").display());
+    if summary.timed_out {
+        let left = summary.counts.get(&crate::study::TrialState::Running).copied().unwrap_or(0);
+        println!("time budget reached: {left} trial(s) stopped after their last finished epoch. Continue with: {}", resume_command());
+    }
     if summary.interrupted {
-        let resume: Vec<String> = std::env::args().enumerate().map(|(i, a)| if i == 0 { "tune".into() } else { a }).collect();
-        eprintln!("interrupted: running trials keep their last finished epoch. Resume with: {}", resume.join(" "));
+        eprintln!("interrupted: running trials keep their last finished epoch. Resume with: {}", resume_command());
         return Err(TuneError::Interrupted);
     }
     Ok(())
+}
+
+/// This very command line, to run again.
+fn resume_command() -> String {
+    std::env::args().enumerate().map(|(i, a)| if i == 0 { "tune".into() } else { a }).collect::<Vec<String>>().join(" ")
 }
 
 /// In a trial process: exit as soon as the parent study's pipe closes.

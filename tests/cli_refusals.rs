@@ -89,6 +89,9 @@ fn bad_spaces_and_study_flags_are_refused_before_anything_is_written() {
         (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--trials", "0"], 2, vec!["--trials"]),
         (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--concurrency", "0"], 2, vec!["--concurrency"]),
         (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--split-seed", "18446744073709551615"], 2, vec!["--split-seed"]),
+        (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--timeout", "0s"], 2, vec!["--timeout", "between 1 second"]),
+        (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--timeout", "soon"], 2, vec!["--timeout", "not a duration"]),
+        (format!("{SPACE_HEAD}timeout = \"forever\"\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`study.timeout`", "not a duration"]),
         ("[study]\nname = \"a\\u0000b\"\n[params]\nconv0_channels = 4\n".into(), vec![], 2, vec!["`study.name`"]),
         (format!("[study]\nname = \"{}\"\n[params]\nconv0_channels = 4\n", "x".repeat(300)), vec![], 2, vec!["`study.name`", "1 to 100"]),
         // enqueued dictionaries: an unknown key, a value outside the space, an impossible network

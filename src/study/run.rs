@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     pub data_dir: Option<PathBuf>,
     pub split_seed: u64,
+    /// Wall-clock budget of this run; overrides `study.timeout`.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Figures of a finished (or interrupted) study run.
@@ -49,6 +51,8 @@ pub struct Summary {
     pub images_trained: f64,
     pub epoch_secs: f64,
     pub interrupted: bool,
+    /// The wall-clock budget ran out: trials it stopped stay running and resume next time.
+    pub timed_out: bool,
 }
 
 const MAX_CONSECUTIVE_INFEASIBLE: usize = 200;
@@ -82,6 +86,8 @@ struct Running {
     kill: Option<oneshot::Sender<()>>,
     started: Instant,
     pruned: Option<String>,
+    /// Stopped at the deadline after an epoch: not finished, resumes next time.
+    stopped: bool,
 }
 
 /// One run of a study: its records, its running trials and the figures of this run.
@@ -98,6 +104,8 @@ struct Study {
     pending_resume: Vec<usize>,
     grid_done: bool,
     interrupted: bool,
+    /// The wall-clock budget ran out: no new trial, running ones stop after their epoch.
+    timed_out: bool,
     consecutive_infeasible: usize,
     epoch_secs: f64,
     epochs_run: usize,
@@ -173,7 +181,7 @@ impl Study {
     fn launch(&mut self, n: usize, tx: &mpsc::UnboundedSender<Message>) -> Result<()> {
         let dir = self.write_trial_files(n)?;
         let kill = self.launcher.spawn(n, &dir, tx.clone()).map_err(|e| TuneError::io(&dir, e))?;
-        self.running.insert(n, Running { kill: Some(kill), started: Instant::now(), pruned: None });
+        self.running.insert(n, Running { kill: Some(kill), started: Instant::now(), pruned: None, stopped: false });
         Ok(())
     }
 
@@ -242,7 +250,7 @@ impl Study {
 
 fn study_bar(total: usize) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("study [{bar:30}] {pos}/{len} trials {msg} ({elapsed})").expect("static").progress_chars("=> "));
+    bar.set_style(ProgressStyle::with_template("study [{bar:30}] {pos}/{len} trials {msg} ({elapsed}, ETA {eta})").expect("static").progress_chars("=> "));
     bar
 }
 
@@ -284,6 +292,7 @@ impl Study {
             pending_resume: resumable.into_iter().rev().collect(),
             grid_done: false,
             interrupted: false,
+            timed_out: false,
             consecutive_infeasible: 0,
             epoch_secs: 0.0,
             epochs_run: 0,
@@ -297,7 +306,7 @@ impl Study {
     /// Fills free slots: resumed trials first, then new ones, until the budget is allocated,
     /// TPE must wait for earlier results, or the grid is exhausted.
     fn fill_slots(&mut self, tx: &mpsc::UnboundedSender<Message>) -> Result<()> {
-        while !self.interrupted && self.running.len() < self.resolved.concurrency {
+        while !self.interrupted && !self.timed_out && self.running.len() < self.resolved.concurrency {
             if let Some(n) = self.pending_resume.pop() {
                 self.launch(n, tx)?;
                 continue;
@@ -325,8 +334,20 @@ impl Study {
     /// Handles one message from a trial.
     fn handle(&mut self, msg: Message) -> Result<()> {
         match msg {
-            Message::Epoch(n, m) => self.on_epoch(n, m),
+            Message::Epoch(n, m) => {
+                self.on_epoch(n, m)?;
+                if self.timed_out {
+                    self.stop_after_epoch(n);
+                }
+                Ok(())
+            }
             Message::Exit { number, outcome } => {
+                let stopped = self.running.get(&number).is_some_and(|r| r.stopped && r.pruned.is_none());
+                if stopped && matches!(outcome, Exit::Killed | Exit::Interrupted) {
+                    // Stopped at the deadline: nothing to record, it resumes from its last epoch.
+                    self.running.remove(&number);
+                    return Ok(());
+                }
                 if !self.on_exit(number, outcome)? {
                     self.interrupt();
                     return Ok(());
@@ -338,6 +359,22 @@ impl Study {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// The wall-clock budget ran out: no new trial starts, and each running trial is stopped
+    /// once it reports its next epoch (so no finished epoch is lost).
+    fn time_out(&mut self) {
+        self.timed_out = true;
+        tracing::info!("time budget reached: no new trials; {} running trial(s) stop after their current epoch", self.running.len());
+    }
+
+    fn stop_after_epoch(&mut self, n: usize) {
+        if let Some(r) = self.running.get_mut(&n)
+            && let Some(k) = r.kill.take()
+        {
+            r.stopped = true;
+            let _ = k.send(());
         }
     }
 
@@ -376,6 +413,7 @@ impl Study {
             images_trained: self.images,
             epoch_secs: self.epoch_secs,
             interrupted: self.interrupted,
+            timed_out: self.timed_out,
             dir: self.dir,
         })
     }
@@ -385,6 +423,8 @@ impl Study {
 /// slot is idle (budget allocated and trials done, grid exhausted, or Ctrl-C).
 async fn run_async(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Result<Summary> {
     let opened = start::open(&opts)?;
+    let budget = opts.timeout.or_else(|| opened.resolved.space.study.timeout.as_deref().and_then(|t| super::space::parse_timeout(t).ok()));
+    let deadline = budget.map(|b| tokio::time::Instant::now() + b);
     let launcher = match launcher {
         Some(l) => l,
         None => Box::new(ProcessLauncher {
@@ -398,6 +438,9 @@ async fn run_async(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Resul
     let (tx, mut rx) = mpsc::unbounded_channel();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // Without a budget the deadline is never polled (the branch below is disabled).
+    let out_of_time = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now));
+    tokio::pin!(out_of_time);
     loop {
         if let Err(e) = study.fill_slots(&tx) {
             study.interrupt();
@@ -412,6 +455,7 @@ async fn run_async(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Resul
                 None => break,
             },
             _ = &mut ctrl_c, if !study.interrupted => study.interrupt(),
+            _ = &mut out_of_time, if deadline.is_some() && !study.timed_out => study.time_out(),
         }
         if study.interrupted {
             study.drain(&mut rx).await?;
@@ -454,6 +498,54 @@ mod tests {
             }
             let _ = tx.send(Message::Exit { number, outcome: (self.exit)(number) });
             Ok(oneshot::channel().0)
+        }
+    }
+
+    /// Trials that report an epoch every 40 ms until done or killed, as real ones do.
+    struct Paced {
+        epochs: usize,
+    }
+
+    impl Launch for Paced {
+        fn spawn(&self, number: usize, _dir: &Path, tx: mpsc::UnboundedSender<Message>) -> std::io::Result<oneshot::Sender<()>> {
+            let (kill, mut killed) = oneshot::channel::<()>();
+            let epochs = self.epochs;
+            tokio::spawn(async move {
+                for epoch in 1..=epochs {
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(40)) => {}
+                        _ = &mut killed => {
+                            let _ = tx.send(Message::Exit { number, outcome: Exit::Killed });
+                            return;
+                        }
+                    }
+                    let m = EpochMetrics { epoch, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc: 0.5, lr: 1e-3, secs: 0.04 };
+                    let _ = tx.send(Message::Epoch(number, m));
+                }
+                let _ = tx.send(Message::Exit { number, outcome: Exit::Success });
+            });
+            Ok(kill)
+        }
+    }
+
+    #[test]
+    fn at_the_deadline_no_trial_starts_and_running_ones_stop_after_an_epoch_resumable() {
+        let (_dir, opts) = setup(6);
+        let timed = RunOptions { timeout: Some(std::time::Duration::from_millis(150)), ..opts.clone() };
+        let s = run_with(timed, Some(Box::new(Paced { epochs: 3 }))).unwrap();
+        assert!(s.timed_out && !s.interrupted);
+        let before = load_trials(&s.dir).unwrap();
+        assert!(before.len() < 6, "no new trial after the deadline: {} created", before.len());
+        let stopped: Vec<&TrialRecord> = before.values().filter(|t| t.state == TrialState::Running).collect();
+        assert!(!stopped.is_empty(), "the trials running at the deadline stay running");
+        assert!(stopped.iter().all(|t| !t.history.is_empty()), "each finished the epoch it was in");
+        // The same study without a budget finishes them and the rest.
+        let s = run_with(opts, Some(Box::new(Scripted { epochs: 3, exit: |_| Exit::Success }))).unwrap();
+        let after = load_trials(&s.dir).unwrap();
+        assert_eq!(after.len(), 6);
+        assert!(after.values().all(|t| t.state == TrialState::Complete && t.history.len() == 3), "{after:?}");
+        for t in &stopped {
+            assert_eq!(after[&t.number].params, t.params, "trial {} resumed, not resampled", t.number);
         }
     }
 

@@ -125,6 +125,10 @@ pub struct StudySettings {
     /// (as Keras Tuner's max_model_size): one 44M-parameter draw can hold a slot for hours.
     #[serde(default)]
     pub max_params: Option<usize>,
+    /// Wall-clock budget of one `tune run` ("2h", "90m"): at the deadline no new trial starts
+    /// and running trials stop after their current epoch, resumable (Optuna's `timeout`).
+    #[serde(default)]
+    pub timeout: Option<String>,
     /// Points per float parameter for the grid sampler.
     #[serde(default = "default_grid_points")]
     pub grid_points: usize,
@@ -368,7 +372,22 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
             return Err(err(key, format!("{v} is outside {low}..={high}"), format!("set `{key}` to a whole number in {low}..={high}")));
         }
     }
+    if let Some(t) = &s.timeout {
+        parse_timeout(t).map_err(|problem| err("study.timeout", problem, "write a duration such as \"90m\" or \"2h 30m\"".into()))?;
+    }
     s.training.check().map_err(|(key, problem, fix)| err(&format!("study.training.{key}"), problem, fix))
+}
+
+/// Longest wall-clock budget accepted.
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
+/// Parses a wall-clock budget ("2h", "90m", "1h 30m"): more than 0, at most a year.
+pub fn parse_timeout(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration ({e})"))?;
+    if d.is_zero() || d > MAX_TIMEOUT {
+        return Err(format!("`{text}` is not between 1 second and 366 days"));
+    }
+    Ok(d)
 }
 
 fn toml_to_value(v: &toml::Value) -> Option<Value> {

@@ -138,7 +138,7 @@ impl Study {
             let history: Vec<Observation> =
                 (0..visible).filter_map(|m| self.trials.get(&m)).map(|t| Observation { params: t.params.clone(), value: t.value() }).collect();
             let mut rng = StdRng::seed_from_u64(trial_seed(study.seed, n) ^ 0x5A17);
-            match sampler::sample(&self.resolved.space, &history, n, &mut rng, self.grid.as_ref()) {
+            match sampler::sample(&self.resolved.space, &history, n - self.queue.len(), &mut rng, self.grid.as_ref()) {
                 Some(p) => p,
                 None => return Ok(Next::Exhausted),
             }
@@ -547,6 +547,24 @@ mod tests {
         for t in &stopped {
             assert_eq!(after[&t.number].params, t.params, "trial {} resumed, not resampled", t.number);
         }
+    }
+
+    #[test]
+    fn enqueued_configurations_do_not_push_grid_points_out() {
+        let (_dir, opts) = setup(5);
+        std::fs::write(
+            &opts.space_file,
+            "[study]\nname = \"g\"\ntrials = 5\nsampler = \"grid\"\nenqueue = [ { conv0_channels = 8 } ]\n[params]\nconv0_channels = { choice = [4, 8] }\n",
+        )
+        .unwrap();
+        let s = run_with(opts, Some(Box::new(Scripted { epochs: 1, exit: |_| Exit::Success }))).unwrap();
+        let trials = load_trials(&s.dir).unwrap();
+        let channels: Vec<String> = trials.values().map(|t| t.params["conv0_channels"].to_string()).collect();
+        assert_eq!(channels.len(), 3, "the enqueued network, then both grid points: {channels:?}");
+        assert_eq!(channels[0], "8");
+        let mut grid = channels[1..].to_vec();
+        grid.sort();
+        assert_eq!(grid, ["4", "8"], "every grid point is visited");
     }
 
     fn setup(trials: usize) -> (tempfile::TempDir, RunOptions) {

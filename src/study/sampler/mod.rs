@@ -21,11 +21,13 @@ pub struct Observation {
     pub value: Option<f64>,
 }
 
-/// Draws the next dictionary. `grid` is the enumerated grid for the grid sampler.
-pub fn sample(space: &SearchSpace, history: &[Observation], trial: usize, rng: &mut StdRng, grid: Option<&Grid>) -> Option<Params> {
+/// Draws the next dictionary. `grid` is the enumerated grid for the grid sampler; `drawn`
+/// counts the configurations the sampler produced before this one (enqueued ones are not
+/// drawn, so they never push grid points out).
+pub fn sample(space: &SearchSpace, history: &[Observation], drawn: usize, rng: &mut StdRng, grid: Option<&Grid>) -> Option<Params> {
     let mut params = match space.study.sampler {
         SamplerKind::Random => random::sample(space, rng),
-        SamplerKind::Grid => return grid.and_then(|g| g.point(trial)),
+        SamplerKind::Grid => return grid.and_then(|g| g.point(drawn)),
         SamplerKind::Tpe => {
             let informative = history.iter().filter(|o| o.value.is_some()).count();
             if informative < space.study.startup_trials {

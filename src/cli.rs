@@ -147,6 +147,12 @@ pub struct TrainArgs {
     /// L2 weight decay (default 0).
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// Augmentation: shift training images by up to N pixels each way (default 0).
+    #[arg(long)]
+    pub aug_shift: Option<usize>,
+    /// Augmentation: flip half of the training images left-right.
+    #[arg(long)]
+    pub aug_flip: bool,
     /// Output directory.
     #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
@@ -357,6 +363,8 @@ pub fn resolve_config(args: &TrainArgs, params: &model::Params) -> Result<TrainC
         .flag("lr", "--lr", args.lr)?
         .flag("batch_size", "--batch-size", args.batch_size)?
         .flag("weight_decay", "--weight-decay", args.weight_decay)?
+        .flag("aug_shift", "--aug-shift", args.aug_shift)?
+        .flag("aug_flip", "--aug-flip", args.aug_flip.then_some(true))?
         .flag("split_seed", "--split-seed", Some(args.data.split_seed))?
         .build()
 }

@@ -61,3 +61,39 @@ fn bad_flags_and_params_fail_cleanly() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("p.toml") && text(&o).contains("`lr`"), "{}", text(&o));
 }
+
+#[test]
+fn augmentation_is_seeded_recorded_and_searchable() {
+    let f = Fixture::new(600, 100);
+    let p = f.write("p.toml", TINY_PARAMS);
+    let d = f.data();
+    let train = |out: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--params", p.to_str().unwrap(), "--data-dir", d.to_str().unwrap(), "--out", out, "--epochs", "2", "--seed", "4"];
+        args.extend_from_slice(extra);
+        ok(f.run(&args));
+        csv_rows(&f.path(&format!("{out}/metrics.csv"))).iter().map(|r| r[1].to_string()).collect::<Vec<_>>()
+    };
+    let plain = train("plain", &[]);
+    let a = train("a", &["--aug-shift", "2", "--aug-flip"]);
+    let b = train("b", &["--aug-shift", "2", "--aug-flip"]);
+    assert_eq!(a, b, "the same seed augments the same way");
+    assert_ne!(a, plain, "augmentation changes what is trained on");
+    let cfg = std::fs::read_to_string(f.path("a/train.toml")).unwrap();
+    assert!(cfg.contains("aug_shift = 2") && cfg.contains("aug_flip = true"), "{cfg}");
+    // As keys of a search space: sampled, written into each trial's params, trained.
+    let space = f.write(
+        "s.toml",
+        "[study]\nname = \"aug\"\ntrials = 3\nsampler = \"random\"\n[study.training]\nmax_epochs = 1\nsubset = 100\n\
+         [params]\nconv0_channels = 4\nconv0_pool = 2\nfc0_neurons = 8\naug_shift = { int = [1, 3] }\naug_flip = { choice = [0, 1] }\n",
+    );
+    let out = ok(f.run(&["run", space.to_str().unwrap(), "--data-dir", d.to_str().unwrap()]));
+    assert!(out.contains("3 complete"), "{out}");
+    let params = std::fs::read_to_string(f.path("runs/aug/trials/0/params.toml")).unwrap();
+    assert!(params.contains("aug_shift = ") && params.contains("aug_flip = "), "{params}");
+    for (line, key) in [("aug_shift = 9", "`aug_shift`"), ("aug_flip = 2", "`aug_flip`")] {
+        let bad = f.write("bad.toml", &format!("{TINY_PARAMS}{line}\n"));
+        let o = f.run(&["train", "--params", bad.to_str().unwrap(), "--data-dir", d.to_str().unwrap(), "--out", "bad"]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(key), "{}", text(&o));
+    }
+}

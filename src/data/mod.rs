@@ -4,6 +4,7 @@
 //! in [0, 1] as it is assembled: the same values as a pre-scaled `f32` copy at a quarter
 //! of the memory, which matters when several trial processes each hold the data set.
 
+pub mod augment;
 pub mod idx;
 pub mod kaggle;
 pub mod plots;

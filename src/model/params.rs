@@ -44,7 +44,9 @@ impl fmt::Display for Value {
 pub type Params = BTreeMap<String, Value>;
 
 /// Keys that belong to training rather than to the architecture.
-pub const TRAINING_KEYS: [&str; 3] = ["lr", "batch_size", "weight_decay"];
+/// Keys that belong to training rather than to the architecture (the training config's
+/// fields a dictionary — and so a search space — may set).
+pub const TRAINING_KEYS: [&str; 5] = ["lr", "batch_size", "weight_decay", "aug_shift", "aug_flip"];
 /// Per-block key suffixes.
 pub const CONV_KEYS: [&str; 6] = ["pad", "channels", "filter", "stride", "pool", "activation"];
 pub const FC_KEYS: [&str; 2] = ["neurons", "activation"];
@@ -111,6 +113,8 @@ impl Domain {
             ("lr", _) => Domain::LearningRate,
             ("weight_decay", _) => Domain::NonNegative,
             ("batch_size", _) => Domain::Int(1, crate::training::config::MAX_BATCH_SIZE as i64),
+            ("aug_shift", _) => Domain::Int(0, crate::training::config::MAX_AUG_SHIFT as i64),
+            ("aug_flip", _) => Domain::Int(0, 1),
             ("n_conv" | "n_fc", _) => Domain::Int(0, MAX_BLOCKS),
             (_, "activation") => Domain::Activation,
             (_, "pad") => Domain::Int(0, MAX_WINDOW),

@@ -190,6 +190,8 @@ fn default_config(space: &SearchSpace) -> Option<Params> {
             ("lr", _) => Value::Float(tr.lr),
             ("batch_size", _) => Value::Int(tr.batch_size as i64),
             ("weight_decay", _) => Value::Float(tr.weight_decay),
+            ("aug_shift", _) => Value::Int(tr.aug_shift as i64),
+            ("aug_flip", _) => Value::Int(i64::from(tr.aug_flip)),
             _ => continue,
         };
         p.insert(key.clone(), v);

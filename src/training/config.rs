@@ -18,6 +18,8 @@ use crate::model::{Params, Value};
 /// Caps named in errors, checked before anything is allocated.
 pub const MAX_EPOCHS: usize = 100_000;
 pub const MAX_BATCH_SIZE: usize = 60_000;
+/// Largest augmentation shift in pixels.
+pub const MAX_AUG_SHIFT: usize = 8;
 /// A subset larger than the train split trains on all of it; beyond this it is a typo.
 pub const MAX_SUBSET: usize = 1_000_000;
 
@@ -44,6 +46,10 @@ pub struct TrainConfig {
     pub subset: Option<usize>,
     /// Seed of the balanced test split (the seed study used 27).
     pub split_seed: u64,
+    /// Augmentation: random shifts of up to this many pixels (0: none).
+    pub aug_shift: usize,
+    /// Augmentation: random horizontal flips.
+    pub aug_flip: bool,
 }
 
 impl Default for TrainConfig {
@@ -62,12 +68,14 @@ impl Default for TrainConfig {
             seed: 1,
             subset: None,
             split_seed: 27,
+            aug_shift: 0,
+            aug_flip: false,
         }
     }
 }
 
 /// Keys of the config that a parameter dictionary may also set (a dictionary entry wins).
-pub const DICTIONARY_KEYS: [&str; 3] = ["lr", "batch_size", "weight_decay"];
+pub use crate::model::params::TRAINING_KEYS as DICTIONARY_KEYS;
 
 /// Why one key is out of range: (key, problem, fix).
 type Invalid = (&'static str, String, String);
@@ -85,6 +93,9 @@ impl TrainConfig {
         whole("patience", self.patience, MAX_EPOCHS)?;
         whole("lr_patience", self.lr_patience, MAX_EPOCHS)?;
         whole("batch_size", self.batch_size, MAX_BATCH_SIZE)?;
+        if self.aug_shift > MAX_AUG_SHIFT {
+            return Err(("aug_shift", format!("{} pixels is more than {MAX_AUG_SHIFT}", self.aug_shift), format!("use 0..={MAX_AUG_SHIFT} (1–3 is usual for 28×28 images)")));
+        }
         if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0) {
             return Err(("lr", format!("{} is not a learning rate in (0, 1]", self.lr), "use a learning rate such as 1e-3".into()));
         }
@@ -174,6 +185,8 @@ impl Layered {
         for key in DICTIONARY_KEYS {
             if let Some(v) = params.get(key) {
                 let value = match v {
+                    // A dictionary writes the flip as 0 or 1 (its values are numbers and strings).
+                    Value::Int(i) if key == "aug_flip" && (0..=1).contains(i) => toml::Value::Boolean(*i == 1),
                     Value::Int(i) => toml::Value::Integer(*i),
                     Value::Float(f) => toml::Value::Float(*f),
                     Value::Str(s) => toml::Value::String(s.clone()),
@@ -189,6 +202,7 @@ impl Layered {
         let Some(value) = value else { return Ok(self) };
         let value = match value.into() {
             FlagValue::Float(f) => toml::Value::Float(f),
+            FlagValue::Bool(b) => toml::Value::Boolean(b),
             FlagValue::Whole(n) => toml::Value::Integer(i64::try_from(n).map_err(|_| TuneError::Config {
                 file: COMMAND_LINE.into(),
                 key: flag.into(),
@@ -227,13 +241,21 @@ impl Layered {
 }
 
 /// The fields of [`TrainConfig`], as written in files.
-pub const CONFIG_KEYS: [&str; 11] =
-    ["epochs", "patience", "lr", "lr_factor", "lr_patience", "min_lr", "batch_size", "weight_decay", "seed", "subset", "split_seed"];
+pub const CONFIG_KEYS: [&str; 13] = [
+    "epochs", "patience", "lr", "lr_factor", "lr_patience", "min_lr", "batch_size", "weight_decay", "seed", "subset", "split_seed", "aug_shift", "aug_flip",
+];
 
 /// A flag's value before it joins the table.
 pub enum FlagValue {
     Float(f64),
     Whole(u64),
+    Bool(bool),
+}
+
+impl From<bool> for FlagValue {
+    fn from(v: bool) -> Self {
+        FlagValue::Bool(v)
+    }
 }
 
 impl From<f64> for FlagValue {

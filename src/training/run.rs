@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::config::TrainConfig;
 use super::metrics::{self, EpochMetrics};
 use super::schedule::{EarlyStopping, Plateau};
+use crate::data::augment::Augment;
 use crate::data::{Images, PIXELS};
 use crate::error::{Result, TuneError};
 use crate::model::{Architecture, Cnn};
@@ -98,8 +99,17 @@ fn mix(seed: u64, salt: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn batch_tensors(images: &Images, idx: &[usize], device: &Device, px: &mut Vec<f32>, labels: &mut Vec<i64>) -> (Tensor<4>, Tensor<1, Int>) {
+/// One batch as tensors; `prepare` sees the scaled pixels first (training augmentation).
+fn batch_tensors(
+    images: &Images,
+    idx: &[usize],
+    device: &Device,
+    px: &mut Vec<f32>,
+    labels: &mut Vec<i64>,
+    prepare: &mut dyn FnMut(&mut [f32]),
+) -> (Tensor<4>, Tensor<1, Int>) {
     images.gather(idx, px, labels);
+    prepare(px);
     let n = idx.len();
     let x = Tensor::<4>::from_data(TensorData::new(std::mem::take(px), [n, 1, 28, 28]), device);
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [n]), device);
@@ -151,7 +161,7 @@ pub fn evaluate(model: &Cnn, images: &Images, indices: &[usize], device: &Device
     let (mut px, mut labels) = (Vec::with_capacity(500 * PIXELS), Vec::new());
     let (mut loss_sum, mut correct, mut predictions) = (0.0f64, 0usize, Vec::with_capacity(indices.len()));
     for chunk in indices.chunks(500) {
-        let (x, y) = batch_tensors(images, chunk, &device, &mut px, &mut labels);
+        let (x, y) = batch_tensors(images, chunk, &device, &mut px, &mut labels, &mut |_| {});
         let logits = model.forward(x);
         loss_sum += loss_fn.forward(logits.clone(), y).into_scalar::<f32>() as f64 * chunk.len() as f64;
         let pred: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().expect("argmax gives integers");
@@ -212,9 +222,11 @@ pub fn train(
         let mut order = data.train.clone();
         order.shuffle(&mut StdRng::seed_from_u64(mix(cfg.seed, 1000 + epoch as u64)));
         let bar = epoch_bar(display, batches, epoch, cfg.epochs);
+        let augment = Augment { shift: cfg.aug_shift, flip: cfg.aug_flip };
+        let mut augment_rng = StdRng::seed_from_u64(mix(cfg.seed, 2000 + epoch as u64));
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for chunk in order.chunks(cfg.batch_size) {
-            let (x, y) = batch_tensors(data.train_images, chunk, &ad, &mut px, &mut labels);
+            let (x, y) = batch_tensors(data.train_images, chunk, &ad, &mut px, &mut labels, &mut |px| augment.apply(px, &mut augment_rng));
             let logits = model.forward(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
             let hits = logits.argmax(1).flatten::<1>(0, 1).equal(y).int().sum().into_scalar::<i64>();

@@ -5,5 +5,5 @@ pub mod params;
 pub mod shape;
 
 pub use net::Cnn;
-pub use params::{Activation, Architecture, ConvBlock, FcBlock, Params, Value};
+pub use params::{Activation, Architecture, ConvBlock, FcBlock, Init, Params, Value};
 pub use shape::{ShapeError, Summary, infer};

@@ -6,7 +6,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, activation};
 
-use super::params::{Activation, Architecture};
+use super::params::{Activation, Architecture, Init};
 use super::shape::{ShapeError, infer};
 use crate::data::CLASSES;
 
@@ -21,10 +21,14 @@ fn batch_norm(features: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(features).with_momentum(BN_MOMENTUM).with_epsilon(BN_EPSILON).init(device)
 }
 
-/// Keras initialises kernels with Glorot-uniform and biases with zeros; so do we, so the
-/// seed's learning rates transfer.
-fn glorot() -> Initializer {
-    Initializer::XavierUniform { gain: 1.0 }
+/// Weight initialisers (burn draws the biases from the same distribution; every conv and
+/// hidden dense layer feeds a batch norm, which cancels a bias).
+fn initializer(init: Init) -> Initializer {
+    match init {
+        Init::Glorot => Initializer::XavierUniform { gain: 1.0 },
+        // ±√(3 · gain² / fan_in) with gain² = 1/3: PyTorch's kaiming_uniform(a = √5).
+        Init::Torch => Initializer::KaimingUniform { gain: 1.0 / 3f64.sqrt(), fan_out_only: false },
+    }
 }
 
 /// `bn.forward(x)` (then ReLU when `fuse_relu`) through our batch-norm kernels
@@ -131,7 +135,7 @@ impl Cnn {
                     conv: Conv2dConfig::new([channels, b.channels], [b.filter, b.filter])
                         .with_stride([b.stride, b.stride])
                         .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
-                        .with_initializer(glorot())
+                        .with_initializer(initializer(arch.init))
                         .init(device),
                     bn: batch_norm(b.channels, device),
                     pool: (b.pool > 1).then(|| MaxPool2dConfig::new([b.pool, b.pool]).init()),
@@ -148,7 +152,7 @@ impl Cnn {
                 let layer = DenseLayer {
                     bn: batch_norm(features, device),
                     dropout: DropoutConfig::new(arch.drop_rate).init(),
-                    dense: LinearConfig::new(features, neurons).with_initializer(glorot()).init(device),
+                    dense: LinearConfig::new(features, neurons).with_initializer(initializer(arch.init)).init(device),
                     activation,
                 };
                 features = neurons;
@@ -199,6 +203,23 @@ mod tests {
         let small = Architecture { fc: vec![], ..Architecture::default() };
         let model = Cnn::new(&small, &device).unwrap();
         assert_eq!(model.num_params(), infer(&small).unwrap().total());
+    }
+
+    #[test]
+    fn initialisers_draw_within_their_bounds() {
+        let device = Device::flex();
+        // The first dense layer of the seed's model: fan_in 6,272, fan_out 512.
+        let largest = |init: Init| {
+            let model = Cnn::new(&Architecture { init, ..Architecture::default() }, &device).unwrap();
+            let w: Vec<f32> = model.dense[0].dense.weight.val().into_data().to_vec().unwrap();
+            w.iter().fold(0f32, |m, v| m.max(v.abs())) as f64
+        };
+        let torch_bound = (1.0 / 6272f64).sqrt();
+        let glorot_bound = (6.0 / (6272.0 + 512.0f64)).sqrt();
+        let t = largest(Init::Torch);
+        assert!(t <= torch_bound * (1.0 + 1e-6) && t > 0.99 * torch_bound, "torch: {t} vs ±{torch_bound}");
+        let g = largest(Init::Glorot);
+        assert!(g <= glorot_bound * (1.0 + 1e-6) && g > 0.99 * glorot_bound, "glorot: {g} vs ±{glorot_bound}");
     }
 
     #[test]

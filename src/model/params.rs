@@ -95,7 +95,13 @@ pub enum Domain {
     /// A finite number ≥ 0.
     NonNegative,
     Activation,
+    Init,
 }
+
+/// The initialisation a dictionary without `init` gets. PyTorch's, not Keras': with Glorot, one
+/// epoch on a 5,000-image subset ranked 20 networks of the quick space against their best of
+/// 4 epochs at Spearman 0.45; with this, 0.78 (README, "Initialisation").
+pub const DEFAULT_INIT: Init = Init::Torch;
 
 /// Most conv (or fc) blocks a network may have.
 pub const MAX_BLOCKS: i64 = 16;
@@ -110,6 +116,7 @@ impl Domain {
         let suffix = key.rsplit('_').next().unwrap_or(key);
         match (key, suffix) {
             ("drop_rate", _) => Domain::Rate,
+            ("init", _) => Domain::Init,
             ("lr", _) => Domain::LearningRate,
             ("weight_decay", _) => Domain::NonNegative,
             ("batch_size", _) => Domain::Int(1, crate::training::config::MAX_BATCH_SIZE as i64),
@@ -132,6 +139,7 @@ impl Domain {
             Domain::LearningRate => num.is_some_and(|x| x > 0.0 && x <= 1.0),
             Domain::NonNegative => num.is_some_and(|x| x >= 0.0),
             Domain::Activation => matches!(v, Value::Str(s) if Activation::parse(s).is_some()),
+            Domain::Init => matches!(v, Value::Str(s) if Init::parse(s).is_some()),
         }
     }
 
@@ -143,6 +151,36 @@ impl Domain {
             Domain::LearningRate => "a learning rate in (0, 1]".into(),
             Domain::NonNegative => "a finite number ≥ 0".into(),
             Domain::Activation => format!("one of {}", Activation::NAMES.join(", ")),
+            Domain::Init => format!("one of {}", Init::NAMES.join(", ")),
+        }
+    }
+}
+
+/// How conv and dense weights start (biases start at zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// Keras' default, the seed study's: uniform ±√(6 / (fan_in + fan_out)).
+    Glorot,
+    /// PyTorch's default for Conv2d and Linear: uniform ±√(1 / fan_in).
+    Torch,
+}
+
+impl Init {
+    pub const NAMES: [&'static str; 2] = ["glorot", "torch"];
+
+    pub fn parse(name: &str) -> Option<Init> {
+        match name {
+            "glorot" => Some(Init::Glorot),
+            "torch" => Some(Init::Torch),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Init::Glorot => "glorot",
+            Init::Torch => "torch",
         }
     }
 }
@@ -171,6 +209,7 @@ pub struct Architecture {
     pub conv: Vec<ConvBlock>,
     pub fc: Vec<FcBlock>,
     pub drop_rate: f64,
+    pub init: Init,
 }
 
 impl Default for Architecture {
@@ -178,7 +217,7 @@ impl Default for Architecture {
     fn default() -> Self {
         let conv = |channels, pool| ConvBlock { pad: 1, channels, filter: 3, stride: 1, pool, activation: Activation::Relu };
         let fc = |neurons| FcBlock { neurons, activation: Activation::Relu };
-        Architecture { conv: vec![conv(32, 1), conv(64, 2), conv(128, 2)], fc: vec![fc(512), fc(256)], drop_rate: 0.3 }
+        Architecture { conv: vec![conv(32, 1), conv(64, 2), conv(128, 2)], fc: vec![fc(512), fc(256)], drop_rate: 0.3, init: DEFAULT_INIT }
     }
 }
 
@@ -199,6 +238,7 @@ impl Architecture {
             p.insert(format!("fc{i}_activation"), Value::Str(b.activation.name().into()));
         }
         p.insert("drop_rate".into(), Value::Float(self.drop_rate));
+        p.insert("init".into(), Value::Str(self.init.name().into()));
         p
     }
 
@@ -262,7 +302,11 @@ impl Architecture {
                 .collect::<Result<_>>()?,
         };
         let drop_rate = params.get("drop_rate").and_then(Value::as_f64).unwrap_or(default.drop_rate);
-        Ok(Architecture { conv, fc, drop_rate })
+        let init = match params.get("init") {
+            Some(Value::Str(s)) => Init::parse(s).expect("checked above"),
+            _ => default.init,
+        };
+        Ok(Architecture { conv, fc, drop_rate, init })
     }
 }
 
@@ -307,7 +351,7 @@ pub fn block_index(key: &str, kind: &str) -> Option<usize> {
 
 /// Whether `key` is a key of the dictionary.
 pub fn is_known_key(key: &str) -> bool {
-    ["n_conv", "n_fc", "drop_rate"].contains(&key)
+    ["n_conv", "n_fc", "drop_rate", "init"].contains(&key)
         || TRAINING_KEYS.contains(&key)
         || block_index(key, "conv").is_some()
         || block_index(key, "fc").is_some()
@@ -315,7 +359,7 @@ pub fn is_known_key(key: &str) -> bool {
 
 pub fn known_keys_help() -> String {
     format!(
-        "conv{{i}}_{{{}}}, fc{{i}}_{{{}}}, n_conv, n_fc, drop_rate, {}",
+        "conv{{i}}_{{{}}}, fc{{i}}_{{{}}}, n_conv, n_fc, drop_rate, init, {}",
         CONV_KEYS.join(","),
         FC_KEYS.join(","),
         TRAINING_KEYS.join(", ")
@@ -347,6 +391,7 @@ mod tests {
         let arch = Architecture::default();
         assert_eq!(Architecture::from_params(&arch.to_params(), Path::new("x")).unwrap(), arch);
         assert_eq!(parse("lr = 0.01").unwrap(), arch, "training keys alone keep the default network");
+        assert_eq!(parse("init = 'torch'").unwrap().init, Init::Torch);
     }
 
     #[test]
@@ -375,6 +420,7 @@ mod tests {
             ("n_fc = 2\nfc0_neurons = 3", "fc1_neurons", "lower `n_fc`"),
             ("drop_rate = 1.5", "drop_rate", "[0, 1)"),
             ("drop_rate = nan", "drop_rate", "[0, 1)"),
+            ("init = 'he'", "init", "one of glorot, torch"),
         ];
         for (text, key, why) in cases {
             let msg = parse(text).unwrap_err().to_string();

@@ -211,7 +211,7 @@ mod tests {
         // The first dense layer of the seed's model: fan_in 6,272, fan_out 512.
         let largest = |init: Init| {
             let model = Cnn::new(&Architecture { init, ..Architecture::default() }, &device).unwrap();
-            let w: Vec<f32> = model.dense[0].dense.weight.val().into_data().to_vec().unwrap();
+            let w: Vec<f32> = model.dense[0].dense.weight.val().into_data().try_to_vec::<f32>().unwrap();
             w.iter().fold(0f32, |m, v| m.max(v.abs())) as f64
         };
         let torch_bound = (1.0 / 6272f64).sqrt();

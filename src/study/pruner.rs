@@ -120,7 +120,7 @@ mod tests {
             assert_eq!(got.is_some(), prune, "{why}: {got:?}");
         }
         let alone = curve(0, &[0.1]);
-        assert!(should_prune(PrunerKind::Asha, &s, 30, &alone, &[alone.clone()]).is_none(), "the first trial is never pruned");
+        assert!(should_prune(PrunerKind::Asha, &s, 30, &alone, std::slice::from_ref(&alone)).is_none(), "the first trial is never pruned");
         let last = curve(9, &[0.1, 0.1, 0.1]);
         assert!(should_prune(PrunerKind::Asha, &s, 3, &last, &others).is_none(), "no pruning at the last epoch");
     }

@@ -146,6 +146,7 @@ fn bad_training_settings_and_networks_are_refused_by_tune_train() {
     f.write("pad.toml", "conv0_channels = 8\nconv0_pad = 9223372036854775807\n");
     f.write("collapse.toml", "conv0_channels = 4\nconv0_pad = 0\nconv0_filter = 30\n");
     f.write("lrinf.toml", "conv0_channels = 4\nlr = inf\n");
+    f.write("bool.toml", "conv0_channels = 4\naug_flip = true\n");
     // (args after `train --data-dir D --out out`, exit code, named); flags win over files,
     // so each case sets its bad value alone
     let cases: Vec<(Vec<&str>, i32, Vec<&str>)> = vec![
@@ -164,6 +165,7 @@ fn bad_training_settings_and_networks_are_refused_by_tune_train() {
         (vec!["--params", "huge.toml"], 2, vec!["huge.toml", "`conv0_channels`", "1..=2048"]),
         (vec!["--params", "pad.toml"], 2, vec!["pad.toml", "`conv0_pad`"]),
         (vec!["--params", "lrinf.toml"], 2, vec!["lrinf.toml", "`lr`"]),
+        (vec!["--params", "bool.toml"], 2, vec!["bool.toml", "`aug_flip`", "aug_flip = 1"]),
         (vec!["--params", "collapse.toml"], 4, vec!["conv0", "does not fit"]),
     ];
     for (extra, code, needles) in cases {

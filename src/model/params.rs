@@ -369,7 +369,32 @@ pub fn known_keys_help() -> String {
 /// Reads a params TOML file.
 pub fn read_params(path: &Path) -> Result<Params> {
     let text = crate::storage::read_text(path)?;
-    toml::from_str(&text).map_err(|e| TuneError::ConfigSyntax { file: path.to_path_buf(), message: e.to_string() })
+    let table: toml::Table = toml::from_str(&text).map_err(|e| TuneError::ConfigSyntax { file: path.to_path_buf(), message: e.to_string() })?;
+    params_from_table(&table, path)
+}
+
+/// A dictionary from a TOML table: every value a number or a string, the error naming the key
+/// otherwise (a boolean, an array or a table has no meaning in the seed's dictionary).
+pub fn params_from_table(table: &toml::Table, file: &Path) -> Result<Params> {
+    table
+        .iter()
+        .map(|(key, v)| {
+            let value = match v {
+                toml::Value::Integer(i) => Value::Int(*i),
+                toml::Value::Float(f) => Value::Float(*f),
+                toml::Value::String(s) => Value::Str(s.clone()),
+                other => {
+                    return Err(TuneError::Config {
+                        file: file.to_path_buf(),
+                        key: key.clone(),
+                        problem: format!("`{other}` is not a number or a string"),
+                        fix: if key == "aug_flip" { "write aug_flip = 1 (or 0)".into() } else { format!("give `{key}` a single number or name") },
+                    });
+                }
+            };
+            Ok((key.clone(), value))
+        })
+        .collect()
 }
 
 /// Writes a params TOML file.
@@ -402,6 +427,17 @@ mod tests {
         assert_eq!(a.fc.len(), 1);
         let b = parse("n_conv = 1\nconv0_channels = 16\nconv1_channels = 8").unwrap();
         assert_eq!(b.conv.len(), 1, "n_conv selects the depth, deeper blocks are inactive");
+    }
+
+    #[test]
+    fn params_files_with_values_that_are_not_numbers_or_names_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, key) in [("aug_flip = true", "aug_flip"), ("conv0_channels = [8]", "conv0_channels"), ("[fc0_neurons]\nx = 1", "fc0_neurons")] {
+            let path = dir.path().join("p.toml");
+            std::fs::write(&path, text).unwrap();
+            let msg = read_params(&path).unwrap_err().to_string();
+            assert!(msg.contains("p.toml") && msg.contains(&format!("`{key}`")) && msg.contains("fix"), "{text}: {msg}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::error::{Result, TuneError};
 
 /// One value of the dictionary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "expected a number or a string here: a parameter dictionary holds numbers and names only")]
 pub enum Value {
     Int(i64),
     Float(f64),

@@ -300,3 +300,49 @@ fn enqueued_dictionaries_may_leave_out_the_spaces_fixed_values() {
     let params = std::fs::read_to_string(f.path("runs/e/trials/0/params.toml")).unwrap();
     assert!(params.contains("conv0_channels = 8") && params.contains("drop_rate = 0.2") && params.contains("conv0_pool = 2"), "{params}");
 }
+
+/// Mutations of the shipped `cnn.toml` (values swapped for hostile ones, keys added, lines cut)
+/// through the binary: each ends at the data check (exit 3: the space passed) or in one clear
+/// refusal (exit 2 with a fix), never a panic, and never writes a study.
+#[test]
+fn mutated_spaces_are_refused_cleanly_or_pass_their_checks() {
+    use rand::{Rng, SeedableRng, seq::IndexedRandom};
+    let f = Fixture::new(0, 0);
+    std::fs::create_dir_all(f.path("empty")).unwrap();
+    let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces/cnn.toml")).unwrap();
+    let values = [
+        "0", "-1", "3", "1000000000", "9223372036854775807", "1e308", "inf", "nan", "1.5", "\"relu\"", "\"x\"", "[]", "{}", "true",
+        "{ int = [1, 1000000] }", "{ float = [0.0, 1.0], log = true }", "{ choice = [] }", "{ int = [5, 1], step = 0 }",
+    ];
+    let keys = ["trials", "timeout", "max_epochs", "lr", "batch_size", "subset", "min_resource", "n_conv", "\"conv*_channels\"", "conv0_pool", "drop_rate", "init", "aug_shift", "enqueue"];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut passed = 0;
+    for case in 0..60 {
+        let mut lines: Vec<String> = base.lines().map(String::from).collect();
+        for _ in 0..rng.random_range(1..=3) {
+            let j = rng.random_range(0..lines.len());
+            match rng.random_range(0..3) {
+                0 if lines[j].contains('=') => lines[j] = format!("{} = {}", lines[j].split('=').next().unwrap().trim(), values.choose(&mut rng).unwrap()),
+                1 => {
+                    let section = ["[study]", "[study.training]", "[study.pruning]", "[params]"].choose(&mut rng).unwrap();
+                    let at = lines.iter().position(|l| l == section).unwrap_or(0);
+                    lines.insert(at + 1, format!("{} = {}", keys.choose(&mut rng).unwrap(), values.choose(&mut rng).unwrap()));
+                }
+                _ => {
+                    let cut = lines[j].floor_char_boundary(rng.random_range(0..=lines[j].len()));
+                    lines[j].truncate(cut);
+                }
+            }
+        }
+        let space = f.write("m.toml", &(lines.join("\n") + "\n"));
+        let o = f.run(&["run", space.to_str().unwrap(), "--data-dir", "empty", "--runs-dir", "runs"]);
+        let msg = text(&o);
+        match o.status.code() {
+            Some(3) => passed += 1,
+            Some(2) => assert!(msg.contains("fix"), "case {case}: a refusal says how to fix it:\n{msg}\n{}", lines.join("\n")),
+            other => panic!("case {case}: exit {other:?}\n{msg}\n{}", lines.join("\n")),
+        }
+        assert!(!f.path("runs").exists(), "case {case} wrote a study:\n{}", lines.join("\n"));
+    }
+    assert!(passed > 0 && passed < 60, "the mutations exercise both outcomes: {passed} of 60 passed");
+}

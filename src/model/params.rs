@@ -21,6 +21,16 @@ pub enum Value {
 }
 
 impl Value {
+    /// A TOML scalar as a dictionary value; `None` for booleans, arrays, tables and dates.
+    pub fn from_toml(v: &toml::Value) -> Option<Value> {
+        match v {
+            toml::Value::Integer(i) => Some(Value::Int(*i)),
+            toml::Value::Float(f) => Some(Value::Float(*f)),
+            toml::Value::String(s) => Some(Value::Str(s.clone())),
+            _ => None,
+        }
+    }
+
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Int(i) => Some(*i as f64),
@@ -379,19 +389,12 @@ pub fn params_from_table(table: &toml::Table, file: &Path) -> Result<Params> {
     table
         .iter()
         .map(|(key, v)| {
-            let value = match v {
-                toml::Value::Integer(i) => Value::Int(*i),
-                toml::Value::Float(f) => Value::Float(*f),
-                toml::Value::String(s) => Value::Str(s.clone()),
-                other => {
-                    return Err(TuneError::Config {
-                        file: file.to_path_buf(),
-                        key: key.clone(),
-                        problem: format!("`{other}` is not a number or a string"),
-                        fix: if key == "aug_flip" { "write aug_flip = 1 (or 0)".into() } else { format!("give `{key}` a single number or name") },
-                    });
-                }
-            };
+            let value = Value::from_toml(v).ok_or_else(|| TuneError::Config {
+                file: file.to_path_buf(),
+                key: key.clone(),
+                problem: format!("`{v}` is not a number or a string"),
+                fix: if key == "aug_flip" { "write aug_flip = 1 (or 0)".into() } else { format!("give `{key}` a single number or name") },
+            })?;
             Ok((key.clone(), value))
         })
         .collect()

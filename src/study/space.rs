@@ -390,18 +390,9 @@ pub fn parse_timeout(text: &str) -> std::result::Result<std::time::Duration, Str
     Ok(d)
 }
 
-fn toml_to_value(v: &toml::Value) -> Option<Value> {
-    match v {
-        toml::Value::Integer(i) => Some(Value::Int(*i)),
-        toml::Value::Float(f) => Some(Value::Float(*f)),
-        toml::Value::String(s) => Some(Value::Str(s.clone())),
-        _ => None,
-    }
-}
-
 fn parse_distribution(key: &str, value: &toml::Value, err: &ErrFn) -> Result<Distribution> {
     let fix_forms = "write a fixed value, { int = [low, high] } (optional step, log), { float = [low, high] } (optional log = true) or { choice = [a, b, …] }";
-    if let Some(v) = toml_to_value(value) {
+    if let Some(v) = Value::from_toml(value) {
         return Ok(Distribution::Fixed(v));
     }
     let Some(table) = value.as_table() else {
@@ -466,7 +457,7 @@ fn parse_distribution(key: &str, value: &toml::Value, err: &ErrFn) -> Result<Dis
         }
         return Ok(Distribution::Float { low, high, log });
     }
-    let choices = table["choice"].as_array().map(|a| a.iter().map(toml_to_value).collect::<Option<Vec<_>>>());
+    let choices = table["choice"].as_array().map(|a| a.iter().map(Value::from_toml).collect::<Option<Vec<_>>>());
     match choices {
         Some(Some(c)) if !c.is_empty() => {
             if log || table.contains_key("step") {

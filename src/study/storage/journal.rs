@@ -2,6 +2,7 @@
 //! `settings.json`, `space.toml` and an OS lock (`.lock`) that makes this process its only
 //! writer. Zero set-up for one machine.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use super::{Cursor, StudyStorage};
 use crate::error::{Result, TuneError};
 use crate::study::journal::{Event, Journal, parse_line};
 use crate::study::start::Resolved;
+use crate::study::trial::TrialRecord;
 
 pub struct JournalStorage {
     dir: PathBuf,
@@ -23,10 +25,6 @@ impl JournalStorage {
     /// The study in `dir` (which need not exist yet: `create_or_open` creates it).
     pub fn new(dir: &Path) -> JournalStorage {
         JournalStorage { dir: dir.to_path_buf(), journal: Journal::open(dir), lock: None, next: None }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// A torn last line is an event a crash interrupted: it never happened. Cut it off before
@@ -67,17 +65,25 @@ impl StudyStorage for JournalStorage {
     }
 
     fn next_number(&mut self) -> Result<usize> {
-        if self.next.is_none() {
-            self.next = Some(self.trials()?.keys().max().map_or(0, |m| m + 1));
+        match self.next {
+            Some(n) => Ok(n),
+            None => Ok(self.trials()?.keys().max().map_or(0, |m| m + 1)),
         }
-        Ok(self.next.expect("set above"))
+    }
+
+    /// Every trial; also remembers the next number, so the loop's start reads the journal once.
+    fn trials(&mut self) -> Result<BTreeMap<usize, TrialRecord>> {
+        let trials = super::rebuild(self.read_since(Cursor::START)?.0);
+        self.next = Some(trials.keys().max().map_or(0, |m| m + 1));
+        Ok(trials)
     }
 
     fn record(&mut self, event: &Event) -> Result<()> {
         debug_assert!(self.lock.is_some(), "record before create_or_open");
         self.journal.append(event)?;
-        if let Event::Created { number, .. } = event {
-            self.next = Some(self.next.unwrap_or(0).max(number + 1));
+        // Without a cached number, the next `next_number` reads the journal, this event included.
+        if let (Event::Created { number, .. }, Some(next)) = (event, self.next.as_mut()) {
+            *next = (*next).max(number + 1);
         }
         Ok(())
     }

@@ -44,13 +44,17 @@ pub trait StudyStorage: Send {
 
     /// Every trial, rebuilt from all events.
     fn trials(&mut self) -> Result<BTreeMap<usize, TrialRecord>> {
-        let (events, _) = self.read_since(Cursor::START)?;
-        let mut trials = BTreeMap::new();
-        for e in events {
-            apply(&mut trials, e);
-        }
-        Ok(trials)
+        Ok(rebuild(self.read_since(Cursor::START)?.0))
     }
+}
+
+/// Trial records from events in recorded order.
+pub fn rebuild(events: Vec<Event>) -> BTreeMap<usize, TrialRecord> {
+    let mut trials = BTreeMap::new();
+    for e in events {
+        apply(&mut trials, e);
+    }
+    trials
 }
 
 #[cfg(test)]

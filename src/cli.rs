@@ -35,8 +35,11 @@ pub enum Command {
     Retrain(crate::retrain::RetrainArgs),
     /// Evaluate a saved model (a directory with params.toml and best.bpk) on one split.
     Eval(EvalArgs),
-    /// Time training and evaluation of the default model and the data load.
+    /// Time training and evaluation of the default model and the data load, or a study store (`tune bench storage`).
     Bench(BenchArgs),
+    /// List or delete the studies in a store.
+    #[command(subcommand)]
+    Study(StudyCommand),
 }
 
 #[derive(Args, Debug)]
@@ -66,6 +69,42 @@ pub struct RunArgs {
     /// Wall-clock budget of this run ("2h", "90m"); at the deadline no new trial starts and running trials stop after their epoch, resumable. Overrides study.timeout.
     #[arg(long, value_parser = crate::study::space::parse_timeout)]
     pub timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Where trial directories (checkpoints, metrics.csv) go; default <runs-dir>/<study>/trials. On a shared file system a lost worker's trial resumes from its checkpoint on another machine.
+    #[arg(long)]
+    pub artifacts: Option<PathBuf>,
+}
+
+/// Where studies are kept when not in a journal under the runs directory.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StorageArgs {
+    /// Shared study store, postgresql://user@host:port/database: workers on any number of machines join the same study. Overrides study.storage; default: a journal under the runs directory.
+    #[arg(long, env = "TUNE_STORAGE", hide_env_values = true)]
+    pub storage: Option<String>,
+}
+
+/// `tune study …`: manage the studies in a store.
+#[derive(Subcommand, Debug)]
+pub enum StudyCommand {
+    /// List the studies in a store (or under a runs directory).
+    List {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Runs directory to list when no --storage is given.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Delete a study and all its records from a store (trial directories are left alone).
+    Delete {
+        /// The study's name.
+        name: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Confirm the deletion (it cannot be undone).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -178,6 +217,14 @@ pub struct ReportArgs {
     /// Rows of the terminal leaderboard.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// With --storage: the study to report (default: every study in the store).
+    #[arg(long, requires = "storage")]
+    pub study: Option<String>,
+    /// With --storage: where the report's files go (default <runs>/<study>/report; with several studies, DIR/<study>).
+    #[arg(long, requires = "storage")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -185,8 +232,19 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Directory written by `tune train`, `tune retrain` or a study trial.
-    #[arg(long)]
-    pub model: PathBuf,
+    #[arg(long, required_unless_present = "trial")]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// With --storage: the study whose trial to evaluate.
+    #[arg(long, requires_all = ["storage", "trial"])]
+    pub study: Option<String>,
+    /// With --storage and --study: the trial to evaluate (parameters from the store, weights from <artifacts>/N/best.bpk).
+    #[arg(long, requires = "study", conflicts_with = "model")]
+    pub trial: Option<usize>,
+    /// Where the study's trial directories are (default runs/<study>/trials).
+    #[arg(long, requires = "trial")]
+    pub artifacts: Option<PathBuf>,
     /// The split to evaluate on.
     #[arg(long, value_enum, default_value = "test")]
     pub split: EvalSplit,
@@ -248,6 +306,46 @@ pub fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => crate::bench::run(&args),
+        Command::Study(cmd) => study_command(cmd),
+    }
+}
+
+fn study_command(cmd: StudyCommand) -> Result<()> {
+    use crate::study::storage::{PgStorage, StorageSpec};
+    match cmd {
+        StudyCommand::List { storage, runs_dir } => match StorageSpec::parse(storage.storage.as_deref(), "--storage", &runs_dir)? {
+            StorageSpec::Postgres(url) => {
+                let studies = PgStorage::list(&url)?;
+                println!("{:<32} {:<17} {:>7} {:>8}", "study", "created", "trials", "running");
+                for s in &studies {
+                    println!("{:<32} {:<17} {:>7} {:>8}", s.name, s.created, s.trials, s.running);
+                }
+                println!("{} studies in {}", studies.len(), crate::study::storage::redact(&url));
+                Ok(())
+            }
+            StorageSpec::Journal(runs) => {
+                for dir in crate::report::find_studies(&runs)? {
+                    let trials = crate::study::run::load_trials(&dir)?;
+                    println!("{:<32} {}", dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()), crate::report::counts_line(&trials));
+                }
+                Ok(())
+            }
+        },
+        StudyCommand::Delete { name, storage, yes } => {
+            let Some(url) = storage.storage else {
+                return Err(TuneError::Config { file: "<command line>".into(), key: "--storage".into(), problem: "deleting works on a store".into(), fix: format!("pass --storage URL; a journal study is a directory: remove runs/{name} yourself") });
+            };
+            let StorageSpec::Postgres(url) = StorageSpec::parse(Some(&url), "--storage", Path::new("runs"))? else { unreachable!("a URL") };
+            if !yes {
+                return Err(TuneError::Config { file: "<command line>".into(), key: "--yes".into(), problem: format!("deleting study `{name}` and all its records cannot be undone"), fix: "add --yes to confirm".into() });
+            }
+            if PgStorage::delete(&url, &name)? {
+                println!("deleted study `{name}` from {}", crate::study::storage::redact(&url));
+                Ok(())
+            } else {
+                Err(TuneError::Study(format!("{}: there is no study `{name}`; see `tune study list --storage URL`", crate::study::storage::redact(&url))))
+            }
+        }
     }
 }
 
@@ -370,9 +468,36 @@ pub fn resolve_config(args: &TrainArgs, params: &model::Params) -> Result<TrainC
 }
 
 fn report_command(args: &ReportArgs) -> Result<()> {
-    for study in crate::report::find_studies(&args.path)? {
-        let g = crate::report::generate(&study)?;
-        println!("study {}: {}", study.display(), crate::report::counts_line(&g.trials));
+    use crate::study::storage::{PgStorage, StorageSpec, StudyStorage};
+    let mut generated = Vec::new();
+    match StorageSpec::parse(args.storage.storage.as_deref(), "--storage", &args.path)? {
+        StorageSpec::Journal(_) => {
+            for study in crate::report::find_studies(&args.path)? {
+                generated.push((study.display().to_string(), crate::report::generate(&study)?));
+            }
+        }
+        StorageSpec::Postgres(url) => {
+            let names = match &args.study {
+                Some(n) => vec![n.clone()],
+                None => PgStorage::list(&url)?.into_iter().map(|s| s.name).collect(),
+            };
+            for name in &names {
+                let mut store = PgStorage::connect(&url, name)?;
+                if store.settings()?.is_none() {
+                    return Err(TuneError::Study(format!("{}: there is no study `{name}`; see `tune study list --storage URL`", crate::study::storage::redact(&url))));
+                }
+                let trials = store.trials()?;
+                let out = match (&args.out, names.len()) {
+                    (Some(dir), 1) => dir.clone(),
+                    (Some(dir), _) => dir.join(name),
+                    (None, _) => args.path.join(name).join("report"),
+                };
+                generated.push((format!("{} (study `{name}`)", crate::study::storage::redact(&url)), crate::report::generate_at(name, trials, &out)?));
+            }
+        }
+    }
+    for (what, g) in generated {
+        println!("study {what}: {}", crate::report::counts_line(&g.trials));
         println!("{}", crate::study::leaderboard::render(&g.trials, args.top));
         println!("report: {} ({} files)\n", g.dir.join("index.html").display(), g.files.len());
     }
@@ -391,9 +516,10 @@ fn run_command(args: RunArgs) -> Result<()> {
         data_dir: args.data.data_dir.clone(),
         split_seed: args.data.split_seed,
         timeout: args.timeout,
+        storage: args.storage.storage,
+        artifacts: args.artifacts,
     })?;
-    let trials = crate::study::run::load_trials(&summary.dir)?;
-    println!("{}", crate::study::leaderboard::render(&trials, 10));
+    println!("{}", crate::study::leaderboard::render(&summary.trials, 10));
     let count = |s: crate::study::TrialState| summary.counts.get(&s).copied().unwrap_or(0);
     use crate::study::TrialState as S;
     let sampled = summary.counts.values().sum::<usize>().max(1);
@@ -406,7 +532,7 @@ fn run_command(args: RunArgs) -> Result<()> {
         println!(
             "this run: {} trial-epochs in {:.0}s = {:.1} trial-epochs/hour, {:.0} training images/s aggregate; epochs fill {:.0}% of slot time",
             summary.epochs_run, summary.wall_secs, summary.epochs_run as f64 / hours, summary.images_trained / summary.wall_secs,
-            100.0 * summary.epoch_secs / (summary.wall_secs * crate::study::run::slots(&summary.dir) as f64)
+            100.0 * summary.epoch_secs / (summary.wall_secs * summary.slots as f64)
         );
     }
     println!("leaderboard: {}", summary.dir.join("leaderboard.csv").display());

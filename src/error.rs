@@ -58,6 +58,9 @@ pub enum TuneError {
     Fetch { url: String, problem: String },
     #[error("{path}: cannot save or load checkpoint: {problem}")]
     Checkpoint { path: PathBuf, problem: String },
+    /// A shared study store (PostgreSQL) refused a request or stayed out of reach.
+    #[error("{url}: {problem}\n  fix: {fix}")]
+    Store { url: String, problem: String, fix: String },
     #[error("{0}")]
     Study(String),
     #[error("interrupted")]
@@ -90,6 +93,7 @@ impl TuneError {
             TuneError::Io { .. } | TuneError::Checkpoint { .. } => 5,
             TuneError::Study(_) | TuneError::CorruptStudy { .. } => 6,
             TuneError::Diverged { .. } => 7,
+            TuneError::Store { .. } => 8,
             TuneError::Interrupted => 130,
         }
     }

@@ -1,7 +1,7 @@
 //! Evaluating a saved model on one split: loss, accuracy, per-class precision / recall /
 //! accuracy and the confusion matrix — what `tune eval` prints and `tune retrain` stores.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -91,7 +91,28 @@ pub fn eval_command(args: &EvalArgs) -> Result<()> {
         EvalSplit::Val => (&data.official_test, &splits.validation, "validation"),
         EvalSplit::Train => (&data.train, &splits.train, "train"),
     };
-    let report = evaluate_dir(&args.model, images, indices, name)?;
+    let report = match (&args.model, args.trial) {
+        (Some(dir), _) => evaluate_dir(dir, images, indices, name)?,
+        (None, Some(n)) => {
+            // A study trial in a shared store: its parameters from the store, its weights
+            // from the trial directory.
+            use crate::study::storage::StorageSpec;
+            let study = args.study.as_deref().expect("clap requires --study with --trial");
+            let spec = StorageSpec::parse(args.storage.storage.as_deref(), "--storage", Path::new("runs"))?;
+            let mut store = spec.open(study, crate::study::storage::postgres_patience())?;
+            let trials = store.trials()?;
+            let trial = trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", store.location())))?;
+            let dir = args.artifacts.clone().unwrap_or_else(|| Path::new("runs").join(study).join("trials")).join(n.to_string());
+            let origin = PathBuf::from(format!("{} trial {n}", store.location()));
+            let arch = Architecture::from_params(&trial.params, &origin)?;
+            let device = crate::backend::device();
+            let model = load_model(&arch, &dir.join("best.bpk"), &device)?;
+            let eval = evaluate(&model, images, indices, &device);
+            let labels: Vec<u8> = indices.iter().map(|&i| images.labels[i]).collect();
+            Report::new(name, eval.loss, &labels, &eval.predictions)
+        }
+        (None, None) => unreachable!("clap requires --model or --trial"),
+    };
     print!("{}", report.render());
     Ok(())
 }

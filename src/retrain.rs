@@ -27,9 +27,11 @@ pub struct RetrainArgs {
     /// Retrain this trial instead.
     #[arg(long)]
     pub trial: Option<usize>,
-    /// Study directory (default: the only study under runs/).
+    /// Study directory (default: the only study under runs/); with --storage, the study's name.
     #[arg(long)]
     pub study: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: crate::cli::StorageArgs,
     /// With --best, also consider pruned trials (by default only complete ones qualify).
     #[arg(long, requires = "best")]
     pub include_pruned: bool,
@@ -102,16 +104,35 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
         return Err(TuneError::Config { file: "<command line>".into(), key: "--best".into(), problem: "which trial?".into(), fix: "pass --best or --trial N".into() });
     }
     set_threads(args.threads);
-    let study = pick_study(args.study.as_deref())?;
-    let mut storage = JournalStorage::new(&study);
+    // The parameters come from the study's records: a journal directory, or a shared store
+    // (then only they are needed, so the retrain runs on any machine).
+    let (study, mut storage): (PathBuf, Box<dyn StudyStorage>) = match args.storage.storage.as_deref() {
+        None => {
+            let study = pick_study(args.study.as_deref())?;
+            (study.clone(), Box::new(JournalStorage::new(&study)))
+        }
+        Some(url) => {
+            let name = args.study.as_ref().map(|p| p.to_string_lossy().into_owned()).ok_or_else(|| TuneError::Config {
+                file: "<command line>".into(),
+                key: "--study".into(),
+                problem: "which study of the store?".into(),
+                fix: "pass --study NAME (see `tune study list --storage URL`)".into(),
+            })?;
+            let spec = crate::study::storage::StorageSpec::parse(Some(url), "--storage", Path::new("runs"))?;
+            (Path::new("runs").join(&name), spec.open(&name, crate::study::storage::postgres_patience())?)
+        }
+    };
+    let settings_path = PathBuf::from(match args.storage.storage {
+        Some(_) => format!("{} settings", storage.location()),
+        None => study.join("settings.json").display().to_string(),
+    });
+    let resolved = storage.settings()?.ok_or_else(|| TuneError::Study(format!("{}: no such study (no settings recorded)", storage.location())))?;
     let trials = storage.trials()?;
     let chosen = match args.trial {
-        Some(n) => trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", study.display())))?,
-        None => best_trial(&trials, args.include_pruned).map_err(|found| TuneError::Study(format!("{}: {found}", study.display())))?,
+        Some(n) => trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", storage.location())))?,
+        None => best_trial(&trials, args.include_pruned).map_err(|found| TuneError::Study(format!("{}: {found}", storage.location())))?,
     };
-    let settings_path = study.join("settings.json");
-    let resolved = storage.settings()?.ok_or_else(|| TuneError::io(&settings_path, std::io::ErrorKind::NotFound.into()))?;
-    let params_file = study.join("trials").join(chosen.number.to_string()).join("params.toml");
+    let params_file = PathBuf::from(format!("{} trial {}", storage.location(), chosen.number));
     let arch = Architecture::from_params(&chosen.params, &params_file)?;
     let base = resolved
         .space
@@ -162,7 +183,7 @@ mod tests {
     fn best_trial_is_complete_and_a_study_without_one_is_refused() {
         let t = |number, state, v: f64| {
             let m = crate::training::EpochMetrics { epoch: 1, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc: v, lr: 1e-3, secs: 1.0 };
-            (number, TrialRecord { number, params: Default::default(), seed: 1, state, reason: None, history: vec![m], secs: 1.0 })
+            (number, TrialRecord { number, params: Default::default(), seed: 1, state, reason: None, history: vec![m], secs: 1.0, retry_of: None })
         };
         let trials: BTreeMap<usize, TrialRecord> = [t(0, TrialState::Failed, 0.99), t(1, TrialState::Pruned, 0.9), t(2, TrialState::Complete, 0.8)].into();
         assert_eq!(best_trial(&trials, false).unwrap().number, 2);

@@ -125,7 +125,7 @@ mod tests {
     fn trial(n: usize, a: i64, b: &str, v: f64) -> TrialRecord {
         let params: Params = [("a".to_string(), Value::Int(a)), ("b".to_string(), Value::Str(b.into()))].into();
         let m = crate::training::EpochMetrics { epoch: 1, train_loss: 0.0, train_acc: 0.0, val_loss: 0.0, val_acc: v, lr: 0.0, secs: 0.0 };
-        TrialRecord { number: n, params, seed: 0, state: TrialState::Complete, reason: None, history: vec![m], secs: 0.0 }
+        TrialRecord { number: n, params, seed: 0, state: TrialState::Complete, reason: None, history: vec![m], secs: 0.0, retry_of: None }
     }
 
     #[test]

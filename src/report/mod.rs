@@ -36,10 +36,16 @@ pub struct Generated {
     pub trials: BTreeMap<usize, TrialRecord>,
 }
 
-/// Writes the exports and plots of one study into `<study>/report/`.
+/// Writes the exports and plots of one study directory into `<study>/report/`.
 pub fn generate(study: &Path) -> Result<Generated> {
     let trials = JournalStorage::new(study).trials()?;
-    let out = study.join("report");
+    let name = study.file_name().map_or("study".into(), |n| n.to_string_lossy().into_owned());
+    generate_at(&name, trials, &study.join("report"))
+}
+
+/// Writes the exports and plots of study `name` (wherever its records came from) into `out`.
+pub fn generate_at(name: &str, trials: BTreeMap<usize, TrialRecord>, out: &Path) -> Result<Generated> {
+    let out = out.to_path_buf();
     std::fs::create_dir_all(&out).map_err(|e| TuneError::io(&out, e))?;
     let mut files = Vec::new();
     let csv = out.join("leaderboard.csv");
@@ -65,8 +71,7 @@ pub fn generate(study: &Path) -> Result<Generated> {
         files.extend(plots::bars(&out, "infeasible", "What made networks infeasible (ε² of the infeasible indicator)", "share of infeasibility explained", &infeasible)?);
     }
     let page = out.join("index.html");
-    let name = study.file_name().map_or("study".into(), |n| n.to_string_lossy().into_owned());
-    let html = html::page(&name, &trials, &importance, &infeasible, &analysis::infeasible_layers(&trials));
+    let html = html::page(name, &trials, &importance, &infeasible, &analysis::infeasible_layers(&trials));
     crate::storage::write_atomic(&page, html.as_bytes())?;
     files.push(page);
     Ok(Generated { dir: out, files, trials })

@@ -18,7 +18,16 @@ use crate::training::EpochMetrics;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A trial was sampled (and launched unless `infeasible` is set).
-    Created { number: usize, params: Params, seed: u64, infeasible: Option<String> },
+    /// `retry_of`: the configuration of a trial whose worker was lost, run again under a new
+    /// number (it takes no place in the trial budget).
+    Created {
+        number: usize,
+        params: Params,
+        seed: u64,
+        infeasible: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_of: Option<usize>,
+    },
     Epoch { number: usize, metrics: EpochMetrics },
     Finished { number: usize, state: TrialState, reason: Option<String>, secs: f64 },
 }
@@ -35,6 +44,11 @@ impl Event {
             Event::Finished { number, secs, .. } => (!secs.is_finite()).then(|| format!("trial {number}'s seconds")),
         }
     }
+}
+
+/// `Ok` when every number in the event is finite, else the first one that is not, named.
+pub(crate) fn check_finite(event: &Event) -> std::result::Result<(), String> {
+    event.non_finite().map_or(Ok(()), Err)
 }
 
 /// Appends events to a study's journal.
@@ -82,12 +96,15 @@ pub(crate) fn parse_line(path: &Path, line: &str, line_no: Option<usize>) -> Res
     })
 }
 
-/// Applies one event to the trial records.
+/// Applies one event to the trial records. Idempotent, so a reader may see an event twice
+/// (a write retried after a dropped connection): a number is created once, an epoch is
+/// appended only as the next one, and the first finish of a trial is the one that counts
+/// (a worker declared lost cannot overwrite that verdict later).
 pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
     match event {
-        Event::Created { number, params, seed, infeasible } => {
+        Event::Created { number, params, seed, infeasible, retry_of } => {
             let state = if infeasible.is_some() { TrialState::Infeasible } else { TrialState::Running };
-            trials.insert(number, TrialRecord { number, params, seed, state, reason: infeasible, history: Vec::new(), secs: 0.0 });
+            trials.entry(number).or_insert(TrialRecord { number, params, seed, state, reason: infeasible, history: Vec::new(), secs: 0.0, retry_of });
         }
         Event::Epoch { number, metrics } => {
             if let Some(t) = trials.get_mut(&number)
@@ -97,7 +114,9 @@ pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
             }
         }
         Event::Finished { number, state, reason, secs } => {
-            if let Some(t) = trials.get_mut(&number) {
+            if let Some(t) = trials.get_mut(&number)
+                && t.state == TrialState::Running
+            {
                 t.state = state;
                 t.reason = reason;
                 t.secs += secs;
@@ -118,13 +137,13 @@ mod tests {
     fn replay_rebuilds_trials_and_ignores_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path());
-        j.append(&Event::Created { number: 0, params: Params::new(), seed: 1, infeasible: None }).unwrap();
+        j.append(&Event::Created { number: 0, params: Params::new(), seed: 1, infeasible: None, retry_of: None }).unwrap();
         j.append(&Event::Epoch { number: 0, metrics: m(1, 0.5) }).unwrap();
         j.append(&Event::Epoch { number: 0, metrics: m(1, 0.5) }).unwrap(); // duplicate after a resume
         j.append(&Event::Epoch { number: 0, metrics: m(2, 0.7) }).unwrap();
         j.append(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 3.0 }).unwrap();
-        j.append(&Event::Created { number: 1, params: Params::new(), seed: 2, infeasible: Some("conv2_pool: …".into()) }).unwrap();
-        j.append(&Event::Created { number: 2, params: Params::new(), seed: 3, infeasible: None }).unwrap();
+        j.append(&Event::Created { number: 1, params: Params::new(), seed: 2, infeasible: Some("conv2_pool: …".into()), retry_of: None }).unwrap();
+        j.append(&Event::Created { number: 2, params: Params::new(), seed: 3, infeasible: None, retry_of: None }).unwrap();
         let mut text = std::fs::read_to_string(j.path()).unwrap();
         text.push_str("{\"event\":\"epoch\",\"num");
         std::fs::write(j.path(), &text).unwrap();
@@ -142,10 +161,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path());
         let params: Params = [("lr".to_string(), crate::model::Value::Float(f64::INFINITY))].into();
-        assert!(j.append(&Event::Created { number: 0, params, seed: 1, infeasible: None }).is_err());
+        assert!(j.append(&Event::Created { number: 0, params, seed: 1, infeasible: None, retry_of: None }).is_err());
         assert!(j.append(&Event::Epoch { number: 0, metrics: m(1, f64::NAN) }).is_err());
         assert!(j.append(&Event::Finished { number: 0, state: TrialState::Failed, reason: None, secs: f64::INFINITY }).is_err());
-        j.append(&Event::Created { number: 0, params: Params::new(), seed: 1, infeasible: None }).unwrap();
+        j.append(&Event::Created { number: 0, params: Params::new(), seed: 1, infeasible: None, retry_of: None }).unwrap();
         assert_eq!(replay(dir.path()).unwrap().len(), 1, "what was recorded reads back");
     }
 

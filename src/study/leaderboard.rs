@@ -153,7 +153,7 @@ mod tests {
             .enumerate()
             .map(|(i, v)| EpochMetrics { epoch: i + 1, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc: *v, lr: 1e-3, secs: 1.0 })
             .collect();
-        TrialRecord { number, params: Default::default(), seed: 1, state, reason: None, history, secs: 1.0 }
+        TrialRecord { number, params: Default::default(), seed: 1, state, reason: None, history, secs: 1.0, retry_of: None }
     }
 
     #[test]

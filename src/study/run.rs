@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot};
 
 use super::journal::{Event, replay};
-use super::storage::StudyStorage;
+use super::storage::{Cursor, Liveness, StudyStorage};
 use super::launch::{Exit, Launch, Message, ProcessLauncher};
 pub use super::start::{Resolved, feasibility};
 use super::start::{self, Opened};
@@ -39,6 +39,10 @@ pub struct RunOptions {
     pub split_seed: u64,
     /// Wall-clock budget of this run; overrides `study.timeout`.
     pub timeout: Option<std::time::Duration>,
+    /// `--storage`/`TUNE_STORAGE`: a shared store's URL; overrides `study.storage`.
+    pub storage: Option<String>,
+    /// `--artifacts`: where trial directories go (default `<runs>/<study>/trials`).
+    pub artifacts: Option<PathBuf>,
 }
 
 /// Figures of a finished (or interrupted) study run.
@@ -53,6 +57,10 @@ pub struct Summary {
     pub interrupted: bool,
     /// The wall-clock budget ran out: trials it stopped stay running and resume next time.
     pub timed_out: bool,
+    /// Every trial of the study at the end of this run (all workers').
+    pub trials: BTreeMap<usize, TrialRecord>,
+    /// This worker's trial slots.
+    pub slots: usize,
 }
 
 const MAX_CONSECUTIVE_INFEASIBLE: usize = 200;
@@ -76,10 +84,14 @@ pub fn run_with(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Result<S
 enum Next {
     /// Trial n was recorded (running, or infeasible and never launched).
     Created(usize),
+    /// Another worker recorded that number first: read what is new and sample again.
+    Taken,
     /// TPE must wait for earlier trials to finish (see `history_lag`).
     Wait,
     /// The grid has no point left.
     Exhausted,
+    /// Every place in the trial budget is taken (perhaps by another worker just now).
+    Allocated,
 }
 
 struct Running {
@@ -88,20 +100,30 @@ struct Running {
     pruned: Option<String>,
     /// Stopped at the deadline after an epoch: not finished, resumes next time.
     stopped: bool,
+    /// Another worker declared it lost (this one was unreachable too long): its process is
+    /// stopped and nothing more of it is recorded.
+    disowned: bool,
 }
 
 /// One run of a study: its records, its running trials and the figures of this run.
 struct Study {
     dir: PathBuf,
+    artifacts: PathBuf,
     resolved: Resolved,
     storage: Box<dyn StudyStorage>,
+    /// Every trial of the study (all workers'), as of the last `sync`.
     trials: BTreeMap<usize, TrialRecord>,
+    cursor: Cursor,
+    /// Other workers may share the study: wait for their trials, heartbeat, reap.
+    shared: bool,
+    liveness: Liveness,
+    last_beat: Option<Instant>,
     running: HashMap<usize, Running>,
+    /// Trials this run stopped unfinished (Ctrl-C, the deadline): handed back at the end.
+    unfinished: Vec<usize>,
     queue: Vec<Params>,
     grid: Option<Grid>,
     launcher: Box<dyn Launch>,
-    /// Trials left running by an earlier run, launched first (popped from the end).
-    pending_resume: Vec<usize>,
     grid_done: bool,
     interrupted: bool,
     /// The wall-clock budget ran out: no new trial, running ones stop after their epoch.
@@ -116,38 +138,72 @@ struct Study {
 }
 
 impl Study {
-    fn trained(&self) -> usize {
-        self.trials.values().filter(|t| t.state != TrialState::Infeasible).count()
+    /// Trials that took a place in the budget (each trained configuration once).
+    fn budgeted(&self) -> usize {
+        self.trials.values().filter(|t| t.counts_toward_budget()).count()
     }
 
     fn trial_dir(&self, n: usize) -> PathBuf {
-        self.dir.join("trials").join(n.to_string())
+        self.artifacts.join(n.to_string())
     }
 
-    /// Samples and records the next trial number (launched by the caller unless infeasible).
+    /// Reads what was recorded since the last read (this worker's events and every other
+    /// worker's), and stops local processes of trials another worker declared lost.
+    fn sync(&mut self) -> Result<()> {
+        let (events, cursor) = self.storage.read_since(self.cursor)?;
+        self.cursor = cursor;
+        for e in events {
+            super::journal::apply(&mut self.trials, e);
+        }
+        for (n, r) in self.running.iter_mut() {
+            if self.trials.get(n).is_some_and(|t| t.state.is_finished()) && !r.disowned && r.pruned.is_none() {
+                tracing::warn!("trial {n} was declared lost by another worker; stopping its process here");
+                r.disowned = true;
+                if let Some(k) = r.kill.take() {
+                    let _ = k.send(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, event: &Event) -> Result<()> {
+        self.storage.record(event)?;
+        self.sync()
+    }
+
+    /// Samples the next trial number and records it if no other worker took it meanwhile
+    /// (launched by the caller unless infeasible).
     fn create_next(&mut self) -> Result<Next> {
-        let n = self.storage.next_number()?;
+        self.sync()?;
+        if self.budgeted() >= self.resolved.space.study.trials {
+            return Ok(Next::Allocated);
+        }
+        let n = self.trials.keys().next_back().map_or(0, |m| m + 1);
+        // The draw index: re-runs of lost trials take numbers but not draws, so a worker's
+        // loss shifts no grid point, enqueued network or random draw.
+        let draw = self.trials.values().filter(|t| t.retry_of.is_none()).count();
         let study = &self.resolved.space.study;
-        let params = if n < self.queue.len() {
-            self.queue[n].clone()
+        let params = if draw < self.queue.len() {
+            self.queue[draw].clone()
         } else {
             let visible = n.saturating_sub(study.history_lag);
-            if study.sampler == SamplerKind::Tpe && (0..visible).any(|m| self.trials.get(&m).is_some_and(|t| t.state == TrialState::Running)) {
+            if study.sampler == SamplerKind::Tpe && self.trials.range(..visible).any(|(_, t)| t.state == TrialState::Running) {
                 return Ok(Next::Wait);
             }
-            let history: Vec<Observation> =
-                (0..visible).filter_map(|m| self.trials.get(&m)).map(|t| Observation { params: t.params.clone(), value: t.value() }).collect();
-            let mut rng = StdRng::seed_from_u64(trial_seed(study.seed, n) ^ 0x5A17);
-            match sampler::sample(&self.resolved.space, &history, n - self.queue.len(), &mut rng, self.grid.as_ref()) {
+            let history: Vec<Observation> = self.trials.range(..visible).map(|(_, t)| Observation { params: t.params.clone(), value: t.value() }).collect();
+            let mut rng = StdRng::seed_from_u64(trial_seed(study.seed, draw) ^ 0x5A17);
+            match sampler::sample(&self.resolved.space, &history, draw - self.queue.len(), &mut rng, self.grid.as_ref()) {
                 Some(p) => p,
                 None => return Ok(Next::Exhausted),
             }
         };
         let seed = trial_seed(study.seed, n);
         let infeasible = feasibility(&params, &self.resolved.space).err();
-        self.storage.record(&Event::Created { number: n, params: params.clone(), seed, infeasible: infeasible.clone() })?;
-        let state = if infeasible.is_some() { TrialState::Infeasible } else { TrialState::Running };
-        self.trials.insert(n, TrialRecord { number: n, params, seed, state, reason: infeasible.clone(), history: Vec::new(), secs: 0.0 });
+        if !self.storage.create(&Event::Created { number: n, params, seed, infeasible: infeasible.clone(), retry_of: None })? {
+            return Ok(Next::Taken);
+        }
+        self.sync()?;
         if let Some(reason) = infeasible {
             tracing::info!("trial {n} infeasible, not launched: {reason}");
             self.consecutive_infeasible += 1;
@@ -168,6 +224,15 @@ impl Study {
     fn write_trial_files(&self, n: usize) -> Result<PathBuf> {
         let t = &self.trials[&n];
         let dir = self.trial_dir(n);
+        // A re-run of a lost trial starts from that trial's last checkpoint when it can see
+        // it (artifacts on a shared file system, or the same machine).
+        if let Some(lost) = t.retry_of
+            && !dir.exists()
+            && self.trial_dir(lost).is_dir()
+        {
+            crate::storage::copy_dir(&self.trial_dir(lost), &dir)?;
+            tracing::info!("trial {n} resumes trial {lost}'s checkpoint");
+        }
         std::fs::create_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
         let params_path = dir.join("params.toml");
         if !params_path.exists() {
@@ -181,7 +246,7 @@ impl Study {
     fn launch(&mut self, n: usize, tx: &mpsc::UnboundedSender<Message>) -> Result<()> {
         let dir = self.write_trial_files(n)?;
         let kill = self.launcher.spawn(n, &dir, tx.clone()).map_err(|e| TuneError::io(&dir, e))?;
-        self.running.insert(n, Running { kill: Some(kill), started: Instant::now(), pruned: None, stopped: false });
+        self.running.insert(n, Running { kill: Some(kill), started: Instant::now(), pruned: None, stopped: false, disowned: false });
         Ok(())
     }
 
@@ -194,17 +259,16 @@ impl Study {
     }
 
     fn on_epoch(&mut self, n: usize, m: crate::training::EpochMetrics) -> Result<()> {
-        let Some(t) = self.trials.get_mut(&n) else { return Ok(()) };
-        if m.epoch != t.history.len() + 1 {
-            return Ok(()); // replayed on resume: already journaled
+        let Some(t) = self.trials.get(&n) else { return Ok(()) };
+        if m.epoch != t.history.len() + 1 || self.running.get(&n).is_none_or(|r| r.disowned) {
+            return Ok(()); // replayed on resume (already recorded), or no longer this worker's
         }
         if let Some((what, v)) = m.first_non_finite() {
             // Trials refuse to report such an epoch; a line that does is not recorded.
             tracing::warn!("trial {n}: epoch {} reports {what} = {v}; not recorded", m.epoch);
             return Ok(());
         }
-        self.storage.record(&Event::Epoch { number: n, metrics: m.clone() })?;
-        t.history.push(m.clone());
+        self.record(&Event::Epoch { number: n, metrics: m.clone() })?;
         self.epochs_run += 1;
         self.epoch_secs += m.secs;
         let images = self.resolved.space.study.training.subset.unwrap_or(usize::MAX);
@@ -227,22 +291,23 @@ impl Study {
     /// Records a trial's end; returns false when the study was interrupted.
     fn on_exit(&mut self, n: usize, outcome: Exit) -> Result<bool> {
         let Some(r) = self.running.remove(&n) else { return Ok(true) };
+        if r.disowned {
+            return Ok(true);
+        }
         let secs = r.started.elapsed().as_secs_f64();
         let (state, reason) = match (outcome, r.pruned) {
             (_, Some(reason)) => (TrialState::Pruned, Some(reason)),
             (Exit::Success, None) => (TrialState::Complete, None),
-            (Exit::Interrupted, None) | (Exit::Killed, None) => return Ok(false),
+            (Exit::Interrupted, None) | (Exit::Killed, None) => {
+                self.unfinished.push(n);
+                return Ok(false);
+            }
             (Exit::Failed(why), None) => (TrialState::Failed, Some(why.trim().to_string())),
         };
         if state == TrialState::Failed {
             tracing::warn!("trial {n} failed: {}", reason.as_deref().unwrap_or(""));
         }
-        self.storage.record(&Event::Finished { number: n, state, reason: reason.clone(), secs })?;
-        if let Some(t) = self.trials.get_mut(&n) {
-            t.state = state;
-            t.reason = reason;
-            t.secs += secs;
-        }
+        self.record(&Event::Finished { number: n, state, reason, secs })?;
         leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)?;
         Ok(true)
     }
@@ -268,28 +333,33 @@ fn bar_message(trials: &BTreeMap<usize, TrialRecord>) -> String {
 impl Study {
     /// A study opened by [`start::open`], launching trials through `launcher`.
     fn new(opened: Opened, launcher: Box<dyn Launch>) -> Study {
-        let Opened { dir, resolved, queue, grid, trials, train_size, storage } = opened;
+        let Opened { dir, resolved, queue, grid, trials, train_size, storage, artifacts, shared, liveness } = opened;
         let space = &resolved.space.study;
-        let resumable: Vec<usize> = trials.values().filter(|t| t.state == TrialState::Running).map(|t| t.number).collect();
+        let left_running = trials.values().filter(|t| t.state == TrialState::Running).count();
         if !trials.is_empty() {
-            tracing::info!("resuming study `{}`: {} trials recorded, {} to continue", space.name, trials.len(), resumable.len());
+            tracing::info!("resuming study `{}`: {} trials recorded, {} running or queued", space.name, trials.len(), left_running);
         }
         tracing::info!(
-            "study `{}`: {} trials, {} slots × {} threads, sampler {:?}, pruner {:?}, up to {} epochs each → {}",
-            space.name, space.trials, resolved.concurrency, resolved.threads_per_trial, space.sampler, space.pruner, space.training.epochs, dir.display()
+            "study `{}`: {} trials, {} slots × {} threads, sampler {:?}, pruner {:?}, up to {} epochs each → {} ({})",
+            space.name, space.trials, resolved.concurrency, resolved.threads_per_trial, space.sampler, space.pruner, space.training.epochs,
+            dir.display(), storage.location()
         );
         let bar = study_bar(space.trials);
-        bar.set_position(trials.values().filter(|t| t.state.is_finished() && t.state != TrialState::Infeasible).count() as u64);
         Study {
             storage,
             dir,
+            artifacts,
             resolved,
-            trials,
+            trials: BTreeMap::new(),
+            cursor: Cursor::START,
+            shared,
+            liveness,
+            last_beat: None,
             running: HashMap::new(),
+            unfinished: Vec::new(),
             queue,
             grid,
             launcher,
-            pending_resume: resumable.into_iter().rev().collect(),
             grid_done: false,
             interrupted: false,
             timed_out: false,
@@ -303,15 +373,17 @@ impl Study {
         }
     }
 
-    /// Fills free slots: resumed trials first, then new ones, until the budget is allocated,
+    /// Fills free slots: queued trials first (left running by an earlier run, released by a
+    /// stopped worker, re-runs of lost ones), then new ones, until the budget is allocated,
     /// TPE must wait for earlier results, or the grid is exhausted.
     fn fill_slots(&mut self, tx: &mpsc::UnboundedSender<Message>) -> Result<()> {
         while !self.interrupted && !self.timed_out && self.running.len() < self.resolved.concurrency {
-            if let Some(n) = self.pending_resume.pop() {
+            if let Some(n) = self.storage.take_queued()? {
+                self.sync()?;
                 self.launch(n, tx)?;
                 continue;
             }
-            if self.grid_done || self.trained() >= self.resolved.space.study.trials {
+            if self.grid_done || self.budgeted() >= self.resolved.space.study.trials {
                 break;
             }
             match self.create_next()? {
@@ -320,14 +392,50 @@ impl Study {
                         self.launch(n, tx)?;
                     }
                 }
-                Next::Wait => break,
+                Next::Taken => continue,
+                Next::Wait | Next::Allocated => break,
                 Next::Exhausted => {
-                    tracing::info!("grid exhausted after {} points", self.storage.next_number()?);
+                    tracing::info!("grid exhausted after {} points", self.trials.len());
                     self.grid_done = true;
                 }
             }
         }
+        self.show_progress();
+        Ok(())
+    }
+
+    fn show_progress(&self) {
+        self.bar.set_position(self.trials.values().filter(|t| t.state.is_finished() && t.counts_toward_budget()).count() as u64);
         self.bar.set_message(bar_message(&self.trials));
+    }
+
+    /// Whether this worker has nothing left to do: no trial of its own, and (when others
+    /// share the study) none of theirs it might have to take over.
+    fn done(&self) -> bool {
+        if !self.running.is_empty() {
+            return false;
+        }
+        if !self.shared || self.interrupted || self.timed_out {
+            return true;
+        }
+        let allocated = self.grid_done || self.budgeted() >= self.resolved.space.study.trials;
+        allocated && self.trials.values().all(|t| t.state != TrialState::Running)
+    }
+
+    /// Periodic work: read other workers' records; with shared storage, renew this worker's
+    /// heartbeats and re-queue trials whose workers were lost.
+    fn tick(&mut self) -> Result<()> {
+        self.sync()?;
+        if self.shared && self.last_beat.is_none_or(|t| t.elapsed() >= self.liveness.heartbeat) {
+            self.last_beat = Some(Instant::now());
+            let mine: Vec<usize> = self.running.keys().copied().collect();
+            self.storage.heartbeat(&mine)?;
+            for r in self.storage.reap(&self.liveness)? {
+                tracing::warn!("trial {}: {}", r.lost, r.reason);
+            }
+            self.sync()?;
+        }
+        self.show_progress();
         Ok(())
     }
 
@@ -346,15 +454,16 @@ impl Study {
                 if stopped && matches!(outcome, Exit::Killed | Exit::Interrupted) {
                     // Stopped at the deadline: nothing to record, it resumes from its last epoch.
                     self.running.remove(&number);
+                    self.unfinished.push(number);
                     return Ok(());
                 }
                 if !self.on_exit(number, outcome)? {
                     self.interrupt();
                     return Ok(());
                 }
-                self.bar.inc(1);
-                let t = &self.trials[&number];
-                if self.bar.is_hidden() {
+                if let Some(t) = self.trials.get(&number)
+                    && self.bar.is_hidden()
+                {
                     tracing::info!("trial {number} {}: best val_acc {} after {} epochs", t.state.name(), t.best().map_or("-".into(), |b| format!("{:.4}", b.0)), t.history.len());
                 }
                 Ok(())
@@ -393,7 +502,9 @@ impl Study {
         while !self.running.is_empty() {
             match rx.recv().await {
                 Some(Message::Exit { number, .. }) => {
-                    self.running.remove(&number);
+                    if self.running.remove(&number).is_some_and(|r| !r.disowned) {
+                        self.unfinished.push(number);
+                    }
                 }
                 Some(Message::Epoch(n, m)) => self.on_epoch(n, m)?,
                 None => break,
@@ -402,9 +513,10 @@ impl Study {
         Ok(())
     }
 
-    /// Writes the final leaderboard and the run's figures.
-    fn finish(self) -> Result<Summary> {
+    /// Hands unfinished trials back, writes the final leaderboard and the run's figures.
+    fn finish(mut self) -> Result<Summary> {
         self.bar.finish_and_clear();
+        self.storage.release(&self.unfinished)?;
         leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)?;
         Ok(Summary {
             counts: leaderboard::state_counts(&self.trials),
@@ -414,13 +526,21 @@ impl Study {
             epoch_secs: self.epoch_secs,
             interrupted: self.interrupted,
             timed_out: self.timed_out,
+            slots: self.resolved.concurrency,
+            trials: self.trials,
             dir: self.dir,
         })
     }
 }
 
-/// Opens the study, then alternates filling slots and handling trial messages until every
-/// slot is idle (budget allocated and trials done, grid exhausted, or Ctrl-C).
+/// How often the loop wakes without messages: to read other workers' records, and (shared
+/// storage) to heartbeat. Short enough that an idle worker notices new results promptly.
+fn tick_period(liveness: &Liveness) -> std::time::Duration {
+    liveness.heartbeat.min(std::time::Duration::from_secs(1))
+}
+
+/// Opens the study, then alternates filling slots and handling trial messages until this
+/// worker has nothing left to do (budget allocated and trials done, grid exhausted, Ctrl-C).
 async fn run_async(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Result<Summary> {
     let opened = start::open(&opts)?;
     let budget = opts.timeout.or_else(|| opened.resolved.space.study.timeout.as_deref().and_then(|t| super::space::parse_timeout(t).ok()));
@@ -441,33 +561,38 @@ async fn run_async(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Resul
     // Without a budget the deadline is never polled (the branch below is disabled).
     let out_of_time = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now));
     tokio::pin!(out_of_time);
-    loop {
-        if let Err(e) = study.fill_slots(&tx) {
-            study.interrupt();
-            return Err(e);
+    let mut ticker = tokio::time::interval(tick_period(&study.liveness));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = async {
+        study.tick()?;
+        loop {
+            study.fill_slots(&tx)?;
+            if study.done() {
+                break;
+            }
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => study.handle(msg)?,
+                    None => break,
+                },
+                _ = ticker.tick() => study.tick()?,
+                _ = &mut ctrl_c, if !study.interrupted => study.interrupt(),
+                _ = &mut out_of_time, if deadline.is_some() && !study.timed_out => study.time_out(),
+            }
+            if study.interrupted {
+                study.drain(&mut rx).await?;
+                break;
+            }
         }
-        if study.running.is_empty() {
-            break;
-        }
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(msg) => study.handle(msg)?,
-                None => break,
-            },
-            _ = &mut ctrl_c, if !study.interrupted => study.interrupt(),
-            _ = &mut out_of_time, if deadline.is_some() && !study.timed_out => study.time_out(),
-        }
-        if study.interrupted {
-            study.drain(&mut rx).await?;
-            break;
-        }
+        Ok::<(), TuneError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        // Stop the trial processes; what was recorded stays, and the same command resumes.
+        study.interrupt();
+        return Err(e);
     }
     study.finish()
-}
-
-/// Trial slots recorded in a study's settings (1 when unknown).
-pub fn slots(dir: &Path) -> usize {
-    Resolved::load(dir).ok().flatten().map_or(1, |r| r.concurrency)
 }
 
 /// Loads a study directory's records (for `tune report` and `tune retrain`).

@@ -129,6 +129,24 @@ pub struct StudySettings {
     /// and running trials stop after their current epoch, resumable (Optuna's `timeout`).
     #[serde(default)]
     pub timeout: Option<String>,
+    /// Where the study's records live: a `postgresql://` URL shared by workers on many
+    /// machines; left out, a journal under the runs directory. `--storage` and
+    /// `TUNE_STORAGE` take precedence.
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// With shared storage: how often each worker renews the heartbeat of its trials ("60s").
+    #[serde(default)]
+    pub heartbeat: Option<String>,
+    /// A running trial whose heartbeat is older than this lost its worker ("120s"): it is
+    /// marked failed and its configuration re-run by another worker.
+    #[serde(default)]
+    pub grace: Option<String>,
+    /// How many times one configuration is re-run after lost workers.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: usize,
+    /// How long a worker waits for a shared store that went away before it stops ("10m").
+    #[serde(default)]
+    pub store_wait: Option<String>,
     /// Points per float parameter for the grid sampler.
     #[serde(default = "default_grid_points")]
     pub grid_points: usize,
@@ -165,6 +183,7 @@ impl Default for PrunerSettings {
 }
 
 fn default_metric() -> String { "val_acc".into() }
+fn default_max_retries() -> usize { 3 }
 fn default_direction() -> String { "maximize".into() }
 fn default_trials() -> usize { 20 }
 fn default_sampler() -> SamplerKind { SamplerKind::Tpe }
@@ -375,7 +394,37 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
     if let Some(t) = &s.timeout {
         parse_timeout(t).map_err(|problem| err("study.timeout", problem, "write a duration such as \"90m\" or \"2h 30m\"".into()))?;
     }
+    if s.max_retries > 100 {
+        return Err(err("study.max_retries", format!("{} is outside 0..=100", s.max_retries), "set `study.max_retries` to a whole number in 0..=100".into()));
+    }
+    let liveness = s.liveness().map_err(|(key, problem)| err(key, problem, "write a duration such as \"30s\" or \"2m\"; the grace must be longer than the heartbeat".into()))?;
+    let _ = liveness;
+    if let Some(t) = &s.store_wait {
+        parse_timeout(t).map_err(|problem| err("study.store_wait", problem, "write a duration such as \"10m\"".into()))?;
+    }
     s.training.check().map_err(|(key, problem, fix)| err(&format!("study.training.{key}"), problem, fix))
+}
+
+impl StudySettings {
+    /// Heartbeat, grace and retries of shared-storage workers; `Err` names the bad key.
+    pub fn liveness(&self) -> std::result::Result<crate::study::storage::Liveness, (&'static str, String)> {
+        let mut l = crate::study::storage::Liveness { max_retries: self.max_retries, ..Default::default() };
+        if let Some(t) = &self.heartbeat {
+            l.heartbeat = parse_timeout(t).map_err(|p| ("study.heartbeat", p))?;
+        }
+        if let Some(t) = &self.grace {
+            l.grace = parse_timeout(t).map_err(|p| ("study.grace", p))?;
+        }
+        if l.grace <= l.heartbeat {
+            return Err(("study.grace", format!("{:?} is not longer than the heartbeat {:?}: live workers would be declared lost", l.grace, l.heartbeat)));
+        }
+        Ok(l)
+    }
+
+    /// How long a worker waits for a shared store that went away.
+    pub fn store_patience(&self) -> std::time::Duration {
+        self.store_wait.as_deref().and_then(|t| parse_timeout(t).ok()).unwrap_or(crate::study::storage::postgres_patience())
+    }
 }
 
 /// Longest wall-clock budget accepted.

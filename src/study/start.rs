@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use super::storage::{JournalStorage, StudyStorage};
+use super::storage::{Liveness, StorageSpec, StudyStorage};
 use super::run::RunOptions;
 use super::sampler::Grid;
 use super::space::{Distribution, SamplerKind, SearchSpace};
@@ -28,6 +28,29 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// An existing study's frozen settings must agree with the new ones on everything but
+    /// the trial budget, the concurrency and the operational settings, or results from two
+    /// different studies would mix. `location` names where the study is kept.
+    pub fn check_same_study(&self, new: &Resolved, location: &str) -> Result<()> {
+        let (a, b) = (&self.space, &new.space);
+        let same = a.params == b.params
+            && a.study.seed == b.study.seed
+            && a.study.sampler == b.study.sampler
+            && a.study.pruner == b.study.pruner
+            && a.study.training == b.study.training
+            && a.study.pruning == b.study.pruning
+            && self.split_seed == new.split_seed;
+        if same {
+            return Ok(());
+        }
+        Err(TuneError::Config {
+            file: new.space.file.clone(),
+            key: "study.name".into(),
+            problem: format!("study `{}` already exists in {location} with other parameters, seed, sampler, pruner or training settings", b.study.name),
+            fix: "give the study a new name, run the original space file again to resume it, or move (or `tune study delete`) the old study".into(),
+        })
+    }
+
     /// Reads a study directory's `settings.json`; `None` when the study has none yet.
     pub fn load(dir: &Path) -> Result<Option<Resolved>> {
         let path = dir.join("settings.json");
@@ -56,6 +79,11 @@ pub struct Opened {
     pub train_size: usize,
     /// The study's records, opened for writing by this process.
     pub storage: Box<dyn StudyStorage>,
+    /// Where trial directories (checkpoints, metrics.csv) live.
+    pub artifacts: PathBuf,
+    /// Other workers may share the study (a database): poll, heartbeat, reap lost trials.
+    pub shared: bool,
+    pub liveness: Liveness,
 }
 
 /// Checks everything, then opens (creating or resuming) the study.
@@ -71,10 +99,26 @@ pub fn open(opts: &RunOptions) -> Result<Opened> {
     let grid = (space.study.sampler == SamplerKind::Grid).then(|| Grid::new(space)).transpose()?;
     let original = crate::storage::read_text(&opts.space_file)?;
 
-    let mut storage = JournalStorage::new(&dir);
+    let spec = storage_spec(opts, &resolved)?;
+    let liveness = space.study.liveness().expect("checked by check_study");
+    let mut storage = spec.open(&space.study.name, space.study.store_patience())?;
     storage.create_or_open(&resolved, &original)?;
+    if let StorageSpec::Postgres(_) = spec {
+        std::fs::create_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
+    }
+    let artifacts = opts.artifacts.clone().unwrap_or_else(|| dir.join("trials"));
+    std::fs::create_dir_all(&artifacts).map_err(|e| TuneError::io(&artifacts, e))?;
     let trials = storage.trials()?;
-    Ok(Opened { dir, resolved, queue, grid, trials, train_size, storage: Box::new(storage) })
+    Ok(Opened { dir, resolved, queue, grid, trials, train_size, storage, artifacts, shared: spec.is_shared(), liveness })
+}
+
+/// `--storage` / `TUNE_STORAGE` (already in `opts`), else the space's `study.storage`, else
+/// the journal under the runs directory.
+fn storage_spec(opts: &RunOptions, resolved: &Resolved) -> Result<StorageSpec> {
+    match &opts.storage {
+        Some(url) => StorageSpec::parse(Some(url), "--storage", &opts.runs_dir),
+        None => StorageSpec::parse(resolved.space.study.storage.as_deref(), &resolved.space.file.display().to_string(), &opts.runs_dir),
+    }
 }
 
 fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {

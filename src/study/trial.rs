@@ -43,6 +43,9 @@ pub struct TrialRecord {
     pub history: Vec<EpochMetrics>,
     /// Wall seconds of the trial's process(es).
     pub secs: f64,
+    /// The trial whose configuration this one runs again after its worker was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<usize>,
 }
 
 impl TrialRecord {
@@ -52,6 +55,12 @@ impl TrialRecord {
             Some((v, _)) if v >= m.val_acc => best,
             _ => Some((m.val_acc, m.epoch)),
         })
+    }
+
+    /// Whether it takes a place in the trial budget: every trained configuration does,
+    /// once; an infeasible draw or a re-run after a lost worker does not.
+    pub fn counts_toward_budget(&self) -> bool {
+        self.state != TrialState::Infeasible && self.retry_of.is_none()
     }
 
     /// The value samplers rank by: best val_acc of a trained trial.

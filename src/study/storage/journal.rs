@@ -7,11 +7,11 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::{Cursor, StudyStorage};
+use super::{Cursor, Liveness, Reaped, StudyStorage};
 use crate::error::{Result, TuneError};
 use crate::study::journal::{Event, Journal, parse_line};
 use crate::study::start::Resolved;
-use crate::study::trial::TrialRecord;
+use crate::study::trial::{TrialRecord, TrialState};
 
 pub struct JournalStorage {
     dir: PathBuf,
@@ -19,12 +19,14 @@ pub struct JournalStorage {
     /// Held from `create_or_open` on: the study's OS lock.
     lock: Option<File>,
     next: Option<usize>,
+    /// Trials an earlier run left running, to resume (taken from the end).
+    queued: Vec<usize>,
 }
 
 impl JournalStorage {
     /// The study in `dir` (which need not exist yet: `create_or_open` creates it).
     pub fn new(dir: &Path) -> JournalStorage {
-        JournalStorage { dir: dir.to_path_buf(), journal: Journal::open(dir), lock: None, next: None }
+        JournalStorage { dir: dir.to_path_buf(), journal: Journal::open(dir), lock: None, next: None, queued: Vec::new() }
     }
 
     /// A torn last line is an event a crash interrupted: it never happened. Cut it off before
@@ -57,18 +59,50 @@ impl StudyStorage for JournalStorage {
             crate::storage::write_atomic(&dir.join("space.toml"), space_text.as_bytes())?;
         }
         crate::storage::write_atomic(&dir.join("settings.json"), serde_json::to_string_pretty(resolved).expect("serialisable").as_bytes())?;
-        self.cut_torn_tail()
+        self.cut_torn_tail()?;
+        // This process holds the lock, so whatever is recorded running was left by an earlier run.
+        let trials = self.trials()?;
+        self.queued = trials.values().rev().filter(|t| t.state == TrialState::Running).map(|t| t.number).collect();
+        Ok(())
     }
 
-    fn settings(&self) -> Result<Option<Resolved>> {
+    fn location(&self) -> String {
+        self.journal.path().display().to_string()
+    }
+
+    fn settings(&mut self) -> Result<Option<Resolved>> {
         Resolved::load(&self.dir)
     }
 
-    fn next_number(&mut self) -> Result<usize> {
-        match self.next {
-            Some(n) => Ok(n),
-            None => Ok(self.trials()?.keys().max().map_or(0, |m| m + 1)),
+    fn create(&mut self, created: &Event) -> Result<bool> {
+        let Event::Created { number, .. } = created else { panic!("create takes a Created event") };
+        let next = match self.next {
+            Some(n) => n,
+            None => self.trials()?.keys().max().map_or(0, |m| m + 1),
+        };
+        if *number != next {
+            return Ok(false);
         }
+        self.record(created)?;
+        Ok(true)
+    }
+
+    fn take_queued(&mut self) -> Result<Option<usize>> {
+        Ok(self.queued.pop())
+    }
+
+    /// One process runs a journal's study: what it stops is queued again when it reopens.
+    fn release(&mut self, _numbers: &[usize]) -> Result<()> {
+        Ok(())
+    }
+
+    /// The OS lock already proves the only worker alive.
+    fn heartbeat(&mut self, _numbers: &[usize]) -> Result<()> {
+        Ok(())
+    }
+
+    fn reap(&mut self, _liveness: &Liveness) -> Result<Vec<Reaped>> {
+        Ok(Vec::new())
     }
 
     /// Every trial; also remembers the next number, so the loop's start reads the journal once.
@@ -110,27 +144,11 @@ impl StudyStorage for JournalStorage {
     }
 }
 
-/// The frozen settings of an existing study must agree with the new ones on everything but
-/// the trial budget and the concurrency, or results from two different studies would mix.
 fn check_frozen(dir: &Path, resolved: &Resolved) -> Result<()> {
-    let Some(frozen) = Resolved::load(dir)? else { return Ok(()) };
-    let (a, b) = (&frozen.space, &resolved.space);
-    let same = a.params == b.params
-        && a.study.seed == b.study.seed
-        && a.study.sampler == b.study.sampler
-        && a.study.pruner == b.study.pruner
-        && a.study.training == b.study.training
-        && a.study.pruning == b.study.pruning
-        && frozen.split_seed == resolved.split_seed;
-    if !same {
-        return Err(TuneError::Config {
-            file: resolved.space.file.clone(),
-            key: "study.name".into(),
-            problem: format!("study `{}` already exists in {} with other parameters, seed, sampler, pruner or training settings", b.study.name, dir.display()),
-            fix: "give the study a new name, run the original space file again to resume it, or move the old directory away".into(),
-        });
+    match Resolved::load(dir)? {
+        Some(frozen) => frozen.check_same_study(resolved, &dir.display().to_string()),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Takes the study's OS lock (`.lock`), held until the returned file is dropped — or the
@@ -163,7 +181,7 @@ mod tests {
     fn the_journal_backend_conforms() {
         let dir = tempfile::tempdir().unwrap();
         let study = dir.path().join("c");
-        crate::study::storage::tests::conformance(&|| Box::new(JournalStorage::new(&study)));
+        crate::study::storage::conformance::records(&|| Box::new(JournalStorage::new(&study)));
     }
 
     #[test]
@@ -173,7 +191,7 @@ mod tests {
         let space = crate::study::SearchSpace::parse("[study]\nname = \"t\"\n[params]\nconv0_channels = 8\n", Path::new("t.toml")).unwrap();
         let resolved = Resolved { space, concurrency: 1, threads_per_trial: 1, split_seed: 27, data_dir: None };
         s.create_or_open(&resolved, "").unwrap();
-        s.record(&Event::Created { number: 0, params: Default::default(), seed: 1, infeasible: None }).unwrap();
+        assert!(s.create(&Event::Created { number: 0, params: Default::default(), seed: 1, infeasible: None, retry_of: None }).unwrap());
         drop(s);
         // kill -9 in the middle of writing the next event:
         let path = dir.path().join(Journal::FILE);
@@ -182,7 +200,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let mut s = JournalStorage::new(dir.path());
         s.create_or_open(&resolved, "").unwrap();
-        s.record(&Event::Created { number: 1, params: Default::default(), seed: 2, infeasible: None }).unwrap();
+        assert!(s.create(&Event::Created { number: 1, params: Default::default(), seed: 2, infeasible: None, retry_of: None }).unwrap());
         let trials = s.trials().unwrap();
         assert_eq!(trials.keys().copied().collect::<Vec<_>>(), [0, 1], "the journal still reads after the crash and a resume");
     }

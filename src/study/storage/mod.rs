@@ -1,18 +1,22 @@
-//! Where a study's records live. The study loop, `tune report` and `tune retrain` reach them
-//! only through [`StudyStorage`], so a backend shared by many workers (a database) can stand
-//! where the embedded journal stands today. One test suite ([`tests::conformance`]) runs
-//! against every backend.
+//! Where a study's records live. The study loop, `tune report`, `tune retrain` and `tune
+//! eval` reach them only through [`StudyStorage`], so the embedded journal (one machine, zero
+//! set-up) and PostgreSQL (any number of workers on any number of machines) are
+//! interchangeable. One test suite ([`conformance`]) runs against every backend.
 
 mod journal;
+mod postgres;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use journal::JournalStorage;
+pub use postgres::{PgStorage, StudyListing};
 
 use super::journal::{Event, apply};
 use super::start::Resolved;
 use super::trial::TrialRecord;
-use crate::error::Result;
+use crate::error::{Result, TuneError};
 
 /// A position in a study's record of events; `Cursor::START` reads everything.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,20 +26,51 @@ impl Cursor {
     pub const START: Cursor = Cursor(0);
 }
 
+/// How workers tell each other they are alive (Optuna's heartbeat_interval and grace_period).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Liveness {
+    /// How often a worker refreshes the heartbeat of each trial it runs.
+    pub heartbeat: Duration,
+    /// A running trial whose heartbeat is older than this has lost its worker.
+    pub grace: Duration,
+    /// How many times one configuration is re-run after lost workers.
+    pub max_retries: usize,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness { heartbeat: Duration::from_secs(60), grace: Duration::from_secs(120), max_retries: 3 }
+    }
+}
+
+/// A trial found without a live worker, and the number its configuration runs again under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reaped {
+    pub lost: usize,
+    pub retry: Option<usize>,
+    pub reason: String,
+}
+
 /// The records of one study.
 pub trait StudyStorage: Send {
+    /// Where the records are, for messages (`runs/s/journal.jsonl`, `postgresql://host/db`).
+    fn location(&self) -> String;
+
     /// Creates the study with these settings and the space file's text, or opens it when it
     /// exists with the same ones; a different space under the same name is refused. From
     /// here on this process may record events.
     fn create_or_open(&mut self, resolved: &Resolved, space_text: &str) -> Result<()>;
 
     /// The frozen settings, if the study exists.
-    fn settings(&self) -> Result<Option<Resolved>>;
+    fn settings(&mut self) -> Result<Option<Resolved>>;
 
-    /// The number the next created trial takes; recording its `Created` event claims it.
-    fn next_number(&mut self) -> Result<usize>;
+    /// Records a `Created` event if its number is still the next free one, atomically with
+    /// claiming it for this process; `false` when another worker took the number first (read
+    /// what is new and sample again).
+    fn create(&mut self, created: &Event) -> Result<bool>;
 
-    /// Records one event durably (only finite numbers are accepted).
+    /// Records one epoch or finish durably (only finite numbers are accepted). A finish of a
+    /// trial that is already finished (declared lost meanwhile) is not recorded.
     fn record(&mut self, event: &Event) -> Result<()>;
 
     /// The events recorded after `cursor`, in order, and the cursor after them: a reader
@@ -46,6 +81,27 @@ pub trait StudyStorage: Send {
     fn trials(&mut self) -> Result<BTreeMap<usize, TrialRecord>> {
         Ok(rebuild(self.read_since(Cursor::START)?.0))
     }
+
+    /// Claims a trial that is recorded running but that no process runs: left running by an
+    /// earlier run of this study, released by a stopped worker, or a re-run of a lost one.
+    fn take_queued(&mut self) -> Result<Option<usize>>;
+
+    /// Hands trials this process stops running (Ctrl-C, the time budget) back to the queue,
+    /// so any worker resumes them at once instead of waiting for the grace period.
+    fn release(&mut self, numbers: &[usize]) -> Result<()>;
+
+    /// Tells other workers that this process still runs these trials.
+    fn heartbeat(&mut self, numbers: &[usize]) -> Result<()>;
+
+    /// Marks running trials whose worker stopped sending heartbeats as failed ("worker
+    /// lost") and re-queues each configuration as a new trial while retries remain. Exactly
+    /// one worker acts on each lost trial.
+    fn reap(&mut self, liveness: &Liveness) -> Result<Vec<Reaped>>;
+}
+
+/// How long a worker waits for a shared store that went away, unless `study.store_wait` says.
+pub fn postgres_patience() -> Duration {
+    postgres::DEFAULT_PATIENCE
 }
 
 /// Trial records from events in recorded order.
@@ -57,40 +113,105 @@ pub fn rebuild(events: Vec<Event>) -> BTreeMap<usize, TrialRecord> {
     trials
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// Where studies are kept: a runs directory of journals, or a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageSpec {
+    Journal(PathBuf),
+    Postgres(String),
+}
+
+impl StorageSpec {
+    /// `--storage` (or `TUNE_STORAGE`, or `study.storage`): a `postgresql://` URL; `None`
+    /// keeps the journal under `runs_dir`. `origin` names where the text came from.
+    pub fn parse(text: Option<&str>, origin: &str, runs_dir: &Path) -> Result<StorageSpec> {
+        match text.map(str::trim) {
+            None | Some("") => Ok(StorageSpec::Journal(runs_dir.to_path_buf())),
+            Some(url) if url.starts_with("postgresql://") || url.starts_with("postgres://") => Ok(StorageSpec::Postgres(url.to_string())),
+            Some(other) => Err(TuneError::Config {
+                file: origin.into(),
+                key: "storage".into(),
+                problem: format!("`{}` is not a storage URL", redact(other)),
+                fix: "give postgresql://user@host:port/database, or leave it out to keep the study's journal under the runs directory".into(),
+            }),
+        }
+    }
+
+    /// The storage of study `name`; `patience`: how long to wait for a shared store that
+    /// goes away mid-study.
+    pub fn open(&self, name: &str, patience: Duration) -> Result<Box<dyn StudyStorage>> {
+        Ok(match self {
+            StorageSpec::Journal(runs) => Box::new(JournalStorage::new(&runs.join(name))),
+            StorageSpec::Postgres(url) => {
+                let mut pg = PgStorage::connect(url, name)?;
+                pg.set_patience(patience);
+                Box::new(pg)
+            }
+        })
+    }
+
+    pub fn is_shared(&self) -> bool {
+        matches!(self, StorageSpec::Postgres(_))
+    }
+}
+
+/// A URL with its password hidden, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The checks every backend runs, exported so the PostgreSQL suite (`tests/postgres.rs`)
+/// runs the same ones as the journal's unit tests. `make` opens the same (new) study afresh
+/// on each call.
+#[doc(hidden)]
+pub mod conformance {
     use super::*;
     use crate::model::Params;
     use crate::study::TrialState;
     use crate::training::EpochMetrics;
 
     fn resolved(seed: u64) -> Resolved {
-        let space = crate::study::SearchSpace::parse(&format!("[study]\nname = \"c\"\nseed = {seed}\n[params]\nconv0_channels = 8\n"), std::path::Path::new("c.toml")).unwrap();
+        let space = crate::study::SearchSpace::parse(&format!("[study]\nname = \"c\"\nseed = {seed}\n[params]\nconv0_channels = 8\n"), Path::new("c.toml")).unwrap();
         Resolved { space, concurrency: 1, threads_per_trial: 1, split_seed: 27, data_dir: None }
     }
 
-    fn epoch(epoch: usize, val_acc: f64) -> Event {
-        Event::Epoch { number: 0, metrics: EpochMetrics { epoch, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc, lr: 1e-3, secs: 1.0 } }
+    fn epoch(number: usize, epoch: usize, val_acc: f64) -> Event {
+        Event::Epoch { number, metrics: EpochMetrics { epoch, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc, lr: 1e-3, secs: 1.0 } }
     }
 
-    /// What every backend must do. `make` opens the same study afresh each call.
-    pub(crate) fn conformance(make: &dyn Fn() -> Box<dyn StudyStorage>) {
+    fn created(number: usize) -> Event {
+        Event::Created { number, params: Params::new(), seed: 5 + number as u64, infeasible: None, retry_of: None }
+    }
+
+    /// Recording, reading since a cursor, claiming numbers, reopening.
+    pub fn records(make: &dyn Fn() -> Box<dyn StudyStorage>) {
         let mut s = make();
         assert!(s.settings().unwrap().is_none(), "a new study has no settings");
         s.create_or_open(&resolved(1), "space text").unwrap();
         assert_eq!(s.settings().unwrap().unwrap().space.study.seed, 1);
-        assert_eq!(s.next_number().unwrap(), 0);
-        s.record(&Event::Created { number: 0, params: Params::new(), seed: 5, infeasible: None }).unwrap();
-        assert_eq!(s.next_number().unwrap(), 1, "recording Created claims the number");
-        s.record(&epoch(1, 0.5)).unwrap();
+        assert!(s.create(&created(0)).unwrap(), "number 0 is free");
+        assert!(!s.create(&created(0)).unwrap(), "a number is created once");
+        assert!(!s.create(&created(5)).unwrap(), "only the next number can be created");
+        s.record(&epoch(0, 1, 0.5)).unwrap();
         let (first, cursor) = s.read_since(Cursor::START).unwrap();
         assert_eq!(first.len(), 2);
-        s.record(&epoch(2, 0.7)).unwrap();
+        s.record(&epoch(0, 2, 0.7)).unwrap();
         s.record(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 2.0 }).unwrap();
         let (new, cursor2) = s.read_since(cursor).unwrap();
         assert_eq!(new.len(), 2, "only what is new since the cursor: {new:?}");
         assert!(s.read_since(cursor2).unwrap().0.is_empty());
-        assert!(s.record(&epoch(3, f64::NAN)).is_err(), "non-finite numbers are refused");
+        assert!(s.record(&epoch(0, 3, f64::NAN)).is_err(), "non-finite numbers are refused");
+        s.record(&Event::Finished { number: 0, state: TrialState::Failed, reason: Some("late".into()), secs: 1.0 }).unwrap();
+        assert!(s.create(&created(1)).unwrap());
+        s.release(&[1]).unwrap(); // stopped by Ctrl-C: handed back
         drop(s);
 
         // Reopened: the same records, and a different space is refused.
@@ -98,8 +219,11 @@ pub(crate) mod tests {
         assert!(again.create_or_open(&resolved(2), "other").is_err(), "a different space under the same name");
         again.create_or_open(&resolved(1), "space text").unwrap();
         let trials = again.trials().unwrap();
-        assert_eq!(trials[&0].state, TrialState::Complete);
+        assert_eq!(trials[&0].state, TrialState::Complete, "the first finish counts");
         assert_eq!(trials[&0].best(), Some((0.7, 2)));
-        assert_eq!(again.next_number().unwrap(), 1, "numbers continue after a reopen");
+        assert!(!again.create(&created(1)).unwrap() && again.create(&created(2)).unwrap(), "numbers continue after a reopen");
+        // Trial 1 was left running by the earlier process: it is queued for this one.
+        assert_eq!(again.take_queued().unwrap(), Some(1));
+        assert_eq!(again.take_queued().unwrap(), None, "each queued trial is taken once");
     }
 }

@@ -1,0 +1,288 @@
+//! The PostgreSQL backend and workers sharing one study, against a real server.
+//!
+//! The server comes from `TUNE_TEST_PG_URL` (`.ci/run` starts a throwaway one with
+//! `.ci/postgres`); `TUNE_TEST_PG_CTL` is its pg_ctl wrapper, for the stop/restart test.
+//! Without them every test here is reported as *ignored*, with the reason printed, never as
+//! passed. (A custom harness, because libtest can only ignore tests at compile time.)
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use libtest_mimic::{Arguments, Failed, Trial};
+use tune::study::TrialState;
+use tune::study::journal::Event;
+use tune::study::storage::{self, Liveness, PgStorage, StudyStorage};
+
+fn url() -> Option<String> {
+    std::env::var("TUNE_TEST_PG_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// A study name no earlier run of these tests used (the database outlives them).
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+fn check(cond: bool, what: String) -> Result<(), Failed> {
+    if cond { Ok(()) } else { Err(what.into()) }
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // One at a time: the restart test stops the server every other test uses.
+    args.test_threads = Some(1);
+    let reason = match (url(), std::env::var("TUNE_TEST_PG_CTL")) {
+        (None, _) => Some("TUNE_TEST_PG_URL is not set: no PostgreSQL server to test against (start one with `eval \"$(.ci/postgres start DIR)\"`)"),
+        (Some(_), Err(_)) => Some("TUNE_TEST_PG_CTL is not set (the restart test needs it)"),
+        _ => None,
+    };
+    if let Some(why) = reason {
+        eprintln!("postgres tests ignored: {why}");
+    }
+    let tests: Vec<(&str, fn() -> Result<(), Failed>)> = vec![
+        ("the_postgres_backend_conforms", conforms),
+        ("a_lost_worker_is_reaped_once_and_its_configuration_rerun", reaped_once),
+        ("concurrent_workers_claim_every_number_exactly_once", concurrent_claims),
+        ("a_schema_newer_than_the_binary_is_refused", newer_schema),
+        ("three_workers_run_each_trial_once_with_the_single_worker_configurations", three_workers),
+        ("a_killed_worker_is_declared_lost_and_its_trial_rerun_elsewhere", killed_worker),
+        ("a_server_restart_mid_study_loses_nothing", server_restart),
+        ("report_retrain_eval_and_study_commands_read_the_store", read_commands),
+    ];
+    let trials = tests.into_iter().map(|(name, f)| Trial::test(name, f).with_ignored_flag(reason.is_some())).collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn conforms() -> Result<(), Failed> {
+    let (url, name) = (url().unwrap(), unique("conformance"));
+    storage::conformance::records(&|| Box::new(PgStorage::connect(&url, &name).unwrap()));
+    Ok(())
+}
+
+fn resolved(name: &str) -> tune::study::run::Resolved {
+    let space = tune::study::SearchSpace::parse(&format!("[study]\nname = \"{name}\"\n[params]\nconv0_channels = 8\n"), std::path::Path::new("x.toml")).unwrap();
+    tune::study::run::Resolved { space, concurrency: 1, threads_per_trial: 1, split_seed: 27, data_dir: None }
+}
+
+fn created(number: usize) -> Event {
+    let params = [("conv0_channels".to_string(), tune::model::Value::Int(8))].into();
+    Event::Created { number, params, seed: 100 + number as u64, infeasible: None, retry_of: None }
+}
+
+fn reaped_once() -> Result<(), Failed> {
+    let (url, name) = (url().unwrap(), unique("reap"));
+    let r = resolved(&name);
+    let mut a = PgStorage::connect(&url, &name)?;
+    let mut b = PgStorage::connect(&url, &name)?;
+    a.create_or_open(&r, "")?;
+    b.create_or_open(&r, "")?;
+    check(a.create(&created(0))?, "a claims trial 0".into())?;
+    let liveness = Liveness { heartbeat: Duration::from_millis(200), grace: Duration::from_millis(800), max_retries: 1 };
+    a.heartbeat(&[0])?;
+    check(b.reap(&liveness)?.is_empty(), "a fresh heartbeat is not lost".into())?;
+    std::thread::sleep(Duration::from_millis(1200));
+    let reaped = b.reap(&liveness)?;
+    check(reaped.len() == 1 && reaped[0].lost == 0 && reaped[0].retry == Some(1), format!("trial 0 lost, re-run as 1: {reaped:?}"))?;
+    check(a.reap(&liveness)?.is_empty(), "a lost trial is reaped once".into())?;
+    // The lost worker wakes up and reports: its verdict stands.
+    a.record(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 1.0 })?;
+    let trials = b.trials()?;
+    check(trials[&0].state == TrialState::Failed && trials[&0].reason.as_deref().unwrap_or("").starts_with("worker lost"), format!("{:?}", trials[&0]))?;
+    check(trials[&1].retry_of == Some(0) && trials[&1].params == trials[&0].params && trials[&1].seed == trials[&0].seed, format!("{:?}", trials[&1]))?;
+    check(!trials[&1].counts_toward_budget(), "a re-run takes no place in the budget".into())?;
+    check(b.take_queued()? == Some(1) && a.take_queued()?.is_none(), "the re-run is taken by one worker".into())?;
+    // Lost again: no retries left.
+    std::thread::sleep(Duration::from_millis(1200));
+    let again = a.reap(&liveness)?;
+    check(again.len() == 1 && again[0].lost == 1 && again[0].retry.is_none(), format!("retries are capped: {again:?}"))?;
+    Ok(())
+}
+
+fn concurrent_claims() -> Result<(), Failed> {
+    let (url, name) = (url().unwrap(), unique("claims"));
+    PgStorage::connect(&url, &name)?.create_or_open(&resolved(&name), "")?;
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, name) = (url.clone(), name.clone());
+            std::thread::spawn(move || {
+                let mut s = PgStorage::connect(&url, &name).unwrap();
+                s.create_or_open(&resolved(&name), "").unwrap();
+                let mut mine = Vec::new();
+                let mut cursor = storage::Cursor::START;
+                let mut next = 0;
+                while next < 200 {
+                    if s.create(&created(next)).unwrap() {
+                        mine.push(next);
+                    }
+                    let (events, c) = s.read_since(cursor).unwrap();
+                    cursor = c;
+                    for e in events {
+                        if let Event::Created { number, .. } = e {
+                            next = next.max(number + 1);
+                        }
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all: Vec<usize> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    all.sort();
+    check(all == (0..200).collect::<Vec<_>>(), format!("each number claimed by exactly one worker: {} claims", all.len()))?;
+    let trials = PgStorage::connect(&url, &name)?.trials()?;
+    check(trials.len() == 200, format!("{} trials recorded", trials.len()))
+}
+
+fn newer_schema() -> Result<(), Failed> {
+    let url = url().unwrap();
+    let db = format!("tune_newer_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls)?;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))?;
+    admin.batch_execute(&format!("CREATE DATABASE {db}"))?;
+    let db_url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
+    let mut c = postgres::Client::connect(&db_url, postgres::NoTls)?;
+    c.batch_execute("CREATE TABLE tune_schema (version integer NOT NULL); INSERT INTO tune_schema VALUES (99)")?;
+    drop(c);
+    let err = PgStorage::connect(&db_url, "x").err().map(|e| e.to_string()).unwrap_or_default();
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))?;
+    check(err.contains("version 99") && err.contains("newer") && err.contains("fix:"), format!("refused with both versions and a fix: {err}"))
+}
+
+// ---- workers through the real binary ----
+
+fn space(name: &str, trials: usize, extra: &str, epochs: usize) -> String {
+    format!(
+        "[study]\nname = \"{name}\"\ntrials = {trials}\nseed = 5\nsampler = \"tpe\"\nstartup_trials = 3\nhistory_lag = 2\npruner = \"none\"\n{extra}\n\
+         [study.training]\nmax_epochs = {epochs}\npatience = 20\nsubset = 300\n\n\
+         [params]\nlr = {{ float = [1e-3, 1e-2], log = true }}\n\"conv*_channels\" = {{ choice = [4, 8] }}\nn_conv = 1\nconv0_pool = 2\nn_fc = 0\n"
+    )
+}
+
+fn worker(f: &Fixture, space: &std::path::Path, url: &str, extra: &[&str]) -> Child {
+    let mut args = vec!["run", space.to_str().unwrap(), "--storage", url, "--concurrency", "1", "--data-dir", "data"];
+    args.extend_from_slice(extra);
+    f.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn store_trials(url: &str, name: &str) -> std::collections::BTreeMap<usize, tune::study::TrialRecord> {
+    PgStorage::connect(url, name).unwrap().trials().unwrap()
+}
+
+fn finish(child: Child, who: &str) -> Result<String, Failed> {
+    let out = child.wait_with_output()?;
+    check(out.status.success(), format!("{who} failed ({}):\n{}", out.status, text(&out)))?;
+    Ok(text(&out))
+}
+
+fn three_workers() -> Result<(), Failed> {
+    let url = url().unwrap();
+    let f = Fixture::new(400, 60);
+    let name = unique("three");
+    // The reference: one process, the journal.
+    let single = f.write("single.toml", &space("single", 8, "", 2));
+    ok(f.run(&["run", single.to_str().unwrap(), "--concurrency", "1", "--data-dir", "data"]));
+    let reference = tune::study::run::load_trials(&f.path("runs/single"))?;
+
+    let s = f.write("three.toml", &space(&name, 8, "heartbeat = \"1s\"\ngrace = \"5s\"", 2));
+    let workers: Vec<Child> = (0..3).map(|i| worker(&f, &s, &url, &["--artifacts", &format!("art{i}")])).collect();
+    for (i, w) in workers.into_iter().enumerate() {
+        finish(w, &format!("worker {i}"))?;
+    }
+    let trials = store_trials(&url, &name);
+    check(trials.len() == 8, format!("the budget is exact: {} trials", trials.len()))?;
+    check(trials.values().all(|t| t.state == TrialState::Complete && t.history.len() == 2), format!("every trial once, complete, each epoch once: {trials:?}"))?;
+    let ran: Vec<usize> = (0..3).map(|i| std::fs::read_dir(f.path(&format!("art{i}"))).map_or(0, |d| d.count())).collect();
+    check(ran.iter().sum::<usize>() == 8 && ran.iter().filter(|n| **n > 0).count() >= 2, format!("the trials spread over the workers: {ran:?}"))?;
+    for (n, t) in &trials {
+        let r = &reference[n];
+        check(t.params == r.params && t.seed == r.seed, format!("trial {n}: same configuration as the single worker\n{:?}\n{:?}", t.params, r.params))?;
+    }
+    Ok(())
+}
+
+fn killed_worker() -> Result<(), Failed> {
+    let url = url().unwrap();
+    let f = Fixture::new(600, 60);
+    let name = unique("killed");
+    let s = f.write("k.toml", &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"3s\"", 6).replace("sampler = \"tpe\"\n", ""));
+    let mut victim = worker(&f, &s, &url, &["--artifacts", "victim"]);
+    // Wait until the victim has a trial under way (an epoch recorded), then kill -9 it.
+    let started = Instant::now();
+    let victim_trial = loop {
+        check(started.elapsed() < Duration::from_secs(60), "the victim never recorded an epoch".into())?;
+        if let Some(t) = store_trials(&url, &name).values().find(|t| !t.history.is_empty() && t.state == TrialState::Running) {
+            break t.number;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    victim.kill()?;
+    victim.wait()?;
+    let rescuer = worker(&f, &s, &url, &["--artifacts", "rescuer"]);
+    let out = finish(rescuer, "the rescuer")?;
+    let trials = store_trials(&url, &name);
+    let lost = &trials[&victim_trial];
+    check(lost.state == TrialState::Failed && lost.reason.as_deref().unwrap_or("").starts_with("worker lost"), format!("{lost:?}\n{out}"))?;
+    let retry = trials.values().find(|t| t.retry_of == Some(victim_trial));
+    check(retry.is_some_and(|r| r.state == TrialState::Complete && r.params == lost.params), format!("re-run by the rescuer: {retry:?}"))?;
+    let complete = trials.values().filter(|t| t.state == TrialState::Complete && t.retry_of.is_none()).count();
+    check(complete == 3 && trials.values().filter(|t| t.counts_toward_budget()).count() == 4, format!("the study completes its budget: {trials:?}"))
+}
+
+fn server_restart() -> Result<(), Failed> {
+    let (url, ctl) = (url().unwrap(), std::env::var("TUNE_TEST_PG_CTL").unwrap());
+    let f = Fixture::new(600, 60);
+    let name = unique("restart");
+    let s = f.write("r.toml", &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"4s\"\nstore_wait = \"2m\"", 4).replace("sampler = \"tpe\"\n", ""));
+    let w = worker(&f, &s, &url, &[]);
+    let started = Instant::now();
+    loop {
+        check(started.elapsed() < Duration::from_secs(60), "no epoch recorded before the restart".into())?;
+        if store_trials(&url, &name).values().any(|t| !t.history.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stop = std::process::Command::new(&ctl).args(["stop", "-m", "fast"]).output()?;
+    check(stop.status.success(), format!("pg_ctl stop: {}", text(&stop)))?;
+    std::thread::sleep(Duration::from_secs(4));
+    let start = std::process::Command::new(&ctl).arg("start").output()?;
+    check(start.status.success(), format!("pg_ctl start: {}", text(&start)))?;
+    let out = finish(w, "the worker")?;
+    let trials = store_trials(&url, &name);
+    check(out.contains("store reachable again"), format!("the worker met the outage and waited it out:\n{out}"))?;
+    check(trials.len() == 4 && trials.values().all(|t| t.state == TrialState::Complete && t.history.len() == 4), format!("nothing lost: {trials:?}\n{out}"))?;
+    let epochs: Vec<usize> = trials.values().flat_map(|t| t.history.iter().map(|m| m.epoch)).collect();
+    check(epochs.len() == 16, format!("each epoch recorded once: {epochs:?}"))
+}
+
+fn read_commands() -> Result<(), Failed> {
+    let url = url().unwrap();
+    let f = Fixture::new(400, 60);
+    let name = unique("read");
+    let s = f.write("read.toml", &space(&name, 3, "sampler = \"random\"", 1).replace("sampler = \"tpe\"\n", ""));
+    finish(worker(&f, &s, &url, &["--artifacts", "shared-art"]), "the worker")?;
+    // report
+    let out = ok(f.run(&["report", "--storage", &url, "--study", &name, "--out", "rep"]));
+    check(out.contains("3 complete") || out.contains("complete 3"), format!("report counts: {out}"))?;
+    for file in ["leaderboard.csv", "leaderboard.json", "leaderboard.md", "index.html"] {
+        check(f.path("rep").join(file).is_file(), format!("report wrote {file}"))?;
+    }
+    // eval (parameters from the store, weights from the artifacts)
+    let out = ok(f.run(&["eval", "--storage", &url, "--study", &name, "--trial", "0", "--artifacts", "shared-art", "--split", "val", "--data-dir", "data"]));
+    check(out.contains("validation split") && out.contains("accuracy"), out.clone())?;
+    // retrain (only the parameters are needed)
+    let out = ok(f.run(&["retrain", "--best", "--storage", &url, "--study", &name, "--epochs", "1", "--subset", "200", "--data-dir", "data"]));
+    check(out.contains("test split") && f.path(&format!("runs/{name}/retrain/test.json")).is_file(), out.clone())?;
+    // list and delete
+    let out = ok(f.run(&["study", "list", "--storage", &url]));
+    check(out.contains(&name), format!("listed: {out}"))?;
+    let refused = f.run(&["study", "delete", &name, "--storage", &url]);
+    check(refused.status.code() == Some(2) && text(&refused).contains("--yes"), text(&refused))?;
+    ok(f.run(&["study", "delete", &name, "--storage", &url, "--yes"]));
+    check(!ok(f.run(&["study", "list", "--storage", &url])).contains(&name), "deleted".into())?;
+    let again = f.run(&["report", "--storage", &url, "--study", &name]);
+    check(!again.status.success() && text(&again).contains("no study"), text(&again))
+}

@@ -264,7 +264,11 @@ pub enum EvalSplit {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// What to time instead of training (default: training and evaluation).
+    #[command(subcommand)]
+    pub what: Option<BenchCommand>,
     #[command(flatten)]
     pub data: DataArgs,
     /// Timed training steps per round (after 2 warm-up steps).
@@ -282,6 +286,12 @@ pub struct BenchArgs {
     /// Also time the same model in PyTorch (benches/pytorch_cnn.py) with this Python, and print the ratio.
     #[arg(long)]
     pub pytorch: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// A shared study store under simulated workers (epochs reported instantly, no training): trials/s and create/report latencies.
+    Storage(crate::study::storage::bench::StorageBenchArgs),
 }
 
 /// Runs a parsed command.
@@ -305,6 +315,7 @@ pub fn execute(cli: Cli) -> Result<()> {
             println!("wrote {}", s.study.join("retrain").display());
             Ok(())
         }
+        Command::Bench(BenchArgs { what: Some(BenchCommand::Storage(args)), .. }) => crate::study::storage::bench::run(&args),
         Command::Bench(args) => crate::bench::run(&args),
         Command::Study(cmd) => study_command(cmd),
     }

@@ -14,7 +14,7 @@ use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 use tune::study::TrialState;
 use tune::study::journal::Event;
-use tune::study::storage::{self, Liveness, PgStorage, StudyStorage};
+use tune::study::storage::{self, Liveness, PgStorage, Queued, StudyStorage};
 
 fn url() -> Option<String> {
     std::env::var("TUNE_TEST_PG_URL").ok().filter(|u| !u.is_empty())
@@ -79,7 +79,8 @@ fn reaped_once() -> Result<(), Failed> {
     let mut b = PgStorage::connect(&url, &name)?;
     a.create_or_open(&r, "")?;
     b.create_or_open(&r, "")?;
-    check(a.create(&created(0))?, "a claims trial 0".into())?;
+    let r = a.reserve(10)?.expect("room in the budget");
+    check(r.number == 0 && a.create(&created(0))?, "a claims trial 0".into())?;
     let liveness = Liveness { heartbeat: Duration::from_millis(200), grace: Duration::from_millis(800), max_retries: 1 };
     a.heartbeat(&[0])?;
     check(b.reap(&liveness)?.is_empty(), "a fresh heartbeat is not lost".into())?;
@@ -93,11 +94,18 @@ fn reaped_once() -> Result<(), Failed> {
     check(trials[&0].state == TrialState::Failed && trials[&0].reason.as_deref().unwrap_or("").starts_with("worker lost"), format!("{:?}", trials[&0]))?;
     check(trials[&1].retry_of == Some(0) && trials[&1].params == trials[&0].params && trials[&1].seed == trials[&0].seed, format!("{:?}", trials[&1]))?;
     check(!trials[&1].counts_toward_budget(), "a re-run takes no place in the budget".into())?;
-    check(b.take_queued()? == Some(1) && a.take_queued()?.is_none(), "the re-run is taken by one worker".into())?;
-    // Lost again: no retries left.
+    check(b.take_queued()? == Some(Queued::Run(1)) && a.take_queued()?.is_none(), "the re-run is taken by one worker".into())?;
+    // A worker lost between reserving a number and sampling it: the number is re-queued
+    // unsampled, with its draw index, and taken by one other worker.
+    let r = a.reserve(10)?.expect("room");
     std::thread::sleep(Duration::from_millis(1200));
-    let again = a.reap(&liveness)?;
-    check(again.len() == 1 && again[0].lost == 1 && again[0].retry.is_none(), format!("retries are capped: {again:?}"))?;
+    let reaped = b.reap(&liveness)?;
+    check(reaped.iter().any(|x| x.lost == r.number && x.retry == Some(r.number)), format!("the reservation is re-queued: {reaped:?}"))?;
+    // Trial 1 (the re-run) sent no heartbeat either: lost again, and not re-run a second time.
+    check(reaped.iter().any(|x| x.lost == 1 && x.retry.is_none()), format!("retries are capped at 1: {reaped:?}"))?;
+    check(b.take_queued()? == Some(Queued::Sample(r)), "taken, to be sampled".into())?;
+    check(!a.create(&created(r.number))?, "the lost holder cannot record it any more".into())?;
+    check(b.create(&created(r.number))?, "its new holder records it".into())?;
     Ok(())
 }
 
@@ -105,35 +113,30 @@ fn concurrent_claims() -> Result<(), Failed> {
     let (url, name) = (url().unwrap(), unique("claims"));
     PgStorage::connect(&url, &name)?.create_or_open(&resolved(&name), "")?;
     let workers: Vec<_> = (0..8)
-        .map(|_| {
+        .map(|i| {
             let (url, name) = (url.clone(), name.clone());
             std::thread::spawn(move || {
                 let mut s = PgStorage::connect(&url, &name).unwrap();
                 s.create_or_open(&resolved(&name), "").unwrap();
                 let mut mine = Vec::new();
-                let mut cursor = storage::Cursor::START;
-                let mut next = 0;
-                while next < 200 {
-                    if s.create(&created(next)).unwrap() {
-                        mine.push(next);
-                    }
-                    let (events, c) = s.read_since(cursor).unwrap();
-                    cursor = c;
-                    for e in events {
-                        if let Event::Created { number, .. } = e {
-                            next = next.max(number + 1);
-                        }
-                    }
+                while let Some(r) = s.reserve(200).unwrap() {
+                    // Every fifth draw of worker 0 is infeasible: its place goes back to the budget.
+                    let infeasible = (i == 0 && mine.len() % 5 == 0).then(|| "collapses".to_string());
+                    let e = Event::Created { number: r.number, params: Default::default(), seed: 1, infeasible: infeasible.clone(), retry_of: None };
+                    assert!(s.create(&e).unwrap());
+                    mine.push((r.number, infeasible.is_none()));
                 }
                 mine
             })
         })
         .collect();
-    let mut all: Vec<usize> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let mut all: Vec<(usize, bool)> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
     all.sort();
-    check(all == (0..200).collect::<Vec<_>>(), format!("each number claimed by exactly one worker: {} claims", all.len()))?;
+    let numbers: Vec<usize> = all.iter().map(|x| x.0).collect();
+    check(numbers == (0..all.len()).collect::<Vec<_>>(), format!("numbers without holes or duplicates: {numbers:?}"))?;
+    check(all.iter().filter(|x| x.1).count() == 200, format!("exactly the budget of feasible trials: {}", all.iter().filter(|x| x.1).count()))?;
     let trials = PgStorage::connect(&url, &name)?.trials()?;
-    check(trials.len() == 200, format!("{} trials recorded", trials.len()))
+    check(trials.len() == all.len(), format!("{} trials recorded", trials.len()))
 }
 
 fn newer_schema() -> Result<(), Failed> {

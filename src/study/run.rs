@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot};
 
 use super::journal::{Event, replay};
-use super::storage::{Cursor, Liveness, StudyStorage};
+use super::storage::{Cursor, Liveness, Queued, Reservation, StudyStorage};
 use super::launch::{Exit, Launch, Message, ProcessLauncher};
 pub use super::start::{Resolved, feasibility};
 use super::start::{self, Opened};
@@ -84,14 +84,12 @@ pub fn run_with(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Result<S
 enum Next {
     /// Trial n was recorded (running, or infeasible and never launched).
     Created(usize),
-    /// Another worker recorded that number first: read what is new and sample again.
-    Taken,
+    /// The reservation was lost meanwhile (this worker was unreachable too long).
+    Lost,
     /// TPE must wait for earlier trials to finish (see `history_lag`).
     Wait,
     /// The grid has no point left.
     Exhausted,
-    /// Every place in the trial budget is taken (perhaps by another worker just now).
-    Allocated,
 }
 
 struct Running {
@@ -121,6 +119,8 @@ struct Study {
     running: HashMap<usize, Running>,
     /// Trials this run stopped unfinished (Ctrl-C, the deadline): handed back at the end.
     unfinished: Vec<usize>,
+    /// A number reserved and not sampled yet (TPE waits for earlier results).
+    pending: Option<Reservation>,
     queue: Vec<Params>,
     grid: Option<Grid>,
     launcher: Box<dyn Launch>,
@@ -167,28 +167,43 @@ impl Study {
         Ok(())
     }
 
+    /// Waits (briefly) until trial `n`'s record is readable here: a trial another worker
+    /// just re-queued becomes visible once every older transaction has ended.
+    fn await_record(&mut self, n: usize) -> Result<bool> {
+        for _ in 0..100 {
+            self.sync()?;
+            if self.trials.contains_key(&n) {
+                return Ok(true);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        tracing::warn!("trial {n} was queued but its record is not readable yet; handing it back");
+        Ok(false)
+    }
+
+    /// Records an event, and applies it here at once: a shared store may show it to readers
+    /// a moment later (applying it twice changes nothing).
     fn record(&mut self, event: &Event) -> Result<()> {
-        self.storage.record(event)?;
+        if self.storage.record(event)? {
+            super::journal::apply(&mut self.trials, event.clone());
+        }
         self.sync()
     }
 
-    /// Samples the next trial number and records it if no other worker took it meanwhile
-    /// (launched by the caller unless infeasible).
-    fn create_next(&mut self) -> Result<Next> {
+    /// Samples the configuration of a reserved number and records it (launched by the
+    /// caller unless infeasible). Trial n's configuration depends only on the study seed, its
+    /// draw index and the results of trials < n − history_lag, whichever worker samples it.
+    fn create_reserved(&mut self, r: Reservation) -> Result<Next> {
         self.sync()?;
-        if self.budgeted() >= self.resolved.space.study.trials {
-            return Ok(Next::Allocated);
-        }
-        let n = self.trials.keys().next_back().map_or(0, |m| m + 1);
-        // The draw index: re-runs of lost trials take numbers but not draws, so a worker's
-        // loss shifts no grid point, enqueued network or random draw.
-        let draw = self.trials.values().filter(|t| t.retry_of.is_none()).count();
+        let (n, draw) = (r.number, r.draw);
         let study = &self.resolved.space.study;
         let params = if draw < self.queue.len() {
             self.queue[draw].clone()
         } else {
             let visible = n.saturating_sub(study.history_lag);
-            if study.sampler == SamplerKind::Tpe && self.trials.range(..visible).any(|(_, t)| t.state == TrialState::Running) {
+            // Waits for every earlier trial, including numbers other workers have reserved
+            // but not recorded yet.
+            if study.sampler == SamplerKind::Tpe && (0..visible).any(|m| self.trials.get(&m).is_none_or(|t| t.state == TrialState::Running)) {
                 return Ok(Next::Wait);
             }
             let history: Vec<Observation> = self.trials.range(..visible).map(|(_, t)| Observation { params: t.params.clone(), value: t.value() }).collect();
@@ -200,9 +215,12 @@ impl Study {
         };
         let seed = trial_seed(study.seed, n);
         let infeasible = feasibility(&params, &self.resolved.space).err();
-        if !self.storage.create(&Event::Created { number: n, params, seed, infeasible: infeasible.clone(), retry_of: None })? {
-            return Ok(Next::Taken);
+        let created = Event::Created { number: n, params, seed, infeasible: infeasible.clone(), retry_of: None };
+        if !self.storage.create(&created)? {
+            tracing::warn!("trial number {n} was re-queued by another worker before it was sampled here");
+            return Ok(Next::Lost);
         }
+        super::journal::apply(&mut self.trials, created);
         self.sync()?;
         if let Some(reason) = infeasible {
             tracing::info!("trial {n} infeasible, not launched: {reason}");
@@ -357,6 +375,7 @@ impl Study {
             last_beat: None,
             running: HashMap::new(),
             unfinished: Vec::new(),
+            pending: None,
             queue,
             grid,
             launcher,
@@ -378,23 +397,37 @@ impl Study {
     /// TPE must wait for earlier results, or the grid is exhausted.
     fn fill_slots(&mut self, tx: &mpsc::UnboundedSender<Message>) -> Result<()> {
         while !self.interrupted && !self.timed_out && self.running.len() < self.resolved.concurrency {
-            if let Some(n) = self.storage.take_queued()? {
-                self.sync()?;
-                self.launch(n, tx)?;
-                continue;
+            if self.pending.is_none() {
+                match self.storage.take_queued()? {
+                    Some(Queued::Run(n)) => {
+                        if self.await_record(n)? {
+                            self.launch(n, tx)?;
+                            continue;
+                        }
+                        self.storage.release(&[n])?;
+                        break;
+                    }
+                    Some(Queued::Sample(r)) => self.pending = Some(r),
+                    None if self.grid_done => break,
+                    None => match self.storage.reserve(self.resolved.space.study.trials)? {
+                        Some(r) => self.pending = Some(r),
+                        None => break, // every place in the budget is taken
+                    },
+                }
             }
-            if self.grid_done || self.budgeted() >= self.resolved.space.study.trials {
-                break;
-            }
-            match self.create_next()? {
+            let r = self.pending.expect("reserved above");
+            match self.create_reserved(r)? {
                 Next::Created(n) => {
+                    self.pending = None;
                     if self.trials[&n].state == TrialState::Running {
                         self.launch(n, tx)?;
                     }
                 }
-                Next::Taken => continue,
-                Next::Wait | Next::Allocated => break,
+                Next::Lost => self.pending = None,
+                Next::Wait => break,
                 Next::Exhausted => {
+                    self.pending = None;
+                    self.storage.cancel(r)?;
                     tracing::info!("grid exhausted after {} points", self.trials.len());
                     self.grid_done = true;
                 }
@@ -418,6 +451,9 @@ impl Study {
         if !self.shared || self.interrupted || self.timed_out {
             return true;
         }
+        if self.pending.is_some() {
+            return false;
+        }
         let allocated = self.grid_done || self.budgeted() >= self.resolved.space.study.trials;
         allocated && self.trials.values().all(|t| t.state != TrialState::Running)
     }
@@ -428,7 +464,7 @@ impl Study {
         self.sync()?;
         if self.shared && self.last_beat.is_none_or(|t| t.elapsed() >= self.liveness.heartbeat) {
             self.last_beat = Some(Instant::now());
-            let mine: Vec<usize> = self.running.keys().copied().collect();
+            let mine: Vec<usize> = self.running.keys().copied().chain(self.pending.map(|r| r.number)).collect();
             self.storage.heartbeat(&mine)?;
             for r in self.storage.reap(&self.liveness)? {
                 tracing::warn!("trial {}: {}", r.lost, r.reason);
@@ -516,6 +552,8 @@ impl Study {
     /// Hands unfinished trials back, writes the final leaderboard and the run's figures.
     fn finish(mut self) -> Result<Summary> {
         self.bar.finish_and_clear();
+        // An unsampled reservation goes back too: another worker (or the next run) samples it.
+        self.unfinished.extend(self.pending.take().map(|r| r.number));
         self.storage.release(&self.unfinished)?;
         leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)?;
         Ok(Summary {

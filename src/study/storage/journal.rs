@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::{Cursor, Liveness, Reaped, StudyStorage};
+use super::{Cursor, Liveness, Queued, Reaped, Reservation, StudyStorage};
 use crate::error::{Result, TuneError};
 use crate::study::journal::{Event, Journal, parse_line};
 use crate::study::start::Resolved;
@@ -18,7 +18,11 @@ pub struct JournalStorage {
     journal: Journal,
     /// Held from `create_or_open` on: the study's OS lock.
     lock: Option<File>,
-    next: Option<usize>,
+    /// The number this process reserved and has not created yet.
+    reserved: Option<usize>,
+    /// The trials as of `seen`, for reservations.
+    known: BTreeMap<usize, TrialRecord>,
+    seen: Cursor,
     /// Trials an earlier run left running, to resume (taken from the end).
     queued: Vec<usize>,
 }
@@ -26,7 +30,7 @@ pub struct JournalStorage {
 impl JournalStorage {
     /// The study in `dir` (which need not exist yet: `create_or_open` creates it).
     pub fn new(dir: &Path) -> JournalStorage {
-        JournalStorage { dir: dir.to_path_buf(), journal: Journal::open(dir), lock: None, next: None, queued: Vec::new() }
+        JournalStorage { dir: dir.to_path_buf(), journal: Journal::open(dir), lock: None, reserved: None, known: BTreeMap::new(), seen: Cursor::START, queued: Vec::new() }
     }
 
     /// A torn last line is an event a crash interrupted: it never happened. Cut it off before
@@ -74,21 +78,43 @@ impl StudyStorage for JournalStorage {
         Resolved::load(&self.dir)
     }
 
+    fn reserve(&mut self, budget: usize) -> Result<Option<Reservation>> {
+        // Only what is new since the last reservation is read.
+        let (events, cursor) = self.read_since(self.seen)?;
+        self.seen = cursor;
+        for e in events {
+            crate::study::journal::apply(&mut self.known, e);
+        }
+        let trials = &self.known;
+        let used = trials.values().filter(|t| t.counts_toward_budget()).count();
+        if used >= budget {
+            return Ok(None);
+        }
+        let number = trials.keys().max().map_or(0, |m| m + 1);
+        let retries = trials.values().filter(|t| t.retry_of.is_some()).count();
+        self.reserved = Some(number);
+        Ok(Some(Reservation { number, draw: number - retries }))
+    }
+
     fn create(&mut self, created: &Event) -> Result<bool> {
         let Event::Created { number, .. } = created else { panic!("create takes a Created event") };
-        let next = match self.next {
-            Some(n) => n,
-            None => self.trials()?.keys().max().map_or(0, |m| m + 1),
-        };
-        if *number != next {
+        if self.reserved != Some(*number) {
             return Ok(false);
         }
+        self.reserved = None;
         self.record(created)?;
         Ok(true)
     }
 
-    fn take_queued(&mut self) -> Result<Option<usize>> {
-        Ok(self.queued.pop())
+    fn cancel(&mut self, reservation: Reservation) -> Result<()> {
+        if self.reserved == Some(reservation.number) {
+            self.reserved = None;
+        }
+        Ok(())
+    }
+
+    fn take_queued(&mut self) -> Result<Option<Queued>> {
+        Ok(self.queued.pop().map(Queued::Run))
     }
 
     /// One process runs a journal's study: what it stops is queued again when it reopens.
@@ -105,21 +131,11 @@ impl StudyStorage for JournalStorage {
         Ok(Vec::new())
     }
 
-    /// Every trial; also remembers the next number, so the loop's start reads the journal once.
-    fn trials(&mut self) -> Result<BTreeMap<usize, TrialRecord>> {
-        let trials = super::rebuild(self.read_since(Cursor::START)?.0);
-        self.next = Some(trials.keys().max().map_or(0, |m| m + 1));
-        Ok(trials)
-    }
 
-    fn record(&mut self, event: &Event) -> Result<()> {
+    fn record(&mut self, event: &Event) -> Result<bool> {
         debug_assert!(self.lock.is_some(), "record before create_or_open");
         self.journal.append(event)?;
-        // Without a cached number, the next `next_number` reads the journal, this event included.
-        if let (Event::Created { number, .. }, Some(next)) = (event, self.next.as_mut()) {
-            *next = (*next).max(number + 1);
-        }
-        Ok(())
+        Ok(true)
     }
 
     fn read_since(&mut self, cursor: Cursor) -> Result<(Vec<Event>, Cursor)> {
@@ -140,7 +156,7 @@ impl StudyStorage for JournalStorage {
         })?;
         let from_start = cursor == Cursor::START;
         let events = text.lines().enumerate().map(|(i, line)| parse_line(path, line, from_start.then_some(i + 1))).collect::<Result<Vec<_>>>()?;
-        Ok((events, Cursor(cursor.0 + complete as u64)))
+        Ok((events, Cursor(cursor.0 + complete as u64, 0)))
     }
 }
 
@@ -191,6 +207,7 @@ mod tests {
         let space = crate::study::SearchSpace::parse("[study]\nname = \"t\"\n[params]\nconv0_channels = 8\n", Path::new("t.toml")).unwrap();
         let resolved = Resolved { space, concurrency: 1, threads_per_trial: 1, split_seed: 27, data_dir: None };
         s.create_or_open(&resolved, "").unwrap();
+        s.reserve(10).unwrap();
         assert!(s.create(&Event::Created { number: 0, params: Default::default(), seed: 1, infeasible: None, retry_of: None }).unwrap());
         drop(s);
         // kill -9 in the middle of writing the next event:
@@ -200,6 +217,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let mut s = JournalStorage::new(dir.path());
         s.create_or_open(&resolved, "").unwrap();
+        s.reserve(10).unwrap();
         assert!(s.create(&Event::Created { number: 1, params: Default::default(), seed: 2, infeasible: None, retry_of: None }).unwrap());
         let trials = s.trials().unwrap();
         assert_eq!(trials.keys().copied().collect::<Vec<_>>(), [0, 1], "the journal still reads after the crash and a resume");

@@ -3,6 +3,7 @@
 //! set-up) and PostgreSQL (any number of workers on any number of machines) are
 //! interchangeable. One test suite ([`conformance`]) runs against every backend.
 
+pub mod bench;
 mod journal;
 mod postgres;
 
@@ -18,12 +19,13 @@ use super::start::Resolved;
 use super::trial::TrialRecord;
 use crate::error::{Result, TuneError};
 
-/// A position in a study's record of events; `Cursor::START` reads everything.
+/// A position in a study's record of events; `Cursor::START` reads everything. What the two
+/// numbers mean is the backend's (a byte offset; a transaction and an event id).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Cursor(pub u64);
+pub struct Cursor(pub u64, pub u64);
 
 impl Cursor {
-    pub const START: Cursor = Cursor(0);
+    pub const START: Cursor = Cursor(0, 0);
 }
 
 /// How workers tell each other they are alive (Optuna's heartbeat_interval and grace_period).
@@ -41,6 +43,24 @@ impl Default for Liveness {
     fn default() -> Self {
         Liveness { heartbeat: Duration::from_secs(60), grace: Duration::from_secs(120), max_retries: 3 }
     }
+}
+
+/// A trial number this process holds before its configuration is sampled. `draw` counts
+/// the sampled configurations before it (numbers minus re-runs of lost trials), so a lost
+/// worker shifts no enqueued network, grid point or random draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    pub number: usize,
+    pub draw: usize,
+}
+
+/// A trial no process runs, taken by this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Its configuration is recorded: run (or resume) it.
+    Run(usize),
+    /// Its worker was lost before sampling it: sample it here.
+    Sample(Reservation),
 }
 
 /// A trial found without a live worker, and the number its configuration runs again under.
@@ -64,17 +84,26 @@ pub trait StudyStorage: Send {
     /// The frozen settings, if the study exists.
     fn settings(&mut self) -> Result<Option<Resolved>>;
 
-    /// Records a `Created` event if its number is still the next free one, atomically with
-    /// claiming it for this process; `false` when another worker took the number first (read
-    /// what is new and sample again).
+    /// Claims the next trial number for this process while the trial budget (trained
+    /// configurations, re-runs excepted) has room; `None` once every place is taken. Numbers
+    /// have no holes or duplicates across workers, and the budget is reached exactly.
+    fn reserve(&mut self, budget: usize) -> Result<Option<Reservation>>;
+
+    /// Records the `Created` event of a number this process reserved (an infeasible draw
+    /// gives its place in the budget back); `false` when the reservation was lost meanwhile.
     fn create(&mut self, created: &Event) -> Result<bool>;
 
-    /// Records one epoch or finish durably (only finite numbers are accepted). A finish of a
-    /// trial that is already finished (declared lost meanwhile) is not recorded.
-    fn record(&mut self, event: &Event) -> Result<()>;
+    /// Gives back a reservation that will not be sampled (the grid is exhausted).
+    fn cancel(&mut self, reservation: Reservation) -> Result<()>;
+
+    /// Records one epoch or finish durably (only finite numbers are accepted); `false` when
+    /// it was not recorded because the trial is already finished (declared lost meanwhile).
+    fn record(&mut self, event: &Event) -> Result<bool>;
 
     /// The events recorded after `cursor`, in order, and the cursor after them: a reader
-    /// that keeps its cursor reads each event once, however long the study grows.
+    /// that keeps its cursor reads each event once, however long the study grows. An event
+    /// may show up a moment after its write returned (a shared store shows a transaction's
+    /// events once every older one has ended), never out of order or not at all.
     fn read_since(&mut self, cursor: Cursor) -> Result<(Vec<Event>, Cursor)>;
 
     /// Every trial, rebuilt from all events.
@@ -82,9 +111,10 @@ pub trait StudyStorage: Send {
         Ok(rebuild(self.read_since(Cursor::START)?.0))
     }
 
-    /// Claims a trial that is recorded running but that no process runs: left running by an
-    /// earlier run of this study, released by a stopped worker, or a re-run of a lost one.
-    fn take_queued(&mut self) -> Result<Option<usize>>;
+    /// Claims a trial that no process runs: left running by an earlier run of this study,
+    /// released by a stopped worker, a re-run of a lost one, or a number whose worker was lost
+    /// before sampling it.
+    fn take_queued(&mut self) -> Result<Option<Queued>>;
 
     /// Hands trials this process stops running (Ctrl-C, the time budget) back to the queue,
     /// so any worker resumes them at once instead of waiting for the grace period.
@@ -191,27 +221,39 @@ pub mod conformance {
         Event::Created { number, params: Params::new(), seed: 5 + number as u64, infeasible: None, retry_of: None }
     }
 
-    /// Recording, reading since a cursor, claiming numbers, reopening.
+    fn create(s: &mut dyn StudyStorage, budget: usize) -> Option<usize> {
+        let r = s.reserve(budget).unwrap()?;
+        assert!(s.create(&created(r.number)).unwrap(), "a reservation is created by its holder");
+        Some(r.number)
+    }
+
+    /// Recording, reading since a cursor, claiming numbers, the budget, reopening.
     pub fn records(make: &dyn Fn() -> Box<dyn StudyStorage>) {
         let mut s = make();
         assert!(s.settings().unwrap().is_none(), "a new study has no settings");
         s.create_or_open(&resolved(1), "space text").unwrap();
         assert_eq!(s.settings().unwrap().unwrap().space.study.seed, 1);
-        assert!(s.create(&created(0)).unwrap(), "number 0 is free");
-        assert!(!s.create(&created(0)).unwrap(), "a number is created once");
-        assert!(!s.create(&created(5)).unwrap(), "only the next number can be created");
+        assert_eq!(create(&mut *s, 10), Some(0), "number 0 first");
         s.record(&epoch(0, 1, 0.5)).unwrap();
         let (first, cursor) = s.read_since(Cursor::START).unwrap();
         assert_eq!(first.len(), 2);
         s.record(&epoch(0, 2, 0.7)).unwrap();
-        s.record(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 2.0 }).unwrap();
+        assert!(s.record(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 2.0 }).unwrap());
         let (new, cursor2) = s.read_since(cursor).unwrap();
         assert_eq!(new.len(), 2, "only what is new since the cursor: {new:?}");
         assert!(s.read_since(cursor2).unwrap().0.is_empty());
         assert!(s.record(&epoch(0, 3, f64::NAN)).is_err(), "non-finite numbers are refused");
-        s.record(&Event::Finished { number: 0, state: TrialState::Failed, reason: Some("late".into()), secs: 1.0 }).unwrap();
-        assert!(s.create(&created(1)).unwrap());
-        s.release(&[1]).unwrap(); // stopped by Ctrl-C: handed back
+        // An infeasible draw gives its place in the budget back; a cancelled one too.
+        let r = s.reserve(2).unwrap().unwrap();
+        assert_eq!(r, Reservation { number: 1, draw: 1 });
+        let infeasible = Event::Created { number: 1, params: Params::new(), seed: 6, infeasible: Some("conv0_pool: collapses".into()), retry_of: None };
+        assert!(s.create(&infeasible).unwrap());
+        let r = s.reserve(2).unwrap().expect("one place left");
+        s.cancel(r).unwrap();
+        let left = create(&mut *s, 2).expect("the cancelled place is free again");
+        assert!(left >= r.number);
+        assert_eq!(s.reserve(2).unwrap(), None, "the budget of 2 is reached exactly");
+        s.release(&[left]).unwrap(); // stopped by Ctrl-C: handed back
         drop(s);
 
         // Reopened: the same records, and a different space is refused.
@@ -219,11 +261,14 @@ pub mod conformance {
         assert!(again.create_or_open(&resolved(2), "other").is_err(), "a different space under the same name");
         again.create_or_open(&resolved(1), "space text").unwrap();
         let trials = again.trials().unwrap();
-        assert_eq!(trials[&0].state, TrialState::Complete, "the first finish counts");
+        assert_eq!(trials[&0].state, TrialState::Complete);
         assert_eq!(trials[&0].best(), Some((0.7, 2)));
-        assert!(!again.create(&created(1)).unwrap() && again.create(&created(2)).unwrap(), "numbers continue after a reopen");
-        // Trial 1 was left running by the earlier process: it is queued for this one.
-        assert_eq!(again.take_queued().unwrap(), Some(1));
+        assert_eq!(trials[&1].state, TrialState::Infeasible);
+        assert_eq!(trials[&left].state, TrialState::Running);
+        // The trial left running by the earlier process is queued for this one, once.
+        assert_eq!(again.take_queued().unwrap(), Some(Queued::Run(left)));
         assert_eq!(again.take_queued().unwrap(), None, "each queued trial is taken once");
+        let next = create(&mut *again, 10).unwrap();
+        assert!(next > left, "numbers continue after a reopen");
     }
 }

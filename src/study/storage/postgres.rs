@@ -1,12 +1,17 @@
 //! The shared backend: one PostgreSQL database that any number of workers, on any number of
 //! machines, write to at once.
 //!
-//! Why it cannot deadlock or lose records:
-//! - every write is one short transaction that first locks its study's row (one lock order);
-//!   under that lock the event gets the next sequence number, so sequence order is commit
-//!   order and a reader's cursor (the last sequence it read) never skips an event;
-//! - a trial number is claimed in the same transaction that records its `Created` event,
-//!   only if it is still the next free number (no holes, no duplicates, an exact budget);
+//! Why it cannot deadlock, lose or reorder records:
+//! - every write is one short transaction; only reserving a trial number serializes (one
+//!   update of the study's row hands out the next number while the budget has room, so
+//!   numbers have no duplicates and the budget is exact; the configuration is sampled after,
+//!   under the reservation). Epochs, finishes and heartbeats lock only
+//!   their own trial's row; a reaper skips rows being written (`SKIP LOCKED`) and takes the
+//!   study row last: one lock order;
+//! - each event carries its transaction's id. A reader takes only events of transactions
+//!   older than every transaction still in flight (`pg_snapshot_xmin`), ordered by (transaction,
+//!   event id): those can no longer change, so a cursor on that pair never skips an event
+//!   that commits later — and writers never wait for each other to get a sequence number;
 //! - serialization failures, deadlock reports and dropped connections are retried with
 //!   backoff for `patience`; a write whose acknowledgement was lost is safe to repeat
 //!   (readers apply events idempotently, and a finished trial takes no further events).
@@ -16,10 +21,13 @@
 
 use std::time::{Duration, Instant};
 
-use postgres::error::SqlState;
-use postgres::{Client, NoTls, Transaction};
+use std::collections::HashMap;
 
-use super::{Cursor, Liveness, Reaped, StudyStorage, redact};
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Statement, Transaction};
+
+use super::{Cursor, Liveness, Queued, Reaped, Reservation, StudyStorage, redact};
 use crate::error::{Result, TuneError};
 use crate::study::journal::Event;
 use crate::study::start::Resolved;
@@ -36,7 +44,8 @@ CREATE TABLE tune_studies (
     settings text NOT NULL,
     space text NOT NULL,
     next_number integer NOT NULL DEFAULT 0,
-    last_seq bigint NOT NULL DEFAULT 0,
+    budget_used integer NOT NULL DEFAULT 0,
+    retries integer NOT NULL DEFAULT 0,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE tune_trials (
@@ -45,26 +54,62 @@ CREATE TABLE tune_trials (
     running boolean NOT NULL,
     owner text,
     beat_at timestamptz NOT NULL DEFAULT now(),
-    params text NOT NULL,
-    seed bigint NOT NULL,
+    params text,
+    seed bigint NOT NULL DEFAULT 0,
+    draw integer NOT NULL DEFAULT 0,
     attempt integer NOT NULL DEFAULT 0,
     PRIMARY KEY (study_id, number)
 );
 CREATE INDEX tune_trials_running ON tune_trials (study_id, number) WHERE running;
 CREATE TABLE tune_events (
+    id bigserial PRIMARY KEY,
     study_id integer NOT NULL REFERENCES tune_studies(id) ON DELETE CASCADE,
-    seq bigint NOT NULL,
-    body text NOT NULL,
-    PRIMARY KEY (study_id, seq)
+    xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint,
+    body text NOT NULL
 );
+CREATE INDEX tune_events_order ON tune_events (study_id, xid, id);
 ";
 
 /// How long a worker waits for a store that went away before it stops (resumable).
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(600);
 
+/// A connection and the statements prepared on it: the hot writes are one round trip each.
+struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    /// Runs `sql` as a statement prepared once per connection.
+    fn run(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> std::result::Result<Vec<Row>, postgres::Error> {
+        let statement = match self.statements.get(sql) {
+            Some(st) => st.clone(),
+            None => {
+                let st = self.client.prepare(sql)?;
+                self.statements.insert(sql, st.clone());
+                st
+            }
+        };
+        self.client.query(&statement, params)
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
 pub struct PgStorage {
     url: String,
-    client: Option<Client>,
+    client: Option<Conn>,
     name: String,
     id: Option<i32>,
     /// This process, as other workers see it in "worker lost" reasons.
@@ -109,9 +154,14 @@ fn transient(e: &postgres::Error) -> bool {
     }
 }
 
+/// `host:pid`, and a connection counter when one process opens several (tests, the bench).
 fn worker_name() -> String {
+    static OPENED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
-    format!("{host}:{}", std::process::id())
+    match OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => format!("{host}:{}", std::process::id()),
+        k => format!("{host}:{}#{k}", std::process::id()),
+    }
 }
 
 /// Numbers as PostgreSQL integers; a study never comes near 2^31 trials.
@@ -149,15 +199,15 @@ impl PgStorage {
         TuneError::Store { url: redact(&self.url), problem, fix: fix.into() }
     }
 
-    fn new_client(&self) -> std::result::Result<Client, postgres::Error> {
+    fn new_client(&self) -> std::result::Result<Conn, postgres::Error> {
         let mut client = Client::connect(&self.url, NoTls)?;
         migrate(&mut client)?;
-        Ok(client)
+        Ok(Conn { client, statements: HashMap::new() })
     }
 
     /// Runs `op` with a live connection, reconnecting and retrying transient failures with
     /// backoff until `patience` runs out.
-    fn with_client<T>(&mut self, what: &str, mut op: impl FnMut(&mut Client) -> std::result::Result<T, postgres::Error>) -> Result<T> {
+    fn with_client<T>(&mut self, what: &str, mut op: impl FnMut(&mut Conn) -> std::result::Result<T, postgres::Error>) -> Result<T> {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -213,18 +263,12 @@ impl PgStorage {
         self.study_id()?.ok_or_else(|| self.err(format!("there is no study `{name}`"), "list the studies with `tune study list --storage URL`"))
     }
 
-    /// One write transaction holding the study's row lock; `op` gets the transaction, the
-    /// study id and the last sequence number, and returns its value and the new last
-    /// sequence number.
-    fn write<T>(&mut self, what: &str, mut op: impl FnMut(&mut Transaction, i32, i64) -> std::result::Result<(T, i64), postgres::Error>) -> Result<T> {
+    /// One write transaction; `op` gets it and the study id.
+    fn write<T>(&mut self, what: &str, mut op: impl FnMut(&mut Transaction, i32) -> std::result::Result<T, postgres::Error>) -> Result<T> {
         let id = self.require_id()?;
         self.with_client(what, |c| {
             let mut tx = c.transaction()?;
-            let last: i64 = tx.query_one("SELECT last_seq FROM tune_studies WHERE id = $1 FOR UPDATE", &[&id])?.get(0);
-            let (value, new_last) = op(&mut tx, id, last)?;
-            if new_last != last {
-                tx.execute("UPDATE tune_studies SET last_seq = $2 WHERE id = $1", &[&id, &new_last])?;
-            }
+            let value = op(&mut tx, id)?;
             tx.commit()?;
             Ok(value)
         })
@@ -263,7 +307,10 @@ impl Drop for PgStorage {
 fn migrate(client: &mut Client) -> std::result::Result<(), postgres::Error> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock(7402311)", &[])?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS tune_schema (version integer NOT NULL)")?;
+    let exists: bool = tx.query_one("SELECT to_regclass('tune_schema') IS NOT NULL", &[])?.get(0);
+    if !exists {
+        tx.batch_execute("CREATE TABLE tune_schema (version integer NOT NULL)")?;
+    }
     let version: Option<i32> = tx.query_one("SELECT max(version) FROM tune_schema", &[])?.get(0);
     match version {
         None => {
@@ -286,8 +333,8 @@ fn event_json(event: &Event) -> std::result::Result<String, String> {
     Ok(serde_json::to_string(event).expect("serialisable"))
 }
 
-fn insert_event(tx: &mut Transaction, id: i32, seq: i64, body: &str) -> std::result::Result<(), postgres::Error> {
-    tx.execute("INSERT INTO tune_events (study_id, seq, body) VALUES ($1, $2, $3)", &[&id, &seq, &body])?;
+fn insert_event(tx: &mut Transaction, id: i32, body: &str) -> std::result::Result<(), postgres::Error> {
+    tx.execute("INSERT INTO tune_events (study_id, body) VALUES ($1, $2)", &[&id, &body])?;
     Ok(())
 }
 
@@ -323,76 +370,135 @@ impl StudyStorage for PgStorage {
         serde_json::from_str(&text).map(Some).map_err(|e| self.err(format!("study `{}`: its settings do not read back ({e})", self.name), "delete the study or restore the database"))
     }
 
+    fn reserve(&mut self, budget: usize) -> Result<Option<Reservation>> {
+        let id = self.require_id()?;
+        // The one serialized write, kept short: a single round trip whose one statement holds
+        // the study row, committed without waiting for the disk. A reservation is not a
+        // record: should a server crash lose it, `create` says so and the worker reserves
+        // again; the durable commit of the `Created` record that follows covers it too.
+        let sql = format!(
+            "BEGIN; SET LOCAL synchronous_commit = off; \
+             WITH r AS (UPDATE tune_studies SET next_number = next_number + 1, budget_used = budget_used + 1 \
+             WHERE id = {id} AND budget_used < {budget} RETURNING next_number - 1 AS number, next_number - 1 - retries AS draw) \
+             INSERT INTO tune_trials (study_id, number, running, owner, draw) SELECT {id}, number, true, '{me}', draw FROM r RETURNING number, draw; COMMIT",
+            budget = int(budget),
+            me = self.worker.replace('\'', "''")
+        );
+        self.with_client("reserve a trial number", |c| {
+            let messages = match c.simple_query(&sql) {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = c.batch_execute("ROLLBACK");
+                    return Err(e);
+                }
+            };
+            Ok(messages.iter().find_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => {
+                    let field = |i| row.get(i).and_then(|v: &str| v.parse::<usize>().ok()).expect("integers");
+                    Some(Reservation { number: field(0), draw: field(1) })
+                }
+                _ => None,
+            }))
+        })
+    }
+
     fn create(&mut self, created: &Event) -> Result<bool> {
         let Event::Created { number, params, seed, infeasible, .. } = created else { panic!("create takes a Created event") };
         let body = event_json(created).map_err(|what| self.err(format!("refusing to record {what}, which is not a finite number"), "this is a bug in tune; please report it"))?;
         let (number, running) = (int(*number), infeasible.is_none());
         let (params, seed, me) = (serde_json::to_string(params).expect("serialisable"), *seed as i64, self.worker.clone());
+        let id = self.require_id()?;
         let mut attempts = 0;
-        self.write("create trial", |tx, id, last| {
+        self.with_client("create trial", |c| {
             attempts += 1;
-            let row = tx.query_one("SELECT next_number FROM tune_studies WHERE id = $1", &[&id])?;
-            let next: i32 = row.get(0);
-            if next != number {
-                // On a retry, the attempt whose acknowledgement was lost may have claimed it.
-                let mine = attempts > 1
-                    && tx.query_opt("SELECT 1 FROM tune_trials WHERE study_id = $1 AND number = $2 AND owner = $3", &[&id, &number, &me])?.is_some();
-                return Ok((mine, last));
+            let mine: i64 = c.run(
+                "WITH t AS (UPDATE tune_trials SET params = $3, seed = $4, running = $5 \
+                   WHERE study_id = $1 AND number = $2 AND owner = $6 AND params IS NULL RETURNING 1), \
+                 e AS (INSERT INTO tune_events (study_id, body) SELECT $1, $7 FROM t), \
+                 b AS (UPDATE tune_studies SET budget_used = budget_used - 1 WHERE id = $1 AND NOT $5 AND EXISTS (SELECT 1 FROM t)) \
+                 SELECT count(*) FROM t",
+                &[&id, &number, &params, &seed, &running, &me, &body],
+            )?[0]
+                .get(0);
+            if mine == 1 {
+                return Ok(true);
             }
-            insert_event(tx, id, last + 1, &body)?;
-            tx.execute(
-                "INSERT INTO tune_trials (study_id, number, running, owner, params, seed) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&id, &number, &running, &me, &params, &seed],
-            )?;
-            tx.execute("UPDATE tune_studies SET next_number = $2 WHERE id = $1", &[&id, &(number + 1)])?;
-            Ok((true, last + 1))
+            // Lost meanwhile, or (on a retry) this very write went through before a dropped
+            // connection hid its acknowledgement.
+            Ok(attempts > 1
+                && c.query_opt("SELECT 1 FROM tune_trials WHERE study_id = $1 AND number = $2 AND owner = $3 AND params = $4", &[&id, &number, &me, &params])?.is_some())
         })
     }
 
-    fn record(&mut self, event: &Event) -> Result<()> {
+    fn cancel(&mut self, reservation: Reservation) -> Result<()> {
+        let (number, me) = (int(reservation.number), self.worker.clone());
+        self.write("cancel a reservation", |tx, id| {
+            if tx.execute("DELETE FROM tune_trials WHERE study_id = $1 AND number = $2 AND owner = $3 AND params IS NULL", &[&id, &number, &me])? == 1 {
+                tx.execute("UPDATE tune_studies SET budget_used = budget_used - 1 WHERE id = $1", &[&id])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn record(&mut self, event: &Event) -> Result<bool> {
         let number = match event {
             Event::Epoch { number, .. } | Event::Finished { number, .. } => int(*number),
             Event::Created { .. } => panic!("trials are created with `create`"),
         };
         let body = event_json(event).map_err(|what| self.err(format!("refusing to record {what}, which is not a finite number"), "a trial reported a non-finite figure; it is not recorded"))?;
-        let finishing = matches!(event, Event::Finished { .. });
-        self.write("record event", |tx, id, last| {
-            let running: Option<bool> = tx.query_opt("SELECT running FROM tune_trials WHERE study_id = $1 AND number = $2", &[&id, &number])?.map(|r| r.get(0));
-            if running != Some(true) {
-                return Ok(((), last)); // finished already (declared lost): its verdict stands
-            }
-            insert_event(tx, id, last + 1, &body)?;
-            if finishing {
-                tx.execute("UPDATE tune_trials SET running = false WHERE study_id = $1 AND number = $2", &[&id, &number])?;
-            }
-            Ok(((), last + 1))
+        let id = self.require_id()?;
+        self.with_client("record event", |c| {
+            // Only while the trial runs: a trial declared lost keeps that verdict.
+            let rows = match event {
+                Event::Finished { .. } => c.run(
+                    "WITH t AS (UPDATE tune_trials SET running = false WHERE study_id = $1 AND number = $2 AND running RETURNING 1) \
+                     INSERT INTO tune_events (study_id, body) SELECT $1, $3 FROM t RETURNING id",
+                    &[&id, &number, &body],
+                )?,
+                _ => c.run(
+                    "WITH t AS (SELECT 1 FROM tune_trials WHERE study_id = $1 AND number = $2 AND running FOR UPDATE) \
+                     INSERT INTO tune_events (study_id, body) SELECT $1, $3 FROM t RETURNING id",
+                    &[&id, &number, &body],
+                )?,
+            };
+            Ok(rows.len() == 1)
         })
     }
 
     fn read_since(&mut self, cursor: Cursor) -> Result<(Vec<Event>, Cursor)> {
         let Some(id) = self.study_id()? else { return Ok((Vec::new(), cursor)) };
-        let after = cursor.0 as i64;
-        let rows = self.with_client("read events", |c| c.query("SELECT seq, body FROM tune_events WHERE study_id = $1 AND seq > $2 ORDER BY seq", &[&id, &after]))?;
+        let (xid, event) = (cursor.0 as i64, cursor.1 as i64);
+        let rows = self.with_client("read events", |c| {
+            c.run(
+                "SELECT xid, id, body FROM tune_events WHERE study_id = $1 AND (xid, id) > ($2, $3) \
+                 AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint ORDER BY xid, id",
+                &[&id, &xid, &event],
+            )
+        })?;
         let mut events = Vec::with_capacity(rows.len());
         let mut last = cursor;
         for row in rows {
-            let (seq, body): (i64, String) = (row.get(0), row.get(1));
-            let event = serde_json::from_str(&body).map_err(|e| self.err(format!("event {seq} of study `{}` does not read back ({e})", self.name), "restore the database from a backup"))?;
+            let (xid, event_id, body): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
+            let event = serde_json::from_str(&body).map_err(|e| self.err(format!("event {event_id} of study `{}` does not read back ({e})", self.name), "restore the database from a backup"))?;
             events.push(event);
-            last = Cursor(seq as u64);
+            last = Cursor(xid as u64, event_id as u64);
         }
         Ok((events, last))
     }
 
-    fn take_queued(&mut self) -> Result<Option<usize>> {
+    fn take_queued(&mut self) -> Result<Option<Queued>> {
         let me = self.worker.clone();
-        self.write("take a queued trial", |tx, id, last| {
+        self.write("take a queued trial", |tx, id| {
             let row = tx.query_opt(
                 "UPDATE tune_trials SET owner = $2, beat_at = now() WHERE study_id = $1 AND number = \
-                 (SELECT number FROM tune_trials WHERE study_id = $1 AND running AND owner IS NULL ORDER BY number LIMIT 1) RETURNING number",
+                 (SELECT number FROM tune_trials WHERE study_id = $1 AND running AND owner IS NULL ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING number, draw, params IS NOT NULL",
                 &[&id, &me],
             )?;
-            Ok((row.map(|r| r.get::<_, i32>(0) as usize), last))
+            Ok(row.map(|r| {
+                let (number, draw, sampled): (i32, i32, bool) = (r.get(0), r.get(1), r.get(2));
+                if sampled { Queued::Run(number as usize) } else { Queued::Sample(Reservation { number: number as usize, draw: draw as usize }) }
+            }))
         })
     }
 
@@ -401,9 +507,13 @@ impl StudyStorage for PgStorage {
             return Ok(());
         }
         let (numbers, me): (Vec<i32>, String) = (numbers.iter().map(|n| int(*n)).collect(), self.worker.clone());
-        self.write("release trials", |tx, id, last| {
-            tx.execute("UPDATE tune_trials SET owner = NULL WHERE study_id = $1 AND number = ANY($2) AND owner = $3 AND running", &[&id, &numbers, &me])?;
-            Ok(((), last))
+        self.write("release trials", |tx, id| {
+            tx.execute(
+                "UPDATE tune_trials SET owner = NULL WHERE (study_id, number) IN \
+                 (SELECT study_id, number FROM tune_trials WHERE study_id = $1 AND number = ANY($2) AND owner = $3 AND running ORDER BY number FOR UPDATE)",
+                &[&id, &numbers, &me],
+            )?;
+            Ok(())
         })
     }
 
@@ -412,9 +522,13 @@ impl StudyStorage for PgStorage {
             return Ok(());
         }
         let (numbers, me): (Vec<i32>, String) = (numbers.iter().map(|n| int(*n)).collect(), self.worker.clone());
-        self.write("heartbeat", |tx, id, last| {
-            tx.execute("UPDATE tune_trials SET beat_at = now() WHERE study_id = $1 AND number = ANY($2) AND owner = $3 AND running", &[&id, &numbers, &me])?;
-            Ok(((), last))
+        self.write("heartbeat", |tx, id| {
+            tx.execute(
+                "UPDATE tune_trials SET beat_at = now() WHERE (study_id, number) IN \
+                 (SELECT study_id, number FROM tune_trials WHERE study_id = $1 AND number = ANY($2) AND owner = $3 AND running ORDER BY number FOR UPDATE)",
+                &[&id, &numbers, &me],
+            )?;
+            Ok(())
         })
     }
 
@@ -424,17 +538,27 @@ impl StudyStorage for PgStorage {
         }
         let grace = liveness.grace.as_secs_f64();
         let max_retries = liveness.max_retries as i32;
-        self.write("reap lost trials", |tx, id, mut last| {
+        self.write("reap lost trials", |tx, id| {
+            // Rows being written are alive (or being reaped by another worker): skipped.
             let stale = tx.query(
-                "SELECT number, owner, params, seed, attempt, EXTRACT(EPOCH FROM now() - beat_at)::float8 FROM tune_trials \
-                 WHERE study_id = $1 AND running AND owner IS NOT NULL AND beat_at < now() - make_interval(secs => $2) ORDER BY number",
+                "SELECT number, owner, params, seed, attempt, EXTRACT(EPOCH FROM now() - beat_at)::float8, draw FROM tune_trials \
+                 WHERE study_id = $1 AND running AND owner IS NOT NULL AND beat_at < now() - make_interval(secs => $2) ORDER BY number FOR UPDATE SKIP LOCKED",
                 &[&id, &grace],
             )?;
             let mut reaped = Vec::new();
             for row in stale {
-                let (number, owner, params, seed, attempt, age): (i32, String, String, i64, i32, f64) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
+                let (number, owner, params, seed, attempt, age): (i32, String, Option<String>, i64, i32, f64) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
+                let Some(params) = params else {
+                    // Lost before it sampled its configuration: the number is sampled by whoever takes it.
+                    tx.execute("UPDATE tune_trials SET owner = NULL WHERE study_id = $1 AND number = $2", &[&id, &number])?;
+                    let reason = format!("worker lost: {owner} sent no heartbeat for {age:.0} s (grace {grace:.0} s) before sampling; number {number} re-queued");
+                    reaped.push(Reaped { lost: number as usize, retry: Some(number as usize), reason });
+                    continue;
+                };
                 let retry = if attempt < max_retries {
-                    let next: i32 = tx.query_one("UPDATE tune_studies SET next_number = next_number + 1 WHERE id = $1 RETURNING next_number - 1", &[&id])?.get(0);
+                    let next: i32 = tx
+                        .query_one("UPDATE tune_studies SET next_number = next_number + 1, retries = retries + 1 WHERE id = $1 RETURNING next_number - 1", &[&id])?
+                        .get(0);
                     Some(next)
                 } else {
                     None
@@ -444,22 +568,20 @@ impl StudyStorage for PgStorage {
                     None => format!("worker lost: {owner} sent no heartbeat for {age:.0} s (grace {grace:.0} s); not re-run after {attempt} retries"),
                 };
                 let finished = Event::Finished { number: number as usize, state: TrialState::Failed, reason: Some(reason.clone()), secs: 0.0 };
-                last += 1;
-                insert_event(tx, id, last, &serde_json::to_string(&finished).expect("serialisable"))?;
+                insert_event(tx, id, &serde_json::to_string(&finished).expect("serialisable"))?;
                 tx.execute("UPDATE tune_trials SET running = false WHERE study_id = $1 AND number = $2", &[&id, &number])?;
                 if let Some(r) = retry {
                     let params_map = serde_json::from_str(&params).expect("written by tune");
                     let created = Event::Created { number: r as usize, params: params_map, seed: seed as u64, infeasible: None, retry_of: Some(number as usize) };
-                    last += 1;
-                    insert_event(tx, id, last, &serde_json::to_string(&created).expect("serialisable"))?;
+                    insert_event(tx, id, &serde_json::to_string(&created).expect("serialisable"))?;
                     tx.execute(
-                        "INSERT INTO tune_trials (study_id, number, running, owner, params, seed, attempt) VALUES ($1, $2, true, NULL, $3, $4, $5)",
-                        &[&id, &r, &params, &seed, &(attempt + 1)],
+                        "INSERT INTO tune_trials (study_id, number, running, owner, params, seed, draw, attempt) VALUES ($1, $2, true, NULL, $3, $4, $6, $5)",
+                        &[&id, &r, &params, &seed, &(attempt + 1), &row.get::<_, i32>(6)],
                     )?;
                 }
                 reaped.push(Reaped { lost: number as usize, retry: retry.map(|r| r as usize), reason });
             }
-            Ok((reaped, last))
+            Ok(reaped)
         })
     }
 }

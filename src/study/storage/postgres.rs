@@ -36,7 +36,10 @@ use crate::study::trial::TrialState;
 /// The schema this binary writes. A database at a newer version is refused.
 pub const SCHEMA_VERSION: i32 = 1;
 
-/// Tables of schema version 1 (`tune_schema` records the version).
+/// Tables of schema version 1 (`tune_schema` records the version). Trials and events carry
+/// their study's id without a foreign key on purpose: every insert would share-lock the
+/// study's row, which each reservation updates, and 64 workers then queue on multixacts.
+/// `PgStorage::delete` removes a study's rows itself.
 const SCHEMA_V1: &str = "
 CREATE TABLE tune_studies (
     id serial PRIMARY KEY,
@@ -49,7 +52,7 @@ CREATE TABLE tune_studies (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE tune_trials (
-    study_id integer NOT NULL REFERENCES tune_studies(id) ON DELETE CASCADE,
+    study_id integer NOT NULL,
     number integer NOT NULL,
     running boolean NOT NULL,
     owner text,
@@ -63,7 +66,7 @@ CREATE TABLE tune_trials (
 CREATE INDEX tune_trials_running ON tune_trials (study_id, number) WHERE running;
 CREATE TABLE tune_events (
     id bigserial PRIMARY KEY,
-    study_id integer NOT NULL REFERENCES tune_studies(id) ON DELETE CASCADE,
+    study_id integer NOT NULL,
     xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint,
     body text NOT NULL
 );
@@ -291,7 +294,15 @@ impl PgStorage {
     pub fn delete(url: &str, name: &str) -> Result<bool> {
         let mut s = PgStorage::connect(url, name)?;
         let name = name.to_string();
-        s.with_client("delete study", |c| Ok(c.execute("DELETE FROM tune_studies WHERE name = $1", &[&name])? > 0))
+        s.with_client("delete study", |c| {
+            let mut tx = c.transaction()?;
+            let Some(row) = tx.query_opt("DELETE FROM tune_studies WHERE name = $1 RETURNING id", &[&name])? else { return Ok(false) };
+            let id: i32 = row.get(0);
+            tx.execute("DELETE FROM tune_trials WHERE study_id = $1", &[&id])?;
+            tx.execute("DELETE FROM tune_events WHERE study_id = $1", &[&id])?;
+            tx.commit()?;
+            Ok(true)
+        })
     }
 }
 

@@ -29,10 +29,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// The temporary sibling used while `path` is being replaced.
+/// The temporary sibling used while `path` is being replaced; named by process, so workers
+/// sharing a directory (several `tune run --storage …` on one machine or over NFS) never
+/// rename each other's half-written files.
 pub fn tmp_path(path: &Path) -> std::path::PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// Reads a settings file a person wrote (space, params, config). Bytes that are not UTF-8

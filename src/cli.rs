@@ -71,6 +71,9 @@ pub struct RunArgs {
     pub timeout: Option<std::time::Duration>,
     #[command(flatten)]
     pub storage: StorageArgs,
+    /// Compute threads of each trial (default: cores / concurrency). Set it when several workers share one machine.
+    #[arg(long, value_parser = threads_parser())]
+    pub threads: Option<usize>,
     /// Where trial directories (checkpoints, metrics.csv) go; default <runs-dir>/<study>/trials. On a shared file system a lost worker's trial resumes from its checkpoint on another machine.
     #[arg(long)]
     pub artifacts: Option<PathBuf>,
@@ -529,6 +532,7 @@ fn run_command(args: RunArgs) -> Result<()> {
         timeout: args.timeout,
         storage: args.storage.storage,
         artifacts: args.artifacts,
+        threads: args.threads,
     })?;
     println!("{}", crate::study::leaderboard::render(&summary.trials, 10));
     let count = |s: crate::study::TrialState| summary.counts.get(&s).copied().unwrap_or(0);

@@ -92,6 +92,13 @@ fn bad_spaces_and_study_flags_are_refused_before_anything_is_written() {
         (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--timeout", "0s"], 2, vec!["--timeout", "between 1 second"]),
         (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--timeout", "soon"], 2, vec!["--timeout", "not a duration"]),
         (format!("{SPACE_HEAD}timeout = \"forever\"\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`study.timeout`", "not a duration"]),
+        // shared storage: a URL that is not one, liveness settings that would reap live workers
+        (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--storage", "mysql://u:secret@h/db"], 2, vec!["--storage", "not a storage URL", "postgresql://user@host", "u:***@h"]),
+        (format!("{SPACE_HEAD}storage = \"runs.db\"\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`storage`", "not a storage URL"]),
+        (format!("{SPACE_HEAD}heartbeat = \"2m\"\ngrace = \"1m\"\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`study.grace`", "not longer than the heartbeat"]),
+        (format!("{SPACE_HEAD}max_retries = 1000\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`study.max_retries`", "0..=100"]),
+        // a store that cannot be reached at start: exit 8 with the fix, nothing written
+        (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--storage", "postgresql://tune@127.0.0.1:1/tune"], 8, vec!["127.0.0.1:1", "out of reach", "fix: start the server"]),
         ("[study]\nname = \"a\\u0000b\"\n[params]\nconv0_channels = 4\n".into(), vec![], 2, vec!["`study.name`"]),
         (format!("[study]\nname = \"{}\"\n[params]\nconv0_channels = 4\n", "x".repeat(300)), vec![], 2, vec!["`study.name`", "1 to 100"]),
         // enqueued dictionaries: an unknown key, a value outside the space, an impossible network

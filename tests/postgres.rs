@@ -211,7 +211,8 @@ fn killed_worker() -> Result<(), Failed> {
     let f = Fixture::new(600, 60);
     let name = unique("killed");
     let s = f.write("k.toml", &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"3s\"", 6).replace("sampler = \"tpe\"\n", ""));
-    let mut victim = worker(&f, &s, &url, &["--artifacts", "victim"]);
+    // Both workers see one artifacts directory (as on NFS): the re-run resumes the checkpoint.
+    let mut victim = worker(&f, &s, &url, &["--artifacts", "shared"]);
     // Wait until the victim has a trial under way (an epoch recorded), then kill -9 it.
     let started = Instant::now();
     let victim_trial = loop {
@@ -223,13 +224,17 @@ fn killed_worker() -> Result<(), Failed> {
     };
     victim.kill()?;
     victim.wait()?;
-    let rescuer = worker(&f, &s, &url, &["--artifacts", "rescuer"]);
+    let rescuer = worker(&f, &s, &url, &["--artifacts", "shared"]);
     let out = finish(rescuer, "the rescuer")?;
     let trials = store_trials(&url, &name);
     let lost = &trials[&victim_trial];
     check(lost.state == TrialState::Failed && lost.reason.as_deref().unwrap_or("").starts_with("worker lost"), format!("{lost:?}\n{out}"))?;
     let retry = trials.values().find(|t| t.retry_of == Some(victim_trial));
     check(retry.is_some_and(|r| r.state == TrialState::Complete && r.params == lost.params), format!("re-run by the rescuer: {retry:?}"))?;
+    // Resumed, not restarted: its first epoch is the lost trial's, replayed from the copied
+    // checkpoint (a retrained epoch would differ at least in its seconds).
+    let retry = retry.unwrap();
+    check(retry.history.len() == 6 && retry.history[0] == lost.history[0], format!("resumed from the checkpoint:\n{:?}\n{:?}", lost.history, retry.history))?;
     let complete = trials.values().filter(|t| t.state == TrialState::Complete && t.retry_of.is_none()).count();
     check(complete == 3 && trials.values().filter(|t| t.counts_toward_budget()).count() == 4, format!("the study completes its budget: {trials:?}"))
 }

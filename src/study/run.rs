@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub storage: Option<String>,
     /// `--artifacts`: where trial directories go (default `<runs>/<study>/trials`).
     pub artifacts: Option<PathBuf>,
+    /// `--threads`: compute threads per trial (default: cores / concurrency).
+    pub threads: Option<usize>,
 }
 
 /// Figures of a finished (or interrupted) study run.

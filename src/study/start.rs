@@ -141,7 +141,7 @@ fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {
     super::space::check_study(s, &err)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let concurrency = s.concurrency.unwrap_or(cores).max(1);
-    let resolved = Resolved { threads_per_trial: (cores / concurrency).max(1), concurrency, split_seed: opts.split_seed, data_dir: opts.data_dir.clone(), space };
+    let resolved = Resolved { threads_per_trial: opts.threads.unwrap_or(cores / concurrency).max(1), concurrency, split_seed: opts.split_seed, data_dir: opts.data_dir.clone(), space };
     let dir = opts.runs_dir.join(&resolved.space.study.name);
     Ok((dir, resolved))
 }

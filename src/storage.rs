@@ -64,6 +64,28 @@ pub fn append_line(path: &Path, line: &str) -> Result<()> {
     f.write_all(&bytes).and_then(|_| f.sync_data()).map_err(|e| TuneError::io(path, e))
 }
 
+/// Copies a directory tree; the copy appears under `to` only once complete (it is built
+/// beside it and renamed), so a crash never leaves half a checkpoint behind.
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let target = to.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                copy(&entry.path(), &target)?;
+            } else {
+                std::fs::copy(entry.path(), target)?;
+            }
+        }
+        Ok(())
+    }
+    let tmp = tmp_path(to);
+    let _ = std::fs::remove_dir_all(&tmp);
+    copy(from, &tmp).map_err(|e| TuneError::io(from, e))?;
+    std::fs::rename(&tmp, to).map_err(|e| TuneError::io(to, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,26 +108,4 @@ mod tests {
         let err = write_atomic(Path::new("/nonexistent-dir/x"), b"1").unwrap_err().to_string();
         assert!(err.contains("/nonexistent-dir/x"), "{err}");
     }
-}
-
-/// Copies a directory tree; the copy appears under `to` only once complete (it is built
-/// beside it and renamed), so a crash never leaves half a checkpoint behind.
-pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(to)?;
-        for entry in std::fs::read_dir(from)? {
-            let entry = entry?;
-            let target = to.join(entry.file_name());
-            if entry.file_type()?.is_dir() {
-                copy(&entry.path(), &target)?;
-            } else {
-                std::fs::copy(entry.path(), target)?;
-            }
-        }
-        Ok(())
-    }
-    let tmp = tmp_path(to);
-    let _ = std::fs::remove_dir_all(&tmp);
-    copy(from, &tmp).map_err(|e| TuneError::io(from, e))?;
-    std::fs::rename(&tmp, to).map_err(|e| TuneError::io(to, e))
 }

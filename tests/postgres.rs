@@ -42,7 +42,8 @@ fn main() {
     if let Some(why) = reason {
         eprintln!("postgres tests ignored: {why}");
     }
-    let tests: Vec<(&str, fn() -> Result<(), Failed>)> = vec![
+    type Test = fn() -> Result<(), Failed>;
+    let tests: Vec<(&str, Test)> = vec![
         ("the_postgres_backend_conforms", conforms),
         ("a_lost_worker_is_reaped_once_and_its_configuration_rerun", reaped_once),
         ("concurrent_workers_claim_every_number_exactly_once", concurrent_claims),
@@ -164,18 +165,38 @@ fn space(name: &str, trials: usize, extra: &str, epochs: usize) -> String {
     )
 }
 
-fn worker(f: &Fixture, space: &std::path::Path, url: &str, extra: &[&str]) -> Child {
+/// A worker process, killed if a test gives up on it early.
+struct Worker(Option<Child>);
+
+impl Worker {
+    fn kill(&mut self) -> std::io::Result<()> {
+        let child = self.0.as_mut().expect("running");
+        child.kill()?;
+        child.wait().map(|_| ())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn worker(f: &Fixture, space: &std::path::Path, url: &str, extra: &[&str]) -> Worker {
     let mut args = vec!["run", space.to_str().unwrap(), "--storage", url, "--concurrency", "1", "--data-dir", "data"];
     args.extend_from_slice(extra);
-    f.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    Worker(Some(f.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()))
 }
 
 fn store_trials(url: &str, name: &str) -> std::collections::BTreeMap<usize, tune::study::TrialRecord> {
     PgStorage::connect(url, name).unwrap().trials().unwrap()
 }
 
-fn finish(child: Child, who: &str) -> Result<String, Failed> {
-    let out = child.wait_with_output()?;
+fn finish(mut worker: Worker, who: &str) -> Result<String, Failed> {
+    let out = worker.0.take().expect("running").wait_with_output()?;
     check(out.status.success(), format!("{who} failed ({}):\n{}", out.status, text(&out)))?;
     Ok(text(&out))
 }
@@ -190,7 +211,7 @@ fn three_workers() -> Result<(), Failed> {
     let reference = tune::study::run::load_trials(&f.path("runs/single"))?;
 
     let s = f.write("three.toml", &space(&name, 8, "heartbeat = \"1s\"\ngrace = \"5s\"", 2));
-    let workers: Vec<Child> = (0..3).map(|i| worker(&f, &s, &url, &["--artifacts", &format!("art{i}")])).collect();
+    let workers: Vec<Worker> = (0..3).map(|i| worker(&f, &s, &url, &["--artifacts", &format!("art{i}")])).collect();
     for (i, w) in workers.into_iter().enumerate() {
         finish(w, &format!("worker {i}"))?;
     }
@@ -223,7 +244,6 @@ fn killed_worker() -> Result<(), Failed> {
         std::thread::sleep(Duration::from_millis(100));
     };
     victim.kill()?;
-    victim.wait()?;
     let rescuer = worker(&f, &s, &url, &["--artifacts", "shared"]);
     let out = finish(rescuer, "the rescuer")?;
     let trials = store_trials(&url, &name);

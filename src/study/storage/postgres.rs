@@ -306,6 +306,21 @@ impl PgStorage {
     }
 }
 
+impl PgStorage {
+    /// Runs `update` (`UPDATE … WHERE (study_id, number) IN`) on those of `numbers` this
+    /// worker runs, locking their rows in number order (one lock order with the reaper).
+    fn update_mine(&mut self, what: &str, numbers: &[usize], update: &str) -> Result<()> {
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        let (numbers, me): (Vec<i32>, String) = (numbers.iter().map(|n| int(*n)).collect(), self.worker.clone());
+        let sql = format!(
+            "{update} (SELECT study_id, number FROM tune_trials WHERE study_id = $1 AND number = ANY($2) AND owner = $3 AND running ORDER BY number FOR UPDATE)"
+        );
+        self.write(what, |tx, id| tx.execute(&sql, &[&id, &numbers, &me]).map(|_| ()))
+    }
+}
+
 impl Drop for PgStorage {
     /// The client owns a small runtime, which must not be dropped on an async worker thread.
     fn drop(&mut self) {
@@ -514,33 +529,11 @@ impl StudyStorage for PgStorage {
     }
 
     fn release(&mut self, numbers: &[usize]) -> Result<()> {
-        if numbers.is_empty() {
-            return Ok(());
-        }
-        let (numbers, me): (Vec<i32>, String) = (numbers.iter().map(|n| int(*n)).collect(), self.worker.clone());
-        self.write("release trials", |tx, id| {
-            tx.execute(
-                "UPDATE tune_trials SET owner = NULL WHERE (study_id, number) IN \
-                 (SELECT study_id, number FROM tune_trials WHERE study_id = $1 AND number = ANY($2) AND owner = $3 AND running ORDER BY number FOR UPDATE)",
-                &[&id, &numbers, &me],
-            )?;
-            Ok(())
-        })
+        self.update_mine("release trials", numbers, "UPDATE tune_trials SET owner = NULL WHERE (study_id, number) IN")
     }
 
     fn heartbeat(&mut self, numbers: &[usize]) -> Result<()> {
-        if numbers.is_empty() {
-            return Ok(());
-        }
-        let (numbers, me): (Vec<i32>, String) = (numbers.iter().map(|n| int(*n)).collect(), self.worker.clone());
-        self.write("heartbeat", |tx, id| {
-            tx.execute(
-                "UPDATE tune_trials SET beat_at = now() WHERE (study_id, number) IN \
-                 (SELECT study_id, number FROM tune_trials WHERE study_id = $1 AND number = ANY($2) AND owner = $3 AND running ORDER BY number FOR UPDATE)",
-                &[&id, &numbers, &me],
-            )?;
-            Ok(())
-        })
+        self.update_mine("heartbeat", numbers, "UPDATE tune_trials SET beat_at = now() WHERE (study_id, number) IN")
     }
 
     fn reap(&mut self, liveness: &Liveness) -> Result<Vec<Reaped>> {

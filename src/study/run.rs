@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot};
 
 use super::journal::{Event, replay};
@@ -18,11 +16,9 @@ pub use super::start::{Resolved, feasibility};
 use super::start::{self, Opened};
 use super::leaderboard;
 use super::pruner::{Curve, should_prune};
-use super::sampler::{self, Grid, Observation};
-use super::space::SamplerKind;
+use super::sampler::{Ask, Proposal, Sampler};
 use super::trial::{TrialRecord, TrialState, trial_seed};
 use crate::error::{Result, TuneError};
-use crate::model::Params;
 use crate::training::TrainConfig;
 
 /// Command-line overrides of the space's `[study]` settings.
@@ -123,8 +119,7 @@ struct Study {
     unfinished: Vec<usize>,
     /// A number reserved and not sampled yet (TPE waits for earlier results).
     pending: Option<Reservation>,
-    queue: Vec<Params>,
-    grid: Option<Grid>,
+    sampler: Box<dyn Sampler>,
     launcher: Box<dyn Launch>,
     grid_done: bool,
     interrupted: bool,
@@ -198,23 +193,13 @@ impl Study {
     fn create_reserved(&mut self, r: Reservation) -> Result<Next> {
         self.sync()?;
         let (n, draw) = (r.number, r.draw);
-        let study = &self.resolved.space.study;
-        let params = if draw < self.queue.len() {
-            self.queue[draw].clone()
-        } else {
-            let visible = n.saturating_sub(study.history_lag);
-            // Waits for every earlier trial, including numbers other workers have reserved
-            // but not recorded yet.
-            if study.sampler == SamplerKind::Tpe && (0..visible).any(|m| self.trials.get(&m).is_none_or(|t| t.state == TrialState::Running)) {
-                return Ok(Next::Wait);
-            }
-            let history: Vec<Observation> = self.trials.range(..visible).map(|(_, t)| Observation { params: t.params.clone(), value: t.value() }).collect();
-            let mut rng = StdRng::seed_from_u64(trial_seed(study.seed, draw) ^ 0x5A17);
-            match sampler::sample(&self.resolved.space, &history, draw - self.queue.len(), &mut rng, self.grid.as_ref()) {
-                Some(p) => p,
-                None => return Ok(Next::Exhausted),
-            }
+        let ask = Ask { number: n, draw, index: draw, trials: &self.trials };
+        let params = match self.sampler.propose(&self.resolved.space, &ask) {
+            Proposal::Params(p) => p,
+            Proposal::Wait => return Ok(Next::Wait),
+            Proposal::Exhausted => return Ok(Next::Exhausted),
         };
+        let study = &self.resolved.space.study;
         let seed = trial_seed(study.seed, n);
         let infeasible = feasibility(&params, &self.resolved.space).err();
         let created = Event::Created { number: n, params, seed, infeasible: infeasible.clone(), retry_of: None };
@@ -353,7 +338,7 @@ fn bar_message(trials: &BTreeMap<usize, TrialRecord>) -> String {
 impl Study {
     /// A study opened by [`start::open`], launching trials through `launcher`.
     fn new(opened: Opened, launcher: Box<dyn Launch>) -> Study {
-        let Opened { dir, resolved, queue, grid, trials, train_size, storage, artifacts, shared, liveness } = opened;
+        let Opened { dir, resolved, sampler, trials, train_size, storage, artifacts, shared, liveness } = opened;
         let space = &resolved.space.study;
         let left_running = trials.values().filter(|t| t.state == TrialState::Running).count();
         if !trials.is_empty() {
@@ -378,8 +363,7 @@ impl Study {
             running: HashMap::new(),
             unfinished: Vec::new(),
             pending: None,
-            queue,
-            grid,
+            sampler,
             launcher,
             grid_done: false,
             interrupted: false,

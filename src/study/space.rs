@@ -163,6 +163,28 @@ pub struct StudySettings {
     pub training: TrainConfig,
     #[serde(default)]
     pub pruning: PrunerSettings,
+    /// `[study.tpe]`: how TPE models the history.
+    #[serde(default)]
+    pub tpe: TpeSettings,
+}
+
+/// `[study.tpe]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TpeSettings {
+    /// One joint density over all parameters (Optuna's multivariate, group TPE), so depth
+    /// and the widths that went with it are proposed together; false: each parameter alone.
+    pub multivariate: bool,
+    /// Share of draws after the start-up taken uniformly, so the search never stops looking.
+    pub exploration: f64,
+    /// Candidates drawn from the good density per proposal.
+    pub candidates: usize,
+}
+
+impl Default for TpeSettings {
+    fn default() -> Self {
+        TpeSettings { multivariate: true, exploration: 0.1, candidates: 24 }
+    }
 }
 
 /// `[study.pruning]`: rungs at `min_resource · reduction_factor^k` epochs.
@@ -393,6 +415,12 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
     }
     if let Some(t) = &s.timeout {
         parse_timeout(t).map_err(|problem| err("study.timeout", problem, "write a duration such as \"90m\" or \"2h 30m\"".into()))?;
+    }
+    if !(0.0..=1.0).contains(&s.tpe.exploration) {
+        return Err(err("study.tpe.exploration", format!("{} is outside [0, 1]", s.tpe.exploration), "set a share such as 0.1 (0: never draw uniformly after the start-up)".into()));
+    }
+    if !(1..=1000).contains(&s.tpe.candidates) {
+        return Err(err("study.tpe.candidates", format!("{} is outside 1..=1000", s.tpe.candidates), "set `study.tpe.candidates` to a whole number in 1..=1000 (Optuna uses 24)".into()));
     }
     if s.max_retries > 100 {
         return Err(err("study.max_retries", format!("{} is outside 0..=100", s.max_retries), "set `study.max_retries` to a whole number in 0..=100".into()));

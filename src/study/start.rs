@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::storage::{Liveness, StorageSpec, StudyStorage};
 use super::run::RunOptions;
-use super::sampler::Grid;
+use super::sampler::Sampler;
 use super::space::{Distribution, SamplerKind, SearchSpace};
 use super::trial::TrialRecord;
 use crate::error::{Result, TuneError};
@@ -39,6 +39,7 @@ impl Resolved {
             && a.study.pruner == b.study.pruner
             && a.study.training == b.study.training
             && a.study.pruning == b.study.pruning
+            && a.study.tpe == b.study.tpe
             && self.split_seed == new.split_seed;
         if same {
             return Ok(());
@@ -72,8 +73,8 @@ pub struct Opened {
     pub dir: PathBuf,
     pub resolved: Resolved,
     /// Configurations to evaluate first (trial n takes `queue[n]`).
-    pub queue: Vec<Params>,
-    pub grid: Option<Grid>,
+    /// Proposes configurations: the enqueued ones first, then the configured sampler.
+    pub sampler: Box<dyn Sampler>,
     pub trials: BTreeMap<usize, TrialRecord>,
     /// Images in the train split (for throughput figures when no subset is set).
     pub train_size: usize,
@@ -96,7 +97,7 @@ pub fn open(opts: &RunOptions) -> Result<Opened> {
     drop(data);
     let queue = enqueued(space)?;
     probe_feasibility(space)?;
-    let grid = (space.study.sampler == SamplerKind::Grid).then(|| Grid::new(space)).transpose()?;
+    let sampler = super::sampler::build(space, queue)?;
     let original = crate::storage::read_text(&opts.space_file)?;
 
     let spec = storage_spec(opts, &resolved)?;
@@ -109,7 +110,7 @@ pub fn open(opts: &RunOptions) -> Result<Opened> {
     let artifacts = opts.artifacts.clone().unwrap_or_else(|| dir.join("trials"));
     std::fs::create_dir_all(&artifacts).map_err(|e| TuneError::io(&artifacts, e))?;
     let trials = storage.trials()?;
-    Ok(Opened { dir, resolved, queue, grid, trials, train_size, storage, artifacts, shared: spec.is_shared(), liveness })
+    Ok(Opened { dir, resolved, sampler, trials, train_size, storage, artifacts, shared: spec.is_shared(), liveness })
 }
 
 /// `--storage` / `TUNE_STORAGE` (already in `opts`), else the space's `study.storage`, else

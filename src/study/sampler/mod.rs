@@ -1,15 +1,28 @@
-//! Samplers: pure functions of the space, the finished trials and the trial's own seed.
-//! Random and TPE draw one dictionary per call; grid enumerates distinct networks.
+//! Samplers propose the configuration of a trial number from the study's records. Each is
+//! one type behind [`Sampler`], owning its settings and state: the grid its points, TPE its
+//! wait rule, [`Enqueued`] the configurations evaluated first. A proposal depends only on the
+//! study seed, the trial's number and draw index, and finished trials — never on timing —
+//! so the same seed gives the same configurations whatever the number of workers.
 
+mod enqueued;
 mod grid;
+mod joint;
 mod random;
 mod tpe;
 
-pub use grid::Grid;
+use std::collections::BTreeMap;
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+pub use enqueued::Enqueued;
+pub use grid::{Grid, GridSampler};
+pub use random::RandomSampler;
+pub use tpe::TpeSampler;
+
 use super::space::{Distribution, SamplerKind, SearchSpace};
+use super::trial::{TrialRecord, trial_seed};
+use crate::error::Result;
 use crate::model::Params;
 
 /// One finished trial as a sampler sees it.
@@ -21,24 +34,54 @@ pub struct Observation {
     pub value: Option<f64>,
 }
 
-/// Draws the next dictionary. `grid` is the enumerated grid for the grid sampler; `drawn`
-/// counts the configurations the sampler produced before this one (enqueued ones are not
-/// drawn, so they never push grid points out).
-pub fn sample(space: &SearchSpace, history: &[Observation], drawn: usize, rng: &mut StdRng, grid: Option<&Grid>) -> Option<Params> {
-    let mut params = match space.study.sampler {
-        SamplerKind::Random => random::sample(space, rng),
-        SamplerKind::Grid => return grid.and_then(|g| g.point(drawn)),
-        SamplerKind::Tpe => {
-            let informative = history.iter().filter(|o| o.value.is_some()).count();
-            if informative < space.study.startup_trials {
-                random::sample(space, rng)
-            } else {
-                tpe::sample(space, history, rng)
-            }
-        }
+/// What a sampler is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// The trial's number.
+    pub number: usize,
+    /// Configurations drawn before this one in the study (re-runs of lost trials excluded):
+    /// seeds the draw, so it does not depend on which numbers re-runs took.
+    pub draw: usize,
+    /// This sampler's own count: `draw` minus what samplers before it (the queue) drew.
+    pub index: usize,
+    /// Every trial recorded so far (any worker's), by number.
+    pub trials: &'a BTreeMap<usize, TrialRecord>,
+}
+
+impl Ask<'_> {
+    /// The generator of this draw: a function of the study seed and the draw index only.
+    pub fn rng(&self, study_seed: u64) -> StdRng {
+        StdRng::seed_from_u64(trial_seed(study_seed, self.draw) ^ 0x5A17)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Proposal {
+    Params(Params),
+    /// Earlier results are needed first (TPE's `history_lag` rule): ask again later.
+    Wait,
+    /// Nothing left to propose (the grid is exhausted).
+    Exhausted,
+}
+
+pub trait Sampler: Send {
+    fn propose(&self, space: &SearchSpace, ask: &Ask) -> Proposal;
+}
+
+/// The study's sampler: `queue` (the seed's network, `study.enqueue`) first, then the
+/// configured one.
+pub fn build(space: &SearchSpace, queue: Vec<Params>) -> Result<Box<dyn Sampler>> {
+    let inner: Box<dyn Sampler> = match space.study.sampler {
+        SamplerKind::Random => Box::new(RandomSampler),
+        SamplerKind::Grid => Box::new(GridSampler::new(space)?),
+        SamplerKind::Tpe => Box::new(TpeSampler::from_space(space)),
     };
-    SearchSpace::prune_inactive(&mut params);
-    Some(params)
+    Ok(if queue.is_empty() { inner } else { Box::new(Enqueued::new(queue, inner)) })
+}
+
+/// Finished trials below `before`, as observations.
+pub fn observations(trials: &BTreeMap<usize, TrialRecord>, before: usize) -> Vec<Observation> {
+    trials.range(..before).map(|(_, t)| Observation { params: t.params.clone(), value: t.value() }).collect()
 }
 
 /// Draws one value of a distribution uniformly (log-uniformly where asked).

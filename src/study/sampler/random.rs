@@ -4,8 +4,20 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 
+use super::{Ask, Proposal, Sampler};
 use crate::model::{Params, Value};
 use crate::study::space::{Distribution, SearchSpace};
+
+/// Every draw uniform and independent of the history.
+pub struct RandomSampler;
+
+impl Sampler for RandomSampler {
+    fn propose(&self, space: &SearchSpace, ask: &Ask) -> Proposal {
+        let mut params = sample(space, &mut ask.rng(space.study.seed));
+        SearchSpace::prune_inactive(&mut params);
+        Proposal::Params(params)
+    }
+}
 
 pub fn sample(space: &SearchSpace, rng: &mut StdRng) -> Params {
     let mut params = Params::new();

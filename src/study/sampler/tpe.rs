@@ -1,31 +1,82 @@
-//! Tree-structured Parzen Estimator (Bergstra et al. 2011, as in Optuna's univariate TPE).
-//! Finished trials are split into the best γ(n) = min(⌈0.1·n⌉, 25) ("good") and the rest;
-//! infeasible and failed trials are always "bad". For each active parameter, 24 candidates are
-//! drawn from the good density l(x) and the one maximising l(x)/g(x) is kept.
+//! Tree-structured Parzen Estimator (Bergstra et al. 2011; Optuna's TPE). Finished trials
+//! are split into the best γ(n) = min(⌈0.1·n⌉, 25) ("good") and the rest; infeasible and
+//! failed trials are always "bad". Candidates are drawn from the good density l(x) and the
+//! one maximising l(x)/g(x) is kept: jointly over all parameters (`multivariate`, default;
+//! see `joint.rs`) or parameter by parameter (univariate, the earlier behaviour). A share
+//! `exploration` of draws after the start-up is uniform, so the search never stops looking.
 
 use rand::Rng;
 use rand::rngs::StdRng;
 use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 
-use super::Observation;
-use super::random;
+use super::joint::{self, Axis};
+use super::{Ask, Observation, Proposal, Sampler, observations, random};
 use crate::model::{Params, Value};
-use crate::study::space::{Distribution, SearchSpace};
+use crate::study::TrialState;
+use crate::study::space::{Distribution, SearchSpace, TpeSettings};
 
-const CANDIDATES: usize = 24;
 const PRIOR_WEIGHT: f64 = 1.0;
+
+/// TPE with its settings: random start-up, the wait rule, joint or univariate estimation.
+pub struct TpeSampler {
+    /// Trials with a value needed before TPE replaces uniform draws.
+    startup_trials: usize,
+    /// Trial n is sampled from trials < n − history_lag only, and waits for them.
+    history_lag: usize,
+    settings: TpeSettings,
+}
+
+impl TpeSampler {
+    pub fn from_space(space: &SearchSpace) -> TpeSampler {
+        TpeSampler { startup_trials: space.study.startup_trials, history_lag: space.study.history_lag, settings: space.study.tpe.clone() }
+    }
+
+    /// The configuration for `history` (the finished trials it may see).
+    pub fn sample_from(&self, space: &SearchSpace, history: &[Observation], rng: &mut StdRng) -> Params {
+        let informative = history.iter().filter(|o| o.value.is_some()).count();
+        let mut params = if informative < self.startup_trials || rng.random::<f64>() < self.settings.exploration {
+            random::sample(space, rng)
+        } else if self.settings.multivariate {
+            let (good, bad) = split(history);
+            joint::sample(space, good.iter().map(|o| &o.params).collect(), bad.iter().map(|o| &o.params).collect(), self.settings.candidates, rng)
+        } else {
+            sample(space, history, self.settings.candidates, rng)
+        };
+        SearchSpace::prune_inactive(&mut params);
+        params
+    }
+}
+
+impl Sampler for TpeSampler {
+    fn propose(&self, space: &SearchSpace, ask: &Ask) -> Proposal {
+        // Every trial below the visible horizon must be finished — including numbers another
+        // worker reserved but has not recorded yet — so the proposal is the same whoever asks.
+        let visible = ask.number.saturating_sub(self.history_lag);
+        if (0..visible).any(|m| ask.trials.get(&m).is_none_or(|t| t.state == TrialState::Running)) {
+            return Proposal::Wait;
+        }
+        Proposal::Params(self.sample_from(space, &observations(ask.trials, visible), &mut ask.rng(space.study.seed)))
+    }
+}
 
 fn gamma(n: usize) -> usize {
     ((n as f64 * 0.1).ceil() as usize).clamp(1, 25)
 }
 
-pub fn sample(space: &SearchSpace, history: &[Observation], rng: &mut StdRng) -> Params {
+/// The good and the bad observations: best first, unvalued (infeasible, failed) always bad.
+fn split(history: &[Observation]) -> (Vec<&Observation>, Vec<&Observation>) {
     let mut ranked: Vec<&Observation> = history.iter().collect();
-    // Best first; unvalued (infeasible/failed) last. Stable, so ties keep trial order.
+    // Stable, so ties keep trial order.
     ranked.sort_by(|a, b| b.value.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.value.unwrap_or(f64::NEG_INFINITY)));
     let valued = ranked.iter().filter(|o| o.value.is_some()).count();
-    let n_good = gamma(valued).min(valued);
-    let (good, bad) = ranked.split_at(n_good);
+    let bad = ranked.split_off(gamma(valued).min(valued));
+    (ranked, bad)
+}
+
+/// Univariate TPE: each active parameter on its own.
+pub fn sample(space: &SearchSpace, history: &[Observation], candidates: usize, rng: &mut StdRng) -> Params {
+    let (good, bad) = split(history);
+    let (good, bad) = (good.as_slice(), bad.as_slice());
     let mut params = Params::new();
     for (key, dist) in &space.params {
         let fallback = random::draw(dist, rng);
@@ -35,10 +86,10 @@ pub fn sample(space: &SearchSpace, history: &[Observation], rng: &mut StdRng) ->
         let values = |set: &[&Observation]| -> Vec<Value> { set.iter().filter_map(|o| o.params.get(key).cloned()).collect() };
         let value = match dist {
             Distribution::Fixed(v) => v.clone(),
-            Distribution::Choice(choices) => categorical(choices, &values(good), &values(bad), rng),
+            Distribution::Choice(choices) => categorical(choices, &values(good), &values(bad), candidates, rng),
             Distribution::Int { .. } | Distribution::Float { .. } => {
                 let (g, b) = (values(good), values(bad));
-                if g.is_empty() { fallback } else { numerical(dist, &g, &b, rng) }
+                if g.is_empty() { fallback } else { numerical(dist, &g, &b, candidates, rng) }
             }
         };
         params.insert(key.clone(), value);
@@ -46,7 +97,7 @@ pub fn sample(space: &SearchSpace, history: &[Observation], rng: &mut StdRng) ->
     params
 }
 
-fn categorical(choices: &[Value], good: &[Value], bad: &[Value], rng: &mut StdRng) -> Value {
+fn categorical(choices: &[Value], good: &[Value], bad: &[Value], candidates: usize, rng: &mut StdRng) -> Value {
     let weights = |obs: &[Value]| -> Vec<f64> {
         let mut w: Vec<f64> = choices.iter().map(|c| PRIOR_WEIGHT / choices.len() as f64 + obs.iter().filter(|o| *o == c).count() as f64).collect();
         let total: f64 = w.iter().sum();
@@ -55,7 +106,7 @@ fn categorical(choices: &[Value], good: &[Value], bad: &[Value], rng: &mut StdRn
     };
     let (l, g) = (weights(good), weights(bad));
     let mut best = (f64::NEG_INFINITY, 0);
-    for _ in 0..CANDIDATES {
+    for _ in 0..candidates {
         let mut u = rng.random::<f64>();
         let i = l.iter().position(|p| { u -= p; u <= 0.0 }).unwrap_or(l.len() - 1);
         let score = l[i].ln() - g[i].ln();
@@ -95,11 +146,7 @@ impl Parzen {
 
     fn sample(&self, rng: &mut StdRng) -> f64 {
         let i = rng.random_range(0..self.mus.len());
-        let normal = Normal::new(self.mus[i], self.sigmas[i]).expect("positive sigma");
-        // Inverse-CDF sampling inside the truncation bounds.
-        let (a, b) = (normal.cdf(self.low), normal.cdf(self.high));
-        let u = a + rng.random::<f64>() * (b - a).max(1e-300);
-        normal.inverse_cdf(u.clamp(1e-12, 1.0 - 1e-12)).clamp(self.low, self.high)
+        joint::truncated_normal(self.mus[i], self.sigmas[i], self.low, self.high, rng)
     }
 
     fn log_density(&self, x: f64) -> f64 {
@@ -117,43 +164,31 @@ impl Parzen {
     }
 }
 
-fn numerical(dist: &Distribution, good: &[Value], bad: &[Value], rng: &mut StdRng) -> Value {
-    let (low, high, log, int_step) = match dist {
-        Distribution::Int { low, high, step, log } => (*low as f64 - 0.5 * *step as f64, *high as f64 + 0.5 * *step as f64, *log, Some((*low, *high, *step))),
-        Distribution::Float { low, high, log } => (*low, *high, *log, None),
-        _ => unreachable!("numerical distributions only"),
-    };
-    let to_internal = |x: f64| if log { x.max(1e-300).ln() } else { x };
-    let (lo, hi) = if log { (to_internal(low.max(if int_step.is_some() { 0.5 } else { low })), to_internal(high)) } else { (low, high) };
-    let pts = |vals: &[Value]| -> Vec<f64> { vals.iter().filter_map(Value::as_f64).map(to_internal).collect() };
-    let l = Parzen::new(&pts(good), lo, hi);
-    let g = Parzen::new(&pts(bad), lo, hi);
-    let mut best = (f64::NEG_INFINITY, lo);
-    for _ in 0..CANDIDATES {
+fn numerical(dist: &Distribution, good: &[Value], bad: &[Value], candidates: usize, rng: &mut StdRng) -> Value {
+    let axis = Axis::of(dist).expect("numerical distributions only");
+    let pts = |vals: &[Value]| -> Vec<f64> { vals.iter().filter_map(|v| axis.internal(v)).collect() };
+    let l = Parzen::new(&pts(good), axis.lo, axis.hi);
+    let g = Parzen::new(&pts(bad), axis.lo, axis.hi);
+    let mut best = (f64::NEG_INFINITY, axis.lo);
+    for _ in 0..candidates {
         let x = l.sample(rng);
         let score = l.log_density(x) - g.log_density(x);
         if score > best.0 {
             best = (score, x);
         }
     }
-    let x = if log { best.1.exp() } else { best.1 };
-    match int_step {
-        Some((low, high, step)) => Value::Int((low + ((x - low as f64) / step as f64).round() as i64 * step).clamp(low, high)),
-        None => Value::Float(x.clamp(low, high)),
-    }
+    axis.value(best.1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::study::sampler::{Observation, sample as sample_any};
-    use crate::study::space::SearchSpace;
     use rand::SeedableRng;
     use std::path::Path;
 
-    fn space(sampler: &str) -> SearchSpace {
+    fn space(sampler: &str, tpe: &str) -> SearchSpace {
         SearchSpace::parse(
-            &format!("[study]\nname = \"toy\"\nsampler = \"{sampler}\"\nstartup_trials = 8\n[params]\nweight_decay = {{ float = [0.0, 1.0] }}\ndrop_rate = {{ float = [0.0, 0.99] }}\nconv0_channels = {{ int = [1, 64] }}\nconv0_activation = {{ choice = [\"relu\", \"elu\", \"tanh\", \"sigmoid\"] }}"),
+            &format!("[study]\nname = \"toy\"\nsampler = \"{sampler}\"\nstartup_trials = 8\n[study.tpe]\n{tpe}\n[params]\nweight_decay = {{ float = [0.0, 1.0] }}\ndrop_rate = {{ float = [0.0, 0.99] }}\nconv0_channels = {{ int = [1, 64] }}\nconv0_activation = {{ choice = [\"relu\", \"elu\", \"tanh\", \"sigmoid\"] }}"),
             Path::new("toy.toml"),
         )
         .unwrap()
@@ -166,51 +201,107 @@ mod tests {
         -(f("weight_decay") - 0.8).powi(2) - (f("drop_rate") - 0.2).powi(2) - ((f("conv0_channels") - 48.0) / 64.0).powi(2) - act
     }
 
-    fn run(sampler: &str, seed: u64, trials: usize) -> Vec<f64> {
-        let space = space(sampler);
-        let mut history = Vec::new();
+    /// Values of `trials` sequential trials on the toy objective.
+    fn run(space: &SearchSpace, seed: u64, trials: usize, objective: &dyn Fn(&Params) -> f64) -> Vec<(Params, f64)> {
+        let tpe = TpeSampler::from_space(space);
+        let mut history: Vec<Observation> = Vec::new();
         for n in 0..trials {
             let mut rng = StdRng::seed_from_u64(seed * 1000 + n as u64);
-            let p = sample_any(&space, &history, n, &mut rng, None).unwrap();
+            let p = if space.study.sampler == crate::study::space::SamplerKind::Random {
+                let mut p = random::sample(space, &mut rng);
+                SearchSpace::prune_inactive(&mut p);
+                p
+            } else {
+                tpe.sample_from(space, &history, &mut rng)
+            };
             history.push(Observation { value: Some(objective(&p)), params: p });
         }
-        history.iter().map(|o| o.value.unwrap()).collect()
+        history.into_iter().map(|o| (o.params, o.value.unwrap())).collect()
+    }
+
+    fn late_mean(v: &[(Params, f64)]) -> f64 {
+        v[30..].iter().map(|x| x.1).sum::<f64>() / (v.len() - 30) as f64
     }
 
     #[test]
-    fn tpe_concentrates_on_the_good_region_faster_than_random() {
-        let (mut tpe_late, mut random_late) = (0.0, 0.0);
-        for seed in 0..5 {
-            let late = |v: Vec<f64>| v[30..].iter().sum::<f64>() / (v.len() - 30) as f64;
-            tpe_late += late(run("tpe", seed, 60));
-            random_late += late(run("random", seed, 60));
+    fn tpe_concentrates_on_the_good_region_faster_than_random_joint_or_not() {
+        for tpe in ["multivariate = true", "multivariate = false"] {
+            let (mut tpe_late, mut random_late) = (0.0, 0.0);
+            for seed in 0..5 {
+                tpe_late += late_mean(&run(&space("tpe", tpe), seed, 60, &objective));
+                random_late += late_mean(&run(&space("random", ""), seed, 60, &objective));
+            }
+            assert!(tpe_late > random_late + 0.1, "{tpe}: TPE mean of trials 30–59 {tpe_late:.3} vs random {random_late:.3} (sum over 5 seeds)");
         }
-        assert!(tpe_late > random_late + 0.1, "TPE mean of trials 30–59 {tpe_late:.3} vs random {random_late:.3} (sum over 5 seeds)");
     }
 
     #[test]
     fn seeded_and_deterministic() {
-        assert_eq!(run("tpe", 3, 20), run("tpe", 3, 20));
-        assert_ne!(run("tpe", 3, 20), run("tpe", 4, 20));
+        let s = space("tpe", "");
+        let values = |seed| run(&s, seed, 20, &objective).into_iter().map(|x| x.1).collect::<Vec<_>>();
+        assert_eq!(values(3), values(3));
+        assert_ne!(values(3), values(4));
+    }
+
+    #[test]
+    fn conditional_blocks_are_proposed_exactly_when_they_exist() {
+        let s = SearchSpace::parse(
+            "[study]\nname = \"c\"\nstartup_trials = 4\n[params]\nn_conv = { int = [1, 3] }\n\"conv*_channels\" = { int = [4, 64] }\nlr = { float = [1e-4, 1e-2], log = true }\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        // Deeper is better, and wider blocks better still: the joint model must keep each
+        // block's width with its depth.
+        let objective = |p: &Params| {
+            let n = p["n_conv"].as_f64().unwrap();
+            n + (0..n as usize).map(|i| p[&format!("conv{i}_channels")].as_f64().unwrap() / 64.0).sum::<f64>()
+        };
+        for (p, _) in run(&s, 1, 40, &objective) {
+            let n = p["n_conv"].as_f64().unwrap() as usize;
+            for i in 0..3 {
+                assert_eq!(p.contains_key(&format!("conv{i}_channels")), i < n, "block {i} with n_conv = {n}: {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_collapse_onto_a_cheap_region_that_is_worse() {
+        // Narrow networks (the cheap region, channels ≤ 16) score worse; TPE's late proposals
+        // stay away from it, while exploration still looks there now and then.
+        let s = space("tpe", "exploration = 0.1");
+        let objective = |p: &Params| (p["conv0_channels"].as_f64().unwrap() / 64.0) - 0.1 * p["drop_rate"].as_f64().unwrap();
+        let mut late_cheap = 0;
+        let mut late = 0;
+        for seed in 0..5 {
+            for (p, _) in run(&s, seed, 60, &objective).into_iter().skip(30) {
+                late += 1;
+                late_cheap += usize::from(p["conv0_channels"].as_f64().unwrap() <= 16.0);
+            }
+        }
+        assert!(late_cheap * 10 < late, "{late_cheap} of {late} late proposals in the cheap, worse region");
     }
 
     #[test]
     fn unvalued_trials_push_tpe_away_from_their_region() {
         // Every trial with channels < 32 was infeasible; good ones were near 48.
-        let space = space("tpe");
+        let s = space("tpe", "multivariate = false");
         let mut history = Vec::new();
         let mut rng = StdRng::seed_from_u64(9);
         for i in 0..40 {
-            let mut p = random::sample(&space, &mut rng);
+            let mut p = random::sample(&s, &mut rng);
             let ch = if i % 2 == 0 { 1 + i % 31 } else { 32 + i % 33 };
             p.insert("conv0_channels".into(), Value::Int(ch as i64));
             let value = (ch >= 32).then(|| objective(&p));
             history.push(Observation { params: p, value });
         }
-        let draws: Vec<i64> = (0..30)
-            .map(|s| match &sample(&space, &history, &mut StdRng::seed_from_u64(s))["conv0_channels"] { Value::Int(c) => *c, _ => 0 })
-            .collect();
-        let low = draws.iter().filter(|c| **c < 32).count();
-        assert!(low <= 3, "TPE kept proposing the infeasible region: {draws:?}");
+        for multivariate in [false, true] {
+            let mut sampler = TpeSampler::from_space(&s);
+            sampler.settings = TpeSettings { multivariate, exploration: 0.0, ..sampler.settings.clone() };
+            let draws: Vec<i64> = (0..30)
+                .map(|seed| match &sampler.sample_from(&s, &history, &mut StdRng::seed_from_u64(seed))["conv0_channels"] { Value::Int(c) => *c, _ => 0 })
+                .collect();
+            let low = draws.iter().filter(|c| **c < 32).count();
+            assert!(low <= 3, "multivariate {multivariate}: TPE kept proposing the infeasible region: {draws:?}");
+        }
     }
 }

@@ -15,7 +15,7 @@ use super::launch::{Exit, Launch, Message, ProcessLauncher};
 pub use super::start::{Resolved, feasibility};
 use super::start::{self, Opened};
 use super::leaderboard;
-use super::pruner::{Curve, should_prune};
+use super::pruner::{Curve, Pruning};
 use super::sampler::{Ask, Proposal, Sampler};
 use super::trial::{TrialRecord, TrialState, trial_seed};
 use crate::error::{Result, TuneError};
@@ -120,6 +120,7 @@ struct Study {
     /// A number reserved and not sampled yet (TPE waits for earlier results).
     pending: Option<Reservation>,
     sampler: Box<dyn Sampler>,
+    pruning: Pruning,
     launcher: Box<dyn Launch>,
     grid_done: bool,
     interrupted: bool,
@@ -278,9 +279,8 @@ impl Study {
         self.epoch_secs += m.secs;
         let images = self.resolved.space.study.training.subset.unwrap_or(usize::MAX);
         self.images += images.min(self.train_size) as f64;
-        let space = &self.resolved.space.study;
         let curve = Curve { number: n, val_acc: self.trials[&n].history.iter().map(|m| m.val_acc).collect(), finished: false };
-        if let Some(reason) = should_prune(space.pruner, &space.pruning, space.training.epochs, &curve, &self.curves())
+        if let Some(reason) = self.pruning.should_stop(&curve, &self.curves())
             && let Some(r) = self.running.get_mut(&n)
             && r.pruned.is_none()
         {
@@ -350,7 +350,9 @@ impl Study {
             dir.display(), storage.location()
         );
         let bar = study_bar(space.trials);
+        let pruning = Pruning::of(&resolved.space);
         Study {
+            pruning,
             storage,
             dir,
             artifacts,

@@ -1,8 +1,17 @@
-//! Cross-trial pruners, pure functions of the epoch histories: after each epoch of a trial,
-//! decide whether to stop it. Epochs are the resource; a trial's value at an epoch is its best
-//! val_acc so far (what early stopping would keep).
+//! Cross-trial pruners: after each epoch of a trial, decide from the epoch histories whether
+//! to stop it. Epochs are the resource; a trial's value at an epoch is its best val_acc so far
+//! (what early stopping would keep). Each pruner is one type behind [`Pruner`] with its own
+//! settings, one file each.
 
-use super::space::{PrunerKind, PrunerSettings};
+mod asha;
+mod hyperband;
+mod median;
+
+pub use asha::Asha;
+pub use hyperband::{Hyperband, hyperband_brackets};
+pub use median::Median;
+
+use super::space::{PrunerKind, PrunerSettings, SearchSpace};
 
 /// The val_acc curve of one trial.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,75 +29,57 @@ impl Curve {
     }
 }
 
-/// Decides for `trial` after its latest epoch; `Some(reason)` means stop it now.
-pub fn should_prune(kind: PrunerKind, s: &PrunerSettings, max_epochs: usize, trial: &Curve, all: &[Curve]) -> Option<String> {
-    let epoch = trial.val_acc.len();
-    if epoch == 0 || epoch >= max_epochs {
-        return None;
+pub trait Pruner: Send {
+    /// `Some(reason)`: stop `trial` now, after its epoch `trial.val_acc.len()`, which is
+    /// neither 0 nor the last one (see [`Pruning`]). `all` holds every trial's curve.
+    fn decide(&self, trial: &Curve, all: &[Curve]) -> Option<String>;
+}
+
+/// Never stops a trial (`pruner = "none"`): each still stops itself early on val_acc.
+pub struct NoPruner;
+
+impl Pruner for NoPruner {
+    fn decide(&self, _trial: &Curve, _all: &[Curve]) -> Option<String> {
+        None
     }
-    match kind {
-        PrunerKind::None => None,
-        PrunerKind::Median => median(s, trial, all, epoch),
-        PrunerKind::Asha => successive_halving(s.min_resource, s.reduction_factor, trial, all.iter(), epoch, "ASHA"),
-        PrunerKind::Hyperband => {
-            let brackets = hyperband_brackets(s, max_epochs);
-            let bracket = trial.number % brackets;
-            let min_resource = s.min_resource.saturating_mul(s.reduction_factor.saturating_pow(bracket as u32));
-            let peers = all.iter().filter(|c| c.number % brackets == bracket);
-            successive_halving(min_resource, s.reduction_factor, trial, peers, epoch, &format!("Hyperband bracket {bracket}"))
+}
+
+/// The study's pruner, with the rule shared by all: no decision before the first epoch or
+/// at the last one (a finished trial is not pruned).
+pub struct Pruning {
+    max_epochs: usize,
+    pruner: Box<dyn Pruner>,
+}
+
+impl Pruning {
+    pub fn new(kind: PrunerKind, s: &PrunerSettings, max_epochs: usize) -> Pruning {
+        let pruner: Box<dyn Pruner> = match kind {
+            PrunerKind::None => Box::new(NoPruner),
+            PrunerKind::Median => Box::new(Median { warmup_epochs: s.warmup_epochs, startup_trials: s.startup_trials }),
+            PrunerKind::Asha => Box::new(Asha { min_resource: s.min_resource, reduction_factor: s.reduction_factor }),
+            PrunerKind::Hyperband => Box::new(Hyperband::new(s, max_epochs)),
+        };
+        Pruning { max_epochs, pruner }
+    }
+
+    pub fn of(space: &SearchSpace) -> Pruning {
+        let s = &space.study;
+        Pruning::new(s.pruner, &s.pruning, s.training.epochs)
+    }
+
+    /// Decides for `trial` after its latest epoch; `Some(reason)` means stop it now.
+    pub fn should_stop(&self, trial: &Curve, all: &[Curve]) -> Option<String> {
+        let epoch = trial.val_acc.len();
+        if epoch == 0 || epoch >= self.max_epochs {
+            return None;
         }
+        self.pruner.decide(trial, all)
     }
 }
 
-/// Number of Hyperband brackets: one per rung level that fits in `max_epochs`. Saturating
-/// arithmetic bounds the loop (at most log2(max_epochs) + 1 rounds) whatever the settings.
-pub fn hyperband_brackets(s: &PrunerSettings, max_epochs: usize) -> usize {
-    let eta = s.reduction_factor.max(2);
-    let mut n = 1;
-    let mut rung = s.min_resource.max(1).saturating_mul(eta);
-    while rung < max_epochs {
-        n += 1;
-        rung = rung.saturating_mul(eta);
-    }
-    n
-}
-
-fn successive_halving<'a>(min_resource: usize, eta: usize, trial: &Curve, peers: impl Iterator<Item = &'a Curve>, epoch: usize, name: &str) -> Option<String> {
-    // Rungs at min_resource · eta^k epochs; decide only when this epoch is a rung.
-    let mut rung_epoch = min_resource.max(1);
-    let mut rung = 0;
-    while rung_epoch < epoch {
-        rung_epoch = rung_epoch.saturating_mul(eta.max(2));
-        rung += 1;
-    }
-    if rung_epoch != epoch {
-        return None;
-    }
-    let value = trial.best_at(epoch)?;
-    let mut competing: Vec<f64> = peers.filter(|c| c.number != trial.number).filter_map(|c| c.best_at(epoch)).collect();
-    competing.push(value);
-    competing.sort_by(|a, b| b.total_cmp(a));
-    // Optuna's rule: promotable when within the top ⌊n/η⌋ (at least the best one).
-    let keep = (competing.len() / eta).max(1);
-    let cutoff = competing[keep - 1];
-    (value < cutoff).then(|| {
-        format!("{name} rung {rung} (epoch {epoch}): val_acc {value:.4} not in the top {keep} of {} (cut-off {cutoff:.4})", competing.len())
-    })
-}
-
-fn median(s: &PrunerSettings, trial: &Curve, all: &[Curve], epoch: usize) -> Option<String> {
-    if epoch <= s.warmup_epochs || all.iter().filter(|c| c.finished && c.number != trial.number).count() < s.startup_trials {
-        return None;
-    }
-    let mut others: Vec<f64> = all.iter().filter(|c| c.number != trial.number).filter_map(|c| c.best_at(epoch)).collect();
-    if others.is_empty() {
-        return None;
-    }
-    others.sort_by(|a, b| a.total_cmp(b));
-    let m = others.len();
-    let med = if m % 2 == 1 { others[m / 2] } else { (others[m / 2 - 1] + others[m / 2]) / 2.0 };
-    let value = trial.best_at(epoch)?;
-    (value < med).then(|| format!("median (epoch {epoch}): val_acc {value:.4} below the median {med:.4} of {m} trials"))
+/// One decision with a freshly built pruner (tests, and callers without a study).
+pub fn should_prune(kind: PrunerKind, s: &PrunerSettings, max_epochs: usize, trial: &Curve, all: &[Curve]) -> Option<String> {
+    Pruning::new(kind, s, max_epochs).should_stop(trial, all)
 }
 
 #[cfg(test)]

@@ -295,6 +295,8 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// A shared study store under simulated workers (epochs reported instantly, no training): trials/s and create/report latencies.
     Storage(crate::study::storage::bench::StorageBenchArgs),
+    /// Each sampler's own time to propose one configuration with a long history.
+    Sampler(crate::study::sampler::bench::SamplerBenchArgs),
 }
 
 /// Runs a parsed command.
@@ -319,6 +321,7 @@ pub fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(BenchArgs { what: Some(BenchCommand::Storage(args)), .. }) => crate::study::storage::bench::run(&args),
+        Command::Bench(BenchArgs { what: Some(BenchCommand::Sampler(args)), .. }) => crate::study::sampler::bench::run(&args),
         Command::Bench(args) => crate::bench::run(&args),
         Command::Study(cmd) => study_command(cmd),
     }

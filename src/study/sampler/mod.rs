@@ -4,6 +4,7 @@
 //! study seed, the trial's number and draw index, and finished trials — never on timing —
 //! so the same seed gives the same configurations whatever the number of workers.
 
+pub mod bench;
 mod enqueued;
 mod grid;
 mod joint;

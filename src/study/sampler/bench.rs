@@ -1,0 +1,72 @@
+//! `tune bench sampler`: each sampler's own time to propose one configuration with a long
+//! history (synthetic trials drawn from the space, with made-up values), no training.
+//! Figures, not assertions.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand::rngs::StdRng;
+
+use super::{Ask, Proposal, RandomSampler, Sampler, TpeSampler};
+use crate::error::Result;
+use crate::study::space::{SearchSpace, TpeSettings};
+use crate::study::trial::{TrialRecord, TrialState};
+use crate::training::EpochMetrics;
+
+#[derive(clap::Args, Debug)]
+pub struct SamplerBenchArgs {
+    /// The space to sample.
+    #[arg(long, default_value = "search_spaces/quick.toml")]
+    pub space: PathBuf,
+    /// Finished trials in the history (comma-separated sizes).
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1000])]
+    pub history: Vec<usize>,
+    /// Proposals timed per sampler and size.
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub proposals: usize,
+}
+
+fn history(space: &SearchSpace, n: usize) -> BTreeMap<usize, TrialRecord> {
+    let mut rng = StdRng::seed_from_u64(7);
+    (0..n)
+        .map(|i| {
+            let mut params = super::random_params(space, &mut rng);
+            SearchSpace::prune_inactive(&mut params);
+            let val_acc = rng.random_range(0.5..0.93);
+            let m = EpochMetrics { epoch: 1, train_loss: 1.0, train_acc: val_acc, val_loss: 1.0, val_acc, lr: 1e-3, secs: 1.0 };
+            (i, TrialRecord { number: i, params, seed: i as u64, state: TrialState::Complete, reason: None, history: vec![m], secs: 1.0, retry_of: None })
+        })
+        .collect()
+}
+
+pub fn run(args: &SamplerBenchArgs) -> Result<()> {
+    let mut space = SearchSpace::from_file(&args.space)?;
+    space.study.history_lag = 0;
+    println!("space: {} · {} proposals per row · time to propose one configuration", args.space.display(), args.proposals);
+    println!("{:>8}  {:<28} {:>12} {:>12}", "history", "sampler", "mean ms", "max ms");
+    for &n in &args.history {
+        let trials = history(&space, n);
+        let mut samplers: Vec<(&str, Box<dyn Sampler>)> = vec![("random", Box::new(RandomSampler))];
+        for (name, multivariate) in [("tpe univariate", false), ("tpe multivariate (default)", true)] {
+            let mut s = space.clone();
+            s.study.tpe = TpeSettings { multivariate, exploration: 0.0, ..s.study.tpe.clone() };
+            samplers.push((name, Box::new(TpeSampler::from_space(&s))));
+        }
+        for (name, sampler) in samplers {
+            let mut times = Vec::new();
+            for k in 0..args.proposals {
+                let ask = Ask { number: n, draw: n + k, index: n + k, trials: &trials };
+                let t = Instant::now();
+                let p = sampler.propose(&space, &ask);
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+                assert!(matches!(p, Proposal::Params(_)), "a full history never waits");
+            }
+            let mean = times.iter().sum::<f64>() / times.len() as f64;
+            let max = times.iter().copied().fold(0.0, f64::max);
+            println!("{n:>8}  {name:<28} {mean:>12.3} {max:>12.3}");
+        }
+    }
+    Ok(())
+}

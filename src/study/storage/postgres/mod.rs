@@ -21,11 +21,17 @@
 
 use std::time::{Duration, Instant};
 
+mod conn;
+mod schema;
+
 use std::collections::HashMap;
 
 use postgres::error::SqlState;
-use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement, Transaction};
+use postgres::{Client, NoTls, Transaction};
+
+use conn::{Conn, blocking, transient};
+
+use schema::migrate;
 
 use super::{Cursor, Liveness, Queued, Reaped, Reservation, StudyStorage, redact};
 use crate::error::{Result, TuneError};
@@ -33,82 +39,8 @@ use crate::study::journal::Event;
 use crate::study::start::Resolved;
 use crate::study::trial::TrialState;
 
-/// The schema this binary writes. A database at a newer version is refused.
-pub const SCHEMA_VERSION: i32 = 1;
-
-/// Tables of schema version 1 (`tune_schema` records the version). Trials and events carry
-/// their study's id without a foreign key on purpose: every insert would share-lock the
-/// study's row, which each reservation updates, and 64 workers then queue on multixacts.
-/// `PgStorage::delete` removes a study's rows itself.
-const SCHEMA_V1: &str = "
-CREATE TABLE tune_studies (
-    id serial PRIMARY KEY,
-    name text UNIQUE NOT NULL,
-    settings text NOT NULL,
-    space text NOT NULL,
-    next_number integer NOT NULL DEFAULT 0,
-    budget_used integer NOT NULL DEFAULT 0,
-    retries integer NOT NULL DEFAULT 0,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE tune_trials (
-    study_id integer NOT NULL,
-    number integer NOT NULL,
-    running boolean NOT NULL,
-    owner text,
-    beat_at timestamptz NOT NULL DEFAULT now(),
-    params text,
-    seed bigint NOT NULL DEFAULT 0,
-    draw integer NOT NULL DEFAULT 0,
-    attempt integer NOT NULL DEFAULT 0,
-    PRIMARY KEY (study_id, number)
-);
-CREATE INDEX tune_trials_running ON tune_trials (study_id, number) WHERE running;
-CREATE TABLE tune_events (
-    id bigserial PRIMARY KEY,
-    study_id integer NOT NULL,
-    xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint,
-    body text NOT NULL
-);
-CREATE INDEX tune_events_order ON tune_events (study_id, xid, id);
-";
-
 /// How long a worker waits for a store that went away before it stops (resumable).
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(600);
-
-/// A connection and the statements prepared on it: the hot writes are one round trip each.
-struct Conn {
-    client: Client,
-    statements: HashMap<&'static str, Statement>,
-}
-
-impl Conn {
-    /// Runs `sql` as a statement prepared once per connection.
-    fn run(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> std::result::Result<Vec<Row>, postgres::Error> {
-        let statement = match self.statements.get(sql) {
-            Some(st) => st.clone(),
-            None => {
-                let st = self.client.prepare(sql)?;
-                self.statements.insert(sql, st.clone());
-                st
-            }
-        };
-        self.client.query(&statement, params)
-    }
-}
-
-impl std::ops::Deref for Conn {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        &self.client
-    }
-}
-
-impl std::ops::DerefMut for Conn {
-    fn deref_mut(&mut self) -> &mut Client {
-        &mut self.client
-    }
-}
 
 pub struct PgStorage {
     url: String,
@@ -131,30 +63,6 @@ pub struct StudyListing {
     pub created: String,
     pub trials: i64,
     pub running: i64,
-}
-
-/// Runs `f` where blocking is allowed: inside a multi-threaded tokio runtime (the study
-/// loop) it moves off the runtime's worker first; elsewhere it runs as is.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
-/// Worth retrying: the connection went away, the server is restarting, or PostgreSQL asks
-/// for a retry (serialization failure, deadlock).
-fn transient(e: &postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
-    match e.code() {
-        None => e.as_db_error().is_none(), // I/O, not a server verdict
-        Some(code) => {
-            let c = code.code();
-            c.starts_with("08") || c.starts_with("57P") || *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
-        }
-    }
 }
 
 /// `host:pid`, and a connection counter when one process opens several (tests, the bench).
@@ -327,31 +235,6 @@ impl Drop for PgStorage {
         let client = self.client.take();
         blocking(move || drop(client));
     }
-}
-
-/// Creates tune's tables, or checks their version; one migrating worker at a time.
-fn migrate(client: &mut Client) -> std::result::Result<(), postgres::Error> {
-    let mut tx = client.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock(7402311)", &[])?;
-    let exists: bool = tx.query_one("SELECT to_regclass('tune_schema') IS NOT NULL", &[])?.get(0);
-    if !exists {
-        tx.batch_execute("CREATE TABLE tune_schema (version integer NOT NULL)")?;
-    }
-    let version: Option<i32> = tx.query_one("SELECT max(version) FROM tune_schema", &[])?.get(0);
-    match version {
-        None => {
-            tx.batch_execute(SCHEMA_V1)?;
-            tx.execute("INSERT INTO tune_schema (version) VALUES ($1)", &[&SCHEMA_VERSION])?;
-        }
-        Some(v) if v > SCHEMA_VERSION => {
-            // Surfaced as a refusal naming both versions (see `with_client`).
-            tx.batch_execute(&format!(
-                "DO $$ BEGIN RAISE EXCEPTION 'this database holds tune schema version {v}, newer than this binary''s version {SCHEMA_VERSION}'; END $$"
-            ))?;
-        }
-        Some(_) => {}
-    }
-    tx.commit()
 }
 
 fn event_json(event: &Event) -> std::result::Result<String, String> {

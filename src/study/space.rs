@@ -425,8 +425,7 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
     if s.max_retries > 100 {
         return Err(err("study.max_retries", format!("{} is outside 0..=100", s.max_retries), "set `study.max_retries` to a whole number in 0..=100".into()));
     }
-    let liveness = s.liveness().map_err(|(key, problem)| err(key, problem, "write a duration such as \"30s\" or \"2m\"; the grace must be longer than the heartbeat".into()))?;
-    let _ = liveness;
+    s.liveness().map_err(|(key, problem)| err(key, problem, "write a duration such as \"30s\" or \"2m\"; the grace must be longer than the heartbeat".into()))?;
     if let Some(t) = &s.store_wait {
         parse_timeout(t).map_err(|problem| err("study.store_wait", problem, "write a duration such as \"10m\"".into()))?;
     }

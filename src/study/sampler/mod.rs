@@ -7,7 +7,6 @@
 pub mod bench;
 mod enqueued;
 mod grid;
-mod joint;
 mod random;
 mod tpe;
 

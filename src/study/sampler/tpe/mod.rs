@@ -9,7 +9,9 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 
-use super::joint::{self, Axis};
+mod joint;
+
+use joint::Axis;
 use super::{Ask, Observation, Proposal, Sampler, observations, random};
 use crate::model::{Params, Value};
 use crate::study::TrialState;

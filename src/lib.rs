@@ -15,7 +15,7 @@ pub mod memory;
 pub mod model;
 pub mod report;
 pub mod retrain;
-pub mod storage;
+pub mod files;
 pub mod study;
 pub mod testdata;
 pub mod training;

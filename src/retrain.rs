@@ -161,7 +161,7 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
         let outcome = crate::training::train(&td, &arch, &cfg, &dir, &device, false, Display::Human, &mut |_| {})?;
         // The one and only look at the test split, with the best epoch's weights.
         let report: Report = evaluate_dir(&dir, &data.train, &splits.test, "test")?;
-        crate::storage::write_atomic(&dir.join("test.json"), serde_json::to_string_pretty(&report).expect("serialisable").as_bytes())?;
+        crate::files::write_atomic(&dir.join("test.json"), serde_json::to_string_pretty(&report).expect("serialisable").as_bytes())?;
         crate::report::plots::confusion(&dir.join("confusion.png"), &report.confusion, &CLASS_NAMES)?;
         crate::report::plots::training_history(&dir.join("history.png"), &outcome.history)?;
         println!("seed {k}: best val_acc {:.4} at epoch {} → {}", outcome.best_val_acc, outcome.best_epoch, report.render());
@@ -171,7 +171,7 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
     let (mean, std) = mean_std(&accs);
     let summary = Summary { study: study.clone(), trial: chosen.number, seeds, test_accuracy: accs, mean, std };
     std::fs::create_dir_all(&out).map_err(|e| TuneError::io(&out, e))?;
-    crate::storage::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary).expect("serialisable").as_bytes())?;
+    crate::files::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary).expect("serialisable").as_bytes())?;
     Ok(summary)
 }
 

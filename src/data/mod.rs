@@ -216,7 +216,7 @@ fn write_cache(path: &Path, data: &FashionMnist) {
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
         .map_err(|e| TuneError::io(path, e))
-        .and_then(|_| crate::storage::write_atomic(path, &bytes));
+        .and_then(|_| crate::files::write_atomic(path, &bytes));
     if let Err(e) = result {
         tracing::debug!("could not write the decoded cache {}: {e}", path.display());
     }

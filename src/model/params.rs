@@ -378,7 +378,7 @@ pub fn known_keys_help() -> String {
 
 /// Reads a params TOML file.
 pub fn read_params(path: &Path) -> Result<Params> {
-    let text = crate::storage::read_text(path)?;
+    let text = crate::files::read_text(path)?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| TuneError::ConfigSyntax { file: path.to_path_buf(), message: e.to_string() })?;
     params_from_table(&table, path)
 }
@@ -403,7 +403,7 @@ pub fn params_from_table(table: &toml::Table, file: &Path) -> Result<Params> {
 /// Writes a params TOML file.
 pub fn write_params(path: &Path, params: &Params) -> Result<()> {
     let text = toml::to_string(params).expect("a flat map of numbers and strings serialises");
-    crate::storage::write_atomic(path, text.as_bytes())
+    crate::files::write_atomic(path, text.as_bytes())
 }
 
 #[cfg(test)]

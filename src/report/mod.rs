@@ -52,10 +52,10 @@ pub fn generate_at(name: &str, trials: BTreeMap<usize, TrialRecord>, out: &Path)
     leaderboard::write_csv(&csv, &trials)?;
     files.push(csv);
     let json = out.join("leaderboard.json");
-    crate::storage::write_atomic(&json, serde_json::to_string_pretty(&records(&trials)).expect("serialisable").as_bytes())?;
+    crate::files::write_atomic(&json, serde_json::to_string_pretty(&records(&trials)).expect("serialisable").as_bytes())?;
     files.push(json);
     let md = out.join("leaderboard.md");
-    crate::storage::write_atomic(&md, markdown(&trials, 20).as_bytes())?;
+    crate::files::write_atomic(&md, markdown(&trials, 20).as_bytes())?;
     files.push(md);
 
     let ranked: Vec<&TrialRecord> = rank(&trials).into_iter().filter(|r| r.rank.is_some()).map(|r| r.trial).collect();
@@ -72,7 +72,7 @@ pub fn generate_at(name: &str, trials: BTreeMap<usize, TrialRecord>, out: &Path)
     }
     let page = out.join("index.html");
     let html = html::page(name, &trials, &importance, &infeasible, &analysis::infeasible_layers(&trials));
-    crate::storage::write_atomic(&page, html.as_bytes())?;
+    crate::files::write_atomic(&page, html.as_bytes())?;
     files.push(page);
     Ok(Generated { dir: out, files, trials })
 }

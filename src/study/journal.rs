@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::trial::{TrialRecord, TrialState};
 use crate::error::{Result, TuneError};
 use crate::model::Params;
-use crate::storage::append_line;
+use crate::files::append_line;
 use crate::training::EpochMetrics;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

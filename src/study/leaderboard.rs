@@ -74,7 +74,7 @@ pub fn write_csv(path: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Result<(
         w.write_record(rec).map_err(io)?;
     }
     let bytes = w.into_inner().map_err(|e| TuneError::io(path, std::io::Error::other(e.to_string())))?;
-    crate::storage::write_atomic(path, &bytes)
+    crate::files::write_atomic(path, &bytes)
 }
 
 /// The parameters worth showing in a narrow table: those that vary between trials.

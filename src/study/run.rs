@@ -236,7 +236,7 @@ impl Study {
             && !dir.exists()
             && self.trial_dir(lost).is_dir()
         {
-            crate::storage::copy_dir(&self.trial_dir(lost), &dir)?;
+            crate::files::copy_dir(&self.trial_dir(lost), &dir)?;
             tracing::info!("trial {n} resumes trial {lost}'s checkpoint");
         }
         std::fs::create_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
@@ -245,7 +245,7 @@ impl Study {
             crate::model::params::write_params(&params_path, &t.params)?;
         }
         let cfg = TrainConfig { seed: t.seed, split_seed: self.resolved.split_seed, ..self.resolved.space.study.training.clone() };
-        crate::storage::write_atomic(&dir.join("train.toml"), toml::to_string(&cfg).expect("serialisable").as_bytes())?;
+        crate::files::write_atomic(&dir.join("train.toml"), toml::to_string(&cfg).expect("serialisable").as_bytes())?;
         Ok(dir)
     }
 

@@ -235,7 +235,7 @@ pub struct SearchSpace {
 
 impl SearchSpace {
     pub fn from_file(path: &Path) -> Result<SearchSpace> {
-        let text = crate::storage::read_text(path)?;
+        let text = crate::files::read_text(path)?;
         SearchSpace::parse(&text, path)
     }
 

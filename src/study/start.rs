@@ -98,7 +98,7 @@ pub fn open(opts: &RunOptions) -> Result<Opened> {
     let queue = enqueued(space)?;
     probe_feasibility(space)?;
     let sampler = super::sampler::build(space, queue)?;
-    let original = crate::storage::read_text(&opts.space_file)?;
+    let original = crate::files::read_text(&opts.space_file)?;
 
     let spec = storage_spec(opts, &resolved)?;
     let liveness = space.study.liveness().expect("checked by check_study");

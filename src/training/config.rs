@@ -175,7 +175,7 @@ impl Layered {
 
     /// Reads a config file as a layer.
     pub fn file(self, path: &Path) -> Result<Self> {
-        let text = crate::storage::read_text(path)?;
+        let text = crate::files::read_text(path)?;
         let table: toml::Table = toml::from_str(&text).map_err(|e| TuneError::ConfigSyntax { file: path.to_path_buf(), message: e.to_string() })?;
         self.table(&table, path, "")
     }

@@ -38,7 +38,7 @@ pub fn write_csv(path: &Path, history: &[EpochMetrics]) -> Result<()> {
             .map_err(|e| TuneError::io(path, std::io::Error::other(e)))?;
     }
     let bytes = writer.into_inner().map_err(|e| TuneError::io(path, std::io::Error::other(e.to_string())))?;
-    crate::storage::write_atomic(path, &bytes)
+    crate::files::write_atomic(path, &bytes)
 }
 
 /// Reads a `metrics.csv` back.

@@ -123,7 +123,7 @@ pub fn write_run_files(dir: &Path, arch: &Architecture, params: &crate::model::P
     let mut resolved = arch.to_params();
     resolved.extend(params.iter().filter(|(k, _)| crate::model::params::TRAINING_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())));
     crate::model::params::write_params(&dir.join("params.toml"), &resolved)?;
-    crate::storage::write_atomic(&dir.join("train.toml"), toml::to_string(cfg).expect("serialisable").as_bytes())
+    crate::files::write_atomic(&dir.join("train.toml"), toml::to_string(cfg).expect("serialisable").as_bytes())
 }
 
 /// The training indices of a run: the train split, or its stratified subset.
@@ -140,7 +140,7 @@ fn checkpoint_err(path: &Path, e: impl std::fmt::Display) -> TuneError {
 
 /// Saves a model through a temporary file so a crash never leaves a torn checkpoint.
 pub fn save_model(model: &Cnn, path: &Path) -> Result<()> {
-    let tmp = crate::storage::tmp_path(path);
+    let tmp = crate::files::tmp_path(path);
     model.clone().save_file(&tmp).map_err(|e| checkpoint_err(path, e))?;
     std::fs::rename(&tmp, path).map_err(|e| TuneError::io(path, e))
 }
@@ -265,7 +265,7 @@ pub fn train(
         }
         // Checkpoints first, state last: the state never points at weights not yet on disk.
         save_model(&model, &files.last())?;
-        let tmp = crate::storage::tmp_path(&files.last_optim());
+        let tmp = crate::files::tmp_path(&files.last_optim());
         optim.save(&tmp).map_err(|e| checkpoint_err(&files.last_optim(), e))?;
         std::fs::rename(&tmp, files.last_optim()).map_err(|e| TuneError::io(files.last_optim(), e))?;
         write_state(&files.state(), &state)?;
@@ -310,5 +310,5 @@ pub fn read_state(path: &Path) -> Result<RunState> {
 }
 
 fn write_state(path: &Path, state: &RunState) -> Result<()> {
-    crate::storage::write_atomic(path, serde_json::to_string(state).expect("serialisable").as_bytes())
+    crate::files::write_atomic(path, serde_json::to_string(state).expect("serialisable").as_bytes())
 }

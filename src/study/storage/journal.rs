@@ -60,9 +60,9 @@ impl StudyStorage for JournalStorage {
         self.lock = Some(held);
         // Frozen copies: the space as written, and every resolved setting.
         if !dir.join("space.toml").exists() {
-            crate::storage::write_atomic(&dir.join("space.toml"), space_text.as_bytes())?;
+            crate::files::write_atomic(&dir.join("space.toml"), space_text.as_bytes())?;
         }
-        crate::storage::write_atomic(&dir.join("settings.json"), serde_json::to_string_pretty(resolved).expect("serialisable").as_bytes())?;
+        crate::files::write_atomic(&dir.join("settings.json"), serde_json::to_string_pretty(resolved).expect("serialisable").as_bytes())?;
         self.cut_torn_tail()?;
         // This process holds the lock, so whatever is recorded running was left by an earlier run.
         let trials = self.trials()?;

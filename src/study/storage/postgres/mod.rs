@@ -147,11 +147,11 @@ impl PgStorage {
                     if started.elapsed() + backoff > self.patience {
                         let waited = started.elapsed().as_secs_f64();
                         return Err(self.err(
-                            format!("{what}: the store is out of reach ({e}); gave up after {waited:.0} s"),
+                            format!("{what}: the store is out of reach ({}); gave up after {waited:.0} s", with_cause(&e)),
                             "start the server (or check the URL, user and network), then run the same command again: the study resumes where its records end",
                         ));
                     }
-                    tracing::warn!("{}: {what} failed ({e}); retrying in {:.1} s", redact(&self.url), backoff.as_secs_f64());
+                    tracing::warn!("{}: {what} failed ({}); retrying in {:.1} s", redact(&self.url), with_cause(&e), backoff.as_secs_f64());
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -226,6 +226,14 @@ impl PgStorage {
             "{update} (SELECT study_id, number FROM tune_trials WHERE study_id = $1 AND number = ANY($2) AND owner = $3 AND running ORDER BY number FOR UPDATE)"
         );
         self.write(what, |tx, id| tx.execute(&sql, &[&id, &numbers, &me]).map(|_| ()))
+    }
+}
+
+/// An error with its cause ("error connecting to server: failed to lookup address …").
+fn with_cause(e: &postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 

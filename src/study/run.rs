@@ -101,6 +101,19 @@ struct Running {
     disowned: bool,
 }
 
+impl Running {
+    /// Sends the trial its stop signal, once; false when it was already sent.
+    fn stop(&mut self) -> bool {
+        match self.kill.take() {
+            Some(k) => {
+                let _ = k.send(());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// One run of a study: its records, its running trials and the figures of this run.
 struct Study {
     dir: PathBuf,
@@ -157,9 +170,7 @@ impl Study {
             if self.trials.get(n).is_some_and(|t| t.state.is_finished()) && !r.disowned && r.pruned.is_none() {
                 tracing::warn!("trial {n} was declared lost by another worker; stopping its process here");
                 r.disowned = true;
-                if let Some(k) = r.kill.take() {
-                    let _ = k.send(());
-                }
+                r.stop();
             }
         }
         Ok(())
@@ -286,9 +297,7 @@ impl Study {
         {
             tracing::info!("trial {n} pruned: {reason}");
             r.pruned = Some(reason);
-            if let Some(k) = r.kill.take() {
-                let _ = k.send(());
-            }
+            r.stop();
         }
         Ok(())
     }
@@ -454,10 +463,13 @@ impl Study {
             self.last_beat = Some(Instant::now());
             let mine: Vec<usize> = self.running.keys().copied().chain(self.pending.map(|r| r.number)).collect();
             self.storage.heartbeat(&mine)?;
-            for r in self.storage.reap(&self.liveness)? {
+            let reaped = self.storage.reap(&self.liveness)?;
+            for r in &reaped {
                 tracing::warn!("trial {}: {}", r.lost, r.reason);
             }
-            self.sync()?;
+            if !reaped.is_empty() {
+                self.sync()?; // the failures and re-runs just recorded
+            }
         }
         self.show_progress();
         Ok(())
@@ -504,10 +516,9 @@ impl Study {
 
     fn stop_after_epoch(&mut self, n: usize) {
         if let Some(r) = self.running.get_mut(&n)
-            && let Some(k) = r.kill.take()
+            && r.stop()
         {
             r.stopped = true;
-            let _ = k.send(());
         }
     }
 
@@ -515,9 +526,7 @@ impl Study {
     fn interrupt(&mut self) {
         self.interrupted = true;
         for r in self.running.values_mut() {
-            if let Some(k) = r.kill.take() {
-                let _ = k.send(());
-            }
+            r.stop();
         }
     }
 

@@ -1,6 +1,8 @@
 //! `tune retrain`: train a study's winning (or any) configuration from scratch on the 50k
 //! train split with early stopping on validation, restore the best epoch, and evaluate it
 //! once on the balanced test split. With several seeds, report mean ± standard deviation.
+//! Each seed keeps its checkpoints, so the same command resumes an interrupted retrain: a
+//! finished seed is not trained (or tested) again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +49,9 @@ pub struct RetrainArgs {
     /// Compute threads (default: all cores).
     #[arg(long, value_parser = crate::cli::threads_parser())]
     pub threads: Option<usize>,
+    /// Train every seed from scratch, discarding an earlier retrain of this trial (by default the same command resumes it).
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// What `retrain/summary.json` holds.
@@ -89,6 +94,21 @@ pub fn best_trial(trials: &BTreeMap<usize, TrialRecord>, include_pruned: bool) -
     };
     let hint = if !include_pruned && counts.contains_key(&TrialState::Pruned) { "; pass --include-pruned to consider pruned trials" } else { "" };
     Err(format!("no complete trial to retrain (found {found}): resume the study until a trial completes, or pass --trial N{hint}"))
+}
+
+/// The one and only look at the test split, with the best epoch's weights; a seed that was
+/// already tested (its retrain resumed after it finished) keeps its recorded result.
+fn test_once(dir: &Path, images: &crate::data::Images, test: &[usize], outcome: &crate::training::Outcome) -> Result<Report> {
+    let path = dir.join("test.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return serde_json::from_str(&text).map_err(|e| TuneError::Study(format!("{}: unreadable test result ({e}); rerun with --fresh", path.display())));
+    }
+    let report: Report = evaluate_dir(dir, images, test, "test")?;
+    crate::report::plots::confusion(&dir.join("confusion.png"), &report.confusion, &CLASS_NAMES)?;
+    crate::report::plots::training_history(&dir.join("history.png"), &outcome.history)?;
+    // Written last: its presence marks the seed as done.
+    crate::files::write_atomic(&path, serde_json::to_string_pretty(&report).expect("serialisable").as_bytes())?;
+    Ok(report)
 }
 
 /// Mean and sample standard deviation.
@@ -146,24 +166,29 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
         .build()?;
     let base = TrainConfig { subset: args.subset, ..base };
     let (data, splits) = load_data(&args.data)?;
-    let out = study.join("retrain");
+    let out = study.join("retrain").join(format!("trial-{}", chosen.number));
     let device = crate::backend::device();
     let mut seeds = Vec::new();
     let mut accs = Vec::new();
     for k in 0..args.seeds as usize {
         let seed = crate::study::trial::trial_seed(chosen.seed, 1000 + k);
-        let dir = if args.seeds > 1 { out.join(format!("seed-{k}")) } else { out.clone() };
+        let dir = out.join(format!("seed-{k}"));
         let cfg = TrainConfig { seed, ..base.clone() };
+        let resume = !args.fresh && crate::training::same_run(&dir, &arch, &chosen.params, &cfg);
+        if !resume && dir.exists() {
+            // Another network or other settings (or --fresh): its files would mislead.
+            tracing::info!("{}: starting afresh ({})", dir.display(), if args.fresh { "--fresh" } else { "an earlier retrain with other settings" });
+            std::fs::remove_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
+        }
+        if resume {
+            println!("seed {k}: resuming {}", dir.display());
+        }
         crate::training::write_run_files(&dir, &arch, &chosen.params, &cfg)?;
         let train_idx = crate::training::training_indices(&data.train, &splits, &cfg);
         tracing::info!("retraining trial {} (seed {k}: {seed}) on {} images, up to {} epochs → {}", chosen.number, train_idx.len(), cfg.epochs, dir.display());
         let td = TrainData { train_images: &data.train, train: train_idx, val_images: &data.official_test, val: splits.validation.clone() };
-        let outcome = crate::training::train(&td, &arch, &cfg, &dir, &device, false, Display::Human, &mut |_| {})?;
-        // The one and only look at the test split, with the best epoch's weights.
-        let report: Report = evaluate_dir(&dir, &data.train, &splits.test, "test")?;
-        crate::files::write_atomic(&dir.join("test.json"), serde_json::to_string_pretty(&report).expect("serialisable").as_bytes())?;
-        crate::report::plots::confusion(&dir.join("confusion.png"), &report.confusion, &CLASS_NAMES)?;
-        crate::report::plots::training_history(&dir.join("history.png"), &outcome.history)?;
+        let outcome = crate::training::train(&td, &arch, &cfg, &dir, &device, resume, Display::Human, &mut |_| {})?;
+        let report = test_once(&dir, &data.train, &splits.test, &outcome)?;
         println!("seed {k}: best val_acc {:.4} at epoch {} → {}", outcome.best_val_acc, outcome.best_epoch, report.render());
         seeds.push(seed);
         accs.push(report.accuracy);

@@ -232,7 +232,7 @@ fn retrain_refuses_a_study_without_a_complete_trial_and_bad_flags() {
     refused(&f, &["retrain", "--best", "--study", "runs/s", "--data-dir", d, "--seeds", "0"], 2, &["--seeds"]);
     // With --include-pruned, the pruned trial is retrained (trial 2, not the failed 0.99).
     let out = ok(f.run(&["retrain", "--best", "--include-pruned", "--study", "runs/bad", "--data-dir", d, "--epochs", "1", "--subset", "100"]));
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f.path("runs/bad/retrain/summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f.path("runs/bad/retrain/trial-2/summary.json")).unwrap()).unwrap();
     assert_eq!(summary["trial"], 2, "{out}");
 }
 

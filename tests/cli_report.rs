@@ -122,8 +122,13 @@ fn retrain_best_tests_once_and_eval_agrees() {
     let d = f.data();
     ok(f.run(&["run", s.to_str().unwrap(), "--data-dir", d.to_str().unwrap(), "--concurrency", "2"]));
     let out = ok(f.run(&["retrain", "--best", "--epochs", "2", "--seeds", "2", "--data-dir", d.to_str().unwrap()]));
-    assert!(out.contains("test accuracy over 2 seeds"), "{out}");
-    let dir = f.path("runs/r/retrain/seed-0");
+    assert!(out.contains("test accuracy over 2 seeds") && !out.contains("resuming"), "{out}");
+    // One directory per retrained trial, one per seed under it.
+    let trials: Vec<_> = std::fs::read_dir(f.path("runs/r/retrain")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(trials.len(), 1, "{trials:?}");
+    let trial_dir = trials[0].clone();
+    assert!(trial_dir.file_name().unwrap().to_str().unwrap().starts_with("trial-"), "{trial_dir:?}");
+    let dir = trial_dir.join("seed-0");
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("test.json")).unwrap()).unwrap();
     let total: u64 = report["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(total, 100, "the confusion matrix covers the whole balanced test split (10 per class here)");
@@ -131,10 +136,26 @@ fn retrain_best_tests_once_and_eval_agrees() {
     for file in ["confusion.png", "confusion.svg", "history.png", "metrics.csv", "best.bpk", "params.toml"] {
         assert!(dir.join(file).is_file(), "{file}");
     }
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f.path("runs/r/retrain/summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(trial_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["test_accuracy"].as_array().unwrap().len(), 2);
     // `tune eval` of the saved model gives the same test accuracy.
     let eval = ok(f.run(&["eval", "--model", dir.to_str().unwrap(), "--split", "test", "--data-dir", d.to_str().unwrap()]));
     let acc = report["accuracy"].as_f64().unwrap();
     assert!(eval.contains(&format!("accuracy {acc:.4}")), "{eval} vs {acc}");
+    // The same command resumes: finished seeds are neither trained nor tested again; a seed
+    // whose test was lost (a crash after training) is tested without training.
+    let read = |seed: &str, file: &str| std::fs::read(trial_dir.join(seed).join(file)).unwrap();
+    let (metrics0, test0, metrics1) = (read("seed-0", "metrics.csv"), read("seed-0", "test.json"), read("seed-1", "metrics.csv"));
+    let test1 = read("seed-1", "test.json");
+    std::fs::remove_file(trial_dir.join("seed-1/test.json")).unwrap();
+    let again = ok(f.run(&["retrain", "--best", "--epochs", "2", "--seeds", "2", "--data-dir", d.to_str().unwrap()]));
+    assert!(again.contains("seed 0: resuming") && again.contains("seed 1: resuming"), "{again}");
+    assert_eq!((read("seed-0", "metrics.csv"), read("seed-0", "test.json"), read("seed-1", "metrics.csv")), (metrics0.clone(), test0, metrics1));
+    assert_eq!(read("seed-1", "test.json"), test1, "the same weights give the same test result");
+    let resumed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(trial_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(resumed, summary);
+    // Other settings start afresh.
+    let other = ok(f.run(&["retrain", "--best", "--epochs", "1", "--data-dir", d.to_str().unwrap()]));
+    assert!(!other.contains("resuming"), "{other}");
+    assert_eq!(String::from_utf8(read("seed-0", "metrics.csv")).unwrap().lines().count(), 2, "header and one epoch");
 }

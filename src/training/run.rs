@@ -120,10 +120,25 @@ fn batch_tensors(
 /// dictionary's training keys) and `train.toml` (the resolved settings).
 pub fn write_run_files(dir: &Path, arch: &Architecture, params: &crate::model::Params, cfg: &TrainConfig) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| TuneError::io(dir, e))?;
+    for (name, text) in run_files(arch, params, cfg) {
+        crate::files::write_atomic(&dir.join(name), text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The files that describe a run (`params.toml`, `train.toml`) and their contents.
+fn run_files(arch: &Architecture, params: &crate::model::Params, cfg: &TrainConfig) -> [(&'static str, String); 2] {
     let mut resolved = arch.to_params();
     resolved.extend(params.iter().filter(|(k, _)| crate::model::params::TRAINING_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())));
-    crate::model::params::write_params(&dir.join("params.toml"), &resolved)?;
-    crate::files::write_atomic(&dir.join("train.toml"), toml::to_string(cfg).expect("serialisable").as_bytes())
+    [
+        ("params.toml", toml::to_string(&resolved).expect("a flat map of numbers and strings serialises")),
+        ("train.toml", toml::to_string(cfg).expect("serialisable")),
+    ]
+}
+
+/// Whether `dir` holds a run of exactly this network and these settings (so it may be resumed).
+pub fn same_run(dir: &Path, arch: &Architecture, params: &crate::model::Params, cfg: &TrainConfig) -> bool {
+    run_files(arch, params, cfg).iter().all(|(name, text)| std::fs::read_to_string(dir.join(name)).is_ok_and(|found| &found == text))
 }
 
 /// The training indices of a run: the train split, or its stratified subset.

@@ -95,11 +95,26 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let t = Instant::now();
     let _ = crate::training::evaluate(&model, &data.official_test, &eval_idx, &device);
     let eval_secs = t.elapsed().as_secs_f64();
-    let params = infer(&arch)?.total();
-    println!("model: {params} params, backend {}, {threads} threads, batch {batch}", crate::backend::NAME);
+    let summary = infer(&arch)?;
+    println!("model: {} params, backend {}, {threads} threads, batch {batch}", summary.total(), crate::backend::NAME);
+    println!("cpu: {}", cpu_description());
     let train = median(&ours);
     println!("train: {train:.1} images/s ({:.1} ms/step; median of {} rounds of {} steps)", 1000.0 * batch as f64 / train, ours.len(), args.steps);
     print_breakdown(&phases, &kernels, done - 2);
+    if crate::backend::NAME == "flex" {
+        // The machine's fp32 limit for this model: its training FLOPs at the best GEMM rate.
+        let flops = summary.training_flops() as f64;
+        let peak = gemm_peak(threads);
+        let limit = peak / flops;
+        println!(
+            "fp32 limit: {:.1} MFLOP per training image at {:.1} GFLOP/s (GEMM 1024³, {threads} threads, best of 5) = {limit:.0} images/s; \
+             training reaches {:.1} GFLOP/s, {:.0}% of it",
+            flops / 1e6,
+            peak / 1e9,
+            train * flops / 1e9,
+            100.0 * train / limit
+        );
+    }
     println!("eval:  {:.1} images/s ({} images)", eval_idx.len() as f64 / eval_secs, eval_idx.len());
     if let Some(mib) = crate::memory::peak_rss_mib() {
         println!("peak RSS: {mib:.0} MiB");
@@ -111,6 +126,39 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("ratio tune/pytorch: training {:.2}, evaluation {:.2}", train / their_train, eval_idx.len() as f64 / eval_secs / their_eval);
     }
     Ok(())
+}
+
+/// Best fp32 GEMM rate (FLOP/s) of the `gemm` crate our kernels use: 1024×1024×1024, all
+/// `threads`, best of 5 after a warm-up.
+fn gemm_peak(threads: usize) -> f64 {
+    const N: usize = 1024;
+    let a: Vec<f32> = (0..N * N).map(|i| (i % 7) as f32 * 0.1).collect();
+    let b: Vec<f32> = (0..N * N).map(|i| (i % 5) as f32 * 0.1).collect();
+    let mut c = vec![0.0f32; N * N];
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let mut best = f64::INFINITY;
+    for _ in 0..6 {
+        let t = Instant::now();
+        // SAFETY: a, b and c are N×N row-major, matching the strides given.
+        unsafe {
+            gemm::gemm(N, N, N, c.as_mut_ptr(), 1, N as isize, false, a.as_ptr(), 1, N as isize, b.as_ptr(), 1, N as isize, 0.0, 1.0, false, false, false, parallelism);
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&c);
+    2.0 * (N * N * N) as f64 / best
+}
+
+/// The CPU's model and the vector extensions that matter for these kernels (Linux).
+fn cpu_description() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| info.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string());
+    let model = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let flags = field("flags").unwrap_or_default();
+    let wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"];
+    let have: Vec<&str> = wanted.into_iter().filter(|w| flags.split_whitespace().any(|f| f == *w)).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {cores} cores, {}", if have.is_empty() { "no AVX2".to_string() } else { have.join(" ") })
 }
 
 fn median(values: &[f64]) -> f64 {

@@ -340,6 +340,10 @@ mod tests {
             g(1, 4, 5, 5, 2, 1, 1, [1, 1], [0, 0]),
             g(9, 3, 11, 8, 6, 4, 3, [3, 2], [1, 0]),
             g(2, 2, 3, 3, 2, 3, 3, [1, 1], [2, 2]),
+            // The seed network's second and third blocks: large enough for the GEMM's widest
+            // (AVX-512) kernels and its cache blocking.
+            g(2, 32, 28, 28, 64, 3, 3, [1, 1], [1, 1]),
+            g(3, 64, 14, 14, 128, 3, 3, [1, 1], [1, 1]),
         ]
     }
 

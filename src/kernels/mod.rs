@@ -625,6 +625,36 @@ mod tests {
         }
     }
 
+    /// burn-flex's matmul (the dense layers, forward and both gradients) at the seed's sizes,
+    /// plain and with transposed operands, against an f64 reference: the GEMM's widest
+    /// kernels (AVX-512 where the CPU has it) only engage at sizes like these.
+    #[test]
+    fn dense_matmuls_at_the_seeds_sizes_match_an_f64_reference() {
+        let device = Device::flex();
+        device.seed(3);
+        for (m, k, n) in [(100, 6272, 512), (6272, 100, 512), (100, 512, 6272), (37, 300, 65)] {
+            let a = Tensor::<2>::random([m, k], Distribution::Uniform(-1.0, 1.0), &device);
+            let b = Tensor::<2>::random([k, n], Distribution::Uniform(-1.0, 1.0), &device);
+            // The same products through transposed views, as autodiff's gradients take them.
+            let at = Tensor::<2>::from_data(a.clone().transpose().into_data(), &device).transpose();
+            let bt = Tensor::<2>::from_data(b.clone().transpose().into_data(), &device).transpose();
+            let (av, bv) = (a.clone().into_data().try_to_vec::<f32>().unwrap(), b.clone().into_data().try_to_vec::<f32>().unwrap());
+            let mut reference = vec![0.0f32; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    reference[i * n + j] = (0..k).map(|l| av[i * k + l] as f64 * bv[l * n + j] as f64).sum::<f64>() as f32;
+                }
+            }
+            let reference = TensorData::new(reference, [m, n]);
+            let errors = [
+                ("a·b", rel(a.clone().matmul(b.clone()).into_data(), reference.clone())),
+                ("aᵀᵀ·b", rel(at.matmul(b.clone()).into_data(), reference.clone())),
+                ("a·bᵀᵀ", rel(a.matmul(bt).into_data(), reference)),
+            ];
+            check(&format!("matmul {m}×{k}·{k}×{n}"), &errors);
+        }
+    }
+
     #[test]
     fn input_gradient_is_skipped_only_where_nothing_needs_it() {
         let device = Device::flex().autodiff();

@@ -22,6 +22,9 @@ pub struct LayerRow {
     pub shape: Vec<usize>,
     pub params: usize,
     pub non_trainable: usize,
+    /// Floating-point operations of its multiply-adds per image, forward (convolutions and
+    /// dense layers; the element-wise layers are not counted).
+    pub flops: u64,
 }
 
 /// The inferred layers and totals.
@@ -40,6 +43,19 @@ impl Summary {
     pub fn trainable(&self) -> usize {
         self.total() - self.non_trainable()
     }
+    /// Forward FLOPs per image (multiply-adds of convolutions and dense layers, ×2).
+    pub fn forward_flops(&self) -> u64 {
+        self.rows.iter().map(|r| r.flops).sum()
+    }
+
+    /// FLOPs per training image: forward, then the weight gradient and the input gradient of
+    /// every layer (each as large as its forward), but the first layer's input gradient, which
+    /// nothing needs.
+    pub fn training_flops(&self) -> u64 {
+        let first = self.rows.iter().find(|r| r.flops > 0).map_or(0, |r| r.flops);
+        3 * self.forward_flops() - first
+    }
+
     /// Features entering the first dense layer.
     pub fn flat_features(&self) -> usize {
         self.rows.iter().find(|r| r.name == "flatten").map_or(0, |r| r.shape[0])
@@ -60,6 +76,11 @@ impl Summary {
             group(self.trainable()),
             group(self.non_trainable())
         ));
+        out.push_str(&format!(
+            "FLOPs per image: forward {:.1} M, training step {:.1} M (convolutions and dense layers)\n",
+            self.forward_flops() as f64 / 1e6,
+            self.training_flops() as f64 / 1e6
+        ));
         out
     }
 }
@@ -78,7 +99,12 @@ pub fn group(n: usize) -> String {
 }
 
 fn row(name: String, kind: &'static str, shape: Vec<usize>, params: usize, non_trainable: usize) -> LayerRow {
-    LayerRow { name, kind, shape, params, non_trainable }
+    LayerRow { name, kind, shape, params, non_trainable, flops: 0 }
+}
+
+/// A convolution or dense row: `macs` multiply-adds per image.
+fn compute_row(name: String, kind: &'static str, shape: Vec<usize>, params: usize, macs: usize) -> LayerRow {
+    LayerRow { flops: 2 * macs as u64, ..row(name, kind, shape, params, 0) }
 }
 
 /// Infers every layer's output shape for 28×28×1 inputs. Batch-norm counts 4 values per
@@ -102,8 +128,9 @@ pub fn infer(arch: &Architecture) -> Result<Summary, ShapeError> {
         h = (h - b.filter) / b.stride + 1;
         w = (w - b.filter) / b.stride + 1;
         let weights = b.filter * b.filter * c * b.channels + b.channels;
+        let macs = h * w * b.channels * b.filter * b.filter * c;
         c = b.channels;
-        rows.push(row(name.clone(), "Conv2D", vec![h, w, c], weights, 0));
+        rows.push(compute_row(name.clone(), "Conv2D", vec![h, w, c], weights, macs));
         rows.push(row(format!("{name}_bn"), "BatchNormalization", vec![h, w, c], 4 * c, 2 * c));
         rows.push(row(format!("{name}_act"), b.activation.name(), vec![h, w, c], 0, 0));
         if b.pool > 1 {
@@ -125,7 +152,7 @@ pub fn infer(arch: &Architecture) -> Result<Summary, ShapeError> {
         let name = if i == arch.fc.len() { "output".to_string() } else { format!("fc{i}") };
         rows.push(row(format!("{name}_bn"), "BatchNormalization", vec![features], 4 * features, 2 * features));
         rows.push(row(format!("{name}_dropout"), "Dropout", vec![features], 0, 0));
-        rows.push(row(name.clone(), "Dense", vec![neurons], features * neurons + neurons, 0));
+        rows.push(compute_row(name.clone(), "Dense", vec![neurons], features * neurons + neurons, features * neurons));
         rows.push(row(format!("{name}_act"), act, vec![neurons], 0, 0));
         features = neurons;
     }
@@ -175,6 +202,10 @@ mod tests {
         assert_eq!(s.trainable(), 3_452_874);
         assert_eq!(s.non_trainable(), 14_528);
         assert_eq!(s.flat_features(), 7 * 7 * 128);
+        // conv 1→32 and 32→64 at 28×28, 64→128 at 14×14 (3×3), dense 6272→512→256→10.
+        let macs = 784 * 32 * 9 + 784 * 64 * 9 * 32 + 196 * 128 * 9 * 64 + 6272 * 512 + 512 * 256 + 256 * 10;
+        assert_eq!(s.forward_flops(), 2 * macs);
+        assert_eq!(s.training_flops(), 6 * macs - 2 * 784 * 32 * 9, "about 195 MFLOP");
         let text = s.render();
         assert!(text.contains("Total params: 3,467,402"), "{text}");
         assert!(text.contains("Non-trainable params: 14,528"), "{text}");

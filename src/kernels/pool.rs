@@ -99,25 +99,24 @@ pub fn backward(g: &PoolGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .zip(dy.par_chunks(g.out_plane()))
         .with_min_len(MIN_PLANES_PER_TASK)
         .for_each(|((dxp, xp), dyp)| {
-            for oy in 0..g.out_h() {
+            for (oy, dy_row) in dyp.chunks_exact(g.out_w()).enumerate() {
                 let (r0, r1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
-                for ox in 0..g.out_w() {
-                    let cand = [r0 + 2 * ox, r0 + 2 * ox + 1, r1 + 2 * ox, r1 + 2 * ox + 1];
-                    let mut best = 0;
-                    for i in 1..4 {
-                        let (v, b) = (xp[cand[i]], xp[cand[best]]);
-                        if v > b || (v.is_nan() && !b.is_nan()) {
-                            best = i;
-                        }
-                    }
-                    let grad = dyp[oy * g.out_w() + ox];
-                    for (i, &at) in cand.iter().enumerate() {
-                        dxp[at].write(if i == best { grad } else { 0.0 });
-                    }
+                let (d0, d1) = dxp[r0..r1 + g.w].split_at_mut(g.w);
+                let windows = xp[r0..r0 + g.w]
+                    .chunks_exact(2)
+                    .zip(xp[r1..r1 + g.w].chunks_exact(2))
+                    .zip(d0.chunks_exact_mut(2).zip(d1.chunks_exact_mut(2)))
+                    .zip(dy_row);
+                for (((top, bottom), (out_top, out_bottom)), &grad) in windows {
+                    let [a, b, c, d] = window_winner(top[0], top[1], bottom[0], bottom[1]).map(|w| if w { grad } else { 0.0 });
+                    out_top[0].write(a);
+                    out_top[1].write(b);
+                    out_bottom[0].write(c);
+                    out_bottom[1].write(d);
                 }
                 if g.w % 2 == 1 {
-                    dxp[r0 + g.w - 1].write(0.0);
-                    dxp[r1 + g.w - 1].write(0.0);
+                    d0[g.w - 1].write(0.0);
+                    d1[g.w - 1].write(0.0);
                 }
             }
             if g.h % 2 == 1 {
@@ -130,6 +129,20 @@ pub fn backward(g: &PoolGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     // of each row pair and the odd last row: all h·w values of every plane.
     unsafe { dx.set_len(x.len()) };
     dx
+}
+
+/// Which of a 2×2 window's values (row-major) receives its gradient: the first maximum, NaN
+/// winning, as [`PoolGeometry::argmax`] finds it, but without branches so that the loop over
+/// windows vectorises.
+#[inline(always)]
+fn window_winner(a: f32, b: f32, c: f32, d: f32) -> [bool; 4] {
+    let beats = |v: f32, best: f32| v > best || (v.is_nan() && !best.is_nan());
+    let take_b = beats(b, a);
+    let m = if take_b { b } else { a };
+    let take_c = beats(c, m);
+    let m = if take_c { c } else { m };
+    let take_d = beats(d, m);
+    [!take_b && !take_c && !take_d, take_b && !take_c && !take_d, take_c && !take_d, take_d]
 }
 
 /// Any k: zeros, then each window's gradient added at its maximum.
@@ -202,6 +215,17 @@ mod tests {
         }
         assert_eq!(backward(&g, &x, &dy), general);
         assert_eq!(backward_general(&g, &x, &dy), general);
+    }
+
+    /// Ties and NaNs everywhere: the branch-free 2×2 backward picks the same winner as argmax.
+    #[test]
+    fn pairwise_backward_breaks_ties_and_nans_like_argmax() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let g = PoolGeometry { planes: 30, h: 8, w: 9, k: 2 };
+        let x: Vec<f32> = (0..g.planes * g.h * g.w).map(|_| [0.0, 1.0, 1.0, f32::NAN, -1.0][rng.random_range(0..5)]).collect();
+        let dy: Vec<f32> = (0..g.planes * g.out_plane()).map(|i| i as f32 + 1.0).collect();
+        assert_eq!(backward(&g, &x, &dy), backward_general(&g, &x, &dy));
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let device = crate::backend::device();
     let ad = device.clone().autodiff();
     ad.seed(1);
+    crate::kernels::dropout::seed(1);
     let mut model = Cnn::new(&arch, &ad)?;
     let mut optim = crate::training::adam::FusedAdam::new(0.0).init();
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);

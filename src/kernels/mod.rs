@@ -8,6 +8,7 @@
 pub mod adam;
 pub mod batch_norm;
 pub mod conv;
+pub mod dropout;
 pub mod pool;
 pub mod profile;
 
@@ -529,6 +530,17 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, stride: [usize; 
         stride,
         padding,
     ))
+}
+
+/// Dropout during training (on an autodiff device), identity otherwise: `x · mask`, the mask
+/// a constant from [`dropout::mask`], so the gradient is `grad · mask`.
+pub fn dropout<const D: usize>(x: Tensor<D>, prob: f64) -> Tensor<D> {
+    if prob == 0.0 || !x.device().is_autodiff() {
+        return x;
+    }
+    let mask = dropout::mask(x.shape().num_elements(), prob);
+    let mask = Tensor::<D>::from_data(TensorData::new(mask, x.shape()), &x.device());
+    x * mask
 }
 
 #[cfg(test)]

@@ -181,7 +181,12 @@ impl Cnn {
         }
         let mut x: Tensor<2> = x.flatten(1, 3);
         for layer in &self.dense {
-            x = layer.dense.forward(layer.dropout.forward(normalize(&layer.bn, x, false)));
+            let x_norm = normalize(&layer.bn, x, false);
+            let dropped = match crate::kernels::use_kernels() {
+                true => crate::kernels::dropout(x_norm, layer.dropout.prob),
+                false => layer.dropout.forward(x_norm),
+            };
+            x = layer.dense.forward(dropped);
             if let Some(act) = layer.activation {
                 x = apply2(act, x);
             }
@@ -231,6 +236,28 @@ mod tests {
         let model = Cnn::new(&arch, &device).unwrap();
         let out = model.valid().forward(Tensor::zeros([3, 1, 28, 28], &device));
         assert_eq!(out.dims(), [3, CLASSES]);
+    }
+
+    /// Dropout acts in training only: two training passes differ, evaluation passes repeat,
+    /// and a reseeded mask stream repeats a training pass exactly.
+    #[test]
+    fn dropout_acts_in_training_only_and_repeats_after_a_reseed() {
+        let device = Device::flex().autodiff();
+        device.seed(1);
+        let mut arch = Architecture::default();
+        arch.conv.iter_mut().for_each(|b| b.channels = 4);
+        arch.drop_rate = 0.5;
+        let model = Cnn::new(&arch, &device).unwrap();
+        let x = Tensor::<4>::random([4, 1, 28, 28], burn::tensor::Distribution::Default, &device);
+        let diff = |a: Tensor<2>, b: Tensor<2>| (a - b).abs().max().into_scalar::<f32>();
+        crate::kernels::dropout::seed(9);
+        let first = model.forward(x.clone());
+        assert!(diff(first.clone(), model.forward(x.clone())) > 1e-4, "training passes draw new masks");
+        crate::kernels::dropout::seed(9);
+        assert_eq!(diff(first, model.forward(x.clone())), 0.0);
+        let valid = model.valid();
+        let xv = x.inner();
+        assert_eq!((valid.forward(xv.clone()) - valid.forward(xv)).abs().max().into_scalar::<f32>(), 0.0);
     }
 
     /// Our batch norm against burn's module, in training (output and the running statistics it

@@ -10,13 +10,23 @@ pub const NAME: &str = "tch";
 #[cfg(not(any(feature = "tch", feature = "cuda")))]
 pub const NAME: &str = "flex";
 
-/// The device every command trains and evaluates on.
+/// The device every command trains and evaluates on. With libtorch: its first CUDA GPU when
+/// libtorch sees one, else its CPU.
 pub fn device() -> Device {
     #[cfg(feature = "cuda")]
     return Device::cuda(0);
     #[cfg(all(feature = "tch", not(feature = "cuda")))]
     #[allow(deprecated)]
-    return Device::libtorch();
+    return if tch::Cuda::is_available() { Device::libtorch_cuda(0) } else { Device::libtorch() };
     #[cfg(not(any(feature = "tch", feature = "cuda")))]
     Device::flex()
+}
+
+/// The backend and, where it can be either, the processor it runs on: "flex", "tch (cuda:0)",
+/// "tch (cpu)", "cuda".
+pub fn description() -> String {
+    #[cfg(all(feature = "tch", not(feature = "cuda")))]
+    return format!("{NAME} ({})", if tch::Cuda::is_available() { "cuda:0" } else { "cpu" });
+    #[cfg(not(all(feature = "tch", not(feature = "cuda"))))]
+    NAME.to_string()
 }

@@ -97,7 +97,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let _ = crate::training::evaluate(&model, &data.official_test, &eval_idx, &device);
     let eval_secs = t.elapsed().as_secs_f64();
     let summary = infer(&arch)?;
-    println!("model: {} params, backend {}, {threads} threads, batch {batch}", summary.total(), crate::backend::NAME);
+    println!("model: {} params, backend {}, {threads} threads, batch {batch}", summary.total(), crate::backend::description());
     println!("cpu: {}", cpu_description());
     let train = median(&ours);
     println!("train: {train:.1} images/s ({:.1} ms/step; median of {} rounds of {} steps)", 1000.0 * batch as f64 / train, ours.len(), args.steps);

@@ -598,7 +598,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
     if !args.json {
         tracing::info!(
             "training {} params on {} images (validation {}), up to {} epochs, backend {}",
-            model::shape::group(shapes.total()), train_data.train.len(), train_data.val.len(), cfg.epochs, crate::backend::NAME
+            model::shape::group(shapes.total()), train_data.train.len(), train_data.val.len(), cfg.epochs, crate::backend::description()
         );
     }
     let json = args.json;

@@ -49,12 +49,12 @@ pub struct RetrainArgs {
     /// Compute threads (default: all cores).
     #[arg(long, value_parser = crate::cli::threads_parser())]
     pub threads: Option<usize>,
-    /// Train every seed from scratch, discarding an earlier retrain of this trial (by default the same command resumes it).
+    /// Train every seed from scratch, replacing an earlier retrain of this trial (by default the same command resumes it, and other settings are refused).
     #[arg(long)]
     pub fresh: bool,
 }
 
-/// What `retrain/summary.json` holds.
+/// What `retrain/trial-N/summary.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub study: PathBuf,
@@ -176,8 +176,16 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
         let cfg = TrainConfig { seed, ..base.clone() };
         let resume = !args.fresh && crate::training::same_run(&dir, &arch, &chosen.params, &cfg);
         if !resume && dir.exists() {
-            // Another network or other settings (or --fresh): its files would mislead.
-            tracing::info!("{}: starting afresh ({})", dir.display(), if args.fresh { "--fresh" } else { "an earlier retrain with other settings" });
+            // Hours of training are never discarded by a changed flag, only by --fresh.
+            if !args.fresh {
+                return Err(TuneError::Config {
+                    file: "<command line>".into(),
+                    key: "--fresh".into(),
+                    problem: format!("{} holds a retrain of this trial with other settings (see its train.toml)", dir.display()),
+                    fix: "repeat that retrain's flags to resume it, or pass --fresh to replace it".into(),
+                });
+            }
+            tracing::info!("{}: starting afresh (--fresh)", dir.display());
             std::fs::remove_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
         }
         if resume {

@@ -154,8 +154,12 @@ fn retrain_best_tests_once_and_eval_agrees() {
     assert_eq!(read("seed-1", "test.json"), test1, "the same weights give the same test result");
     let resumed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(trial_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(resumed, summary);
-    // Other settings start afresh.
-    let other = ok(f.run(&["retrain", "--best", "--epochs", "1", "--data-dir", d.to_str().unwrap()]));
+    // Other settings never discard the finished retrain; --fresh replaces it.
+    let refused = f.run(&["retrain", "--best", "--epochs", "1", "--data-dir", d.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("--fresh") && text(&refused).contains("seed-0"), "{}", text(&refused));
+    assert_eq!(read("seed-0", "metrics.csv"), metrics0, "left as it was");
+    let other = ok(f.run(&["retrain", "--best", "--epochs", "1", "--fresh", "--data-dir", d.to_str().unwrap()]));
     assert!(!other.contains("resuming"), "{other}");
     assert_eq!(String::from_utf8(read("seed-0", "metrics.csv")).unwrap().lines().count(), 2, "header and one epoch");
 }

@@ -30,3 +30,10 @@ pub fn description() -> String {
     #[cfg(not(all(feature = "tch", not(feature = "cuda"))))]
     NAME.to_string()
 }
+
+/// Seeds every generator a training step draws from: the device's (initialisation, burn's
+/// random ops) and our dropout masks, so one call makes a run (or a resumed epoch) repeat.
+pub fn seed(device: &Device, seed: u64) {
+    device.seed(seed);
+    crate::kernels::dropout::seed(seed);
+}

@@ -34,8 +34,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let (arch, _) = load_params(args.params.as_deref())?;
     let device = crate::backend::device();
     let ad = device.clone().autodiff();
-    ad.seed(1);
-    crate::kernels::dropout::seed(1);
+    crate::backend::seed(&ad, 1);
     let mut model = Cnn::new(&arch, &ad)?;
     let mut optim = crate::training::adam::FusedAdam::new(0.0).init();
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);

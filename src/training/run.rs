@@ -212,8 +212,7 @@ pub fn train(
             (model, state)
         }
         None => {
-            ad.seed(cfg.seed);
-            crate::kernels::dropout::seed(cfg.seed);
+            crate::backend::seed(&ad, cfg.seed);
             let state = RunState {
                 history: Vec::new(),
                 early: EarlyStopping::new(cfg.patience),
@@ -234,8 +233,7 @@ pub fn train(
     while !state.finished && state.history.len() < cfg.epochs {
         let epoch = state.history.len() + 1;
         let started = Instant::now();
-        ad.seed(mix(cfg.seed, epoch as u64));
-        crate::kernels::dropout::seed(mix(cfg.seed, epoch as u64));
+        crate::backend::seed(&ad, mix(cfg.seed, epoch as u64));
         let mut order = data.train.clone();
         order.shuffle(&mut StdRng::seed_from_u64(mix(cfg.seed, 1000 + epoch as u64)));
         let bar = epoch_bar(display, batches, epoch, cfg.epochs);

@@ -509,13 +509,18 @@ fn report_command(args: &ReportArgs) -> Result<()> {
                     (Some(dir), _) => dir.join(name),
                     (None, _) => args.path.join(name).join("report"),
                 };
-                generated.push((format!("{} (study `{name}`)", crate::study::storage::redact(&url)), crate::report::generate_at(name, trials, &out)?));
+                // `tune retrain --storage` trains under <runs>/<study>/retrain on the machine that ran it.
+                let retrain_dir = args.path.join(name).join("retrain");
+                generated.push((format!("{} (study `{name}`)", crate::study::storage::redact(&url)), crate::report::generate_at(name, trials, &retrain_dir, &out)?));
             }
         }
     }
     for (what, g) in generated {
         println!("study {what}: {}", crate::report::counts_line(&g.trials));
         println!("{}", crate::study::leaderboard::render(&g.trials, args.top));
+        for r in &g.retrains {
+            println!("retrain {}", r.line());
+        }
         println!("report: {} ({} files)\n", g.dir.join("index.html").display(), g.files.len());
     }
     Ok(())

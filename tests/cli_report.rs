@@ -138,6 +138,21 @@ fn retrain_best_tests_once_and_eval_agrees() {
     }
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(trial_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["test_accuracy"].as_array().unwrap().len(), 2);
+    // The report shows the retrain: the same mean as summary.json, the curves, and links to
+    // each seed's confusion matrix that resolve from the page.
+    let rep = ok(f.run(&["report", "runs/r"]));
+    let trial = summary["trial"].as_u64().unwrap();
+    let mean = format!("retrain trial {trial}: test accuracy {:.4} ± {:.4} over 2 seed(s)", summary["mean"].as_f64().unwrap(), summary["std"].as_f64().unwrap());
+    assert!(rep.contains(&mean), "{rep}\nwanted: {mean}");
+    let report_dir = f.path("runs/r/report");
+    assert_image(&report_dir.join("retrain_curves.png"));
+    assert_image(&report_dir.join("retrain_curves.svg"));
+    let page = std::fs::read_to_string(report_dir.join("index.html")).unwrap();
+    for seed in 0..2 {
+        let link = format!("../retrain/trial-{trial}/seed-{seed}/confusion.svg");
+        assert!(page.contains(&format!("href=\"{link}\"")), "{link} in the page");
+        assert!(report_dir.join(&link).is_file(), "{link} resolves");
+    }
     // `tune eval` of the saved model gives the same test accuracy.
     let eval = ok(f.run(&["eval", "--model", dir.to_str().unwrap(), "--split", "test", "--data-dir", d.to_str().unwrap()]));
     let acc = report["accuracy"].as_f64().unwrap();

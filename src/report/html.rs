@@ -2,13 +2,41 @@
 
 use std::collections::BTreeMap;
 
+use super::retrains::Retrained;
 use crate::study::TrialRecord;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-pub fn page(name: &str, trials: &BTreeMap<usize, TrialRecord>, importance: &[(String, f64)], infeasible: &[(String, f64)], layers: &[(String, usize)]) -> String {
+/// The retrains: one row per seed, each trial's mean ± std, the curves and the confusion matrices.
+fn retrain_section(retrains: &[Retrained], link: &str) -> String {
+    if retrains.is_empty() {
+        return String::new();
+    }
+    let mut rows = String::new();
+    for t in retrains {
+        for s in &t.seeds {
+            let (best, epoch) = s.best().unwrap_or((0.0, 0));
+            let (test, confusion) = match s.test_accuracy {
+                Some(a) => {
+                    let m = format!("{link}/trial-{}/seed-{}/confusion.svg", t.trial, s.seed);
+                    (format!("{a:.4}"), format!("<a href=\"{}\">confusion matrix</a>", escape(&m)))
+                }
+                None => ("training".to_string(), String::new()),
+            };
+            rows.push_str(&format!("<tr><td>{}</td><td>{}</td><td>{}</td><td>{best:.4} (epoch {epoch})</td><td>{test}</td><td>{confusion}</td></tr>\n", t.trial, s.seed, s.history.len()));
+        }
+    }
+    let lines: String = retrains.iter().map(|t| format!("<li>{}</li>", escape(&t.line()))).collect();
+    format!(
+        "<h2>Retrains</h2><p>Each seed retrained from scratch on the 50,000-image train split, restored to its best validation epoch and tested once on the balanced 10,000-image test split (<code>tune retrain</code>). Mean ± sample standard deviation over seeds:</p><ul>{lines}</ul>\
+         <table><tr><th>trial</th><th>seed</th><th>epochs</th><th>best val_acc</th><th>test accuracy</th><th></th></tr>\n{rows}</table>\
+         <img src=\"retrain_curves.svg\" alt=\"retrain curves\">"
+    )
+}
+
+pub fn page(name: &str, trials: &BTreeMap<usize, TrialRecord>, importance: &[(String, f64)], infeasible: &[(String, f64)], layers: &[(String, usize)], retrains: &[Retrained], retrain_link: &str) -> String {
     let md = super::markdown(trials, 20);
     let mut table = String::from("<div class=\"scroll\"><table>\n");
     for (i, line) in md.lines().enumerate() {
@@ -61,9 +89,11 @@ th {{ background: #f0f0f0; }} .scroll {{ overflow-x: auto; }} img {{ max-width: 
 <ul>{imp}</ul>
 <img src="importance.svg" alt="parameter importance">
 {infeasible_section}
+{retrain_section}
 </body></html>
 "#,
         name = escape(name),
         counts = super::counts_line(trials),
+        retrain_section = retrain_section(retrains, retrain_link),
     )
 }

@@ -5,6 +5,7 @@
 pub mod analysis;
 mod html;
 pub mod plots;
+pub mod retrains;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,17 +35,19 @@ pub struct Generated {
     pub dir: PathBuf,
     pub files: Vec<PathBuf>,
     pub trials: BTreeMap<usize, TrialRecord>,
+    pub retrains: Vec<retrains::Retrained>,
 }
 
 /// Writes the exports and plots of one study directory into `<study>/report/`.
 pub fn generate(study: &Path) -> Result<Generated> {
     let trials = JournalStorage::new(study).trials()?;
     let name = study.file_name().map_or("study".into(), |n| n.to_string_lossy().into_owned());
-    generate_at(&name, trials, &study.join("report"))
+    generate_at(&name, trials, &study.join("retrain"), &study.join("report"))
 }
 
-/// Writes the exports and plots of study `name` (wherever its records came from) into `out`.
-pub fn generate_at(name: &str, trials: BTreeMap<usize, TrialRecord>, out: &Path) -> Result<Generated> {
+/// Writes the exports and plots of study `name` (wherever its records came from), with the
+/// retrains found under `retrain_dir`, into `out`.
+pub fn generate_at(name: &str, trials: BTreeMap<usize, TrialRecord>, retrain_dir: &Path, out: &Path) -> Result<Generated> {
     let out = out.to_path_buf();
     std::fs::create_dir_all(&out).map_err(|e| TuneError::io(&out, e))?;
     let mut files = Vec::new();
@@ -70,11 +73,24 @@ pub fn generate_at(name: &str, trials: BTreeMap<usize, TrialRecord>, out: &Path)
     if !infeasible.is_empty() {
         files.extend(plots::bars(&out, "infeasible", "What made networks infeasible (ε² of the infeasible indicator)", "share of infeasibility explained", &infeasible)?);
     }
+    let retrains = retrains::find(retrain_dir)?;
+    if !retrains.is_empty() {
+        files.extend(plots::retrain_curves(&out, &retrains)?);
+    }
     let page = out.join("index.html");
-    let html = html::page(name, &trials, &importance, &infeasible, &analysis::infeasible_layers(&trials));
+    let html = html::page(name, &trials, &importance, &infeasible, &analysis::infeasible_layers(&trials), &retrains, &relative_to(retrain_dir, &out));
     crate::files::write_atomic(&page, html.as_bytes())?;
     files.push(page);
-    Ok(Generated { dir: out, files, trials })
+    Ok(Generated { dir: out, files, trials, retrains })
+}
+
+/// `target` as the page in `from` links to it: relative when both share a parent (the usual
+/// `<study>/report` and `<study>/retrain`), absolute otherwise.
+fn relative_to(target: &Path, from: &Path) -> String {
+    match (target.parent(), from.parent(), target.file_name()) {
+        (Some(a), Some(b), Some(name)) if a == b => format!("../{}", name.to_string_lossy()),
+        _ => std::path::absolute(target).unwrap_or_else(|_| target.to_path_buf()).display().to_string(),
+    }
 }
 
 /// Leaderboard rows as flat JSON records (the CSV's columns), which `pandas.read_json` reads.

@@ -134,6 +134,46 @@ pub fn learning_curves(dir: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Res
     })
 }
 
+/// val_acc per epoch of every retrained seed: one colour per trial, a dot at each seed's best
+/// (restored) epoch, and the legend giving each seed's test accuracy.
+pub fn retrain_curves(dir: &Path, retrains: &[super::retrains::Retrained]) -> Result<Vec<PathBuf>> {
+    let series: Vec<(usize, &super::retrains::SeedRun)> = retrains.iter().enumerate().flat_map(|(i, t)| t.seeds.iter().map(move |s| (i, s))).collect();
+    // The interesting part is the top: start a little below the first epoch's median.
+    let mut firsts: Vec<f64> = series.iter().filter_map(|(_, s)| s.history.first().map(|m| m.val_acc)).collect();
+    firsts.sort_by(f64::total_cmp);
+    let floor = firsts.get(firsts.len() / 2).copied().unwrap_or(0.0);
+    let (lo, hi) = value_range(series.iter().flat_map(|(_, s)| s.history.iter().map(|m| m.val_acc)).filter(|v| *v >= floor));
+    let max_epoch = series.iter().map(|(_, s)| s.history.len()).max().unwrap_or(1) + 1;
+    chart!(dir, "retrain_curves", (900, 480), |root| {
+        let mut c = ChartBuilder::on(root)
+            .caption("Retrains: val_acc per epoch (dot: restored best epoch)", ("sans-serif", 20))
+            .margin(10).x_label_area_size(35).y_label_area_size(55)
+            .build_cartesian_2d(1usize..max_epoch, lo..hi)?;
+        c.configure_mesh().x_desc("epoch").y_desc("val_acc").draw()?;
+        for (i, s) in &series {
+            let color = Palette99::pick(*i).mix(0.9);
+            let trial = retrains[*i].trial;
+            let test = s.test_accuracy.map_or("training".to_string(), |a| format!("test {a:.4}"));
+            let pts: Vec<(usize, f64)> = s.history.iter().map(|m| (m.epoch, m.val_acc.max(lo))).collect();
+            // Seeds of one trial share its colour and differ by dash: solid, dashed, dotted.
+            let dash = [(0, 0), (8, 4), (2, 3)][s.seed % 3];
+            let drawn = if dash.0 == 0 {
+                c.draw_series(LineSeries::new(pts, color.stroke_width(2)))?
+            } else {
+                c.draw_series(DashedLineSeries::new(pts, dash.0, dash.1, color.stroke_width(2)))?
+            };
+            drawn
+                .label(format!("trial {trial} seed {}: {test}", s.seed))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            if let Some((v, e)) = s.best() {
+                c.draw_series(std::iter::once(Circle::new((e, v), 4, color.filled())))?;
+            }
+        }
+        c.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        Ok(())
+    })
+}
+
 /// One polyline per trained trial across the varying parameters, coloured by val_acc.
 pub fn parallel_coordinates(dir: &Path, trials: &BTreeMap<usize, TrialRecord>, params: &[String]) -> Result<Vec<PathBuf>> {
     let trained: Vec<&TrialRecord> = trials.values().filter(|t| t.value().is_some()).collect();

@@ -37,3 +37,10 @@ pub fn seed(device: &Device, seed: u64) {
     device.seed(seed);
     crate::kernels::dropout::seed(seed);
 }
+
+/// Sets the size of the compute thread pool (once per process; later calls change nothing).
+pub fn set_threads(threads: Option<usize>) {
+    if let Some(n) = threads.filter(|n| *n > 0) {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+}

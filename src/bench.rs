@@ -7,15 +7,27 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::cli::{BenchArgs, load_params, set_threads};
 use crate::data::{FashionMnist, PIXELS, source};
 use crate::error::Result;
 use crate::model::{Cnn, infer};
 
-pub fn run(args: &BenchArgs) -> Result<()> {
-    set_threads(args.threads);
+/// What `tune bench` times.
+pub struct BenchOptions {
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Timed training steps per round.
+    pub steps: usize,
+    pub rounds: usize,
+    pub threads: Option<usize>,
+    /// Params TOML; `None` is the seed's network.
+    pub params: Option<std::path::PathBuf>,
+    /// A Python with torch, to time the same model in PyTorch.
+    pub pytorch: Option<std::path::PathBuf>,
+}
+
+pub fn run(args: &BenchOptions) -> Result<()> {
+    crate::backend::set_threads(args.threads);
     let threads = rayon::current_num_threads();
-    let src = source::locate(args.data.data_dir.as_deref())?;
+    let src = source::locate(args.data_dir.as_deref())?;
     // First load without the cache, then through it (written by the first).
     let cache = tempfile::tempdir().map_err(|e| crate::TuneError::io(std::env::temp_dir(), e))?;
     // SAFETY: single-threaded at this point; only this process reads the variable.
@@ -31,7 +43,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("data: {} train + {} validation images from {}", data.train.len(), data.official_test.len(), data.origin.display());
     println!("load (decompress + parse): {decode:.3} s; from the decoded cache: {cached_secs:.3} s");
 
-    let (arch, _) = load_params(args.params.as_deref())?;
+    let (arch, _) = crate::model::load_params(args.params.as_deref())?;
     let device = crate::backend::device();
     let ad = device.clone().autodiff();
     crate::backend::seed(&ad, 1);

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{EvalArgs, EvalSplit, load_data, set_threads};
 use crate::data::{CLASSES, CLASS_NAMES, Images};
 use crate::error::{Result, TuneError};
 use crate::model::{Architecture, params::read_params};
@@ -83,38 +82,22 @@ pub fn evaluate_dir(dir: &Path, images: &Images, indices: &[usize], split: &str)
     Ok(Report::new(split, eval.loss, &labels, &eval.predictions))
 }
 
-pub fn eval_command(args: &EvalArgs) -> Result<()> {
-    set_threads(args.threads);
-    let (data, splits) = load_data(&args.data)?;
-    let (images, indices, name) = match args.split {
-        EvalSplit::Test => (&data.train, &splits.test, "test"),
-        EvalSplit::Val => (&data.official_test, &splits.validation, "validation"),
-        EvalSplit::Train => (&data.train, &splits.train, "train"),
-    };
-    let report = match (&args.model, args.trial) {
-        (Some(dir), _) => evaluate_dir(dir, images, indices, name)?,
-        (None, Some(n)) => {
-            // A study trial in a shared store: its parameters from the store, its weights
-            // from the trial directory.
-            use crate::study::storage::StorageSpec;
-            let study = args.study.as_deref().expect("clap requires --study with --trial");
-            let spec = StorageSpec::parse(args.storage.storage.as_deref(), "--storage", Path::new("runs"))?;
-            let mut store = spec.open(study, crate::study::storage::postgres_patience())?;
-            let trials = store.trials()?;
-            let trial = trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", store.location())))?;
-            let dir = args.artifacts.clone().unwrap_or_else(|| Path::new("runs").join(study).join("trials")).join(n.to_string());
-            let origin = PathBuf::from(format!("{} trial {n}", store.location()));
-            let arch = Architecture::from_params(&trial.params, &origin)?;
-            let device = crate::backend::device();
-            let model = load_model(&arch, &dir.join("best.bpk"), &device)?;
-            let eval = evaluate(&model, images, indices, &device);
-            let labels: Vec<u8> = indices.iter().map(|&i| images.labels[i]).collect();
-            Report::new(name, eval.loss, &labels, &eval.predictions)
-        }
-        (None, None) => unreachable!("clap requires --model or --trial"),
-    };
-    print!("{}", report.render());
-    Ok(())
+/// Evaluates trial `n` of `study` in a store: its parameters from the store, its weights from
+/// `<artifacts>/n/best.bpk` (default `runs/<study>/trials`).
+pub fn evaluate_store_trial(storage: Option<&str>, study: &str, n: usize, artifacts: Option<&Path>, images: &Images, indices: &[usize], split: &str) -> Result<Report> {
+    use crate::study::storage::StorageSpec;
+    let spec = StorageSpec::parse(storage, "--storage", Path::new("runs"))?;
+    let mut store = spec.open(study, crate::study::storage::postgres_patience())?;
+    let trials = store.trials()?;
+    let trial = trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", store.location())))?;
+    let dir = artifacts.map_or_else(|| Path::new("runs").join(study).join("trials"), Path::to_path_buf).join(n.to_string());
+    let origin = PathBuf::from(format!("{} trial {n}", store.location()));
+    let arch = Architecture::from_params(&trial.params, &origin)?;
+    let device = crate::backend::device();
+    let model = load_model(&arch, &dir.join("best.bpk"), &device)?;
+    let eval = evaluate(&model, images, indices, &device);
+    let labels: Vec<u8> = indices.iter().map(|&i| images.labels[i]).collect();
+    Ok(Report::new(split, eval.loss, &labels, &eval.predictions))
 }
 
 #[cfg(test)]

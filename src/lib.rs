@@ -2,11 +2,11 @@
 //!
 //! One concept per module: `data` (files, splits, batches), `model` (the parameter dictionary,
 //! shape inference, the burn module), `training` (one run), `storage` (durable files),
-//! `bench` (throughput figures), `cli` (the commands).
+//! `bench` (throughput figures), `commands` (the command line, one file per command).
 
 pub mod backend;
 pub mod bench;
-pub mod cli;
+pub mod commands;
 pub mod data;
 pub mod error;
 pub mod evaluation;

@@ -12,8 +12,8 @@ fn main() {
         .without_time()
         .with_writer(std::io::stderr)
         .init();
-    let cli = tune::cli::Cli::parse();
-    if let Err(err) = tune::cli::execute(cli) {
+    let cli = tune::commands::Cli::parse();
+    if let Err(err) = tune::commands::execute(cli) {
         eprintln!("error: {err}");
         std::process::exit(err.exit_code());
     }

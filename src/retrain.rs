@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{DataArgs, load_data, set_threads};
 use crate::data::CLASS_NAMES;
 use crate::error::{Result, TuneError};
 use crate::evaluation::{Report, evaluate_dir};
@@ -19,38 +18,27 @@ use crate::study::storage::{JournalStorage, StudyStorage};
 use crate::study::{TrialRecord, TrialState};
 use crate::training::{Display, TrainConfig, TrainData};
 
-#[derive(clap::Args, Debug)]
-pub struct RetrainArgs {
-    #[command(flatten)]
-    pub data: DataArgs,
-    /// Retrain the study's best trial.
-    #[arg(long, conflicts_with = "trial")]
+/// What `tune retrain` retrains, and how.
+#[derive(Debug, Clone, Default)]
+pub struct RetrainOptions {
+    pub data_dir: Option<PathBuf>,
+    /// Seed of the balanced test split.
+    pub split_seed: u64,
+    /// The study's best trial (`trial` must then be `None`).
     pub best: bool,
-    /// Retrain this trial instead.
-    #[arg(long)]
     pub trial: Option<usize>,
-    /// Study directory (default: the only study under runs/); with --storage, the study's name.
-    #[arg(long)]
+    /// Study directory (default: the only study under runs/); with `storage`, the study's name.
     pub study: Option<PathBuf>,
-    #[command(flatten)]
-    pub storage: crate::cli::StorageArgs,
-    /// With --best, also consider pruned trials (by default only complete ones qualify).
-    #[arg(long, requires = "best")]
+    /// A shared store's URL; `None` reads the journal.
+    pub storage: Option<String>,
+    /// With `best`, pruned trials qualify too.
     pub include_pruned: bool,
     /// Most epochs (default: the study's max_epochs).
-    #[arg(long)]
     pub epochs: Option<usize>,
-    /// Repeat with this many seeds and report mean ± standard deviation.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub seeds: u32,
-    /// Stratified training subset (quick checks; the real retrain uses all 50,000).
-    #[arg(long)]
     pub subset: Option<usize>,
-    /// Compute threads (default: all cores).
-    #[arg(long, value_parser = crate::cli::threads_parser())]
     pub threads: Option<usize>,
-    /// Train every seed from scratch, replacing an earlier retrain of this trial (by default the same command resumes it, and other settings are refused).
-    #[arg(long)]
+    /// Replace an earlier retrain of the trial instead of resuming it.
     pub fresh: bool,
 }
 
@@ -119,14 +107,14 @@ pub fn mean_std(xs: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-pub fn run(args: &RetrainArgs) -> Result<Summary> {
+pub fn run(args: &RetrainOptions) -> Result<Summary> {
     if !args.best && args.trial.is_none() {
         return Err(TuneError::Config { file: "<command line>".into(), key: "--best".into(), problem: "which trial?".into(), fix: "pass --best or --trial N".into() });
     }
-    set_threads(args.threads);
+    crate::backend::set_threads(args.threads);
     // The parameters come from the study's records: a journal directory, or a shared store
     // (then only they are needed, so the retrain runs on any machine).
-    let (study, mut storage): (PathBuf, Box<dyn StudyStorage>) = match args.storage.storage.as_deref() {
+    let (study, mut storage): (PathBuf, Box<dyn StudyStorage>) = match args.storage.as_deref() {
         None => {
             let study = pick_study(args.study.as_deref())?;
             (study.clone(), Box::new(JournalStorage::new(&study)))
@@ -142,7 +130,7 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
             (Path::new("runs").join(&name), spec.open(&name, crate::study::storage::postgres_patience())?)
         }
     };
-    let settings_path = PathBuf::from(match args.storage.storage {
+    let settings_path = PathBuf::from(match args.storage {
         Some(_) => format!("{} settings", storage.location()),
         None => study.join("settings.json").display().to_string(),
     });
@@ -162,10 +150,10 @@ pub fn run(args: &RetrainArgs) -> Result<Summary> {
         .dictionary(&chosen.params, &params_file)
         .flag("epochs", "--epochs", args.epochs)?
         .flag("subset", "--subset", args.subset)?
-        .flag("split_seed", "--split-seed", Some(args.data.split_seed))?
+        .flag("split_seed", "--split-seed", Some(args.split_seed))?
         .build()?;
     let base = TrainConfig { subset: args.subset, ..base };
-    let (data, splits) = load_data(&args.data)?;
+    let (data, splits) = crate::data::load_with_splits(args.data_dir.as_deref(), args.split_seed)?;
     let out = study.join("retrain").join(format!("trial-{}", chosen.number));
     let device = crate::backend::device();
     let mut seeds = Vec::new();

@@ -140,6 +140,15 @@ fn check_pair(images: &Path, labels: &Path, n_images: usize, n_labels: usize) ->
     }
     Ok(())
 }
+/// Loads the data and computes the seed's splits (`split_seed` chooses the balanced test set).
+pub fn load_with_splits(data_dir: Option<&Path>, split_seed: u64) -> Result<(FashionMnist, Splits)> {
+    let started = std::time::Instant::now();
+    let data = FashionMnist::load(data_dir)?;
+    let splits = Splits::new(&data.train, &data.official_test, SplitConfig { seed: split_seed, test_per_class: None });
+    tracing::debug!("data loaded from {} in {:.3}s", data.origin.display(), started.elapsed().as_secs_f64());
+    Ok((data, splits))
+}
+
 
 /// The cache directory: `$TUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/tune`, else `~/.cache/tune`.
 pub fn cache_dir() -> Option<PathBuf> {

@@ -7,3 +7,19 @@ pub mod shape;
 pub use net::Cnn;
 pub use params::{Activation, Architecture, ConvBlock, FcBlock, Init, Params, Value};
 pub use shape::{ShapeError, Summary, infer};
+
+/// Reads a params file (or, without one, the seed's network) into an architecture and its
+/// dictionary.
+pub fn load_params(path: Option<&std::path::Path>) -> crate::Result<(Architecture, Params)> {
+    match path {
+        None => {
+            let arch = Architecture::default();
+            let params = arch.to_params();
+            Ok((arch, params))
+        }
+        Some(p) => {
+            let params = params::read_params(p)?;
+            Ok((Architecture::from_params(&params, p)?, params))
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! `tune retrain`: the flags, handed to [`crate::retrain`], and the closing lines.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{DataArgs, StorageArgs, threads_parser};
+use crate::error::Result;
+
+#[derive(Args, Debug)]
+pub struct RetrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Retrain the study's best trial.
+    #[arg(long, conflicts_with = "trial")]
+    pub best: bool,
+    /// Retrain this trial instead.
+    #[arg(long)]
+    pub trial: Option<usize>,
+    /// Study directory (default: the only study under runs/); with --storage, the study's name.
+    #[arg(long)]
+    pub study: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// With --best, also consider pruned trials (by default only complete ones qualify).
+    #[arg(long, requires = "best")]
+    pub include_pruned: bool,
+    /// Most epochs (default: the study's max_epochs).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Repeat with this many seeds and report mean ± standard deviation.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub seeds: u32,
+    /// Stratified training subset (quick checks; the real retrain uses all 50,000).
+    #[arg(long)]
+    pub subset: Option<usize>,
+    /// Compute threads (default: all cores).
+    #[arg(long, value_parser = threads_parser())]
+    pub threads: Option<usize>,
+    /// Train every seed from scratch, replacing an earlier retrain of this trial (by default the same command resumes it, and other settings are refused).
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+pub fn run(args: RetrainArgs) -> Result<()> {
+    let s = crate::retrain::run(&crate::retrain::RetrainOptions {
+        data_dir: args.data.data_dir,
+        split_seed: args.data.split_seed,
+        best: args.best,
+        trial: args.trial,
+        study: args.study,
+        storage: args.storage.storage,
+        include_pruned: args.include_pruned,
+        epochs: args.epochs,
+        seeds: args.seeds,
+        subset: args.subset,
+        threads: args.threads,
+        fresh: args.fresh,
+    })?;
+    if s.test_accuracy.len() > 1 {
+        println!("test accuracy over {} seeds: {:.4} ± {:.4} (mean ± sample std)", s.test_accuracy.len(), s.mean, s.std);
+    }
+    println!("wrote {}", s.study.join("retrain").display());
+    Ok(())
+}

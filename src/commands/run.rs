@@ -1,0 +1,94 @@
+//! `tune run`: run or resume a study, then print its leaderboard and throughput.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{DataArgs, StorageArgs, seed_parser, threads_parser};
+use crate::error::{Result, TuneError};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Search space TOML (see search_spaces/).
+    pub space: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Trials to train (infeasible configurations are recorded but not counted); overrides study.trials.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::study::space::MAX_TRIALS as u64))]
+    pub trials: Option<usize>,
+    /// Parallel trial slots (default: one per core); overrides study.concurrency.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::study::space::MAX_CONCURRENCY as u64))]
+    pub concurrency: Option<usize>,
+    /// Most epochs of every trial; overrides study.training.max_epochs.
+    #[arg(long)]
+    pub max_epochs: Option<usize>,
+    /// Train every trial on a stratified subset of N images.
+    #[arg(long)]
+    pub subset: Option<usize>,
+    /// Study seed (configurations and trial seeds derive from it); overrides study.seed.
+    #[arg(long, value_parser = seed_parser())]
+    pub seed: Option<u64>,
+    /// Where studies live: <runs-dir>/<study name>/.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Wall-clock budget of this run ("2h", "90m"); at the deadline no new trial starts and running trials stop after their epoch, resumable. Overrides study.timeout.
+    #[arg(long, value_parser = crate::study::space::parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Compute threads of each trial (default: cores / concurrency). Set it when several workers share one machine.
+    #[arg(long, value_parser = threads_parser())]
+    pub threads: Option<usize>,
+    /// Where trial directories (checkpoints, metrics.csv) go; default <runs-dir>/<study>/trials. On a shared file system a lost worker's trial resumes from its checkpoint on another machine.
+    #[arg(long)]
+    pub artifacts: Option<PathBuf>,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let summary = crate::study::run(crate::study::RunOptions {
+        space_file: args.space,
+        runs_dir: args.runs_dir,
+        trials: args.trials,
+        concurrency: args.concurrency,
+        max_epochs: args.max_epochs,
+        subset: args.subset,
+        seed: args.seed,
+        data_dir: args.data.data_dir.clone(),
+        split_seed: args.data.split_seed,
+        timeout: args.timeout,
+        storage: args.storage.storage,
+        artifacts: args.artifacts,
+        threads: args.threads,
+    })?;
+    println!("{}", crate::study::leaderboard::render(&summary.trials, 10));
+    let count = |s: crate::study::TrialState| summary.counts.get(&s).copied().unwrap_or(0);
+    use crate::study::TrialState as S;
+    let sampled = summary.counts.values().sum::<usize>().max(1);
+    println!(
+        "{} complete, {} pruned, {} failed, {} infeasible ({:.0}% of sampled networks, never launched)",
+        count(S::Complete), count(S::Pruned), count(S::Failed), count(S::Infeasible), 100.0 * count(S::Infeasible) as f64 / sampled as f64
+    );
+    if summary.epochs_run > 0 {
+        let hours = summary.wall_secs / 3600.0;
+        println!(
+            "this run: {} trial-epochs in {:.0}s = {:.1} trial-epochs/hour, {:.0} training images/s aggregate; epochs fill {:.0}% of slot time",
+            summary.epochs_run, summary.wall_secs, summary.epochs_run as f64 / hours, summary.images_trained / summary.wall_secs,
+            100.0 * summary.epoch_secs / (summary.wall_secs * summary.slots as f64)
+        );
+    }
+    println!("leaderboard: {}", summary.dir.join("leaderboard.csv").display());
+    if summary.timed_out {
+        let left = summary.counts.get(&crate::study::TrialState::Running).copied().unwrap_or(0);
+        println!("time budget reached: {left} trial(s) stopped after their last finished epoch. Continue with: {}", resume_command());
+    }
+    if summary.interrupted {
+        eprintln!("interrupted: running trials keep their last finished epoch. Resume with: {}", resume_command());
+        return Err(TuneError::Interrupted);
+    }
+    Ok(())
+}
+
+/// This very command line, to run again.
+fn resume_command() -> String {
+    std::env::args().enumerate().map(|(i, a)| if i == 0 { "tune".into() } else { a }).collect::<Vec<String>>().join(" ")
+}

@@ -249,6 +249,33 @@ fn default_config(space: &SearchSpace) -> Option<Params> {
 mod tests {
     use super::*;
 
+    /// What README tells people to run must start: every shipped space parses, its enqueued
+    /// networks (the seed's first, where the space holds it) are complete and feasible, and
+    /// enough of its random networks can be built.
+    #[test]
+    fn every_shipped_space_passes_the_start_checks() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces");
+        let mut checked = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let space = SearchSpace::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                let queue = enqueued(&space).unwrap_or_else(|e| panic!("{e}"));
+                probe_feasibility(&space).unwrap_or_else(|e| panic!("{e}"));
+                checked.push((path.file_name().unwrap().to_string_lossy().into_owned(), queue.len()));
+            }
+        }
+        checked.sort();
+        let names: Vec<&str> = checked.iter().map(|c| c.0.as_str()).collect();
+        for shipped in ["cnn.toml", "cnn_aug_searched.toml", "quick.toml", "seed_sagemaker.toml"] {
+            assert!(names.contains(&shipped), "{shipped} in {names:?}");
+        }
+        // The main job and its baseline evaluate the seed's network first.
+        for main in ["cnn.toml", "cnn_aug_searched.toml"] {
+            assert!(checked.iter().any(|(n, q)| n == main && *q >= 1), "{main}: {checked:?}");
+        }
+    }
+
     #[test]
     fn feasibility_rejects_collapsing_and_oversized_networks() {
         let space = |extra: &str| SearchSpace::parse(&format!("[study]\nname = \"f\"\n{extra}\n[params]\nconv0_channels = 8\n"), Path::new("f.toml")).unwrap();

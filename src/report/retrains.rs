@@ -20,10 +20,7 @@ pub struct SeedRun {
 impl SeedRun {
     /// Best val_acc and its epoch (the first epoch on ties, as training keeps it).
     pub fn best(&self) -> Option<(f64, usize)> {
-        self.history.iter().fold(None, |best: Option<(f64, usize)>, m| match best {
-            Some((v, _)) if v >= m.val_acc => best,
-            _ => Some((m.val_acc, m.epoch)),
-        })
+        crate::training::metrics::best_epoch(&self.history)
     }
 }
 

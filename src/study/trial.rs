@@ -51,10 +51,7 @@ pub struct TrialRecord {
 impl TrialRecord {
     /// Best val_acc and its epoch, if any epoch ran.
     pub fn best(&self) -> Option<(f64, usize)> {
-        self.history.iter().fold(None, |best: Option<(f64, usize)>, m| match best {
-            Some((v, _)) if v >= m.val_acc => best,
-            _ => Some((m.val_acc, m.epoch)),
-        })
+        crate::training::metrics::best_epoch(&self.history)
     }
 
     /// Whether it takes a place in the trial budget: every trained configuration does,

@@ -26,6 +26,14 @@ impl EpochMetrics {
     }
 }
 
+/// Best val_acc of a history and its epoch; the first epoch on ties, as training restores it.
+pub fn best_epoch(history: &[EpochMetrics]) -> Option<(f64, usize)> {
+    history.iter().fold(None, |best: Option<(f64, usize)>, m| match best {
+        Some((v, _)) if v >= m.val_acc => best,
+        _ => Some((m.val_acc, m.epoch)),
+    })
+}
+
 /// Writes the whole history as `metrics.csv` (columns in the struct's order), atomically.
 pub fn write_csv(path: &Path, history: &[EpochMetrics]) -> Result<()> {
     let mut writer = csv::Writer::from_writer(Vec::new());

@@ -68,6 +68,15 @@ impl Report {
     }
 }
 
+/// Evaluates `arch` with the weights in `weights` on `indices` of `images`.
+fn evaluate_weights(arch: &Architecture, weights: &Path, images: &Images, indices: &[usize], split: &str) -> Result<Report> {
+    let device = crate::backend::device();
+    let model = load_model(arch, weights, &device)?;
+    let eval = evaluate(&model, images, indices, &device);
+    let labels: Vec<u8> = indices.iter().map(|&i| images.labels[i]).collect();
+    Ok(Report::new(split, eval.loss, &labels, &eval.predictions))
+}
+
 /// Evaluates the model saved in `dir` (params.toml + best.bpk) on `indices` of `images`.
 pub fn evaluate_dir(dir: &Path, images: &Images, indices: &[usize], split: &str) -> Result<Report> {
     let params_path = dir.join("params.toml");
@@ -75,11 +84,7 @@ pub fn evaluate_dir(dir: &Path, images: &Images, indices: &[usize], split: &str)
         return Err(TuneError::Checkpoint { path: params_path, problem: "no params.toml here".into() });
     }
     let arch = Architecture::from_params(&read_params(&params_path)?, &params_path)?;
-    let device = crate::backend::device();
-    let model = load_model(&arch, &dir.join("best.bpk"), &device)?;
-    let eval = evaluate(&model, images, indices, &device);
-    let labels: Vec<u8> = indices.iter().map(|&i| images.labels[i]).collect();
-    Ok(Report::new(split, eval.loss, &labels, &eval.predictions))
+    evaluate_weights(&arch, &dir.join("best.bpk"), images, indices, split)
 }
 
 /// Evaluates trial `n` of `study` in a store: its parameters from the store, its weights from
@@ -93,11 +98,7 @@ pub fn evaluate_store_trial(storage: Option<&str>, study: &str, n: usize, artifa
     let dir = artifacts.map_or_else(|| Path::new("runs").join(study).join("trials"), Path::to_path_buf).join(n.to_string());
     let origin = PathBuf::from(format!("{} trial {n}", store.location()));
     let arch = Architecture::from_params(&trial.params, &origin)?;
-    let device = crate::backend::device();
-    let model = load_model(&arch, &dir.join("best.bpk"), &device)?;
-    let eval = evaluate(&model, images, indices, &device);
-    let labels: Vec<u8> = indices.iter().map(|&i| images.labels[i]).collect();
-    Ok(Report::new(split, eval.loss, &labels, &eval.predictions))
+    evaluate_weights(&arch, &dir.join("best.bpk"), images, indices, split)
 }
 
 #[cfg(test)]

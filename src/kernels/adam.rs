@@ -21,31 +21,52 @@ pub struct AdamStep {
 
 const CHUNK: usize = 1 << 14;
 
+/// The step's constants, as the update loop uses them.
+struct Constants {
+    b1: f32,
+    b2: f32,
+    f1: f32,
+    f2: f32,
+    combined: f32,
+    eps: f32,
+    lr: f32,
+    penalty: f32,
+}
+
+super::simd::multiversion! {
+    /// One chunk of the update; `penalty` is 0 without weight decay.
+    fn update(c: &Constants, param: &mut [f32], grad: &[f32], moment_1: &mut [f32], moment_2: &mut [f32]) {
+        let values = param.iter_mut().zip(grad).zip(moment_1.iter_mut().zip(moment_2.iter_mut()));
+        for ((p, &g), (m1, m2)) in values {
+            let g = if c.penalty != 0.0 { *p * c.penalty + g } else { g };
+            *m1 = *m1 * c.b1 + g * c.f1;
+            *m2 = *m2 * c.b2 + g * g * c.f2;
+            *p -= *m1 * c.combined / (m2.sqrt() + c.eps) * c.lr;
+        }
+    }
+}
+
 /// Updates `param`, `moment_1` and `moment_2` in place from `grad`.
 pub fn step(s: &AdamStep, param: &mut [f32], grad: &[f32], moment_1: &mut [f32], moment_2: &mut [f32]) {
     assert!(param.len() == grad.len() && grad.len() == moment_1.len() && grad.len() == moment_2.len(), "adam: sizes differ");
     let time = s.time as i32;
     let bias_correction2_sqrt = (1.0 - s.beta_2.powi(time)).sqrt();
-    let combined = bias_correction2_sqrt / (1.0 - s.beta_1.powi(time));
-    let eps = s.epsilon * bias_correction2_sqrt;
-    let (b1, b2, f1, f2) = (s.beta_1, s.beta_2, 1.0 - s.beta_1, 1.0 - s.beta_2);
-    let (lr, penalty) = (s.lr as f32, s.weight_decay);
+    let c = Constants {
+        b1: s.beta_1,
+        b2: s.beta_2,
+        f1: 1.0 - s.beta_1,
+        f2: 1.0 - s.beta_2,
+        combined: bias_correction2_sqrt / (1.0 - s.beta_1.powi(time)),
+        eps: s.epsilon * bias_correction2_sqrt,
+        lr: s.lr as f32,
+        penalty: s.weight_decay.unwrap_or(0.0),
+    };
     param
         .par_chunks_mut(CHUNK)
         .zip(grad.par_chunks(CHUNK))
         .zip(moment_1.par_chunks_mut(CHUNK))
         .zip(moment_2.par_chunks_mut(CHUNK))
-        .for_each(|(((p, g), m1), m2)| {
-            for i in 0..p.len() {
-                let g = match penalty {
-                    Some(k) => p[i] * k + g[i],
-                    None => g[i],
-                };
-                m1[i] = m1[i] * b1 + g * f1;
-                m2[i] = m2[i] * b2 + g * g * f2;
-                p[i] -= m1[i] * combined / (m2[i].sqrt() + eps) * lr;
-            }
-        });
+        .for_each(|(((p, g), m1), m2)| update(&c, p, g, m1, m2));
 }
 
 #[cfg(test)]

@@ -1,43 +1,74 @@
-//! Batch normalisation over `[batch, channels, spatial…]` f32 values, training forward and
-//! backward, in a few fused passes.
+//! Batch normalisation over `[batch, channels, spatial…]` f32 values, optionally followed by
+//! ReLU and by k×k max-pooling, training forward and backward, in a few fused passes.
 //!
 //! Why our own: burn's generic batch-norm builds each channel statistic by swapping the batch
 //! and channel axes (a full transposed copy of the activation) and then runs about ten
 //! separate element-wise passes forward and fifteen backward; on flex those copies were the
-//! second-largest cost of a training step after the convolutions. Here: two reading passes
-//! and one writing pass forward, one of each backward.
+//! second-largest cost of a training step after the convolutions. Here: one reading pass for
+//! the statistics and one pass that writes the (pooled) output forward; backward, one
+//! reading pass for the two sums and one that writes the input gradient.
+//!
+//! Why pooling is fused: a conv block is conv → batch norm → ReLU → pool. Pooling the
+//! normalised values as they are made means the full-size normalised activation is never
+//! written, kept for backward, or read again; backward finds each window's maximum again from
+//! the input (the same arithmetic as forward) and folds the pool's gradient into batch norm's.
+//! Every pass runs per image, at the widest vector level the CPU has ([`super::simd`]).
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-/// `[batch, channels, spatial]` view of an activation (`spatial` = product of trailing axes).
+use super::pool::PoolGeometry;
+use super::simd::multiversion;
+use super::window2;
+
+/// `[batch, channels, h, w]` view of an activation (`w` = product of the axes after `h`;
+/// `h = w = 1` for dense layers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NormShape {
     pub batch: usize,
     pub channels: usize,
-    pub spatial: usize,
+    pub h: usize,
+    pub w: usize,
 }
 
 impl NormShape {
     pub fn of(dims: &[usize]) -> NormShape {
         assert!(dims.len() >= 2, "batch norm needs [batch, channels, ...], got {dims:?}");
-        NormShape { batch: dims[0], channels: dims[1], spatial: dims[2..].iter().product() }
+        let h = dims.get(2).copied().unwrap_or(1);
+        NormShape { batch: dims[0], channels: dims[1], h, w: dims.iter().skip(3).product() }
+    }
+
+    fn spatial(&self) -> usize {
+        self.h * self.w
     }
 
     fn image(&self) -> usize {
-        self.channels * self.spatial
+        self.channels * self.spatial()
     }
 
     /// Values per channel.
     fn count(&self) -> f64 {
-        (self.batch * self.spatial) as f64
+        (self.batch * self.spatial()) as f64
+    }
+
+    /// The `[h, w]` after k×k pooling (floor); k = 1 is no pooling.
+    pub fn pooled(&self, k: usize) -> [usize; 2] {
+        [self.h / k, self.w / k]
+    }
+
+    fn pooled_image(&self, k: usize) -> usize {
+        let [ph, pw] = self.pooled(k);
+        self.channels * ph * pw
     }
 }
 
 /// Images per rayon task.
-const MIN_IMAGES_PER_TASK: usize = 8;
+const MIN_IMAGES_PER_TASK: usize = 4;
 
 /// Sum of `f(a, b)` over one contiguous block, in eight independent f32 lanes (so it
 /// vectorises) added up in f64.
+#[inline(always)]
 fn block_sum<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> [f32; K]) -> [f64; K] {
     let mut lanes = [[0.0f32; 8]; K];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -63,94 +94,155 @@ fn block_sum<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> [f32;
     out
 }
 
-/// Per-channel sums over batch and spatial positions of `per_channel(c)(a, b)`; the factory
-/// hands each channel's constants to a small element function the compiler can vectorise.
-fn channel_sums<const K: usize, G: Fn(f32, f32) -> [f32; K]>(
-    s: &NormShape,
-    a: &[f32],
-    b: &[f32],
-    per_channel: impl Fn(usize) -> G + Sync,
-) -> Vec<[f64; K]> {
-    let add = |acc: &mut [f64; K], part: [f64; K]| acc.iter_mut().zip(part).for_each(|(p, q)| *p += q);
-    a.par_chunks(s.image())
-        .zip(b.par_chunks(s.image()))
+/// Per-channel `[f64; 2]` sums over the batch: `per_image(image index, accumulators)` adds
+/// one image's share, images spread over rayon's threads.
+fn channel_sums(s: &NormShape, per_image: impl Fn(usize, &mut [[f64; 2]]) + Sync) -> Vec<[f64; 2]> {
+    (0..s.batch)
+        .into_par_iter()
         .with_min_len(MIN_IMAGES_PER_TASK)
         .fold(
-            || vec![[0.0f64; K]; s.channels],
-            |mut acc, (ia, ib)| {
-                for (c, (ca, cb)) in ia.chunks(s.spatial).zip(ib.chunks(s.spatial)).enumerate() {
-                    let f = per_channel(c);
-                    if s.spatial < 8 {
-                        // Dense layers (one value per channel): lanes would cost more than they save.
-                        for (&va, &vb) in ca.iter().zip(cb) {
-                            add(&mut acc[c], f(va, vb).map(f64::from));
-                        }
-                    } else {
-                        add(&mut acc[c], block_sum(ca, cb, f));
-                    }
-                }
+            || vec![[0.0f64; 2]; s.channels],
+            |mut acc, n| {
+                per_image(n, &mut acc);
                 acc
             },
         )
         .reduce_with(|mut x, y| {
-            x.iter_mut().zip(y).for_each(|(p, q)| add(p, q));
+            for (p, q) in x.iter_mut().zip(y) {
+                p[0] += q[0];
+                p[1] += q[1];
+            }
             x
         })
-        .unwrap_or_else(|| vec![[0.0; K]; s.channels])
+        .unwrap_or_else(|| vec![[0.0; 2]; s.channels])
 }
 
-/// `out[n, c, i] = per_channel(c)(a[n, c, i], b[n, c, i])`, one pass, the output written once
-/// (never zeroed first).
-fn channel_map<G: Fn(f32, f32) -> f32>(s: &NormShape, a: &[f32], b: &[f32], per_channel: impl Fn(usize) -> G + Sync) -> Vec<f32> {
-    let mut out: Vec<f32> = Vec::with_capacity(a.len());
-    out.spare_capacity_mut()
-        .par_chunks_mut(s.image().max(1))
-        .zip(a.par_chunks(s.image().max(1)))
-        .zip(b.par_chunks(s.image().max(1)))
-        .with_min_len(MIN_IMAGES_PER_TASK)
-        .for_each(|((on, an), bn)| {
-            for (c, ((o, x), y)) in on.chunks_mut(s.spatial).zip(an.chunks(s.spatial)).zip(bn.chunks(s.spatial)).enumerate() {
-                let f = per_channel(c);
-                o.iter_mut().zip(x).zip(y).for_each(|((o, &x), &y)| {
-                    o.write(f(x, y));
-                });
-            }
-        });
-    // SAFETY: the chunks above cover all `a.len()` slots (s.image() divides a.len(), checked
-    // by the callers' size assertions) and every slot was written.
-    unsafe { out.set_len(a.len()) };
+/// A new `batch × image_len` buffer, `fill(image index, its slots)` writing every slot.
+fn per_image_output(batch: usize, image_len: usize, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
+    let len = batch * image_len;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    if image_len > 0 {
+        out.spare_capacity_mut()[..len]
+            .par_chunks_mut(image_len)
+            .enumerate()
+            .with_min_len(MIN_IMAGES_PER_TASK)
+            .for_each(|(n, slots)| fill(n, slots));
+    }
+    // SAFETY: the chunks cover all `len` slots and `fill` writes every slot of its chunk
+    // (each caller's contract).
+    unsafe { out.set_len(len) };
     out
 }
 
 /// ReLU as burn computes it: values `<= 0` become 0, NaN passes.
+#[inline(always)]
 fn relu(z: f32) -> f32 {
     if z <= 0.0 { 0.0 } else { z }
 }
 
-/// The per-channel map forward applies: `z = scale·x + shift`, then ReLU when fused.
-struct Affine {
+/// The per-channel map forward applies: `z = scale·x + shift`, then ReLU when fused, then
+/// k×k max-pooling (k = 1: none).
+pub struct Affine {
     scale: Vec<f32>,
     shift: Vec<f32>,
     relu: bool,
+    pool: usize,
 }
 
 impl Affine {
-    fn new(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], epsilon: f64, relu: bool) -> Affine {
+    fn new(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], epsilon: f64, relu: bool, pool: usize) -> Affine {
         let scale: Vec<f32> = gamma.iter().zip(var).map(|(g, v)| g / (*v as f64 + epsilon).sqrt() as f32).collect();
         let shift = beta.iter().zip(mean).zip(&scale).map(|((b, m), k)| b - m * k).collect();
-        Affine { scale, shift, relu }
+        Affine { scale, shift, relu, pool }
+    }
+
+    /// Channel `c`'s map.
+    #[inline(always)]
+    fn channel(&self, c: usize) -> ChannelMap {
+        ChannelMap { scale: self.scale[c], shift: self.shift[c], relu: self.relu }
     }
 
     fn apply(&self, s: &NormShape, x: &[f32]) -> Vec<f32> {
-        channel_map(s, x, x, |c| {
-            let (k, d, fused) = (self.scale[c], self.shift[c], self.relu);
-            move |x, _| if fused { relu(k * x + d) } else { k * x + d }
-        })
+        per_image_output(s.batch, s.pooled_image(self.pool), |n, out| apply_image(self, s, &x[n * s.image()..][..s.image()], out))
     }
 }
 
-/// Normalised with the batch's own statistics, then ReLU when `fuse_relu`:
-/// `(output, mean, biased variance)`.
+/// One channel's `z = scale·x + shift`, then ReLU when fused.
+#[derive(Clone, Copy)]
+pub(super) struct ChannelMap {
+    pub(super) scale: f32,
+    pub(super) shift: f32,
+    pub(super) relu: bool,
+}
+
+impl ChannelMap {
+    #[inline(always)]
+    pub(super) fn z(self, x: f32) -> f32 {
+        let z = self.scale * x + self.shift;
+        if self.relu { relu(z) } else { z }
+    }
+
+    /// A window's output gradient `dy` as it reaches the normalisation at its maximum
+    /// `z_max` (after the ReLU): blocked where the ReLU was.
+    #[inline(always)]
+    pub(super) fn gate(self, dy: f32, z_max: f32) -> f32 {
+        if self.relu & (z_max <= 0.0) { 0.0 } else { dy }
+    }
+}
+
+/// Panics unless k×k pooling leaves at least one value per plane (the model's shape checks
+/// refuse such networks before any kernel runs).
+fn check_pool(s: &NormShape, pool: usize) {
+    assert!(pool >= 1 && s.h >= pool && s.w >= pool, "a {pool}×{pool} pool does not fit {}×{} planes", s.h, s.w);
+}
+
+multiversion! {
+    /// Forward output of one image: `z` of every value, pooled.
+    fn apply_image(a: &Affine, s: &NormShape, x: &[f32], out: &mut [MaybeUninit<f32>]) {
+        let [ph, pw] = s.pooled(a.pool);
+        let planes = x.chunks_exact(s.spatial()).zip(out.chunks_exact_mut(ph * pw)).enumerate();
+        for (c, (xp, op)) in planes {
+            let f = a.channel(c);
+            match a.pool {
+                1 => op.iter_mut().zip(xp).for_each(|(o, &v)| {
+                    o.write(f.z(v));
+                }),
+                2 => {
+                    for (oy, orow) in op.chunks_exact_mut(pw).enumerate() {
+                        window2::forward(f, &xp[2 * oy * s.w..][..2 * pw], &xp[(2 * oy + 1) * s.w..][..2 * pw], orow);
+                    }
+                }
+                k => {
+                    let z: Vec<f32> = xp.iter().map(|&v| f.z(v)).collect();
+                    let g = PoolGeometry { planes: 1, h: s.h, w: s.w, k };
+                    for (i, o) in op.iter_mut().enumerate() {
+                        o.write(z[g.argmax(&z, i / pw, i % pw)]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// One image's share of the per-channel sums of `x − shift` and `(x − shift)²`.
+    fn moments_image(s: &NormShape, x: &[f32], shift: &[f32], acc: &mut [[f64; 2]]) {
+        for (c, (xp, acc)) in x.chunks_exact(s.spatial()).zip(acc.iter_mut()).enumerate() {
+            let k = shift[c];
+            let [s1, s2] = if s.spatial() < 8 {
+                // Dense layers (one value per channel): lanes would cost more than they save.
+                xp.iter().fold([0.0f64; 2], |[p, q], &v| [p + (v - k) as f64, q + ((v - k) * (v - k)) as f64])
+            } else {
+                block_sum(xp, xp, |v, _| [v - k, (v - k) * (v - k)])
+            };
+            acc[0] += s1;
+            acc[1] += s2;
+        }
+    }
+}
+
+/// Normalised with the batch's own statistics, then ReLU when `fuse_relu`, then pooled by
+/// `pool` (1: not pooled): `(output, mean, biased variance)`.
 pub fn train_forward(
     s: &NormShape,
     x: &[f32],
@@ -158,28 +250,27 @@ pub fn train_forward(
     beta: &[f32],
     epsilon: f64,
     fuse_relu: bool,
+    pool: usize,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), s.batch * s.image(), "batch-norm input size");
+    check_pool(s, pool);
     let m = s.count();
     // One pass for both moments, shifted by a value of each channel so that the variance does
     // not cancel when the mean is large against the spread.
-    let shift: Vec<f32> = (0..s.channels).map(|c| x.get(c * s.spatial).copied().unwrap_or(0.0)).collect();
-    let sums = channel_sums(s, x, x, |c| {
-        let k = shift[c];
-        move |v, _| [v - k, (v - k) * (v - k)]
-    });
+    let shift: Vec<f32> = (0..s.channels).map(|c| x.get(c * s.spatial()).copied().unwrap_or(0.0)).collect();
+    let sums = channel_sums(s, |n, acc| moments_image(s, &x[n * s.image()..][..s.image()], &shift, acc));
     let (mut mean, mut var) = (Vec::with_capacity(s.channels), Vec::with_capacity(s.channels));
     for (c, [s1, s2]) in sums.iter().enumerate() {
         let d = s1 / m;
         mean.push((shift[c] as f64 + d) as f32);
         var.push((s2 / m - d * d).max(0.0) as f32);
     }
-    let y = Affine::new(gamma, beta, &mean, &var, epsilon, fuse_relu).apply(s, x);
+    let y = Affine::new(gamma, beta, &mean, &var, epsilon, fuse_relu, pool).apply(s, x);
     (y, mean, var)
 }
 
 /// Normalised with given statistics (evaluation: the running mean and variance), then ReLU
-/// when `fuse_relu`.
+/// when `fuse_relu`, then pooled by `pool`.
 #[allow(clippy::too_many_arguments)]
 pub fn inference(
     s: &NormShape,
@@ -190,14 +281,122 @@ pub fn inference(
     var: &[f32],
     epsilon: f64,
     fuse_relu: bool,
+    pool: usize,
 ) -> Vec<f32> {
     assert_eq!(x.len(), s.batch * s.image(), "batch-norm input size");
-    Affine::new(gamma, beta, mean, var, epsilon, fuse_relu).apply(s, x)
+    check_pool(s, pool);
+    Affine::new(gamma, beta, mean, var, epsilon, fuse_relu, pool).apply(s, x)
 }
 
-/// Gradients `(x, gamma, beta)` of [`train_forward`] given the output gradient `dy`. With a
-/// fused ReLU the mask is recomputed from `x` (the same arithmetic as forward), so nothing
-/// but the input is kept between the passes.
+/// Per-channel constants of the backward pass. The gradient reaching the normalisation at a
+/// value is `g`: the output gradient of its window if it is the window's (first) maximum and
+/// the ReLU passed it, else 0. Then `d_beta = Σ g`, `d_gamma = Σ g·x̂`, and
+/// `dx = γ·σ⁻¹·(g − mean(g) − x̂·mean(g·x̂))`, expanded to `k_g·g + k_x·x + k_0`.
+pub struct Backward {
+    affine: Affine,
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    k_g: Vec<f32>,
+    k_x: Vec<f32>,
+    k_0: Vec<f32>,
+}
+
+multiversion! {
+    /// One image's share of `[Σ g, Σ g·x̂]` per channel.
+    fn grad_sums_image(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], acc: &mut [[f64; 2]]) {
+        let a = &b.affine;
+        let [ph, pw] = s.pooled(a.pool);
+        let planes = x.chunks_exact(s.spatial()).zip(dy.chunks_exact(ph * pw)).zip(acc.iter_mut()).enumerate();
+        // The gradient and input value at each window's maximum, gathered so they sum in lanes.
+        let windows = if a.pool == 1 { 0 } else { ph * pw };
+        let (mut g_max, mut x_max) = (vec![0.0f32; windows], vec![0.0f32; windows]);
+        for (c, ((xp, dyp), acc)) in planes {
+            let (f, m, r) = (a.channel(c), b.mean[c], b.inv_std[c]);
+            let [sg, sgx] = match a.pool {
+                1 => block_sum(dyp, xp, |d, v| {
+                    let g = f.gate(d, f.z(v));
+                    [g, g * (v - m) * r]
+                }),
+                2 => {
+                    for oy in 0..ph {
+                        let (r0, r1) = (&xp[2 * oy * s.w..][..2 * pw], &xp[(2 * oy + 1) * s.w..][..2 * pw]);
+                        let row = oy * pw..(oy + 1) * pw;
+                        window2::gather(f, r0, r1, &dyp[row.clone()], &mut g_max[row.clone()], &mut x_max[row]);
+                    }
+                    block_sum(&g_max, &x_max, |g, v| [g, g * (v - m) * r])
+                }
+                k => {
+                    let z: Vec<f32> = xp.iter().map(|&v| f.z(v)).collect();
+                    let geometry = PoolGeometry { planes: 1, h: s.h, w: s.w, k };
+                    for (i, (g, xm)) in g_max.iter_mut().zip(x_max.iter_mut()).enumerate() {
+                        let at = geometry.argmax(&z, i / pw, i % pw);
+                        *g = f.gate(dyp[i], z[at]);
+                        *xm = xp[at];
+                    }
+                    block_sum(&g_max, &x_max, |g, v| [g, g * (v - m) * r])
+                }
+            };
+            acc[0] += sg;
+            acc[1] += sgx;
+        }
+    }
+}
+
+multiversion! {
+    /// One image's input gradient `k_g·g + k_x·x + k_0`.
+    fn grad_image(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
+        let a = &b.affine;
+        let [ph, pw] = s.pooled(a.pool);
+        let planes = x.chunks_exact(s.spatial()).zip(dy.chunks_exact(ph * pw)).zip(dx.chunks_exact_mut(s.spatial())).enumerate();
+        for (c, ((xp, dyp), dxp)) in planes {
+            let (f, k_g, k_x, k_0) = (a.channel(c), b.k_g[c], b.k_x[c], b.k_0[c]);
+            match a.pool {
+                1 => {
+                    for ((o, &v), &d) in dxp.iter_mut().zip(xp).zip(dyp) {
+                        o.write(k_g * f.gate(d, f.z(v)) + k_x * v + k_0);
+                    }
+                }
+                2 => {
+                    // Row pairs of windows; values outside every window (an odd last row or
+                    // column) get no gradient from the pool.
+                    for (oy, (rows, dx_rows)) in xp.chunks_exact(2 * s.w).zip(dxp.chunks_exact_mut(2 * s.w)).enumerate() {
+                        let (r0, r1) = rows.split_at(s.w);
+                        let (d0, d1) = dx_rows.split_at_mut(s.w);
+                        let dy_row = &dyp[oy * pw..][..pw];
+                        window2::grad(f, [k_g, k_x, k_0], &r0[..2 * pw], &r1[..2 * pw], dy_row, &mut d0[..2 * pw], &mut d1[..2 * pw]);
+                        if s.w % 2 == 1 {
+                            d0[s.w - 1].write(k_x * r0[s.w - 1] + k_0);
+                            d1[s.w - 1].write(k_x * r1[s.w - 1] + k_0);
+                        }
+                    }
+                    if s.h % 2 == 1 {
+                        let last = (s.h - 1) * s.w;
+                        dxp[last..].iter_mut().zip(&xp[last..]).for_each(|(o, &v)| {
+                            o.write(k_x * v + k_0);
+                        });
+                    }
+                }
+                k => {
+                    let z: Vec<f32> = xp.iter().map(|&v| f.z(v)).collect();
+                    let mut plane: Vec<f32> = xp.iter().map(|&v| k_x * v + k_0).collect();
+                    let geometry = PoolGeometry { planes: 1, h: s.h, w: s.w, k };
+                    for (i, &d) in dyp.iter().enumerate() {
+                        let at = geometry.argmax(&z, i / pw, i % pw);
+                        plane[at] += k_g * f.gate(d, z[at]);
+                    }
+                    dxp.iter_mut().zip(plane).for_each(|(o, v)| {
+                        o.write(v);
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Gradients `(x, gamma, beta)` of [`train_forward`] given the output gradient `dy` (of the
+/// pooled shape). With a fused ReLU or pool the mask and the windows' maxima are recomputed
+/// from `x` (the same arithmetic as forward), so nothing but the input is kept between the
+/// passes.
 #[allow(clippy::too_many_arguments)]
 pub fn train_backward(
     s: &NormShape,
@@ -208,35 +407,40 @@ pub fn train_backward(
     var: &[f32],
     epsilon: f64,
     fuse_relu: bool,
+    pool: usize,
     dy: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), s.batch * s.image(), "batch-norm input size");
-    assert_eq!(dy.len(), x.len(), "batch-norm gradient size");
-    let affine = Affine::new(gamma, beta, mean, var, epsilon, fuse_relu);
+    check_pool(s, pool);
+    assert_eq!(dy.len(), s.batch * s.pooled_image(pool), "batch-norm gradient size");
     let inv_std: Vec<f32> = var.iter().map(|&v| (1.0 / (v as f64 + epsilon).sqrt()) as f32).collect();
-    // The gradient reaching the normalisation: dy, or dy where the ReLU passed.
-    let masked = |c: usize| {
-        let (k, d) = (affine.scale[c], affine.shift[c]);
-        move |g: f32, x: f32| if fuse_relu && k * x + d <= 0.0 { 0.0 } else { g }
+    let mut b = Backward {
+        affine: Affine::new(gamma, beta, mean, var, epsilon, fuse_relu, pool),
+        mean: mean.to_vec(),
+        inv_std,
+        k_g: Vec::new(),
+        k_x: Vec::new(),
+        k_0: Vec::new(),
     };
-    let sums = channel_sums(s, dy, x, |c| {
-        let (gate, m, r) = (masked(c), mean[c], inv_std[c]);
-        move |g, v| {
-            let g = gate(g, v);
-            [g, g * (v - m) * r]
-        }
+    let dyn_len = s.pooled_image(pool);
+    let image = |n: usize| (&x[n * s.image()..][..s.image()], &dy[n * dyn_len..][..dyn_len]);
+    let sums = channel_sums(s, |n, acc| {
+        let (xn, dyn_) = image(n);
+        grad_sums_image(&b, s, xn, dyn_, acc)
     });
     let d_beta: Vec<f32> = sums.iter().map(|[b, _]| *b as f32).collect();
     let d_gamma: Vec<f32> = sums.iter().map(|[_, g]| *g as f32).collect();
-    // dx = γ·σ⁻¹·(g − mean(g) − x̂·mean(g·x̂)) with g the masked gradient, expanded to
-    // k_g·g + k_x·x + k_0.
     let m = s.count() as f32;
-    let dx = channel_map(s, dy, x, |c| {
-        let k_g = gamma[c] * inv_std[c];
-        let k_x = -k_g * inv_std[c] * d_gamma[c] / m;
-        let k_0 = -k_g * d_beta[c] / m - k_x * mean[c];
-        let gate = masked(c);
-        move |g, v| k_g * gate(g, v) + k_x * v + k_0
+    for c in 0..s.channels {
+        let k_g = gamma[c] * b.inv_std[c];
+        let k_x = -k_g * b.inv_std[c] * d_gamma[c] / m;
+        b.k_0.push(-k_g * d_beta[c] / m - k_x * mean[c]);
+        b.k_g.push(k_g);
+        b.k_x.push(k_x);
+    }
+    let dx = per_image_output(s.batch, s.image(), |n, out| {
+        let (xn, dyn_) = image(n);
+        grad_image(&b, s, xn, dyn_, out)
     });
     (dx, d_gamma, d_beta)
 }
@@ -253,15 +457,15 @@ mod tests {
 
     /// The definition in f64: per-channel statistics, then the affine map.
     fn reference(s: &NormShape, x: &[f32], gamma: &[f32], beta: &[f32], eps: f64) -> Vec<f64> {
-        let at = |n: usize, c: usize, i: usize| x[(n * s.channels + c) * s.spatial + i] as f64;
+        let at = |n: usize, c: usize, i: usize| x[(n * s.channels + c) * s.spatial() + i] as f64;
         let mut y = vec![0.0; x.len()];
         for c in 0..s.channels {
-            let all: Vec<f64> = (0..s.batch).flat_map(|n| (0..s.spatial).map(move |i| (n, i))).map(|(n, i)| at(n, c, i)).collect();
+            let all: Vec<f64> = (0..s.batch).flat_map(|n| (0..s.spatial()).map(move |i| (n, i))).map(|(n, i)| at(n, c, i)).collect();
             let mean = all.iter().sum::<f64>() / all.len() as f64;
             let var = all.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / all.len() as f64;
             for n in 0..s.batch {
-                for i in 0..s.spatial {
-                    y[(n * s.channels + c) * s.spatial + i] = (at(n, c, i) - mean) / (var + eps).sqrt() * gamma[c] as f64 + beta[c] as f64;
+                for i in 0..s.spatial() {
+                    y[(n * s.channels + c) * s.spatial() + i] = (at(n, c, i) - mean) / (var + eps).sqrt() * gamma[c] as f64 + beta[c] as f64;
                 }
             }
         }
@@ -271,7 +475,7 @@ mod tests {
     fn shapes() -> Vec<NormShape> {
         [(4, 3, 13), (100, 5, 1), (2, 2, 64), (7, 1, 9)]
             .into_iter()
-            .map(|(batch, channels, spatial)| NormShape { batch, channels, spatial })
+            .map(|(batch, channels, h)| NormShape { batch, channels, h, w: 1 })
             .collect()
     }
 
@@ -281,7 +485,7 @@ mod tests {
             // An offset far from zero checks the variance does not cancel catastrophically.
             let x = values(s.batch * s.image(), k as u64, 50.0);
             let (gamma, beta) = (values(s.channels, 10 + k as u64, 1.0), values(s.channels, 20 + k as u64, 0.0));
-            let (y, _, var) = train_forward(&s, &x, &gamma, &beta, 1e-3, false);
+            let (y, _, var) = train_forward(&s, &x, &gamma, &beta, 1e-3, false, 1);
             assert!(var.iter().all(|&v| v > 0.2 && v < 0.5), "uniform(-1, 1) has variance 1/3: {var:?}");
             let want = reference(&s, &x, &gamma, &beta, 1e-3);
             let err = y.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
@@ -297,8 +501,8 @@ mod tests {
             let (gamma, beta) = (values(s.channels, 40 + k as u64, 1.0), values(s.channels, 50 + k as u64, 0.0));
             let dy = values(x.len(), 60 + k as u64, 0.0);
             let eps = 1e-3;
-            let (_, mean, var) = train_forward(&s, &x, &gamma, &beta, eps, false);
-            let (dx, d_gamma, d_beta) = train_backward(&s, &x, &gamma, &beta, &mean, &var, eps, false, &dy);
+            let (_, mean, var) = train_forward(&s, &x, &gamma, &beta, eps, false, 1);
+            let (dx, d_gamma, d_beta) = train_backward(&s, &x, &gamma, &beta, &mean, &var, eps, false, 1, &dy);
             let objective = |x: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
                 reference(&s, x, gamma, beta, eps).iter().zip(&dy).map(|(y, g)| y * *g as f64).sum()
             };
@@ -332,20 +536,80 @@ mod tests {
             let x = values(s.batch * s.image(), 70 + k as u64, 0.0);
             let (gamma, beta) = (values(s.channels, 80 + k as u64, 1.0), values(s.channels, 90 + k as u64, 0.0));
             let dy = values(x.len(), 100 + k as u64, 0.0);
-            let (plain, mean, var) = train_forward(&s, &x, &gamma, &beta, 1e-3, false);
-            let (fused, mean_f, var_f) = train_forward(&s, &x, &gamma, &beta, 1e-3, true);
+            let (plain, mean, var) = train_forward(&s, &x, &gamma, &beta, 1e-3, false, 1);
+            let (fused, mean_f, var_f) = train_forward(&s, &x, &gamma, &beta, 1e-3, true, 1);
             assert_eq!((&mean, &var), (&mean_f, &var_f));
             assert_eq!(fused, plain.iter().map(|&v| relu(v)).collect::<Vec<_>>());
             assert!(fused.contains(&0.0) && fused.iter().any(|&v| v > 0.0), "the test needs both sides of the ReLU");
             let masked: Vec<f32> = dy.iter().zip(&plain).map(|(&g, &y)| if y <= 0.0 { 0.0 } else { g }).collect();
-            let want = train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, false, &masked);
-            let got = train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, true, &dy);
+            let want = train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, false, 1, &masked);
+            let got = train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, true, 1, &dy);
             for (a, b) in [(&got.0, &want.0), (&got.1, &want.1), (&got.2, &want.2)] {
                 let err = a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
                 assert!(err < 1e-5, "{s:?}: {err}");
             }
-            let eval = inference(&s, &x, &gamma, &beta, &mean, &var, 1e-3, true);
+            let eval = inference(&s, &x, &gamma, &beta, &mean, &var, 1e-3, true, 1);
             assert_eq!(eval, fused);
+        }
+    }
+
+    /// Pooling inside the kernel is batch norm (+ ReLU) and then the pool kernel, forward
+    /// exactly and backward within rounding, for k = 2 (with odd planes), k = 3 and ties.
+    #[test]
+    fn fused_pool_is_the_pool_after_the_normalisation() {
+        use super::super::pool;
+        for (k, (dims, window, relu)) in [([3, 4, 8, 8], 2, true), ([2, 3, 9, 7], 2, true), ([4, 2, 8, 6], 2, false), ([2, 3, 7, 9], 3, true)].into_iter().enumerate() {
+            let s = NormShape::of(&dims);
+            let mut x = values(s.batch * s.image(), 110 + k as u64, 0.0);
+            // Repeated values make ties inside windows.
+            x.iter_mut().step_by(3).for_each(|v| *v = (*v * 2.0).round() / 2.0);
+            let (gamma, beta) = (values(s.channels, 120 + k as u64, 1.0), values(s.channels, 130 + k as u64, 0.0));
+            let g = pool::PoolGeometry { planes: s.batch * s.channels, h: s.h, w: s.w, k: window };
+            let (plain, mean, var) = train_forward(&s, &x, &gamma, &beta, 1e-3, relu, 1);
+            let (fused, mean_f, var_f) = train_forward(&s, &x, &gamma, &beta, 1e-3, relu, window);
+            assert_eq!((&mean, &var), (&mean_f, &var_f));
+            assert_eq!(fused, pool::forward(&g, &plain), "{dims:?}");
+            assert_eq!(inference(&s, &x, &gamma, &beta, &mean, &var, 1e-3, relu, window), fused);
+            let dy = values(fused.len(), 140 + k as u64, 0.0);
+            let want = train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, relu, 1, &pool::backward(&g, &plain, &dy));
+            let got = train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, relu, window, &dy);
+            for (a, b) in [(&got.0, &want.0), (&got.1, &want.1), (&got.2, &want.2)] {
+                let err = a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+                assert!(err < 1e-5, "{dims:?} pool {window}: {err}");
+            }
+        }
+    }
+
+    /// Every instruction-set level gives the same bits, pooled or not, with and without ReLU,
+    /// on rows of 5, 19 (more than one 16-window block) and 17 windows (an odd column left),
+    /// with ties and NaNs in the windows.
+    #[test]
+    fn every_simd_level_computes_the_same_bits() {
+        use super::super::simd;
+        for (k, dims) in [[5, 3, 10, 10], [3, 2, 6, 38], [2, 3, 7, 35]].into_iter().enumerate() {
+            let s = NormShape::of(&dims);
+            let mut x = values(s.batch * s.image(), 150 + k as u64, 0.3);
+            x.iter_mut().step_by(5).for_each(|v| *v = (*v * 2.0).round() / 2.0);
+            x[7] = f32::NAN;
+            let (gamma, beta) = (values(s.channels, 151, 1.0), values(s.channels, 152, 0.0));
+            let run = |pool: usize, relu: bool| {
+                let (y, mean, var) = train_forward(&s, &x, &gamma, &beta, 1e-3, relu, pool);
+                let dy = values(y.len(), 153, 0.0);
+                let (dx, dg, db) = train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, relu, pool, &dy);
+                [y, mean, var, dx, dg, db].concat().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+            };
+            let levels = simd::available();
+            for (pool, relu) in [(1, true), (2, true), (2, false)] {
+                let results: Vec<Vec<u32>> = levels
+                    .iter()
+                    .map(|&l| {
+                        simd::force(l);
+                        run(pool, relu)
+                    })
+                    .collect();
+                simd::force(levels[0]);
+                assert!(results.windows(2).all(|w| w[0] == w[1]), "{dims:?} pool {pool} relu {relu}: levels {levels:?} differ");
+            }
         }
     }
 }

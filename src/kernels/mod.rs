@@ -11,6 +11,8 @@ pub mod conv;
 pub mod dropout;
 pub mod pool;
 pub mod profile;
+pub mod simd;
+mod window2;
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -70,17 +72,21 @@ pub trait Kernels: Backend {
         (dx, dw, db)
     }
 
-    /// Batch normalisation with the batch's statistics: `(output, mean, biased variance)`;
-    /// mean and variance are per channel and carry no gradient.
+    /// Batch normalisation with the batch's statistics, then ReLU when `fuse_relu`, then
+    /// `pool`×`pool` max-pooling (1: none; only on `[batch, channels, h, w]`):
+    /// `(output, mean, biased variance)`; mean and variance are per channel and carry no
+    /// gradient.
     fn batch_norm_train_block(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
         fuse_relu: bool,
+        pool: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let r = Self::batch_norm_train(x, gamma, beta, epsilon);
         let output = if fuse_relu { Self::relu(r.output) } else { r.output };
+        let output = if pool > 1 { Self::max_pool2d_block(output, pool) } else { output };
         (output, r.mean, r.variance)
     }
 
@@ -95,19 +101,19 @@ pub trait Kernels: Backend {
         grad: FloatTensor<Self>,
         epsilon: f64,
         fuse_relu: bool,
+        pool: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let grad = match fuse_relu {
-            true => {
-                let output = Self::batch_norm(x.clone(), gamma.clone(), beta, mean.clone(), variance.clone(), epsilon);
-                Self::relu_backward(output, grad)
-            }
-            false => grad,
-        };
+        let normed = Self::batch_norm(x.clone(), gamma.clone(), beta, mean.clone(), variance.clone(), epsilon);
+        let activated = if fuse_relu { Self::relu(normed.clone()) } else { normed.clone() };
+        let grad = if pool > 1 { Self::max_pool2d_block_backward(activated, grad, pool) } else { grad };
+        let grad = if fuse_relu { Self::relu_backward(normed, grad) } else { grad };
         let r = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
         (r.x_grad, r.gamma_grad, r.beta_grad)
     }
 
-    /// Batch normalisation with given statistics (evaluation).
+    /// Batch normalisation with given statistics (evaluation), then ReLU and pooling as in
+    /// [`Kernels::batch_norm_train_block`].
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_eval_block(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -116,9 +122,11 @@ pub trait Kernels: Backend {
         variance: FloatTensor<Self>,
         epsilon: f64,
         fuse_relu: bool,
+        pool: usize,
     ) -> FloatTensor<Self> {
         let output = Self::batch_norm(x, gamma, beta, mean, variance, epsilon);
-        if fuse_relu { Self::relu(output) } else { output }
+        let output = if fuse_relu { Self::relu(output) } else { output };
+        if pool > 1 { Self::max_pool2d_block(output, pool) } else { output }
     }
 
     /// k×k max-pooling with stride k, no padding, floor (Keras' `MaxPooling2D(k)`).
@@ -243,13 +251,14 @@ impl Kernels for Flex {
         beta: FloatTensor<Self>,
         epsilon: f64,
         fuse_relu: bool,
+        pool: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let shape = x.shape();
         let s = NormShape::of(&shape);
         let (y, mean, var) = timed(Kernel::BatchNorm, false, || {
-            batch_norm::train_forward(&s, &flex_values(&x), &flex_values(&gamma), &flex_values(&beta), epsilon, fuse_relu)
+            batch_norm::train_forward(&s, &flex_values(&x), &flex_values(&gamma), &flex_values(&beta), epsilon, fuse_relu, pool)
         });
-        (flex_tensor(y, shape), flex_tensor(mean, [s.channels]), flex_tensor(var, [s.channels]))
+        (flex_tensor(y, normed_shape(shape, &s, pool)), flex_tensor(mean, [s.channels]), flex_tensor(var, [s.channels]))
     }
 
     fn batch_norm_train_block_backward(
@@ -261,6 +270,7 @@ impl Kernels for Flex {
         grad: FloatTensor<Self>,
         epsilon: f64,
         fuse_relu: bool,
+        pool: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let shape = x.shape();
         let s = NormShape::of(&shape);
@@ -274,6 +284,7 @@ impl Kernels for Flex {
                 &flex_values(&variance),
                 epsilon,
                 fuse_relu,
+                pool,
                 &flex_values(&grad),
             )
         });
@@ -288,6 +299,7 @@ impl Kernels for Flex {
         variance: FloatTensor<Self>,
         epsilon: f64,
         fuse_relu: bool,
+        pool: usize,
     ) -> FloatTensor<Self> {
         let shape = x.shape();
         let s = NormShape::of(&shape);
@@ -301,9 +313,10 @@ impl Kernels for Flex {
                 &flex_values(&variance),
                 epsilon,
                 fuse_relu,
+                pool,
             )
         });
-        flex_tensor(y, shape)
+        flex_tensor(y, normed_shape(shape, &s, pool))
     }
 
     fn max_pool2d_block(x: FloatTensor<Self>, k: usize) -> FloatTensor<Self> {
@@ -316,6 +329,17 @@ impl Kernels for Flex {
         let shape = x.shape();
         let g = pool_geometry(&shape, k);
         flex_tensor(timed(Kernel::MaxPool, true, || pool::backward(&g, &flex_values(&x), &flex_values(&grad))), shape)
+    }
+}
+
+/// The output shape of a batch norm block: the input's, pooled by `pool` when it is > 1.
+fn normed_shape(shape: Shape, s: &NormShape, pool: usize) -> Shape {
+    match pool {
+        1 => shape,
+        _ => {
+            let [h, w] = s.pooled(pool);
+            [s.batch, s.channels, h, w].into()
+        }
     }
 }
 
@@ -361,6 +385,7 @@ struct BatchNormState<T> {
     variance: T,
     epsilon: f64,
     fuse_relu: bool,
+    pool: usize,
 }
 
 impl<B: Kernels> Backward<B, 3> for BatchNormBackward {
@@ -374,7 +399,7 @@ impl<B: Kernels> Backward<B, 3> for BatchNormBackward {
         let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(st.gamma);
         let beta = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(st.beta);
         let (dx, d_gamma, d_beta) =
-            B::batch_norm_train_block_backward(x, gamma, beta, st.mean, st.variance, grad, st.epsilon, st.fuse_relu);
+            B::batch_norm_train_block_backward(x, gamma, beta, st.mean, st.variance, grad, st.epsilon, st.fuse_relu, st.pool);
         for (node, g) in [(node_x, dx), (node_gamma, d_gamma), (node_beta, d_beta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g);
@@ -419,10 +444,11 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         beta: FloatTensor<Self>,
         epsilon: f64,
         fuse_relu: bool,
+        pool: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let prep = BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful();
         let forward = |x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>| {
-            B::batch_norm_train_block(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon, fuse_relu)
+            B::batch_norm_train_block(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon, fuse_relu, pool)
         };
         let (output, mean, variance) = match prep {
             OpsKind::Tracked(mut prep) => {
@@ -436,6 +462,7 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                     variance: variance.clone(),
                     epsilon,
                     fuse_relu,
+                    pool,
                 };
                 (prep.finish(state, y), mean, variance)
             }
@@ -473,13 +500,15 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
 }
 
 /// [`Kernels::batch_norm_train_block`] on high-level tensors: `(output, mean, variance)`.
-/// With `fuse_relu` the output is `relu(batch_norm(x))`.
+/// With `fuse_relu` the output is `relu(batch_norm(x))`; with `pool` > 1 (4-d input only)
+/// it is then max-pooled `pool`×`pool`.
 pub fn batch_norm_train<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
     epsilon: f64,
     fuse_relu: bool,
+    pool: usize,
 ) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
     use burn::backend::Dispatch;
     let (y, mean, var) = <Dispatch as Kernels>::batch_norm_train_block(
@@ -488,11 +517,13 @@ pub fn batch_norm_train<const D: usize>(
         beta.into_dispatch(),
         epsilon,
         fuse_relu,
+        pool,
     );
     (Tensor::from_dispatch(y), Tensor::from_dispatch(mean), Tensor::from_dispatch(var))
 }
 
 /// [`Kernels::batch_norm_eval_block`] on high-level tensors.
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_eval<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,
@@ -501,6 +532,7 @@ pub fn batch_norm_eval<const D: usize>(
     variance: Tensor<1>,
     epsilon: f64,
     fuse_relu: bool,
+    pool: usize,
 ) -> Tensor<D> {
     use burn::backend::Dispatch;
     Tensor::from_dispatch(<Dispatch as Kernels>::batch_norm_eval_block(
@@ -511,6 +543,7 @@ pub fn batch_norm_eval<const D: usize>(
         variance.into_dispatch(),
         epsilon,
         fuse_relu,
+        pool,
     ))
 }
 
@@ -564,7 +597,8 @@ mod tests {
         }
     }
 
-    /// Max-pooling and batch norm against burn's ops, forward and input/parameter gradients.
+    /// Max-pooling, batch norm and batch norm with the pool fused against burn's ops, forward
+    /// and input/parameter gradients.
     #[test]
     fn pool_and_batch_norm_match_burn_forward_and_backward() {
         let device = Device::flex().autodiff();
@@ -575,15 +609,21 @@ mod tests {
             let beta = Tensor::<1>::random([dims[1]], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
             let pooled_ours = max_pool2d(x.clone(), k);
             let pooled_theirs = burn::nn::pool::MaxPool2dConfig::new([k, k]).init().forward(x.clone());
-            let (normed_ours, mean_ours, var_ours) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, fuse_relu);
+            let (normed_ours, mean_ours, var_ours) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, fuse_relu, 1);
+            let (fused_ours, ..) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, fuse_relu, k);
             let mut theirs = module::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3);
             if fuse_relu {
                 theirs.output = burn::tensor::activation::relu(theirs.output);
             }
+            let fused_theirs = burn::nn::pool::MaxPool2dConfig::new([k, k]).init().forward(theirs.output.clone());
             let probe_p = Tensor::<4>::random(pooled_ours.dims(), Distribution::Default, &device);
             let probe_n = Tensor::<4>::random(dims, Distribution::Default, &device);
-            let grads_ours = ((pooled_ours.clone() * probe_p.clone()).sum() + (normed_ours.clone() * probe_n.clone()).sum()).backward();
-            let grads_theirs = ((pooled_theirs.clone() * probe_p).sum() + (theirs.output.clone() * probe_n).sum()).backward();
+            let probe_f = Tensor::<4>::random(fused_ours.dims(), Distribution::Default, &device);
+            let objective = |pooled: Tensor<4>, normed: Tensor<4>, fused: Tensor<4>| {
+                (pooled * probe_p.clone()).sum() + (normed * probe_n.clone()).sum() + (fused * probe_f.clone()).sum()
+            };
+            let grads_ours = objective(pooled_ours.clone(), normed_ours.clone(), fused_ours.clone()).backward();
+            let grads_theirs = objective(pooled_theirs.clone(), theirs.output.clone(), fused_theirs.clone()).backward();
             let g = |t: &Tensor<4>, grads| t.grad(grads).unwrap().into_data();
             let g1 = |t: &Tensor<1>, grads| t.grad(grads).unwrap().into_data();
             let errors = [
@@ -591,7 +631,8 @@ mod tests {
                 ("norm output", rel(normed_ours.into_data(), theirs.output.into_data())),
                 ("norm mean", rel(mean_ours.into_data(), theirs.mean.into_data())),
                 ("norm variance", rel(var_ours.into_data(), theirs.variance.into_data())),
-                ("d_input (pool + norm)", rel(g(&x, &grads_ours), g(&x, &grads_theirs))),
+                ("fused output", rel(fused_ours.into_data(), fused_theirs.into_data())),
+                ("d_input (pool + norm + fused)", rel(g(&x, &grads_ours), g(&x, &grads_theirs))),
                 ("d_gamma", rel(g1(&gamma, &grads_ours), g1(&gamma, &grads_theirs))),
                 ("d_beta", rel(g1(&beta, &grads_ours), g1(&beta, &grads_theirs))),
             ];

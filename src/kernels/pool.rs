@@ -32,7 +32,7 @@ impl PoolGeometry {
 
     /// Offset (within the plane) of the first maximum of the window at (`oy`, `ox`); NaN wins,
     /// as in burn and PyTorch, so it propagates.
-    fn argmax(&self, plane: &[f32], oy: usize, ox: usize) -> usize {
+    pub(super) fn argmax(&self, plane: &[f32], oy: usize, ox: usize) -> usize {
         let mut best = (oy * self.k) * self.w + ox * self.k;
         for i in 0..self.k {
             let row = (oy * self.k + i) * self.w + ox * self.k;
@@ -78,9 +78,11 @@ pub fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
     y
 }
 
-/// The larger value; NaN if either is NaN.
-fn max_nan(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) }
+/// The larger value; NaN if either is NaN. (Bitwise `|`, not `||`, here and in
+/// [`window_winner`]: a short circuit is a branch, and a branch stops a loop vectorising.)
+#[inline(always)]
+pub(super) fn max_nan(a: f32, b: f32) -> f32 {
+    if (a > b) | a.is_nan() { a } else { b }
 }
 
 /// Input gradient: each window's output gradient goes to the window's (first) maximum.
@@ -135,14 +137,14 @@ pub fn backward(g: &PoolGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
 /// winning, as [`PoolGeometry::argmax`] finds it, but without branches so that the loop over
 /// windows vectorises.
 #[inline(always)]
-fn window_winner(a: f32, b: f32, c: f32, d: f32) -> [bool; 4] {
-    let beats = |v: f32, best: f32| v > best || (v.is_nan() && !best.is_nan());
+pub(super) fn window_winner(a: f32, b: f32, c: f32, d: f32) -> [bool; 4] {
+    let beats = |v: f32, best: f32| (v > best) | (v.is_nan() & !best.is_nan());
     let take_b = beats(b, a);
     let m = if take_b { b } else { a };
     let take_c = beats(c, m);
     let m = if take_c { c } else { m };
     let take_d = beats(d, m);
-    [!take_b && !take_c && !take_d, take_b && !take_c && !take_d, take_c && !take_d, take_d]
+    [!take_b & !take_c & !take_d, take_b & !take_c & !take_d, take_c & !take_d, take_d]
 }
 
 /// Any k: zeros, then each window's gradient added at its maximum.

@@ -1,0 +1,254 @@
+//! The 2×2 max-pool windows of one row pair, after batch norm's per-channel map: forward
+//! (each window's maximum), the gradient and input value at each window's maximum (for the
+//! sums), and the input gradient.
+//!
+//! Why two versions: a window's four values sit at stride 2 in two rows, and rows are only
+//! 14 or 28 values long. The compiler does not vectorise such loops (profiled: scalar code,
+//! the fused pool's backward at a third of the speed of the unpooled pass), so on AVX-512
+//! 16 windows go through one register each: masked loads of 32 columns, de-interleaved
+//! into the windows' four corners with one permute each. Other CPUs run the plain version.
+//! Both use the same operations in the same order (no FMA), so they give the same bits.
+
+use std::mem::MaybeUninit;
+
+use super::batch_norm::ChannelMap;
+use super::pool::{max_nan, window_winner};
+
+/// Per-window maxima `out[i]` of `z` over the windows of rows `r0`, `r1` (`2·out.len()`
+/// values each).
+#[inline(always)]
+pub fn forward(f: ChannelMap, r0: &[f32], r1: &[f32], out: &mut [MaybeUninit<f32>]) {
+    check(r0, r1, out.len());
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::level() == super::simd::Level::Avx512 {
+        // SAFETY: the CPU has AVX-512 (level), and check() bounds every access.
+        return unsafe { avx512::forward(f, r0, r1, out) };
+    }
+    for ((o, t), b) in out.iter_mut().zip(r0.as_chunks::<2>().0).zip(r1.as_chunks::<2>().0) {
+        let top = max_nan(f.z(t[0]), f.z(t[1]));
+        o.write(max_nan(top, max_nan(f.z(b[0]), f.z(b[1]))));
+    }
+}
+
+/// For each window: the output gradient `dy` as it reaches the normalisation
+/// ([`ChannelMap::gate`]) into `g`, and the input value at the window's first maximum
+/// into `x_max`.
+#[inline(always)]
+pub fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], x_max: &mut [f32]) {
+    check(r0, r1, dy.len());
+    assert!(g.len() == dy.len() && x_max.len() == dy.len());
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::level() == super::simd::Level::Avx512 {
+        // SAFETY: as in forward.
+        return unsafe { avx512::gather(f, r0, r1, dy, g, x_max) };
+    }
+    let windows = r0.as_chunks::<2>().0.iter().zip(r1.as_chunks::<2>().0).zip(dy);
+    for (((t, b), &d), (g, xm)) in windows.zip(g.iter_mut().zip(x_max)) {
+        let z = [f.z(t[0]), f.z(t[1]), f.z(b[0]), f.z(b[1])];
+        let win = window_winner(z[0], z[1], z[2], z[3]);
+        *g = f.gate(d, max_nan(max_nan(z[0], z[1]), max_nan(z[2], z[3])));
+        *xm = if win[0] { t[0] } else if win[1] { t[1] } else if win[2] { b[0] } else { b[1] };
+    }
+}
+
+/// The input gradient `k_x·x + k_0`, plus `k_g·g` at each window's first maximum, of rows
+/// `r0`, `r1` into `d0`, `d1`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
+    check(r0, r1, dy.len());
+    assert!(d0.len() == r0.len() && d1.len() == r1.len());
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::level() == super::simd::Level::Avx512 {
+        // SAFETY: as in forward.
+        return unsafe { avx512::grad(f, k, r0, r1, dy, d0, d1) };
+    }
+    let [k_g, k_x, k_0] = k;
+    let windows = r0.as_chunks::<2>().0.iter().zip(r1.as_chunks::<2>().0).zip(dy);
+    let out = d0.as_chunks_mut::<2>().0.iter_mut().zip(d1.as_chunks_mut::<2>().0);
+    for (((t, b), &d), (o0, o1)) in windows.zip(out) {
+        let v = [t[0], t[1], b[0], b[1]];
+        let z = [f.z(v[0]), f.z(v[1]), f.z(v[2]), f.z(v[3])];
+        let win = window_winner(z[0], z[1], z[2], z[3]);
+        let g = k_g * f.gate(d, max_nan(max_nan(z[0], z[1]), max_nan(z[2], z[3])));
+        let out = |i: usize| MaybeUninit::new(k_x * v[i] + k_0 + if win[i] { g } else { 0.0 });
+        *o0 = [out(0), out(1)];
+        *o1 = [out(2), out(3)];
+    }
+}
+
+/// Rows of two values per window.
+#[inline(always)]
+fn check(r0: &[f32], r1: &[f32], windows: usize) {
+    assert!(r0.len() == 2 * windows && r1.len() == 2 * windows, "2×2 windows: rows of {} and {} values for {windows} windows", r0.len(), r1.len());
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+
+    use super::ChannelMap;
+
+    /// Lanes of a 32-column block (lo: 0..16, hi: 16..32) that take window corners apart and
+    /// put them back together.
+    const EVEN: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+    const ODD: [i32; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
+    const INTERLEAVE_LO: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+    const INTERLEAVE_HI: [i32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
+
+    /// Mask of the first `n` lanes (n ≤ 16).
+    #[inline(always)]
+    fn first(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    /// One block of up to 16 windows: the masks of its columns and windows.
+    #[derive(Clone, Copy)]
+    struct Block {
+        /// Columns 0..16 and 16..32 of the block that exist.
+        lo: __mmask16,
+        hi: __mmask16,
+        windows: __mmask16,
+    }
+
+    impl Block {
+        /// The block of windows `w0..` of a row pair with `n` windows.
+        #[inline(always)]
+        fn at(w0: usize, n: usize) -> Block {
+            let count = (n - w0).min(16);
+            Block { lo: first((2 * count).min(16)), hi: first((2 * count).saturating_sub(16)), windows: first(count) }
+        }
+    }
+
+    /// The four corners (top-left, top-right, bottom-left, bottom-right) of the block's
+    /// windows.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    fn corners(r0: &[f32], r1: &[f32], w0: usize, b: Block) -> [__m512; 4] {
+        // SAFETY: masked lanes are neither read nor fault; the unmasked ones are columns
+        // 2·w0 .. 2·(w0 + count) < r.len() (Block::at), and wrapping_add keeps the pointer
+        // arithmetic defined.
+        let load = |r: &[f32]| unsafe {
+            let p = r.as_ptr().wrapping_add(2 * w0);
+            (_mm512_maskz_loadu_ps(b.lo, p), _mm512_maskz_loadu_ps(b.hi, p.wrapping_add(16)))
+        };
+        let (even, odd) = (idx(&EVEN), idx(&ODD));
+        let (t_lo, t_hi) = load(r0);
+        let (b_lo, b_hi) = load(r1);
+        [
+            _mm512_permutex2var_ps(t_lo, even, t_hi),
+            _mm512_permutex2var_ps(t_lo, odd, t_hi),
+            _mm512_permutex2var_ps(b_lo, even, b_hi),
+            _mm512_permutex2var_ps(b_lo, odd, b_hi),
+        ]
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    fn idx(lanes: &[i32; 16]) -> __m512i {
+        // SAFETY: 16 i32 are one 512-bit load.
+        unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
+    }
+
+    /// `ChannelMap::z`: `scale·x + shift` (a multiply, then an add), then ReLU when fused.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    fn z(f: ChannelMap, x: __m512) -> __m512 {
+        let z = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(f.scale), x), _mm512_set1_ps(f.shift));
+        match f.relu {
+            true => _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(z, _mm512_setzero_ps()), z, _mm512_setzero_ps()),
+            false => z,
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    fn is_nan(v: __m512) -> __mmask16 {
+        _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v)
+    }
+
+    /// `pool::max_nan`: `a` where `a > b` or `a` is NaN, else `b`.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    fn max_nan(a: __m512, b: __m512) -> __m512 {
+        let take_a = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b) | is_nan(a);
+        _mm512_mask_blend_ps(take_a, b, a)
+    }
+
+    /// `pool::window_winner` lane by lane, and the windows' maxima.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    fn winners(z: [__m512; 4]) -> ([__mmask16; 4], __m512) {
+        let beats = |v: __m512, best: __m512| _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best) | (is_nan(v) & !is_nan(best));
+        let take_b = beats(z[1], z[0]);
+        let m = _mm512_mask_blend_ps(take_b, z[0], z[1]);
+        let take_c = beats(z[2], m);
+        let m = _mm512_mask_blend_ps(take_c, m, z[2]);
+        let take_d = beats(z[3], m);
+        let win = [!take_b & !take_c & !take_d, take_b & !take_c & !take_d, take_c & !take_d, take_d];
+        (win, max_nan(max_nan(z[0], z[1]), max_nan(z[2], z[3])))
+    }
+
+    /// `ChannelMap::gate`: `dy`, or 0 where the ReLU blocked the window's maximum.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    fn gate(f: ChannelMap, dy: __m512, z_max: __m512) -> __m512 {
+        match f.relu {
+            true => _mm512_maskz_mov_ps(!_mm512_cmp_ps_mask::<_CMP_LE_OQ>(z_max, _mm512_setzero_ps()), dy),
+            false => dy,
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    fn z_corners(f: ChannelMap, x: [__m512; 4]) -> [__m512; 4] {
+        [z(f, x[0]), z(f, x[1]), z(f, x[2]), z(f, x[3])]
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    pub(super) fn forward(f: ChannelMap, r0: &[f32], r1: &[f32], out: &mut [MaybeUninit<f32>]) {
+        for w0 in (0..out.len()).step_by(16) {
+            let b = Block::at(w0, out.len());
+            let (_, z_max) = winners(z_corners(f, corners(r0, r1, w0, b)));
+            // SAFETY: the mask covers windows w0..w0 + count, inside out.
+            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().wrapping_add(w0).cast(), b.windows, z_max) };
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    pub(super) fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], x_max: &mut [f32]) {
+        for w0 in (0..dy.len()).step_by(16) {
+            let b = Block::at(w0, dy.len());
+            let x = corners(r0, r1, w0, b);
+            let (win, z_max) = winners(z_corners(f, x));
+            // SAFETY: the masks cover windows w0..w0 + count, inside dy, g and x_max.
+            unsafe {
+                let d = _mm512_maskz_loadu_ps(b.windows, dy.as_ptr().wrapping_add(w0));
+                _mm512_mask_storeu_ps(g.as_mut_ptr().wrapping_add(w0), b.windows, gate(f, d, z_max));
+                let mut xm = x[3];
+                for i in [2, 1, 0] {
+                    xm = _mm512_mask_blend_ps(win[i], xm, x[i]);
+                }
+                _mm512_mask_storeu_ps(x_max.as_mut_ptr().wrapping_add(w0), b.windows, xm);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    pub(super) fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
+        let [k_g, k_x, k_0] = [_mm512_set1_ps(k[0]), _mm512_set1_ps(k[1]), _mm512_set1_ps(k[2])];
+        let (lo, hi) = (idx(&INTERLEAVE_LO), idx(&INTERLEAVE_HI));
+        for w0 in (0..dy.len()).step_by(16) {
+            let b = Block::at(w0, dy.len());
+            let x = corners(r0, r1, w0, b);
+            let (win, z_max) = winners(z_corners(f, x));
+            // SAFETY: the masks cover windows w0..w0 + count (inside dy) and their columns
+            // (inside d0 and d1).
+            unsafe {
+                let d = _mm512_maskz_loadu_ps(b.windows, dy.as_ptr().wrapping_add(w0));
+                let g = _mm512_mul_ps(k_g, gate(f, d, z_max));
+                let out = |i: usize| _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(k_x, x[i]), k_0), _mm512_maskz_mov_ps(win[i], g));
+                let [tl, tr, bl, br] = [out(0), out(1), out(2), out(3)];
+                for (row, (left, right)) in [(d0.as_mut_ptr(), (tl, tr)), (d1.as_mut_ptr(), (bl, br))] {
+                    let p = row.wrapping_add(2 * w0).cast::<f32>();
+                    _mm512_mask_storeu_ps(p, b.lo, _mm512_permutex2var_ps(left, lo, right));
+                    _mm512_mask_storeu_ps(p.wrapping_add(16), b.hi, _mm512_permutex2var_ps(left, hi, right));
+                }
+            }
+        }
+    }
+}

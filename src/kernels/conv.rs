@@ -70,6 +70,7 @@ pub struct ConvGrads {
 
 /// Walks every (patch row, output row) pair of one image: `f(row of col, input row or None,
 /// valid output columns, first input column of the first valid output column)`.
+#[inline(always)]
 fn for_each_patch_row(g: &ConvGeometry, mut f: impl FnMut(usize, Option<usize>, std::ops::Range<usize>, usize)) {
     let (oh, ow) = (g.out_h(), g.out_w());
     for c in 0..g.c_in {
@@ -88,10 +89,12 @@ fn for_each_patch_row(g: &ConvGeometry, mut f: impl FnMut(usize, Option<usize>, 
     }
 }
 
+super::simd::multiversion! {
 /// Fills `col` (`patch × plane`) from one image `x` (`c_in × h × w`), zeros where padded.
+/// (Rows are as short as 14 values: at AVX-512 width one or two stores each.)
 fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
     let (ow, s) = (g.out_w(), g.stride[1]);
-    for_each_patch_row(g, |at, src, cols, first_ix| {
+    for_each_patch_row(g, #[inline(always)] |at, src, cols, first_ix| {
         let dst = &mut col[at..at + ow];
         let Some(src) = src else {
             dst.fill(0.0);
@@ -109,11 +112,13 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
         }
     });
 }
+}
 
+super::simd::multiversion! {
 /// Adds `col` (`patch × plane`) back onto the image gradient `dx`: the transpose of [`im2col`].
 fn col2im(g: &ConvGeometry, col: &[f32], dx: &mut [f32]) {
     let s = g.stride[1];
-    for_each_patch_row(g, |at, dst, cols, first_ix| {
+    for_each_patch_row(g, #[inline(always)] |at, dst, cols, first_ix| {
         let Some(dst) = dst else { return };
         let src = &col[at + cols.start..at + cols.end];
         if s == 1 {
@@ -124,6 +129,7 @@ fn col2im(g: &ConvGeometry, col: &[f32], dx: &mut [f32]) {
             }
         }
     });
+}
 }
 
 /// `dst (m × n, row-major) = [dst +] lhs · rhs`, with explicit (row, column) strides for the
@@ -228,6 +234,7 @@ impl Scratch {
     }
 }
 
+#[inline(always)]
 fn add_into(acc: &mut [f32], other: &[f32]) {
     acc.iter_mut().zip(other).for_each(|(a, b)| *a += b);
 }
@@ -244,7 +251,7 @@ pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x:
         // dW += dY · colᵀ
         matmul(g.c_out, patch, plane, &mut s.weight, true, dyn_, [plane, 1], &s.col, [1, plane]);
         for (b, row) in s.bias.iter_mut().zip(dyn_.chunks(plane)) {
-            *b += row.iter().sum::<f32>();
+            *b += super::simd::sum(row);
         }
         if let Some(dxn) = dxn {
             // dcol = Wᵀ · dY, then scattered back onto the image.

@@ -22,6 +22,7 @@ pub fn seed(seed: u64) {
 }
 
 /// SplitMix64's output function: a bijective mix whose bits are all well distributed.
+#[inline(always)]
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -46,13 +47,20 @@ pub fn mask(len: usize, prob: f64) -> Vec<f32> {
     let scale = (1.0 / keep) as f32;
     let mut out = vec![0.0f32; len];
     out.par_chunks_mut(MIN_PER_TASK).enumerate().for_each(|(chunk, values)| {
-        let first = (chunk * MIN_PER_TASK) as u64;
-        for (i, v) in values.iter_mut().enumerate() {
-            let kept = (mix(key.wrapping_add(first + i as u64)) >> 32) < threshold;
-            *v = if kept { scale } else { 0.0 };
-        }
+        fill(values, key.wrapping_add((chunk * MIN_PER_TASK) as u64), threshold, scale)
     });
     out
+}
+
+super::simd::multiversion! {
+    /// Mask values for counters `first..`: the hash's 64-bit multiplies vectorise only with
+    /// AVX-512 (DQ), so this runs at the CPU's best level.
+    fn fill(values: &mut [f32], first: u64, threshold: u64, scale: f32) {
+        for (i, v) in values.iter_mut().enumerate() {
+            let kept = (mix(first.wrapping_add(i as u64)) >> 32) < threshold;
+            *v = if kept { scale } else { 0.0 };
+        }
+    }
 }
 
 #[cfg(test)]

@@ -114,6 +114,22 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
+multiversion! {
+    /// Sum of `values` in 16 independent lanes (a plain `iter().sum()` is one serial chain of
+    /// additions, which the compiler may not reorder into vectors).
+    pub fn sum(values: &[f32]) -> f32 {
+        let mut lanes = [0.0f32; 16];
+        let chunks = values.chunks_exact(16);
+        let rest: f32 = chunks.remainder().iter().sum();
+        for chunk in chunks {
+            for i in 0..16 {
+                lanes[i] += chunk[i];
+            }
+        }
+        lanes.iter().sum::<f32>() + rest
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +143,15 @@ mod tests {
                 }
             }
             lanes.iter().sum()
+        }
+    }
+
+    #[test]
+    fn lane_sum_adds_every_value() {
+        for n in [0, 1, 15, 16, 17, 784, 1000] {
+            let values: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 2.5).collect();
+            let want: f64 = values.iter().map(|&v| v as f64).sum();
+            assert_eq!(sum(&values) as f64, want, "{n} values");
         }
     }
 

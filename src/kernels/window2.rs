@@ -143,6 +143,19 @@ mod avx512 {
         ]
     }
 
+    /// Asks for the row pair two pairs ahead (rows are `r1 − r0` apart): masked loads, it
+    /// seems, do not train the hardware prefetcher, and without this the pass waited on memory.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    fn prefetch_ahead(r0: &[f32], r1: &[f32]) {
+        let Some(w) = (r1.as_ptr() as usize).checked_sub(r0.as_ptr() as usize).map(|bytes| bytes / 4) else { return };
+        let ahead = r0.as_ptr().wrapping_add(4 * w).cast::<i8>();
+        // Two rows of w values, but never more than 64 lines (4 KiB) a call.
+        for line in 0..(8 * w).div_ceil(64).min(64) {
+            // (A prefetch never faults, whatever the address.)
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     fn idx(lanes: &[i32; 16]) -> __m512i {
         // SAFETY: 16 i32 are one 512-bit load.
@@ -200,6 +213,7 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     pub(super) fn forward(f: ChannelMap, r0: &[f32], r1: &[f32], out: &mut [MaybeUninit<f32>]) {
+        prefetch_ahead(r0, r1);
         for w0 in (0..out.len()).step_by(16) {
             let b = Block::at(w0, out.len());
             let (_, z_max) = winners(z_corners(f, corners(r0, r1, w0, b)));
@@ -210,6 +224,7 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     pub(super) fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], x_max: &mut [f32]) {
+        prefetch_ahead(r0, r1);
         for w0 in (0..dy.len()).step_by(16) {
             let b = Block::at(w0, dy.len());
             let x = corners(r0, r1, w0, b);
@@ -230,6 +245,7 @@ mod avx512 {
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     pub(super) fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
+        prefetch_ahead(r0, r1);
         let [k_g, k_x, k_0] = [_mm512_set1_ps(k[0]), _mm512_set1_ps(k[1]), _mm512_set1_ps(k[2])];
         let (lo, hi) = (idx(&INTERLEAVE_LO), idx(&INTERLEAVE_HI));
         for w0 in (0..dy.len()).step_by(16) {

@@ -109,7 +109,7 @@ pub fn run(args: &BenchOptions) -> Result<()> {
     let eval_secs = t.elapsed().as_secs_f64();
     let summary = infer(&arch)?;
     println!("model: {} params, backend {}, {threads} threads, batch {batch}", summary.total(), crate::backend::description());
-    println!("cpu: {}", cpu_description());
+    println!("cpu: {}; our kernels at {}", cpu_description(), crate::kernels::simd::level().name());
     let train = median(&ours);
     println!("train: {train:.1} images/s ({:.1} ms/step; median of {} rounds of {} steps)", 1000.0 * batch as f64 / train, ours.len(), args.steps);
     print_breakdown(&phases, &kernels, done - 2);

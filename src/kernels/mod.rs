@@ -34,6 +34,13 @@ pub fn use_kernels() -> bool {
     crate::backend::NAME == "flex"
 }
 
+/// Whether the model pools inside the batch-norm kernel: where its 2×2 windows run vectorised
+/// (AVX-512, [`window2`]). Elsewhere the fused windows are scalar code, slower than batch
+/// norm and the separate pool kernel (batch norm's backward 28 ms a step against 22 ms).
+pub fn fuses_pool() -> bool {
+    use_kernels() && simd::level() == simd::Level::Avx512
+}
+
 fn options(stride: [usize; 2], padding: [usize; 2]) -> ConvOptions<2> {
     ConvOptions::new(stride, padding, [1, 1], 1)
 }

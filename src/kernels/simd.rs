@@ -61,12 +61,15 @@ fn detect() -> Level {
     Level::Baseline
 }
 
-/// The level the kernels run at.
+/// The level the kernels run at: the best the CPU has, or a lower one named by the
+/// environment variable `TUNE_SIMD` (`avx2` or `baseline`), so that one machine can measure
+/// what hosts without AVX-512 get. A level the CPU lacks, or an unknown name, is ignored.
 pub fn level() -> Level {
     if let Some(level) = Level::from_code(LEVEL.load(Ordering::Relaxed)) {
         return level;
     }
-    let level = detect();
+    let asked = std::env::var("TUNE_SIMD").ok().and_then(|name| available().into_iter().find(|l| l.name() == name));
+    let level = asked.unwrap_or_else(detect);
     LEVEL.store(level.code(), Ordering::Relaxed);
     level
 }

@@ -19,6 +19,7 @@ use super::pool::{max_nan, window_winner};
 #[inline(always)]
 pub fn forward(f: ChannelMap, r0: &[f32], r1: &[f32], out: &mut [MaybeUninit<f32>]) {
     check(r0, r1, out.len());
+    prefetch_ahead(r0, r1);
     #[cfg(target_arch = "x86_64")]
     if super::simd::level() == super::simd::Level::Avx512 {
         // SAFETY: the CPU has AVX-512 (level), and check() bounds every access.
@@ -37,6 +38,7 @@ pub fn forward(f: ChannelMap, r0: &[f32], r1: &[f32], out: &mut [MaybeUninit<f32
 pub fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], x_max: &mut [f32]) {
     check(r0, r1, dy.len());
     assert!(g.len() == dy.len() && x_max.len() == dy.len());
+    prefetch_ahead(r0, r1);
     #[cfg(target_arch = "x86_64")]
     if super::simd::level() == super::simd::Level::Avx512 {
         // SAFETY: as in forward.
@@ -58,6 +60,7 @@ pub fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], 
 pub fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
     check(r0, r1, dy.len());
     assert!(d0.len() == r0.len() && d1.len() == r1.len());
+    prefetch_ahead(r0, r1);
     #[cfg(target_arch = "x86_64")]
     if super::simd::level() == super::simd::Level::Avx512 {
         // SAFETY: as in forward.
@@ -74,6 +77,24 @@ pub fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: 
         let out = |i: usize| MaybeUninit::new(k_x * v[i] + k_0 + if win[i] { g } else { 0.0 });
         *o0 = [out(0), out(1)];
         *o1 = [out(2), out(3)];
+    }
+}
+
+/// Asks for the row pair two pairs ahead (rows are `r1 − r0` apart): the passes over row
+/// pairs waited on memory without it (masked AVX-512 loads, it seems, do not bring the
+/// hardware prefetcher along, and short scalar rows keep too few loads in flight).
+#[inline(always)]
+fn prefetch_ahead(r0: &[f32], r1: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let Some(w) = (r1.as_ptr() as usize).checked_sub(r0.as_ptr() as usize).map(|bytes| bytes / 4) else { return };
+        let ahead = r0.as_ptr().wrapping_add(4 * w).cast::<i8>();
+        // Two rows of w values, but never more than 64 lines (4 KiB) a call.
+        for line in 0..(8 * w).div_ceil(64).min(64) {
+            // SAFETY: a prefetch never faults, whatever the address (SSE, in every x86-64).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line)) };
+        }
     }
 }
 
@@ -143,19 +164,6 @@ mod avx512 {
         ]
     }
 
-    /// Asks for the row pair two pairs ahead (rows are `r1 − r0` apart): masked loads, it
-    /// seems, do not train the hardware prefetcher, and without this the pass waited on memory.
-    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
-    fn prefetch_ahead(r0: &[f32], r1: &[f32]) {
-        let Some(w) = (r1.as_ptr() as usize).checked_sub(r0.as_ptr() as usize).map(|bytes| bytes / 4) else { return };
-        let ahead = r0.as_ptr().wrapping_add(4 * w).cast::<i8>();
-        // Two rows of w values, but never more than 64 lines (4 KiB) a call.
-        for line in 0..(8 * w).div_ceil(64).min(64) {
-            // (A prefetch never faults, whatever the address.)
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * line));
-        }
-    }
-
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     fn idx(lanes: &[i32; 16]) -> __m512i {
         // SAFETY: 16 i32 are one 512-bit load.
@@ -213,7 +221,6 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     pub(super) fn forward(f: ChannelMap, r0: &[f32], r1: &[f32], out: &mut [MaybeUninit<f32>]) {
-        prefetch_ahead(r0, r1);
         for w0 in (0..out.len()).step_by(16) {
             let b = Block::at(w0, out.len());
             let (_, z_max) = winners(z_corners(f, corners(r0, r1, w0, b)));
@@ -224,7 +231,6 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     pub(super) fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], x_max: &mut [f32]) {
-        prefetch_ahead(r0, r1);
         for w0 in (0..dy.len()).step_by(16) {
             let b = Block::at(w0, dy.len());
             let x = corners(r0, r1, w0, b);
@@ -245,7 +251,6 @@ mod avx512 {
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     pub(super) fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
-        prefetch_ahead(r0, r1);
         let [k_g, k_x, k_0] = [_mm512_set1_ps(k[0]), _mm512_set1_ps(k[1]), _mm512_set1_ps(k[2])];
         let (lo, hi) = (idx(&INTERLEAVE_LO), idx(&INTERLEAVE_HI));
         for w0 in (0..dy.len()).step_by(16) {

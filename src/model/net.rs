@@ -169,10 +169,10 @@ impl Cnn {
         let mut x = images;
         for layer in &self.conv {
             // ReLU, the common case, runs inside the batch-norm kernel, and so does the pool
-            // after it: the full-size activation is then never stored.
+            // after it where that is faster: the full-size activation is then never stored.
             let fuse_relu = layer.activation == Activation::Relu;
             let fused_pool = match &layer.pool {
-                Some(pool) if fuse_relu && crate::kernels::use_kernels() => pool.kernel_size[0],
+                Some(pool) if fuse_relu && crate::kernels::fuses_pool() => pool.kernel_size[0],
                 _ => 1,
             };
             x = normalize(&layer.bn, layer.convolve(x), fuse_relu, fused_pool);

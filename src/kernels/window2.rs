@@ -229,20 +229,36 @@ mod avx512 {
         }
     }
 
+    /// One block of windows for the backward passes: its columns, corners, winners and the
+    /// output gradient as it reaches the normalisation.
+    struct Backward {
+        b: Block,
+        x: [__m512; 4],
+        win: [__mmask16; 4],
+        g: __m512,
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    fn backward_block(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], w0: usize) -> Backward {
+        let b = Block::at(w0, dy.len());
+        let x = corners(r0, r1, w0, b);
+        let (win, z_max) = winners(z_corners(f, x));
+        // SAFETY: the mask covers windows w0..w0 + count, inside dy.
+        let d = unsafe { _mm512_maskz_loadu_ps(b.windows, dy.as_ptr().wrapping_add(w0)) };
+        Backward { b, x, win, g: gate(f, d, z_max) }
+    }
+
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     pub(super) fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], x_max: &mut [f32]) {
         for w0 in (0..dy.len()).step_by(16) {
-            let b = Block::at(w0, dy.len());
-            let x = corners(r0, r1, w0, b);
-            let (win, z_max) = winners(z_corners(f, x));
-            // SAFETY: the masks cover windows w0..w0 + count, inside dy, g and x_max.
+            let Backward { b, x, win, g: gated } = backward_block(f, r0, r1, dy, w0);
+            let mut xm = x[3];
+            for i in [2, 1, 0] {
+                xm = _mm512_mask_blend_ps(win[i], xm, x[i]);
+            }
+            // SAFETY: the mask covers windows w0..w0 + count, inside g and x_max.
             unsafe {
-                let d = _mm512_maskz_loadu_ps(b.windows, dy.as_ptr().wrapping_add(w0));
-                _mm512_mask_storeu_ps(g.as_mut_ptr().wrapping_add(w0), b.windows, gate(f, d, z_max));
-                let mut xm = x[3];
-                for i in [2, 1, 0] {
-                    xm = _mm512_mask_blend_ps(win[i], xm, x[i]);
-                }
+                _mm512_mask_storeu_ps(g.as_mut_ptr().wrapping_add(w0), b.windows, gated);
                 _mm512_mask_storeu_ps(x_max.as_mut_ptr().wrapping_add(w0), b.windows, xm);
             }
         }
@@ -254,18 +270,14 @@ mod avx512 {
         let [k_g, k_x, k_0] = [_mm512_set1_ps(k[0]), _mm512_set1_ps(k[1]), _mm512_set1_ps(k[2])];
         let (lo, hi) = (idx(&INTERLEAVE_LO), idx(&INTERLEAVE_HI));
         for w0 in (0..dy.len()).step_by(16) {
-            let b = Block::at(w0, dy.len());
-            let x = corners(r0, r1, w0, b);
-            let (win, z_max) = winners(z_corners(f, x));
-            // SAFETY: the masks cover windows w0..w0 + count (inside dy) and their columns
-            // (inside d0 and d1).
-            unsafe {
-                let d = _mm512_maskz_loadu_ps(b.windows, dy.as_ptr().wrapping_add(w0));
-                let g = _mm512_mul_ps(k_g, gate(f, d, z_max));
-                let out = |i: usize| _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(k_x, x[i]), k_0), _mm512_maskz_mov_ps(win[i], g));
-                let [tl, tr, bl, br] = [out(0), out(1), out(2), out(3)];
-                for (row, (left, right)) in [(d0.as_mut_ptr(), (tl, tr)), (d1.as_mut_ptr(), (bl, br))] {
-                    let p = row.wrapping_add(2 * w0).cast::<f32>();
+            let Backward { b, x, win, g } = backward_block(f, r0, r1, dy, w0);
+            let g = _mm512_mul_ps(k_g, g);
+            let out = |i: usize| _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(k_x, x[i]), k_0), _mm512_maskz_mov_ps(win[i], g));
+            let [tl, tr, bl, br] = [out(0), out(1), out(2), out(3)];
+            for (row, (left, right)) in [(d0.as_mut_ptr(), (tl, tr)), (d1.as_mut_ptr(), (bl, br))] {
+                let p = row.wrapping_add(2 * w0).cast::<f32>();
+                // SAFETY: the masks cover the columns of windows w0..w0 + count, inside d0 and d1.
+                unsafe {
                     _mm512_mask_storeu_ps(p, b.lo, _mm512_permutex2var_ps(left, lo, right));
                     _mm512_mask_storeu_ps(p.wrapping_add(16), b.hi, _mm512_permutex2var_ps(left, hi, right));
                 }

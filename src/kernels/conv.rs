@@ -216,7 +216,10 @@ type Image<'a> = ((&'a [f32], &'a [f32]), Option<&'a mut [f32]>);
 
 /// Per-task accumulators of the backward pass.
 struct Scratch {
-    weight: Vec<f32>,
+    /// The weight gradient transposed (`patch × c_out`): `col · dYᵀ` runs 1.1–1.35× faster
+    /// in the GEMM than `dY · colᵀ` at the seed's shapes (one thread: 170 → 231 GFLOP/s for
+    /// the second conv, 218 → 243 for the third).
+    weight_t: Vec<f32>,
     bias: Vec<f32>,
     col: Vec<f32>,
     dcol: Vec<f32>,
@@ -226,7 +229,7 @@ impl Scratch {
     fn new(g: &ConvGeometry, need_x: bool) -> Scratch {
         let cols = g.patch() * g.plane();
         Scratch {
-            weight: vec![0.0; g.c_out * g.patch()],
+            weight_t: vec![0.0; g.patch() * g.c_out],
             bias: vec![0.0; g.c_out],
             col: vec![0.0; cols],
             dcol: if need_x { vec![0.0; cols] } else { Vec::new() },
@@ -248,8 +251,8 @@ pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x:
     let mut dx = if need_x { vec![0.0f32; g.batch * g.in_image()] } else { Vec::new() };
     let per_image = |mut s: Scratch, ((dyn_, xn), dxn): Image<'_>| {
         im2col(g, xn, &mut s.col);
-        // dW += dY · colᵀ
-        matmul(g.c_out, patch, plane, &mut s.weight, true, dyn_, [plane, 1], &s.col, [1, plane]);
+        // dWᵀ += col · dYᵀ
+        matmul(patch, g.c_out, plane, &mut s.weight_t, true, &s.col, [plane, 1], dyn_, [1, plane]);
         for (b, row) in s.bias.iter_mut().zip(dyn_.chunks(plane)) {
             *b += super::simd::sum(row);
         }
@@ -266,7 +269,8 @@ pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x:
     } else {
         accumulate(g, need_x, images.zip((0..g.batch).into_par_iter().map(|_| None)), per_image)
     };
-    let (weight_grad, bias_grad) = sums.unwrap_or_else(|| (vec![0.0; g.c_out * patch], vec![0.0; g.c_out]));
+    let (weight_t, bias_grad) = sums.unwrap_or_else(|| (vec![0.0; patch * g.c_out], vec![0.0; g.c_out]));
+    let weight_grad = (0..g.c_out * patch).map(|i| weight_t[(i % patch) * g.c_out + i / patch]).collect();
     ConvGrads { x: need_x.then_some(dx), weight: weight_grad, bias: bias_grad }
 }
 
@@ -283,7 +287,7 @@ where
     images
         .with_min_len(MIN_IMAGES_PER_TASK)
         .fold(|| Scratch::new(g, need_x), per_image)
-        .map(|s| (s.weight, s.bias))
+        .map(|s| (s.weight_t, s.bias))
         .reduce_with(sum_pairs)
 }
 

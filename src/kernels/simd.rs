@@ -37,10 +37,6 @@ impl Level {
             Level::Baseline => 3,
         }
     }
-
-    fn from_code(code: u8) -> Option<Level> {
-        [Level::Avx512, Level::Avx2, Level::Baseline].into_iter().find(|l| l.code() == code)
-    }
 }
 
 /// 0 until first asked; then the detected (or [`force`]d) level's code.
@@ -64,10 +60,19 @@ fn detect() -> Level {
 /// The level the kernels run at: the best the CPU has, or a lower one named by the
 /// environment variable `TUNE_SIMD` (`avx2` or `baseline`), so that one machine can measure
 /// what hosts without AVX-512 get. A level the CPU lacks, or an unknown name, is ignored.
+#[inline]
 pub fn level() -> Level {
-    if let Some(level) = Level::from_code(LEVEL.load(Ordering::Relaxed)) {
-        return level;
+    // Asked per image, plane or row pair: one relaxed load once known.
+    match LEVEL.load(Ordering::Relaxed) {
+        1 => Level::Avx512,
+        2 => Level::Avx2,
+        3 => Level::Baseline,
+        _ => first_level(),
     }
+}
+
+#[cold]
+fn first_level() -> Level {
     let asked = std::env::var("TUNE_SIMD").ok().and_then(|name| available().into_iter().find(|l| l.name() == name));
     let level = asked.unwrap_or_else(detect);
     LEVEL.store(level.code(), Ordering::Relaxed);

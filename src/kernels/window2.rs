@@ -2,12 +2,14 @@
 //! (each window's maximum), the gradient and input value at each window's maximum (for the
 //! sums), and the input gradient.
 //!
-//! Why two versions: a window's four values sit at stride 2 in two rows, and rows are only
-//! 14 or 28 values long. The compiler does not vectorise such loops (profiled: scalar code,
-//! the fused pool's backward at a third of the speed of the unpooled pass), so on AVX-512
-//! 16 windows go through one register each: masked loads of 32 columns, de-interleaved
-//! into the windows' four corners with one permute each. Other CPUs run the plain version.
-//! Both use the same operations in the same order (no FMA), so they give the same bits.
+//! Why three versions: a window's four values sit at stride 2 in two rows, and rows are
+//! only 14 or 28 values long. The compiler does not vectorise such loops (profiled: scalar
+//! code, the fused pool's backward at a third of the speed of the unpooled pass), so on
+//! AVX-512 16 windows go through one register each (masked loads of 32 columns,
+//! de-interleaved into the windows' four corners with one permute each), and on AVX2 8
+//! windows (two shuffles and a lane permute per corner pair; the last partial block from a
+//! zero-padded copy). Other CPUs run the plain version. All use the same operations in the
+//! same order (no FMA), so they give the same bits (tested).
 
 use std::mem::MaybeUninit;
 
@@ -24,6 +26,11 @@ pub fn forward(f: ChannelMap, r0: &[f32], r1: &[f32], out: &mut [MaybeUninit<f32
     if super::simd::level() == super::simd::Level::Avx512 {
         // SAFETY: the CPU has AVX-512 (level), and check() bounds every access.
         return unsafe { avx512::forward(f, r0, r1, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::level() == super::simd::Level::Avx2 {
+        // SAFETY: the CPU has AVX2 and FMA (level), and check() bounds every access.
+        return unsafe { avx2::forward(f, r0, r1, out) };
     }
     for ((o, t), b) in out.iter_mut().zip(r0.as_chunks::<2>().0).zip(r1.as_chunks::<2>().0) {
         let top = max_nan(f.z(t[0]), f.z(t[1]));
@@ -43,6 +50,11 @@ pub fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], 
     if super::simd::level() == super::simd::Level::Avx512 {
         // SAFETY: as in forward.
         return unsafe { avx512::gather(f, r0, r1, dy, g, x_max) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::level() == super::simd::Level::Avx2 {
+        // SAFETY: the CPU has AVX2 and FMA (level), and check() bounds every access.
+        return unsafe { avx2::gather(f, r0, r1, dy, g, x_max) };
     }
     let windows = r0.as_chunks::<2>().0.iter().zip(r1.as_chunks::<2>().0).zip(dy);
     for (((t, b), &d), (g, xm)) in windows.zip(g.iter_mut().zip(x_max)) {
@@ -65,6 +77,11 @@ pub fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: 
     if super::simd::level() == super::simd::Level::Avx512 {
         // SAFETY: as in forward.
         return unsafe { avx512::grad(f, k, r0, r1, dy, d0, d1) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::level() == super::simd::Level::Avx2 {
+        // SAFETY: the CPU has AVX2 and FMA (level), and check() bounds every access.
+        return unsafe { avx2::grad(f, k, r0, r1, dy, d0, d1) };
     }
     let [k_g, k_x, k_0] = k;
     let windows = r0.as_chunks::<2>().0.iter().zip(r1.as_chunks::<2>().0).zip(dy);
@@ -283,5 +300,167 @@ mod avx512 {
                 }
             }
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+
+    use super::ChannelMap;
+
+    /// The row pair's windows in blocks of 8: `block(w0, count, top, bottom)` with 16 columns
+    /// of each row, read in place for full blocks and from zero-padded copies for the last
+    /// partial one (AVX2 has no masked loads worth using on these CPUs).
+    #[inline(always)]
+    fn for_blocks(r0: &[f32], r1: &[f32], mut block: impl FnMut(usize, usize, &[f32], &[f32])) {
+        let n = r0.len() / 2;
+        let full = n / 8 * 8;
+        for w0 in (0..full).step_by(8) {
+            block(w0, 8, &r0[2 * w0..2 * w0 + 16], &r1[2 * w0..2 * w0 + 16]);
+        }
+        if full < n {
+            let (mut t, mut b) = ([0.0f32; 16], [0.0f32; 16]);
+            t[..2 * (n - full)].copy_from_slice(&r0[2 * full..]);
+            b[..2 * (n - full)].copy_from_slice(&r1[2 * full..]);
+            block(full, n - full, &t, &b);
+        }
+    }
+
+    /// 8 values of `v` from `w0` (zero-padded past its end).
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    fn load(v: &[f32], w0: usize, count: usize) -> __m256 {
+        let mut padded = [0.0f32; 8];
+        let src = match count {
+            8 => &v[w0..w0 + 8],
+            _ => {
+                padded[..count].copy_from_slice(&v[w0..w0 + count]);
+                &padded[..]
+            }
+        };
+        // SAFETY: src holds 8 values.
+        unsafe { _mm256_loadu_ps(src.as_ptr()) }
+    }
+
+    /// Stores the first `count` lanes of `v` at `out[at..]`.
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    fn store<T>(out: &mut [T], at: usize, count: usize, v: __m256) {
+        const { assert!(size_of::<T>() == 4) };
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: lanes holds 8 values.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        let dst = &mut out[at..at + count];
+        // SAFETY: T is f32 or MaybeUninit<f32> (4 bytes, checked above), and dst has count slots.
+        unsafe { std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst.as_mut_ptr().cast::<f32>(), count) };
+    }
+
+    /// Columns 0, 2, …, 14 and 1, 3, …, 15 of a 16-column block.
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    fn split(cols: &[f32]) -> (__m256, __m256) {
+        // SAFETY: the callers pass 16 columns.
+        let (lo, hi) = unsafe { (_mm256_loadu_ps(cols.as_ptr()), _mm256_loadu_ps(cols[8..16].as_ptr())) };
+        let order = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+        (order(_mm256_shuffle_ps::<0b10_00_10_00>(lo, hi)), order(_mm256_shuffle_ps::<0b11_01_11_01>(lo, hi)))
+    }
+
+    /// The inverse of [`split`]: 16 columns from the even and the odd ones.
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    fn join(even: __m256, odd: __m256) -> (__m256, __m256) {
+        let (a, b) = (_mm256_unpacklo_ps(even, odd), _mm256_unpackhi_ps(even, odd));
+        (_mm256_permute2f128_ps::<0x20>(a, b), _mm256_permute2f128_ps::<0x31>(a, b))
+    }
+
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    fn corners(top: &[f32], bottom: &[f32]) -> [__m256; 4] {
+        let ((tl, tr), (bl, br)) = (split(top), split(bottom));
+        [tl, tr, bl, br]
+    }
+
+    /// `ChannelMap::z`: `scale·x + shift` (a multiply, then an add), then ReLU when fused.
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    fn z(f: ChannelMap, x: __m256) -> __m256 {
+        let z = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(f.scale), x), _mm256_set1_ps(f.shift));
+        match f.relu {
+            true => _mm256_blendv_ps(z, _mm256_setzero_ps(), _mm256_cmp_ps::<_CMP_LE_OQ>(z, _mm256_setzero_ps())),
+            false => z,
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    fn is_nan(v: __m256) -> __m256 {
+        _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v)
+    }
+
+    /// `pool::max_nan`: `a` where `a > b` or `a` is NaN, else `b`.
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    fn max_nan(a: __m256, b: __m256) -> __m256 {
+        _mm256_blendv_ps(b, a, _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, b), is_nan(a)))
+    }
+
+    /// `pool::window_winner` lane by lane (all-ones lanes where a corner wins), and the maxima.
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    fn winners(x: [__m256; 4], f: ChannelMap) -> ([__m256; 4], __m256) {
+        let z = [z(f, x[0]), z(f, x[1]), z(f, x[2]), z(f, x[3])];
+        let beats = |v: __m256, best: __m256| _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, best), _mm256_andnot_ps(is_nan(best), is_nan(v)));
+        let take_b = beats(z[1], z[0]);
+        let m = _mm256_blendv_ps(z[0], z[1], take_b);
+        let take_c = beats(z[2], m);
+        let m = _mm256_blendv_ps(m, z[2], take_c);
+        let take_d = beats(z[3], m);
+        let not = |v: __m256| _mm256_andnot_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(-1)));
+        let none_after_b = _mm256_andnot_ps(take_c, not(take_d));
+        let win = [_mm256_andnot_ps(take_b, none_after_b), _mm256_and_ps(take_b, none_after_b), _mm256_andnot_ps(take_d, take_c), take_d];
+        (win, max_nan(max_nan(z[0], z[1]), max_nan(z[2], z[3])))
+    }
+
+    /// `ChannelMap::gate`: `dy`, or 0 where the ReLU blocked the window's maximum.
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    fn gate(f: ChannelMap, dy: __m256, z_max: __m256) -> __m256 {
+        match f.relu {
+            true => _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(z_max, _mm256_setzero_ps()), dy),
+            false => dy,
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    pub(super) fn forward(f: ChannelMap, r0: &[f32], r1: &[f32], out: &mut [MaybeUninit<f32>]) {
+        for_blocks(r0, r1, |w0, count, top, bottom| {
+            let (_, z_max) = winners(corners(top, bottom), f);
+            store(out, w0, count, z_max);
+        });
+    }
+
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    pub(super) fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], x_max: &mut [f32]) {
+        for_blocks(r0, r1, |w0, count, top, bottom| {
+            let x = corners(top, bottom);
+            let (win, z_max) = winners(x, f);
+            store(g, w0, count, gate(f, load(dy, w0, count), z_max));
+            let mut xm = x[3];
+            for i in [2, 1, 0] {
+                xm = _mm256_blendv_ps(xm, x[i], win[i]);
+            }
+            store(x_max, w0, count, xm);
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    pub(super) fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
+        let [k_g, k_x, k_0] = [_mm256_set1_ps(k[0]), _mm256_set1_ps(k[1]), _mm256_set1_ps(k[2])];
+        for_blocks(r0, r1, |w0, count, top, bottom| {
+            let x = corners(top, bottom);
+            let (win, z_max) = winners(x, f);
+            let g = _mm256_mul_ps(k_g, gate(f, load(dy, w0, count), z_max));
+            let out = |i: usize| _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(k_x, x[i]), k_0), _mm256_and_ps(win[i], g));
+            for (row, (left, right)) in [(&mut *d0, (out(0), out(1))), (&mut *d1, (out(2), out(3)))] {
+                let (lo, hi) = join(left, right);
+                store(row, 2 * w0, (2 * count).min(8), lo);
+                if count > 4 {
+                    store(row, 2 * w0 + 8, 2 * count - 8, hi);
+                }
+            }
+        });
     }
 }

@@ -190,7 +190,9 @@ fn print_breakdown(phases: &[f64; 3], kernels: &[(crate::kernels::profile::Kerne
     let total: f64 = phases.iter().sum();
     println!("where a step's {:.1} ms go:", ms(total));
     for (phase, secs, backward) in [("forward", phases[0], false), ("backward", phases[1], true)] {
-        let parts: Vec<(String, f64)> = kernels.iter().map(|(k, f, b)| (k.name().to_string(), if backward { *b } else { *f })).collect();
+        // Kernels that did not run at all (the pool, when batch norm does it) are left out.
+        let ran = kernels.iter().filter(|(_, f, b)| *f > 0.0 || *b > 0.0);
+        let parts: Vec<(String, f64)> = ran.map(|(k, f, b)| (k.name().to_string(), if backward { *b } else { *f })).collect();
         let rest = secs - parts.iter().map(|(_, s)| s).sum::<f64>();
         let listed: Vec<String> =
             parts.iter().chain([&("other".to_string(), rest)]).map(|(name, s)| format!("{name} {:.1}", ms(*s))).collect();

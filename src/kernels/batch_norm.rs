@@ -142,7 +142,7 @@ fn relu(z: f32) -> f32 {
 
 /// The per-channel map forward applies: `z = scale·x + shift`, then ReLU when fused, then
 /// k×k max-pooling (k = 1: none).
-pub struct Affine {
+struct Affine {
     scale: Vec<f32>,
     shift: Vec<f32>,
     relu: bool,
@@ -235,8 +235,8 @@ multiversion! {
     /// One image's share of the per-channel sums of `x − shift` and `(x − shift)²`.
     fn moments_image(s: &NormShape, x: &[f32], shift: &[f32], acc: &mut [[f64; 2]]) {
         if s.spatial() == 1 {
-            // Dense layers: across channels (per channel, the loop setup cost more than the
-            // one value: the 6,272-feature batch norm took 3 ms forward, 6 ms backward).
+            // Dense layers: across channels (per channel, setting up a loop cost more than
+            // its one value).
             for ((acc, &v), &k) in acc.iter_mut().zip(x).zip(shift) {
                 acc[0] += (v - k) as f64;
                 acc[1] += ((v - k) * (v - k)) as f64;
@@ -246,7 +246,7 @@ multiversion! {
         for (c, (xp, acc)) in x.chunks_exact(s.spatial()).zip(acc.iter_mut()).enumerate() {
             let k = shift[c];
             let [s1, s2] = if s.spatial() < 8 {
-                // Dense layers (one value per channel): lanes would cost more than they save.
+                // Planes under 8 values: lanes would cost more than they save.
                 xp.iter().fold([0.0f64; 2], |[p, q], &v| [p + (v - k) as f64, q + ((v - k) * (v - k)) as f64])
             } else {
                 block_sum(xp, xp, |v, _| [v - k, (v - k) * (v - k)])
@@ -308,7 +308,7 @@ pub fn inference(
 /// value is `g`: the output gradient of its window if it is the window's (first) maximum and
 /// the ReLU passed it, else 0. Then `d_beta = Σ g`, `d_gamma = Σ g·x̂`, and
 /// `dx = γ·σ⁻¹·(g − mean(g) − x̂·mean(g·x̂))`, expanded to `k_g·g + k_x·x + k_0`.
-pub struct Backward {
+struct Backward {
     affine: Affine,
     mean: Vec<f32>,
     inv_std: Vec<f32>,

@@ -58,14 +58,10 @@ pub fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
     }
     y.par_chunks_mut(g.out_plane()).zip(x.par_chunks(g.h * g.w)).with_min_len(MIN_PLANES_PER_TASK).for_each(|(yp, xp)| {
         if g.k == 2 {
-            // The common case, written so it vectorises: max of two rows, then of pairs.
+            // The common case: a row pair of windows at a time, vectorised (window2).
+            let cols = 2 * g.out_w();
             for (oy, out_row) in yp.chunks_mut(g.out_w()).enumerate() {
-                let (r0, r1) = (&xp[2 * oy * g.w..][..g.w], &xp[(2 * oy + 1) * g.w..][..g.w]);
-                for (ox, o) in out_row.iter_mut().enumerate() {
-                    let a = max_nan(r0[2 * ox], r0[2 * ox + 1]);
-                    let b = max_nan(r1[2 * ox], r1[2 * ox + 1]);
-                    *o = max_nan(a, b);
-                }
+                super::window2::maxima(&xp[2 * oy * g.w..][..cols], &xp[(2 * oy + 1) * g.w..][..cols], out_row);
             }
         } else {
             for oy in 0..g.out_h() {
@@ -101,21 +97,11 @@ pub fn backward(g: &PoolGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .zip(dy.par_chunks(g.out_plane()))
         .with_min_len(MIN_PLANES_PER_TASK)
         .for_each(|((dxp, xp), dyp)| {
+            let cols = 2 * g.out_w();
             for (oy, dy_row) in dyp.chunks_exact(g.out_w()).enumerate() {
                 let (r0, r1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
                 let (d0, d1) = dxp[r0..r1 + g.w].split_at_mut(g.w);
-                let windows = xp[r0..r0 + g.w]
-                    .chunks_exact(2)
-                    .zip(xp[r1..r1 + g.w].chunks_exact(2))
-                    .zip(d0.chunks_exact_mut(2).zip(d1.chunks_exact_mut(2)))
-                    .zip(dy_row);
-                for (((top, bottom), (out_top, out_bottom)), &grad) in windows {
-                    let [a, b, c, d] = window_winner(top[0], top[1], bottom[0], bottom[1]).map(|w| if w { grad } else { 0.0 });
-                    out_top[0].write(a);
-                    out_top[1].write(b);
-                    out_bottom[0].write(c);
-                    out_bottom[1].write(d);
-                }
+                super::window2::route(&xp[r0..r0 + cols], &xp[r1..r1 + cols], dy_row, &mut d0[..cols], &mut d1[..cols]);
                 if g.w % 2 == 1 {
                     d0[g.w - 1].write(0.0);
                     d1[g.w - 1].write(0.0);
@@ -196,9 +182,19 @@ mod tests {
 
     #[test]
     fn general_k_agrees_with_the_pairwise_path() {
+        // At every vector level; rows of 3 windows and of 19 (more than one 16-window block).
+        for level in super::super::simd::available() {
+            super::super::simd::force(level);
+            for (w, seed) in [(7, 3), (39, 4)] {
+                general_k_agrees_with_the_pairwise_path_on(PoolGeometry { planes: 40, h: 9, w, k: 2 }, seed);
+            }
+        }
+        super::super::simd::force(super::super::simd::available()[0]);
+    }
+
+    fn general_k_agrees_with_the_pairwise_path_on(g: PoolGeometry, seed: u64) {
         use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let g = PoolGeometry { planes: 40, h: 9, w: 7, k: 2 };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let x: Vec<f32> = (0..g.planes * g.h * g.w).map(|_| rng.random_range(-1.0..1.0)).collect();
         let fast = forward(&g, &x);
         let general: Vec<f32> = x
@@ -219,15 +215,25 @@ mod tests {
         assert_eq!(backward_general(&g, &x, &dy), general);
     }
 
-    /// Ties and NaNs everywhere: the branch-free 2×2 backward picks the same winner as argmax.
+    /// Ties and NaNs everywhere: the vectorised 2×2 pool picks the same winner as argmax, at
+    /// every vector level.
     #[test]
     fn pairwise_backward_breaks_ties_and_nans_like_argmax() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-        let g = PoolGeometry { planes: 30, h: 8, w: 9, k: 2 };
-        let x: Vec<f32> = (0..g.planes * g.h * g.w).map(|_| [0.0, 1.0, 1.0, f32::NAN, -1.0][rng.random_range(0..5)]).collect();
-        let dy: Vec<f32> = (0..g.planes * g.out_plane()).map(|i| i as f32 + 1.0).collect();
-        assert_eq!(backward(&g, &x, &dy), backward_general(&g, &x, &dy));
+        for level in super::super::simd::available() {
+            super::super::simd::force(level);
+            for w in [9, 35] {
+                let g = PoolGeometry { planes: 30, h: 8, w, k: 2 };
+                let x: Vec<f32> = (0..g.planes * g.h * g.w).map(|_| [0.0, 1.0, 1.0, f32::NAN, -1.0][rng.random_range(0..5)]).collect();
+                let dy: Vec<f32> = (0..g.planes * g.out_plane()).map(|i| i as f32 + 1.0).collect();
+                assert_eq!(backward(&g, &x, &dy), backward_general(&g, &x, &dy), "{level:?}, w {w}");
+                let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<u32>>();
+                let general = x.chunks(g.h * g.w).flat_map(|p| (0..g.out_h()).flat_map(move |oy| (0..g.out_w()).map(move |ox| p[g.argmax(p, oy, ox)])));
+                assert_eq!(bits(forward(&g, &x)), bits(general.collect()), "{level:?}, w {w}");
+            }
+        }
+        super::super::simd::force(super::super::simd::available()[0]);
     }
 
     #[test]

@@ -115,6 +115,47 @@ fn prefetch_ahead(r0: &[f32], r1: &[f32]) {
     }
 }
 
+/// The plain pool (no normalisation before it): each window's maximum of rows `r0`, `r1`
+/// (`2·out.len()` values each), NaN winning.
+#[inline(always)]
+pub fn maxima(r0: &[f32], r1: &[f32], out: &mut [f32]) {
+    check(r0, r1, out.len());
+    prefetch_ahead(r0, r1);
+    #[cfg(target_arch = "x86_64")]
+    match super::simd::level() {
+        // SAFETY: the CPU has the level's features, and check() bounds every access.
+        super::simd::Level::Avx512 => return unsafe { avx512::maxima(r0, r1, out) },
+        super::simd::Level::Avx2 => return unsafe { avx2::maxima(r0, r1, out) },
+        super::simd::Level::Baseline => {}
+    }
+    for ((o, t), b) in out.iter_mut().zip(r0.as_chunks::<2>().0).zip(r1.as_chunks::<2>().0) {
+        *o = max_nan(max_nan(t[0], t[1]), max_nan(b[0], b[1]));
+    }
+}
+
+/// The plain pool's input gradient: each window's `dy` at its first maximum, 0 elsewhere.
+#[inline(always)]
+pub fn route(r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
+    check(r0, r1, dy.len());
+    assert!(d0.len() == r0.len() && d1.len() == r1.len());
+    prefetch_ahead(r0, r1);
+    #[cfg(target_arch = "x86_64")]
+    match super::simd::level() {
+        // SAFETY: as in maxima.
+        super::simd::Level::Avx512 => return unsafe { avx512::route(r0, r1, dy, d0, d1) },
+        super::simd::Level::Avx2 => return unsafe { avx2::route(r0, r1, dy, d0, d1) },
+        super::simd::Level::Baseline => {}
+    }
+    let windows = r0.as_chunks::<2>().0.iter().zip(r1.as_chunks::<2>().0).zip(dy);
+    let out = d0.as_chunks_mut::<2>().0.iter_mut().zip(d1.as_chunks_mut::<2>().0);
+    for (((t, b), &d), (o0, o1)) in windows.zip(out) {
+        let win = window_winner(t[0], t[1], b[0], b[1]);
+        let out = |i: usize| MaybeUninit::new(if win[i] { d } else { 0.0 });
+        *o0 = [out(0), out(1)];
+        *o1 = [out(2), out(3)];
+    }
+}
+
 /// Rows of two values per window.
 #[inline(always)]
 fn check(r0: &[f32], r1: &[f32], windows: usize) {
@@ -246,6 +287,44 @@ mod avx512 {
         }
     }
 
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    pub(super) fn maxima(r0: &[f32], r1: &[f32], out: &mut [f32]) {
+        for w0 in (0..out.len()).step_by(16) {
+            let b = Block::at(w0, out.len());
+            let (_, max) = winners(corners(r0, r1, w0, b));
+            // SAFETY: the mask covers windows w0..w0 + count, inside out.
+            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().wrapping_add(w0), b.windows, max) };
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    pub(super) fn route(r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
+        for w0 in (0..dy.len()).step_by(16) {
+            let b = Block::at(w0, dy.len());
+            let (win, _) = winners(corners(r0, r1, w0, b));
+            // SAFETY: the mask covers windows w0..w0 + count, inside dy.
+            let d = unsafe { _mm512_maskz_loadu_ps(b.windows, dy.as_ptr().wrapping_add(w0)) };
+            let routed = |i: usize| _mm512_maskz_mov_ps(win[i], d);
+            store_rows(d0, d1, w0, b, [routed(0), routed(1), routed(2), routed(3)]);
+        }
+    }
+
+    /// Writes the block's four corners (top-left, top-right, bottom-left, bottom-right) back
+    /// as its windows' columns of rows `d0`, `d1`.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
+    fn store_rows(d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>], w0: usize, b: Block, corners: [__m512; 4]) {
+        let (lo, hi) = (idx(&INTERLEAVE_LO), idx(&INTERLEAVE_HI));
+        for (row, (left, right)) in [(d0.as_mut_ptr(), (corners[0], corners[1])), (d1.as_mut_ptr(), (corners[2], corners[3]))] {
+            let p = row.wrapping_add(2 * w0).cast::<f32>();
+            // SAFETY: the masks cover the columns of the block's windows, inside d0 and d1
+            // (check() in the public functions).
+            unsafe {
+                _mm512_mask_storeu_ps(p, b.lo, _mm512_permutex2var_ps(left, lo, right));
+                _mm512_mask_storeu_ps(p.wrapping_add(16), b.hi, _mm512_permutex2var_ps(left, hi, right));
+            }
+        }
+    }
+
     /// One block of windows for the backward passes: its columns, corners, winners and the
     /// output gradient as it reaches the normalisation.
     struct Backward {
@@ -285,20 +364,11 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     pub(super) fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
         let [k_g, k_x, k_0] = [_mm512_set1_ps(k[0]), _mm512_set1_ps(k[1]), _mm512_set1_ps(k[2])];
-        let (lo, hi) = (idx(&INTERLEAVE_LO), idx(&INTERLEAVE_HI));
         for w0 in (0..dy.len()).step_by(16) {
             let Backward { b, x, win, g } = backward_block(f, r0, r1, dy, w0);
             let g = _mm512_mul_ps(k_g, g);
             let out = |i: usize| _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(k_x, x[i]), k_0), _mm512_maskz_mov_ps(win[i], g));
-            let [tl, tr, bl, br] = [out(0), out(1), out(2), out(3)];
-            for (row, (left, right)) in [(d0.as_mut_ptr(), (tl, tr)), (d1.as_mut_ptr(), (bl, br))] {
-                let p = row.wrapping_add(2 * w0).cast::<f32>();
-                // SAFETY: the masks cover the columns of windows w0..w0 + count, inside d0 and d1.
-                unsafe {
-                    _mm512_mask_storeu_ps(p, b.lo, _mm512_permutex2var_ps(left, lo, right));
-                    _mm512_mask_storeu_ps(p.wrapping_add(16), b.hi, _mm512_permutex2var_ps(left, hi, right));
-                }
-            }
+            store_rows(d0, d1, w0, b, [out(0), out(1), out(2), out(3)]);
         }
     }
 }
@@ -400,8 +470,7 @@ mod avx2 {
 
     /// `pool::window_winner` lane by lane (all-ones lanes where a corner wins), and the maxima.
     #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
-    fn winners(x: [__m256; 4], f: ChannelMap) -> ([__m256; 4], __m256) {
-        let z = [z(f, x[0]), z(f, x[1]), z(f, x[2]), z(f, x[3])];
+    fn winners(z: [__m256; 4]) -> ([__m256; 4], __m256) {
         let beats = |v: __m256, best: __m256| _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, best), _mm256_andnot_ps(is_nan(best), is_nan(v)));
         let take_b = beats(z[1], z[0]);
         let m = _mm256_blendv_ps(z[0], z[1], take_b);
@@ -412,6 +481,24 @@ mod avx2 {
         let none_after_b = _mm256_andnot_ps(take_c, not(take_d));
         let win = [_mm256_andnot_ps(take_b, none_after_b), _mm256_and_ps(take_b, none_after_b), _mm256_andnot_ps(take_d, take_c), take_d];
         (win, max_nan(max_nan(z[0], z[1]), max_nan(z[2], z[3])))
+    }
+
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    fn z_corners(f: ChannelMap, x: [__m256; 4]) -> [__m256; 4] {
+        [z(f, x[0]), z(f, x[1]), z(f, x[2]), z(f, x[3])]
+    }
+
+    /// Writes the block's four corners (top-left, top-right, bottom-left, bottom-right) back
+    /// as the first `count` windows' columns of rows `d0`, `d1` from window `w0`.
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    fn store_rows(d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>], w0: usize, count: usize, corners: [__m256; 4]) {
+        for (row, (left, right)) in [(d0, (corners[0], corners[1])), (d1, (corners[2], corners[3]))] {
+            let (lo, hi) = join(left, right);
+            store(row, 2 * w0, (2 * count).min(8), lo);
+            if count > 4 {
+                store(row, 2 * w0 + 8, 2 * count - 8, hi);
+            }
+        }
     }
 
     /// `ChannelMap::gate`: `dy`, or 0 where the ReLU blocked the window's maximum.
@@ -426,8 +513,26 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
     pub(super) fn forward(f: ChannelMap, r0: &[f32], r1: &[f32], out: &mut [MaybeUninit<f32>]) {
         for_blocks(r0, r1, |w0, count, top, bottom| {
-            let (_, z_max) = winners(corners(top, bottom), f);
+            let (_, z_max) = winners(z_corners(f, corners(top, bottom)));
             store(out, w0, count, z_max);
+        });
+    }
+
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    pub(super) fn maxima(r0: &[f32], r1: &[f32], out: &mut [f32]) {
+        for_blocks(r0, r1, |w0, count, top, bottom| {
+            let (_, max) = winners(corners(top, bottom));
+            store(out, w0, count, max);
+        });
+    }
+
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
+    pub(super) fn route(r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
+        for_blocks(r0, r1, |w0, count, top, bottom| {
+            let (win, _) = winners(corners(top, bottom));
+            let d = load(dy, w0, count);
+            let routed = |i: usize| _mm256_and_ps(win[i], d);
+            store_rows(d0, d1, w0, count, [routed(0), routed(1), routed(2), routed(3)]);
         });
     }
 
@@ -435,7 +540,7 @@ mod avx2 {
     pub(super) fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], x_max: &mut [f32]) {
         for_blocks(r0, r1, |w0, count, top, bottom| {
             let x = corners(top, bottom);
-            let (win, z_max) = winners(x, f);
+            let (win, z_max) = winners(z_corners(f, x));
             store(g, w0, count, gate(f, load(dy, w0, count), z_max));
             let mut xm = x[3];
             for i in [2, 1, 0] {
@@ -451,16 +556,10 @@ mod avx2 {
         let [k_g, k_x, k_0] = [_mm256_set1_ps(k[0]), _mm256_set1_ps(k[1]), _mm256_set1_ps(k[2])];
         for_blocks(r0, r1, |w0, count, top, bottom| {
             let x = corners(top, bottom);
-            let (win, z_max) = winners(x, f);
+            let (win, z_max) = winners(z_corners(f, x));
             let g = _mm256_mul_ps(k_g, gate(f, load(dy, w0, count), z_max));
             let out = |i: usize| _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(k_x, x[i]), k_0), _mm256_and_ps(win[i], g));
-            for (row, (left, right)) in [(&mut *d0, (out(0), out(1))), (&mut *d1, (out(2), out(3)))] {
-                let (lo, hi) = join(left, right);
-                store(row, 2 * w0, (2 * count).min(8), lo);
-                if count > 4 {
-                    store(row, 2 * w0 + 8, 2 * count - 8, hi);
-                }
-            }
+            store_rows(d0, d1, w0, count, [out(0), out(1), out(2), out(3)]);
         });
     }
 }

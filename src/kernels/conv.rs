@@ -110,6 +110,13 @@ impl Shift {
         g.stride == [1, 1] && g.out_w() == g.w
     }
 
+    /// Col row `row`'s input plane (its first index in the image) and shift.
+    #[inline(always)]
+    fn of_row(g: &ConvGeometry, row: usize) -> (usize, Shift) {
+        let (c, i, j) = (row / (g.kh * g.kw), row / g.kw % g.kh, row % g.kw);
+        (c * g.h * g.w, Shift::of(g, i, j))
+    }
+
     #[inline(always)]
     fn of(g: &ConvGeometry, i: usize, j: usize) -> Shift {
         let (oh, w, h) = (g.out_h(), g.w as isize, g.h as isize);
@@ -139,15 +146,13 @@ super::simd::multiversion! {
 /// Fills `col` (`patch × plane`) from one image `x` (`c_in × h × w`), zeros where padded.
 fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
     if Shift::applies(g) {
-        let (plane, hw) = (g.plane(), g.h * g.w);
-        for (row, dst) in col.chunks_exact_mut(plane).enumerate() {
-            let (c, i, j) = (row / (g.kh * g.kw), row / g.kw % g.kh, row % g.kw);
-            let shift = Shift::of(g, i, j);
+        for (row, dst) in col.chunks_exact_mut(g.plane()).enumerate() {
+            let (start, shift) = Shift::of_row(g, row);
             let (lo, hi) = (shift.valid.start, shift.valid.end);
             dst[..lo].fill(0.0);
             dst[hi..].fill(0.0);
             if lo < hi {
-                let from = (c * hw) as isize + lo as isize + shift.offset;
+                let from = start as isize + lo as isize + shift.offset;
                 dst[lo..hi].copy_from_slice(&x[from as usize..][..hi - lo]);
             }
             shift.zero_edges(dst, g.w);
@@ -180,14 +185,12 @@ super::simd::multiversion! {
 /// [`im2col`]. `col` is scratch: its padding positions may be zeroed on the way.
 fn col2im(g: &ConvGeometry, col: &mut [f32], dx: &mut [f32]) {
     if Shift::applies(g) {
-        let (plane, hw) = (g.plane(), g.h * g.w);
-        for (row, src) in col.chunks_exact_mut(plane).enumerate() {
-            let (c, i, j) = (row / (g.kh * g.kw), row / g.kw % g.kh, row % g.kw);
-            let shift = Shift::of(g, i, j);
+        for (row, src) in col.chunks_exact_mut(g.plane()).enumerate() {
+            let (start, shift) = Shift::of_row(g, row);
             shift.zero_edges(src, g.w);
             let (lo, hi) = (shift.valid.start, shift.valid.end);
             if lo < hi {
-                let to = (c * hw) as isize + lo as isize + shift.offset;
+                let to = start as isize + lo as isize + shift.offset;
                 add_into(&mut dx[to as usize..][..hi - lo], &src[lo..hi]);
             }
         }

@@ -23,14 +23,11 @@ pub fn forward(f: ChannelMap, r0: &[f32], r1: &[f32], out: &mut [MaybeUninit<f32
     check(r0, r1, out.len());
     prefetch_ahead(r0, r1);
     #[cfg(target_arch = "x86_64")]
-    if super::simd::level() == super::simd::Level::Avx512 {
-        // SAFETY: the CPU has AVX-512 (level), and check() bounds every access.
-        return unsafe { avx512::forward(f, r0, r1, out) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if super::simd::level() == super::simd::Level::Avx2 {
-        // SAFETY: the CPU has AVX2 and FMA (level), and check() bounds every access.
-        return unsafe { avx2::forward(f, r0, r1, out) };
+    match super::simd::level() {
+        // SAFETY: the CPU has the level's features, and check() bounds every access.
+        super::simd::Level::Avx512 => return unsafe { avx512::forward(f, r0, r1, out) },
+        super::simd::Level::Avx2 => return unsafe { avx2::forward(f, r0, r1, out) },
+        super::simd::Level::Baseline => {}
     }
     for ((o, t), b) in out.iter_mut().zip(r0.as_chunks::<2>().0).zip(r1.as_chunks::<2>().0) {
         let top = max_nan(f.z(t[0]), f.z(t[1]));
@@ -47,14 +44,11 @@ pub fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], 
     assert!(g.len() == dy.len() && x_max.len() == dy.len());
     prefetch_ahead(r0, r1);
     #[cfg(target_arch = "x86_64")]
-    if super::simd::level() == super::simd::Level::Avx512 {
+    match super::simd::level() {
         // SAFETY: as in forward.
-        return unsafe { avx512::gather(f, r0, r1, dy, g, x_max) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if super::simd::level() == super::simd::Level::Avx2 {
-        // SAFETY: the CPU has AVX2 and FMA (level), and check() bounds every access.
-        return unsafe { avx2::gather(f, r0, r1, dy, g, x_max) };
+        super::simd::Level::Avx512 => return unsafe { avx512::gather(f, r0, r1, dy, g, x_max) },
+        super::simd::Level::Avx2 => return unsafe { avx2::gather(f, r0, r1, dy, g, x_max) },
+        super::simd::Level::Baseline => {}
     }
     let windows = r0.as_chunks::<2>().0.iter().zip(r1.as_chunks::<2>().0).zip(dy);
     for (((t, b), &d), (g, xm)) in windows.zip(g.iter_mut().zip(x_max)) {
@@ -74,14 +68,11 @@ pub fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: 
     assert!(d0.len() == r0.len() && d1.len() == r1.len());
     prefetch_ahead(r0, r1);
     #[cfg(target_arch = "x86_64")]
-    if super::simd::level() == super::simd::Level::Avx512 {
+    match super::simd::level() {
         // SAFETY: as in forward.
-        return unsafe { avx512::grad(f, k, r0, r1, dy, d0, d1) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if super::simd::level() == super::simd::Level::Avx2 {
-        // SAFETY: the CPU has AVX2 and FMA (level), and check() bounds every access.
-        return unsafe { avx2::grad(f, k, r0, r1, dy, d0, d1) };
+        super::simd::Level::Avx512 => return unsafe { avx512::grad(f, k, r0, r1, dy, d0, d1) },
+        super::simd::Level::Avx2 => return unsafe { avx2::grad(f, k, r0, r1, dy, d0, d1) },
+        super::simd::Level::Baseline => {}
     }
     let [k_g, k_x, k_0] = k;
     let windows = r0.as_chunks::<2>().0.iter().zip(r1.as_chunks::<2>().0).zip(dy);
@@ -141,7 +132,7 @@ pub fn route(r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1
     prefetch_ahead(r0, r1);
     #[cfg(target_arch = "x86_64")]
     match super::simd::level() {
-        // SAFETY: as in maxima.
+        // SAFETY: as in forward.
         super::simd::Level::Avx512 => return unsafe { avx512::route(r0, r1, dy, d0, d1) },
         super::simd::Level::Avx2 => return unsafe { avx2::route(r0, r1, dy, d0, d1) },
         super::simd::Level::Baseline => {}

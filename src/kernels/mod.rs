@@ -1,16 +1,18 @@
 //! Our own CPU kernels, plugged into burn through its backend-extension API.
 //!
-//! Convolution, batch norm (+ ReLU), max-pool and the Adam update for flex, each with its
+//! Convolution, batch norm (+ activation + max-pool), max-pool and the Adam update for flex, each with its
 //! backward pass for autodiff. The model calls them only on the flex build
 //! ([`use_kernels`]); libtorch and CUDA builds run burn's own ops, so GPU users keep their
 //! vendor kernels. The trait's default bodies state each operation in burn's ops.
 
+pub mod activation;
 pub mod adam;
 pub mod batch_norm;
 pub mod conv;
 pub mod dropout;
 pub mod pool;
 pub mod profile;
+mod reference;
 pub mod simd;
 mod window2;
 
@@ -27,6 +29,7 @@ use burn::tensor::{IntDType, Shape, Tensor, TensorData};
 use batch_norm::NormShape;
 use conv::ConvGeometry;
 use pool::PoolGeometry;
+use crate::model::Activation;
 use profile::{Kernel, timed};
 
 /// Whether the model runs our kernels: on the default (flex) build.
@@ -34,12 +37,13 @@ pub fn use_kernels() -> bool {
     crate::backend::NAME == "flex"
 }
 
-/// Whether the model pools inside the batch-norm kernel: where its 2×2 windows run vectorised
+/// Whether the model pools inside the batch-norm kernel after `act`: where the pool commutes
+/// with it ([`activation::commutes_with_max_pool`]) and the 2×2 windows run vectorised
 /// (AVX-512 or AVX2, [`window2`]). On baseline x86-64 the fused windows are scalar code,
 /// slower than batch norm and the separate pool kernel (batch norm's backward 28 ms a step
 /// against 17 ms).
-pub fn fuses_pool() -> bool {
-    use_kernels() && simd::level() != simd::Level::Baseline
+pub fn fuses_pool(act: Activation) -> bool {
+    use_kernels() && simd::level() != simd::Level::Baseline && activation::commutes_with_max_pool(act)
 }
 
 fn options(stride: [usize; 2], padding: [usize; 2]) -> ConvOptions<2> {
@@ -80,8 +84,9 @@ pub trait Kernels: Backend {
         (dx, dw, db)
     }
 
-    /// Batch normalisation with the batch's statistics, then ReLU when `fuse_relu`, then
-    /// `pool`×`pool` max-pooling (1: none; only on `[batch, channels, h, w]`):
+    /// Batch normalisation with the batch's statistics, then `act`, then `pool`×`pool`
+    /// max-pooling (1: none; only on `[batch, channels, h, w]`, and where the pool commutes
+    /// with `act`):
     /// `(output, mean, biased variance)`; mean and variance are per channel and carry no
     /// gradient.
     fn batch_norm_train_block(
@@ -89,11 +94,11 @@ pub trait Kernels: Backend {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-        fuse_relu: bool,
+        act: Activation,
         pool: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let r = Self::batch_norm_train(x, gamma, beta, epsilon);
-        let output = if fuse_relu { Self::relu(r.output) } else { r.output };
+        let output = reference::activate::<Self>(act, r.output);
         let output = if pool > 1 { Self::max_pool2d_block(output, pool) } else { output };
         (output, r.mean, r.variance)
     }
@@ -108,18 +113,18 @@ pub trait Kernels: Backend {
         variance: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         epsilon: f64,
-        fuse_relu: bool,
+        act: Activation,
         pool: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let normed = Self::batch_norm(x.clone(), gamma.clone(), beta, mean.clone(), variance.clone(), epsilon);
-        let activated = if fuse_relu { Self::relu(normed.clone()) } else { normed.clone() };
+        let activated = reference::activate::<Self>(act, normed.clone());
         let grad = if pool > 1 { Self::max_pool2d_block_backward(activated, grad, pool) } else { grad };
-        let grad = if fuse_relu { Self::relu_backward(normed, grad) } else { grad };
+        let grad = reference::activate_backward::<Self>(act, normed, grad);
         let r = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
         (r.x_grad, r.gamma_grad, r.beta_grad)
     }
 
-    /// Batch normalisation with given statistics (evaluation), then ReLU and pooling as in
+    /// Batch normalisation with given statistics (evaluation), then the activation and pooling as in
     /// [`Kernels::batch_norm_train_block`].
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_eval_block(
@@ -129,11 +134,11 @@ pub trait Kernels: Backend {
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
         epsilon: f64,
-        fuse_relu: bool,
+        act: Activation,
         pool: usize,
     ) -> FloatTensor<Self> {
         let output = Self::batch_norm(x, gamma, beta, mean, variance, epsilon);
-        let output = if fuse_relu { Self::relu(output) } else { output };
+        let output = reference::activate::<Self>(act, output);
         if pool > 1 { Self::max_pool2d_block(output, pool) } else { output }
     }
 
@@ -258,13 +263,13 @@ impl Kernels for Flex {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-        fuse_relu: bool,
+        act: Activation,
         pool: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let shape = x.shape();
         let s = NormShape::of(&shape);
         let (y, mean, var) = timed(Kernel::BatchNorm, false, || {
-            batch_norm::train_forward(&s, &flex_values(&x), &flex_values(&gamma), &flex_values(&beta), epsilon, fuse_relu, pool)
+            batch_norm::train_forward(&s, &flex_values(&x), &flex_values(&gamma), &flex_values(&beta), epsilon, act, pool)
         });
         (flex_tensor(y, normed_shape(shape, &s, pool)), flex_tensor(mean, [s.channels]), flex_tensor(var, [s.channels]))
     }
@@ -277,7 +282,7 @@ impl Kernels for Flex {
         variance: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         epsilon: f64,
-        fuse_relu: bool,
+        act: Activation,
         pool: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let shape = x.shape();
@@ -291,7 +296,7 @@ impl Kernels for Flex {
                 &flex_values(&mean),
                 &flex_values(&variance),
                 epsilon,
-                fuse_relu,
+                act,
                 pool,
                 &flex_values(&grad),
             )
@@ -306,7 +311,7 @@ impl Kernels for Flex {
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
         epsilon: f64,
-        fuse_relu: bool,
+        act: Activation,
         pool: usize,
     ) -> FloatTensor<Self> {
         let shape = x.shape();
@@ -320,7 +325,7 @@ impl Kernels for Flex {
                 &flex_values(&mean),
                 &flex_values(&variance),
                 epsilon,
-                fuse_relu,
+                act,
                 pool,
             )
         });
@@ -392,7 +397,7 @@ struct BatchNormState<T> {
     mean: T,
     variance: T,
     epsilon: f64,
-    fuse_relu: bool,
+    act: Activation,
     pool: usize,
 }
 
@@ -407,7 +412,7 @@ impl<B: Kernels> Backward<B, 3> for BatchNormBackward {
         let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(st.gamma);
         let beta = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(st.beta);
         let (dx, d_gamma, d_beta) =
-            B::batch_norm_train_block_backward(x, gamma, beta, st.mean, st.variance, grad, st.epsilon, st.fuse_relu, st.pool);
+            B::batch_norm_train_block_backward(x, gamma, beta, st.mean, st.variance, grad, st.epsilon, st.act, st.pool);
         for (node, g) in [(node_x, dx), (node_gamma, d_gamma), (node_beta, d_beta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g);
@@ -451,12 +456,12 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-        fuse_relu: bool,
+        act: Activation,
         pool: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let prep = BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful();
         let forward = |x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>| {
-            B::batch_norm_train_block(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon, fuse_relu, pool)
+            B::batch_norm_train_block(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon, act, pool)
         };
         let (output, mean, variance) = match prep {
             OpsKind::Tracked(mut prep) => {
@@ -469,7 +474,7 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                     mean: mean.clone(),
                     variance: variance.clone(),
                     epsilon,
-                    fuse_relu,
+                    act,
                     pool,
                 };
                 (prep.finish(state, y), mean, variance)
@@ -508,14 +513,14 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
 }
 
 /// [`Kernels::batch_norm_train_block`] on high-level tensors: `(output, mean, variance)`.
-/// With `fuse_relu` the output is `relu(batch_norm(x))`; with `pool` > 1 (4-d input only)
-/// it is then max-pooled `pool`×`pool`.
+/// The output is `act(batch_norm(x))`; with `pool` > 1 (4-d input only) it is then
+/// max-pooled `pool`×`pool`.
 pub fn batch_norm_train<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
     epsilon: f64,
-    fuse_relu: bool,
+    act: Activation,
     pool: usize,
 ) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
     use burn::backend::Dispatch;
@@ -524,7 +529,7 @@ pub fn batch_norm_train<const D: usize>(
         gamma.into_dispatch(),
         beta.into_dispatch(),
         epsilon,
-        fuse_relu,
+        act,
         pool,
     );
     (Tensor::from_dispatch(y), Tensor::from_dispatch(mean), Tensor::from_dispatch(var))
@@ -539,7 +544,7 @@ pub fn batch_norm_eval<const D: usize>(
     mean: Tensor<1>,
     variance: Tensor<1>,
     epsilon: f64,
-    fuse_relu: bool,
+    act: Activation,
     pool: usize,
 ) -> Tensor<D> {
     use burn::backend::Dispatch;
@@ -550,7 +555,7 @@ pub fn batch_norm_eval<const D: usize>(
         mean.into_dispatch(),
         variance.into_dispatch(),
         epsilon,
-        fuse_relu,
+        act,
         pool,
     ))
 }
@@ -605,24 +610,38 @@ mod tests {
         }
     }
 
-    /// Max-pooling, batch norm and batch norm with the pool fused against burn's ops, forward
-    /// and input/parameter gradients.
+    /// Max-pooling, batch norm + activation and batch norm + activation + pool against burn's
+    /// ops, forward and input/parameter gradients. GELU's gradients are left out: burn's
+    /// backward is the tanh approximation's derivative (ours is exact, checked against the
+    /// default bodies below).
     #[test]
     fn pool_and_batch_norm_match_burn_forward_and_backward() {
         let device = Device::flex().autodiff();
         device.seed(5);
-        for (dims, k, fuse_relu) in [([3, 4, 8, 8], 2, false), ([2, 3, 7, 9], 3, true), ([5, 2, 5, 4], 2, true), ([6, 5, 1, 1], 1, true)] {
+        use Activation as A;
+        let cases = [
+            ([3, 4, 8, 8], 2, A::Linear),
+            ([2, 3, 7, 9], 3, A::Relu),
+            ([5, 2, 5, 4], 2, A::Relu),
+            ([6, 5, 1, 1], 1, A::Relu),
+            ([3, 4, 8, 8], 2, A::Elu),
+            ([2, 3, 7, 9], 3, A::Selu),
+            ([5, 2, 5, 4], 2, A::LeakyRelu),
+            ([4, 3, 6, 6], 2, A::Tanh),
+            ([4, 3, 6, 7], 2, A::Sigmoid),
+            ([6, 5, 1, 1], 1, A::Elu),
+            ([4, 3, 6, 6], 1, A::Gelu),
+        ];
+        for (dims, k, act) in cases {
             let x = Tensor::<4>::random(dims, Distribution::Normal(1.0, 2.0), &device).require_grad();
             let gamma = Tensor::<1>::random([dims[1]], Distribution::Uniform(0.5, 1.5), &device).require_grad();
             let beta = Tensor::<1>::random([dims[1]], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
             let pooled_ours = max_pool2d(x.clone(), k);
             let pooled_theirs = burn::nn::pool::MaxPool2dConfig::new([k, k]).init().forward(x.clone());
-            let (normed_ours, mean_ours, var_ours) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, fuse_relu, 1);
-            let (fused_ours, ..) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, fuse_relu, k);
+            let (normed_ours, mean_ours, var_ours) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, act, 1);
+            let (fused_ours, ..) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, act, k);
             let mut theirs = module::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3);
-            if fuse_relu {
-                theirs.output = burn::tensor::activation::relu(theirs.output);
-            }
+            theirs.output = crate::model::apply_activation(act, theirs.output);
             let fused_theirs = burn::nn::pool::MaxPool2dConfig::new([k, k]).init().forward(theirs.output.clone());
             let probe_p = Tensor::<4>::random(pooled_ours.dims(), Distribution::Default, &device);
             let probe_n = Tensor::<4>::random(dims, Distribution::Default, &device);
@@ -634,17 +653,79 @@ mod tests {
             let grads_theirs = objective(pooled_theirs.clone(), theirs.output.clone(), fused_theirs.clone()).backward();
             let g = |t: &Tensor<4>, grads| t.grad(grads).unwrap().into_data();
             let g1 = |t: &Tensor<1>, grads| t.grad(grads).unwrap().into_data();
-            let errors = [
+            let mut errors = vec![
                 ("pool output", rel(pooled_ours.into_data(), pooled_theirs.into_data())),
                 ("norm output", rel(normed_ours.into_data(), theirs.output.into_data())),
                 ("norm mean", rel(mean_ours.into_data(), theirs.mean.into_data())),
                 ("norm variance", rel(var_ours.into_data(), theirs.variance.into_data())),
                 ("fused output", rel(fused_ours.into_data(), fused_theirs.into_data())),
-                ("d_input (pool + norm + fused)", rel(g(&x, &grads_ours), g(&x, &grads_theirs))),
-                ("d_gamma", rel(g1(&gamma, &grads_ours), g1(&gamma, &grads_theirs))),
-                ("d_beta", rel(g1(&beta, &grads_ours), g1(&beta, &grads_theirs))),
             ];
-            check(&format!("x {dims:?} pool {k} relu {fuse_relu}"), &errors);
+            if act != A::Gelu {
+                errors.extend([
+                    ("d_input (pool + norm + fused)", rel(g(&x, &grads_ours), g(&x, &grads_theirs))),
+                    ("d_gamma", rel(g1(&gamma, &grads_ours), g1(&gamma, &grads_theirs))),
+                    ("d_beta", rel(g1(&beta, &grads_ours), g1(&beta, &grads_theirs))),
+                ]);
+            }
+            check(&format!("x {dims:?} pool {k} {act:?}"), &errors);
+        }
+    }
+
+    /// The activations in burn's ops ([`reference`], the trait's default bodies) compute what
+    /// our flex kernels do, for every activation: evaluation through Autodiff's default body
+    /// against our training output at the same statistics, pooled and not, and the gradient
+    /// passed back by [`reference::activate_backward`] into the plain batch-norm backward
+    /// against ours. (Burn's autodiff cannot run the pool's or batch norm's backward outside a
+    /// graph, so the default backward body itself cannot be called here.)
+    #[test]
+    fn default_bodies_in_burns_ops_state_what_our_kernels_compute() {
+        type Ad = Autodiff<Flex>;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+        let mut random = |n: usize, lo: f32, hi: f32| (0..n).map(|_| rng.random_range(lo..hi)).collect::<Vec<f32>>();
+        let values = |t: FloatTensor<Flex>| {
+            let v = flex_values(&t).into_owned();
+            let n = v.len();
+            TensorData::new(v, [n])
+        };
+        let flex = |v: &[f32], shape: &[usize]| flex_tensor(v.to_vec(), shape.to_vec());
+        let ad = |t: FloatTensor<Flex>| FloatTensor::<Ad>::new(t);
+        for act in Activation::ALL {
+            for (dims, pool) in [([3, 4, 8, 8], 2), ([4, 3, 7, 9], 3), ([5, 6, 1, 1], 1), ([2, 3, 6, 5], 1)] {
+                if pool > 1 && !activation::commutes_with_max_pool(act) {
+                    continue;
+                }
+                let n: usize = dims.iter().product();
+                let (x, gamma, beta) = (random(n, -3.0, 3.0), random(dims[1], 0.5, 1.5), random(dims[1], -1.0, 1.0));
+                let c = [dims[1]];
+                let (y, mean, var) = Flex::batch_norm_train_block(flex(&x, &dims), flex(&gamma, &c), flex(&beta, &c), 1e-3, act, pool);
+                let dy = random(y.shape().num_elements(), -1.0, 1.0);
+                let reference = Ad::batch_norm_eval_block(
+                    ad(flex(&x, &dims)),
+                    ad(flex(&gamma, &c)),
+                    ad(flex(&beta, &c)),
+                    ad(mean.clone()),
+                    ad(var.clone()),
+                    1e-3,
+                    act,
+                    pool,
+                );
+                let mut errors = vec![("output", rel(values(y), values(reference.into_primitive())))];
+                if pool == 1 {
+                    let backward = |act: Activation, dy: FloatTensor<Flex>| {
+                        Flex::batch_norm_train_block_backward(flex(&x, &dims), flex(&gamma, &c), flex(&beta, &c), mean.clone(), var.clone(), dy, 1e-3, act, 1)
+                    };
+                    let z = Flex::batch_norm_eval_block(flex(&x, &dims), flex(&gamma, &c), flex(&beta, &c), mean.clone(), var.clone(), 1e-3, Activation::Linear, 1);
+                    let ours = backward(act, flex(&dy, &dims));
+                    let theirs = backward(Activation::Linear, reference::activate_backward::<Flex>(act, z, flex(&dy, &dims)));
+                    errors.extend([
+                        ("d_input", rel(values(ours.0), values(theirs.0))),
+                        ("d_gamma", rel(values(ours.1), values(theirs.1))),
+                        ("d_beta", rel(values(ours.2), values(theirs.2))),
+                    ]);
+                }
+                check(&format!("{act:?} x {dims:?} pool {pool}"), &errors);
+            }
         }
     }
 

@@ -31,23 +31,22 @@ fn initializer(init: Init) -> Initializer {
     }
 }
 
-/// `bn.forward(x)` (then ReLU when `fuse_relu`, then max-pooling over `pool`×`pool`
-/// windows unless `pool` is 1) through our batch-norm kernels ([`crate::kernels`]), with burn's semantics: batch
+/// `act(bn.forward(x))`, then max-pooled over `pool`×`pool` windows unless `pool` is 1,
+/// through our batch-norm kernels ([`crate::kernels`]), with burn's semantics: batch
 /// statistics and a running-statistics update when training on an autodiff device, the
 /// running statistics otherwise. Only our kernels pool: other backends pass `pool` 1.
-fn normalize<const D: usize>(bn: &BatchNorm, x: Tensor<D>, fuse_relu: bool, pool: usize) -> Tensor<D> {
+fn normalize<const D: usize>(bn: &BatchNorm, x: Tensor<D>, act: Activation, pool: usize) -> Tensor<D> {
     if !crate::kernels::use_kernels() {
         assert_eq!(pool, 1, "burn's batch norm does not pool");
-        let y = bn.forward(x);
-        return if fuse_relu { activation::relu(y) } else { y };
+        return apply(act, bn.forward(x));
     }
     let device = x.device();
     if !(device.is_autodiff() && bn.training.is_enabled()) {
         let mean = bn.running_mean.value().to_device(&device);
         let var = bn.running_var.value().to_device(&device);
-        return crate::kernels::batch_norm_eval(x, bn.gamma.val(), bn.beta.val(), mean, var, bn.epsilon, fuse_relu, pool);
+        return crate::kernels::batch_norm_eval(x, bn.gamma.val(), bn.beta.val(), mean, var, bn.epsilon, act, pool);
     }
-    let (y, mean, var) = crate::kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon, fuse_relu, pool);
+    let (y, mean, var) = crate::kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon, act, pool);
     let m = bn.momentum;
     let blend = |running: Tensor<1>, batch: Tensor<1>| running.to_device(&device).mul_scalar(1.0 - m).add(batch.detach().mul_scalar(m)).detach();
     bn.running_mean.update(blend(bn.running_mean.value_sync(), mean));
@@ -55,22 +54,18 @@ fn normalize<const D: usize>(bn: &BatchNorm, x: Tensor<D>, fuse_relu: bool, pool
     y
 }
 
-fn apply(act: Activation, x: Tensor<4>) -> Tensor<4> {
+/// `act` in burn's ops (where our kernels do not run, and after the dense layers).
+pub(crate) fn apply<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
     match act {
         Activation::Relu => activation::relu(x),
         Activation::Elu => activation::elu(x, 1.0),
         Activation::Selu => activation::selu(x),
         Activation::Gelu => activation::gelu(x),
-        Activation::LeakyRelu => activation::leaky_relu(x, 0.3),
+        Activation::LeakyRelu => activation::leaky_relu(x, crate::kernels::activation::LEAKY_SLOPE as f64),
         Activation::Tanh => activation::tanh(x),
         Activation::Sigmoid => activation::sigmoid(x),
         Activation::Linear => x,
     }
-}
-
-fn apply2(act: Activation, x: Tensor<2>) -> Tensor<2> {
-    let [b, f] = x.dims();
-    apply(act, x.reshape([b, f, 1, 1])).reshape([b, f])
 }
 
 #[derive(Module, Debug)]
@@ -168,17 +163,13 @@ impl Cnn {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for layer in &self.conv {
-            // ReLU, the common case, runs inside the batch-norm kernel, and so does the pool
-            // after it where that is faster: the full-size activation is then never stored.
-            let fuse_relu = layer.activation == Activation::Relu;
+            // The activation runs inside the batch-norm kernel, and so does the pool after it
+            // where that is faster: the full-size activation is then never stored.
             let fused_pool = match &layer.pool {
-                Some(pool) if fuse_relu && crate::kernels::fuses_pool() => pool.kernel_size[0],
+                Some(pool) if crate::kernels::fuses_pool(layer.activation) => pool.kernel_size[0],
                 _ => 1,
             };
-            x = normalize(&layer.bn, layer.convolve(x), fuse_relu, fused_pool);
-            if !fuse_relu {
-                x = apply(layer.activation, x);
-            }
+            x = normalize(&layer.bn, layer.convolve(x), layer.activation, fused_pool);
             if let Some(pool) = layer.pool.as_ref().filter(|_| fused_pool == 1) {
                 x = match crate::kernels::use_kernels() {
                     true => crate::kernels::max_pool2d(x, pool.kernel_size[0]),
@@ -188,14 +179,14 @@ impl Cnn {
         }
         let mut x: Tensor<2> = x.flatten(1, 3);
         for layer in &self.dense {
-            let x_norm = normalize(&layer.bn, x, false, 1);
+            let x_norm = normalize(&layer.bn, x, Activation::Linear, 1);
             let dropped = match crate::kernels::use_kernels() {
                 true => crate::kernels::dropout(x_norm, layer.dropout.prob),
                 false => layer.dropout.forward(x_norm),
             };
             x = layer.dense.forward(dropped);
             if let Some(act) = layer.activation {
-                x = apply2(act, x);
+                x = apply(act, x);
             }
         }
         x
@@ -271,7 +262,8 @@ mod tests {
     }
 
     /// Our batch norm against burn's module, in training (output and the running statistics it
-    /// leaves) and in evaluation.
+    /// leaves) and in evaluation, with each activation fused (our values and burn's agree
+    /// within rounding).
     #[test]
     fn our_batch_norm_computes_what_burns_does() {
         let device = Device::flex().autodiff();
@@ -280,20 +272,21 @@ mod tests {
             let theirs = batch_norm(dims[1], &device);
             let x = Tensor::<4>::random(dims, burn::tensor::Distribution::Normal(2.0, 3.0), &device);
             let max_diff = |a: Tensor<4>, b: Tensor<4>| (a - b).abs().max().into_scalar::<f32>();
-            assert!(max_diff(normalize(&ours, x.clone(), false, 1), theirs.forward(x.clone())) < 1e-5);
-            // The fused ReLU (this call also moves the running statistics a second time).
-            let relu = |t: Tensor<4>| activation::relu(t);
-            assert!(max_diff(normalize(&ours, x.clone(), true, 1), relu(theirs.forward(x.clone()))) < 1e-5);
+            for act in Activation::ALL {
+                // Each call moves the running statistics once more, ours and burn's alike.
+                let diff = max_diff(normalize(&ours, x.clone(), act, 1), apply(act, theirs.forward(x.clone())));
+                assert!(diff < 1e-5, "{act:?} differs by {diff}");
+            }
             for (a, b) in [(&ours.running_mean, &theirs.running_mean), (&ours.running_var, &theirs.running_var)] {
                 let d = (a.value() - b.value()).abs().max().into_scalar::<f32>();
                 assert!(d < 1e-5, "running statistics differ by {d}");
             }
             let (ours, theirs) = (ours.valid(), theirs.valid());
             let x = x.inner();
-            let diff = (normalize(&ours, x.clone(), false, 1) - theirs.forward(x.clone())).abs().max().into_scalar::<f32>();
-            assert!(diff < 1e-5, "evaluation differs by {diff}");
-            let diff = (normalize(&ours, x.clone(), true, 1) - activation::relu(theirs.forward(x))).abs().max().into_scalar::<f32>();
-            assert!(diff < 1e-5, "evaluation with ReLU differs by {diff}");
+            for act in Activation::ALL {
+                let diff = (normalize(&ours, x.clone(), act, 1) - apply(act, theirs.forward(x.clone()))).abs().max().into_scalar::<f32>();
+                assert!(diff < 1e-5, "evaluation with {act:?} differs by {diff}");
+            }
         }
     }
 

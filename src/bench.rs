@@ -22,9 +22,17 @@ pub struct BenchOptions {
     pub params: Option<std::path::PathBuf>,
     /// A Python with torch, to time the same model in PyTorch.
     pub pytorch: Option<std::path::PathBuf>,
+    /// The convolutions' products in bf16 ([`crate::kernels::bf16`]).
+    pub bf16: bool,
 }
 
 pub fn run(args: &BenchOptions) -> Result<()> {
+    crate::kernels::bf16::enable(args.bf16).map_err(|why| crate::TuneError::Config {
+        file: crate::training::config::COMMAND_LINE.into(),
+        key: "--precision".into(),
+        problem: format!("bf16 is not available here: {why}"),
+        fix: "leave --precision out (fp32)".into(),
+    })?;
     crate::backend::set_threads(args.threads);
     let threads = rayon::current_num_threads();
     let src = source::locate(args.data_dir.as_deref())?;
@@ -109,7 +117,8 @@ pub fn run(args: &BenchOptions) -> Result<()> {
     let eval_secs = t.elapsed().as_secs_f64();
     let summary = infer(&arch)?;
     println!("model: {} params, backend {}, {threads} threads, batch {batch}", summary.total(), crate::backend::description());
-    println!("cpu: {}; our kernels at {}", cpu_description(), crate::kernels::simd::level().name());
+    let products = if args.bf16 { "; convolution products in bf16" } else { "" };
+    println!("cpu: {}; our kernels at {}{products}", cpu_description(), crate::kernels::simd::level().name());
     let train = median(&ours);
     println!("train: {train:.1} images/s ({:.1} ms/step; median of {} rounds of {} steps)", 1000.0 * batch as f64 / train, ours.len(), args.steps);
     print_breakdown(&phases, &kernels, done - 2);

@@ -97,3 +97,32 @@ fn augmentation_is_seeded_recorded_and_searchable() {
         assert!(text(&o).contains(key), "{}", text(&o));
     }
 }
+
+/// `precision = "bf16"` (a config file or `--precision`) trains where the CPU has
+/// AVX512-BF16, learns the synthetic task and records the setting; elsewhere it is refused
+/// with the key and the fix. A misspelt precision is refused either way.
+#[test]
+fn bf16_precision_trains_or_is_refused_where_the_cpu_lacks_it() {
+    let f = Fixture::new(600, 100);
+    let p = f.write("p.toml", TINY_PARAMS);
+    let d = f.data();
+    let cfg = f.write("bf16.toml", "precision = \"bf16\"\n");
+    let (p, d, cfg) = (p.to_str().unwrap(), d.to_str().unwrap(), cfg.to_str().unwrap());
+    let base = ["train", "--params", p, "--data-dir", d, "--out", "run", "--epochs", "4", "--seed", "5"];
+    let o = f.run(&[&base[..], &["--config", cfg]].concat());
+    let has_bf16 = std::fs::read_to_string("/proc/cpuinfo").map(|c| c.contains("avx512_bf16")).unwrap_or(false);
+    if has_bf16 {
+        ok(o);
+        let best = csv_rows(&f.path("run/metrics.csv")).iter().map(|r| r[4].parse::<f64>().unwrap()).fold(0.0, f64::max);
+        assert!(best > 0.5, "bf16 training learns the synthetic task: best val_acc {best}");
+        let resolved = std::fs::read_to_string(f.path("run/train.toml")).unwrap();
+        assert!(resolved.contains("precision = \"bf16\""), "{resolved}");
+    } else {
+        assert_eq!(o.status.code(), Some(2));
+        let t = text(&o);
+        assert!(t.contains("precision") && t.contains("bf16.toml") && t.contains("fp32"), "{t}");
+    }
+    let o = f.run(&[&base[..], &["--precision", "bf17"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--precision"), "{}", text(&o));
+}

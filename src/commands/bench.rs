@@ -30,6 +30,9 @@ pub struct BenchArgs {
     /// Also time the same model in PyTorch (benches/pytorch_cnn.py) with this Python, and print the ratio.
     #[arg(long)]
     pub pytorch: Option<PathBuf>,
+    /// Time the convolutions' products in `bf16` (CPUs with AVX512-BF16) instead of `fp32`.
+    #[arg(long, value_parser = ["fp32", "bf16"], default_value = "fp32")]
+    pub precision: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -51,6 +54,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             threads: args.threads,
             params: args.params,
             pytorch: args.pytorch,
+            bf16: args.precision == "bf16",
         }),
     }
 }

@@ -50,6 +50,9 @@ pub struct TrainArgs {
     /// Augmentation: flip half of the training images left-right.
     #[arg(long)]
     pub aug_flip: bool,
+    /// Convolution products in `fp32` (default) or `bf16` (bf16 inputs, f32 sums; CPUs with AVX512-BF16).
+    #[arg(long, value_parser = ["fp32", "bf16"])]
+    pub precision: Option<String>,
     /// Output directory.
     #[arg(long, default_value = "runs/train")]
     pub out: PathBuf,
@@ -88,6 +91,7 @@ pub fn resolve_config(args: &TrainArgs, params: &model::Params) -> Result<TrainC
         .flag("weight_decay", "--weight-decay", args.weight_decay)?
         .flag("aug_shift", "--aug-shift", args.aug_shift)?
         .flag("aug_flip", "--aug-flip", args.aug_flip.then_some(true))?
+        .flag("precision", "--precision", args.precision.as_deref())?
         .flag("split_seed", "--split-seed", Some(args.data.split_seed))?
         .build()
 }

@@ -258,14 +258,22 @@ fn matmul(
 /// Images per rayon task: enough work per task that splitting never costs more than it gains.
 const MIN_IMAGES_PER_TASK: usize = 4;
 
-/// `y = conv(x, weight) + bias` for `x: batch × c_in × h × w`, `weight: c_out × c_in × kh × kw`.
+/// `y = conv(x, weight) + bias` for `x: batch × c_in × h × w`, `weight: c_out × c_in × kh × kw`,
+/// its products in bf16 where [`super::bf16::enabled`].
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    forward_in(g, x, weight, bias, super::bf16::enabled())
+}
+
+/// [`forward`], its products in bf16 when `bf16`.
+fn forward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], bf16: bool) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * g.in_image(), "conv input size");
     assert_eq!(weight.len(), g.c_out * g.patch(), "conv weight size");
     assert_eq!(bias.len(), g.c_out, "conv bias size");
     let (plane, patch) = (g.plane(), g.patch());
     let len = g.batch * g.out_image();
     let mut y: Vec<f32> = Vec::with_capacity(len);
+    // In bf16 the weights are rounded and packed once for the whole batch.
+    let weight_bf16 = bf16.then(|| super::bf16::PackedLhs::new(g.c_out, patch, weight, [patch, 1]));
     y.spare_capacity_mut()[..len]
         .par_chunks_mut(g.out_image())
         .zip(x.par_chunks(g.in_image()))
@@ -282,7 +290,10 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec
                 }
                 // SAFETY: the loop above initialised all c_out·plane values of this image.
                 let yn = unsafe { std::slice::from_raw_parts_mut(yn.as_mut_ptr().cast::<f32>(), yn.len()) };
-                matmul(g.c_out, plane, patch, yn, true, weight, [patch, 1], col, [plane, 1]);
+                match &weight_bf16 {
+                    Some(w) => super::bf16::matmul(w, plane, yn, true, col, plane),
+                    None => matmul(g.c_out, plane, patch, yn, true, weight, [patch, 1], col, [plane, 1]),
+                }
             },
         );
     // SAFETY: the image chunks cover all `len` values and each was initialised above.
@@ -321,23 +332,41 @@ fn add_into(acc: &mut [f32], other: &[f32]) {
     acc.iter_mut().zip(other).for_each(|(a, b)| *a += b);
 }
 
-/// Gradients of [`forward`] given the output gradient `dy` (`batch × c_out × oh × ow`).
+/// Gradients of [`forward`] given the output gradient `dy` (`batch × c_out × oh × ow`), the
+/// products in bf16 where [`super::bf16::enabled`].
 pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: bool) -> ConvGrads {
+    backward_in(g, x, weight, dy, need_x, super::bf16::enabled())
+}
+
+/// [`backward`], its products in bf16 when `bf16`.
+fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: bool, bf16: bool) -> ConvGrads {
     assert_eq!(x.len(), g.batch * g.in_image(), "conv input size");
     assert_eq!(weight.len(), g.c_out * g.patch(), "conv weight size");
     assert_eq!(dy.len(), g.batch * g.out_image(), "conv output-gradient size");
     let (plane, patch) = (g.plane(), g.patch());
     let mut dx = if need_x { vec![0.0f32; g.batch * g.in_image()] } else { Vec::new() };
+    let weight_t_bf16 = (need_x && bf16).then(|| super::bf16::PackedLhs::new(patch, g.c_out, weight, [1, patch]));
     let per_image = |mut s: Scratch, ((dyn_, xn), dxn): Image<'_>| {
         im2col(g, xn, &mut s.col);
         // dWᵀ += col · dYᵀ
-        matmul(patch, g.c_out, plane, &mut s.weight_t, true, &s.col, [plane, 1], dyn_, [1, plane]);
+        match bf16 {
+            true => super::bf16::matmul_t(
+                &super::bf16::PackedLhs::new(patch, plane, &s.col, [plane, 1]),
+                &super::bf16::PackedLhs::new(g.c_out, plane, dyn_, [plane, 1]),
+                &mut s.weight_t,
+                true,
+            ),
+            false => matmul(patch, g.c_out, plane, &mut s.weight_t, true, &s.col, [plane, 1], dyn_, [1, plane]),
+        }
         for (b, row) in s.bias.iter_mut().zip(dyn_.chunks(plane)) {
             *b += super::simd::sum(row);
         }
         if let Some(dxn) = dxn {
             // dcol = Wᵀ · dY, then scattered back onto the image.
-            matmul(patch, plane, g.c_out, &mut s.dcol, false, weight, [1, patch], dyn_, [plane, 1]);
+            match &weight_t_bf16 {
+                Some(w_t) => super::bf16::matmul(w_t, plane, &mut s.dcol, false, dyn_, plane),
+                None => matmul(patch, plane, g.c_out, &mut s.dcol, false, weight, [1, patch], dyn_, [plane, 1]),
+            }
             col2im(g, &mut s.dcol, dxn);
         }
         s
@@ -479,6 +508,36 @@ mod tests {
             let without = backward(&g, &x, &w, &dy, false);
             assert!(without.x.is_none());
             assert!(max_rel_err(&without.weight, &grads.weight) < 1e-6);
+        }
+    }
+
+    /// In bf16 the convolution computes what the f32 one does on the operands rounded to bf16
+    /// (forward, and all three gradients), up to f32 summation order: the rounding of the
+    /// inputs is the only approximation.
+    #[test]
+    fn bf16_products_are_the_f32_ones_of_rounded_operands() {
+        use super::super::bf16;
+        if !bf16::available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let rounded = |v: Vec<f32>| v.into_iter().map(|x| bf16::value(bf16::round(x))).collect::<Vec<f32>>();
+        for (k, g) in geometries().into_iter().enumerate() {
+            let seed = 70 + 10 * k as u64;
+            let (x, w) = (rounded(values(g.batch * g.in_image(), seed)), rounded(values(g.c_out * g.patch(), seed + 1)));
+            let (b, dy) = (values(g.c_out, seed + 2), rounded(values(g.batch * g.out_image(), seed + 3)));
+            let bound = 1e-5 * (g.patch().max(g.plane()) as f32).sqrt();
+            let err = max_rel_err(&forward_in(&g, &x, &w, &b, true), &forward_in(&g, &x, &w, &b, false));
+            assert!(err < bound, "{g:?} forward: {err}");
+            let (ours, f32s) = (backward_in(&g, &x, &w, &dy, true, true), backward_in(&g, &x, &w, &dy, true, false));
+            for (what, a, b) in [("x", ours.x.unwrap(), f32s.x.unwrap()), ("weight", ours.weight, f32s.weight), ("bias", ours.bias, f32s.bias)] {
+                let err = max_rel_err(&a, &b);
+                assert!(err < bound, "{g:?} d{what}: {err}");
+            }
+            // Unrounded inputs: within bf16's precision of the f32 result.
+            let x = values(g.batch * g.in_image(), seed + 4);
+            let err = max_rel_err(&forward_in(&g, &x, &w, &b, true), &forward_in(&g, &x, &w, &b, false));
+            assert!(err > 0.0 && err < 2e-2, "{g:?} forward of unrounded input: {err}");
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod activation;
 pub mod adam;
+pub mod bf16;
 pub mod batch_norm;
 pub mod conv;
 pub mod dropout;

@@ -50,6 +50,18 @@ pub struct TrainConfig {
     pub aug_shift: usize,
     /// Augmentation: random horizontal flips.
     pub aug_flip: bool,
+    /// Number format of the convolutions' products: f32, or bf16 inputs with f32 sums on
+    /// CPUs with AVX512-BF16 ([`crate::kernels::bf16`]).
+    pub precision: Precision,
+}
+
+/// What the convolutions multiply in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
 }
 
 impl Default for TrainConfig {
@@ -70,6 +82,7 @@ impl Default for TrainConfig {
             split_seed: 27,
             aug_shift: 0,
             aug_flip: false,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -116,6 +129,10 @@ impl TrainConfig {
                 format!("{n} images cannot hold every class"),
                 format!("use at least {} images (one per class) and at most {}, or leave the subset out", crate::data::CLASSES, MAX_SUBSET),
             ));
+        }
+        if self.precision == Precision::Bf16 && !(crate::kernels::use_kernels() && crate::kernels::bf16::available()) {
+            let why = if crate::kernels::use_kernels() { "this CPU has no AVX512-BF16" } else { "bf16 runs in the default CPU build only" };
+            return Err(("precision", format!("bf16 is not available here: {why}"), "use precision = \"fp32\" (the default)".into()));
         }
         for (key, v) in [("seed", self.seed), ("split_seed", self.split_seed)] {
             if v > i64::MAX as u64 {
@@ -203,6 +220,7 @@ impl Layered {
         let value = match value.into() {
             FlagValue::Float(f) => toml::Value::Float(f),
             FlagValue::Bool(b) => toml::Value::Boolean(b),
+            FlagValue::Text(t) => toml::Value::String(t),
             FlagValue::Whole(n) => toml::Value::Integer(i64::try_from(n).map_err(|_| TuneError::Config {
                 file: COMMAND_LINE.into(),
                 key: flag.into(),
@@ -241,8 +259,8 @@ impl Layered {
 }
 
 /// The fields of [`TrainConfig`], as written in files.
-pub const CONFIG_KEYS: [&str; 13] = [
-    "epochs", "patience", "lr", "lr_factor", "lr_patience", "min_lr", "batch_size", "weight_decay", "seed", "subset", "split_seed", "aug_shift", "aug_flip",
+pub const CONFIG_KEYS: [&str; 14] = [
+    "epochs", "patience", "lr", "lr_factor", "lr_patience", "min_lr", "batch_size", "weight_decay", "seed", "subset", "split_seed", "aug_shift", "aug_flip", "precision",
 ];
 
 /// A flag's value before it joins the table.
@@ -250,6 +268,13 @@ pub enum FlagValue {
     Float(f64),
     Whole(u64),
     Bool(bool),
+    Text(String),
+}
+
+impl From<&str> for FlagValue {
+    fn from(v: &str) -> Self {
+        FlagValue::Text(v.to_string())
+    }
 }
 
 impl From<bool> for FlagValue {

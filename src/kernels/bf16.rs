@@ -33,11 +33,23 @@ pub fn available() -> bool {
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
+/// Why the convolutions cannot run their products in bf16 here, if they cannot: only our
+/// flex kernels do, and only with the instructions.
+pub fn unavailable() -> Option<&'static str> {
+    if !super::use_kernels() {
+        Some("bf16 runs in the default CPU build only")
+    } else if !available() {
+        Some("this CPU has no AVX512-BF16")
+    } else {
+        None
+    }
+}
+
 /// Runs the convolutions' products in bf16 from now on (or in f32 again); `Err` with the
-/// reason when this CPU cannot.
+/// reason ([`unavailable`]) when they cannot.
 pub fn enable(on: bool) -> Result<(), &'static str> {
-    if on && !available() {
-        return Err("this CPU has no AVX512-BF16");
+    if let Some(why) = unavailable().filter(|_| on) {
+        return Err(why);
     }
     ENABLED.store(on, Ordering::Relaxed);
     Ok(())

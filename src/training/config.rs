@@ -130,8 +130,7 @@ impl TrainConfig {
                 format!("use at least {} images (one per class) and at most {}, or leave the subset out", crate::data::CLASSES, MAX_SUBSET),
             ));
         }
-        if self.precision == Precision::Bf16 && !(crate::kernels::use_kernels() && crate::kernels::bf16::available()) {
-            let why = if crate::kernels::use_kernels() { "this CPU has no AVX512-BF16" } else { "bf16 runs in the default CPU build only" };
+        if let Some(why) = crate::kernels::bf16::unavailable().filter(|_| self.precision == Precision::Bf16) {
             return Err(("precision", format!("bf16 is not available here: {why}"), "use precision = \"fp32\" (the default)".into()));
         }
         for (key, v) in [("seed", self.seed), ("split_seed", self.split_seed)] {

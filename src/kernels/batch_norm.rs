@@ -103,13 +103,18 @@ fn block_sum<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> [f32;
 /// Per-channel `[f64; 2]` sums over the batch: `per_image(image index, accumulators)` adds
 /// one image's share, images spread over rayon's threads.
 fn channel_sums(s: &NormShape, per_image: impl Fn(usize, &mut [[f64; 2]]) + Sync) -> Vec<[f64; 2]> {
-    (0..s.batch)
-        .into_par_iter()
+    sums_over(s, (0..s.batch).into_par_iter(), per_image)
+}
+
+/// [`channel_sums`] over any indexed parallel iteration of the images (one that also hands
+/// each image its own output slice).
+fn sums_over<I: IndexedParallelIterator>(s: &NormShape, images: I, per_image: impl Fn(I::Item, &mut [[f64; 2]]) + Sync) -> Vec<[f64; 2]> {
+    images
         .with_min_len(MIN_IMAGES_PER_TASK)
         .fold(
             || vec![[0.0f64; 2]; s.channels],
-            |mut acc, n| {
-                per_image(n, &mut acc);
+            |mut acc, item| {
+                per_image(item, &mut acc);
                 acc
             },
         )
@@ -351,14 +356,15 @@ struct Backward {
 }
 
 multiversion! {
-    /// One image's share of `[Σ g, Σ g·x̂]` per channel.
-    fn grad_sums_image(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], acc: &mut [[f64; 2]]) {
-        with_function!(b.affine.act, F => grad_sums_planes::<F>(b, s, x, dy, acc))
+    /// One image's share of `[Σ g, Σ g·x̂]` per channel; pooled, each window's `g` is also
+    /// written to `gated` unless it is empty.
+    fn grad_sums_image(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], acc: &mut [[f64; 2]], gated: &mut [f32]) {
+        with_function!(b.affine.act, F => grad_sums_planes::<F>(b, s, x, dy, acc, gated))
     }
 }
 
 #[inline(always)]
-fn grad_sums_planes<F: Function>(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], acc: &mut [[f64; 2]]) {
+fn grad_sums_planes<F: Function>(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], acc: &mut [[f64; 2]], gated: &mut [f32]) {
     let a = &b.affine;
     if s.spatial() == 1 {
         // Dense layers: across channels.
@@ -407,6 +413,9 @@ fn grad_sums_planes<F: Function>(b: &Backward, s: &NormShape, x: &[f32], dy: &[f
                 block_sum(&g_max, &x_max, |g, v| [g, g * (v - m) * r])
             }
         };
+        if !gated.is_empty() && a.pool > 1 {
+            gated[c * ph * pw..][..ph * pw].copy_from_slice(&g_max);
+        }
         acc[0] += sg;
         acc[1] += sgx;
     }
@@ -442,8 +451,11 @@ multiversion! {
     }
 }
 
+/// Only ReLU and the identity reach it: [`train_backward`] passes the gradient back through
+/// every other activation first ([`gates_image`], or the pooled sums pass).
 #[inline(always)]
 fn grad_planes<F: Function>(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
+    assert!(F::DONE_IN_WINDOWS, "the gradient reaches the input pass already passed back through the activation");
     let a = &b.affine;
     if s.spatial() == 1 {
         // Dense layers: across channels.
@@ -454,11 +466,6 @@ fn grad_planes<F: Function>(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], 
     }
     let [ph, pw] = s.pooled(a.pool);
     let planes = x.chunks_exact(s.spatial()).zip(dy.chunks_exact(ph * pw)).zip(dx.chunks_exact_mut(s.spatial())).enumerate();
-    // One row of windows' gated gradients, for activations the windows do not apply.
-    let (mut g_row, mut x_row) = match F::DONE_IN_WINDOWS {
-        true => (Vec::new(), Vec::new()),
-        false => (vec![0.0f32; pw], vec![0.0f32; pw]),
-    };
     for (c, ((xp, dyp), dxp)) in planes {
         let (f, k_g, k_x, k_0) = (a.channel(c), b.k_g[c], b.k_x[c], b.k_0[c]);
         match a.pool {
@@ -473,15 +480,8 @@ fn grad_planes<F: Function>(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], 
                 for (oy, (rows, dx_rows)) in xp.chunks_exact(2 * s.w).zip(dxp.chunks_exact_mut(2 * s.w)).enumerate() {
                     let (r0, r1) = rows.split_at(s.w);
                     let (d0, d1) = dx_rows.split_at_mut(s.w);
-                    let (r0, r1) = (&r0[..2 * pw], &r1[..2 * pw]);
-                    let mut dy_row = &dyp[oy * pw..][..pw];
-                    if !F::DONE_IN_WINDOWS {
-                        // The activation's gate at each window's maximum first.
-                        window2::gather(f, r0, r1, dy_row, &mut g_row, &mut x_row);
-                        g_row.iter_mut().zip(&x_row).for_each(|(g, &v)| *g = F::gate(*g, f.linear(v)));
-                        dy_row = &g_row;
-                    }
-                    window2::grad(f, [k_g, k_x, k_0], r0, r1, dy_row, &mut d0[..2 * pw], &mut d1[..2 * pw]);
+                    let dy_row = &dyp[oy * pw..][..pw];
+                    window2::grad(f, [k_g, k_x, k_0], &r0[..2 * pw], &r1[..2 * pw], dy_row, &mut d0[..2 * pw], &mut d1[..2 * pw]);
                     if s.w % 2 == 1 {
                         d0[s.w - 1].write(k_x * rows[s.w - 1] + k_0);
                         d1[s.w - 1].write(k_x * rows[2 * s.w - 1] + k_0);
@@ -549,10 +549,28 @@ pub fn train_backward(
     };
     let dyn_len = s.pooled_image(pool);
     let image = |n: usize| (&x[n * s.image()..][..s.image()], &dy[n * dyn_len..][..dyn_len]);
-    let sums = channel_sums(s, |n, acc| {
-        let (xn, dyn_) = image(n);
-        grad_sums_image(&b, s, xn, dyn_, acc)
-    });
+    // Pooled, an activation the windows do not apply is passed back at each window's maximum
+    // in the sums pass, which keeps the result: the input-gradient pass then runs as the plain
+    // normalisation's, without finding the windows' maxima a third time.
+    let keep_gated = pool > 1 && !with_function!(act, F => F::DONE_IN_WINDOWS);
+    let mut pooled_gated = vec![0.0f32; if keep_gated { dy.len() } else { 0 }];
+    let sums = match keep_gated {
+        true => sums_over(s, pooled_gated.par_chunks_mut(dyn_len).enumerate(), |(n, out), acc| {
+            let (xn, dyn_) = image(n);
+            grad_sums_image(&b, s, xn, dyn_, acc, out)
+        }),
+        false => channel_sums(s, |n, acc| {
+            let (xn, dyn_) = image(n);
+            grad_sums_image(&b, s, xn, dyn_, acc, &mut [])
+        }),
+    };
+    let dy = if keep_gated {
+        b.affine.act = Activation::Linear;
+        pooled_gated.as_slice()
+    } else {
+        dy
+    };
+    let image = |n: usize| (&x[n * s.image()..][..s.image()], &dy[n * dyn_len..][..dyn_len]);
     let d_beta: Vec<f32> = sums.iter().map(|[b, _]| *b as f32).collect();
     let d_gamma: Vec<f32> = sums.iter().map(|[_, g]| *g as f32).collect();
     let m = s.count() as f32;

@@ -445,66 +445,62 @@ fn gates_first(act: Activation, pool: usize) -> bool {
 }
 
 multiversion! {
-    /// One image's input gradient `k_g·g + k_x·x + k_0`.
+    /// One image's input gradient `k_g·g + k_x·x + k_0`. Only ReLU (the channel map's gate)
+    /// and the identity reach it: [`train_backward`] passes the gradient back through every
+    /// other activation first ([`gates_image`], or the pooled sums pass).
     fn grad_image(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
-        with_function!(b.affine.act, F => grad_planes::<F>(b, s, x, dy, dx))
-    }
-}
-
-/// Only ReLU and the identity reach it: [`train_backward`] passes the gradient back through
-/// every other activation first ([`gates_image`], or the pooled sums pass).
-#[inline(always)]
-fn grad_planes<F: Function>(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
-    assert!(F::DONE_IN_WINDOWS, "the gradient reaches the input pass already passed back through the activation");
-    let a = &b.affine;
-    if s.spatial() == 1 {
-        // Dense layers: across channels.
-        for (c, ((o, &d), &v)) in dx.iter_mut().zip(dy).zip(x).enumerate() {
-            o.write(b.k_g[c] * F::gate(d, a.z(c, v)) + b.k_x[c] * v + b.k_0[c]);
-        }
-        return;
-    }
-    let [ph, pw] = s.pooled(a.pool);
-    let planes = x.chunks_exact(s.spatial()).zip(dy.chunks_exact(ph * pw)).zip(dx.chunks_exact_mut(s.spatial())).enumerate();
-    for (c, ((xp, dyp), dxp)) in planes {
-        let (f, k_g, k_x, k_0) = (a.channel(c), b.k_g[c], b.k_x[c], b.k_0[c]);
-        match a.pool {
-            1 => {
-                for ((o, &v), &d) in dxp.iter_mut().zip(xp).zip(dyp) {
-                    o.write(k_g * F::gate(d, f.linear(v)) + k_x * v + k_0);
-                }
+        assert!(matches!(b.affine.act, Activation::Relu | Activation::Linear), "the gradient reaches the input pass already passed back through the activation");
+        let a = &b.affine;
+        if s.spatial() == 1 {
+            // Dense layers: across channels.
+            for (c, ((o, &d), &v)) in dx.iter_mut().zip(dy).zip(x).enumerate() {
+                let f = a.channel(c);
+                o.write(b.k_g[c] * f.gate(d, f.z(v)) + b.k_x[c] * v + b.k_0[c]);
             }
-            2 => {
-                // Row pairs of windows; values outside every window (an odd last row or
-                // column) get no gradient from the pool.
-                for (oy, (rows, dx_rows)) in xp.chunks_exact(2 * s.w).zip(dxp.chunks_exact_mut(2 * s.w)).enumerate() {
-                    let (r0, r1) = rows.split_at(s.w);
-                    let (d0, d1) = dx_rows.split_at_mut(s.w);
-                    let dy_row = &dyp[oy * pw..][..pw];
-                    window2::grad(f, [k_g, k_x, k_0], &r0[..2 * pw], &r1[..2 * pw], dy_row, &mut d0[..2 * pw], &mut d1[..2 * pw]);
-                    if s.w % 2 == 1 {
-                        d0[s.w - 1].write(k_x * rows[s.w - 1] + k_0);
-                        d1[s.w - 1].write(k_x * rows[2 * s.w - 1] + k_0);
+            return;
+        }
+        let [ph, pw] = s.pooled(a.pool);
+        let planes = x.chunks_exact(s.spatial()).zip(dy.chunks_exact(ph * pw)).zip(dx.chunks_exact_mut(s.spatial())).enumerate();
+        for (c, ((xp, dyp), dxp)) in planes {
+            let (f, k_g, k_x, k_0) = (a.channel(c), b.k_g[c], b.k_x[c], b.k_0[c]);
+            match a.pool {
+                1 => {
+                    for ((o, &v), &d) in dxp.iter_mut().zip(xp).zip(dyp) {
+                        o.write(k_g * f.gate(d, f.z(v)) + k_x * v + k_0);
                     }
                 }
-                if s.h % 2 == 1 {
-                    let last = (s.h - 1) * s.w;
-                    dxp[last..].iter_mut().zip(&xp[last..]).for_each(|(o, &v)| {
-                        o.write(k_x * v + k_0);
+                2 => {
+                    // Row pairs of windows; values outside every window (an odd last row or
+                    // column) get no gradient from the pool.
+                    for (oy, (rows, dx_rows)) in xp.chunks_exact(2 * s.w).zip(dxp.chunks_exact_mut(2 * s.w)).enumerate() {
+                        let (r0, r1) = rows.split_at(s.w);
+                        let (d0, d1) = dx_rows.split_at_mut(s.w);
+                        let dy_row = &dyp[oy * pw..][..pw];
+                        window2::grad(f, [k_g, k_x, k_0], &r0[..2 * pw], &r1[..2 * pw], dy_row, &mut d0[..2 * pw], &mut d1[..2 * pw]);
+                        if s.w % 2 == 1 {
+                            d0[s.w - 1].write(k_x * rows[s.w - 1] + k_0);
+                            d1[s.w - 1].write(k_x * rows[2 * s.w - 1] + k_0);
+                        }
+                    }
+                    if s.h % 2 == 1 {
+                        let last = (s.h - 1) * s.w;
+                        dxp[last..].iter_mut().zip(&xp[last..]).for_each(|(o, &v)| {
+                            o.write(k_x * v + k_0);
+                        });
+                    }
+                }
+                k => {
+                    let z: Vec<f32> = xp.iter().map(|&v| f.z(v)).collect();
+                    let mut plane: Vec<f32> = xp.iter().map(|&v| k_x * v + k_0).collect();
+                    let geometry = PoolGeometry { planes: 1, h: s.h, w: s.w, k };
+                    for (i, &d) in dyp.iter().enumerate() {
+                        let at = geometry.argmax(&z, i / pw, i % pw);
+                        plane[at] += k_g * f.gate(d, z[at]);
+                    }
+                    dxp.iter_mut().zip(plane).for_each(|(o, v)| {
+                        o.write(v);
                     });
                 }
-            }
-            k => {
-                let z: Vec<f32> = xp.iter().map(|&v| f.z(v)).collect();
-                let mut plane: Vec<f32> = xp.iter().map(|&v| k_x * v + k_0).collect();
-                let geometry = PoolGeometry { planes: 1, h: s.h, w: s.w, k };
-                for (i, &d) in dyp.iter().enumerate() {
-                    let at = geometry.argmax(&z, i / pw, i % pw);
-                    plane[at] += k_g * F::gate(d, f.linear(xp[at]));
-                }
-                dxp.iter_mut().zip(plane).for_each(|(o, v)| {
-                    o.write(v);
-                });
             }
         }
     }

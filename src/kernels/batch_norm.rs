@@ -441,7 +441,14 @@ multiversion! {
 /// it again: GELU's batch-norm backward took 120 ms a step that way, 36 ms with a vectorised
 /// gate evaluated twice.)
 fn gates_first(act: Activation, pool: usize) -> bool {
-    pool == 1 && !with_function!(act, F => F::DONE_IN_WINDOWS)
+    pool == 1 && !done_in_windows(act)
+}
+
+/// Whether the window kernels and the channel map's gate apply `act` themselves (ReLU and the
+/// identity); backward passes the gradient through every other activation before the
+/// input-gradient pass.
+fn done_in_windows(act: Activation) -> bool {
+    with_function!(act, F => F::DONE_IN_WINDOWS)
 }
 
 multiversion! {
@@ -449,7 +456,7 @@ multiversion! {
     /// and the identity reach it: [`train_backward`] passes the gradient back through every
     /// other activation first ([`gates_image`], or the pooled sums pass).
     fn grad_image(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
-        assert!(matches!(b.affine.act, Activation::Relu | Activation::Linear), "the gradient reaches the input pass already passed back through the activation");
+        assert!(done_in_windows(b.affine.act), "the gradient reaches the input pass already passed back through the activation");
         let a = &b.affine;
         if s.spatial() == 1 {
             // Dense layers: across channels.
@@ -548,7 +555,7 @@ pub fn train_backward(
     // Pooled, an activation the windows do not apply is passed back at each window's maximum
     // in the sums pass, which keeps the result: the input-gradient pass then runs as the plain
     // normalisation's, without finding the windows' maxima a third time.
-    let keep_gated = pool > 1 && !with_function!(act, F => F::DONE_IN_WINDOWS);
+    let keep_gated = pool > 1 && !done_in_windows(act);
     let mut pooled_gated = vec![0.0f32; if keep_gated { dy.len() } else { 0 }];
     let sums = match keep_gated {
         true => sums_over(s, pooled_gated.par_chunks_mut(dyn_len).enumerate(), |(n, out), acc| {

@@ -142,6 +142,31 @@ impl Shift {
     }
 }
 
+/// Where [`Shift::applies`], im2col's matrix as the bf16 products read it straight from the
+/// image: row (c, i, j) is plane c shifted by `(i − pad)·w + j − pad`, inside where the source
+/// row and column exist.
+fn shifted(g: &ConvGeometry) -> Option<super::bf16::shifted::Shifted> {
+    if !Shift::applies(g) {
+        return None;
+    }
+    let (ow, kw) = (g.out_w(), g.kw);
+    let (pad_y, pad_x) = (g.pad[0] as isize, g.pad[1] as isize);
+    let offsets = (0..g.kh * kw).map(|q| ((q / kw) as isize - pad_y) * g.w as isize + (q % kw) as isize - pad_x).collect();
+    let inside = |q: usize, t: usize| {
+        let iy = (t / ow + q / kw) as isize - pad_y;
+        let ix = (t % ow + q % kw) as isize - pad_x;
+        (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix)
+    };
+    Some(super::bf16::shifted::Shifted::new(g.c_in, g.h * g.w, g.plane(), offsets, inside))
+}
+
+/// Wᵀ (`patch × c_out`, row-major) with its rows in the offset-major order of
+/// [`super::bf16::shifted::Shifted::offset_major`]: row q·c_in + c is patch row (c, q).
+fn weight_t_offset_major(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
+    let (patch, kk) = (g.patch(), g.kh * g.kw);
+    (0..patch).flat_map(|r| (0..g.c_out).map(move |o| (r, o))).map(|(r, o)| weight[o * patch + (r % g.c_in) * kk + r / g.c_in]).collect()
+}
+
 super::simd::multiversion! {
 /// Fills `col` (`patch × plane`) from one image `x` (`c_in × h × w`), zeros where padded.
 fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
@@ -274,25 +299,30 @@ fn forward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], bf16: b
     let mut y: Vec<f32> = Vec::with_capacity(len);
     // In bf16 the weights are rounded and packed once for the whole batch.
     let weight_bf16 = bf16.then(|| super::bf16::PackedLhs::new(g.c_out, patch, weight, [patch, 1]));
+    let shifted = weight_bf16.as_ref().and_then(|_| shifted(g));
     y.spare_capacity_mut()[..len]
         .par_chunks_mut(g.out_image())
         .zip(x.par_chunks(g.in_image()))
         .with_min_len(MIN_IMAGES_PER_TASK)
         .for_each_init(
-            || vec![0.0f32; patch * plane],
+            || if shifted.is_some() { Vec::new() } else { vec![0.0f32; patch * plane] },
             |col, (yn, xn)| {
-                im2col(g, xn, col);
                 // Every output starts as its channel's bias (written, not zeroed first).
                 for (row, b) in yn.chunks_mut(plane).zip(bias) {
-                    row.iter_mut().for_each(|v| {
-                        v.write(*b);
-                    });
+                    row.fill(std::mem::MaybeUninit::new(*b));
                 }
                 // SAFETY: the loop above initialised all c_out·plane values of this image.
                 let yn = unsafe { std::slice::from_raw_parts_mut(yn.as_mut_ptr().cast::<f32>(), yn.len()) };
-                match &weight_bf16 {
-                    Some(w) => super::bf16::matmul(w, plane, yn, true, col, plane),
-                    None => matmul(g.c_out, plane, patch, yn, true, weight, [patch, 1], col, [plane, 1]),
+                match (&weight_bf16, &shifted) {
+                    (Some(w), Some(from_image)) => super::bf16::shifted::matmul(w, from_image, xn, yn, true),
+                    (Some(w), None) => {
+                        im2col(g, xn, col);
+                        super::bf16::matmul(w, plane, yn, true, col, plane)
+                    }
+                    (None, _) => {
+                        im2col(g, xn, col);
+                        matmul(g.c_out, plane, patch, yn, true, weight, [patch, 1], col, [plane, 1])
+                    }
                 }
             },
         );
@@ -302,7 +332,10 @@ fn forward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], bf16: b
 }
 
 /// One image of the backward pass: (output gradient, input) and the input gradient to fill, if wanted.
-type Image<'a> = ((&'a [f32], &'a [f32]), Option<&'a mut [f32]>);
+/// The input gradient's memory arrives uninitialised: each image's is zeroed just before its
+/// products add onto it, so it is in cache then (zeroing the whole batch first cost a pass
+/// over memory, and the adds then waited on it).
+type Image<'a> = ((&'a [f32], &'a [f32]), Option<&'a mut [std::mem::MaybeUninit<f32>]>);
 
 /// Per-task accumulators of the backward pass.
 struct Scratch {
@@ -313,16 +346,20 @@ struct Scratch {
     bias: Vec<f32>,
     col: Vec<f32>,
     dcol: Vec<f32>,
+    /// im2col's matrix packed in bf16, for the shifted bf16 weight gradient.
+    pairs: Vec<u32>,
 }
 
 impl Scratch {
-    fn new(g: &ConvGeometry, need_x: bool) -> Scratch {
-        let cols = g.patch() * g.plane();
+    /// `f32_col`: whether the products need im2col's matrix in f32 (all but the shifted bf16 ones).
+    fn new(g: &ConvGeometry, need_x: bool, f32_col: bool) -> Scratch {
+        let cols = if f32_col { g.patch() * g.plane() } else { 0 };
         Scratch {
             weight_t: vec![0.0; g.patch() * g.c_out],
             bias: vec![0.0; g.c_out],
             col: vec![0.0; cols],
             dcol: if need_x { vec![0.0; cols] } else { Vec::new() },
+            pairs: Vec::new(),
         }
     }
 }
@@ -344,39 +381,65 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
     assert_eq!(weight.len(), g.c_out * g.patch(), "conv weight size");
     assert_eq!(dy.len(), g.batch * g.out_image(), "conv output-gradient size");
     let (plane, patch) = (g.plane(), g.patch());
-    let mut dx = if need_x { vec![0.0f32; g.batch * g.in_image()] } else { Vec::new() };
-    let weight_t_bf16 = (need_x && bf16).then(|| super::bf16::PackedLhs::new(patch, g.c_out, weight, [1, patch]));
+    let dx_len = if need_x { g.batch * g.in_image() } else { 0 };
+    let mut dx: Vec<f32> = Vec::with_capacity(dx_len);
+    let from_image = bf16.then(|| shifted(g)).flatten();
+    // Wᵀ for the input gradient; where it is added straight onto the image, its rows go in
+    // the shifted matrix's offset-major order.
+    let onto_image = (need_x && bf16).then(|| shifted(g).map(|s| s.offset_major())).flatten();
+    let weight_t_bf16 = (need_x && bf16).then(|| match &onto_image {
+        Some(_) => super::bf16::PackedLhs::new(patch, g.c_out, &weight_t_offset_major(g, weight), [g.c_out, 1]),
+        None => super::bf16::PackedLhs::new(patch, g.c_out, weight, [1, patch]),
+    });
     let per_image = |mut s: Scratch, ((dyn_, xn), dxn): Image<'_>| {
-        im2col(g, xn, &mut s.col);
         // dWᵀ += col · dYᵀ
-        match bf16 {
-            true => super::bf16::matmul_t(
-                &super::bf16::PackedLhs::new(patch, plane, &s.col, [plane, 1]),
-                &super::bf16::PackedLhs::new(g.c_out, plane, dyn_, [plane, 1]),
-                &mut s.weight_t,
-                true,
-            ),
-            false => matmul(patch, g.c_out, plane, &mut s.weight_t, true, &s.col, [plane, 1], dyn_, [1, plane]),
+        let dy_bf16 = || super::bf16::PackedLhs::new(g.c_out, plane, dyn_, [plane, 1]);
+        match (bf16, &from_image) {
+            (true, Some(from_image)) => {
+                let col = super::bf16::shifted::pack(from_image, xn, std::mem::take(&mut s.pairs));
+                super::bf16::matmul_t(&col, &dy_bf16(), &mut s.weight_t, true);
+                s.pairs = col.into_buffer();
+            }
+            (true, None) => {
+                im2col(g, xn, &mut s.col);
+                super::bf16::matmul_t(&super::bf16::PackedLhs::new(patch, plane, &s.col, [plane, 1]), &dy_bf16(), &mut s.weight_t, true)
+            }
+            (false, _) => {
+                im2col(g, xn, &mut s.col);
+                matmul(patch, g.c_out, plane, &mut s.weight_t, true, &s.col, [plane, 1], dyn_, [1, plane])
+            }
         }
         for (b, row) in s.bias.iter_mut().zip(dyn_.chunks(plane)) {
             *b += super::simd::sum(row);
         }
         if let Some(dxn) = dxn {
+            dxn.fill(std::mem::MaybeUninit::new(0.0));
+            // SAFETY: just initialised, all of it.
+            let dxn = unsafe { std::slice::from_raw_parts_mut(dxn.as_mut_ptr().cast::<f32>(), dxn.len()) };
             // dcol = Wᵀ · dY, then scattered back onto the image.
-            match &weight_t_bf16 {
-                Some(w_t) => super::bf16::matmul(w_t, plane, &mut s.dcol, false, dyn_, plane),
-                None => matmul(patch, plane, g.c_out, &mut s.dcol, false, weight, [1, patch], dyn_, [plane, 1]),
+            match (&weight_t_bf16, &onto_image) {
+                (Some(w_t), Some(onto_image)) => super::bf16::shifted::matmul_col2im(w_t, dyn_, plane, onto_image, dxn),
+                (Some(w_t), None) => {
+                    super::bf16::matmul(w_t, plane, &mut s.dcol, false, dyn_, plane);
+                    col2im(g, &mut s.dcol, dxn);
+                }
+                (None, _) => {
+                    matmul(patch, plane, g.c_out, &mut s.dcol, false, weight, [1, patch], dyn_, [plane, 1]);
+                    col2im(g, &mut s.dcol, dxn);
+                }
             }
-            col2im(g, &mut s.dcol, dxn);
         }
         s
     };
     let images = dy.par_chunks(g.out_image()).zip(x.par_chunks(g.in_image()));
+    let f32_col = from_image.is_none();
     let sums = if need_x {
-        accumulate(g, need_x, images.zip(dx.par_chunks_mut(g.in_image()).map(Some)), per_image)
+        accumulate(g, need_x, f32_col, images.zip(dx.spare_capacity_mut()[..dx_len].par_chunks_mut(g.in_image()).map(Some)), per_image)
     } else {
-        accumulate(g, need_x, images.zip((0..g.batch).into_par_iter().map(|_| None)), per_image)
+        accumulate(g, need_x, f32_col, images.zip((0..g.batch).into_par_iter().map(|_| None)), per_image)
     };
+    // SAFETY: with need_x every image's chunk was initialised above (and dx_len is 0 without).
+    unsafe { dx.set_len(dx_len) };
     let (weight_t, bias_grad) = sums.unwrap_or_else(|| (vec![0.0; patch * g.c_out], vec![0.0; g.c_out]));
     let weight_grad = (0..g.c_out * patch).map(|i| weight_t[(i % patch) * g.c_out + i / patch]).collect();
     ConvGrads { x: need_x.then_some(dx), weight: weight_grad, bias: bias_grad }
@@ -386,6 +449,7 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
 fn accumulate<'a, I>(
     g: &ConvGeometry,
     need_x: bool,
+    f32_col: bool,
     images: I,
     per_image: impl Fn(Scratch, I::Item) -> Scratch + Sync + Send,
 ) -> Option<(Vec<f32>, Vec<f32>)>
@@ -394,7 +458,7 @@ where
 {
     images
         .with_min_len(MIN_IMAGES_PER_TASK)
-        .fold(|| Scratch::new(g, need_x), per_image)
+        .fold(|| Scratch::new(g, need_x, f32_col), per_image)
         .map(|s| (s.weight_t, s.bias))
         .reduce_with(sum_pairs)
 }
@@ -541,6 +605,45 @@ mod tests {
         }
     }
 
+    /// Reading im2col's matrix straight from the image gives the bf16 products exactly what
+    /// the explicit matrix gives: the same packed bits, the same forward bits, and the same
+    /// input gradient up to f32 summation order (the adds onto the image run in another order).
+    #[test]
+    fn shifted_bf16_products_equal_those_of_the_explicit_matrix() {
+        use super::super::bf16::{self, PackedLhs, shifted as sh};
+        if !bf16::available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let mut shifted_geometries = 0;
+        for (k, g) in geometries().into_iter().enumerate() {
+            let Some(from_image) = shifted(&g) else { continue };
+            shifted_geometries += 1;
+            let (patch, plane, seed) = (g.patch(), g.plane(), 300 + 10 * k as u64);
+            let (x, w, dy) = (values(g.in_image(), seed), values(g.c_out * patch, seed + 1), values(g.c_out * plane, seed + 2));
+            let mut col = vec![0.0; patch * plane];
+            im2col(&g, &x, &mut col);
+            let packed_w = PackedLhs::new(g.c_out, patch, &w, [patch, 1]);
+            let (mut explicit, mut direct) = (values(g.out_image(), seed + 3), values(g.out_image(), seed + 3));
+            bf16::matmul(&packed_w, plane, &mut explicit, true, &col, plane);
+            sh::matmul(&packed_w, &from_image, &x, &mut direct, true);
+            assert_eq!(explicit, direct, "{g:?} forward");
+            let (mut via_col, mut via_image) = (vec![0.0; patch * g.c_out], vec![0.0; patch * g.c_out]);
+            let packed_dy = PackedLhs::new(g.c_out, plane, &dy, [plane, 1]);
+            bf16::matmul_t(&PackedLhs::new(patch, plane, &col, [plane, 1]), &packed_dy, &mut via_col, false);
+            bf16::matmul_t(&sh::pack(&from_image, &x, Vec::new()), &packed_dy, &mut via_image, false);
+            assert_eq!(via_col, via_image, "{g:?} weight gradient");
+            let (mut dcol, mut explicit_dx, mut direct_dx) = (vec![0.0; patch * plane], vec![0.0; g.in_image()], vec![0.0; g.in_image()]);
+            bf16::matmul(&PackedLhs::new(patch, g.c_out, &w, [1, patch]), plane, &mut dcol, false, &dy, plane);
+            col2im(&g, &mut dcol, &mut explicit_dx);
+            let w_t = weight_t_offset_major(&g, &w);
+            sh::matmul_col2im(&PackedLhs::new(patch, g.c_out, &w_t, [g.c_out, 1]), &dy, plane, &from_image.offset_major(), &mut direct_dx);
+            let err = max_rel_err(&direct_dx, &explicit_dx);
+            assert!(err < 1e-6, "{g:?} input gradient: {err}");
+        }
+        assert!(shifted_geometries >= 5, "the geometries should exercise the shifted path");
+    }
+
     #[test]
     fn valid_ranges_cover_exactly_the_inside_columns() {
         for (len, stride, pad, k) in [(28, 1, 1, 3), (7, 2, 0, 2), (5, 3, 2, 5), (3, 1, 2, 3)] {
@@ -555,3 +658,4 @@ mod tests {
         }
     }
 }
+

@@ -108,6 +108,11 @@ impl PackedLhs {
         let pairs = (0..m).flat_map(|i| (0..kp).map(move |p| (i, p))).map(|(i, p)| pair(at(i, 2 * p), at(i, 2 * p + 1))).collect();
         PackedLhs { m, k, pairs }
     }
+
+    /// Its memory, for the next packing.
+    pub fn into_buffer(self) -> Vec<u32> {
+        self.pairs
+    }
 }
 
 /// `dst (m × n, row-major) (+)= lhs · rhs` for the packed `lhs` (m × k) and `rhs` (k × n,
@@ -147,159 +152,8 @@ pub fn matmul_t(lhs: &PackedLhs, rhs_t: &PackedLhs, dst: &mut [f32], accumulate:
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use std::arch::x86_64::*;
-
-    use super::{MR, NR, PackedLhs};
-
-    /// The same 512 bits as 32 bf16 values.
-    #[inline(always)]
-    fn bh(v: __m512i) -> __m512bh {
-        // SAFETY: both are 512-bit vectors, and every bit pattern is a valid value of each.
-        unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
-    }
-
-    #[inline(always)]
-    fn words(v: __m512bh) -> __m512i {
-        // SAFETY: as in bh.
-        unsafe { std::mem::transmute::<__m512bh, __m512i>(v) }
-    }
-
-    /// Word order that interleaves the two rows `_mm512_cvtne2ps_pbh` puts in the low and high
-    /// halves: (r0[j], r1[j]) for j in 0..16.
-    const INTERLEAVE: [i16; 32] = {
-        let mut idx = [0i16; 32];
-        let mut j = 0;
-        while j < 16 {
-            idx[2 * j] = j as i16;
-            idx[2 * j + 1] = 16 + j as i16;
-            j += 1;
-        }
-        idx
-    };
-
-    /// Columns `j0..j0 + NR` of `rhs` (k × n, rows `row` apart): per pair of depths p, NR
-    /// lanes of (B[2p, j], B[2p + 1, j]), rounded by the CPU (nearest even); columns past n
-    /// and the depth past k are zeros.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-    pub(super) fn pack_rhs_strip(n: usize, k: usize, rhs: &[f32], row: usize, j0: usize, out: &mut [u32]) {
-        let cols = NR.min(n - j0);
-        let idx = unsafe { _mm512_loadu_si512(INTERLEAVE.as_ptr().cast()) };
-        for p in 0..k.div_ceil(2) {
-            for half in 0..2 {
-                let c0 = 16 * half;
-                let count = cols.saturating_sub(c0).min(16);
-                let mask: __mmask16 = if count == 16 { 0xFFFF } else { (1u16 << count) - 1 };
-                let load = |l: usize| {
-                    if l >= k || count == 0 {
-                        return _mm512_setzero_ps();
-                    }
-                    let at = l * row + j0 + c0;
-                    assert!(at + count <= rhs.len());
-                    // SAFETY: the mask limits the load to rhs[at..at + count] (asserted).
-                    unsafe { _mm512_maskz_loadu_ps(mask, rhs.as_ptr().add(at)) }
-                };
-                let (r0, r1) = (load(2 * p), load(2 * p + 1));
-                let words = _mm512_permutexvar_epi16(idx, words(_mm512_cvtne2ps_pbh(r1, r0)));
-                let dst = &mut out[p * NR + c0..][..16];
-                // SAFETY: dst holds 16 lanes.
-                unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), words) };
-            }
-        }
-    }
-
-    /// MR × NR products of rows `rows` of the packed lhs and one rhs strip, `kp` pairs deep.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-    fn micro(kp: usize, rows: [&[u32]; MR], b: &[u32]) -> [[__m512; 2]; MR] {
-        assert!(b.len() >= kp * NR && rows.iter().all(|r| r.len() >= kp));
-        let mut c = [[_mm512_setzero_ps(); 2]; MR];
-        for p in 0..kp {
-            // SAFETY: p < kp, within the strip and every row (asserted).
-            let (b0, b1) = unsafe {
-                let at = b.as_ptr().add(p * NR);
-                (bh(_mm512_loadu_si512(at.cast())), bh(_mm512_loadu_si512(at.add(16).cast())))
-            };
-            for (acc, row) in c.iter_mut().zip(&rows) {
-                // SAFETY: as above.
-                let lanes = unsafe { *row.get_unchecked(p) } as i32;
-                let av = bh(_mm512_set1_epi32(lanes));
-                acc[0] = _mm512_dpbf16_ps(acc[0], av, b0);
-                acc[1] = _mm512_dpbf16_ps(acc[1], av, b1);
-            }
-        }
-        c
-    }
-
-    /// Rows of `lhs` (m × k, depth contiguous, rows `row` apart) as pairs along the depth,
-    /// rounded by the CPU (nearest even), into `out` (m × kp).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-    pub(super) fn pack_rows(m: usize, k: usize, lhs: &[f32], row: usize, out: &mut [u32]) {
-        let kp = k.div_ceil(2);
-        for i in 0..m {
-            for l0 in (0..k).step_by(32) {
-                let load = |from: usize| {
-                    let count = k.saturating_sub(from).min(16);
-                    if count == 0 {
-                        return _mm512_setzero_ps();
-                    }
-                    let mask: __mmask16 = if count == 16 { 0xFFFF } else { (1u16 << count) - 1 };
-                    let at = i * row + from;
-                    assert!(at + count <= lhs.len());
-                    // SAFETY: the mask limits the load to lhs[at..at + count] (asserted).
-                    unsafe { _mm512_maskz_loadu_ps(mask, lhs.as_ptr().add(at)) }
-                };
-                let words = words(_mm512_cvtne2ps_pbh(load(l0 + 16), load(l0)));
-                let lanes = (kp - l0 / 2).min(16);
-                let mask: __mmask16 = if lanes == 16 { 0xFFFF } else { (1u16 << lanes) - 1 };
-                let at = i * kp + l0 / 2;
-                assert!(at + lanes <= out.len());
-                // SAFETY: the mask limits the store to out[at..at + lanes] (asserted).
-                unsafe { _mm512_mask_storeu_epi32(out.as_mut_ptr().add(at).cast(), mask, words) };
-            }
-        }
-    }
-
-    /// The product of the packed `lhs` and a right operand of `n` columns whose strips
-    /// `pack(j0, strip)` writes.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-    pub(super) fn matmul(lhs: &PackedLhs, n: usize, dst: &mut [f32], accumulate: bool, mut pack: impl FnMut(usize, &mut [u32])) {
-        let (m, k) = (lhs.m, lhs.k);
-        assert!(dst.len() >= m * n, "bf16 matmul destination too short");
-        if m == 0 {
-            return;
-        }
-        let kp = k.div_ceil(2);
-        let mut b = vec![0u32; kp * NR];
-        for j0 in (0..n).step_by(NR) {
-            pack(j0, &mut b);
-            for i0 in (0..m).step_by(MR) {
-                // Rows past m repeat the last one; their results are not stored.
-                let rows: [&[u32]; MR] = std::array::from_fn(|r| &lhs.pairs[(i0 + r).min(m - 1) * kp..][..kp]);
-                let c = micro(kp, rows, &b);
-                for (r, acc) in c.iter().enumerate().take(m - i0) {
-                    for (h, &v) in acc.iter().enumerate() {
-                        let col = j0 + 16 * h;
-                        if col >= n {
-                            break;
-                        }
-                        let count = (n - col).min(16);
-                        let mask: __mmask16 = if count == 16 { 0xFFFF } else { (1u16 << count) - 1 };
-                        let at = (i0 + r) * n + col;
-                        assert!(at + count <= dst.len());
-                        // SAFETY: the mask limits the access to dst[at..at + count] (asserted).
-                        unsafe {
-                            let ptr = dst.as_mut_ptr().add(at);
-                            let v = if accumulate { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, ptr), v) } else { v };
-                            _mm512_mask_storeu_ps(ptr, mask, v);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
+mod avx512;
+pub mod shifted;
 
 #[cfg(test)]
 mod tests {
@@ -379,3 +233,4 @@ mod tests {
         }
     }
 }
+

@@ -307,22 +307,19 @@ fn forward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], bf16: b
         .for_each_init(
             || if shifted.is_some() { Vec::new() } else { vec![0.0f32; patch * plane] },
             |col, (yn, xn)| {
+                if let (Some(w), Some(from_image)) = (&weight_bf16, &shifted) {
+                    return super::bf16::shifted::matmul_bias(w, from_image, xn, bias, yn);
+                }
                 // Every output starts as its channel's bias (written, not zeroed first).
                 for (row, b) in yn.chunks_mut(plane).zip(bias) {
                     row.fill(std::mem::MaybeUninit::new(*b));
                 }
                 // SAFETY: the loop above initialised all c_out·plane values of this image.
                 let yn = unsafe { std::slice::from_raw_parts_mut(yn.as_mut_ptr().cast::<f32>(), yn.len()) };
-                match (&weight_bf16, &shifted) {
-                    (Some(w), Some(from_image)) => super::bf16::shifted::matmul(w, from_image, xn, yn, true),
-                    (Some(w), None) => {
-                        im2col(g, xn, col);
-                        super::bf16::matmul(w, plane, yn, true, col, plane)
-                    }
-                    (None, _) => {
-                        im2col(g, xn, col);
-                        matmul(g.c_out, plane, patch, yn, true, weight, [patch, 1], col, [plane, 1])
-                    }
+                im2col(g, xn, col);
+                match &weight_bf16 {
+                    Some(w) => super::bf16::matmul(w, plane, yn, true, col, plane),
+                    None => matmul(g.c_out, plane, patch, yn, true, weight, [patch, 1], col, [plane, 1]),
                 }
             },
         );
@@ -624,9 +621,13 @@ mod tests {
             let mut col = vec![0.0; patch * plane];
             im2col(&g, &x, &mut col);
             let packed_w = PackedLhs::new(g.c_out, patch, &w, [patch, 1]);
-            let (mut explicit, mut direct) = (values(g.out_image(), seed + 3), values(g.out_image(), seed + 3));
+            let bias = values(g.c_out, seed + 3);
+            let mut explicit: Vec<f32> = bias.iter().flat_map(|&b| std::iter::repeat_n(b, plane)).collect();
             bf16::matmul(&packed_w, plane, &mut explicit, true, &col, plane);
-            sh::matmul(&packed_w, &from_image, &x, &mut direct, true);
+            let mut direct = vec![std::mem::MaybeUninit::new(f32::NAN); g.out_image()];
+            sh::matmul_bias(&packed_w, &from_image, &x, &bias, &mut direct);
+            // SAFETY: all of it initialised above (NaN where the product would leave a gap).
+            let direct: Vec<f32> = direct.into_iter().map(|v| unsafe { v.assume_init() }).collect();
             assert_eq!(explicit, direct, "{g:?} forward");
             let (mut via_col, mut via_image) = (vec![0.0; patch * g.c_out], vec![0.0; patch * g.c_out]);
             let packed_dy = PackedLhs::new(g.c_out, plane, &dy, [plane, 1]);

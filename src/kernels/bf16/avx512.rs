@@ -91,6 +91,11 @@ pub(super) fn pack_rows(m: usize, k: usize, lhs: &[f32], row: usize, out: &mut [
     let kp = k.div_ceil(2);
     for i in 0..m {
         for l0 in (0..k).step_by(32) {
+            // Four blocks ahead in the row (the operand comes from memory; masked loads do not
+            // bring the hardware prefetcher along). Past the row's end this is the next row's start.
+            let ahead = lhs.as_ptr().wrapping_add(i * row + l0 + 128);
+            _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16).cast());
             let load = |from: usize| {
                 let count = k.saturating_sub(from).min(16);
                 if count == 0 {
@@ -127,6 +132,17 @@ pub(super) fn matmul(lhs: &PackedLhs, n: usize, dst: &mut [f32], accumulate: boo
             let v = if accumulate { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, ptr), v) } else { v };
             _mm512_mask_storeu_ps(ptr, mask, v);
         }
+    });
+}
+
+/// [`matmul`] into uninitialised `dst`, each row starting from its `bias` (written once, not
+/// filled first and read back).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+pub(super) fn matmul_bias(lhs: &PackedLhs, n: usize, bias: &[f32], dst: &mut [std::mem::MaybeUninit<f32>], pack: impl FnMut(usize, &mut [u32])) {
+    assert!(dst.len() >= lhs.m * n && bias.len() >= lhs.m, "bf16 matmul destination or bias too short");
+    blocked(lhs, n, pack, |i, col, v, mask| {
+        // SAFETY: as in matmul; only stores, so the memory need not be initialised.
+        unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i * n + col).cast(), mask, _mm512_add_ps(v, _mm512_set1_ps(bias[i]))) };
     });
 }
 

@@ -83,15 +83,16 @@ impl Shifted {
     }
 }
 
-/// `dst (m × positions) (+)= lhs · col(image)`: a convolution's forward product.
-pub fn matmul(lhs: &PackedLhs, col: &Shifted, image: &[f32], dst: &mut [f32], accumulate: bool) {
+/// `dst (m × positions) = bias + lhs · col(image)`, each row starting from its bias: a
+/// convolution's forward product. Every value of `dst` is written.
+pub fn matmul_bias(lhs: &PackedLhs, col: &Shifted, image: &[f32], bias: &[f32], dst: &mut [std::mem::MaybeUninit<f32>]) {
     col.check(image);
     assert_eq!(lhs.k, col.rows(), "shifted matmul: depths differ");
     #[cfg(target_arch = "x86_64")]
     // SAFETY: check() asserted the features and the image's size, which with Shifted::new's
     // check bounds every unmasked load.
     unsafe {
-        super::avx512::matmul(lhs, col.positions, dst, accumulate, |j0, strip| super::avx512::pack_shifted_strip(col, image, j0, strip))
+        super::avx512::matmul_bias(lhs, col.positions, bias, dst, |j0, strip| super::avx512::pack_shifted_strip(col, image, j0, strip))
     }
 }
 

@@ -145,7 +145,7 @@ impl Shift {
 /// Where [`Shift::applies`], im2col's matrix as the bf16 products read it straight from the
 /// image: row (c, i, j) is plane c shifted by `(i − pad)·w + j − pad`, inside where the source
 /// row and column exist.
-fn shifted(g: &ConvGeometry) -> Option<super::bf16::shifted::Shifted> {
+fn shifted(g: &ConvGeometry) -> Option<super::shifted::Shifted> {
     if !Shift::applies(g) {
         return None;
     }
@@ -157,11 +157,11 @@ fn shifted(g: &ConvGeometry) -> Option<super::bf16::shifted::Shifted> {
         let ix = (t % ow + q % kw) as isize - pad_x;
         (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix)
     };
-    Some(super::bf16::shifted::Shifted::new(g.c_in, g.h * g.w, g.plane(), offsets, inside))
+    Some(super::shifted::Shifted::new(g.c_in, g.h * g.w, g.plane(), offsets, inside))
 }
 
 /// Wᵀ (`patch × c_out`, row-major) with its rows in the offset-major order of
-/// [`super::bf16::shifted::Shifted::offset_major`]: row q·c_in + c is patch row (c, q).
+/// [`super::shifted::Shifted::offset_major`]: row q·c_in + c is patch row (c, q).
 fn weight_t_offset_major(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
     let (patch, kk) = (g.patch(), g.kh * g.kw);
     (0..patch).flat_map(|r| (0..g.c_out).map(move |o| (r, o))).map(|(r, o)| weight[o * patch + (r % g.c_in) * kk + r / g.c_in]).collect()

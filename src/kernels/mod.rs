@@ -14,6 +14,7 @@ pub mod dropout;
 pub mod pool;
 pub mod profile;
 mod reference;
+pub mod shifted;
 pub mod simd;
 mod window2;
 

@@ -2,7 +2,8 @@
 
 use std::arch::x86_64::*;
 
-use super::{MR, NR, PackedLhs, shifted::Shifted};
+use super::{MR, NR, PackedLhs};
+use crate::kernels::shifted::Shifted;
 
 /// The same 512 bits as 32 bf16 values.
 #[inline(always)]

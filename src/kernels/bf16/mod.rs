@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Rows of the micro-kernel.
 const MR: usize = 8;
-/// Columns of the micro-kernel (two registers of 16).
-const NR: usize = 32;
+/// Columns of the micro-kernel (two registers of 16): a strip of the shifted matrices' masks.
+const NR: usize = super::shifted::STRIP;
 
 /// Whether this CPU has the instructions.
 pub fn available() -> bool {

@@ -1,151 +1,49 @@
-//! bf16 convolution products that read im2col's matrix straight from the image.
-//!
-//! Why: where the stride is 1 and the output is as wide as the input (every layer of the seed
-//! network), each im2col row is an input plane shifted by a fixed offset, with the positions
-//! whose source is padding set to zero. Writing that matrix in f32 and packing it again in bf16
-//! cost about 15% of a bf16 training step (im2col, its copies and the packing of its rows, in
-//! perf). Here the packing reads the image itself, through masked loads, and the input
-//! gradient is added onto the image gradient as the product's results leave the registers,
-//! so neither matrix is ever written.
+//! bf16 convolution products on [`Shifted`] matrices (see [`crate::kernels::shifted`]).
 
-use super::{NR, PackedLhs, available};
-
-/// An im2col matrix (`rows` × `positions`) whose row r = (channel c, kernel offset q) holds
-/// `image[c·plane_in + t + offsets[q]]` at each position t whose source lies inside the image,
-/// and zero at the others.
-#[derive(Debug)]
-pub struct Shifted {
-    positions: usize,
-    channels: usize,
-    /// Values per input channel (`h · w`).
-    plane_in: usize,
-    /// Per row: its first value's index in the image (before masking; may be negative) and
-    /// its kernel offset (computed once: the products ask for every row of every strip).
-    starts: Vec<(isize, usize)>,
-    /// Per kernel offset, per [`NR`] positions: bit b says whether position 32·s + b is inside.
-    masks: Vec<u32>,
-}
-
-impl Shifted {
-    /// The matrix of `channels` input planes of `plane_in` values, with the kernel offsets'
-    /// `offsets` and `inside(q, t)` telling whether position t's source under offset q lies in
-    /// the image. Panics where a source said to be inside lies outside its plane, so every
-    /// load the products make stays within the image.
-    pub fn new(channels: usize, plane_in: usize, positions: usize, offsets: Vec<isize>, inside: impl Fn(usize, usize) -> bool) -> Shifted {
-        let strips = positions.div_ceil(NR);
-        let mut masks = vec![0u32; offsets.len() * strips];
-        for (q, &offset) in offsets.iter().enumerate() {
-            for t in (0..positions).filter(|&t| inside(q, t)) {
-                let source = t as isize + offset;
-                assert!((0..plane_in as isize).contains(&source), "shifted im2col: position {t} of offset {q} reads {source}, outside its plane");
-                masks[q * strips + t / NR] |= 1 << (t % NR);
-            }
-        }
-        let starts = (0..channels).flat_map(|c| offsets.iter().enumerate().map(move |(q, &offset)| ((c * plane_in) as isize + offset, q))).collect();
-        Shifted { positions, channels, plane_in, starts, masks }
-    }
-
-    /// The same matrix with its rows in (kernel offset, channel) order: row q·channels + c is
-    /// row (c, q) of the original. The input gradient's product stores each [`super::MR`] rows
-    /// at once; in this order they go to different planes, where in (c, q) order they overlap
-    /// (offsets one apart), and every load that overlaps a store still in flight waits for it
-    /// (measured: 89 against 79 µs an image for the seed's second convolution).
-    pub fn offset_major(mut self) -> Shifted {
-        let per_channel = self.starts.len() / self.channels.max(1);
-        self.starts = (0..per_channel).flat_map(|q| (0..self.channels).map(move |c| (c, q))).map(|(c, q)| self.starts[c * per_channel + q]).collect();
-        self
-    }
-
-    fn strips(&self) -> usize {
-        self.positions.div_ceil(NR)
-    }
-
-    /// Row r's first value's index in the image (before masking; may be negative) and its
-    /// masks, one per [`NR`] positions.
-    #[inline(always)]
-    pub(super) fn row(&self, r: usize) -> (isize, &[u32]) {
-        let (start, q) = self.starts[r];
-        let strips = self.strips();
-        (start, &self.masks[q * strips..][..strips])
-    }
-
-    pub(super) fn rows(&self) -> usize {
-        self.starts.len()
-    }
-
-    pub(super) fn positions(&self) -> usize {
-        self.positions
-    }
-
-    fn check(&self, image: &[f32]) {
-        assert!(available(), "bf16 products need AVX512-BF16");
-        assert_eq!(image.len(), self.channels * self.plane_in, "shifted im2col: image size");
-    }
-}
+use super::{PackedLhs, available};
+use crate::kernels::shifted::Shifted;
 
 /// `dst (m × positions) = bias + lhs · col(image)`, each row starting from its bias: a
 /// convolution's forward product. Every value of `dst` is written.
 pub fn matmul_bias(lhs: &PackedLhs, col: &Shifted, image: &[f32], bias: &[f32], dst: &mut [std::mem::MaybeUninit<f32>]) {
+    assert!(available(), "bf16 products need AVX512-BF16");
     col.check(image);
     assert_eq!(lhs.k, col.rows(), "shifted matmul: depths differ");
     #[cfg(target_arch = "x86_64")]
     // SAFETY: check() asserted the features and the image's size, which with Shifted::new's
     // check bounds every unmasked load.
     unsafe {
-        super::avx512::matmul_bias(lhs, col.positions, bias, dst, |j0, strip| super::avx512::pack_shifted_strip(col, image, j0, strip))
+        super::avx512::matmul_bias(lhs, col.positions(), bias, dst, |j0, strip| super::avx512::pack_shifted_strip(col, image, j0, strip))
     }
 }
 
 /// `col(image)` as a left operand (rows × positions, pairs along the positions), in `buffer`'s
 /// memory: the weight gradient's `col · dYᵀ`.
 pub fn pack(col: &Shifted, image: &[f32], mut buffer: Vec<u32>) -> PackedLhs {
+    assert!(available(), "bf16 products need AVX512-BF16");
     col.check(image);
     buffer.clear();
-    buffer.resize(col.rows() * col.positions.div_ceil(2), 0);
+    buffer.resize(col.rows() * col.positions().div_ceil(2), 0);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as in matmul.
     unsafe {
         super::avx512::pack_shifted_rows(col, image, &mut buffer)
     };
-    PackedLhs { m: col.rows(), k: col.positions, pairs: buffer }
+    PackedLhs { m: col.rows(), k: col.positions(), pairs: buffer }
 }
 
 /// Adds `col2im(lhs · rhs)` onto `image_grad`, where `rhs` is `lhs.k` × positions, rows
 /// `rhs_row` apart: a convolution's input gradient `col2im(Wᵀ · dY)`, each value added as it
 /// leaves the registers (in a fixed order: strips of positions, then rows).
 pub fn matmul_col2im(lhs: &PackedLhs, rhs: &[f32], rhs_row: usize, col: &Shifted, image_grad: &mut [f32]) {
+    assert!(available(), "bf16 products need AVX512-BF16");
     col.check(image_grad);
     assert_eq!(lhs.m, col.rows(), "shifted col2im: rows differ");
-    let (k, n) = (lhs.k, col.positions);
+    let (k, n) = (lhs.k, col.positions());
     assert!(k == 0 || n == 0 || rhs.len() >= (k - 1) * rhs_row + n, "shifted col2im: right operand too short");
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as in matmul; the assertion above bounds the right operand.
     unsafe {
         super::avx512::matmul_col2im(lhs, rhs, rhs_row, col, image_grad)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The check every masked load's soundness rests on: a source called inside must be.
-    #[test]
-    #[should_panic(expected = "outside its plane")]
-    fn a_source_outside_its_plane_is_refused() {
-        // Offset +1 on a 4-value plane: position 3 reads index 4.
-        Shifted::new(2, 4, 4, vec![1], |_, _| true);
-    }
-
-    #[test]
-    fn rows_follow_the_order_asked_for() {
-        let col = Shifted::new(2, 9, 9, vec![-1, 0, 1], |q, t| (t as isize + [-1, 0, 1][q]).clamp(0, 8) == t as isize + [-1, 0, 1][q]);
-        let starts: Vec<isize> = (0..6).map(|r| col.row(r).0).collect();
-        assert_eq!(starts, [-1, 0, 1, 8, 9, 10]);
-        assert_eq!(col.row(0).1, [0b1_1111_1110]);
-        let col = col.offset_major();
-        let starts: Vec<isize> = (0..6).map(|r| col.row(r).0).collect();
-        assert_eq!(starts, [-1, 8, 0, 9, 1, 10]);
-        assert_eq!(col.row(1).1, [0b1_1111_1110]);
     }
 }

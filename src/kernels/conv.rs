@@ -283,14 +283,39 @@ fn matmul(
 /// Images per rayon task: enough work per task that splitting never costs more than it gains.
 const MIN_IMAGES_PER_TASK: usize = 4;
 
+/// Whose products a convolution runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Products {
+    /// The GEMM crate's, on explicit im2col matrices.
+    Gemm,
+    /// Our f32 AVX-512 products ([`super::fma`]) where im2col's matrix is shifted planes
+    /// (forward and input gradient), the GEMM crate's elsewhere.
+    Fma,
+    /// Our bf16 products ([`super::bf16`]).
+    Bf16,
+}
+
+impl Products {
+    /// The best this run may use: bf16 where enabled, else ours where the CPU runs AVX-512.
+    fn chosen() -> Products {
+        if super::bf16::enabled() {
+            Products::Bf16
+        } else if super::fma::available() {
+            Products::Fma
+        } else {
+            Products::Gemm
+        }
+    }
+}
+
 /// `y = conv(x, weight) + bias` for `x: batch × c_in × h × w`, `weight: c_out × c_in × kh × kw`,
 /// its products in bf16 where [`super::bf16::enabled`].
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
-    forward_in(g, x, weight, bias, super::bf16::enabled())
+    forward_in(g, x, weight, bias, Products::chosen())
 }
 
-/// [`forward`], its products in bf16 when `bf16`.
-fn forward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], bf16: bool) -> Vec<f32> {
+/// [`forward`] with the given products.
+fn forward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], products: Products) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * g.in_image(), "conv input size");
     assert_eq!(weight.len(), g.c_out * g.patch(), "conv weight size");
     assert_eq!(bias.len(), g.c_out, "conv bias size");
@@ -298,17 +323,20 @@ fn forward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], bf16: b
     let len = g.batch * g.out_image();
     let mut y: Vec<f32> = Vec::with_capacity(len);
     // In bf16 the weights are rounded and packed once for the whole batch.
-    let weight_bf16 = bf16.then(|| super::bf16::PackedLhs::new(g.c_out, patch, weight, [patch, 1]));
-    let shifted = weight_bf16.as_ref().and_then(|_| shifted(g));
+    let weight_bf16 = (products == Products::Bf16).then(|| super::bf16::PackedLhs::new(g.c_out, patch, weight, [patch, 1]));
+    let from_image = shifted(g).filter(|_| products != Products::Gemm);
     y.spare_capacity_mut()[..len]
         .par_chunks_mut(g.out_image())
         .zip(x.par_chunks(g.in_image()))
         .with_min_len(MIN_IMAGES_PER_TASK)
         .for_each_init(
-            || if shifted.is_some() { Vec::new() } else { vec![0.0f32; patch * plane] },
+            || if from_image.is_some() { Vec::new() } else { vec![0.0f32; patch * plane] },
             |col, (yn, xn)| {
-                if let (Some(w), Some(from_image)) = (&weight_bf16, &shifted) {
-                    return super::bf16::shifted::matmul_bias(w, from_image, xn, bias, yn);
+                if let Some(from_image) = &from_image {
+                    return match &weight_bf16 {
+                        Some(w) => super::bf16::shifted::matmul_bias(w, from_image, xn, bias, yn),
+                        None => super::fma::matmul_bias(super::fma::Lhs { m: g.c_out, k: patch, row: patch, data: weight }, from_image, xn, bias, yn),
+                    };
                 }
                 // Every output starts as its channel's bias (written, not zeroed first).
                 for (row, b) in yn.chunks_mut(plane).zip(bias) {
@@ -347,15 +375,23 @@ struct Scratch {
     pairs: Vec<u32>,
 }
 
+/// Which explicit matrices a backward pass writes: im2col's (`col`, for the weight gradient
+/// where it is not read from the image) and `Wᵀ · dY` (`dcol`, where the input gradient is
+/// not added straight onto the image).
+#[derive(Clone, Copy)]
+struct Need {
+    col: bool,
+    dcol: bool,
+}
+
 impl Scratch {
-    /// `f32_col`: whether the products need im2col's matrix in f32 (all but the shifted bf16 ones).
-    fn new(g: &ConvGeometry, need_x: bool, f32_col: bool) -> Scratch {
-        let cols = if f32_col { g.patch() * g.plane() } else { 0 };
+    fn new(g: &ConvGeometry, need: Need) -> Scratch {
+        let cols = g.patch() * g.plane();
         Scratch {
             weight_t: vec![0.0; g.patch() * g.c_out],
             bias: vec![0.0; g.c_out],
-            col: vec![0.0; cols],
-            dcol: if need_x { vec![0.0; cols] } else { Vec::new() },
+            col: if need.col { vec![0.0; cols] } else { Vec::new() },
+            dcol: if need.dcol { vec![0.0; cols] } else { Vec::new() },
             pairs: Vec::new(),
         }
     }
@@ -369,23 +405,27 @@ fn add_into(acc: &mut [f32], other: &[f32]) {
 /// Gradients of [`forward`] given the output gradient `dy` (`batch × c_out × oh × ow`), the
 /// products in bf16 where [`super::bf16::enabled`].
 pub fn backward(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: bool) -> ConvGrads {
-    backward_in(g, x, weight, dy, need_x, super::bf16::enabled())
+    backward_in(g, x, weight, dy, need_x, Products::chosen())
 }
 
-/// [`backward`], its products in bf16 when `bf16`.
-fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: bool, bf16: bool) -> ConvGrads {
+/// [`backward`] with the given products.
+fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: bool, products: Products) -> ConvGrads {
     assert_eq!(x.len(), g.batch * g.in_image(), "conv input size");
     assert_eq!(weight.len(), g.c_out * g.patch(), "conv weight size");
     assert_eq!(dy.len(), g.batch * g.out_image(), "conv output-gradient size");
     let (plane, patch) = (g.plane(), g.patch());
+    let bf16 = products == Products::Bf16;
     let dx_len = if need_x { g.batch * g.in_image() } else { 0 };
     let mut dx: Vec<f32> = Vec::with_capacity(dx_len);
-    let from_image = bf16.then(|| shifted(g)).flatten();
-    // Wᵀ for the input gradient; where it is added straight onto the image, its rows go in
-    // the shifted matrix's offset-major order.
-    let onto_image = (need_x && bf16).then(|| shifted(g).map(|s| s.offset_major())).flatten();
-    let weight_t_bf16 = (need_x && bf16).then(|| match &onto_image {
-        Some(_) => super::bf16::PackedLhs::new(patch, g.c_out, &weight_t_offset_major(g, weight), [g.c_out, 1]),
+    // The weight gradient's im2col matrix read from the image: bf16 only (the f32 one runs in
+    // the GEMM crate, on the explicit matrix).
+    let from_image = shifted(g).filter(|_| bf16);
+    // The input gradient added straight onto the image, with Wᵀ's rows in the shifted
+    // matrix's offset-major order.
+    let onto_image = shifted(g).filter(|_| need_x && products != Products::Gemm).map(|s| s.offset_major());
+    let weight_t_om = onto_image.as_ref().map(|_| weight_t_offset_major(g, weight));
+    let weight_t_bf16 = (need_x && bf16).then(|| match &weight_t_om {
+        Some(w_t) => super::bf16::PackedLhs::new(patch, g.c_out, w_t, [g.c_out, 1]),
         None => super::bf16::PackedLhs::new(patch, g.c_out, weight, [1, patch]),
     });
     let per_image = |mut s: Scratch, ((dyn_, xn), dxn): Image<'_>| {
@@ -414,13 +454,17 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
             // SAFETY: just initialised, all of it.
             let dxn = unsafe { std::slice::from_raw_parts_mut(dxn.as_mut_ptr().cast::<f32>(), dxn.len()) };
             // dcol = Wᵀ · dY, then scattered back onto the image.
-            match (&weight_t_bf16, &onto_image) {
-                (Some(w_t), Some(onto_image)) => super::bf16::shifted::matmul_col2im(w_t, dyn_, plane, onto_image, dxn),
-                (Some(w_t), None) => {
+            match (&weight_t_bf16, &onto_image, &weight_t_om) {
+                (Some(w_t), Some(onto_image), _) => super::bf16::shifted::matmul_col2im(w_t, dyn_, plane, onto_image, dxn),
+                (None, Some(onto_image), Some(w_t)) => {
+                    let w_t = super::fma::Lhs { m: patch, k: g.c_out, row: g.c_out, data: w_t };
+                    super::fma::matmul_col2im(w_t, dyn_, plane, onto_image, dxn)
+                }
+                (Some(w_t), _, _) => {
                     super::bf16::matmul(w_t, plane, &mut s.dcol, false, dyn_, plane);
                     col2im(g, &mut s.dcol, dxn);
                 }
-                (None, _) => {
+                (None, _, _) => {
                     matmul(patch, plane, g.c_out, &mut s.dcol, false, weight, [1, patch], dyn_, [plane, 1]);
                     col2im(g, &mut s.dcol, dxn);
                 }
@@ -429,11 +473,11 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
         s
     };
     let images = dy.par_chunks(g.out_image()).zip(x.par_chunks(g.in_image()));
-    let f32_col = from_image.is_none();
+    let need = Need { col: from_image.is_none(), dcol: need_x && onto_image.is_none() };
     let sums = if need_x {
-        accumulate(g, need_x, f32_col, images.zip(dx.spare_capacity_mut()[..dx_len].par_chunks_mut(g.in_image()).map(Some)), per_image)
+        accumulate(g, need, images.zip(dx.spare_capacity_mut()[..dx_len].par_chunks_mut(g.in_image()).map(Some)), per_image)
     } else {
-        accumulate(g, need_x, f32_col, images.zip((0..g.batch).into_par_iter().map(|_| None)), per_image)
+        accumulate(g, need, images.zip((0..g.batch).into_par_iter().map(|_| None)), per_image)
     };
     // SAFETY: with need_x every image's chunk was initialised above (and dx_len is 0 without).
     unsafe { dx.set_len(dx_len) };
@@ -445,8 +489,7 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
 /// Runs `per_image` over the images in rayon tasks and sums the tasks' weight and bias gradients.
 fn accumulate<'a, I>(
     g: &ConvGeometry,
-    need_x: bool,
-    f32_col: bool,
+    need: Need,
     images: I,
     per_image: impl Fn(Scratch, I::Item) -> Scratch + Sync + Send,
 ) -> Option<(Vec<f32>, Vec<f32>)>
@@ -455,7 +498,7 @@ where
 {
     images
         .with_min_len(MIN_IMAGES_PER_TASK)
-        .fold(|| Scratch::new(g, need_x, f32_col), per_image)
+        .fold(|| Scratch::new(g, need), per_image)
         .map(|s| (s.weight_t, s.bias))
         .reduce_with(sum_pairs)
 }
@@ -572,6 +615,28 @@ mod tests {
         }
     }
 
+    /// Our f32 products (read from the image, added onto it) compute what the GEMM crate's do
+    /// on the explicit matrices, up to summation order, forward and all three gradients.
+    #[test]
+    fn fma_products_are_the_gemm_ones() {
+        if !super::super::fma::available() {
+            eprintln!("skipped: our kernels do not run at the AVX-512 level here");
+            return;
+        }
+        for (k, g) in geometries().into_iter().enumerate() {
+            let seed = 500 + 10 * k as u64;
+            let (x, w) = (values(g.batch * g.in_image(), seed), values(g.c_out * g.patch(), seed + 1));
+            let (b, dy) = (values(g.c_out, seed + 2), values(g.batch * g.out_image(), seed + 3));
+            let err = max_rel_err(&forward_in(&g, &x, &w, &b, Products::Fma), &forward_in(&g, &x, &w, &b, Products::Gemm));
+            assert!(err < 1e-5, "{g:?} forward: {err}");
+            let (ours, gemm) = (backward_in(&g, &x, &w, &dy, true, Products::Fma), backward_in(&g, &x, &w, &dy, true, Products::Gemm));
+            for (what, a, b) in [("x", ours.x.unwrap(), gemm.x.unwrap()), ("weight", ours.weight, gemm.weight), ("bias", ours.bias, gemm.bias)] {
+                let err = max_rel_err(&a, &b);
+                assert!(err < 1e-5, "{g:?} d{what}: {err}");
+            }
+        }
+    }
+
     /// In bf16 the convolution computes what the f32 one does on the operands rounded to bf16
     /// (forward, and all three gradients), up to f32 summation order: the rounding of the
     /// inputs is the only approximation.
@@ -588,16 +653,16 @@ mod tests {
             let (x, w) = (rounded(values(g.batch * g.in_image(), seed)), rounded(values(g.c_out * g.patch(), seed + 1)));
             let (b, dy) = (values(g.c_out, seed + 2), rounded(values(g.batch * g.out_image(), seed + 3)));
             let bound = 1e-5 * (g.patch().max(g.plane()) as f32).sqrt();
-            let err = max_rel_err(&forward_in(&g, &x, &w, &b, true), &forward_in(&g, &x, &w, &b, false));
+            let err = max_rel_err(&forward_in(&g, &x, &w, &b, Products::Bf16), &forward_in(&g, &x, &w, &b, Products::Gemm));
             assert!(err < bound, "{g:?} forward: {err}");
-            let (ours, f32s) = (backward_in(&g, &x, &w, &dy, true, true), backward_in(&g, &x, &w, &dy, true, false));
+            let (ours, f32s) = (backward_in(&g, &x, &w, &dy, true, Products::Bf16), backward_in(&g, &x, &w, &dy, true, Products::Gemm));
             for (what, a, b) in [("x", ours.x.unwrap(), f32s.x.unwrap()), ("weight", ours.weight, f32s.weight), ("bias", ours.bias, f32s.bias)] {
                 let err = max_rel_err(&a, &b);
                 assert!(err < bound, "{g:?} d{what}: {err}");
             }
             // Unrounded inputs: within bf16's precision of the f32 result.
             let x = values(g.batch * g.in_image(), seed + 4);
-            let err = max_rel_err(&forward_in(&g, &x, &w, &b, true), &forward_in(&g, &x, &w, &b, false));
+            let err = max_rel_err(&forward_in(&g, &x, &w, &b, Products::Bf16), &forward_in(&g, &x, &w, &b, Products::Gemm));
             assert!(err > 0.0 && err < 2e-2, "{g:?} forward of unrounded input: {err}");
         }
     }

@@ -11,6 +11,7 @@ pub mod bf16;
 pub mod batch_norm;
 pub mod conv;
 pub mod dropout;
+pub mod fma;
 pub mod pool;
 pub mod profile;
 mod reference;

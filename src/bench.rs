@@ -117,7 +117,12 @@ pub fn run(args: &BenchOptions) -> Result<()> {
     let eval_secs = t.elapsed().as_secs_f64();
     let summary = infer(&arch)?;
     println!("model: {} params, backend {}, {threads} threads, batch {batch}", summary.total(), crate::backend::description());
-    let products = if args.bf16 { "; convolution products in bf16" } else { "" };
+    let products = match (args.bf16, crate::kernels::fma::available()) {
+        _ if !crate::kernels::use_kernels() => "",
+        (true, _) => "; convolution products in bf16",
+        (false, true) => "; convolution products: ours (AVX-512 FMA) forward and input gradient, the gemm crate's weight gradient",
+        (false, false) => "; convolution products: the gemm crate's",
+    };
     println!("cpu: {}; our kernels at {}{products}", cpu_description(), crate::kernels::simd::level().name());
     let train = median(&ours);
     println!("train: {train:.1} images/s ({:.1} ms/step; median of {} rounds of {} steps)", 1000.0 * batch as f64 / train, ours.len(), args.steps);

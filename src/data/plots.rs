@@ -27,10 +27,10 @@ pub fn samples_grid(images: &Images, indices: &[usize], per_class: usize, seed: 
     root.draw(&Text::new("Fashion-MNIST: random training images per class", (10, 8), ("sans-serif", 18).into_font()))
         .map_err(|e| plot_err(out, e))?;
     let mut rng = StdRng::seed_from_u64(seed);
-    for class in 0..CLASSES {
+    for (class, name) in CLASS_NAMES.iter().enumerate().take(CLASSES) {
         let of_class: Vec<usize> = indices.iter().copied().filter(|&i| images.labels[i] as usize == class).collect();
         let y0 = TOP + class as i32 * CELL;
-        root.draw(&Text::new(CLASS_NAMES[class], (8, y0 + CELL / 2 - 8), ("sans-serif", 15).into_font()))
+        root.draw(&Text::new(*name, (8, y0 + CELL / 2 - 8), ("sans-serif", 15).into_font()))
             .map_err(|e| plot_err(out, e))?;
         for (col, &i) in of_class.choose_multiple(&mut rng, per_class).enumerate() {
             let x0 = LEFT + col as i32 * CELL;

@@ -88,7 +88,7 @@ pub fn infeasible_layers(trials: &BTreeMap<usize, TrialRecord>) -> Vec<(String, 
         *counts.entry(layer).or_insert(0) += 1;
     }
     let mut v: Vec<_> = counts.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|entry| std::cmp::Reverse(entry.1));
     v
 }
 

@@ -67,7 +67,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.csv");
         let m = EpochMetrics { epoch: 1, train_loss: 0.5, train_acc: 0.8, val_loss: 0.4, val_acc: 0.85, lr: 1e-3, secs: 2.5 };
-        write_csv(&path, &[m.clone()]).unwrap();
+        write_csv(&path, std::slice::from_ref(&m)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("epoch,train_loss,train_acc,val_loss,val_acc,lr,secs\n"), "{text}");
         assert_eq!(read_csv(&path).unwrap(), vec![m]);

@@ -189,6 +189,7 @@ pub fn evaluate(model: &Cnn, images: &Images, indices: &[usize], device: &Device
 
 /// Trains `arch` and writes `metrics.csv`, `best.bpk` and the resumable state into `out`.
 /// With `resume`, continues from the state found there. `observer` sees every epoch as it ends.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     data: &TrainData,
     arch: &Architecture,

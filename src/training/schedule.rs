@@ -70,7 +70,8 @@ mod tests {
     #[test]
     fn early_stopping_table() {
         // (values, patience, epoch it stops at (1-based) or None, best epoch, why)
-        let cases: &[(&[f64], usize, Option<usize>, usize, &str)] = &[
+        type Case<'a> = (&'a [f64], usize, Option<usize>, usize, &'a str);
+        let cases: &[Case] = &[
             (&[0.5, 0.6, 0.7], 2, None, 3, "always improving never stops"),
             (&[0.5, 0.6, 0.6, 0.6], 2, Some(4), 2, "equal is not an improvement"),
             (&[0.5, 0.4, 0.6, 0.5, 0.5], 2, Some(5), 3, "improvement resets the wait"),

@@ -142,7 +142,7 @@ impl Shift {
     }
 }
 
-/// Where [`Shift::applies`], im2col's matrix as the bf16 products read it straight from the
+/// Where [`Shift::applies`], im2col's matrix as our products read it straight from the
 /// image: row (c, i, j) is plane c shifted by `(i − pad)·w + j − pad`, inside where the source
 /// row and column exist.
 fn shifted(g: &ConvGeometry) -> Option<super::shifted::Shifted> {
@@ -417,12 +417,13 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
     let bf16 = products == Products::Bf16;
     let dx_len = if need_x { g.batch * g.in_image() } else { 0 };
     let mut dx: Vec<f32> = Vec::with_capacity(dx_len);
-    // The weight gradient's im2col matrix read from the image: bf16 only (the f32 one runs in
-    // the GEMM crate, on the explicit matrix).
-    let from_image = shifted(g).filter(|_| bf16);
+    let shifted = shifted(g).filter(|_| products != Products::Gemm);
     // The input gradient added straight onto the image, with Wᵀ's rows in the shifted
     // matrix's offset-major order.
-    let onto_image = shifted(g).filter(|_| need_x && products != Products::Gemm).map(|s| s.offset_major());
+    let onto_image = shifted.clone().filter(|_| need_x).map(|s| s.offset_major());
+    // The weight gradient's im2col matrix read from the image: bf16 only (the f32 one runs in
+    // the GEMM crate, on the explicit matrix).
+    let from_image = shifted.filter(|_| bf16);
     let weight_t_om = onto_image.as_ref().map(|_| weight_t_offset_major(g, weight));
     let weight_t_bf16 = (need_x && bf16).then(|| match &weight_t_om {
         Some(w_t) => super::bf16::PackedLhs::new(patch, g.c_out, w_t, [g.c_out, 1]),

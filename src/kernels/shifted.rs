@@ -12,7 +12,7 @@ pub const STRIP: usize = 32;
 /// An im2col matrix (`rows` × `positions`) whose row r = (channel c, kernel offset q) holds
 /// `image[c·plane_in + t + offsets[q]]` at each position t whose source lies inside the image,
 /// and zero at the others.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Shifted {
     positions: usize,
     channels: usize,
@@ -80,6 +80,32 @@ impl Shifted {
     /// rely on it).
     pub fn check(&self, image: &[f32]) {
         assert_eq!(image.len(), self.channels * self.plane_in, "shifted im2col: image size");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Shifted {
+    /// Adds 16 results of row `r` (positions `at..at + 16`, those in `mask`) onto
+    /// `image_grad` wherever the row's mask says the position's source is inside the image:
+    /// col2im of one register, as the input gradient's products store their results.
+    ///
+    /// # Safety
+    /// Only from code running with AVX-512F, `at` a multiple of 16 below the positions, and
+    /// `image_grad` of the size [`Shifted::check`] accepts.
+    #[inline(always)]
+    pub unsafe fn add_onto(&self, image_grad: &mut [f32], r: usize, at: usize, v: std::arch::x86_64::__m512, mask: u16) {
+        use std::arch::x86_64::*;
+        let (start, masks) = self.row(r);
+        let inside = (masks[at / STRIP] >> (at % STRIP)) as u16 & mask;
+        if inside == 0 {
+            return;
+        }
+        // SAFETY: the caller runs with AVX-512F and checked the image's size; the masks admit
+        // only positions whose source lies inside it (Shifted::new).
+        unsafe {
+            let ptr = image_grad.as_mut_ptr().wrapping_offset(start + at as isize);
+            _mm512_mask_storeu_ps(ptr, inside, _mm512_add_ps(_mm512_maskz_loadu_ps(inside, ptr), v));
+        }
     }
 }
 

@@ -248,16 +248,8 @@ pub(super) fn matmul_col2im(lhs: &PackedLhs, rhs: &[f32], rhs_row: usize, col: &
         n,
         |j0, strip| pack_rhs_strip(n, k, rhs, rhs_row, j0, strip),
         |i, at, v, mask| {
-            let (start, masks) = col.row(i);
-            let inside = (masks[at / NR] >> (at % NR)) as u16 & mask;
-            if inside == 0 {
-                return;
-            }
-            // SAFETY: as in pack_shifted_strip: only positions inside the image are accessed.
-            unsafe {
-                let ptr = image_grad.as_mut_ptr().wrapping_offset(start + at as isize);
-                _mm512_mask_storeu_ps(ptr, inside, _mm512_add_ps(_mm512_maskz_loadu_ps(inside, ptr), v));
-            }
+            // SAFETY: this function runs with AVX-512F; the caller checked the image's size.
+            unsafe { col.add_onto(image_grad, i, at, v, mask) }
         },
     );
 }

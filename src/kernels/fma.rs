@@ -14,10 +14,8 @@
 //! accumulators in registers, the left operand read in place (row-major, as the weights are).
 //! The sums run in a fixed order (depth by depth), so results do not depend on threads.
 
-use crate::kernels::shifted::{STRIP, Shifted};
-
-/// Rows of the micro-kernel.
-const MR: usize = 8;
+use crate::kernels::blocked::{MR, STRIP};
+use crate::kernels::shifted::Shifted;
 
 /// Whether these products run: where our kernels run at the AVX-512 level (`TUNE_SIMD` can
 /// lower it, and the GEMM crate's products then run instead).
@@ -107,33 +105,12 @@ mod avx512 {
         c
     }
 
-    /// As [`super::super::bf16`]'s: strips written by `pack(j0, strip)`, results to
-    /// `store(row, first column, 16 values, mask of the columns inside n)`, strips then rows.
+    /// [`crate::kernels::blocked::blocked`] on the row-major `lhs` with the FMA micro-kernel.
     #[inline(always)]
-    fn blocked(lhs: Lhs<'_>, n: usize, mut pack: impl FnMut(usize, &mut [f32]), mut store: impl FnMut(usize, usize, __m512, __mmask16)) {
-        let (m, k) = (lhs.m, lhs.k);
-        if m == 0 {
-            return;
-        }
-        let mut b = vec![0.0f32; k * STRIP];
-        for j0 in (0..n).step_by(STRIP) {
-            pack(j0, &mut b);
-            for i0 in (0..m).step_by(MR) {
-                // Rows past m repeat the last one; their results are not stored.
-                let rows: [&[f32]; MR] = std::array::from_fn(|r| &lhs.data[(i0 + r).min(m - 1) * lhs.row..][..k]);
-                // SAFETY: every caller is a target_feature function of this module.
-                let c = unsafe { micro(k, rows, &b) };
-                for (r, acc) in c.iter().enumerate().take(m - i0) {
-                    for (h, &v) in acc.iter().enumerate() {
-                        let col = j0 + 16 * h;
-                        if col >= n {
-                            break;
-                        }
-                        store(i0 + r, col, v, mask(n - col));
-                    }
-                }
-            }
-        }
+    fn blocked(lhs: Lhs<'_>, n: usize, pack: impl FnMut(usize, &mut [f32]), store: impl FnMut(usize, usize, __m512, __mmask16)) {
+        let k = lhs.k;
+        // SAFETY (micro): every caller is a target_feature function of this module.
+        crate::kernels::blocked::blocked(lhs.m, n, k * STRIP, |i| &lhs.data[i * lhs.row..][..k], pack, |rows, b| unsafe { micro(k, rows, b) }, store)
     }
 
     /// Positions `j0..j0 + STRIP` of the shifted matrix, loaded from the image under the rows'

@@ -8,6 +8,8 @@
 pub mod activation;
 pub mod adam;
 pub mod bf16;
+#[cfg(target_arch = "x86_64")]
+mod blocked;
 pub mod batch_norm;
 pub mod conv;
 pub mod dropout;

@@ -2,7 +2,8 @@
 
 use std::arch::x86_64::*;
 
-use super::{MR, NR, PackedLhs};
+use super::{NR, PackedLhs};
+use crate::kernels::blocked::MR;
 use crate::kernels::shifted::Shifted;
 
 /// The same 512 bits as 32 bf16 values.
@@ -147,37 +148,14 @@ pub(super) fn matmul_bias(lhs: &PackedLhs, n: usize, bias: &[f32], dst: &mut [st
     });
 }
 
-/// The blocked product: for each strip of [`NR`] columns (written by `pack(j0, strip)`) and
-/// each [`MR`] rows of `lhs`, the micro-kernel's results go to `store(row, first column,
-/// 16 values, mask of the columns inside n)`, in a fixed order (strips, then rows).
+/// [`crate::kernels::blocked::blocked`] on the packed `lhs` (rows of pairs) with the bf16
+/// micro-kernel.
 #[inline(always)]
-fn blocked(lhs: &PackedLhs, n: usize, mut pack: impl FnMut(usize, &mut [u32]), mut store: impl FnMut(usize, usize, __m512, __mmask16)) {
-    let (m, k) = (lhs.m, lhs.k);
-    if m == 0 {
-        return;
-    }
-    let kp = k.div_ceil(2);
-    let mut b = vec![0u32; kp * NR];
-    for j0 in (0..n).step_by(NR) {
-        pack(j0, &mut b);
-        for i0 in (0..m).step_by(MR) {
-            // Rows past m repeat the last one; their results are not stored.
-            let rows: [&[u32]; MR] = std::array::from_fn(|r| &lhs.pairs[(i0 + r).min(m - 1) * kp..][..kp]);
-            // SAFETY: callers run with the features micro() needs (every caller is a
-            // target_feature function of this module).
-            let c = unsafe { micro(kp, rows, &b) };
-            for (r, acc) in c.iter().enumerate().take(m - i0) {
-                for (h, &v) in acc.iter().enumerate() {
-                    let col = j0 + 16 * h;
-                    if col >= n {
-                        break;
-                    }
-                    let count = (n - col).min(16);
-                    store(i0 + r, col, v, if count == 16 { 0xFFFF } else { (1u16 << count) - 1 });
-                }
-            }
-        }
-    }
+fn blocked(lhs: &PackedLhs, n: usize, pack: impl FnMut(usize, &mut [u32]), store: impl FnMut(usize, usize, __m512, __mmask16)) {
+    let kp = lhs.k.div_ceil(2);
+    // SAFETY (micro): callers run with the features it needs (every caller is a
+    // target_feature function of this module).
+    crate::kernels::blocked::blocked(lhs.m, n, kp * NR, |i| &lhs.pairs[i * kp..][..kp], pack, |rows, b| unsafe { micro(kp, rows, b) }, store)
 }
 
 /// Positions `j0..j0 + NR` of the shifted im2col matrix as a right-operand strip (as

@@ -12,13 +12,11 @@
 //! The product is blocked for the convolutions' shapes (tens to hundreds of rows and columns,
 //! a few hundred deep): the left operand as row-major pairs along the depth ([`PackedLhs`],
 //! the weights packed once per batch), the right one packed strip by strip of [`NR`] columns
-//! (a strip of 288 pairs is 36 KiB, within L1), and an [`MR`] × [`NR`] micro-kernel whose 16
+//! (a strip of 288 pairs is 36 KiB, within L1), and an 8 × [`NR`] micro-kernel whose 16
 //! accumulators stay in registers, broadcasting each left pair across the lanes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Rows of the micro-kernel.
-const MR: usize = 8;
 /// Columns of the micro-kernel (two registers of 16): a strip of the shifted matrices' masks.
 const NR: usize = super::shifted::STRIP;
 

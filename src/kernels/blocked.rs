@@ -6,7 +6,8 @@
 
 #![cfg(target_arch = "x86_64")]
 
-use std::arch::x86_64::{__m512, __mmask16};
+use std::arch::x86_64::{__m512, __mmask16, _mm512_add_ps, _mm512_mask_storeu_ps, _mm512_set1_ps};
+use std::mem::MaybeUninit;
 
 pub use super::shifted::STRIP;
 
@@ -41,10 +42,27 @@ pub fn blocked<'a, E: Copy + Default + 'a>(
                     if col >= n {
                         break;
                     }
-                    let count = n - col;
-                    store(i0 + r, col, v, if count >= 16 { 0xFFFF } else { (1u16 << count) - 1 });
+                    store(i0 + r, col, v, lanes(n - col));
                 }
             }
         }
     }
+}
+
+/// The mask of the first `count` of 16 lanes (all of them from 16 on).
+#[inline(always)]
+pub fn lanes(count: usize) -> __mmask16 {
+    if count >= 16 { 0xFFFF } else { (1u16 << count) - 1 }
+}
+
+/// The forward products' store: `bias[i] + v` into row i (`n` values) of uninitialised `dst`,
+/// at columns `col..` under `mask`.
+///
+/// # Safety
+/// Only from code running with AVX-512F, with i < the rows `dst` and `bias` hold and `mask`
+/// inside row i's n values (as [`blocked`] passes them).
+#[inline(always)]
+pub unsafe fn store_bias(dst: &mut [MaybeUninit<f32>], n: usize, bias: &[f32], i: usize, col: usize, v: __m512, mask: __mmask16) {
+    // SAFETY: the caller's contract; only stores, so dst need not be initialised.
+    unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i * n + col).cast(), mask, _mm512_add_ps(v, _mm512_set1_ps(bias[i]))) }
 }

@@ -77,11 +77,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{Lhs, MR, STRIP, Shifted};
-
-    #[inline(always)]
-    fn mask(count: usize) -> __mmask16 {
-        if count >= 16 { 0xFFFF } else { (1u16 << count) - 1 }
-    }
+    use crate::kernels::blocked::lanes;
 
     /// MR × STRIP products of rows `rows` of the left operand and one strip, `k` deep.
     #[inline]
@@ -149,7 +145,7 @@ mod avx512 {
                 let from = j0 + 16 * half;
                 // SAFETY: the mask keeps the load inside row l's n columns (asserted above).
                 unsafe {
-                    let v = _mm512_maskz_loadu_ps(mask(n.saturating_sub(from)), at.wrapping_add(16 * half));
+                    let v = _mm512_maskz_loadu_ps(lanes(n.saturating_sub(from)), at.wrapping_add(16 * half));
                     _mm512_storeu_ps(out.as_mut_ptr().add(l * STRIP + 16 * half), v);
                 }
             }
@@ -163,11 +159,9 @@ mod avx512 {
             lhs,
             n,
             |j0, strip| pack_shifted_strip(col, image, j0, strip),
-            |i, at, v, mask| {
-                // SAFETY: i < m and the mask keeps the store inside row i's n values (the
-                // caller checked dst's size); only stores, so dst need not be initialised.
-                unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i * n + at).cast(), mask, _mm512_add_ps(v, _mm512_set1_ps(bias[i]))) };
-            },
+            // SAFETY: this function runs with AVX-512F; the caller checked dst's and bias's
+            // sizes, and blocked() passes i < m and masks inside the n columns.
+            |i, at, v, mask| unsafe { crate::kernels::blocked::store_bias(dst, n, bias, i, at, v, mask) },
         );
     }
 

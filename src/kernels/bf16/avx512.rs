@@ -3,7 +3,7 @@
 use std::arch::x86_64::*;
 
 use super::{NR, PackedLhs};
-use crate::kernels::blocked::MR;
+use crate::kernels::blocked::{MR, lanes};
 use crate::kernels::shifted::Shifted;
 
 /// The same 512 bits as 32 bf16 values.
@@ -44,7 +44,7 @@ pub(super) fn pack_rhs_strip(n: usize, k: usize, rhs: &[f32], row: usize, j0: us
         for half in 0..2 {
             let c0 = 16 * half;
             let count = cols.saturating_sub(c0).min(16);
-            let mask: __mmask16 = if count == 16 { 0xFFFF } else { (1u16 << count) - 1 };
+            let mask = lanes(count);
             let load = |l: usize| {
                 if l >= k || count == 0 {
                     return _mm512_setzero_ps();
@@ -77,8 +77,8 @@ fn micro(kp: usize, rows: [&[u32]; MR], b: &[u32]) -> [[__m512; 2]; MR] {
         };
         for (acc, row) in c.iter_mut().zip(&rows) {
             // SAFETY: as above.
-            let lanes = unsafe { *row.get_unchecked(p) } as i32;
-            let av = bh(_mm512_set1_epi32(lanes));
+            let pair = unsafe { *row.get_unchecked(p) } as i32;
+            let av = bh(_mm512_set1_epi32(pair));
             acc[0] = _mm512_dpbf16_ps(acc[0], av, b0);
             acc[1] = _mm512_dpbf16_ps(acc[1], av, b1);
         }
@@ -103,18 +103,18 @@ pub(super) fn pack_rows(m: usize, k: usize, lhs: &[f32], row: usize, out: &mut [
                 if count == 0 {
                     return _mm512_setzero_ps();
                 }
-                let mask: __mmask16 = if count == 16 { 0xFFFF } else { (1u16 << count) - 1 };
+                let mask = lanes(count);
                 let at = i * row + from;
                 assert!(at + count <= lhs.len());
                 // SAFETY: the mask limits the load to lhs[at..at + count] (asserted).
                 unsafe { _mm512_maskz_loadu_ps(mask, lhs.as_ptr().add(at)) }
             };
             let words = words(_mm512_cvtne2ps_pbh(load(l0 + 16), load(l0)));
-            let lanes = (kp - l0 / 2).min(16);
-            let mask: __mmask16 = if lanes == 16 { 0xFFFF } else { (1u16 << lanes) - 1 };
+            let count = (kp - l0 / 2).min(16);
+            let mask = lanes(count);
             let at = i * kp + l0 / 2;
-            assert!(at + lanes <= out.len());
-            // SAFETY: the mask limits the store to out[at..at + lanes] (asserted).
+            assert!(at + count <= out.len());
+            // SAFETY: the mask limits the store to out[at..at + count] (asserted).
             unsafe { _mm512_mask_storeu_epi32(out.as_mut_ptr().add(at).cast(), mask, words) };
         }
     }
@@ -142,10 +142,9 @@ pub(super) fn matmul(lhs: &PackedLhs, n: usize, dst: &mut [f32], accumulate: boo
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 pub(super) fn matmul_bias(lhs: &PackedLhs, n: usize, bias: &[f32], dst: &mut [std::mem::MaybeUninit<f32>], pack: impl FnMut(usize, &mut [u32])) {
     assert!(dst.len() >= lhs.m * n && bias.len() >= lhs.m, "bf16 matmul destination or bias too short");
-    blocked(lhs, n, pack, |i, col, v, mask| {
-        // SAFETY: as in matmul; only stores, so the memory need not be initialised.
-        unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i * n + col).cast(), mask, _mm512_add_ps(v, _mm512_set1_ps(bias[i]))) };
-    });
+    // SAFETY: this function runs with AVX-512F; blocked() passes i < m (asserted above) and
+    // masks inside the n columns.
+    blocked(lhs, n, pack, |i, col, v, mask| unsafe { crate::kernels::blocked::store_bias(dst, n, bias, i, col, v, mask) });
 }
 
 /// [`crate::kernels::blocked::blocked`] on the packed `lhs` (rows of pairs) with the bf16
@@ -208,9 +207,9 @@ pub(super) fn pack_shifted_rows(col: &Shifted, image: &[f32], out: &mut [u32]) {
             let load = |half: usize| unsafe { _mm512_maskz_loadu_ps((mask >> (16 * half)) as u16, image.as_ptr().wrapping_offset(start + (j0 + 16 * half) as isize)) };
             // Low 16 values first: lane i holds positions (j0 + 2i, j0 + 2i + 1).
             let pairs = words(_mm512_cvtne2ps_pbh(load(1), load(0)));
-            let lanes = (kp - j0 / 2).min(16);
-            let keep: __mmask16 = if lanes == 16 { 0xFFFF } else { (1u16 << lanes) - 1 };
-            // SAFETY: the mask limits the store to out[r·kp + j0/2..][..lanes], inside (asserted).
+            let count = (kp - j0 / 2).min(16);
+            let keep = lanes(count);
+            // SAFETY: the mask limits the store to out[r·kp + j0/2..][..count], inside (asserted).
             unsafe { _mm512_mask_storeu_epi32(out.as_mut_ptr().add(r * kp + j0 / 2).cast(), keep, pairs) };
         }
     }

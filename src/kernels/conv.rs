@@ -291,6 +291,9 @@ enum Products {
     /// Our f32 AVX-512 products ([`super::fma`]) where im2col's matrix is shifted planes
     /// (forward and input gradient), the GEMM crate's elsewhere.
     Fma,
+    /// [`Products::Fma`], with Winograd F(2×2, 3×3) products ([`super::winograd`]) for the
+    /// forward product and input gradient of 3 × 3 convolutions with stride 1 and padding 1.
+    Winograd,
     /// Our bf16 products ([`super::bf16`]).
     Bf16,
 }
@@ -300,6 +303,8 @@ impl Products {
     fn chosen() -> Products {
         if super::bf16::enabled() {
             Products::Bf16
+        } else if super::winograd::enabled() {
+            Products::Winograd
         } else if super::fma::available() {
             Products::Fma
         } else {
@@ -324,14 +329,20 @@ fn forward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], product
     let mut y: Vec<f32> = Vec::with_capacity(len);
     // In bf16 the weights are rounded and packed once for the whole batch.
     let weight_bf16 = (products == Products::Bf16).then(|| super::bf16::PackedLhs::new(g.c_out, patch, weight, [patch, 1]));
-    let from_image = shifted(g).filter(|_| products != Products::Gemm);
+    let winograd = (products == Products::Winograd && super::winograd::runs_forward(g))
+        .then(|| (super::winograd::Filters::forward(weight, g.c_out, g.c_in), super::winograd::Tiles::new(g.h, g.w)));
+    let from_image = shifted(g).filter(|_| products != Products::Gemm && winograd.is_none());
+    let explicit = from_image.is_none() && winograd.is_none();
     y.spare_capacity_mut()[..len]
         .par_chunks_mut(g.out_image())
         .zip(x.par_chunks(g.in_image()))
         .with_min_len(MIN_IMAGES_PER_TASK)
         .for_each_init(
-            || if from_image.is_some() { Vec::new() } else { vec![0.0f32; patch * plane] },
-            |col, (yn, xn)| {
+            || (if explicit { vec![0.0f32; patch * plane] } else { Vec::new() }, super::winograd::Scratch::default()),
+            |(col, scratch), (yn, xn)| {
+                if let Some((filters, tiles)) = &winograd {
+                    return super::winograd::conv(filters, tiles, xn, Some(bias), yn, scratch);
+                }
                 if let Some(from_image) = &from_image {
                     return match &weight_bf16 {
                         Some(w) => super::bf16::shifted::matmul_bias(w, from_image, xn, bias, yn),
@@ -373,6 +384,7 @@ struct Scratch {
     dcol: Vec<f32>,
     /// im2col's matrix packed in bf16, for the shifted bf16 weight gradient.
     pairs: Vec<u32>,
+    winograd: super::winograd::Scratch,
 }
 
 /// Which explicit matrices a backward pass writes: im2col's (`col`, for the weight gradient
@@ -393,6 +405,7 @@ impl Scratch {
             col: if need.col { vec![0.0; cols] } else { Vec::new() },
             dcol: if need.dcol { vec![0.0; cols] } else { Vec::new() },
             pairs: Vec::new(),
+            winograd: super::winograd::Scratch::default(),
         }
     }
 }
@@ -420,7 +433,9 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
     let shifted = shifted(g).filter(|_| products != Products::Gemm);
     // The input gradient added straight onto the image, with Wᵀ's rows in the shifted
     // matrix's offset-major order.
-    let onto_image = shifted.clone().filter(|_| need_x).map(|s| s.offset_major());
+    let winograd = (need_x && products == Products::Winograd && super::winograd::runs_input_gradient(g))
+        .then(|| (super::winograd::Filters::input_gradient(weight, g.c_out, g.c_in), super::winograd::Tiles::new(g.h, g.w)));
+    let onto_image = shifted.clone().filter(|_| need_x && winograd.is_none()).map(|s| s.offset_major());
     // The weight gradient's im2col matrix read from the image: bf16 only (the f32 one runs in
     // the GEMM crate, on the explicit matrix).
     let from_image = shifted.filter(|_| bf16);
@@ -429,7 +444,7 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
         Some(w_t) => super::bf16::PackedLhs::new(patch, g.c_out, w_t, [g.c_out, 1]),
         None => super::bf16::PackedLhs::new(patch, g.c_out, weight, [1, patch]),
     });
-    let per_image = |mut s: Scratch, ((dyn_, xn), dxn): Image<'_>| {
+    let per_image = |mut s: Scratch, ((dyn_, xn), mut dxn_slot): Image<'_>| {
         // dWᵀ += col · dYᵀ
         let dy_bf16 = || super::bf16::PackedLhs::new(g.c_out, plane, dyn_, [plane, 1]);
         match (bf16, &from_image) {
@@ -450,7 +465,9 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
         for (b, row) in s.bias.iter_mut().zip(dyn_.chunks(plane)) {
             *b += super::simd::sum(row);
         }
-        if let Some(dxn) = dxn {
+        if let (Some(dxn), Some((filters, tiles))) = (dxn_slot.as_deref_mut(), &winograd) {
+            super::winograd::conv(filters, tiles, dyn_, None, dxn, &mut s.winograd);
+        } else if let Some(dxn) = dxn_slot {
             dxn.fill(std::mem::MaybeUninit::new(0.0));
             // SAFETY: just initialised, all of it.
             let dxn = unsafe { std::slice::from_raw_parts_mut(dxn.as_mut_ptr().cast::<f32>(), dxn.len()) };
@@ -474,7 +491,7 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
         s
     };
     let images = dy.par_chunks(g.out_image()).zip(x.par_chunks(g.in_image()));
-    let need = Need { col: from_image.is_none(), dcol: need_x && onto_image.is_none() };
+    let need = Need { col: from_image.is_none(), dcol: need_x && onto_image.is_none() && winograd.is_none() };
     let sums = if need_x {
         accumulate(g, need, images.zip(dx.spare_capacity_mut()[..dx_len].par_chunks_mut(g.in_image()).map(Some)), per_image)
     } else {
@@ -571,6 +588,13 @@ mod tests {
             // (AVX-512) kernels and its cache blocking.
             g(2, 32, 28, 28, 64, 3, 3, [1, 1], [1, 1]),
             g(3, 64, 14, 14, 128, 3, 3, [1, 1], [1, 1]),
+            // Winograd's 2 × 2 tiles on odd planes (the last tile half outside): rows of up to
+            // 8 tiles (two in a half register), a row of 16 one input row high, and a plane
+            // one column wide; channels deep enough for its products.
+            g(2, 8, 7, 9, 9, 3, 3, [1, 1], [1, 1]),
+            g(1, 9, 1, 31, 12, 3, 3, [1, 1], [1, 1]),
+            g(2, 10, 4, 16, 9, 3, 3, [1, 1], [1, 1]),
+            g(1, 16, 5, 1, 8, 3, 3, [1, 1], [1, 1]),
         ]
     }
 
@@ -616,26 +640,32 @@ mod tests {
         }
     }
 
-    /// Our f32 products (read from the image, added onto it) compute what the GEMM crate's do
-    /// on the explicit matrices, up to summation order, forward and all three gradients.
+    /// Our f32 products (read from the image, added onto it; Winograd's) compute what the
+    /// GEMM crate's do on the explicit matrices, up to rounding, forward and all three
+    /// gradients.
     #[test]
-    fn fma_products_are_the_gemm_ones() {
+    fn our_f32_products_are_the_gemm_ones() {
         if !super::super::fma::available() {
             eprintln!("skipped: our kernels do not run at the AVX-512 level here");
             return;
         }
-        for (k, g) in geometries().into_iter().enumerate() {
-            let seed = 500 + 10 * k as u64;
-            let (x, w) = (values(g.batch * g.in_image(), seed), values(g.c_out * g.patch(), seed + 1));
-            let (b, dy) = (values(g.c_out, seed + 2), values(g.batch * g.out_image(), seed + 3));
-            let err = max_rel_err(&forward_in(&g, &x, &w, &b, Products::Fma), &forward_in(&g, &x, &w, &b, Products::Gemm));
-            assert!(err < 1e-5, "{g:?} forward: {err}");
-            let (ours, gemm) = (backward_in(&g, &x, &w, &dy, true, Products::Fma), backward_in(&g, &x, &w, &dy, true, Products::Gemm));
-            for (what, a, b) in [("x", ours.x.unwrap(), gemm.x.unwrap()), ("weight", ours.weight, gemm.weight), ("bias", ours.bias, gemm.bias)] {
-                let err = max_rel_err(&a, &b);
-                assert!(err < 1e-5, "{g:?} d{what}: {err}");
+        let mut winograd_geometries = 0;
+        for products in [Products::Fma, Products::Winograd] {
+            for (k, g) in geometries().into_iter().enumerate() {
+                winograd_geometries += usize::from(products == Products::Winograd && super::super::winograd::runs_forward(&g));
+                let seed = 500 + 10 * k as u64;
+                let (x, w) = (values(g.batch * g.in_image(), seed), values(g.c_out * g.patch(), seed + 1));
+                let (b, dy) = (values(g.c_out, seed + 2), values(g.batch * g.out_image(), seed + 3));
+                let err = max_rel_err(&forward_in(&g, &x, &w, &b, products), &forward_in(&g, &x, &w, &b, Products::Gemm));
+                assert!(err < 1e-5, "{products:?} {g:?} forward: {err}");
+                let (ours, gemm) = (backward_in(&g, &x, &w, &dy, true, products), backward_in(&g, &x, &w, &dy, true, Products::Gemm));
+                for (what, a, b) in [("x", ours.x.unwrap(), gemm.x.unwrap()), ("weight", ours.weight, gemm.weight), ("bias", ours.bias, gemm.bias)] {
+                    let err = max_rel_err(&a, &b);
+                    assert!(err < 1e-5, "{products:?} {g:?} d{what}: {err}");
+                }
             }
         }
+        assert!(winograd_geometries >= 5, "the geometries should exercise Winograd's products");
     }
 
     /// In bf16 the convolution computes what the f32 one does on the operands rounded to bf16

@@ -72,6 +72,18 @@ pub fn matmul_col2im(lhs: Lhs<'_>, rhs: &[f32], rhs_row: usize, col: &Shifted, i
     }
 }
 
+/// MR × STRIP products of `rows` of a left operand and one packed strip (`k` rows of STRIP
+/// values), `k` deep, summed depth by depth.
+///
+/// # Safety
+/// Only from code running with AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn micro(k: usize, rows: [&[f32]; MR], b: &[f32]) -> [[std::arch::x86_64::__m512; 2]; MR] {
+    // SAFETY: the caller's.
+    unsafe { avx512::micro(k, rows, b) }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
@@ -82,7 +94,7 @@ mod avx512 {
     /// MR × STRIP products of rows `rows` of the left operand and one strip, `k` deep.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn micro(k: usize, rows: [&[f32]; MR], b: &[f32]) -> [[__m512; 2]; MR] {
+    pub(super) fn micro(k: usize, rows: [&[f32]; MR], b: &[f32]) -> [[__m512; 2]; MR] {
         assert!(b.len() >= k * STRIP && rows.iter().all(|r| r.len() >= k));
         let mut c = [[_mm512_setzero_ps(); 2]; MR];
         for l in 0..k {

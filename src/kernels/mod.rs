@@ -20,6 +20,7 @@ mod reference;
 pub mod shifted;
 pub mod simd;
 mod window2;
+pub mod winograd;
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

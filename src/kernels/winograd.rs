@@ -1,0 +1,339 @@
+//! Winograd F(2×2, 3×3) convolutions in f32, for AVX-512: the forward product and the input
+//! gradient of every 3 × 3 convolution with stride 1 and padding 1 (each of the seed's).
+//!
+//! Why: a direct 3 × 3 convolution makes 9 multiply-adds per output value and input channel;
+//! F(2×2, 3×3) makes 16 per 2 × 2 outputs, 4, so 2.25× fewer. After our own products
+//! ([`super::fma`]) the convolutions ran at about 75% of the machine's GEMM peak and were two
+//! thirds of a training step: fewer multiplications was the way left to make them faster.
+//! The transforms' constants are 0, ±1 and ±½, so F(2×2, 3×3) loses almost nothing to
+//! rounding (the tests hold it to the same bound as the direct products).
+//!
+//! How: the output is cut into 2 × 2 tiles, each reading a 4 × 4 input patch. For a strip of
+//! [`STRIP`] tiles at a time, (1) every input channel's patches are gathered and transformed
+//! (`Bᵀ d B`: 16 values a patch), one AVX-512 lane per tile; (2) for each of the 16 points p,
+//! `M_p = U_p · V_p` is a c_out × c_in by c_in × STRIP product through the FMA micro-kernel,
+//! where `U_p` are the transformed filters (`G g Gᵀ`, built once a call); (3) each output
+//! channel's 16 products per tile are transformed back (`Aᵀ m A`), the bias added, and the
+//! 2 × 2 outputs written into the plane's rows. The strip's buffers (16 × channels × STRIP
+//! values) stay in the L2 cache.
+//!
+//! The input gradient of such a convolution is a convolution of the same kind: of the output
+//! gradient, with the kernels rotated by 180° and input and output channels swapped
+//! ([`Filters::input_gradient`]).
+
+use std::mem::MaybeUninit;
+
+use super::blocked::{MR, STRIP};
+use super::conv::ConvGeometry;
+
+/// Points of the transform: the 4 × 4 input patch of a 2 × 2 output tile.
+const POINTS: usize = 16;
+
+/// Below this many input channels the products are too shallow to gain (the seed's first
+/// layer has one channel).
+const MIN_DEPTH: usize = 8;
+
+/// Whether the forward product of `g` runs here: 3 × 3, stride 1, padding 1, planes up to
+/// [`Tiles::MAX_WIDTH`] wide, at least
+/// [`MIN_DEPTH`] input channels, where our kernels run at the AVX-512 level.
+pub fn runs_forward(g: &ConvGeometry) -> bool {
+    shape_fits(g) && g.c_in >= MIN_DEPTH
+}
+
+/// Whether its input gradient runs here (a convolution over `c_out` channels).
+pub fn runs_input_gradient(g: &ConvGeometry) -> bool {
+    shape_fits(g) && g.c_out >= MIN_DEPTH
+}
+
+/// Whether Winograd's products may run at all: where our kernels run at the AVX-512 level,
+/// unless `TUNE_WINOGRAD=off` keeps the direct products (to compare, or to rule it out).
+pub fn enabled() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    super::fma::available() && !*OFF.get_or_init(|| std::env::var("TUNE_WINOGRAD").is_ok_and(|v| v == "off"))
+}
+
+fn shape_fits(g: &ConvGeometry) -> bool {
+    g.kh == 3 && g.kw == 3 && g.stride == [1, 1] && g.pad == [1, 1] && g.w <= Tiles::MAX_WIDTH && super::fma::available()
+}
+
+/// The filters transformed, `U_p = (G g Gᵀ)_p`: one `c_out × c_in` row-major matrix per point.
+pub struct Filters {
+    c_out: usize,
+    c_in: usize,
+    u: Vec<f32>,
+}
+
+impl Filters {
+    /// For the forward product, from `weight` (`c_out × c_in × 3 × 3`).
+    pub fn forward(weight: &[f32], c_out: usize, c_in: usize) -> Filters {
+        assert_eq!(weight.len(), c_out * c_in * 9, "winograd: weight size");
+        Filters::build(c_out, c_in, |k, c, i, j| weight[((k * c_in + c) * 3 + i) * 3 + j])
+    }
+
+    /// For the input gradient: the convolution of the output gradient (`c_out` channels) into
+    /// `c_in` channels with the kernels rotated by 180°.
+    pub fn input_gradient(weight: &[f32], c_out: usize, c_in: usize) -> Filters {
+        assert_eq!(weight.len(), c_out * c_in * 9, "winograd: weight size");
+        Filters::build(c_in, c_out, |c, k, i, j| weight[((k * c_in + c) * 3 + 2 - i) * 3 + 2 - j])
+    }
+
+    /// `kernel(out, in, i, j)` is the 3 × 3 kernel from input channel `in` to output `out`.
+    fn build(c_out: usize, c_in: usize, kernel: impl Fn(usize, usize, usize, usize) -> f32) -> Filters {
+        // G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1], applied to a 3-vector.
+        let g = |v: [f32; 3]| [v[0], 0.5 * (v[0] + v[1] + v[2]), 0.5 * (v[0] - v[1] + v[2]), v[2]];
+        let mut u = vec![0.0; POINTS * c_out * c_in];
+        for k in 0..c_out {
+            for c in 0..c_in {
+                let columns: [[f32; 4]; 3] = std::array::from_fn(|j| g(std::array::from_fn(|i| kernel(k, c, i, j))));
+                for a in 0..4 {
+                    let row = g(std::array::from_fn(|j| columns[j][a]));
+                    for (b, value) in row.into_iter().enumerate() {
+                        u[((a * 4 + b) * c_out + k) * c_in + c] = value;
+                    }
+                }
+            }
+        }
+        Filters { c_out, c_in, u }
+    }
+}
+
+/// The 2 × 2 output tiles of an `h × w` plane (`w` ≤ 32), laid out so that each half of a
+/// strip (16 lanes) holds whole rows of tiles: one row of up to 16 tiles, or two rows of up
+/// to 8 (each padded to 8 lanes). A row of tiles then reads its patches from whole input rows
+/// (two contiguous loads, split into even and odd columns) and writes its outputs as whole
+/// output rows: no gathers, no scattered stores.
+pub struct Tiles {
+    h: usize,
+    w: usize,
+    /// Lanes a row of tiles takes: 16 or 8.
+    span: usize,
+    strips: usize,
+}
+
+/// Where one of a half's two 16-lane input registers is loaded from, and its output
+/// registers stored to: a row of tiles and a first column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    tile_row: usize,
+    column: usize,
+}
+
+impl Tiles {
+    /// The widest plane: 16 tiles in a half.
+    pub const MAX_WIDTH: usize = 32;
+
+    pub fn new(h: usize, w: usize) -> Tiles {
+        assert!(w <= Tiles::MAX_WIDTH, "winograd: planes up to {} wide", Tiles::MAX_WIDTH);
+        let span = if w.div_ceil(2) > 8 { 16 } else { 8 };
+        let rows_per_strip = 2 * 16 / span;
+        Tiles { h, w, span, strips: h.div_ceil(2).div_ceil(rows_per_strip) }
+    }
+
+    fn plane(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// The two slots of half `half` of strip `strip`: one row of tiles, columns 0 and 16
+    /// (span 16), or two rows of tiles, column 0 (span 8).
+    fn slots(&self, strip: usize, half: usize) -> [Slot; 2] {
+        if self.span == 16 {
+            let tile_row = 2 * strip + half;
+            [Slot { tile_row, column: 0 }, Slot { tile_row, column: 16 }]
+        } else {
+            let tile_row = 4 * strip + 2 * half;
+            [Slot { tile_row, column: 0 }, Slot { tile_row: tile_row + 1, column: 0 }]
+        }
+    }
+}
+
+/// Per-thread buffers of one strip: transformed inputs (16 × c_in × STRIP) and products
+/// (16 × c_out × STRIP).
+#[derive(Default)]
+pub struct Scratch {
+    v: Vec<f32>,
+    m: Vec<f32>,
+}
+
+/// `out (c_out planes) = conv3×3(input (c_in planes), filters) [+ bias]` for one image, every
+/// value of `out` written.
+pub fn conv(filters: &Filters, tiles: &Tiles, input: &[f32], bias: Option<&[f32]>, out: &mut [MaybeUninit<f32>], scratch: &mut Scratch) {
+    assert!(super::fma::available(), "winograd products need AVX-512");
+    let plane = tiles.plane();
+    assert!(input.len() >= filters.c_in * plane && out.len() >= filters.c_out * plane, "winograd: input or output too short");
+    assert!(bias.is_none_or(|b| b.len() >= filters.c_out), "winograd: bias too short");
+    if filters.c_out == 0 || plane == 0 {
+        return;
+    }
+    scratch.v.resize(POINTS * filters.c_in * STRIP, 0.0);
+    scratch.m.resize(POINTS * filters.c_out * STRIP, 0.0);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: available() saw the features; the sizes are checked above.
+    unsafe {
+        avx512::conv(filters, tiles, input, bias, out, scratch)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+
+    use super::{Filters, MR, POINTS, STRIP, Scratch, Tiles};
+    use crate::kernels::blocked::lanes;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn conv(f: &Filters, tiles: &Tiles, input: &[f32], bias: Option<&[f32]>, out: &mut [MaybeUninit<f32>], s: &mut Scratch) {
+        let (c_in, c_out) = (f.c_in, f.c_out);
+        for strip in 0..tiles.strips {
+            // SAFETY: the caller's checks (input holds c_in planes; v 16 · c_in strips).
+            unsafe { transform_input(tiles, strip, input, c_in, &mut s.v) };
+            for p in 0..POINTS {
+                let u = &f.u[p * c_out * c_in..][..c_out * c_in];
+                let v = &s.v[p * c_in * STRIP..][..c_in * STRIP];
+                for k0 in (0..c_out).step_by(MR) {
+                    let rows = std::array::from_fn(|r| &u[(k0 + r).min(c_out - 1) * c_in..][..c_in]);
+                    // SAFETY: this function runs with AVX-512F.
+                    let acc = unsafe { crate::kernels::fma::micro(c_in, rows, v) };
+                    for (r, halves) in acc.iter().enumerate().take(c_out - k0) {
+                        let m = &mut s.m[(p * c_out + k0 + r) * STRIP..][..STRIP];
+                        // SAFETY: m holds STRIP values.
+                        unsafe {
+                            _mm512_storeu_ps(m.as_mut_ptr(), halves[0]);
+                            _mm512_storeu_ps(m.as_mut_ptr().add(16), halves[1]);
+                        }
+                    }
+                }
+            }
+            // SAFETY: out holds c_out planes (the caller's check), m 16 · c_out strips.
+            unsafe { transform_output(tiles, strip, &s.m, c_out, bias, out) };
+        }
+    }
+
+    /// Lane tables: even and odd lanes of two registers (a0 a2 … b0 b2 …), and a row of
+    /// tiles' lanes moved up (lane l takes lane l − 1) or down (l + 1) within its span.
+    const EVEN: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+    const ODD: [i32; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
+    const UP: [i32; 16] = [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
+    const DOWN: [i32; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 15];
+    /// Interleaving two registers' lanes: a0 b0 a1 b1 … (the first eight of each, then the rest).
+    const FIRST: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+    const SECOND: [i32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
+
+    #[inline(always)]
+    unsafe fn table(t: &[i32; 16]) -> __m512i {
+        // SAFETY: 16 values; the caller runs with AVX-512F.
+        unsafe { _mm512_loadu_si512(t.as_ptr().cast()) }
+    }
+
+    /// The lanes whose moved-up (moved-down) value exists within their row of tiles.
+    fn shift_masks(span: usize) -> (u16, u16) {
+        if span == 16 { (0xFFFE, 0x7FFF) } else { (0xFEFE, 0x7F7F) }
+    }
+
+    /// `v[p][c]` (STRIP lanes) = point p of `Bᵀ d B` for channel c's patch of each lane's tile,
+    /// with `Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]`. Patch row r of tile column tx is
+    /// input columns 2tx − 1 … 2tx + 2: the odd columns moved up a lane, the even, the odd,
+    /// and the even moved down; zero outside the plane.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transform_input(tiles: &Tiles, strip: usize, input: &[f32], c_in: usize, v: &mut [f32]) {
+        let (h, w, plane) = (tiles.h, tiles.w, tiles.plane());
+        // SAFETY: the tables hold 16 values.
+        let (even, odd, up, down) = unsafe { (table(&EVEN), table(&ODD), table(&UP), table(&DOWN)) };
+        let (up_mask, down_mask) = shift_masks(tiles.span);
+        let zero = _mm512_setzero_ps();
+        for half in 0..2 {
+            let slots = tiles.slots(strip, half);
+            // Per patch row r and slot: where the input row starts and the mask of the
+            // columns it has from the slot's column on (none where the row is padding).
+            let mut sources = [[(0usize, 0u16); 2]; 4];
+            for (r, row) in sources.iter_mut().enumerate() {
+                for (source, slot) in row.iter_mut().zip(slots) {
+                    if let Some(y) = (2 * slot.tile_row + r).checked_sub(1).filter(|&y| y < h) {
+                        *source = (y * w + slot.column, lanes(w.saturating_sub(slot.column)));
+                    }
+                }
+            }
+            for c in 0..c_in {
+                let src = input[c * plane..][..plane].as_ptr();
+                let mut t = [[zero; 4]; 4];
+                for (t, [(a_at, a_mask), (b_at, b_mask)]) in t.iter_mut().zip(sources) {
+                    // SAFETY: the masks keep each load inside its row, which lies in the plane
+                    // (a zero mask loads nothing).
+                    let (a, b) = unsafe { (_mm512_maskz_loadu_ps(a_mask, src.add(a_at)), _mm512_maskz_loadu_ps(b_mask, src.add(b_at))) };
+                    let (e, o) = (_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odd, b));
+                    *t = b_t([_mm512_maskz_permutexvar_ps(up_mask, up, o), e, o, _mm512_maskz_permutexvar_ps(down_mask, down, e)]);
+                }
+                for j in 0..4 {
+                    let column = b_t([t[0][j], t[1][j], t[2][j], t[3][j]]);
+                    for (i, value) in column.into_iter().enumerate() {
+                        // SAFETY: v holds 16 · c_in strips.
+                        unsafe { _mm512_storeu_ps(v.as_mut_ptr().add(((i * 4 + j) * c_in + c) * STRIP + 16 * half), value) };
+                    }
+                }
+            }
+        }
+    }
+
+    /// `Bᵀ d` for a 4-vector.
+    #[inline(always)]
+    fn b_t(d: [__m512; 4]) -> [__m512; 4] {
+        // SAFETY (all four): plain arithmetic; callers run with AVX-512F.
+        unsafe { [_mm512_sub_ps(d[0], d[2]), _mm512_add_ps(d[1], d[2]), _mm512_sub_ps(d[2], d[1]), _mm512_sub_ps(d[1], d[3])] }
+    }
+
+    /// `Aᵀ m` for a 4-vector, with `Aᵀ = [1 1 1 0; 0 1 −1 −1]`.
+    #[inline(always)]
+    fn a_t(m: [__m512; 4]) -> [__m512; 2] {
+        // SAFETY: plain arithmetic; callers run with AVX-512F.
+        unsafe { [_mm512_add_ps(_mm512_add_ps(m[0], m[1]), m[2]), _mm512_sub_ps(_mm512_sub_ps(m[1], m[2]), m[3])] }
+    }
+
+    /// Each output channel's 2 × 2 tiles `Aᵀ m A (+ bias)` of the strip's products: the two
+    /// columns of each output row interleaved, then stored as whole rows.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transform_output(tiles: &Tiles, strip: usize, m: &[f32], c_out: usize, bias: Option<&[f32]>, out: &mut [MaybeUninit<f32>]) {
+        let (h, w, plane) = (tiles.h, tiles.w, tiles.plane());
+        // SAFETY: the tables hold 16 values.
+        let (first, second) = unsafe { (table(&FIRST), table(&SECOND)) };
+        let tile_rows = h.div_ceil(2);
+        for half in 0..2 {
+            // Per output row dy of the tiles and slot: where the row starts and the mask of
+            // its columns (none past the plane).
+            let mut targets = [[(0usize, 0u16); 2]; 2];
+            for (dy, row) in targets.iter_mut().enumerate() {
+                for (target, slot) in row.iter_mut().zip(tiles.slots(strip, half)) {
+                    let y = 2 * slot.tile_row + dy;
+                    if slot.tile_row < tile_rows && y < h {
+                        *target = (y * w + slot.column, lanes(w.saturating_sub(slot.column)));
+                    }
+                }
+            }
+            for k in 0..c_out {
+                let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[k]));
+                let at = m[k * STRIP + 16 * half..].as_ptr();
+                let mut s = [[_mm512_setzero_ps(); 2]; 4];
+                for (i, s) in s.iter_mut().enumerate() {
+                    let mut row = [_mm512_setzero_ps(); 4];
+                    for (j, value) in row.iter_mut().enumerate() {
+                        // SAFETY: m holds 16 · c_out strips: point (i, j) of channel k is in it.
+                        *value = unsafe { _mm512_loadu_ps(at.add((i * 4 + j) * c_out * STRIP)) };
+                    }
+                    *s = a_t(row);
+                }
+                let (c0, c1) = (a_t([s[0][0], s[1][0], s[2][0], s[3][0]]), a_t([s[0][1], s[1][1], s[2][1], s[3][1]]));
+                for (dy, row_targets) in targets.iter().enumerate() {
+                    let (left, right) = (_mm512_add_ps(c0[dy], b), _mm512_add_ps(c1[dy], b));
+                    let rows = [_mm512_permutex2var_ps(left, first, right), _mm512_permutex2var_ps(left, second, right)];
+                    for (row, &(at, mask)) in rows.into_iter().zip(row_targets) {
+                        // SAFETY: the mask keeps the store inside output row y of plane k (a
+                        // zero mask stores nothing), and out holds c_out planes.
+                        unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(k * plane + at).cast(), mask, row) };
+                    }
+                }
+            }
+        }
+    }
+}
+

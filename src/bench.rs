@@ -120,6 +120,7 @@ pub fn run(args: &BenchOptions) -> Result<()> {
     let products = match (args.bf16, crate::kernels::fma::available()) {
         _ if !crate::kernels::use_kernels() => "",
         (true, _) => "; convolution products in bf16",
+        (false, true) if crate::kernels::winograd::enabled() => "; convolution products: ours (AVX-512 FMA), Winograd F(2×2, 3×3) for 3 × 3 stride-1 padding-1 layers",
         (false, true) => "; convolution products: ours (AVX-512 FMA) forward and input gradient, the gemm crate's weight gradient",
         (false, false) => "; convolution products: the gemm crate's",
     };

@@ -394,13 +394,15 @@ struct Scratch {
 struct Need {
     col: bool,
     dcol: bool,
+    /// The weight gradient as Winograd's sums (16 × c_in × c_out) instead of Wᵀ.
+    winograd_weight: bool,
 }
 
 impl Scratch {
     fn new(g: &ConvGeometry, need: Need) -> Scratch {
         let cols = g.patch() * g.plane();
         Scratch {
-            weight_t: vec![0.0; g.patch() * g.c_out],
+            weight_t: vec![0.0; weight_sums(g, need)],
             bias: vec![0.0; g.c_out],
             col: if need.col { vec![0.0; cols] } else { Vec::new() },
             dcol: if need.dcol { vec![0.0; cols] } else { Vec::new() },
@@ -408,6 +410,11 @@ impl Scratch {
             winograd: super::winograd::Scratch::default(),
         }
     }
+}
+
+/// Values of a task's weight-gradient accumulator.
+fn weight_sums(g: &ConvGeometry, need: Need) -> usize {
+    if need.winograd_weight { 16 * g.c_in * g.c_out } else { g.patch() * g.c_out }
 }
 
 #[inline(always)]
@@ -436,6 +443,7 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
     let winograd = (need_x && products == Products::Winograd && super::winograd::runs_input_gradient(g))
         .then(|| (super::winograd::Filters::input_gradient(weight, g.c_out, g.c_in), super::winograd::Tiles::new(g.h, g.w)));
     let onto_image = shifted.clone().filter(|_| need_x && winograd.is_none()).map(|s| s.offset_major());
+    let winograd_weight = (products == Products::Winograd && super::winograd::runs_weight_gradient(g)).then(|| super::winograd::Tiles::new(g.h, g.w));
     // The weight gradient's im2col matrix read from the image: bf16 only (the f32 one runs in
     // the GEMM crate, on the explicit matrix).
     let from_image = shifted.filter(|_| bf16);
@@ -448,6 +456,7 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
         // dWᵀ += col · dYᵀ
         let dy_bf16 = || super::bf16::PackedLhs::new(g.c_out, plane, dyn_, [plane, 1]);
         match (bf16, &from_image) {
+            _ if let Some(tiles) = &winograd_weight => super::winograd::accumulate_weight_gradient(tiles, xn, g.c_in, dyn_, g.c_out, &mut s.weight_t, &mut s.winograd),
             (true, Some(from_image)) => {
                 let col = super::bf16::shifted::pack(from_image, xn, std::mem::take(&mut s.pairs));
                 super::bf16::matmul_t(&col, &dy_bf16(), &mut s.weight_t, true);
@@ -491,7 +500,11 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
         s
     };
     let images = dy.par_chunks(g.out_image()).zip(x.par_chunks(g.in_image()));
-    let need = Need { col: from_image.is_none(), dcol: need_x && onto_image.is_none() && winograd.is_none() };
+    let need = Need {
+        col: from_image.is_none() && winograd_weight.is_none(),
+        dcol: need_x && onto_image.is_none() && winograd.is_none(),
+        winograd_weight: winograd_weight.is_some(),
+    };
     let sums = if need_x {
         accumulate(g, need, images.zip(dx.spare_capacity_mut()[..dx_len].par_chunks_mut(g.in_image()).map(Some)), per_image)
     } else {
@@ -499,8 +512,12 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
     };
     // SAFETY: with need_x every image's chunk was initialised above (and dx_len is 0 without).
     unsafe { dx.set_len(dx_len) };
-    let (weight_t, bias_grad) = sums.unwrap_or_else(|| (vec![0.0; patch * g.c_out], vec![0.0; g.c_out]));
-    let weight_grad = (0..g.c_out * patch).map(|i| weight_t[(i % patch) * g.c_out + i / patch]).collect();
+    let (weight_sums, bias_grad) = sums.unwrap_or_else(|| (vec![0.0; weight_sums(g, need)], vec![0.0; g.c_out]));
+    let weight_grad = if need.winograd_weight {
+        super::winograd::weight_gradient(&weight_sums, g.c_out, g.c_in)
+    } else {
+        (0..g.c_out * patch).map(|i| weight_sums[(i % patch) * g.c_out + i / patch]).collect()
+    };
     ConvGrads { x: need_x.then_some(dx), weight: weight_grad, bias: bias_grad }
 }
 

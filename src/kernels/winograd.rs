@@ -45,6 +45,11 @@ pub fn runs_input_gradient(g: &ConvGeometry) -> bool {
     shape_fits(g) && g.c_out >= MIN_DEPTH
 }
 
+/// Whether its weight gradient runs here (the products' rows are input channels).
+pub fn runs_weight_gradient(g: &ConvGeometry) -> bool {
+    shape_fits(g) && g.c_in >= MIN_DEPTH
+}
+
 /// Whether Winograd's products may run at all: where our kernels run at the AVX-512 level,
 /// unless `TUNE_WINOGRAD=off` keeps the direct products (to compare, or to rule it out).
 pub fn enabled() -> bool {
@@ -144,6 +149,21 @@ impl Tiles {
             [Slot { tile_row, column: 0 }, Slot { tile_row: tile_row + 1, column: 0 }]
         }
     }
+
+    /// The tile (row, column) of lane `lane` (0..16) of a half, or None where the lane is
+    /// padding: past the plane's rows or columns of tiles.
+    fn tile(&self, strip: usize, half: usize, lane: usize) -> Option<(usize, usize)> {
+        let slots = self.slots(strip, half);
+        let (tile_row, column) = if self.span == 16 { (slots[0].tile_row, lane) } else { (slots[lane / 8].tile_row, lane % 8) };
+        (tile_row < self.h.div_ceil(2) && column < self.w.div_ceil(2)).then_some((tile_row, column))
+    }
+}
+
+/// Values from one point's block of a strip buffer to the next, for blocks of `per_point`
+/// values: a cache line more, so that the 16 blocks a transform reads or writes together do
+/// not all fall in one L1 set (blocks 4 or 8 KiB apart did: 16 lines, 12 ways).
+fn point_stride(per_point: usize) -> usize {
+    per_point + 16
 }
 
 /// Per-thread buffers of one strip: transformed inputs (16 × c_in × STRIP) and products
@@ -164,8 +184,8 @@ pub fn conv(filters: &Filters, tiles: &Tiles, input: &[f32], bias: Option<&[f32]
     if filters.c_out == 0 || plane == 0 {
         return;
     }
-    scratch.v.resize(POINTS * filters.c_in * STRIP, 0.0);
-    scratch.m.resize(POINTS * filters.c_out * STRIP, 0.0);
+    scratch.v.resize(POINTS * point_stride(filters.c_in * STRIP), 0.0);
+    scratch.m.resize(POINTS * point_stride(filters.c_out * STRIP), 0.0);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: available() saw the features; the sizes are checked above.
     unsafe {
@@ -173,29 +193,74 @@ pub fn conv(filters: &Filters, tiles: &Tiles, input: &[f32], bias: Option<&[f32]
     }
 }
 
+/// Adds one image's weight-gradient products onto `sums` (`16 × c_in × c_out`, point-major):
+/// `Σ_tiles (A dY Aᵀ)_p · (Bᵀ d B)_p` for every (input, output) channel pair, where `d` are
+/// the input's 4 × 4 patches and `dY` the output gradient's 2 × 2 tiles. This is the
+/// transpose of the forward product: `dW = Gᵀ (Σ …) G` ([`weight_gradient`]), the Winograd
+/// F(3×3, 2×2) of the correlation of the input with the output gradient. Here the products'
+/// right operand is the output gradient with one lane per output channel (gathered across
+/// channels, every value once), and the left the input's transform as the forward makes it.
+pub fn accumulate_weight_gradient(tiles: &Tiles, input: &[f32], c_in: usize, dy: &[f32], c_out: usize, sums: &mut [f32], scratch: &mut Scratch) {
+    assert!(super::fma::available(), "winograd products need AVX-512");
+    let plane = tiles.plane();
+    assert!(input.len() >= c_in * plane && dy.len() >= c_out * plane, "winograd: input or output gradient too short");
+    assert!(sums.len() >= POINTS * c_in * c_out, "winograd: sums too short");
+    assert!(c_out * plane < i32::MAX as usize, "winograd: output gradient too large to gather");
+    if c_in == 0 || c_out == 0 || plane == 0 {
+        return;
+    }
+    scratch.v.resize(POINTS * point_stride(c_in * STRIP), 0.0);
+    scratch.m.resize(POINTS * point_stride(c_out.div_ceil(STRIP) * STRIP * STRIP), 0.0);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: available() saw the features; the sizes are checked above.
+    unsafe {
+        avx512::accumulate_weight_gradient(tiles, input, c_in, dy, c_out, sums, scratch)
+    }
+}
+
+/// The weight gradient (`c_out × c_in × 3 × 3`) from the sums of
+/// [`accumulate_weight_gradient`]: `Gᵀ m G` per channel pair.
+pub fn weight_gradient(sums: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+    assert_eq!(sums.len(), POINTS * c_in * c_out, "winograd: sums size");
+    // Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1], applied to a 4-vector.
+    let g_t = |v: [f32; 4]| [v[0] + 0.5 * (v[1] + v[2]), 0.5 * (v[1] - v[2]), 0.5 * (v[1] + v[2]) + v[3]];
+    let mut grad = vec![0.0; c_out * c_in * 9];
+    for k in 0..c_out {
+        for c in 0..c_in {
+            let rows: [[f32; 3]; 4] = std::array::from_fn(|a| g_t(std::array::from_fn(|b| sums[((a * 4 + b) * c_in + c) * c_out + k])));
+            for j in 0..3 {
+                for (i, value) in g_t(std::array::from_fn(|a| rows[a][j])).into_iter().enumerate() {
+                    grad[((k * c_in + c) * 3 + i) * 3 + j] = value;
+                }
+            }
+        }
+    }
+    grad
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
-    use super::{Filters, MR, POINTS, STRIP, Scratch, Tiles};
+    use super::{Filters, MR, POINTS, STRIP, Scratch, Tiles, point_stride};
     use crate::kernels::blocked::lanes;
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn conv(f: &Filters, tiles: &Tiles, input: &[f32], bias: Option<&[f32]>, out: &mut [MaybeUninit<f32>], s: &mut Scratch) {
         let (c_in, c_out) = (f.c_in, f.c_out);
         for strip in 0..tiles.strips {
-            // SAFETY: the caller's checks (input holds c_in planes; v 16 · c_in strips).
+            // SAFETY: the caller's checks (input holds c_in planes; v 16 point blocks of c_in strips).
             unsafe { transform_input(tiles, strip, input, c_in, &mut s.v) };
             for p in 0..POINTS {
                 let u = &f.u[p * c_out * c_in..][..c_out * c_in];
-                let v = &s.v[p * c_in * STRIP..][..c_in * STRIP];
+                let v = &s.v[p * point_stride(c_in * STRIP)..][..c_in * STRIP];
                 for k0 in (0..c_out).step_by(MR) {
                     let rows = std::array::from_fn(|r| &u[(k0 + r).min(c_out - 1) * c_in..][..c_in]);
                     // SAFETY: this function runs with AVX-512F.
                     let acc = unsafe { crate::kernels::fma::micro(c_in, rows, v) };
                     for (r, halves) in acc.iter().enumerate().take(c_out - k0) {
-                        let m = &mut s.m[(p * c_out + k0 + r) * STRIP..][..STRIP];
+                        let m = &mut s.m[p * point_stride(c_out * STRIP) + (k0 + r) * STRIP..][..STRIP];
                         // SAFETY: m holds STRIP values.
                         unsafe {
                             _mm512_storeu_ps(m.as_mut_ptr(), halves[0]);
@@ -204,8 +269,93 @@ mod avx512 {
                     }
                 }
             }
-            // SAFETY: out holds c_out planes (the caller's check), m 16 · c_out strips.
+            // SAFETY: out holds c_out planes (the caller's check), m 16 point blocks of c_out strips.
             unsafe { transform_output(tiles, strip, &s.m, c_out, bias, out) };
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn accumulate_weight_gradient(tiles: &Tiles, input: &[f32], c_in: usize, dy: &[f32], c_out: usize, sums: &mut [f32], s: &mut Scratch) {
+        let k_strips = c_out.div_ceil(STRIP);
+        for strip in 0..tiles.strips {
+            // SAFETY: the caller's checks (input holds c_in planes, dy c_out; v and m sized).
+            unsafe {
+                transform_input(tiles, strip, input, c_in, &mut s.v);
+                transform_output_gradient(tiles, strip, dy, c_out, &mut s.m);
+            }
+            for p in 0..POINTS {
+                for ks in 0..k_strips {
+                    let b = &s.m[p * point_stride(k_strips * STRIP * STRIP) + ks * STRIP * STRIP..][..STRIP * STRIP];
+                    for c0 in (0..c_in).step_by(MR) {
+                        let rows = std::array::from_fn(|r| &s.v[p * point_stride(c_in * STRIP) + (c0 + r).min(c_in - 1) * STRIP..][..STRIP]);
+                        // SAFETY: this function runs with AVX-512F.
+                        let acc = unsafe { crate::kernels::fma::micro(STRIP, rows, b) };
+                        for (r, halves) in acc.iter().enumerate().take(c_in - c0) {
+                            for (half, &value) in halves.iter().enumerate() {
+                                let k = ks * STRIP + 16 * half;
+                                if k >= c_out {
+                                    break;
+                                }
+                                let mask = lanes(c_out - k);
+                                // SAFETY: row (p, c0 + r) of sums, columns k.. under the mask
+                                // of those below c_out (sums holds 16 · c_in · c_out).
+                                unsafe {
+                                    let at = sums.as_mut_ptr().add((p * c_in + c0 + r) * c_out + k);
+                                    _mm512_mask_storeu_ps(at, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, at), value));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `m[p][k strip][lane]` (STRIP output channels) = point p of `A dY Aᵀ` for each lane's
+    /// 2 × 2 tile of the output gradient, with `A = [1 0; 1 1; 1 −1; 0 −1]`: zero for padding
+    /// tiles, positions past the plane and channels past c_out.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transform_output_gradient(tiles: &Tiles, strip: usize, dy: &[f32], c_out: usize, m: &mut [f32]) {
+        let (h, w, plane) = (tiles.h, tiles.w, tiles.plane() as i32);
+        let k_strips = c_out.div_ceil(STRIP);
+        let channels = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(plane));
+        let zero = _mm512_setzero_ps();
+        for half in 0..2 {
+            for lane in 0..16 {
+                let tile = tiles.tile(strip, half, lane);
+                // The tile's four positions (row-major) as plane indices, and whether each
+                // exists.
+                let positions: [(i32, bool); 4] = std::array::from_fn(|q| match tile {
+                    Some((ty, tx)) => {
+                        let (y, x) = (2 * ty + q / 2, 2 * tx + q % 2);
+                        ((y * w + x) as i32, y < h && x < w)
+                    }
+                    None => (0, false),
+                });
+                for ks in 0..k_strips {
+                    for k_half in 0..2 {
+                        let k = ks * STRIP + 16 * k_half;
+                        let base = _mm512_add_epi32(channels, _mm512_set1_epi32(k as i32 * plane));
+                        let mask = lanes(c_out.saturating_sub(k));
+                        let [a, b, c, d] = positions.map(|(at, inside)| {
+                            // SAFETY: the lanes gathered are channels below c_out at a position
+                            // inside the plane: within dy's c_out planes (the caller's check).
+                            unsafe { _mm512_mask_i32gather_ps::<4>(zero, if inside { mask } else { 0 }, _mm512_add_epi32(base, _mm512_set1_epi32(at)), dy.as_ptr()) }
+                        });
+                        // A dY: rows (a, b), (a + c, b + d), (a − c, b − d), (−c, −d); then each
+                        // row (u, v) times Aᵀ: (u, u + v, u − v, −v).
+                        let rows = [(a, b), (_mm512_add_ps(a, c), _mm512_add_ps(b, d)), (_mm512_sub_ps(a, c), _mm512_sub_ps(b, d)), (_mm512_sub_ps(zero, c), _mm512_sub_ps(zero, d))];
+                        for (i, (u, v)) in rows.into_iter().enumerate() {
+                            let values = [u, _mm512_add_ps(u, v), _mm512_sub_ps(u, v), _mm512_sub_ps(zero, v)];
+                            for (j, value) in values.into_iter().enumerate() {
+                                // SAFETY: m holds 16 point blocks of k_strips · STRIP · STRIP values.
+                                unsafe { _mm512_storeu_ps(m.as_mut_ptr().add((i * 4 + j) * point_stride(k_strips * STRIP * STRIP) + (ks * STRIP + 16 * half + lane) * STRIP + 16 * k_half), value) };
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -267,8 +417,8 @@ mod avx512 {
                 for j in 0..4 {
                     let column = b_t([t[0][j], t[1][j], t[2][j], t[3][j]]);
                     for (i, value) in column.into_iter().enumerate() {
-                        // SAFETY: v holds 16 · c_in strips.
-                        unsafe { _mm512_storeu_ps(v.as_mut_ptr().add(((i * 4 + j) * c_in + c) * STRIP + 16 * half), value) };
+                        // SAFETY: v holds 16 point blocks of c_in strips.
+                        unsafe { _mm512_storeu_ps(v.as_mut_ptr().add((i * 4 + j) * point_stride(c_in * STRIP) + c * STRIP + 16 * half), value) };
                     }
                 }
             }
@@ -317,8 +467,8 @@ mod avx512 {
                 for (i, s) in s.iter_mut().enumerate() {
                     let mut row = [_mm512_setzero_ps(); 4];
                     for (j, value) in row.iter_mut().enumerate() {
-                        // SAFETY: m holds 16 · c_out strips: point (i, j) of channel k is in it.
-                        *value = unsafe { _mm512_loadu_ps(at.add((i * 4 + j) * c_out * STRIP)) };
+                        // SAFETY: m holds 16 point blocks of c_out strips: point (i, j) of channel k is in it.
+                        *value = unsafe { _mm512_loadu_ps(at.add((i * 4 + j) * point_stride(c_out * STRIP))) };
                     }
                     *s = a_t(row);
                 }
@@ -336,4 +486,5 @@ mod avx512 {
         }
     }
 }
+
 

@@ -392,6 +392,11 @@ mod avx512 {
         let (even, odd, up, down) = unsafe { (table(&EVEN), table(&ODD), table(&UP), table(&DOWN)) };
         let (up_mask, down_mask) = shift_masks(tiles.span);
         let zero = _mm512_setzero_ps();
+        // The input rows the next strip reads and this one does not, prefetched channel by
+        // channel: a strip reads a few rows of every channel's plane, more streams than the
+        // hardware prefetcher follows.
+        let tile_rows = 2 * 16 / tiles.span;
+        let ahead = ((2 * tile_rows * (strip + 1) + 1) * w).min(plane)..((2 * tile_rows * (strip + 2) + 1) * w).min(plane);
         for half in 0..2 {
             let slots = tiles.slots(strip, half);
             // Per patch row r and slot: where the input row starts and the mask of the
@@ -406,6 +411,12 @@ mod avx512 {
             }
             for c in 0..c_in {
                 let src = input[c * plane..][..plane].as_ptr();
+                if half == 0 {
+                    for at in ahead.clone().step_by(16) {
+                        // SAFETY: inside the plane (a prefetch does not fault anyway).
+                        unsafe { _mm_prefetch::<_MM_HINT_T0>(src.add(at).cast()) };
+                    }
+                }
                 let mut t = [[zero; 4]; 4];
                 for (t, [(a_at, a_mask), (b_at, b_mask)]) in t.iter_mut().zip(sources) {
                     // SAFETY: the masks keep each load inside its row, which lies in the plane

@@ -329,20 +329,29 @@ fn forward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], product
     let mut y: Vec<f32> = Vec::with_capacity(len);
     // In bf16 the weights are rounded and packed once for the whole batch.
     let weight_bf16 = (products == Products::Bf16).then(|| super::bf16::PackedLhs::new(g.c_out, patch, weight, [patch, 1]));
-    let winograd = (products == Products::Winograd && super::winograd::runs_forward(g))
-        .then(|| (super::winograd::Filters::forward(weight, g.c_out, g.c_in), super::winograd::Tiles::new(g.h, g.w)));
-    let from_image = shifted(g).filter(|_| products != Products::Gemm && winograd.is_none());
-    let explicit = from_image.is_none() && winograd.is_none();
+    if products == Products::Winograd && super::winograd::runs_forward(g) {
+        let filters = super::winograd::Filters::forward(weight, g.c_out, g.c_in);
+        let group = super::winograd::Tiles::group(g.h, g.w);
+        y.spare_capacity_mut()[..len]
+            .par_chunks_mut(group * g.out_image())
+            .zip(x.par_chunks(group * g.in_image()))
+            .with_min_len(MIN_IMAGES_PER_TASK.div_ceil(group))
+            .for_each_init(super::winograd::Scratch::default, |scratch, (yg, xg)| {
+                let tiles = super::winograd::Tiles::new(g.h, g.w, xg.len() / g.in_image());
+                super::winograd::conv(&filters, &tiles, xg, Some(bias), yg, scratch)
+            });
+        // SAFETY: the groups cover all `len` values and winograd::conv writes every one.
+        unsafe { y.set_len(len) };
+        return y;
+    }
+    let from_image = shifted(g).filter(|_| products != Products::Gemm);
     y.spare_capacity_mut()[..len]
         .par_chunks_mut(g.out_image())
         .zip(x.par_chunks(g.in_image()))
         .with_min_len(MIN_IMAGES_PER_TASK)
         .for_each_init(
-            || (if explicit { vec![0.0f32; patch * plane] } else { Vec::new() }, super::winograd::Scratch::default()),
-            |(col, scratch), (yn, xn)| {
-                if let Some((filters, tiles)) = &winograd {
-                    return super::winograd::conv(filters, tiles, xn, Some(bias), yn, scratch);
-                }
+            || if from_image.is_some() { Vec::new() } else { vec![0.0f32; patch * plane] },
+            |col, (yn, xn)| {
                 if let Some(from_image) = &from_image {
                     return match &weight_bf16 {
                         Some(w) => super::bf16::shifted::matmul_bias(w, from_image, xn, bias, yn),
@@ -367,11 +376,12 @@ fn forward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], product
     y
 }
 
-/// One image of the backward pass: (output gradient, input) and the input gradient to fill, if wanted.
-/// The input gradient's memory arrives uninitialised: each image's is zeroed just before its
-/// products add onto it, so it is in cache then (zeroing the whole batch first cost a pass
-/// over memory, and the adds then waited on it).
-type Image<'a> = ((&'a [f32], &'a [f32]), Option<&'a mut [std::mem::MaybeUninit<f32>]>);
+/// A group of images of the backward pass (one, or Winograd's [`super::winograd::Tiles::group`]):
+/// (output gradient, input) and the input gradient to fill, if wanted. The input gradient's
+/// memory arrives uninitialised: each image's is zeroed (or written by Winograd's products)
+/// just before its products add onto it, so it is in cache then (zeroing the whole batch
+/// first cost a pass over memory, and the adds then waited on it).
+type Images<'a> = ((&'a [f32], &'a [f32]), Option<&'a mut [std::mem::MaybeUninit<f32>]>);
 
 /// Per-task accumulators of the backward pass.
 struct Scratch {
@@ -441,9 +451,11 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
     // The input gradient added straight onto the image, with Wᵀ's rows in the shifted
     // matrix's offset-major order.
     let winograd = (need_x && products == Products::Winograd && super::winograd::runs_input_gradient(g))
-        .then(|| (super::winograd::Filters::input_gradient(weight, g.c_out, g.c_in), super::winograd::Tiles::new(g.h, g.w)));
+        .then(|| super::winograd::Filters::input_gradient(weight, g.c_out, g.c_in));
     let onto_image = shifted.clone().filter(|_| need_x && winograd.is_none()).map(|s| s.offset_major());
-    let winograd_weight = (products == Products::Winograd && super::winograd::runs_weight_gradient(g)).then(|| super::winograd::Tiles::new(g.h, g.w));
+    let winograd_weight = products == Products::Winograd && super::winograd::runs_weight_gradient(g);
+    // Winograd's products take images in groups that fill their strips; the others one by one.
+    let group = if winograd.is_some() || winograd_weight { super::winograd::Tiles::group(g.h, g.w) } else { 1 };
     // The weight gradient's im2col matrix read from the image: bf16 only (the f32 one runs in
     // the GEMM crate, on the explicit matrix).
     let from_image = shifted.filter(|_| bf16);
@@ -452,11 +464,10 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
         Some(w_t) => super::bf16::PackedLhs::new(patch, g.c_out, w_t, [g.c_out, 1]),
         None => super::bf16::PackedLhs::new(patch, g.c_out, weight, [1, patch]),
     });
-    let per_image = |mut s: Scratch, ((dyn_, xn), mut dxn_slot): Image<'_>| {
-        // dWᵀ += col · dYᵀ
+    // dWᵀ += col · dYᵀ, for one image.
+    let weight_gradient_of_image = |s: &mut Scratch, dyn_: &[f32], xn: &[f32]| {
         let dy_bf16 = || super::bf16::PackedLhs::new(g.c_out, plane, dyn_, [plane, 1]);
         match (bf16, &from_image) {
-            _ if let Some(tiles) = &winograd_weight => super::winograd::accumulate_weight_gradient(tiles, xn, g.c_in, dyn_, g.c_out, &mut s.weight_t, &mut s.winograd),
             (true, Some(from_image)) => {
                 let col = super::bf16::shifted::pack(from_image, xn, std::mem::take(&mut s.pairs));
                 super::bf16::matmul_t(&col, &dy_bf16(), &mut s.weight_t, true);
@@ -471,44 +482,61 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
                 matmul(patch, g.c_out, plane, &mut s.weight_t, true, &s.col, [plane, 1], dyn_, [1, plane])
             }
         }
-        for (b, row) in s.bias.iter_mut().zip(dyn_.chunks(plane)) {
-            *b += super::simd::sum(row);
+    };
+    // One image's input gradient: zeroed, then `col2im(Wᵀ · dY)` added onto it.
+    let input_gradient_of_image = |s: &mut Scratch, dyn_: &[f32], dxn: &mut [std::mem::MaybeUninit<f32>]| {
+        dxn.fill(std::mem::MaybeUninit::new(0.0));
+        // SAFETY: just initialised, all of it.
+        let dxn = unsafe { std::slice::from_raw_parts_mut(dxn.as_mut_ptr().cast::<f32>(), dxn.len()) };
+        match (&weight_t_bf16, &onto_image, &weight_t_om) {
+            (Some(w_t), Some(onto_image), _) => super::bf16::shifted::matmul_col2im(w_t, dyn_, plane, onto_image, dxn),
+            (None, Some(onto_image), Some(w_t)) => {
+                let w_t = super::fma::Lhs { m: patch, k: g.c_out, row: g.c_out, data: w_t };
+                super::fma::matmul_col2im(w_t, dyn_, plane, onto_image, dxn)
+            }
+            (Some(w_t), _, _) => {
+                super::bf16::matmul(w_t, plane, &mut s.dcol, false, dyn_, plane);
+                col2im(g, &mut s.dcol, dxn);
+            }
+            (None, _, _) => {
+                matmul(patch, plane, g.c_out, &mut s.dcol, false, weight, [1, patch], dyn_, [plane, 1]);
+                col2im(g, &mut s.dcol, dxn);
+            }
         }
-        if let (Some(dxn), Some((filters, tiles))) = (dxn_slot.as_deref_mut(), &winograd) {
-            super::winograd::conv(filters, tiles, dyn_, None, dxn, &mut s.winograd);
-        } else if let Some(dxn) = dxn_slot {
-            dxn.fill(std::mem::MaybeUninit::new(0.0));
-            // SAFETY: just initialised, all of it.
-            let dxn = unsafe { std::slice::from_raw_parts_mut(dxn.as_mut_ptr().cast::<f32>(), dxn.len()) };
-            // dcol = Wᵀ · dY, then scattered back onto the image.
-            match (&weight_t_bf16, &onto_image, &weight_t_om) {
-                (Some(w_t), Some(onto_image), _) => super::bf16::shifted::matmul_col2im(w_t, dyn_, plane, onto_image, dxn),
-                (None, Some(onto_image), Some(w_t)) => {
-                    let w_t = super::fma::Lhs { m: patch, k: g.c_out, row: g.c_out, data: w_t };
-                    super::fma::matmul_col2im(w_t, dyn_, plane, onto_image, dxn)
-                }
-                (Some(w_t), _, _) => {
-                    super::bf16::matmul(w_t, plane, &mut s.dcol, false, dyn_, plane);
-                    col2im(g, &mut s.dcol, dxn);
-                }
-                (None, _, _) => {
-                    matmul(patch, plane, g.c_out, &mut s.dcol, false, weight, [1, patch], dyn_, [plane, 1]);
-                    col2im(g, &mut s.dcol, dxn);
+    };
+    let per_group = |mut s: Scratch, ((dyg, xg), mut dxg): Images<'_>| {
+        let tiles = super::winograd::Tiles::new(g.h, g.w, xg.len() / g.in_image());
+        if winograd_weight {
+            super::winograd::accumulate_weight_gradient(&tiles, xg, g.c_in, dyg, g.c_out, &mut s.weight_t, &mut s.winograd);
+        } else {
+            for (dyn_, xn) in dyg.chunks(g.out_image()).zip(xg.chunks(g.in_image())) {
+                weight_gradient_of_image(&mut s, dyn_, xn);
+            }
+        }
+        for (k, row) in dyg.chunks(plane).enumerate() {
+            s.bias[k % g.c_out] += super::simd::sum(row);
+        }
+        match (dxg.as_deref_mut(), &winograd) {
+            (Some(dxg), Some(filters)) => super::winograd::conv(filters, &tiles, dyg, None, dxg, &mut s.winograd),
+            (Some(dxg), None) => {
+                for (dyn_, dxn) in dyg.chunks(g.out_image()).zip(dxg.chunks_mut(g.in_image())) {
+                    input_gradient_of_image(&mut s, dyn_, dxn);
                 }
             }
+            (None, _) => {}
         }
         s
     };
-    let images = dy.par_chunks(g.out_image()).zip(x.par_chunks(g.in_image()));
+    let groups = dy.par_chunks(group * g.out_image()).zip(x.par_chunks(group * g.in_image()));
     let need = Need {
-        col: from_image.is_none() && winograd_weight.is_none(),
+        col: from_image.is_none() && !winograd_weight,
         dcol: need_x && onto_image.is_none() && winograd.is_none(),
-        winograd_weight: winograd_weight.is_some(),
+        winograd_weight,
     };
     let sums = if need_x {
-        accumulate(g, need, images.zip(dx.spare_capacity_mut()[..dx_len].par_chunks_mut(g.in_image()).map(Some)), per_image)
+        accumulate(g, need, group, groups.zip(dx.spare_capacity_mut()[..dx_len].par_chunks_mut(group * g.in_image()).map(Some)), per_group)
     } else {
-        accumulate(g, need, images.zip((0..g.batch).into_par_iter().map(|_| None)), per_image)
+        accumulate(g, need, group, groups.zip((0..g.batch.div_ceil(group)).into_par_iter().map(|_| None)), per_group)
     };
     // SAFETY: with need_x every image's chunk was initialised above (and dx_len is 0 without).
     unsafe { dx.set_len(dx_len) };
@@ -521,19 +549,21 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
     ConvGrads { x: need_x.then_some(dx), weight: weight_grad, bias: bias_grad }
 }
 
-/// Runs `per_image` over the images in rayon tasks and sums the tasks' weight and bias gradients.
+/// Runs `per_group` over groups of `group` images in rayon tasks and sums the tasks' weight
+/// and bias gradients.
 fn accumulate<'a, I>(
     g: &ConvGeometry,
     need: Need,
-    images: I,
-    per_image: impl Fn(Scratch, I::Item) -> Scratch + Sync + Send,
+    group: usize,
+    groups: I,
+    per_group: impl Fn(Scratch, I::Item) -> Scratch + Sync + Send,
 ) -> Option<(Vec<f32>, Vec<f32>)>
 where
-    I: IndexedParallelIterator<Item = Image<'a>>,
+    I: IndexedParallelIterator<Item = Images<'a>>,
 {
-    images
-        .with_min_len(MIN_IMAGES_PER_TASK)
-        .fold(|| Scratch::new(g, need), per_image)
+    groups
+        .with_min_len(MIN_IMAGES_PER_TASK.div_ceil(group))
+        .fold(|| Scratch::new(g, need), per_group)
         .map(|s| (s.weight_t, s.bias))
         .reduce_with(sum_pairs)
 }
@@ -611,6 +641,8 @@ mod tests {
             g(2, 8, 7, 9, 9, 3, 3, [1, 1], [1, 1]),
             g(1, 9, 1, 31, 12, 3, 3, [1, 1], [1, 1]),
             g(2, 10, 4, 16, 9, 3, 3, [1, 1], [1, 1]),
+            // Groups of four images (3 rows of tiles each) and a last group of two.
+            g(6, 8, 5, 6, 8, 3, 3, [1, 1], [1, 1]),
             g(1, 16, 5, 1, 8, 3, 3, [1, 1], [1, 1]),
         ]
     }

@@ -102,23 +102,27 @@ impl Filters {
     }
 }
 
-/// The 2 × 2 output tiles of an `h × w` plane (`w` ≤ 32), laid out so that each half of a
-/// strip (16 lanes) holds whole rows of tiles: one row of up to 16 tiles, or two rows of up
-/// to 8 (each padded to 8 lanes). A row of tiles then reads its patches from whole input rows
-/// (two contiguous loads, split into even and odd columns) and writes its outputs as whole
-/// output rows: no gathers, no scattered stores.
+/// The 2 × 2 output tiles of a group of images' `h × w` planes (`w` ≤ 32), laid out so that
+/// each half of a strip (16 lanes) holds whole rows of tiles: one row of up to 16 tiles, or
+/// two rows of up to 8 (each padded to 8 lanes). A row of tiles then reads its patches from
+/// whole input rows (two contiguous loads, split into even and odd columns) and writes its
+/// outputs as whole output rows: no gathers, no scattered stores. The images' rows of tiles
+/// follow one another, so that a group of [`Tiles::group`] images fills its strips (a 14 × 14
+/// plane alone has 7 rows of tiles for 8 places).
 pub struct Tiles {
     h: usize,
     w: usize,
     /// Lanes a row of tiles takes: 16 or 8.
     span: usize,
+    images: usize,
     strips: usize,
 }
 
 /// Where one of a half's two 16-lane input registers is loaded from, and its output
-/// registers stored to: a row of tiles and a first column.
+/// registers stored to: an image, a row of tiles and a first column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Slot {
+    image: usize,
     tile_row: usize,
     column: usize,
 }
@@ -127,35 +131,51 @@ impl Tiles {
     /// The widest plane: 16 tiles in a half.
     pub const MAX_WIDTH: usize = 32;
 
-    pub fn new(h: usize, w: usize) -> Tiles {
+    pub fn new(h: usize, w: usize, images: usize) -> Tiles {
         assert!(w <= Tiles::MAX_WIDTH, "winograd: planes up to {} wide", Tiles::MAX_WIDTH);
-        let span = if w.div_ceil(2) > 8 { 16 } else { 8 };
-        let rows_per_strip = 2 * 16 / span;
-        Tiles { h, w, span, strips: h.div_ceil(2).div_ceil(rows_per_strip) }
+        let span = Tiles::span(w);
+        Tiles { h, w, span, images, strips: (images * h.div_ceil(2)).div_ceil(2 * 16 / span) }
+    }
+
+    fn span(w: usize) -> usize {
+        if w.div_ceil(2) > 8 { 16 } else { 8 }
+    }
+
+    /// Images a group should hold so that its rows of tiles fill whole strips: 1, 2 or 4.
+    pub fn group(h: usize, w: usize) -> usize {
+        let rows_per_strip = 2 * 16 / Tiles::span(w);
+        [1, 2].into_iter().find(|images| images * h.div_ceil(2) % rows_per_strip == 0).unwrap_or(4)
     }
 
     fn plane(&self) -> usize {
         self.h * self.w
     }
 
+    /// Row `q` of the group's rows of tiles (image after image) from column `column`, None
+    /// past the last.
+    fn slot(&self, q: usize, column: usize) -> Option<Slot> {
+        let tile_rows = self.h.div_ceil(2);
+        (q < self.images * tile_rows).then_some(Slot { image: q / tile_rows, tile_row: q % tile_rows, column })
+    }
+
     /// The two slots of half `half` of strip `strip`: one row of tiles, columns 0 and 16
     /// (span 16), or two rows of tiles, column 0 (span 8).
-    fn slots(&self, strip: usize, half: usize) -> [Slot; 2] {
+    fn slots(&self, strip: usize, half: usize) -> [Option<Slot>; 2] {
         if self.span == 16 {
-            let tile_row = 2 * strip + half;
-            [Slot { tile_row, column: 0 }, Slot { tile_row, column: 16 }]
+            let q = 2 * strip + half;
+            [self.slot(q, 0), self.slot(q, 16)]
         } else {
-            let tile_row = 4 * strip + 2 * half;
-            [Slot { tile_row, column: 0 }, Slot { tile_row: tile_row + 1, column: 0 }]
+            let q = 4 * strip + 2 * half;
+            [self.slot(q, 0), self.slot(q + 1, 0)]
         }
     }
 
-    /// The tile (row, column) of lane `lane` (0..16) of a half, or None where the lane is
-    /// padding: past the plane's rows or columns of tiles.
-    fn tile(&self, strip: usize, half: usize, lane: usize) -> Option<(usize, usize)> {
+    /// The tile (image, row, column) of lane `lane` (0..16) of a half, or None where the lane
+    /// is padding: past the group's rows or a plane's columns of tiles.
+    fn tile(&self, strip: usize, half: usize, lane: usize) -> Option<(usize, usize, usize)> {
         let slots = self.slots(strip, half);
-        let (tile_row, column) = if self.span == 16 { (slots[0].tile_row, lane) } else { (slots[lane / 8].tile_row, lane % 8) };
-        (tile_row < self.h.div_ceil(2) && column < self.w.div_ceil(2)).then_some((tile_row, column))
+        let (slot, column) = if self.span == 16 { (slots[0], lane) } else { (slots[lane / 8], lane % 8) };
+        slot.filter(|_| column < self.w.div_ceil(2)).map(|slot| (slot.image, slot.tile_row, column))
     }
 }
 
@@ -179,7 +199,7 @@ pub struct Scratch {
 pub fn conv(filters: &Filters, tiles: &Tiles, input: &[f32], bias: Option<&[f32]>, out: &mut [MaybeUninit<f32>], scratch: &mut Scratch) {
     assert!(super::fma::available(), "winograd products need AVX-512");
     let plane = tiles.plane();
-    assert!(input.len() >= filters.c_in * plane && out.len() >= filters.c_out * plane, "winograd: input or output too short");
+    assert!(input.len() >= tiles.images * filters.c_in * plane && out.len() >= tiles.images * filters.c_out * plane, "winograd: input or output too short");
     assert!(bias.is_none_or(|b| b.len() >= filters.c_out), "winograd: bias too short");
     if filters.c_out == 0 || plane == 0 {
         return;
@@ -203,9 +223,9 @@ pub fn conv(filters: &Filters, tiles: &Tiles, input: &[f32], bias: Option<&[f32]
 pub fn accumulate_weight_gradient(tiles: &Tiles, input: &[f32], c_in: usize, dy: &[f32], c_out: usize, sums: &mut [f32], scratch: &mut Scratch) {
     assert!(super::fma::available(), "winograd products need AVX-512");
     let plane = tiles.plane();
-    assert!(input.len() >= c_in * plane && dy.len() >= c_out * plane, "winograd: input or output gradient too short");
+    assert!(input.len() >= tiles.images * c_in * plane && dy.len() >= tiles.images * c_out * plane, "winograd: input or output gradient too short");
     assert!(sums.len() >= POINTS * c_in * c_out, "winograd: sums too short");
-    assert!(c_out * plane < i32::MAX as usize, "winograd: output gradient too large to gather");
+    assert!(tiles.images * c_out * plane < i32::MAX as usize, "winograd: output gradient too large to gather");
     if c_in == 0 || c_out == 0 || plane == 0 {
         return;
     }
@@ -327,9 +347,9 @@ mod avx512 {
                 // The tile's four positions (row-major) as plane indices, and whether each
                 // exists.
                 let positions: [(i32, bool); 4] = std::array::from_fn(|q| match tile {
-                    Some((ty, tx)) => {
+                    Some((image, ty, tx)) => {
                         let (y, x) = (2 * ty + q / 2, 2 * tx + q % 2);
-                        ((y * w + x) as i32, y < h && x < w)
+                        ((image * c_out * tiles.plane() + y * w + x) as i32, y < h && x < w)
                     }
                     None => (0, false),
                 });
@@ -395,33 +415,41 @@ mod avx512 {
         // The input rows the next strip reads and this one does not, prefetched channel by
         // channel: a strip reads a few rows of every channel's plane, more streams than the
         // hardware prefetcher follows.
-        let tile_rows = 2 * 16 / tiles.span;
-        let ahead = ((2 * tile_rows * (strip + 1) + 1) * w).min(plane)..((2 * tile_rows * (strip + 2) + 1) * w).min(plane);
+        let image = c_in * plane;
+        let mut ahead = [0usize; 8];
+        let mut lines = 0;
+        for slot in (0..2).flat_map(|half| tiles.slots(strip + 1, half)).flatten() {
+            for y in [2 * slot.tile_row + 1, 2 * slot.tile_row + 2].into_iter().filter(|&y| y < h) {
+                ahead[lines] = slot.image * image + y * w + slot.column;
+                lines += 1;
+            }
+        }
         for half in 0..2 {
             let slots = tiles.slots(strip, half);
             // Per patch row r and slot: where the input row starts and the mask of the
             // columns it has from the slot's column on (none where the row is padding).
             let mut sources = [[(0usize, 0u16); 2]; 4];
             for (r, row) in sources.iter_mut().enumerate() {
-                for (source, slot) in row.iter_mut().zip(slots) {
+                for (source, slot) in row.iter_mut().zip(slots.into_iter().flatten()) {
                     if let Some(y) = (2 * slot.tile_row + r).checked_sub(1).filter(|&y| y < h) {
-                        *source = (y * w + slot.column, lanes(w.saturating_sub(slot.column)));
+                        *source = (slot.image * image + y * w + slot.column, lanes(w.saturating_sub(slot.column)));
                     }
                 }
             }
             for c in 0..c_in {
-                let src = input[c * plane..][..plane].as_ptr();
+                // Channel c of the group's first image; the sources add the image.
+                let src = input.as_ptr().wrapping_add(c * plane);
                 if half == 0 {
-                    for at in ahead.clone().step_by(16) {
-                        // SAFETY: inside the plane (a prefetch does not fault anyway).
-                        unsafe { _mm_prefetch::<_MM_HINT_T0>(src.add(at).cast()) };
+                    for &at in &ahead[..lines] {
+                        // A prefetch does not fault, and the address is inside the input.
+                        _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(at).cast());
                     }
                 }
                 let mut t = [[zero; 4]; 4];
                 for (t, [(a_at, a_mask), (b_at, b_mask)]) in t.iter_mut().zip(sources) {
-                    // SAFETY: the masks keep each load inside its row, which lies in the plane
-                    // (a zero mask loads nothing).
-                    let (a, b) = unsafe { (_mm512_maskz_loadu_ps(a_mask, src.add(a_at)), _mm512_maskz_loadu_ps(b_mask, src.add(b_at))) };
+                    // SAFETY: the masks keep each load inside its row of plane c of its image,
+                    // within the input (the caller's check; a zero mask loads nothing).
+                    let (a, b) = unsafe { (_mm512_maskz_loadu_ps(a_mask, src.wrapping_add(a_at)), _mm512_maskz_loadu_ps(b_mask, src.wrapping_add(b_at))) };
                     let (e, o) = (_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odd, b));
                     *t = b_t([_mm512_maskz_permutexvar_ps(up_mask, up, o), e, o, _mm512_maskz_permutexvar_ps(down_mask, down, e)]);
                 }
@@ -458,16 +486,15 @@ mod avx512 {
         let (h, w, plane) = (tiles.h, tiles.w, tiles.plane());
         // SAFETY: the tables hold 16 values.
         let (first, second) = unsafe { (table(&FIRST), table(&SECOND)) };
-        let tile_rows = h.div_ceil(2);
         for half in 0..2 {
             // Per output row dy of the tiles and slot: where the row starts and the mask of
             // its columns (none past the plane).
             let mut targets = [[(0usize, 0u16); 2]; 2];
             for (dy, row) in targets.iter_mut().enumerate() {
-                for (target, slot) in row.iter_mut().zip(tiles.slots(strip, half)) {
+                for (target, slot) in row.iter_mut().zip(tiles.slots(strip, half).into_iter().flatten()) {
                     let y = 2 * slot.tile_row + dy;
-                    if slot.tile_row < tile_rows && y < h {
-                        *target = (y * w + slot.column, lanes(w.saturating_sub(slot.column)));
+                    if y < h {
+                        *target = (slot.image * c_out * plane + y * w + slot.column, lanes(w.saturating_sub(slot.column)));
                     }
                 }
             }

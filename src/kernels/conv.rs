@@ -550,7 +550,9 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
 }
 
 /// Runs `per_group` over groups of `group` images in rayon tasks and sums the tasks' weight
-/// and bias gradients.
+/// and bias gradients. The tasks are fixed runs of groups (about four a thread) and their
+/// sums are added in order, so that a run's gradients do not depend on which thread stole
+/// what: a fold over rayon's adaptive splits summed different pieces from run to run.
 fn accumulate<'a, I>(
     g: &ConvGeometry,
     need: Need,
@@ -561,11 +563,9 @@ fn accumulate<'a, I>(
 where
     I: IndexedParallelIterator<Item = Images<'a>>,
 {
-    groups
-        .with_min_len(MIN_IMAGES_PER_TASK.div_ceil(group))
-        .fold(|| Scratch::new(g, need), per_group)
-        .map(|s| (s.weight_t, s.bias))
-        .reduce_with(sum_pairs)
+    let per_task = g.batch.div_ceil(group).div_ceil(4 * rayon::current_num_threads()).max(MIN_IMAGES_PER_TASK.div_ceil(group));
+    let sums: Vec<_> = groups.fold_chunks(per_task, || Scratch::new(g, need), per_group).map(|s| (s.weight_t, s.bias)).collect();
+    sums.into_iter().reduce(sum_pairs)
 }
 
 fn sum_pairs(mut a: (Vec<f32>, Vec<f32>), b: (Vec<f32>, Vec<f32>)) -> (Vec<f32>, Vec<f32>) {
@@ -788,6 +788,20 @@ mod tests {
             assert!(err < 1e-6, "{g:?} input gradient: {err}");
         }
         assert!(shifted_geometries >= 5, "the geometries should exercise the shifted path");
+    }
+
+    /// The gradients do not depend on how rayon splits the batch among threads: the same
+    /// bits every time, whichever products run.
+    #[test]
+    fn backward_gives_the_same_bits_every_time() {
+        let g = ConvGeometry { batch: 30, c_in: 16, h: 14, w: 14, c_out: 16, kh: 3, kw: 3, stride: [1, 1], pad: [1, 1] };
+        let (x, w, dy) = (values(g.batch * g.in_image(), 1), values(g.c_out * g.patch(), 2), values(g.batch * g.out_image(), 3));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let first = pool.install(|| backward(&g, &x, &w, &dy, true));
+        for _ in 0..100 {
+            let again = pool.install(|| backward(&g, &x, &w, &dy, true));
+            assert!(again.weight == first.weight && again.bias == first.bias && again.x == first.x, "gradients differ between runs");
+        }
     }
 
     #[test]

@@ -169,14 +169,6 @@ impl Tiles {
             [self.slot(q, 0), self.slot(q + 1, 0)]
         }
     }
-
-    /// The tile (image, row, column) of lane `lane` (0..16) of a half, or None where the lane
-    /// is padding: past the group's rows or a plane's columns of tiles.
-    fn tile(&self, strip: usize, half: usize, lane: usize) -> Option<(usize, usize, usize)> {
-        let slots = self.slots(strip, half);
-        let (slot, column) = if self.span == 16 { (slots[0], lane) } else { (slots[lane / 8], lane % 8) };
-        slot.filter(|_| column < self.w.div_ceil(2)).map(|slot| (slot.image, slot.tile_row, column))
-    }
 }
 
 /// Values from one point's block of a strip buffer to the next, for blocks of `per_point`
@@ -225,7 +217,6 @@ pub fn accumulate_weight_gradient(tiles: &Tiles, input: &[f32], c_in: usize, dy:
     let plane = tiles.plane();
     assert!(input.len() >= tiles.images * c_in * plane && dy.len() >= tiles.images * c_out * plane, "winograd: input or output gradient too short");
     assert!(sums.len() >= POINTS * c_in * c_out, "winograd: sums too short");
-    assert!(tiles.images * c_out * plane < i32::MAX as usize, "winograd: output gradient too large to gather");
     if c_in == 0 || c_out == 0 || plane == 0 {
         return;
     }
@@ -333,49 +324,86 @@ mod avx512 {
 
     /// `m[p][k strip][lane]` (STRIP output channels) = point p of `A dY Aᵀ` for each lane's
     /// 2 × 2 tile of the output gradient, with `A = [1 0; 1 1; 1 −1; 0 −1]`: zero for padding
-    /// tiles, positions past the plane and channels past c_out.
+    /// tiles and positions past the plane. Sixteen channels' rows of a slot are loaded whole
+    /// and transposed in registers into one register per column with a lane per channel
+    /// (gathering each value across the channel planes cost three times as much).
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn transform_output_gradient(tiles: &Tiles, strip: usize, dy: &[f32], c_out: usize, m: &mut [f32]) {
-        let (h, w, plane) = (tiles.h, tiles.w, tiles.plane() as i32);
+        let (h, w, plane) = (tiles.h, tiles.w, tiles.plane());
         let k_strips = c_out.div_ceil(STRIP);
-        let channels = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(plane));
+        let stride = point_stride(k_strips * STRIP * STRIP);
         let zero = _mm512_setzero_ps();
         for half in 0..2 {
-            for lane in 0..16 {
-                let tile = tiles.tile(strip, half, lane);
-                // The tile's four positions (row-major) as plane indices, and whether each
-                // exists.
-                let positions: [(i32, bool); 4] = std::array::from_fn(|q| match tile {
-                    Some((image, ty, tx)) => {
-                        let (y, x) = (2 * ty + q / 2, 2 * tx + q % 2);
-                        ((image * c_out * tiles.plane() + y * w + x) as i32, y < h && x < w)
+            // Per output row dy of the tiles and slot: where the row starts in its image's
+            // first channel, and the mask of its columns (none past the plane).
+            let mut sources = [[(0usize, 0u16); 2]; 2];
+            for (dy, row) in sources.iter_mut().enumerate() {
+                for (source, slot) in row.iter_mut().zip(tiles.slots(strip, half)) {
+                    if let Some(slot) = slot.filter(|slot| 2 * slot.tile_row + dy < h) {
+                        *source = (slot.image * c_out * plane + (2 * slot.tile_row + dy) * w + slot.column, lanes(w.saturating_sub(slot.column)));
                     }
-                    None => (0, false),
-                });
-                for ks in 0..k_strips {
-                    for k_half in 0..2 {
-                        let k = ks * STRIP + 16 * k_half;
-                        let base = _mm512_add_epi32(channels, _mm512_set1_epi32(k as i32 * plane));
-                        let mask = lanes(c_out.saturating_sub(k));
-                        let [a, b, c, d] = positions.map(|(at, inside)| {
-                            // SAFETY: the lanes gathered are channels below c_out at a position
-                            // inside the plane: within dy's c_out planes (the caller's check).
-                            unsafe { _mm512_mask_i32gather_ps::<4>(zero, if inside { mask } else { 0 }, _mm512_add_epi32(base, _mm512_set1_epi32(at)), dy.as_ptr()) }
+                }
+            }
+            for k0 in (0..c_out).step_by(16) {
+                // columns[dy][x]: output row dy's column x of the half (slot x / 16), a lane
+                // per channel k0 + lane.
+                let mut columns = [[zero; 32]; 2];
+                for (output_row, row) in sources.iter().enumerate() {
+                    for (slot, &(at, mask)) in row.iter().enumerate() {
+                        let rows: [__m512; 16] = std::array::from_fn(|i| {
+                            let mask = if k0 + i < c_out { mask } else { 0 };
+                            // SAFETY: the mask keeps the load inside row y of channel k0 + i
+                            // (below c_out) of its image, within dy (the caller's check).
+                            unsafe { _mm512_maskz_loadu_ps(mask, dy.as_ptr().wrapping_add(at + (k0 + i) * plane)) }
                         });
-                        // A dY: rows (a, b), (a + c, b + d), (a − c, b − d), (−c, −d); then each
-                        // row (u, v) times Aᵀ: (u, u + v, u − v, −v).
-                        let rows = [(a, b), (_mm512_add_ps(a, c), _mm512_add_ps(b, d)), (_mm512_sub_ps(a, c), _mm512_sub_ps(b, d)), (_mm512_sub_ps(zero, c), _mm512_sub_ps(zero, d))];
-                        for (i, (u, v)) in rows.into_iter().enumerate() {
-                            let values = [u, _mm512_add_ps(u, v), _mm512_sub_ps(u, v), _mm512_sub_ps(zero, v)];
-                            for (j, value) in values.into_iter().enumerate() {
-                                // SAFETY: m holds 16 point blocks of k_strips · STRIP · STRIP values.
-                                unsafe { _mm512_storeu_ps(m.as_mut_ptr().add((i * 4 + j) * point_stride(k_strips * STRIP * STRIP) + (ks * STRIP + 16 * half + lane) * STRIP + 16 * k_half), value) };
-                            }
+                        columns[output_row][16 * slot..16 * slot + 16].copy_from_slice(&transpose(rows));
+                    }
+                }
+                let (ks, k_half) = (k0 / STRIP, k0 % STRIP / 16);
+                for lane in 0..16 {
+                    // Lane l's tile covers the half's columns 2l and 2l + 1 (span 8: slot 1's
+                    // columns follow slot 0's, as its lanes do).
+                    let (a, b, c, d) = (columns[0][2 * lane], columns[0][2 * lane + 1], columns[1][2 * lane], columns[1][2 * lane + 1]);
+                    // A dY: rows (a, b), (a + c, b + d), (a − c, b − d), (−c, −d); then each
+                    // row (u, v) times Aᵀ: (u, u + v, u − v, −v).
+                    let rows = [(a, b), (_mm512_add_ps(a, c), _mm512_add_ps(b, d)), (_mm512_sub_ps(a, c), _mm512_sub_ps(b, d)), (_mm512_sub_ps(zero, c), _mm512_sub_ps(zero, d))];
+                    for (i, (u, v)) in rows.into_iter().enumerate() {
+                        let values = [u, _mm512_add_ps(u, v), _mm512_sub_ps(u, v), _mm512_sub_ps(zero, v)];
+                        for (j, value) in values.into_iter().enumerate() {
+                            // SAFETY: m holds 16 point blocks of k_strips · STRIP · STRIP values.
+                            unsafe { _mm512_storeu_ps(m.as_mut_ptr().add((i * 4 + j) * stride + (ks * STRIP + 16 * half + lane) * STRIP + 16 * k_half), value) };
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// A 16 × 16 transpose: `out[c]` lane r = `rows[r]` lane c. Interleaving 32-bit then
+    /// 64-bit values leaves `u[4i + q]`'s 128-bit lane j holding rows 4i … 4i + 3 of column
+    /// 4j + q; two rounds of 128-bit shuffles gather each column's four lanes.
+    #[inline(always)]
+    fn transpose(r: [__m512; 16]) -> [__m512; 16] {
+        // SAFETY (all intrinsics): register-only; callers run with AVX-512F.
+        unsafe {
+            let t: [__m512; 16] = std::array::from_fn(|i| if i % 2 == 0 { _mm512_unpacklo_ps(r[i], r[i + 1]) } else { _mm512_unpackhi_ps(r[i - 1], r[i]) });
+            let pd = _mm512_castps_pd;
+            let u: [__m512; 16] = std::array::from_fn(|i| {
+                let (base, q) = (i - i % 4, i % 4);
+                let (x, y) = (pd(t[base + q / 2]), pd(t[base + q / 2 + 2]));
+                _mm512_castpd_ps(if q % 2 == 0 { _mm512_unpacklo_pd(x, y) } else { _mm512_unpackhi_pd(x, y) })
+            });
+            let mut out = [_mm512_setzero_ps(); 16];
+            for q in 0..4 {
+                let (s0, s1) = (_mm512_shuffle_f32x4::<0x88>(u[q], u[4 + q]), _mm512_shuffle_f32x4::<0xdd>(u[q], u[4 + q]));
+                let (s2, s3) = (_mm512_shuffle_f32x4::<0x88>(u[8 + q], u[12 + q]), _mm512_shuffle_f32x4::<0xdd>(u[8 + q], u[12 + q]));
+                out[q] = _mm512_shuffle_f32x4::<0x88>(s0, s2);
+                out[8 + q] = _mm512_shuffle_f32x4::<0xdd>(s0, s2);
+                out[4 + q] = _mm512_shuffle_f32x4::<0x88>(s1, s3);
+                out[12 + q] = _mm512_shuffle_f32x4::<0xdd>(s1, s3);
+            }
+            out
         }
     }
 
@@ -524,5 +552,6 @@ mod avx512 {
         }
     }
 }
+
 
 

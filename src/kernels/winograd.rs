@@ -266,19 +266,7 @@ mod avx512 {
             for p in 0..POINTS {
                 let u = &f.u[p * c_out * c_in..][..c_out * c_in];
                 let v = &s.v[p * point_stride(c_in * STRIP)..][..c_in * STRIP];
-                for k0 in (0..c_out).step_by(MR) {
-                    let rows = std::array::from_fn(|r| &u[(k0 + r).min(c_out - 1) * c_in..][..c_in]);
-                    // SAFETY: this function runs with AVX-512F.
-                    let acc = unsafe { crate::kernels::fma::micro(c_in, rows, v) };
-                    for (r, halves) in acc.iter().enumerate().take(c_out - k0) {
-                        let m = &mut s.m[p * point_stride(c_out * STRIP) + (k0 + r) * STRIP..][..STRIP];
-                        // SAFETY: m holds STRIP values.
-                        unsafe {
-                            _mm512_storeu_ps(m.as_mut_ptr(), halves[0]);
-                            _mm512_storeu_ps(m.as_mut_ptr().add(16), halves[1]);
-                        }
-                    }
-                }
+                point_product(u, v, &mut s.m[p * point_stride(c_out * STRIP)..][..c_out * STRIP], c_out, c_in);
             }
             // SAFETY: out holds c_out planes (the caller's check), m 16 point blocks of c_out strips.
             unsafe { transform_output(tiles, strip, &s.m, c_out, bias, out) };
@@ -295,26 +283,58 @@ mod avx512 {
                 transform_output_gradient(tiles, strip, dy, c_out, &mut s.m);
             }
             for p in 0..POINTS {
-                for ks in 0..k_strips {
-                    let b = &s.m[p * point_stride(k_strips * STRIP * STRIP) + ks * STRIP * STRIP..][..STRIP * STRIP];
-                    for c0 in (0..c_in).step_by(MR) {
-                        let rows = std::array::from_fn(|r| &s.v[p * point_stride(c_in * STRIP) + (c0 + r).min(c_in - 1) * STRIP..][..STRIP]);
-                        // SAFETY: this function runs with AVX-512F.
-                        let acc = unsafe { crate::kernels::fma::micro(STRIP, rows, b) };
-                        for (r, halves) in acc.iter().enumerate().take(c_in - c0) {
-                            for (half, &value) in halves.iter().enumerate() {
-                                let k = ks * STRIP + 16 * half;
-                                if k >= c_out {
-                                    break;
-                                }
-                                let mask = lanes(c_out - k);
-                                // SAFETY: row (p, c0 + r) of sums, columns k.. under the mask
-                                // of those below c_out (sums holds 16 · c_in · c_out).
-                                unsafe {
-                                    let at = sums.as_mut_ptr().add((p * c_in + c0 + r) * c_out + k);
-                                    _mm512_mask_storeu_ps(at, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, at), value));
-                                }
-                            }
+                let v = &s.v[p * point_stride(c_in * STRIP)..][..c_in * STRIP];
+                let b = &s.m[p * point_stride(k_strips * STRIP * STRIP)..][..k_strips * STRIP * STRIP];
+                point_weight_sums(v, b, &mut sums[p * c_in * c_out..][..c_in * c_out], c_in, c_out);
+            }
+        }
+    }
+
+    /// One point's product `m (c_out × STRIP) = u (c_out × c_in) · v (c_in × STRIP)`, MR rows
+    /// at a time. Not inlined, so that its loop's code layout does not depend on its caller's:
+    /// inlined, the same loop ran 88 or 101 µs an image after changes elsewhere in `conv`.
+    #[inline(never)]
+    #[target_feature(enable = "avx512f")]
+    fn point_product(u: &[f32], v: &[f32], m: &mut [f32], c_out: usize, c_in: usize) {
+        assert!(u.len() >= c_out * c_in && m.len() >= c_out * STRIP);
+        for k0 in (0..c_out).step_by(MR) {
+            // SAFETY: this function runs with AVX-512F.
+            let acc = unsafe { crate::kernels::fma::micro(c_in, rows(u, k0, c_out - 1, c_in), v) };
+            for (r, halves) in acc.iter().enumerate().take(c_out - k0) {
+                // SAFETY: row k0 + r < c_out of m holds STRIP values (asserted).
+                unsafe {
+                    let at = m.as_mut_ptr().add((k0 + r) * STRIP);
+                    _mm512_storeu_ps(at, halves[0]);
+                    _mm512_storeu_ps(at.add(16), halves[1]);
+                }
+            }
+        }
+    }
+
+    /// One point's weight-gradient products added onto `sums` (`c_in × c_out`):
+    /// `v (c_in × STRIP lanes) · b`, where `b` holds the output gradient's transform in strips
+    /// of STRIP channels (STRIP lanes × STRIP channels each). Not inlined, as [`point_product`].
+    #[inline(never)]
+    #[target_feature(enable = "avx512f")]
+    fn point_weight_sums(v: &[f32], b: &[f32], sums: &mut [f32], c_in: usize, c_out: usize) {
+        assert!(sums.len() >= c_in * c_out && b.len() >= c_out.div_ceil(STRIP) * STRIP * STRIP);
+        for ks in 0..c_out.div_ceil(STRIP) {
+            let b = &b[ks * STRIP * STRIP..][..STRIP * STRIP];
+            for c0 in (0..c_in).step_by(MR) {
+                // SAFETY: this function runs with AVX-512F.
+                let acc = unsafe { crate::kernels::fma::micro(STRIP, rows(v, c0, c_in - 1, STRIP), b) };
+                for (r, halves) in acc.iter().enumerate().take(c_in - c0) {
+                    for (half, &value) in halves.iter().enumerate() {
+                        let k = ks * STRIP + 16 * half;
+                        if k >= c_out {
+                            break;
+                        }
+                        let mask = lanes(c_out - k);
+                        // SAFETY: row c0 + r < c_in of sums, columns k.. under the mask of those
+                        // below c_out (asserted).
+                        unsafe {
+                            let at = sums.as_mut_ptr().add((c0 + r) * c_out + k);
+                            _mm512_mask_storeu_ps(at, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, at), value));
                         }
                     }
                 }
@@ -351,12 +371,13 @@ mod avx512 {
                 let mut columns = [[zero; 32]; 2];
                 for (output_row, row) in sources.iter().enumerate() {
                     for (slot, &(at, mask)) in row.iter().enumerate() {
-                        let rows: [__m512; 16] = std::array::from_fn(|i| {
+                        let mut rows = [zero; 16];
+                        for (i, row) in rows.iter_mut().enumerate() {
                             let mask = if k0 + i < c_out { mask } else { 0 };
                             // SAFETY: the mask keeps the load inside row y of channel k0 + i
                             // (below c_out) of its image, within dy (the caller's check).
-                            unsafe { _mm512_maskz_loadu_ps(mask, dy.as_ptr().wrapping_add(at + (k0 + i) * plane)) }
-                        });
+                            *row = unsafe { _mm512_maskz_loadu_ps(mask, dy.as_ptr().wrapping_add(at + (k0 + i) * plane)) };
+                        }
                         columns[output_row][16 * slot..16 * slot + 16].copy_from_slice(&transpose(rows));
                     }
                 }
@@ -387,13 +408,19 @@ mod avx512 {
     fn transpose(r: [__m512; 16]) -> [__m512; 16] {
         // SAFETY (all intrinsics): register-only; callers run with AVX-512F.
         unsafe {
-            let t: [__m512; 16] = std::array::from_fn(|i| if i % 2 == 0 { _mm512_unpacklo_ps(r[i], r[i + 1]) } else { _mm512_unpackhi_ps(r[i - 1], r[i]) });
+            let mut t = [_mm512_setzero_ps(); 16];
+            for i in (0..16).step_by(2) {
+                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+            }
             let pd = _mm512_castps_pd;
-            let u: [__m512; 16] = std::array::from_fn(|i| {
-                let (base, q) = (i - i % 4, i % 4);
-                let (x, y) = (pd(t[base + q / 2]), pd(t[base + q / 2 + 2]));
-                _mm512_castpd_ps(if q % 2 == 0 { _mm512_unpacklo_pd(x, y) } else { _mm512_unpackhi_pd(x, y) })
-            });
+            let mut u = [_mm512_setzero_ps(); 16];
+            for i in (0..16).step_by(4) {
+                u[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[i]), pd(t[i + 2])));
+                u[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[i]), pd(t[i + 2])));
+                u[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[i + 1]), pd(t[i + 3])));
+                u[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[i + 1]), pd(t[i + 3])));
+            }
             let mut out = [_mm512_setzero_ps(); 16];
             for q in 0..4 {
                 let (s0, s1) = (_mm512_shuffle_f32x4::<0x88>(u[q], u[4 + q]), _mm512_shuffle_f32x4::<0xdd>(u[q], u[4 + q]));
@@ -405,6 +432,17 @@ mod avx512 {
             }
             out
         }
+    }
+
+    /// MR rows of `len` values, `len` apart, from row `first` on (past `last`, the last again):
+    /// a plain loop, which inlines where `std::array::from_fn`'s closure was a call per row.
+    #[inline(always)]
+    fn rows(data: &[f32], first: usize, last: usize, len: usize) -> [&[f32]; MR] {
+        let mut rows = [&data[..0]; MR];
+        for (r, row) in rows.iter_mut().enumerate() {
+            *row = &data[(first + r).min(last) * len..][..len];
+        }
+        rows
     }
 
     /// Lane tables: even and odd lanes of two registers (a0 a2 … b0 b2 …), and a row of
@@ -552,6 +590,7 @@ mod avx512 {
         }
     }
 }
+
 
 
 

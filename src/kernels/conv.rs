@@ -292,7 +292,7 @@ enum Products {
     /// (forward and input gradient), the GEMM crate's elsewhere.
     Fma,
     /// [`Products::Fma`], with Winograd F(2×2, 3×3) products ([`super::winograd`]) for the
-    /// forward product and input gradient of 3 × 3 convolutions with stride 1 and padding 1.
+    /// forward product and both gradients of 3 × 3 convolutions with stride 1 and padding 1.
     Winograd,
     /// Our bf16 products ([`super::bf16`]).
     Bf16,
@@ -387,7 +387,8 @@ type Images<'a> = ((&'a [f32], &'a [f32]), Option<&'a mut [std::mem::MaybeUninit
 struct Scratch {
     /// The weight gradient transposed (`patch × c_out`): `col · dYᵀ` runs 1.1–1.35× faster
     /// in the GEMM than `dY · colᵀ` at the seed's shapes (one thread: 170 → 231 GFLOP/s for
-    /// the second conv, 218 → 243 for the third).
+    /// the second conv, 218 → 243 for the third). With Winograd's weight gradient, its sums
+    /// instead (`16 × c_in × c_out`, [`weight_sums`]).
     weight_t: Vec<f32>,
     bias: Vec<f32>,
     col: Vec<f32>,

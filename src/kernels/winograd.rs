@@ -1,5 +1,5 @@
-//! Winograd F(2×2, 3×3) convolutions in f32, for AVX-512: the forward product and the input
-//! gradient of every 3 × 3 convolution with stride 1 and padding 1 (each of the seed's).
+//! Winograd F(2×2, 3×3) convolutions in f32, for AVX-512: the forward product and both
+//! gradients of every 3 × 3 convolution with stride 1 and padding 1 (each of the seed's).
 //!
 //! Why: a direct 3 × 3 convolution makes 9 multiply-adds per output value and input channel;
 //! F(2×2, 3×3) makes 16 per 2 × 2 outputs, 4, so 2.25× fewer. After our own products
@@ -9,7 +9,7 @@
 //! rounding (the tests hold it to the same bound as the direct products).
 //!
 //! How: the output is cut into 2 × 2 tiles, each reading a 4 × 4 input patch. For a strip of
-//! [`STRIP`] tiles at a time, (1) every input channel's patches are gathered and transformed
+//! [`STRIP`] tiles at a time, (1) every input channel's patches are read and transformed
 //! (`Bᵀ d B`: 16 values a patch), one AVX-512 lane per tile; (2) for each of the 16 points p,
 //! `M_p = U_p · V_p` is a c_out × c_in by c_in × STRIP product through the FMA micro-kernel,
 //! where `U_p` are the transformed filters (`G g Gᵀ`, built once a call); (3) each output
@@ -19,7 +19,8 @@
 //!
 //! The input gradient of such a convolution is a convolution of the same kind: of the output
 //! gradient, with the kernels rotated by 180° and input and output channels swapped
-//! ([`Filters::input_gradient`]).
+//! ([`Filters::input_gradient`]). The weight gradient is the forward product's transpose
+//! ([`accumulate_weight_gradient`]).
 
 use std::mem::MaybeUninit;
 

@@ -661,10 +661,13 @@ mod tests {
         }
     }
 
-    /// Trials that report an epoch every 40 ms until done or killed, as real ones do.
+    /// Trials that report an epoch every [`EPOCH`] until done or killed, as real ones do.
     struct Paced {
         epochs: usize,
     }
+
+    /// How long a [`Paced`] trial's epoch takes.
+    const EPOCH: std::time::Duration = std::time::Duration::from_millis(100);
 
     impl Launch for Paced {
         fn spawn(&self, number: usize, _dir: &Path, tx: mpsc::UnboundedSender<Message>) -> std::io::Result<oneshot::Sender<()>> {
@@ -673,13 +676,13 @@ mod tests {
             tokio::spawn(async move {
                 for epoch in 1..=epochs {
                     tokio::select! {
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(40)) => {}
+                        _ = tokio::time::sleep(EPOCH) => {}
                         _ = &mut killed => {
                             let _ = tx.send(Message::Exit { number, outcome: Exit::Killed });
                             return;
                         }
                     }
-                    let m = EpochMetrics { epoch, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc: 0.5, lr: 1e-3, secs: 0.04 };
+                    let m = EpochMetrics { epoch, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc: 0.5, lr: 1e-3, secs: EPOCH.as_secs_f64() };
                     let _ = tx.send(Message::Epoch(number, m));
                 }
                 let _ = tx.send(Message::Exit { number, outcome: Exit::Success });
@@ -691,7 +694,11 @@ mod tests {
     #[test]
     fn at_the_deadline_no_trial_starts_and_running_ones_stop_after_an_epoch_resumable() {
         let (_dir, opts) = setup(6);
-        let timed = RunOptions { timeout: Some(std::time::Duration::from_millis(150)), ..opts.clone() };
+        // The deadline falls inside the first trials' second epoch (their first, if starting
+        // them is slow), never at their end: with 40 ms epochs and the deadline at 150 ms, a
+        // loaded machine once had the first two finish their last epoch at the deadline, and
+        // none was left running.
+        let timed = RunOptions { timeout: Some(EPOCH * 3 / 2), ..opts.clone() };
         let s = run_with(timed, Some(Box::new(Paced { epochs: 3 }))).unwrap();
         assert!(s.timed_out && !s.interrupted);
         let before = load_trials(&s.dir).unwrap();

@@ -551,7 +551,7 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
 }
 
 /// Runs `per_group` over groups of `group` images in rayon tasks and sums the tasks' weight
-/// and bias gradients. The tasks are fixed runs of groups (about four a thread) and their
+/// and bias gradients. The tasks are fixed runs of groups (one, or about four a thread) and their
 /// sums are added in order, so that a run's gradients do not depend on which thread stole
 /// what: a fold over rayon's adaptive splits summed different pieces from run to run.
 fn accumulate<'a, I>(
@@ -564,7 +564,13 @@ fn accumulate<'a, I>(
 where
     I: IndexedParallelIterator<Item = Images<'a>>,
 {
-    let per_task = g.batch.div_ceil(group).div_ceil(4 * rayon::current_num_threads()).max(MIN_IMAGES_PER_TASK.div_ceil(group));
+    // One task on one thread (each task's scratch is allocated and zeroed, several MB for
+    // im2col's matrices of wide 5 × 5 layers); about four a thread otherwise, for balance.
+    let tasks = match rayon::current_num_threads() {
+        1 => 1,
+        threads => 4 * threads,
+    };
+    let per_task = g.batch.div_ceil(group).div_ceil(tasks).max(MIN_IMAGES_PER_TASK.div_ceil(group));
     let sums: Vec<_> = groups.fold_chunks(per_task, || Scratch::new(g, need), per_group).map(|s| (s.weight_t, s.bias)).collect();
     sums.into_iter().reduce(sum_pairs)
 }

@@ -187,8 +187,8 @@ pub struct Scratch {
     m: Vec<f32>,
 }
 
-/// `out (c_out planes) = conv3×3(input (c_in planes), filters) [+ bias]` for one image, every
-/// value of `out` written.
+/// `out (c_out planes an image) = conv3×3(input (c_in planes an image), filters) [+ bias]`
+/// for the images `tiles` covers, every value of `out` written.
 pub fn conv(filters: &Filters, tiles: &Tiles, input: &[f32], bias: Option<&[f32]>, out: &mut [MaybeUninit<f32>], scratch: &mut Scratch) {
     assert!(super::fma::available(), "winograd products need AVX-512");
     let plane = tiles.plane();
@@ -206,13 +206,14 @@ pub fn conv(filters: &Filters, tiles: &Tiles, input: &[f32], bias: Option<&[f32]
     }
 }
 
-/// Adds one image's weight-gradient products onto `sums` (`16 × c_in × c_out`, point-major):
+/// Adds the weight-gradient products of the images `tiles` covers onto `sums`
+/// (`16 × c_in × c_out`, point-major):
 /// `Σ_tiles (A dY Aᵀ)_p · (Bᵀ d B)_p` for every (input, output) channel pair, where `d` are
 /// the input's 4 × 4 patches and `dY` the output gradient's 2 × 2 tiles. This is the
 /// transpose of the forward product: `dW = Gᵀ (Σ …) G` ([`weight_gradient`]), the Winograd
 /// F(3×3, 2×2) of the correlation of the input with the output gradient. Here the products'
-/// right operand is the output gradient with one lane per output channel (gathered across
-/// channels, every value once), and the left the input's transform as the forward makes it.
+/// right operand is the output gradient with one lane per output channel (sixteen channels'
+/// rows transposed in registers), and the left the input's transform as the forward makes it.
 pub fn accumulate_weight_gradient(tiles: &Tiles, input: &[f32], c_in: usize, dy: &[f32], c_out: usize, sums: &mut [f32], scratch: &mut Scratch) {
     assert!(super::fma::available(), "winograd products need AVX-512");
     let plane = tiles.plane();

@@ -1,4 +1,5 @@
-//! `tune bench` (training and evaluation throughput), `tune bench storage`, `tune bench sampler`.
+//! `tune bench` (training and evaluation throughput), `tune bench storage`, `tune bench sampler`,
+//! `tune bench search`.
 
 use std::path::PathBuf;
 
@@ -41,12 +42,65 @@ pub enum BenchCommand {
     Storage(crate::study::storage::bench::StorageBenchArgs),
     /// Each sampler's own time to propose one configuration with a long history.
     Sampler(crate::study::sampler::bench::SamplerBenchArgs),
+    /// Samplers × pruners × worker counts on recorded learning curves, replayed on a simulated clock.
+    Search(SearchBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SearchBenchArgs {
+    /// The learning-curve table (gzip JSON lines, see benches/curves/README.md).
+    #[arg(long, default_value = "benches/curves/quick.jsonl.gz")]
+    pub table: PathBuf,
+    /// The space the table was recorded from.
+    #[arg(long, default_value = "benches/curves/quick_record.toml")]
+    pub space: PathBuf,
+    /// sampler+pruner pairs; the two baselines (random+none, random+first_epoch) are always run.
+    #[arg(long, value_delimiter = ',', value_parser = crate::study::search_bench::Method::parse,
+          default_values = ["random+asha", "random+hyperband", "tpe+none", "tpe+asha", "tpe+hyperband", "tpe+median"])]
+    pub methods: Vec<crate::study::search_bench::Method>,
+    /// Simulated workers (comma-separated counts).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 8, 32])]
+    pub workers: Vec<usize>,
+    /// Paired seeds per method and worker count.
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub seeds: usize,
+    /// The simulated budget: this many whole recorded trials' time per worker.
+    #[arg(long, default_value_t = 64.0)]
+    pub budget_trials: f64,
+    /// Per-seed rows of another tool to aggregate alongside (benches/optuna_replay.py's CSV).
+    #[arg(long)]
+    pub extra: Vec<PathBuf>,
+    /// Write every run's per-seed rows here as CSV.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         Some(BenchCommand::Storage(a)) => crate::study::storage::bench::run(&a),
         Some(BenchCommand::Sampler(a)) => crate::study::sampler::bench::run(&a),
+        Some(BenchCommand::Search(a)) => {
+            use crate::study::search_bench::{Method, SearchBenchOptions, run};
+            use crate::study::space::{PrunerKind, SamplerKind};
+            let mut methods = vec![
+                Method { sampler: SamplerKind::Random, pruner: PrunerKind::None },
+                Method { sampler: SamplerKind::Random, pruner: PrunerKind::FirstEpoch },
+            ];
+            methods.extend(a.methods.into_iter().filter(|m| !methods.contains(m)).collect::<Vec<_>>());
+            if let Some(w) = a.workers.iter().find(|w| **w == 0) {
+                return Err(crate::error::TuneError::Study(format!("--workers {w}: give at least one worker")));
+            }
+            run(&SearchBenchOptions {
+                table: a.table,
+                space: a.space,
+                methods,
+                workers: a.workers,
+                seeds: a.seeds,
+                budget_trials: a.budget_trials,
+                extra: a.extra,
+                out: a.out,
+            })
+        }
         None => crate::bench::run(&crate::bench::BenchOptions {
             data_dir: args.data.data_dir,
             steps: args.steps,

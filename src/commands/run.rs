@@ -59,6 +59,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         storage: args.storage.storage,
         artifacts: args.artifacts,
         threads: args.threads,
+        known_train_size: None,
     })?;
     println!("{}", crate::study::leaderboard::render(&summary.trials, 10));
     let count = |s: crate::study::TrialState| summary.counts.get(&s).copied().unwrap_or(0);

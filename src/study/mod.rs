@@ -5,13 +5,15 @@ pub mod journal;
 pub mod launch;
 pub mod leaderboard;
 pub mod pruner;
+pub mod replay;
 pub mod run;
 pub mod sampler;
+pub mod search_bench;
 pub mod space;
 pub mod start;
 pub mod storage;
 pub mod trial;
 
-pub use run::{RunOptions, Summary, run};
+pub use run::{RunOptions, Summary, run, run_simulated};
 pub use space::SearchSpace;
 pub use trial::{TrialRecord, TrialState};

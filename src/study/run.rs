@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+// tokio's clock, not std's: under `run_simulated` it is the simulated one.
+use tokio::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::{mpsc, oneshot};
@@ -41,6 +42,9 @@ pub struct RunOptions {
     pub artifacts: Option<PathBuf>,
     /// `--threads`: compute threads per trial (default: cores / concurrency).
     pub threads: Option<usize>,
+    /// The training split's size when the caller knows it (the replay benchmark, whose
+    /// trials train nothing): the data set is then not loaded.
+    pub known_train_size: Option<usize>,
 }
 
 /// Figures of a finished (or interrupted) study run.
@@ -76,6 +80,18 @@ pub fn run_with(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Result<S
         .build()
         .map_err(|e| TuneError::Study(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(run_async(opts, launcher))
+}
+
+/// Runs a study on a simulated clock: a single-threaded runtime whose paused time jumps to the
+/// next timer whenever every task waits, so trials that sleep through recorded epochs (the
+/// replay launcher) finish hours of study in moments. Everything the loop times reads this clock.
+pub fn run_simulated(opts: RunOptions, launcher: Box<dyn Launch>) -> Result<Summary> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| TuneError::Study(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(run_async(opts, Some(launcher)))
 }
 
 /// What sampling the next trial gave.

@@ -84,6 +84,9 @@ pub enum PrunerKind {
     Median,
     Asha,
     Hyperband,
+    /// The one-epoch baseline (Egele et al. 2023): every trial trains one epoch, and only the
+    /// top 1/η of the first epochs seen so far go on to the end.
+    FirstEpoch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

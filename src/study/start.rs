@@ -91,10 +91,14 @@ pub struct Opened {
 pub fn open(opts: &RunOptions) -> Result<Opened> {
     let (dir, resolved) = prepare(opts)?;
     let space = &resolved.space;
-    let data = crate::data::FashionMnist::load(opts.data_dir.as_deref())?;
-    let splits = crate::data::Splits::new(&data.train, &data.official_test, crate::data::SplitConfig { seed: opts.split_seed, test_per_class: None });
-    let train_size = splits.train.len();
-    drop(data);
+    let train_size = match opts.known_train_size {
+        Some(n) => n,
+        None => {
+            let data = crate::data::FashionMnist::load(opts.data_dir.as_deref())?;
+            let split = crate::data::SplitConfig { seed: opts.split_seed, test_per_class: None };
+            crate::data::Splits::new(&data.train, &data.official_test, split).train.len()
+        }
+    };
     let queue = enqueued(space)?;
     probe_feasibility(space)?;
     let sampler = super::sampler::build(space, queue)?;

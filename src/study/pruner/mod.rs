@@ -4,10 +4,12 @@
 //! settings, one file each.
 
 mod asha;
+mod first_epoch;
 mod hyperband;
 mod median;
 
 pub use asha::Asha;
+pub use first_epoch::FirstEpoch;
 pub use hyperband::{Hyperband, hyperband_brackets};
 pub use median::Median;
 
@@ -58,6 +60,7 @@ impl Pruning {
             PrunerKind::Median => Box::new(Median { warmup_epochs: s.warmup_epochs, startup_trials: s.startup_trials }),
             PrunerKind::Asha => Box::new(Asha { min_resource: s.min_resource, reduction_factor: s.reduction_factor }),
             PrunerKind::Hyperband => Box::new(Hyperband::new(s, max_epochs)),
+            PrunerKind::FirstEpoch => Box::new(FirstEpoch { reduction_factor: s.reduction_factor }),
         };
         Pruning { max_epochs, pruner }
     }

@@ -274,6 +274,70 @@ mod tests {
         assert!(s.low <= s.mean && s.mean <= s.high);
     }
 
+    const SPACE: &str = r#"
+        [study]
+        name = "replay"
+        [study.training]
+        max_epochs = 4
+        [params]
+        lr = { float = [1e-4, 1e-2], log = true }
+        n_conv = { int = [1, 2] }
+        "conv*_channels" = { choice = [16, 32] }
+        "conv*_filter" = 3
+        "conv*_pad" = 1
+    "#;
+
+    /// 40 configurations whose curves rise at rates set by lr, 10 s an epoch.
+    fn table() -> Arc<CurveTable> {
+        let mut rng = StdRng::seed_from_u64(3);
+        let rows = (0..40)
+            .map(|trial| {
+                let lr: f64 = 10f64.powf(rng.random_range(-4.0..-2.0));
+                let n = rng.random_range(1..=2usize);
+                let mut params = crate::model::params::Params::new();
+                params.insert("lr".into(), crate::model::params::Value::Float(lr));
+                params.insert("n_conv".into(), crate::model::params::Value::Int(n as i64));
+                for i in 0..n {
+                    params.insert(format!("conv{i}_channels"), crate::model::params::Value::Int(16));
+                    params.insert(format!("conv{i}_filter"), crate::model::params::Value::Int(3));
+                    params.insert(format!("conv{i}_pad"), crate::model::params::Value::Int(1));
+                }
+                let top = 0.8 + 0.1 * (lr.log10() + 4.0) / 2.0;
+                let val_acc = (1..=4).map(|e| top - 0.1 / e as f64).collect();
+                super::super::replay::Row { trial, params, val_acc, secs: vec![10.0; 4], start_secs: 1.0 }
+            })
+            .collect();
+        Arc::new(CurveTable { file: "synthetic".into(), rows })
+    }
+
+    #[test]
+    fn a_replayed_study_is_deterministic_and_runs_on_the_simulated_clock() {
+        let (table, template): (_, toml::Table) = (table(), toml::from_str(SPACE).unwrap());
+        let method = Method { sampler: SamplerKind::Tpe, pruner: PrunerKind::Asha };
+        // 16 whole trials per worker, 4 workers: 164 simulated seconds per worker-trial, 656 s of study.
+        let wall = std::time::Instant::now();
+        let a = run_one(&table, &template, method, 4, 5, 16.0).unwrap();
+        assert!(wall.elapsed().as_secs_f64() < 60.0, "656 simulated seconds must not take real ones");
+        let b = run_one(&table, &template, method, 4, 5, 16.0).unwrap();
+        assert_eq!(a, b, "same seed, same simulated study");
+        assert_eq!(a.len(), FRACTIONS.len());
+        assert!(a.iter().all(|o| o.best_val_acc.is_finite() && o.regret >= 0.0), "{a:?}");
+        assert!(a.windows(2).all(|w| w[0].best_val_acc <= w[1].best_val_acc), "best so far never falls: {a:?}");
+        let other_seed = run_one(&table, &template, method, 4, 6, 16.0).unwrap();
+        assert_ne!(a, other_seed, "another seed samples other configurations");
+    }
+
+    #[test]
+    fn the_budget_cuts_reports_off() {
+        let t = table();
+        let at = |at, row| Report { at, trial: row, row, val_acc: t.rows[row].val_acc[0] };
+        let reports = [at(5.0, 0), at(50.0, 1), at(200.0, 2)];
+        let got = outcomes(&reports, &t, 100.0);
+        assert_eq!(got[0].1, t.rows[0].val_acc[0], "only the report at 5 s is inside 10% of 100 s");
+        let best = t.rows[0].val_acc[0].max(t.rows[1].val_acc[0]);
+        assert_eq!(got[3].1, best, "the report at 200 s is past the budget");
+    }
+
     #[test]
     fn methods_parse_and_name_themselves() {
         let m = Method::parse("tpe+first_epoch").unwrap();

@@ -48,7 +48,12 @@ pub fn run(args: &BenchOptions) -> Result<()> {
     let cached_secs = t.elapsed().as_secs_f64();
     assert_eq!(cached.train.len(), data.train.len());
     drop(cached);
-    println!("data: {} train + {} validation images from {}", data.train.len(), data.official_test.len(), data.origin.display());
+    println!(
+        "data: {} train + {} validation images from {}",
+        data.train.len(),
+        data.official_test.len(),
+        data.origin.display()
+    );
     println!("load (decompress + parse): {decode:.3} s; from the decoded cache: {cached_secs:.3} s");
 
     let (arch, _) = crate::model::load_params(args.params.as_deref())?;
@@ -116,17 +121,30 @@ pub fn run(args: &BenchOptions) -> Result<()> {
     let _ = crate::training::evaluate(&model, &data.official_test, &eval_idx, &device);
     let eval_secs = t.elapsed().as_secs_f64();
     let summary = infer(&arch)?;
-    println!("model: {} params, backend {}, {threads} threads, batch {batch}", summary.total(), crate::backend::description());
+    println!(
+        "model: {} params, backend {}, {threads} threads, batch {batch}",
+        summary.total(),
+        crate::backend::description()
+    );
     let products = match (args.bf16, crate::kernels::fma::available()) {
         _ if !crate::kernels::use_kernels() => "",
         (true, _) => "; convolution products in bf16",
-        (false, true) if crate::kernels::winograd::enabled() => "; convolution products: ours (AVX-512 FMA), Winograd F(2×2, 3×3) for 3 × 3 stride-1 padding-1 layers",
-        (false, true) => "; convolution products: ours (AVX-512 FMA) forward and input gradient, the gemm crate's weight gradient",
+        (false, true) if crate::kernels::winograd::enabled() => {
+            "; convolution products: ours (AVX-512 FMA), Winograd F(2×2, 3×3) for 3 × 3 stride-1 padding-1 layers"
+        }
+        (false, true) => {
+            "; convolution products: ours (AVX-512 FMA) forward and input gradient, the gemm crate's weight gradient"
+        }
         (false, false) => "; convolution products: the gemm crate's",
     };
     println!("cpu: {}; our kernels at {}{products}", cpu_description(), crate::kernels::simd::level().name());
     let train = median(&ours);
-    println!("train: {train:.1} images/s ({:.1} ms/step; median of {} rounds of {} steps)", 1000.0 * batch as f64 / train, ours.len(), args.steps);
+    println!(
+        "train: {train:.1} images/s ({:.1} ms/step; median of {} rounds of {} steps)",
+        1000.0 * batch as f64 / train,
+        ours.len(),
+        args.steps
+    );
     print_breakdown(&phases, &kernels, done - 2);
     if crate::backend::NAME == "flex" {
         // The machine's fp32 limit for this model: its training FLOPs at the best GEMM rate.
@@ -155,7 +173,11 @@ pub fn run(args: &BenchOptions) -> Result<()> {
         let their_train = median(&theirs.iter().map(|p| p.train).collect::<Vec<_>>());
         let their_eval = median(&theirs.iter().map(|p| p.eval).collect::<Vec<_>>());
         println!("{}: train {their_train:.1} images/s, eval {their_eval:.1} images/s (medians)", theirs[0].version);
-        println!("ratio tune/pytorch: training {:.2}, evaluation {:.2}", train / their_train, eval_idx.len() as f64 / eval_secs / their_eval);
+        println!(
+            "ratio tune/pytorch: training {:.2}, evaluation {:.2}",
+            train / their_train,
+            eval_idx.len() as f64 / eval_secs / their_eval
+        );
     }
     Ok(())
 }
@@ -173,7 +195,27 @@ fn gemm_peak(threads: usize) -> f64 {
         let t = Instant::now();
         // SAFETY: a, b and c are N×N row-major, matching the strides given.
         unsafe {
-            gemm::gemm(N, N, N, c.as_mut_ptr(), 1, N as isize, false, a.as_ptr(), 1, N as isize, b.as_ptr(), 1, N as isize, 0.0, 1.0, false, false, false, parallelism);
+            gemm::gemm(
+                N,
+                N,
+                N,
+                c.as_mut_ptr(),
+                1,
+                N as isize,
+                false,
+                a.as_ptr(),
+                1,
+                N as isize,
+                b.as_ptr(),
+                1,
+                N as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
         }
         best = best.min(t.elapsed().as_secs_f64());
     }
@@ -184,7 +226,9 @@ fn gemm_peak(threads: usize) -> f64 {
 /// The CPU's model and the vector extensions that matter for these kernels (Linux).
 fn cpu_description() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| info.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string());
+    let field = |name: &str| {
+        info.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string())
+    };
     let model = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let flags = field("flags").unwrap_or_default();
     let wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"];
@@ -212,10 +256,14 @@ fn print_breakdown(phases: &[f64; 3], kernels: &[(crate::kernels::profile::Kerne
     for (phase, secs, backward) in [("forward", phases[0], false), ("backward", phases[1], true)] {
         // Kernels that did not run at all (the pool, when batch norm does it) are left out.
         let ran = kernels.iter().filter(|(_, f, b)| *f > 0.0 || *b > 0.0);
-        let parts: Vec<(String, f64)> = ran.map(|(k, f, b)| (k.name().to_string(), if backward { *b } else { *f })).collect();
+        let parts: Vec<(String, f64)> =
+            ran.map(|(k, f, b)| (k.name().to_string(), if backward { *b } else { *f })).collect();
         let rest = secs - parts.iter().map(|(_, s)| s).sum::<f64>();
-        let listed: Vec<String> =
-            parts.iter().chain([&("other".to_string(), rest)]).map(|(name, s)| format!("{name} {:.1}", ms(*s))).collect();
+        let listed: Vec<String> = parts
+            .iter()
+            .chain([&("other".to_string(), rest)])
+            .map(|(name, s)| format!("{name} {:.1}", ms(*s)))
+            .collect();
         println!("  {phase:<9} {:>6.1} ms ({:>4.1}%): {}", ms(secs), 100.0 * secs / total, listed.join(" · "));
     }
     println!("  {:<9} {:>6.1} ms ({:>4.1}%): Adam", "optimizer", ms(phases[2]), 100.0 * phases[2] / total);

@@ -15,44 +15,28 @@ pub enum TuneError {
         source: std::io::Error,
     },
     #[error("{path}: {problem}\n  fix: {fix}")]
-    CorruptData {
-        path: PathBuf,
-        problem: String,
-        fix: String,
-    },
+    CorruptData { path: PathBuf, problem: String, fix: String },
     #[error("Fashion-MNIST not found. Looked in:\n{}\n  fix: run `tune data fetch` (copies from Debian's package `dataset-fashion-mnist` — `apt-get install dataset-fashion-mnist` — or downloads the official files), or pass --data-dir DIR holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (or fashion-mnist_train.csv / fashion-mnist_test.csv)", list_paths(.tried))]
     DataMissing {
         /// Each directory looked in, with what it lacks.
         tried: Vec<String>,
     },
     #[error("{file}: key `{key}`: {problem}\n  fix: {fix}")]
-    Config {
-        file: PathBuf,
-        key: String,
-        problem: String,
-        fix: String,
-    },
+    Config { file: PathBuf, key: String, problem: String, fix: String },
     #[error("{file}: {message}")]
     ConfigSyntax { file: PathBuf, message: String },
     #[error("infeasible architecture: {0}")]
     Infeasible(#[from] crate::model::ShapeError),
     /// A search space (or an enqueued configuration) whose networks cannot be built.
     #[error("{file}: key `{key}`: {problem}\n  fix: {fix}")]
-    InfeasibleSpace {
-        file: PathBuf,
-        key: String,
-        problem: String,
-        fix: String,
-    },
+    InfeasibleSpace { file: PathBuf, key: String, problem: String, fix: String },
     /// A study directory's records (journal, settings) cannot be read back.
     #[error("{path}: {problem}\n  fix: {fix}")]
-    CorruptStudy {
-        path: PathBuf,
-        problem: String,
-        fix: String,
-    },
+    CorruptStudy { path: PathBuf, problem: String, fix: String },
     /// A run whose loss or accuracy stopped being a finite number.
-    #[error("diverged at epoch {epoch}: {what} is {value}; its last finite epoch is kept\n  fix: lower the learning rate (lr) or the weight decay")]
+    #[error(
+        "diverged at epoch {epoch}: {what} is {value}; its last finite epoch is kept\n  fix: lower the learning rate (lr) or the weight decay"
+    )]
     Diverged { epoch: usize, what: &'static str, value: f64 },
     #[error("fetching {url}: {problem}")]
     Fetch { url: String, problem: String },
@@ -68,20 +52,13 @@ pub enum TuneError {
 }
 
 fn list_paths(lines: &[String]) -> String {
-    lines
-        .iter()
-        .map(|p| format!("  - {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    lines.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
 }
 
 impl TuneError {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        TuneError::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        TuneError::Io { path: path.as_ref().to_path_buf(), source }
     }
 
     /// The process exit code for this error: one mapping for the whole program.

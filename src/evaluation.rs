@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{CLASSES, CLASS_NAMES, Images};
+use crate::data::{CLASS_NAMES, CLASSES, Images};
 use crate::error::{Result, TuneError};
 use crate::model::{Architecture, params::read_params};
 use crate::training::{evaluate, load_model};
@@ -55,21 +55,40 @@ impl Report {
                 }
             })
             .collect();
-        Report { split: split.to_string(), images: n, loss, accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 }, per_class, confusion }
+        Report {
+            split: split.to_string(),
+            images: n,
+            loss,
+            accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 },
+            per_class,
+            confusion,
+        }
     }
 
     pub fn render(&self) -> String {
-        let mut out = format!("{} split: {} images, loss {:.4}, accuracy {:.4}\n", self.split, self.images, self.loss, self.accuracy);
+        let mut out = format!(
+            "{} split: {} images, loss {:.4}, accuracy {:.4}\n",
+            self.split, self.images, self.loss, self.accuracy
+        );
         out.push_str(&format!("{:<13}{:>10}{:>8}{:>10}{:>9}\n", "class", "precision", "recall", "accuracy", "support"));
         for c in &self.per_class {
-            out.push_str(&format!("{:<13}{:>10.4}{:>8.4}{:>10.4}{:>9}\n", c.class, c.precision, c.recall, c.accuracy, c.support));
+            out.push_str(&format!(
+                "{:<13}{:>10.4}{:>8.4}{:>10.4}{:>9}\n",
+                c.class, c.precision, c.recall, c.accuracy, c.support
+            ));
         }
         out
     }
 }
 
 /// Evaluates `arch` with the weights in `weights` on `indices` of `images`.
-fn evaluate_weights(arch: &Architecture, weights: &Path, images: &Images, indices: &[usize], split: &str) -> Result<Report> {
+fn evaluate_weights(
+    arch: &Architecture,
+    weights: &Path,
+    images: &Images,
+    indices: &[usize],
+    split: &str,
+) -> Result<Report> {
     let device = crate::backend::device();
     let model = load_model(arch, weights, &device)?;
     let eval = evaluate(&model, images, indices, &device);
@@ -89,13 +108,22 @@ pub fn evaluate_dir(dir: &Path, images: &Images, indices: &[usize], split: &str)
 
 /// Evaluates trial `n` of `study` in a store: its parameters from the store, its weights from
 /// `<artifacts>/n/best.bpk` (default `runs/<study>/trials`).
-pub fn evaluate_store_trial(storage: Option<&str>, study: &str, n: usize, artifacts: Option<&Path>, images: &Images, indices: &[usize], split: &str) -> Result<Report> {
+pub fn evaluate_store_trial(
+    storage: Option<&str>,
+    study: &str,
+    n: usize,
+    artifacts: Option<&Path>,
+    images: &Images,
+    indices: &[usize],
+    split: &str,
+) -> Result<Report> {
     use crate::study::storage::StorageSpec;
     let spec = StorageSpec::parse(storage, "--storage", Path::new("runs"))?;
     let mut store = spec.open(study, crate::study::storage::postgres_patience())?;
     let trials = store.trials()?;
     let trial = trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", store.location())))?;
-    let dir = artifacts.map_or_else(|| Path::new("runs").join(study).join("trials"), Path::to_path_buf).join(n.to_string());
+    let dir =
+        artifacts.map_or_else(|| Path::new("runs").join(study).join("trials"), Path::to_path_buf).join(n.to_string());
     let origin = PathBuf::from(format!("{} trial {n}", store.location()));
     let arch = Architecture::from_params(&trial.params, &origin)?;
     evaluate_weights(&arch, &dir.join("best.bpk"), images, indices, split)

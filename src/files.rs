@@ -41,7 +41,10 @@ pub fn tmp_path(path: &Path) -> std::path::PathBuf {
 /// text (a binary file passed by mistake) are a configuration error (exit 2), not an I/O
 /// failure; so is a path that names no file, or a directory.
 pub fn read_text(path: &Path) -> Result<String> {
-    let wrong_path = |what: &str| TuneError::ConfigSyntax { file: path.to_path_buf(), message: format!("{what}\n  fix: check the path; pass a TOML file") };
+    let wrong_path = |what: &str| TuneError::ConfigSyntax {
+        file: path.to_path_buf(),
+        message: format!("{what}\n  fix: check the path; pass a TOML file"),
+    };
     if path.is_dir() {
         return Err(wrong_path("is a directory, not a file"));
     }
@@ -51,7 +54,10 @@ pub fn read_text(path: &Path) -> Result<String> {
     })?;
     String::from_utf8(bytes).map_err(|e| TuneError::ConfigSyntax {
         file: path.to_path_buf(),
-        message: format!("not UTF-8 text (byte {} is invalid): is this the right file?\n  fix: pass a TOML file", e.utf8_error().valid_up_to()),
+        message: format!(
+            "not UTF-8 text (byte {} is invalid): is this the right file?\n  fix: pass a TOML file",
+            e.utf8_error().valid_up_to()
+        ),
     })
 }
 

@@ -69,8 +69,12 @@ fn pick_study(explicit: Option<&Path>) -> Result<PathBuf> {
 
 /// The best trial to retrain: complete ones (and pruned ones when asked) by best val_acc.
 /// Without one, says which states the study holds.
-pub fn best_trial(trials: &BTreeMap<usize, TrialRecord>, include_pruned: bool) -> std::result::Result<&TrialRecord, String> {
-    let qualifies = |t: &&TrialRecord| t.state == TrialState::Complete || (include_pruned && t.state == TrialState::Pruned);
+pub fn best_trial(
+    trials: &BTreeMap<usize, TrialRecord>,
+    include_pruned: bool,
+) -> std::result::Result<&TrialRecord, String> {
+    let qualifies =
+        |t: &&TrialRecord| t.state == TrialState::Complete || (include_pruned && t.state == TrialState::Pruned);
     if let Some(row) = rank(trials).into_iter().filter(|r| r.rank.is_some()).find(|r| qualifies(&r.trial)) {
         return Ok(row.trial);
     }
@@ -80,16 +84,29 @@ pub fn best_trial(trials: &BTreeMap<usize, TrialRecord>, include_pruned: bool) -
     } else {
         counts.iter().map(|(s, n)| format!("{n} {}", s.name())).collect::<Vec<_>>().join(", ")
     };
-    let hint = if !include_pruned && counts.contains_key(&TrialState::Pruned) { "; pass --include-pruned to consider pruned trials" } else { "" };
-    Err(format!("no complete trial to retrain (found {found}): resume the study until a trial completes, or pass --trial N{hint}"))
+    let hint = if !include_pruned && counts.contains_key(&TrialState::Pruned) {
+        "; pass --include-pruned to consider pruned trials"
+    } else {
+        ""
+    };
+    Err(format!(
+        "no complete trial to retrain (found {found}): resume the study until a trial completes, or pass --trial N{hint}"
+    ))
 }
 
 /// The one and only look at the test split, with the best epoch's weights; a seed that was
 /// already tested (its retrain resumed after it finished) keeps its recorded result.
-fn test_once(dir: &Path, images: &crate::data::Images, test: &[usize], outcome: &crate::training::Outcome) -> Result<Report> {
+fn test_once(
+    dir: &Path,
+    images: &crate::data::Images,
+    test: &[usize],
+    outcome: &crate::training::Outcome,
+) -> Result<Report> {
     let path = dir.join("test.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return serde_json::from_str(&text).map_err(|e| TuneError::Study(format!("{}: unreadable test result ({e}); rerun with --fresh", path.display())));
+        return serde_json::from_str(&text).map_err(|e| {
+            TuneError::Study(format!("{}: unreadable test result ({e}); rerun with --fresh", path.display()))
+        });
     }
     let report: Report = evaluate_dir(dir, images, test, "test")?;
     crate::report::plots::confusion(&dir.join("confusion.png"), &report.confusion, &CLASS_NAMES)?;
@@ -109,7 +126,12 @@ pub fn mean_std(xs: &[f64]) -> (f64, f64) {
 
 pub fn run(args: &RetrainOptions) -> Result<Summary> {
     if !args.best && args.trial.is_none() {
-        return Err(TuneError::Config { file: "<command line>".into(), key: "--best".into(), problem: "which trial?".into(), fix: "pass --best or --trial N".into() });
+        return Err(TuneError::Config {
+            file: "<command line>".into(),
+            key: "--best".into(),
+            problem: "which trial?".into(),
+            fix: "pass --best or --trial N".into(),
+        });
     }
     crate::backend::set_threads(args.threads);
     // The parameters come from the study's records: a journal directory, or a shared store
@@ -120,12 +142,13 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
             (study.clone(), Box::new(JournalStorage::new(&study)))
         }
         Some(url) => {
-            let name = args.study.as_ref().map(|p| p.to_string_lossy().into_owned()).ok_or_else(|| TuneError::Config {
-                file: "<command line>".into(),
-                key: "--study".into(),
-                problem: "which study of the store?".into(),
-                fix: "pass --study NAME (see `tune study list --storage URL`)".into(),
-            })?;
+            let name =
+                args.study.as_ref().map(|p| p.to_string_lossy().into_owned()).ok_or_else(|| TuneError::Config {
+                    file: "<command line>".into(),
+                    key: "--study".into(),
+                    problem: "which study of the store?".into(),
+                    fix: "pass --study NAME (see `tune study list --storage URL`)".into(),
+                })?;
             let spec = crate::study::storage::StorageSpec::parse(Some(url), "--storage", Path::new("runs"))?;
             (Path::new("runs").join(&name), spec.open(&name, crate::study::storage::postgres_patience())?)
         }
@@ -134,11 +157,14 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
         Some(_) => format!("{} settings", storage.location()),
         None => study.join("settings.json").display().to_string(),
     });
-    let resolved = storage.settings()?.ok_or_else(|| TuneError::Study(format!("{}: no such study (no settings recorded)", storage.location())))?;
+    let resolved = storage
+        .settings()?
+        .ok_or_else(|| TuneError::Study(format!("{}: no such study (no settings recorded)", storage.location())))?;
     let trials = storage.trials()?;
     let chosen = match args.trial {
         Some(n) => trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", storage.location())))?,
-        None => best_trial(&trials, args.include_pruned).map_err(|found| TuneError::Study(format!("{}: {found}", storage.location())))?,
+        None => best_trial(&trials, args.include_pruned)
+            .map_err(|found| TuneError::Study(format!("{}: {found}", storage.location())))?,
     };
     let params_file = PathBuf::from(format!("{} trial {}", storage.location(), chosen.number));
     let arch = Architecture::from_params(&chosen.params, &params_file)?;
@@ -169,7 +195,10 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
                 return Err(TuneError::Config {
                     file: "<command line>".into(),
                     key: "--fresh".into(),
-                    problem: format!("{} holds a retrain of this trial with other settings (see its train.toml)", dir.display()),
+                    problem: format!(
+                        "{} holds a retrain of this trial with other settings (see its train.toml)",
+                        dir.display()
+                    ),
                     fix: "repeat that retrain's flags to resume it, or pass --fresh to replace it".into(),
                 });
             }
@@ -181,18 +210,37 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
         }
         crate::training::write_run_files(&dir, &arch, &chosen.params, &cfg)?;
         let train_idx = crate::training::training_indices(&data.train, &splits, &cfg);
-        tracing::info!("retraining trial {} (seed {k}: {seed}) on {} images, up to {} epochs → {}", chosen.number, train_idx.len(), cfg.epochs, dir.display());
-        let td = TrainData { train_images: &data.train, train: train_idx, val_images: &data.official_test, val: splits.validation.clone() };
+        tracing::info!(
+            "retraining trial {} (seed {k}: {seed}) on {} images, up to {} epochs → {}",
+            chosen.number,
+            train_idx.len(),
+            cfg.epochs,
+            dir.display()
+        );
+        let td = TrainData {
+            train_images: &data.train,
+            train: train_idx,
+            val_images: &data.official_test,
+            val: splits.validation.clone(),
+        };
         let outcome = crate::training::train(&td, &arch, &cfg, &dir, &device, resume, Display::Human, &mut |_| {})?;
         let report = test_once(&dir, &data.train, &splits.test, &outcome)?;
-        println!("seed {k}: best val_acc {:.4} at epoch {} → {}", outcome.best_val_acc, outcome.best_epoch, report.render());
+        println!(
+            "seed {k}: best val_acc {:.4} at epoch {} → {}",
+            outcome.best_val_acc,
+            outcome.best_epoch,
+            report.render()
+        );
         seeds.push(seed);
         accs.push(report.accuracy);
     }
     let (mean, std) = mean_std(&accs);
     let summary = Summary { study: study.clone(), trial: chosen.number, seeds, test_accuracy: accs, mean, std };
     std::fs::create_dir_all(&out).map_err(|e| TuneError::io(&out, e))?;
-    crate::files::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary).expect("serialisable").as_bytes())?;
+    crate::files::write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&summary).expect("serialisable").as_bytes(),
+    )?;
     Ok(summary)
 }
 
@@ -203,13 +251,35 @@ mod tests {
     #[test]
     fn best_trial_is_complete_and_a_study_without_one_is_refused() {
         let t = |number, state, v: f64| {
-            let m = crate::training::EpochMetrics { epoch: 1, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc: v, lr: 1e-3, secs: 1.0 };
-            (number, TrialRecord { number, params: Default::default(), seed: 1, state, reason: None, history: vec![m], secs: 1.0, retry_of: None })
+            let m = crate::training::EpochMetrics {
+                epoch: 1,
+                train_loss: 1.0,
+                train_acc: 0.5,
+                val_loss: 1.0,
+                val_acc: v,
+                lr: 1e-3,
+                secs: 1.0,
+            };
+            (
+                number,
+                TrialRecord {
+                    number,
+                    params: Default::default(),
+                    seed: 1,
+                    state,
+                    reason: None,
+                    history: vec![m],
+                    secs: 1.0,
+                    retry_of: None,
+                },
+            )
         };
-        let trials: BTreeMap<usize, TrialRecord> = [t(0, TrialState::Failed, 0.99), t(1, TrialState::Pruned, 0.9), t(2, TrialState::Complete, 0.8)].into();
+        let trials: BTreeMap<usize, TrialRecord> =
+            [t(0, TrialState::Failed, 0.99), t(1, TrialState::Pruned, 0.9), t(2, TrialState::Complete, 0.8)].into();
         assert_eq!(best_trial(&trials, false).unwrap().number, 2);
         assert_eq!(best_trial(&trials, true).unwrap().number, 1);
-        let unfinished: BTreeMap<usize, TrialRecord> = [t(0, TrialState::Failed, 0.99), t(1, TrialState::Running, 0.9), t(2, TrialState::Pruned, 0.5)].into();
+        let unfinished: BTreeMap<usize, TrialRecord> =
+            [t(0, TrialState::Failed, 0.99), t(1, TrialState::Running, 0.9), t(2, TrialState::Pruned, 0.5)].into();
         let err = best_trial(&unfinished, false).unwrap_err();
         assert!(err.contains("1 running, 1 pruned, 1 failed") && err.contains("--include-pruned"), "{err}");
     }

@@ -22,7 +22,8 @@ fn table(f: &Fixture) {
         let lr = 1e-4 * 100f64.powf(i as f64 / 29.0);
         let drop = 0.1 + 0.4 * ((i * 7) % 30) as f64 / 29.0;
         let fast = i as f64 / 29.0;
-        let curve: Vec<f64> = (1..=3).map(|e| 0.80 + 0.02 * fast * (4 - e) as f64 + 0.01 * e as f64 * (1.0 - fast)).collect();
+        let curve: Vec<f64> =
+            (1..=3).map(|e| 0.80 + 0.02 * fast * (4 - e) as f64 + 0.01 * e as f64 * (1.0 - fast)).collect();
         lines += &format!(
             "{{\"trial\":{i},\"params\":{{\"lr\":{lr},\"drop_rate\":{drop}}},\"val_acc\":{curve:?},\"secs\":[5.0,5.0,5.0],\"start_secs\":1.0}}\n"
         );
@@ -35,7 +36,22 @@ fn table(f: &Fixture) {
 fn prints_the_table_with_both_baselines_and_round_trips_its_rows() {
     let f = Fixture::new(0, 0);
     table(&f);
-    let args = ["bench", "search", "--table", "table.jsonl", "--space", "space.toml", "--seeds", "3", "--workers", "1,4", "--methods", "tpe+asha", "--out", "rows.csv"];
+    let args = [
+        "bench",
+        "search",
+        "--table",
+        "table.jsonl",
+        "--space",
+        "space.toml",
+        "--seeds",
+        "3",
+        "--workers",
+        "1,4",
+        "--methods",
+        "tpe+asha",
+        "--out",
+        "rows.csv",
+    ];
     let out = ok(f.run(&args));
     for want in ["random+none", "random+first_epoch", "tpe+asha", "regret", "30 curves"] {
         assert!(out.contains(want), "missing {want}:\n{out}");
@@ -48,7 +64,22 @@ fn prints_the_table_with_both_baselines_and_round_trips_its_rows() {
     assert_eq!(first, std::fs::read_to_string(f.path("rows.csv")).unwrap());
     // Another tool's rows join the table under their own method name.
     f.write("other.csv", &first.replace("tpe+asha", "other+tool"));
-    let out = ok(f.run(&["bench", "search", "--table", "table.jsonl", "--space", "space.toml", "--seeds", "1", "--workers", "1", "--methods", "tpe+asha", "--extra", "other.csv"]));
+    let out = ok(f.run(&[
+        "bench",
+        "search",
+        "--table",
+        "table.jsonl",
+        "--space",
+        "space.toml",
+        "--seeds",
+        "1",
+        "--workers",
+        "1",
+        "--methods",
+        "tpe+asha",
+        "--extra",
+        "other.csv",
+    ]));
     assert!(out.contains("other+tool"), "{out}");
 }
 

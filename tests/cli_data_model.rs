@@ -15,7 +15,10 @@ fn model_summary_prints_the_seed_counts() {
 #[test]
 fn collapsing_architecture_is_rejected_with_the_layer_and_sizes() {
     let f = Fixture::new(0, 0);
-    let p = f.write("bad.toml", "conv0_channels = 8\nconv0_stride = 3\nconv0_pool = 3\nconv1_channels = 8\nconv1_filter = 5\nconv1_pad = 0\n");
+    let p = f.write(
+        "bad.toml",
+        "conv0_channels = 8\nconv0_stride = 3\nconv0_pool = 3\nconv1_channels = 8\nconv1_filter = 5\nconv1_pad = 0\n",
+    );
     let o = f.run(&["model", "summary", "--params", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     let msg = text(&o);
@@ -40,14 +43,28 @@ fn data_summary_counts_each_split_per_class() {
     let line = out.lines().find(|l| l.starts_with("T-shirt/top")).unwrap();
     let cols: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(cols[1..], ["50", "10", "10"], "{out}");
-    assert!(out.lines().any(|l| l.starts_with("total") && l.split_whitespace().collect::<Vec<_>>() == ["total", "500", "100", "100"]), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("total")
+                && l.split_whitespace().collect::<Vec<_>>() == ["total", "500", "100", "100"]),
+        "{out}"
+    );
 }
 
 #[test]
 fn data_samples_and_distribution_are_pngs() {
     let f = Fixture::new(300, 50);
     let d = f.data();
-    ok(f.run(&["data", "samples", "--data-dir", d.to_str().unwrap(), "--out", "grid.png", "--distribution", "dist.png"]));
+    ok(f.run(&[
+        "data",
+        "samples",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--out",
+        "grid.png",
+        "--distribution",
+        "dist.png",
+    ]));
     for name in ["grid.png", "dist.png"] {
         let bytes = std::fs::read(f.path(name)).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name} is a PNG");
@@ -61,7 +78,10 @@ fn missing_data_says_how_to_get_it() {
     let o = f.run(&["data", "summary", "--data-dir", "nowhere"]);
     assert_eq!(o.status.code(), Some(3));
     let msg = text(&o);
-    assert!(msg.contains("nowhere") && msg.contains("tune data fetch") && msg.contains("dataset-fashion-mnist"), "{msg}");
+    assert!(
+        msg.contains("nowhere") && msg.contains("tune data fetch") && msg.contains("dataset-fashion-mnist"),
+        "{msg}"
+    );
 }
 
 #[test]

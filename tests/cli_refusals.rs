@@ -43,7 +43,8 @@ fn refused(f: &Fixture, args: &[&str], code: i32, needles: &[&str]) -> String {
         assert!(msg.contains(n), "{args:?}: message should name {n:?}:\n{msg}");
     }
     let after = snapshot(f.dir.path());
-    let changed: Vec<&PathBuf> = after.keys().chain(before.keys()).filter(|k| before.get(*k) != after.get(*k)).collect();
+    let changed: Vec<&PathBuf> =
+        after.keys().chain(before.keys()).filter(|k| before.get(*k) != after.get(*k)).collect();
     assert!(changed.is_empty(), "{args:?} changed the disk: {changed:?}\n{msg}");
     msg
 }
@@ -54,7 +55,8 @@ const TINY_SPACE_PARAMS: &str = "[params]\nconv0_channels = 4\nconv0_pool = 2\nf
 /// Runs a small study `s` (one epoch of 100 images per trial, `extra` flags added) to its end;
 /// returns its space file.
 fn small_study(f: &Fixture, extra: &[&str]) -> PathBuf {
-    let space = f.write("s.toml", &format!("{SPACE_HEAD}[study.training]\nmax_epochs = 1\nsubset = 100\n{TINY_SPACE_PARAMS}"));
+    let space =
+        f.write("s.toml", &format!("{SPACE_HEAD}[study.training]\nmax_epochs = 1\nsubset = 100\n{TINY_SPACE_PARAMS}"));
     let data = f.data();
     let mut args = vec!["run", space.to_str().unwrap(), "--data-dir", data.to_str().unwrap()];
     args.extend_from_slice(extra);
@@ -70,49 +72,144 @@ fn bad_spaces_and_study_flags_are_refused_before_anything_is_written() {
     // (space text, extra flags, exit code, what the message names)
     let cases: Vec<(String, Vec<&str>, i32, Vec<&str>)> = vec![
         (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}lr = inf\n"), vec![], 2, vec!["`lr`", "can produce `inf`"]),
-        (format!("{SPACE_HEAD}[study.training]\nlr = inf\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`study.training.lr`"]),
-        (format!("{SPACE_HEAD}[study.training]\nweight_decay = -1.0\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`study.training.weight_decay`"]),
-        (format!("{SPACE_HEAD}[study.training]\nseed = 3\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`study.training.seed`"]),
         (
-            format!("{SPACE_HEAD}pruner = \"hyperband\"\n[study.training]\nmax_epochs = 2\n[study.pruning]\nmin_resource = 4611686018427387904\nreduction_factor = 4\n{TINY_SPACE_PARAMS}"),
+            format!("{SPACE_HEAD}[study.training]\nlr = inf\n{TINY_SPACE_PARAMS}"),
+            vec![],
+            2,
+            vec!["`study.training.lr`"],
+        ),
+        (
+            format!("{SPACE_HEAD}[study.training]\nweight_decay = -1.0\n{TINY_SPACE_PARAMS}"),
+            vec![],
+            2,
+            vec!["`study.training.weight_decay`"],
+        ),
+        (
+            format!("{SPACE_HEAD}[study.training]\nseed = 3\n{TINY_SPACE_PARAMS}"),
+            vec![],
+            2,
+            vec!["`study.training.seed`"],
+        ),
+        (
+            format!(
+                "{SPACE_HEAD}pruner = \"hyperband\"\n[study.training]\nmax_epochs = 2\n[study.pruning]\nmin_resource = 4611686018427387904\nreduction_factor = 4\n{TINY_SPACE_PARAMS}"
+            ),
             vec![],
             2,
             vec!["`study.pruning.min_resource`"],
         ),
-        (format!("{SPACE_HEAD}[params]\nn_conv = {{ int = [1, 1000000000] }}\n\"conv*_channels\" = 8\n"), vec![], 2, vec!["`n_conv`", "0..=16"]),
+        (
+            format!("{SPACE_HEAD}[params]\nn_conv = {{ int = [1, 1000000000] }}\n\"conv*_channels\" = 8\n"),
+            vec![],
+            2,
+            vec!["`n_conv`", "0..=16"],
+        ),
         (format!("{SPACE_HEAD}[params]\nconv40_channels = 8\n"), vec![], 2, vec!["conv40_channels", "at most 16"]),
-        (format!("{SPACE_HEAD}sampler = \"grid\"\ngrid_points = 1000000000000\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`study.grid_points`"]),
-        (format!("{SPACE_HEAD}[params]\nn_conv = 2\n\"conv*_channels\" = {{ int = [8, 100000000] }}\n"), vec![], 2, vec!["conv*_channels", "1..=2048"]),
-        (format!("{SPACE_HEAD}[params]\n\"conv*_channels\" = {{ int = [8, 64] }}\n"), vec![], 2, vec!["conv*_channels", "applies to no block"]),
+        (
+            format!("{SPACE_HEAD}sampler = \"grid\"\ngrid_points = 1000000000000\n{TINY_SPACE_PARAMS}"),
+            vec![],
+            2,
+            vec!["`study.grid_points`"],
+        ),
+        (
+            format!("{SPACE_HEAD}[params]\nn_conv = 2\n\"conv*_channels\" = {{ int = [8, 100000000] }}\n"),
+            vec![],
+            2,
+            vec!["conv*_channels", "1..=2048"],
+        ),
+        (
+            format!("{SPACE_HEAD}[params]\n\"conv*_channels\" = {{ int = [8, 64] }}\n"),
+            vec![],
+            2,
+            vec!["conv*_channels", "applies to no block"],
+        ),
         (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--max-epochs", "0"], 2, vec!["`--max-epochs`"]),
         (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--subset", "0"], 2, vec!["`--subset`", "every class"]),
         (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--trials", "0"], 2, vec!["--trials"]),
         (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--concurrency", "0"], 2, vec!["--concurrency"]),
-        (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--split-seed", "18446744073709551615"], 2, vec!["--split-seed"]),
+        (
+            format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"),
+            vec!["--split-seed", "18446744073709551615"],
+            2,
+            vec!["--split-seed"],
+        ),
         (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--timeout", "0s"], 2, vec!["--timeout", "between 1 second"]),
         (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--timeout", "soon"], 2, vec!["--timeout", "not a duration"]),
-        (format!("{SPACE_HEAD}timeout = \"forever\"\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`study.timeout`", "not a duration"]),
-        // shared storage: a URL that is not one, liveness settings that would reap live workers
-        (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--storage", "mysql://u:secret@h/db"], 2, vec!["--storage", "not a storage URL", "postgresql://user@host", "u:***@h"]),
-        (format!("{SPACE_HEAD}storage = \"runs.db\"\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`storage`", "not a storage URL"]),
-        (format!("{SPACE_HEAD}heartbeat = \"2m\"\ngrace = \"1m\"\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`study.grace`", "not longer than the heartbeat"]),
-        (format!("{SPACE_HEAD}max_retries = 1000\n{TINY_SPACE_PARAMS}"), vec![], 2, vec!["`study.max_retries`", "0..=100"]),
-        // a store that cannot be reached at start: exit 8 with the fix, nothing written
-        (format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"), vec!["--storage", "postgresql://tune@127.0.0.1:1/tune"], 8, vec!["127.0.0.1:1", "out of reach", "fix: start the server"]),
-        ("[study]\nname = \"a\\u0000b\"\n[params]\nconv0_channels = 4\n".into(), vec![], 2, vec!["`study.name`"]),
-        (format!("[study]\nname = \"{}\"\n[params]\nconv0_channels = 4\n", "x".repeat(300)), vec![], 2, vec!["`study.name`", "1 to 100"]),
-        // enqueued dictionaries: an unknown key, a value outside the space, an impossible network
-        (format!("{SPACE_HEAD}enqueue = [ {{ conv0_chanels = 4 }} ]\n[params]\nconv0_channels = {{ choice = [4, 8] }}\n"), vec![], 2, vec!["`study.enqueue[0].conv0_chanels`", "not a parameter"]),
-        (format!("{SPACE_HEAD}enqueue = [ {{ conv0_channels = 5 }} ]\n[params]\nconv0_channels = {{ choice = [4, 8] }}\n"), vec![], 2, vec!["`study.enqueue[0].conv0_channels`", "`5` is not one of 4, 8"]),
         (
-            format!("{SPACE_HEAD}enqueue = [ {{ conv0_filter = 30 }} ]\n[params]\nconv0_channels = 4\nconv0_pad = 0\nconv0_filter = {{ choice = [3, 30] }}\n"),
+            format!("{SPACE_HEAD}timeout = \"forever\"\n{TINY_SPACE_PARAMS}"),
+            vec![],
+            2,
+            vec!["`study.timeout`", "not a duration"],
+        ),
+        // shared storage: a URL that is not one, liveness settings that would reap live workers
+        (
+            format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"),
+            vec!["--storage", "mysql://u:secret@h/db"],
+            2,
+            vec!["--storage", "not a storage URL", "postgresql://user@host", "u:***@h"],
+        ),
+        (
+            format!("{SPACE_HEAD}storage = \"runs.db\"\n{TINY_SPACE_PARAMS}"),
+            vec![],
+            2,
+            vec!["`storage`", "not a storage URL"],
+        ),
+        (
+            format!("{SPACE_HEAD}heartbeat = \"2m\"\ngrace = \"1m\"\n{TINY_SPACE_PARAMS}"),
+            vec![],
+            2,
+            vec!["`study.grace`", "not longer than the heartbeat"],
+        ),
+        (
+            format!("{SPACE_HEAD}max_retries = 1000\n{TINY_SPACE_PARAMS}"),
+            vec![],
+            2,
+            vec!["`study.max_retries`", "0..=100"],
+        ),
+        // a store that cannot be reached at start: exit 8 with the fix, nothing written
+        (
+            format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"),
+            vec!["--storage", "postgresql://tune@127.0.0.1:1/tune"],
+            8,
+            vec!["127.0.0.1:1", "out of reach", "fix: start the server"],
+        ),
+        ("[study]\nname = \"a\\u0000b\"\n[params]\nconv0_channels = 4\n".into(), vec![], 2, vec!["`study.name`"]),
+        (
+            format!("[study]\nname = \"{}\"\n[params]\nconv0_channels = 4\n", "x".repeat(300)),
+            vec![],
+            2,
+            vec!["`study.name`", "1 to 100"],
+        ),
+        // enqueued dictionaries: an unknown key, a value outside the space, an impossible network
+        (
+            format!(
+                "{SPACE_HEAD}enqueue = [ {{ conv0_chanels = 4 }} ]\n[params]\nconv0_channels = {{ choice = [4, 8] }}\n"
+            ),
+            vec![],
+            2,
+            vec!["`study.enqueue[0].conv0_chanels`", "not a parameter"],
+        ),
+        (
+            format!(
+                "{SPACE_HEAD}enqueue = [ {{ conv0_channels = 5 }} ]\n[params]\nconv0_channels = {{ choice = [4, 8] }}\n"
+            ),
+            vec![],
+            2,
+            vec!["`study.enqueue[0].conv0_channels`", "`5` is not one of 4, 8"],
+        ),
+        (
+            format!(
+                "{SPACE_HEAD}enqueue = [ {{ conv0_filter = 30 }} ]\n[params]\nconv0_channels = 4\nconv0_pad = 0\nconv0_filter = {{ choice = [3, 30] }}\n"
+            ),
             vec![],
             4,
             vec!["`study.enqueue[0]`", "does not fit"],
         ),
         // a space where every network collapses: refused with exit 4, nothing recorded
         (
-            format!("{SPACE_HEAD}[params]\nconv0_channels = 4\nconv0_filter = 20\nconv0_stride = 5\nconv1_channels = 4\nconv1_pool = {{ int = [4, 8] }}\n"),
+            format!(
+                "{SPACE_HEAD}[params]\nconv0_channels = 4\nconv0_filter = 20\nconv0_stride = 5\nconv1_channels = 4\nconv1_pool = {{ int = [4, 8] }}\n"
+            ),
             vec![],
             4,
             vec!["`params`", "conv1_pool", "0 of 400"],
@@ -137,7 +234,12 @@ fn bad_spaces_and_study_flags_are_refused_before_anything_is_written() {
     refused(&f, &["train", "--params", "nowhere.toml", "--data-dir", d], 2, &["nowhere.toml", "no such file"]);
     let good = f.write("good.toml", &format!("{SPACE_HEAD}{TINY_SPACE_PARAMS}"));
     std::fs::create_dir_all(f.path("empty")).unwrap();
-    refused(&f, &["run", good.to_str().unwrap(), "--data-dir", f.path("empty").to_str().unwrap()], 3, &["missing: train-images-idx3-ubyte.gz"]);
+    refused(
+        &f,
+        &["run", good.to_str().unwrap(), "--data-dir", f.path("empty").to_str().unwrap()],
+        3,
+        &["missing: train-images-idx3-ubyte.gz"],
+    );
 }
 
 #[test]
@@ -207,7 +309,15 @@ fn study_with(dir: &Path, trials: &[(Option<tune::study::TrialState>, f64)]) {
     for (n, (state, v)) in trials.iter().enumerate() {
         let params: tune::model::Params = [("conv0_channels".to_string(), tune::model::Value::Int(4))].into();
         j.append(&Event::Created { number: n, params, seed: n as u64, infeasible: None, retry_of: None }).unwrap();
-        let metrics = tune::training::EpochMetrics { epoch: 1, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc: *v, lr: 1e-3, secs: 1.0 };
+        let metrics = tune::training::EpochMetrics {
+            epoch: 1,
+            train_loss: 1.0,
+            train_acc: 0.5,
+            val_loss: 1.0,
+            val_acc: *v,
+            lr: 1e-3,
+            secs: 1.0,
+        };
         j.append(&Event::Epoch { number: n, metrics }).unwrap();
         if let Some(state) = state {
             j.append(&Event::Finished { number: n, state: *state, reason: Some("why".into()), secs: 1.0 }).unwrap();
@@ -226,13 +336,32 @@ fn retrain_refuses_a_study_without_a_complete_trial_and_bad_flags() {
     study_with(&f.path("runs/bad"), &[(Some(S::Failed), 0.99), (None, 0.95), (Some(S::Pruned), 0.5)]);
     let d = f.data();
     let d = d.to_str().unwrap();
-    refused(&f, &["retrain", "--best", "--study", "runs/bad", "--data-dir", d], 6, &["runs/bad", "no complete trial", "1 running, 1 pruned, 1 failed", "--include-pruned"]);
+    refused(
+        &f,
+        &["retrain", "--best", "--study", "runs/bad", "--data-dir", d],
+        6,
+        &["runs/bad", "no complete trial", "1 running, 1 pruned, 1 failed", "--include-pruned"],
+    );
     refused(&f, &["retrain", "--best", "--study", "runs/s", "--data-dir", d, "--epochs", "0"], 2, &["`--epochs`"]);
     refused(&f, &["retrain", "--best", "--study", "runs/s", "--data-dir", d, "--subset", "0"], 2, &["`--subset`"]);
     refused(&f, &["retrain", "--best", "--study", "runs/s", "--data-dir", d, "--seeds", "0"], 2, &["--seeds"]);
     // With --include-pruned, the pruned trial is retrained (trial 2, not the failed 0.99).
-    let out = ok(f.run(&["retrain", "--best", "--include-pruned", "--study", "runs/bad", "--data-dir", d, "--epochs", "1", "--subset", "100"]));
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f.path("runs/bad/retrain/trial-2/summary.json")).unwrap()).unwrap();
+    let out = ok(f.run(&[
+        "retrain",
+        "--best",
+        "--include-pruned",
+        "--study",
+        "runs/bad",
+        "--data-dir",
+        d,
+        "--epochs",
+        "1",
+        "--subset",
+        "100",
+    ]));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.path("runs/bad/retrain/trial-2/summary.json")).unwrap())
+            .unwrap();
     assert_eq!(summary["trial"], 2, "{out}");
 }
 
@@ -285,7 +414,10 @@ fn a_diverging_trial_fails_with_its_reason_and_the_study_reads_back() {
     let journal = std::fs::read_to_string(f.path("runs/d/journal.jsonl")).unwrap();
     let events: Vec<serde_json::Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     for e in events.iter().filter(|e| e["event"] == "epoch") {
-        assert!(e["metrics"].as_object().unwrap().values().all(|v| v.is_number()), "only finite numbers are recorded: {e}");
+        assert!(
+            e["metrics"].as_object().unwrap().values().all(|v| v.is_number()),
+            "only finite numbers are recorded: {e}"
+        );
     }
     let failed: Vec<&serde_json::Value> = events.iter().filter(|e| e["state"] == "failed").collect();
     assert_eq!(failed.len(), 1);
@@ -305,7 +437,12 @@ fn enqueued_dictionaries_may_leave_out_the_spaces_fixed_values() {
     );
     ok(f.run(&["run", space.to_str().unwrap(), "--data-dir", f.data().to_str().unwrap()]));
     let params = std::fs::read_to_string(f.path("runs/e/trials/0/params.toml")).unwrap();
-    assert!(params.contains("conv0_channels = 8") && params.contains("drop_rate = 0.2") && params.contains("conv0_pool = 2"), "{params}");
+    assert!(
+        params.contains("conv0_channels = 8")
+            && params.contains("drop_rate = 0.2")
+            && params.contains("conv0_pool = 2"),
+        "{params}"
+    );
 }
 
 /// Mutations of the shipped `cnn.toml` (values swapped for hostile ones, keys added, lines cut)
@@ -318,10 +455,41 @@ fn mutated_spaces_are_refused_cleanly_or_pass_their_checks() {
     std::fs::create_dir_all(f.path("empty")).unwrap();
     let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces/cnn.toml")).unwrap();
     let values = [
-        "0", "-1", "3", "1000000000", "9223372036854775807", "1e308", "inf", "nan", "1.5", "\"relu\"", "\"x\"", "[]", "{}", "true",
-        "{ int = [1, 1000000] }", "{ float = [0.0, 1.0], log = true }", "{ choice = [] }", "{ int = [5, 1], step = 0 }",
+        "0",
+        "-1",
+        "3",
+        "1000000000",
+        "9223372036854775807",
+        "1e308",
+        "inf",
+        "nan",
+        "1.5",
+        "\"relu\"",
+        "\"x\"",
+        "[]",
+        "{}",
+        "true",
+        "{ int = [1, 1000000] }",
+        "{ float = [0.0, 1.0], log = true }",
+        "{ choice = [] }",
+        "{ int = [5, 1], step = 0 }",
     ];
-    let keys = ["trials", "timeout", "max_epochs", "lr", "batch_size", "subset", "min_resource", "n_conv", "\"conv*_channels\"", "conv0_pool", "drop_rate", "init", "aug_shift", "enqueue"];
+    let keys = [
+        "trials",
+        "timeout",
+        "max_epochs",
+        "lr",
+        "batch_size",
+        "subset",
+        "min_resource",
+        "n_conv",
+        "\"conv*_channels\"",
+        "conv0_pool",
+        "drop_rate",
+        "init",
+        "aug_shift",
+        "enqueue",
+    ];
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let mut passed = 0;
     for case in 0..60 {
@@ -329,11 +497,18 @@ fn mutated_spaces_are_refused_cleanly_or_pass_their_checks() {
         for _ in 0..rng.random_range(1..=3) {
             let j = rng.random_range(0..lines.len());
             match rng.random_range(0..3) {
-                0 if lines[j].contains('=') => lines[j] = format!("{} = {}", lines[j].split('=').next().unwrap().trim(), values.choose(&mut rng).unwrap()),
+                0 if lines[j].contains('=') => {
+                    lines[j] =
+                        format!("{} = {}", lines[j].split('=').next().unwrap().trim(), values.choose(&mut rng).unwrap())
+                }
                 1 => {
-                    let section = ["[study]", "[study.training]", "[study.pruning]", "[params]"].choose(&mut rng).unwrap();
+                    let section =
+                        ["[study]", "[study.training]", "[study.pruning]", "[params]"].choose(&mut rng).unwrap();
                     let at = lines.iter().position(|l| l == section).unwrap_or(0);
-                    lines.insert(at + 1, format!("{} = {}", keys.choose(&mut rng).unwrap(), values.choose(&mut rng).unwrap()));
+                    lines.insert(
+                        at + 1,
+                        format!("{} = {}", keys.choose(&mut rng).unwrap(), values.choose(&mut rng).unwrap()),
+                    );
                 }
                 _ => {
                     let cut = lines[j].floor_char_boundary(rng.random_range(0..=lines[j].len()));
@@ -346,7 +521,9 @@ fn mutated_spaces_are_refused_cleanly_or_pass_their_checks() {
         let msg = text(&o);
         match o.status.code() {
             Some(3) => passed += 1,
-            Some(2) => assert!(msg.contains("fix"), "case {case}: a refusal says how to fix it:\n{msg}\n{}", lines.join("\n")),
+            Some(2) => {
+                assert!(msg.contains("fix"), "case {case}: a refusal says how to fix it:\n{msg}\n{}", lines.join("\n"))
+            }
             other => panic!("case {case}: exit {other:?}\n{msg}\n{}", lines.join("\n")),
         }
         assert!(!f.path("runs").exists(), "case {case} wrote a study:\n{}", lines.join("\n"));

@@ -24,14 +24,23 @@ fn fixture_study(dir: &Path) {
         ]
         .into();
         let infeasible = (n == 7).then(|| "conv0_pool: a 3×3 max-pool does not fit the 2×2 feature map".to_string());
-        j.append(&Event::Created { number: n, params, seed: n as u64, infeasible: infeasible.clone(), retry_of: None }).unwrap();
+        j.append(&Event::Created { number: n, params, seed: n as u64, infeasible: infeasible.clone(), retry_of: None })
+            .unwrap();
         if infeasible.is_some() {
             continue;
         }
         let epochs = if n % 4 == 1 { 2 } else { 5 };
         for e in 1..=epochs {
             let val_acc = 0.6 + 0.03 * n as f64 + 0.02 * e as f64;
-            let m = EpochMetrics { epoch: e, train_loss: 1.0 / e as f64, train_acc: val_acc + 0.02, val_loss: 1.1 / e as f64, val_acc, lr: 1e-3, secs: 1.0 };
+            let m = EpochMetrics {
+                epoch: e,
+                train_loss: 1.0 / e as f64,
+                train_acc: val_acc + 0.02,
+                val_loss: 1.1 / e as f64,
+                val_acc,
+                lr: 1e-3,
+                secs: 1.0,
+            };
             j.append(&Event::Epoch { number: n, metrics: m }).unwrap();
         }
         let (state, reason) = match n {
@@ -49,11 +58,18 @@ fn assert_image(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|_| panic!("{} exists", path.display()));
     if path.extension().unwrap() == "png" {
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", path.display());
-        let (w, h) = (u32::from_be_bytes(bytes[16..20].try_into().unwrap()), u32::from_be_bytes(bytes[20..24].try_into().unwrap()));
+        let (w, h) = (
+            u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
+            u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
+        );
         assert!(w >= 400 && h >= 150 && bytes.len() > 8_000, "{}: {w}×{h}, {} bytes", path.display(), bytes.len());
     } else {
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>") && text.len() > 2_000, "{}", path.display());
+        assert!(
+            text.starts_with("<svg") && text.trim_end().ends_with("</svg>") && text.len() > 2_000,
+            "{}",
+            path.display()
+        );
     }
 }
 
@@ -71,24 +87,49 @@ fn report_renders_every_plot_and_export_for_a_mixed_study() {
     let headers = csv_headers(&r.join("leaderboard.csv"));
     assert_eq!(headers[..8], ["rank", "trial", "state", "best_val_acc", "best_epoch", "epochs", "seconds", "reason"]);
     assert!(headers.contains(&"conv0_activation".to_string()));
-    let json: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&std::fs::read_to_string(r.join("leaderboard.json")).unwrap()).unwrap();
+    let json: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(&std::fs::read_to_string(r.join("leaderboard.json")).unwrap()).unwrap();
     assert_eq!(json.len(), 9);
     assert_eq!(json[0].keys().cloned().collect::<std::collections::BTreeSet<_>>(), headers.iter().cloned().collect());
     assert_eq!(json[0]["trial"], 6, "the best complete trial ranks first; the better running trial 8 is not ranked");
-    let unranked: Vec<(serde_json::Value, serde_json::Value)> = json[6..].iter().map(|r| (r["trial"].clone(), r["rank"].clone())).collect();
-    assert_eq!(unranked, [(3.into(), serde_json::Value::Null), (7.into(), serde_json::Value::Null), (8.into(), serde_json::Value::Null)], "failed, infeasible and running trials follow, unranked");
+    let unranked: Vec<(serde_json::Value, serde_json::Value)> =
+        json[6..].iter().map(|r| (r["trial"].clone(), r["rank"].clone())).collect();
+    assert_eq!(
+        unranked,
+        [(3.into(), serde_json::Value::Null), (7.into(), serde_json::Value::Null), (8.into(), serde_json::Value::Null)],
+        "failed, infeasible and running trials follow, unranked"
+    );
     assert!(out.contains("not ranked: 1 running (#8), 1 failed (#3), 1 infeasible (#7)"), "{out}");
     let md = std::fs::read_to_string(r.join("leaderboard.md")).unwrap();
     assert!(md.starts_with("| rank | trial | state |"), "{md}");
     let html = std::fs::read_to_string(r.join("index.html")).unwrap();
-    for needle in ["leaderboard.svg", "history.svg", "learning_curves.svg", "parallel_coordinates.svg", "importance.svg", "infeasible.svg", "conv0_pool"] {
+    for needle in [
+        "leaderboard.svg",
+        "history.svg",
+        "learning_curves.svg",
+        "parallel_coordinates.svg",
+        "importance.svg",
+        "infeasible.svg",
+        "conv0_pool",
+    ] {
         assert!(html.contains(needle), "index.html mentions {needle}");
     }
     // A real browser renders the page (CI sets TUNE_CHROMIUM; see .ci/run).
     if let Ok(chromium) = std::env::var("TUNE_CHROMIUM") {
         let shot = f.path("shot.png");
         let status = std::process::Command::new(chromium)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=1200,3000"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                "--window-size=1200,3000",
+            ])
             .arg(format!("--user-data-dir={}", f.path("chrome").display()))
             .arg(format!("--screenshot={}", shot.display()))
             .arg(format!("file://{}", r.join("index.html").display()))
@@ -129,20 +170,32 @@ fn retrain_best_tests_once_and_eval_agrees() {
     let trial_dir = trials[0].clone();
     assert!(trial_dir.file_name().unwrap().to_str().unwrap().starts_with("trial-"), "{trial_dir:?}");
     let dir = trial_dir.join("seed-0");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("test.json")).unwrap()).unwrap();
-    let total: u64 = report["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("test.json")).unwrap()).unwrap();
+    let total: u64 = report["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(total, 100, "the confusion matrix covers the whole balanced test split (10 per class here)");
     assert_eq!(report["per_class"].as_array().unwrap().len(), 10);
     for file in ["confusion.png", "confusion.svg", "history.png", "metrics.csv", "best.bpk", "params.toml"] {
         assert!(dir.join(file).is_file(), "{file}");
     }
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(trial_dir.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(trial_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["test_accuracy"].as_array().unwrap().len(), 2);
     // The report shows the retrain: the same mean as summary.json, the curves, and links to
     // each seed's confusion matrix that resolve from the page.
     let rep = ok(f.run(&["report", "runs/r"]));
     let trial = summary["trial"].as_u64().unwrap();
-    let mean = format!("retrain trial {trial}: test accuracy {:.4} ± {:.4} over 2 seed(s)", summary["mean"].as_f64().unwrap(), summary["std"].as_f64().unwrap());
+    let mean = format!(
+        "retrain trial {trial}: test accuracy {:.4} ± {:.4} over 2 seed(s)",
+        summary["mean"].as_f64().unwrap(),
+        summary["std"].as_f64().unwrap()
+    );
     assert!(rep.contains(&mean), "{rep}\nwanted: {mean}");
     let report_dir = f.path("runs/r/report");
     assert_image(&report_dir.join("retrain_curves.png"));
@@ -154,20 +207,26 @@ fn retrain_best_tests_once_and_eval_agrees() {
         assert!(report_dir.join(&link).is_file(), "{link} resolves");
     }
     // `tune eval` of the saved model gives the same test accuracy.
-    let eval = ok(f.run(&["eval", "--model", dir.to_str().unwrap(), "--split", "test", "--data-dir", d.to_str().unwrap()]));
+    let eval =
+        ok(f.run(&["eval", "--model", dir.to_str().unwrap(), "--split", "test", "--data-dir", d.to_str().unwrap()]));
     let acc = report["accuracy"].as_f64().unwrap();
     assert!(eval.contains(&format!("accuracy {acc:.4}")), "{eval} vs {acc}");
     // The same command resumes: finished seeds are neither trained nor tested again; a seed
     // whose test was lost (a crash after training) is tested without training.
     let read = |seed: &str, file: &str| std::fs::read(trial_dir.join(seed).join(file)).unwrap();
-    let (metrics0, test0, metrics1) = (read("seed-0", "metrics.csv"), read("seed-0", "test.json"), read("seed-1", "metrics.csv"));
+    let (metrics0, test0, metrics1) =
+        (read("seed-0", "metrics.csv"), read("seed-0", "test.json"), read("seed-1", "metrics.csv"));
     let test1 = read("seed-1", "test.json");
     std::fs::remove_file(trial_dir.join("seed-1/test.json")).unwrap();
     let again = ok(f.run(&["retrain", "--best", "--epochs", "2", "--seeds", "2", "--data-dir", d.to_str().unwrap()]));
     assert!(again.contains("seed 0: resuming") && again.contains("seed 1: resuming"), "{again}");
-    assert_eq!((read("seed-0", "metrics.csv"), read("seed-0", "test.json"), read("seed-1", "metrics.csv")), (metrics0.clone(), test0, metrics1));
+    assert_eq!(
+        (read("seed-0", "metrics.csv"), read("seed-0", "test.json"), read("seed-1", "metrics.csv")),
+        (metrics0.clone(), test0, metrics1)
+    );
     assert_eq!(read("seed-1", "test.json"), test1, "the same weights give the same test result");
-    let resumed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(trial_dir.join("summary.json")).unwrap()).unwrap();
+    let resumed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(trial_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(resumed, summary);
     // Other settings never discard the finished retrain; --fresh replaces it.
     let refused = f.run(&["retrain", "--best", "--epochs", "1", "--data-dir", d.to_str().unwrap()]);

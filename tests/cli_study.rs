@@ -38,7 +38,10 @@ fn six_trials_two_slots_end_with_a_ranked_leaderboard() {
     assert_eq!(rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>(), ["1", "2", "3", "4", "5", "6"]);
     for n in 0..6 {
         let dir = f.path(&format!("runs/six/trials/{n}"));
-        assert!(dir.join("metrics.csv").is_file() && dir.join("best.bpk").is_file() && dir.join("params.toml").is_file(), "trial {n} files");
+        assert!(
+            dir.join("metrics.csv").is_file() && dir.join("best.bpk").is_file() && dir.join("params.toml").is_file(),
+            "trial {n} files"
+        );
     }
     assert!(f.path("runs/six/space.toml").is_file() && f.path("runs/six/settings.json").is_file());
     // Trial 0 is the seed's default network restricted to the space, when it fits: here it
@@ -53,8 +56,21 @@ fn same_seed_same_configurations_whatever_the_concurrency() {
     let d = f.data();
     let params = |study: &str, conc: &str| {
         let s = f.write(&format!("{study}.toml"), &space(study, 5, "pruner = \"none\""));
-        ok(f.run(&["run", s.to_str().unwrap(), "--concurrency", conc, "--data-dir", d.to_str().unwrap(), "--max-epochs", "1"]));
-        journal_events(&f, study).into_iter().filter(|e| e["event"] == "created").map(|e| (e["number"].clone(), e["params"].clone(), e["seed"].clone())).collect::<Vec<_>>()
+        ok(f.run(&[
+            "run",
+            s.to_str().unwrap(),
+            "--concurrency",
+            conc,
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--max-epochs",
+            "1",
+        ]));
+        journal_events(&f, study)
+            .into_iter()
+            .filter(|e| e["event"] == "created")
+            .map(|e| (e["number"].clone(), e["params"].clone(), e["seed"].clone()))
+            .collect::<Vec<_>>()
     };
     let one = params("c1", "1");
     let two = params("c2", "2");
@@ -85,7 +101,12 @@ fn a_failing_trial_does_not_stop_the_study() {
 #[test]
 fn killed_study_resumes_without_redoing_finished_trials() {
     let f = Fixture::new(600, 100);
-    let s = f.write("s.toml", &space("kill", 5, "pruner = \"none\"").replace("max_epochs = 3", "max_epochs = 4").replace("patience = 2", "patience = 4"));
+    let s = f.write(
+        "s.toml",
+        &space("kill", 5, "pruner = \"none\"")
+            .replace("max_epochs = 3", "max_epochs = 4")
+            .replace("patience = 2", "patience = 4"),
+    );
     let data = f.data();
     let args = ["run", s.to_str().unwrap(), "--concurrency", "1", "--data-dir", data.to_str().unwrap()];
     let mut child = f.cmd(&args).spawn().unwrap();
@@ -104,7 +125,8 @@ fn killed_study_resumes_without_redoing_finished_trials() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = journal_events(&f, "kill");
-    let finished_before: Vec<u64> = before.iter().filter(|e| e["event"] == "finished").map(|e| e["number"].as_u64().unwrap()).collect();
+    let finished_before: Vec<u64> =
+        before.iter().filter(|e| e["event"] == "finished").map(|e| e["number"].as_u64().unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300)); // the orphaned trial notices its closed stdin
     let out = ok(f.run(&args));
     assert!(out.contains("5 complete"), "{out}");
@@ -112,11 +134,16 @@ fn killed_study_resumes_without_redoing_finished_trials() {
     for n in 0..5u64 {
         let finishes = after.iter().filter(|e| e["event"] == "finished" && e["number"] == n).count();
         assert_eq!(finishes, 1, "trial {n} finished exactly once");
-        let epochs: Vec<u64> = after.iter().filter(|e| e["event"] == "epoch" && e["number"] == n).map(|e| e["metrics"]["epoch"].as_u64().unwrap()).collect();
+        let epochs: Vec<u64> = after
+            .iter()
+            .filter(|e| e["event"] == "epoch" && e["number"] == n)
+            .map(|e| e["metrics"]["epoch"].as_u64().unwrap())
+            .collect();
         let unique: std::collections::BTreeSet<_> = epochs.iter().collect();
         assert_eq!(epochs.len(), unique.len(), "trial {n}: no epoch journaled twice: {epochs:?}");
     }
-    let created: Vec<u64> = after.iter().filter(|e| e["event"] == "created").map(|e| e["number"].as_u64().unwrap()).collect();
+    let created: Vec<u64> =
+        after.iter().filter(|e| e["event"] == "created").map(|e| e["number"].as_u64().unwrap()).collect();
     assert_eq!(created, [0, 1, 2, 3, 4], "no trial re-sampled");
     assert!(!finished_before.is_empty());
 }
@@ -126,7 +153,20 @@ fn seed_sagemaker_space_launches_no_impossible_network() {
     let f = Fixture::new(300, 50);
     let space = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("search_spaces/seed_sagemaker.toml");
     let out = ok(f.run(&[
-        "run", space.to_str().unwrap(), "--trials", "4", "--max-epochs", "1", "--subset", "100", "--concurrency", "2", "--data-dir", f.data().to_str().unwrap(), "--seed", "1",
+        "run",
+        space.to_str().unwrap(),
+        "--trials",
+        "4",
+        "--max-epochs",
+        "1",
+        "--subset",
+        "100",
+        "--concurrency",
+        "2",
+        "--data-dir",
+        f.data().to_str().unwrap(),
+        "--seed",
+        "1",
     ]));
     assert!(out.contains(", 0 failed,"), "{out}");
     let rows = csv_rows(&f.path("runs/seed_sagemaker/leaderboard.csv"));
@@ -140,7 +180,11 @@ fn seed_sagemaker_space_launches_no_impossible_network() {
 #[test]
 fn bad_space_is_one_clear_error() {
     let f = Fixture::new(100, 20);
-    let s = f.write("s.toml", &space("bad", 2, "").replace("lr = { float = [1e-3, 1e-2], log = true }", "lr = { float = [0.0, 1e-2], log = true }"));
+    let s = f.write(
+        "s.toml",
+        &space("bad", 2, "")
+            .replace("lr = { float = [1e-3, 1e-2], log = true }", "lr = { float = [0.0, 1e-2], log = true }"),
+    );
     let o = f.run(&["run", s.to_str().unwrap(), "--data-dir", f.data().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let msg = text(&o);
@@ -158,7 +202,8 @@ fn grid_study_stops_when_the_grid_is_exhausted() {
     );
     let out = ok(f.run(&["run", s.to_str().unwrap(), "--concurrency", "2", "--data-dir", f.data().to_str().unwrap()]));
     assert!(out.contains("2 complete, 0 pruned, 0 failed"), "two grid points, then the study ends: {out}");
-    let channels: std::collections::BTreeSet<String> = csv_rows(&f.path("runs/g/leaderboard.csv")).iter().map(|r| r[8].to_string()).collect();
+    let channels: std::collections::BTreeSet<String> =
+        csv_rows(&f.path("runs/g/leaderboard.csv")).iter().map(|r| r[8].to_string()).collect();
     let headers = csv_headers(&f.path("runs/g/leaderboard.csv"));
     assert_eq!(headers[8], "conv0_channels");
     assert_eq!(channels, ["4", "8"].iter().map(|s| s.to_string()).collect());

@@ -7,16 +7,32 @@ use common::*;
 fn one_epoch_writes_metrics_checkpoint_and_params() {
     let f = Fixture::new(600, 100);
     let p = f.write("p.toml", TINY_PARAMS);
-    let out = ok(f.run(&["train", "--params", p.to_str().unwrap(), "--epochs", "1", "--data-dir", f.data().to_str().unwrap(), "--out", "run"]));
+    let out = ok(f.run(&[
+        "train",
+        "--params",
+        p.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--data-dir",
+        f.data().to_str().unwrap(),
+        "--out",
+        "run",
+    ]));
     assert!(out.contains("best val_acc"), "{out}");
-    assert_eq!(csv_headers(&f.path("run/metrics.csv")), ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "secs"]);
+    assert_eq!(
+        csv_headers(&f.path("run/metrics.csv")),
+        ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "secs"]
+    );
     let rows = csv_rows(&f.path("run/metrics.csv"));
     assert_eq!(rows.len(), 1);
     let val_acc: f64 = rows[0][4].parse().unwrap();
     assert!((0.0..=1.0).contains(&val_acc));
     assert!(std::fs::metadata(f.path("run/best.bpk")).unwrap().len() > 1000, "a real checkpoint");
     let params = std::fs::read_to_string(f.path("run/params.toml")).unwrap();
-    assert!(params.contains("conv1_channels = 8") && params.contains("n_conv = 2") && params.contains("lr = 0.003"), "{params}");
+    assert!(
+        params.contains("conv1_channels = 8") && params.contains("n_conv = 2") && params.contains("lr = 0.003"),
+        "{params}"
+    );
 }
 
 #[test]
@@ -24,7 +40,21 @@ fn training_learns_and_resume_continues_without_redoing_epochs() {
     let f = Fixture::new(600, 100);
     let p = f.write("p.toml", TINY_PARAMS);
     let d = f.data();
-    let args = |epochs: &'static str| vec!["train", "--params", p.to_str().unwrap(), "--data-dir", d.to_str().unwrap(), "--out", "run", "--epochs", epochs, "--seed", "5"];
+    let args = |epochs: &'static str| {
+        vec![
+            "train",
+            "--params",
+            p.to_str().unwrap(),
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--out",
+            "run",
+            "--epochs",
+            epochs,
+            "--seed",
+            "5",
+        ]
+    };
     ok(f.run(&args("2")));
     let first = csv_rows(&f.path("run/metrics.csv"));
     let mut more = args("5");
@@ -43,9 +73,25 @@ fn same_seed_same_run() {
     let p = f.write("p.toml", TINY_PARAMS);
     let d = f.data();
     for out in ["a", "b"] {
-        ok(f.run(&["train", "--params", p.to_str().unwrap(), "--data-dir", d.to_str().unwrap(), "--out", out, "--epochs", "1", "--seed", "9", "--threads", "1"]));
+        ok(f.run(&[
+            "train",
+            "--params",
+            p.to_str().unwrap(),
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--out",
+            out,
+            "--epochs",
+            "1",
+            "--seed",
+            "9",
+            "--threads",
+            "1",
+        ]));
     }
-    let cols = |dir: &str| csv_rows(&f.path(&format!("{dir}/metrics.csv")))[0].iter().take(6).map(String::from).collect::<Vec<_>>();
+    let cols = |dir: &str| {
+        csv_rows(&f.path(&format!("{dir}/metrics.csv")))[0].iter().take(6).map(String::from).collect::<Vec<_>>()
+    };
     assert_eq!(cols("a"), cols("b"), "same seed, same losses and accuracies");
 }
 
@@ -68,7 +114,19 @@ fn augmentation_is_seeded_recorded_and_searchable() {
     let p = f.write("p.toml", TINY_PARAMS);
     let d = f.data();
     let train = |out: &str, extra: &[&str]| {
-        let mut args = vec!["train", "--params", p.to_str().unwrap(), "--data-dir", d.to_str().unwrap(), "--out", out, "--epochs", "2", "--seed", "4"];
+        let mut args = vec![
+            "train",
+            "--params",
+            p.to_str().unwrap(),
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--out",
+            out,
+            "--epochs",
+            "2",
+            "--seed",
+            "4",
+        ];
         args.extend_from_slice(extra);
         ok(f.run(&args));
         csv_rows(&f.path(&format!("{out}/metrics.csv"))).iter().map(|r| r[1].to_string()).collect::<Vec<_>>()
@@ -113,7 +171,8 @@ fn bf16_precision_trains_or_is_refused_where_the_cpu_lacks_it() {
     let has_bf16 = std::fs::read_to_string("/proc/cpuinfo").map(|c| c.contains("avx512_bf16")).unwrap_or(false);
     if has_bf16 {
         ok(o);
-        let best = csv_rows(&f.path("run/metrics.csv")).iter().map(|r| r[4].parse::<f64>().unwrap()).fold(0.0, f64::max);
+        let best =
+            csv_rows(&f.path("run/metrics.csv")).iter().map(|r| r[4].parse::<f64>().unwrap()).fold(0.0, f64::max);
         assert!(best > 0.5, "bf16 training learns the synthetic task: best val_acc {best}");
         let resolved = std::fs::read_to_string(f.path("run/train.toml")).unwrap();
         assert!(resolved.contains("precision = \"bf16\""), "{resolved}");

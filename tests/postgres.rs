@@ -35,7 +35,9 @@ fn main() {
     // One at a time: the restart test stops the server every other test uses.
     args.test_threads = Some(1);
     let reason = match (url(), std::env::var("TUNE_TEST_PG_CTL")) {
-        (None, _) => Some("TUNE_TEST_PG_URL is not set: no PostgreSQL server to test against (start one with `eval \"$(.ci/postgres start DIR)\"`)"),
+        (None, _) => Some(
+            "TUNE_TEST_PG_URL is not set: no PostgreSQL server to test against (start one with `eval \"$(.ci/postgres start DIR)\"`)",
+        ),
         (Some(_), Err(_)) => Some("TUNE_TEST_PG_CTL is not set (the restart test needs it)"),
         _ => None,
     };
@@ -64,7 +66,11 @@ fn conforms() -> Result<(), Failed> {
 }
 
 fn resolved(name: &str) -> tune::study::run::Resolved {
-    let space = tune::study::SearchSpace::parse(&format!("[study]\nname = \"{name}\"\n[params]\nconv0_channels = 8\n"), std::path::Path::new("x.toml")).unwrap();
+    let space = tune::study::SearchSpace::parse(
+        &format!("[study]\nname = \"{name}\"\n[params]\nconv0_channels = 8\n"),
+        std::path::Path::new("x.toml"),
+    )
+    .unwrap();
     tune::study::run::Resolved { space, concurrency: 1, threads_per_trial: 1, split_seed: 27, data_dir: None }
 }
 
@@ -82,26 +88,42 @@ fn reaped_once() -> Result<(), Failed> {
     b.create_or_open(&r, "")?;
     let r = a.reserve(10)?.expect("room in the budget");
     check(r.number == 0 && a.create(&created(0))?, "a claims trial 0".into())?;
-    let liveness = Liveness { heartbeat: Duration::from_millis(200), grace: Duration::from_millis(800), max_retries: 1 };
+    let liveness =
+        Liveness { heartbeat: Duration::from_millis(200), grace: Duration::from_millis(800), max_retries: 1 };
     a.heartbeat(&[0])?;
     check(b.reap(&liveness)?.is_empty(), "a fresh heartbeat is not lost".into())?;
     std::thread::sleep(Duration::from_millis(1200));
     let reaped = b.reap(&liveness)?;
-    check(reaped.len() == 1 && reaped[0].lost == 0 && reaped[0].retry == Some(1), format!("trial 0 lost, re-run as 1: {reaped:?}"))?;
+    check(
+        reaped.len() == 1 && reaped[0].lost == 0 && reaped[0].retry == Some(1),
+        format!("trial 0 lost, re-run as 1: {reaped:?}"),
+    )?;
     check(a.reap(&liveness)?.is_empty(), "a lost trial is reaped once".into())?;
     // The lost worker wakes up and reports: its verdict stands.
     a.record(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 1.0 })?;
     let trials = b.trials()?;
-    check(trials[&0].state == TrialState::Failed && trials[&0].reason.as_deref().unwrap_or("").starts_with("worker lost"), format!("{:?}", trials[&0]))?;
-    check(trials[&1].retry_of == Some(0) && trials[&1].params == trials[&0].params && trials[&1].seed == trials[&0].seed, format!("{:?}", trials[&1]))?;
+    check(
+        trials[&0].state == TrialState::Failed && trials[&0].reason.as_deref().unwrap_or("").starts_with("worker lost"),
+        format!("{:?}", trials[&0]),
+    )?;
+    check(
+        trials[&1].retry_of == Some(0) && trials[&1].params == trials[&0].params && trials[&1].seed == trials[&0].seed,
+        format!("{:?}", trials[&1]),
+    )?;
     check(!trials[&1].counts_toward_budget(), "a re-run takes no place in the budget".into())?;
-    check(b.take_queued()? == Some(Queued::Run(1)) && a.take_queued()?.is_none(), "the re-run is taken by one worker".into())?;
+    check(
+        b.take_queued()? == Some(Queued::Run(1)) && a.take_queued()?.is_none(),
+        "the re-run is taken by one worker".into(),
+    )?;
     // A worker lost between reserving a number and sampling it: the number is re-queued
     // unsampled, with its draw index, and taken by one other worker.
     let r = a.reserve(10)?.expect("room");
     std::thread::sleep(Duration::from_millis(1200));
     let reaped = b.reap(&liveness)?;
-    check(reaped.iter().any(|x| x.lost == r.number && x.retry == Some(r.number)), format!("the reservation is re-queued: {reaped:?}"))?;
+    check(
+        reaped.iter().any(|x| x.lost == r.number && x.retry == Some(r.number)),
+        format!("the reservation is re-queued: {reaped:?}"),
+    )?;
     // Trial 1 (the re-run) sent no heartbeat either: lost again, and not re-run a second time.
     check(reaped.iter().any(|x| x.lost == 1 && x.retry.is_none()), format!("retries are capped at 1: {reaped:?}"))?;
     check(b.take_queued()? == Some(Queued::Sample(r)), "taken, to be sampled".into())?;
@@ -123,7 +145,13 @@ fn concurrent_claims() -> Result<(), Failed> {
                 while let Some(r) = s.reserve(200).unwrap() {
                     // Every fifth draw of worker 0 is infeasible: its place goes back to the budget.
                     let infeasible = (i == 0 && mine.len() % 5 == 0).then(|| "collapses".to_string());
-                    let e = Event::Created { number: r.number, params: Default::default(), seed: 1, infeasible: infeasible.clone(), retry_of: None };
+                    let e = Event::Created {
+                        number: r.number,
+                        params: Default::default(),
+                        seed: 1,
+                        infeasible: infeasible.clone(),
+                        retry_of: None,
+                    };
                     assert!(s.create(&e).unwrap());
                     mine.push((r.number, infeasible.is_none()));
                 }
@@ -135,7 +163,10 @@ fn concurrent_claims() -> Result<(), Failed> {
     all.sort();
     let numbers: Vec<usize> = all.iter().map(|x| x.0).collect();
     check(numbers == (0..all.len()).collect::<Vec<_>>(), format!("numbers without holes or duplicates: {numbers:?}"))?;
-    check(all.iter().filter(|x| x.1).count() == 200, format!("exactly the budget of feasible trials: {}", all.iter().filter(|x| x.1).count()))?;
+    check(
+        all.iter().filter(|x| x.1).count() == 200,
+        format!("exactly the budget of feasible trials: {}", all.iter().filter(|x| x.1).count()),
+    )?;
     let trials = PgStorage::connect(&url, &name)?.trials()?;
     check(trials.len() == all.len(), format!("{} trials recorded", trials.len()))
 }
@@ -152,7 +183,10 @@ fn newer_schema() -> Result<(), Failed> {
     drop(c);
     let err = PgStorage::connect(&db_url, "x").err().map(|e| e.to_string()).unwrap_or_default();
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))?;
-    check(err.contains("version 99") && err.contains("newer") && err.contains("fix:"), format!("refused with both versions and a fix: {err}"))
+    check(
+        err.contains("version 99") && err.contains("newer") && err.contains("fix:"),
+        format!("refused with both versions and a fix: {err}"),
+    )
 }
 
 // ---- workers through the real binary ----
@@ -217,12 +251,22 @@ fn three_workers() -> Result<(), Failed> {
     }
     let trials = store_trials(&url, &name);
     check(trials.len() == 8, format!("the budget is exact: {} trials", trials.len()))?;
-    check(trials.values().all(|t| t.state == TrialState::Complete && t.history.len() == 2), format!("every trial once, complete, each epoch once: {trials:?}"))?;
-    let ran: Vec<usize> = (0..3).map(|i| std::fs::read_dir(f.path(&format!("art{i}"))).map_or(0, |d| d.count())).collect();
-    check(ran.iter().sum::<usize>() == 8 && ran.iter().filter(|n| **n > 0).count() >= 2, format!("the trials spread over the workers: {ran:?}"))?;
+    check(
+        trials.values().all(|t| t.state == TrialState::Complete && t.history.len() == 2),
+        format!("every trial once, complete, each epoch once: {trials:?}"),
+    )?;
+    let ran: Vec<usize> =
+        (0..3).map(|i| std::fs::read_dir(f.path(&format!("art{i}"))).map_or(0, |d| d.count())).collect();
+    check(
+        ran.iter().sum::<usize>() == 8 && ran.iter().filter(|n| **n > 0).count() >= 2,
+        format!("the trials spread over the workers: {ran:?}"),
+    )?;
     for (n, t) in &trials {
         let r = &reference[n];
-        check(t.params == r.params && t.seed == r.seed, format!("trial {n}: same configuration as the single worker\n{:?}\n{:?}", t.params, r.params))?;
+        check(
+            t.params == r.params && t.seed == r.seed,
+            format!("trial {n}: same configuration as the single worker\n{:?}\n{:?}", t.params, r.params),
+        )?;
     }
     Ok(())
 }
@@ -231,14 +275,20 @@ fn killed_worker() -> Result<(), Failed> {
     let url = url().unwrap();
     let f = Fixture::new(600, 60);
     let name = unique("killed");
-    let s = f.write("k.toml", &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"3s\"", 6).replace("sampler = \"tpe\"\n", ""));
+    let s = f.write(
+        "k.toml",
+        &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"3s\"", 6)
+            .replace("sampler = \"tpe\"\n", ""),
+    );
     // Both workers see one artifacts directory (as on NFS): the re-run resumes the checkpoint.
     let mut victim = worker(&f, &s, &url, &["--artifacts", "shared"]);
     // Wait until the victim has a trial under way (an epoch recorded), then kill -9 it.
     let started = Instant::now();
     let victim_trial = loop {
         check(started.elapsed() < Duration::from_secs(60), "the victim never recorded an epoch".into())?;
-        if let Some(t) = store_trials(&url, &name).values().find(|t| !t.history.is_empty() && t.state == TrialState::Running) {
+        if let Some(t) =
+            store_trials(&url, &name).values().find(|t| !t.history.is_empty() && t.state == TrialState::Running)
+        {
             break t.number;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -248,22 +298,38 @@ fn killed_worker() -> Result<(), Failed> {
     let out = finish(rescuer, "the rescuer")?;
     let trials = store_trials(&url, &name);
     let lost = &trials[&victim_trial];
-    check(lost.state == TrialState::Failed && lost.reason.as_deref().unwrap_or("").starts_with("worker lost"), format!("{lost:?}\n{out}"))?;
+    check(
+        lost.state == TrialState::Failed && lost.reason.as_deref().unwrap_or("").starts_with("worker lost"),
+        format!("{lost:?}\n{out}"),
+    )?;
     let retry = trials.values().find(|t| t.retry_of == Some(victim_trial));
-    check(retry.is_some_and(|r| r.state == TrialState::Complete && r.params == lost.params), format!("re-run by the rescuer: {retry:?}"))?;
+    check(
+        retry.is_some_and(|r| r.state == TrialState::Complete && r.params == lost.params),
+        format!("re-run by the rescuer: {retry:?}"),
+    )?;
     // Resumed, not restarted: its first epoch is the lost trial's, replayed from the copied
     // checkpoint (a retrained epoch would differ at least in its seconds).
     let retry = retry.unwrap();
-    check(retry.history.len() == 6 && retry.history[0] == lost.history[0], format!("resumed from the checkpoint:\n{:?}\n{:?}", lost.history, retry.history))?;
+    check(
+        retry.history.len() == 6 && retry.history[0] == lost.history[0],
+        format!("resumed from the checkpoint:\n{:?}\n{:?}", lost.history, retry.history),
+    )?;
     let complete = trials.values().filter(|t| t.state == TrialState::Complete && t.retry_of.is_none()).count();
-    check(complete == 3 && trials.values().filter(|t| t.counts_toward_budget()).count() == 4, format!("the study completes its budget: {trials:?}"))
+    check(
+        complete == 3 && trials.values().filter(|t| t.counts_toward_budget()).count() == 4,
+        format!("the study completes its budget: {trials:?}"),
+    )
 }
 
 fn server_restart() -> Result<(), Failed> {
     let (url, ctl) = (url().unwrap(), std::env::var("TUNE_TEST_PG_CTL").unwrap());
     let f = Fixture::new(600, 60);
     let name = unique("restart");
-    let s = f.write("r.toml", &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"4s\"\nstore_wait = \"2m\"", 4).replace("sampler = \"tpe\"\n", ""));
+    let s = f.write(
+        "r.toml",
+        &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"4s\"\nstore_wait = \"2m\"", 4)
+            .replace("sampler = \"tpe\"\n", ""),
+    );
     let w = worker(&f, &s, &url, &[]);
     let started = Instant::now();
     loop {
@@ -281,7 +347,10 @@ fn server_restart() -> Result<(), Failed> {
     let out = finish(w, "the worker")?;
     let trials = store_trials(&url, &name);
     check(out.contains("store reachable again"), format!("the worker met the outage and waited it out:\n{out}"))?;
-    check(trials.len() == 4 && trials.values().all(|t| t.state == TrialState::Complete && t.history.len() == 4), format!("nothing lost: {trials:?}\n{out}"))?;
+    check(
+        trials.len() == 4 && trials.values().all(|t| t.state == TrialState::Complete && t.history.len() == 4),
+        format!("nothing lost: {trials:?}\n{out}"),
+    )?;
     let epochs: Vec<usize> = trials.values().flat_map(|t| t.history.iter().map(|m| m.epoch)).collect();
     check(epochs.len() == 16, format!("each epoch recorded once: {epochs:?}"))
 }
@@ -299,11 +368,43 @@ fn read_commands() -> Result<(), Failed> {
         check(f.path("rep").join(file).is_file(), format!("report wrote {file}"))?;
     }
     // eval (parameters from the store, weights from the artifacts)
-    let out = ok(f.run(&["eval", "--storage", &url, "--study", &name, "--trial", "0", "--artifacts", "shared-art", "--split", "val", "--data-dir", "data"]));
+    let out = ok(f.run(&[
+        "eval",
+        "--storage",
+        &url,
+        "--study",
+        &name,
+        "--trial",
+        "0",
+        "--artifacts",
+        "shared-art",
+        "--split",
+        "val",
+        "--data-dir",
+        "data",
+    ]));
     check(out.contains("validation split") && out.contains("accuracy"), out.clone())?;
     // retrain (only the parameters are needed)
-    let out = ok(f.run(&["retrain", "--best", "--storage", &url, "--study", &name, "--epochs", "1", "--subset", "200", "--data-dir", "data"]));
-    check(out.contains("test split") && std::fs::read_dir(f.path(&format!("runs/{name}/retrain"))).is_ok_and(|mut d| d.any(|t| t.is_ok_and(|t| t.path().join("seed-0/test.json").is_file()))), out.clone())?;
+    let out = ok(f.run(&[
+        "retrain",
+        "--best",
+        "--storage",
+        &url,
+        "--study",
+        &name,
+        "--epochs",
+        "1",
+        "--subset",
+        "200",
+        "--data-dir",
+        "data",
+    ]));
+    check(
+        out.contains("test split")
+            && std::fs::read_dir(f.path(&format!("runs/{name}/retrain")))
+                .is_ok_and(|mut d| d.any(|t| t.is_ok_and(|t| t.path().join("seed-0/test.json").is_file()))),
+        out.clone(),
+    )?;
     // list and delete
     let out = ok(f.run(&["study", "list", "--storage", &url]));
     check(out.contains(&name), format!("listed: {out}"))?;

@@ -19,8 +19,22 @@ fn scalar() -> impl Strategy<Value = String> {
     prop_oneof![
         any::<i64>().prop_map(|i| i.to_string()),
         (-3i64..300).prop_map(|i| i.to_string()),
-        prop::sample::select(vec!["inf", "-inf", "nan", "0.0", "-1.0", "1e39", "1e-300", "0.5", "\"relu\"", "\"swish\"", "true", "[]", "{}"])
-            .prop_map(String::from),
+        prop::sample::select(vec![
+            "inf",
+            "-inf",
+            "nan",
+            "0.0",
+            "-1.0",
+            "1e39",
+            "1e-300",
+            "0.5",
+            "\"relu\"",
+            "\"swish\"",
+            "true",
+            "[]",
+            "{}"
+        ])
+        .prop_map(String::from),
         any::<f64>().prop_map(|f| format!("{f:?}")),
     ]
 }
@@ -38,7 +52,8 @@ fn distribution() -> impl Strategy<Value = String> {
 fn param_key() -> impl Strategy<Value = String> {
     let suffixes = ["pad", "channels", "filter", "stride", "pool", "activation"];
     prop_oneof![
-        prop::sample::select(vec!["lr", "batch_size", "weight_decay", "drop_rate", "n_conv", "n_fc", "bogus"]).prop_map(String::from),
+        prop::sample::select(vec!["lr", "batch_size", "weight_decay", "drop_rate", "n_conv", "n_fc", "bogus"])
+            .prop_map(String::from),
         (0usize..20, prop::sample::select(suffixes.to_vec())).prop_map(|(i, s)| format!("conv{i}_{s}")),
         prop::sample::select(suffixes.to_vec()).prop_map(|s| format!("\"conv*_{s}\"")),
         (0usize..20, prop::sample::select(vec!["neurons", "activation"])).prop_map(|(i, s)| format!("fc{i}_{s}")),
@@ -48,9 +63,25 @@ fn param_key() -> impl Strategy<Value = String> {
 
 fn study_key() -> impl Strategy<Value = String> {
     prop::sample::select(vec![
-        "trials", "concurrency", "seed", "grid_points", "startup_trials", "history_lag", "max_params", "sampler", "pruner",
-        "training.max_epochs", "training.patience", "training.lr", "training.lr_factor", "training.batch_size", "training.weight_decay",
-        "training.subset", "pruning.min_resource", "pruning.reduction_factor", "pruning.warmup_epochs",
+        "trials",
+        "concurrency",
+        "seed",
+        "grid_points",
+        "startup_trials",
+        "history_lag",
+        "max_params",
+        "sampler",
+        "pruner",
+        "training.max_epochs",
+        "training.patience",
+        "training.lr",
+        "training.lr_factor",
+        "training.batch_size",
+        "training.weight_decay",
+        "training.subset",
+        "pruning.min_resource",
+        "pruning.reduction_factor",
+        "pruning.warmup_epochs",
     ])
     .prop_map(String::from)
 }

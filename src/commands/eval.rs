@@ -56,7 +56,15 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         (Some(dir), _) => evaluate_dir(dir, images, indices, name)?,
         (None, Some(n)) => {
             let study = args.study.as_deref().expect("clap requires --study with --trial");
-            evaluate_store_trial(args.storage.storage.as_deref(), study, n, args.artifacts.as_deref(), images, indices, name)?
+            evaluate_store_trial(
+                args.storage.storage.as_deref(),
+                study,
+                n,
+                args.artifacts.as_deref(),
+                images,
+                indices,
+                name,
+            )?
         }
         (None, None) => unreachable!("clap requires --model or --trial"),
     };

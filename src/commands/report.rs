@@ -42,7 +42,10 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             for name in &names {
                 let mut store = PgStorage::connect(&url, name)?;
                 if store.settings()?.is_none() {
-                    return Err(TuneError::Study(format!("{}: there is no study `{name}`; see `tune study list --storage URL`", crate::study::storage::redact(&url))));
+                    return Err(TuneError::Study(format!(
+                        "{}: there is no study `{name}`; see `tune study list --storage URL`",
+                        crate::study::storage::redact(&url)
+                    )));
                 }
                 let trials = store.trials()?;
                 let out = match (&args.out, names.len()) {
@@ -52,7 +55,10 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 };
                 // `tune retrain --storage` trains under <runs>/<study>/retrain on the machine that ran it.
                 let retrain_dir = args.path.join(name).join("retrain");
-                generated.push((format!("{} (study `{name}`)", crate::study::storage::redact(&url)), crate::report::generate_at(name, trials, &retrain_dir, &out)?));
+                generated.push((
+                    format!("{} (study `{name}`)", crate::study::storage::redact(&url)),
+                    crate::report::generate_at(name, trials, &retrain_dir, &out)?,
+                ));
             }
         }
     }

@@ -58,7 +58,12 @@ pub fn run(args: RetrainArgs) -> Result<()> {
         fresh: args.fresh,
     })?;
     if s.test_accuracy.len() > 1 {
-        println!("test accuracy over {} seeds: {:.4} ± {:.4} (mean ± sample std)", s.test_accuracy.len(), s.mean, s.std);
+        println!(
+            "test accuracy over {} seeds: {:.4} ± {:.4} (mean ± sample std)",
+            s.test_accuracy.len(),
+            s.mean,
+            s.std
+        );
     }
     println!("wrote {}", s.study.join("retrain").display());
     Ok(())

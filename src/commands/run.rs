@@ -67,20 +67,30 @@ pub fn run(args: RunArgs) -> Result<()> {
     let sampled = summary.counts.values().sum::<usize>().max(1);
     println!(
         "{} complete, {} pruned, {} failed, {} infeasible ({:.0}% of sampled networks, never launched)",
-        count(S::Complete), count(S::Pruned), count(S::Failed), count(S::Infeasible), 100.0 * count(S::Infeasible) as f64 / sampled as f64
+        count(S::Complete),
+        count(S::Pruned),
+        count(S::Failed),
+        count(S::Infeasible),
+        100.0 * count(S::Infeasible) as f64 / sampled as f64
     );
     if summary.epochs_run > 0 {
         let hours = summary.wall_secs / 3600.0;
         println!(
             "this run: {} trial-epochs in {:.0}s = {:.1} trial-epochs/hour, {:.0} training images/s aggregate; epochs fill {:.0}% of slot time",
-            summary.epochs_run, summary.wall_secs, summary.epochs_run as f64 / hours, summary.images_trained / summary.wall_secs,
+            summary.epochs_run,
+            summary.wall_secs,
+            summary.epochs_run as f64 / hours,
+            summary.images_trained / summary.wall_secs,
             100.0 * summary.epoch_secs / (summary.wall_secs * summary.slots as f64)
         );
     }
     println!("leaderboard: {}", summary.dir.join("leaderboard.csv").display());
     if summary.timed_out {
         let left = summary.counts.get(&crate::study::TrialState::Running).copied().unwrap_or(0);
-        println!("time budget reached: {left} trial(s) stopped after their last finished epoch. Continue with: {}", resume_command());
+        println!(
+            "time budget reached: {left} trial(s) stopped after their last finished epoch. Continue with: {}",
+            resume_command()
+        );
     }
     if summary.interrupted {
         eprintln!("interrupted: running trials keep their last finished epoch. Resume with: {}", resume_command());

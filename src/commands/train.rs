@@ -118,13 +118,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let (data, splits) = args.data.load()?;
     let train_idx = training::training_indices(&data.train, &splits, &cfg);
     training::write_run_files(&args.out, &arch, &params, &cfg)?;
-    let train_data = TrainData { train_images: &data.train, train: train_idx, val_images: &data.official_test, val: splits.validation.clone() };
+    let train_data = TrainData {
+        train_images: &data.train,
+        train: train_idx,
+        val_images: &data.official_test,
+        val: splits.validation.clone(),
+    };
     let device = crate::backend::device();
     let display = if args.json { Display::Silent } else { Display::Human };
     if !args.json {
         tracing::info!(
             "training {} params on {} images (validation {}), up to {} epochs, backend {}",
-            model::shape::group(shapes.total()), train_data.train.len(), train_data.val.len(), cfg.epochs, crate::backend::description()
+            model::shape::group(shapes.total()),
+            train_data.train.len(),
+            train_data.val.len(),
+            cfg.epochs,
+            crate::backend::description()
         );
     }
     let json = args.json;

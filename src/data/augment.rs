@@ -32,7 +32,8 @@ impl Augment {
         let mut scratch = [0f32; PIXELS];
         let k = self.shift.min(SIDE - 1) as i32;
         for image in batch.chunks_exact_mut(PIXELS) {
-            let (dy, dx) = if k > 0 { (rng.random_range(-k..=k) as isize, rng.random_range(-k..=k) as isize) } else { (0, 0) };
+            let (dy, dx) =
+                if k > 0 { (rng.random_range(-k..=k) as isize, rng.random_range(-k..=k) as isize) } else { (0, 0) };
             let flip = self.flip && rng.random_bool(0.5);
             scratch.copy_from_slice(image);
             for y in 0..SIDE {

@@ -48,10 +48,7 @@ pub fn parse_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usize, V
     }
     let magic = be_u32(bytes, 0);
     if magic != IMAGES_MAGIC {
-        return Err(corrupt(
-            path,
-            format!("magic number is {magic:#010x}, an image file has {IMAGES_MAGIC:#010x}"),
-        ));
+        return Err(corrupt(path, format!("magic number is {magic:#010x}, an image file has {IMAGES_MAGIC:#010x}")));
     }
     let (n, rows, cols) = (be_u32(bytes, 4) as usize, be_u32(bytes, 8) as usize, be_u32(bytes, 12) as usize);
     if n == 0 {
@@ -64,7 +61,10 @@ pub fn parse_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usize, V
     if bytes.len() != expected {
         return Err(corrupt(
             path,
-            format!("header announces {n} images ({expected} bytes) but the file holds {} bytes (truncated or padded)", bytes.len()),
+            format!(
+                "header announces {n} images ({expected} bytes) but the file holds {} bytes (truncated or padded)",
+                bytes.len()
+            ),
         ));
     }
     Ok((n, rows, cols, bytes[16..].to_vec()))
@@ -77,10 +77,7 @@ pub fn parse_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     }
     let magic = be_u32(bytes, 0);
     if magic != LABELS_MAGIC {
-        return Err(corrupt(
-            path,
-            format!("magic number is {magic:#010x}, a label file has {LABELS_MAGIC:#010x}"),
-        ));
+        return Err(corrupt(path, format!("magic number is {magic:#010x}, a label file has {LABELS_MAGIC:#010x}")));
     }
     let n = be_u32(bytes, 4) as usize;
     if n == 0 {
@@ -141,10 +138,31 @@ mod tests {
         let good = encode_images(&vec![0u8; 3 * 784], 3);
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (good[..10].to_vec(), "header needs 16"),
-            ({ let mut b = good.clone(); b[3] = 0x01; b }, "magic number"),
+            (
+                {
+                    let mut b = good.clone();
+                    b[3] = 0x01;
+                    b
+                },
+                "magic number",
+            ),
             (good[..good.len() - 5].to_vec(), "truncated"),
-            ({ let mut b = good.clone(); b.push(0); b }, "padded"),
-            ({ let mut b = good.clone(); b[11] = 32; b }, "28x28"),
+            (
+                {
+                    let mut b = good.clone();
+                    b.push(0);
+                    b
+                },
+                "padded",
+            ),
+            (
+                {
+                    let mut b = good.clone();
+                    b[11] = 32;
+                    b
+                },
+                "28x28",
+            ),
             (encode_images(&[], 0), "0 images"),
         ];
         for (bytes, why) in cases {

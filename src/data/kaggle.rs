@@ -8,7 +8,8 @@ fn corrupt(path: &Path, problem: String) -> TuneError {
     TuneError::CorruptData {
         path: path.to_path_buf(),
         problem,
-        fix: "use the Kaggle file as downloaded (header `label,pixel1,…,pixel784`, one image per row, values 0..=255)".into(),
+        fix: "use the Kaggle file as downloaded (header `label,pixel1,…,pixel784`, one image per row, values 0..=255)"
+            .into(),
     }
 }
 
@@ -22,7 +23,11 @@ pub fn read_csv(path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
     if headers.len() != 785 || &headers[0] != "label" {
         return Err(corrupt(
             path,
-            format!("header has {} columns starting with `{}`; expected 785 starting with `label`", headers.len(), headers.get(0).unwrap_or("")),
+            format!(
+                "header has {} columns starting with `{}`; expected 785 starting with `label`",
+                headers.len(),
+                headers.get(0).unwrap_or("")
+            ),
         ));
     }
     let (mut labels, mut pixels) = (Vec::new(), Vec::new());
@@ -33,10 +38,9 @@ pub fn read_csv(path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
             return Err(corrupt(path, format!("line {line}: {} values, expected 785", record.len())));
         }
         for (col, field) in record.iter().enumerate() {
-            let value: u8 = field
-                .trim()
-                .parse()
-                .map_err(|_| corrupt(path, format!("line {line}, column {}: `{field}` is not a value 0..=255", col + 1)))?;
+            let value: u8 = field.trim().parse().map_err(|_| {
+                corrupt(path, format!("line {line}, column {}: `{field}` is not a value 0..=255", col + 1))
+            })?;
             if col == 0 {
                 if value > 9 {
                     return Err(corrupt(path, format!("line {line}: label {value}, classes are 0..=9")));

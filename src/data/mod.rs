@@ -18,16 +18,15 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Result, TuneError};
 pub use source::Source;
-pub use split::{Splits, SplitConfig};
+pub use split::{SplitConfig, Splits};
 
 /// Pixels per image (28 × 28).
 pub const PIXELS: usize = 784;
 /// Number of classes.
 pub const CLASSES: usize = 10;
 /// Class names, in label order.
-pub const CLASS_NAMES: [&str; CLASSES] = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-];
+pub const CLASS_NAMES: [&str; CLASSES] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 /// A set of labelled images, pixels row-major and contiguous.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -148,7 +147,6 @@ pub fn load_with_splits(data_dir: Option<&Path>, split_seed: u64) -> Result<(Fas
     tracing::debug!("data loaded from {} in {:.3}s", data.origin.display(), started.elapsed().as_secs_f64());
     Ok((data, splits))
 }
-
 
 /// The cache directory: `$TUNE_CACHE_DIR`, else `$XDG_CACHE_HOME/tune`, else `~/.cache/tune`.
 pub fn cache_dir() -> Option<PathBuf> {

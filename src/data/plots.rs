@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 
-use super::{CLASSES, CLASS_NAMES, Images};
+use super::{CLASS_NAMES, CLASSES, Images};
 use crate::error::{Result, TuneError};
 
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> TuneError {
@@ -107,7 +107,10 @@ struct BarElement {
 
 impl BarElement {
     fn rectangle(&self) -> Rectangle<(SegmentValue<usize>, u32)> {
-        let mut r = Rectangle::new([(SegmentValue::Exact(self.class), 0), (SegmentValue::Exact(self.class + 1), self.height)], self.color.filled());
+        let mut r = Rectangle::new(
+            [(SegmentValue::Exact(self.class), 0), (SegmentValue::Exact(self.class + 1), self.height)],
+            self.color.filled(),
+        );
         // Margins in pixels approximate the fractions for a 1000 px wide chart (≈ 90 px per class).
         let seg = 92.0;
         r.set_margin(0, 0, (self.from * seg) as u32, ((1.0 - self.to) * seg) as u32);

@@ -26,10 +26,22 @@ pub struct OfficialFile {
 }
 
 pub const OFFICIAL_FILES: [OfficialFile; 4] = [
-    OfficialFile { name: "train-images-idx3-ubyte.gz", sha256: "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888" },
-    OfficialFile { name: "train-labels-idx1-ubyte.gz", sha256: "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9" },
-    OfficialFile { name: "t10k-images-idx3-ubyte.gz", sha256: "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b" },
-    OfficialFile { name: "t10k-labels-idx1-ubyte.gz", sha256: "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34" },
+    OfficialFile {
+        name: "train-images-idx3-ubyte.gz",
+        sha256: "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    },
+    OfficialFile {
+        name: "train-labels-idx1-ubyte.gz",
+        sha256: "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    },
+    OfficialFile {
+        name: "t10k-images-idx3-ubyte.gz",
+        sha256: "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    },
+    OfficialFile {
+        name: "t10k-labels-idx1-ubyte.gz",
+        sha256: "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
 ];
 
 /// Kaggle CSV file names (train, test).
@@ -134,15 +146,12 @@ pub fn fetch(dest: &Path) -> Result<Vec<PathBuf>> {
 fn download(url: &str) -> Result<Vec<u8>> {
     let fail = |problem: String| TuneError::Fetch { url: url.to_string(), problem };
     let response = ureq::get(url).call().map_err(|e| {
-        fail(format!("{e}; without network, install Debian's `dataset-fashion-mnist` or copy the four files into {LOCAL_DIR}/"))
+        fail(format!(
+            "{e}; without network, install Debian's `dataset-fashion-mnist` or copy the four files into {LOCAL_DIR}/"
+        ))
     })?;
     let mut bytes = Vec::new();
-    response
-        .into_body()
-        .into_reader()
-        .take(64 << 20)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(e.to_string()))?;
+    response.into_body().into_reader().take(64 << 20).read_to_end(&mut bytes).map_err(|e| fail(e.to_string()))?;
     Ok(bytes)
 }
 

@@ -34,14 +34,38 @@ macro_rules! with_function {
         use $crate::kernels::activation as a;
         use $crate::model::Activation as A;
         match $act {
-            A::Relu => { type $F = a::Relu; $body }
-            A::Elu => { type $F = a::Elu; $body }
-            A::Selu => { type $F = a::Selu; $body }
-            A::Gelu => { type $F = a::Gelu; $body }
-            A::LeakyRelu => { type $F = a::LeakyRelu; $body }
-            A::Tanh => { type $F = a::Tanh; $body }
-            A::Sigmoid => { type $F = a::Sigmoid; $body }
-            A::Linear => { type $F = a::Linear; $body }
+            A::Relu => {
+                type $F = a::Relu;
+                $body
+            }
+            A::Elu => {
+                type $F = a::Elu;
+                $body
+            }
+            A::Selu => {
+                type $F = a::Selu;
+                $body
+            }
+            A::Gelu => {
+                type $F = a::Gelu;
+                $body
+            }
+            A::LeakyRelu => {
+                type $F = a::LeakyRelu;
+                $body
+            }
+            A::Tanh => {
+                type $F = a::Tanh;
+                $body
+            }
+            A::Sigmoid => {
+                type $F = a::Sigmoid;
+                $body
+            }
+            A::Linear => {
+                type $F = a::Linear;
+                $body
+            }
         }
     }};
 }
@@ -232,7 +256,16 @@ pub(super) fn erfc(x: f32) -> f32 {
     let a = if x < 0.0 { -x } else { x };
     let t = 1.0 / (1.0 + 0.5 * a);
     let mut p = 0.170_872_77;
-    for c in [-0.822_152_23, 1.488_515_87, -1.135_203_98, 0.278_868_07, -0.186_288_06, 0.096_784_18, 0.374_091_96, 1.000_023_68] {
+    for c in [
+        -0.822_152_23,
+        1.488_515_87,
+        -1.135_203_98,
+        0.278_868_07,
+        -0.186_288_06,
+        0.096_784_18,
+        0.374_091_96,
+        1.000_023_68,
+    ] {
         p = p * t + c;
     }
     let r = t * exp(p * t - 1.265_512_23 - a * a);
@@ -267,7 +300,11 @@ mod tests {
             // Relative to erfc itself, up to where it leaves f32's normal range.
             // Relative where erfc > 1e-3; beyond, the f32 rounding of x² makes the relative error
             // grow like x²·2⁻²⁴ (7e-6 at x = 8), and 1e-9 absolute is what GELU sees.
-            ("erfc", worst(|x| if x < 9.0 { erfc(x) } else { 0.0 }, |x| if x < 9.0 { erfc64(x) } else { 0.0 }, 1e-3), 1e-6),
+            (
+                "erfc",
+                worst(|x| if x < 9.0 { erfc(x) } else { 0.0 }, |x| if x < 9.0 { erfc64(x) } else { 0.0 }, 1e-3),
+                1e-6,
+            ),
         ] {
             assert!(err < bound, "{name}: relative error {err:e} at {at}");
         }
@@ -297,13 +334,21 @@ mod tests {
         check::<Linear>("linear", |z| z, |_| 1.0);
         check::<LeakyRelu>("leaky_relu", |z| if z < 0.0 { 0.3 * z } else { z }, |z| if z < 0.0 { 0.3 } else { 1.0 });
         check::<Elu>("elu", |z| step(z, z.exp_m1(), z), |z| step(z, z.exp(), 1.0));
-        check::<Selu>("selu", |z| scale * if z < 0.0 { alpha * z.exp_m1() } else { z }, |z| scale * if z < 0.0 { alpha * z.exp() } else { 1.0 });
+        check::<Selu>(
+            "selu",
+            |z| scale * if z < 0.0 { alpha * z.exp_m1() } else { z },
+            |z| scale * if z < 0.0 { alpha * z.exp() } else { 1.0 },
+        );
         check::<Gelu>("gelu", |z| z * cdf(z), |z| cdf(z) + z * pdf(z));
         check::<Tanh>("tanh", f64::tanh, |z| 1.0 - z.tanh().powi(2));
-        check::<Sigmoid>("sigmoid", |z| 1.0 / (1.0 + (-z).exp()), |z| {
-            let s = 1.0 / (1.0 + (-z).exp());
-            s * (1.0 - s)
-        });
+        check::<Sigmoid>(
+            "sigmoid",
+            |z| 1.0 / (1.0 + (-z).exp()),
+            |z| {
+                let s = 1.0 / (1.0 + (-z).exp());
+                s * (1.0 - s)
+            },
+        );
     }
 
     /// The pool may run before every function but GELU: each of them never decreases (over
@@ -311,7 +356,8 @@ mod tests {
     #[test]
     fn functions_that_commute_with_the_pool_never_decrease() {
         for act in Activation::ALL {
-            let values: Vec<f32> = (-4000..=4000).map(|i| with_function!(act, F => F::value(i as f32 / 200.0))).collect();
+            let values: Vec<f32> =
+                (-4000..=4000).map(|i| with_function!(act, F => F::value(i as f32 / 200.0))).collect();
             let monotone = values.windows(2).all(|w| w[1] >= w[0] - 2.0 * f32::EPSILON * w[0].abs());
             assert_eq!(monotone, commutes_with_max_pool(act), "{act:?}");
         }

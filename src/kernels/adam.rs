@@ -48,7 +48,10 @@ super::simd::multiversion! {
 
 /// Updates `param`, `moment_1` and `moment_2` in place from `grad`.
 pub fn step(s: &AdamStep, param: &mut [f32], grad: &[f32], moment_1: &mut [f32], moment_2: &mut [f32]) {
-    assert!(param.len() == grad.len() && grad.len() == moment_1.len() && grad.len() == moment_2.len(), "adam: sizes differ");
+    assert!(
+        param.len() == grad.len() && grad.len() == moment_1.len() && grad.len() == moment_2.len(),
+        "adam: sizes differ"
+    );
     let time = s.time as i32;
     let bias_correction2_sqrt = (1.0 - s.beta_2.powi(time)).sqrt();
     let c = Constants {
@@ -88,7 +91,8 @@ mod tests {
                 let g = g[i] as f64 + 0.1 * want[i];
                 w1[i] = 0.9 * w1[i] + 0.1 * g;
                 w2[i] = 0.999 * w2[i] + 0.001 * g * g;
-                let (m_hat, v_hat) = (w1[i] / (1.0 - 0.9f64.powi(t as i32 + 1)), w2[i] / (1.0 - 0.999f64.powi(t as i32 + 1)));
+                let (m_hat, v_hat) =
+                    (w1[i] / (1.0 - 0.9f64.powi(t as i32 + 1)), w2[i] / (1.0 - 0.999f64.powi(t as i32 + 1)));
                 want[i] -= 0.01 * m_hat / (v_hat.sqrt() + 1e-7);
             }
         }

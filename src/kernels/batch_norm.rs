@@ -108,7 +108,11 @@ fn channel_sums(s: &NormShape, per_image: impl Fn(usize, &mut [[f64; 2]]) + Sync
 
 /// [`channel_sums`] over any indexed parallel iteration of the images (one that also hands
 /// each image its own output slice).
-fn sums_over<I: IndexedParallelIterator>(s: &NormShape, images: I, per_image: impl Fn(I::Item, &mut [[f64; 2]]) + Sync) -> Vec<[f64; 2]> {
+fn sums_over<I: IndexedParallelIterator>(
+    s: &NormShape,
+    images: I,
+    per_image: impl Fn(I::Item, &mut [[f64; 2]]) + Sync,
+) -> Vec<[f64; 2]> {
     images
         .with_min_len(MIN_IMAGES_PER_TASK)
         .fold(
@@ -155,7 +159,15 @@ struct Affine {
 }
 
 impl Affine {
-    fn new(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], epsilon: f64, act: Activation, pool: usize) -> Affine {
+    fn new(
+        gamma: &[f32],
+        beta: &[f32],
+        mean: &[f32],
+        var: &[f32],
+        epsilon: f64,
+        act: Activation,
+        pool: usize,
+    ) -> Affine {
         let scale: Vec<f32> = gamma.iter().zip(var).map(|(g, v)| g / (*v as f64 + epsilon).sqrt() as f32).collect();
         let shift = beta.iter().zip(mean).zip(&scale).map(|((b, m), k)| b - m * k).collect();
         Affine { scale, shift, act, pool }
@@ -175,7 +187,9 @@ impl Affine {
     }
 
     fn apply(&self, s: &NormShape, x: &[f32]) -> Vec<f32> {
-        per_image_output(s.batch, s.pooled_image(self.pool), |n, out| apply_image(self, s, &x[n * s.image()..][..s.image()], out))
+        per_image_output(s.batch, s.pooled_image(self.pool), |n, out| {
+            apply_image(self, s, &x[n * s.image()..][..s.image()], out)
+        })
     }
 }
 
@@ -212,7 +226,10 @@ impl ChannelMap {
 /// refuse such networks before any kernel runs) and commutes with the activation.
 fn check_pool(s: &NormShape, act: Activation, pool: usize) {
     assert!(pool >= 1 && s.h >= pool && s.w >= pool, "a {pool}×{pool} pool does not fit {}×{} planes", s.h, s.w);
-    assert!(pool == 1 || commutes_with_max_pool(act), "{act:?} does not commute with the pool, which must run after it");
+    assert!(
+        pool == 1 || commutes_with_max_pool(act),
+        "{act:?} does not commute with the pool, which must run after it"
+    );
 }
 
 /// `f` of every value written in `out` (window outputs, before the activation).
@@ -364,7 +381,14 @@ multiversion! {
 }
 
 #[inline(always)]
-fn grad_sums_planes<F: Function>(b: &Backward, s: &NormShape, x: &[f32], dy: &[f32], acc: &mut [[f64; 2]], gated: &mut [f32]) {
+fn grad_sums_planes<F: Function>(
+    b: &Backward,
+    s: &NormShape,
+    x: &[f32],
+    dy: &[f32],
+    acc: &mut [[f64; 2]],
+    gated: &mut [f32],
+) {
     let a = &b.affine;
     if s.spatial() == 1 {
         // Dense layers: across channels.
@@ -535,21 +559,16 @@ pub fn train_backward(
     let inv_std: Vec<f32> = var.iter().map(|&v| (1.0 / (v as f64 + epsilon).sqrt()) as f32).collect();
     let affine = Affine::new(gamma, beta, mean, var, epsilon, act, pool);
     let gated = gates_first(act, pool).then(|| {
-        per_image_output(s.batch, s.image(), |n, out| gates_image(&affine, s, &x[n * s.image()..][..s.image()], &dy[n * s.image()..][..s.image()], out))
+        per_image_output(s.batch, s.image(), |n, out| {
+            gates_image(&affine, s, &x[n * s.image()..][..s.image()], &dy[n * s.image()..][..s.image()], out)
+        })
     });
     // With the gradient gated, the rest is the plain normalisation's backward.
     let (affine, dy) = match &gated {
         Some(g) => (Affine { act: Activation::Linear, ..affine }, g.as_slice()),
         None => (affine, dy),
     };
-    let mut b = Backward {
-        affine,
-        mean: mean.to_vec(),
-        inv_std,
-        k_g: Vec::new(),
-        k_x: Vec::new(),
-        k_0: Vec::new(),
-    };
+    let mut b = Backward { affine, mean: mean.to_vec(), inv_std, k_g: Vec::new(), k_x: Vec::new(), k_0: Vec::new() };
     let dyn_len = s.pooled_image(pool);
     let image = |n: usize| (&x[n * s.image()..][..s.image()], &dy[n * dyn_len..][..dyn_len]);
     // Pooled, an activation the windows do not apply is passed back at each window's maximum
@@ -606,12 +625,14 @@ mod tests {
         let at = |n: usize, c: usize, i: usize| x[(n * s.channels + c) * s.spatial() + i] as f64;
         let mut y = vec![0.0; x.len()];
         for c in 0..s.channels {
-            let all: Vec<f64> = (0..s.batch).flat_map(|n| (0..s.spatial()).map(move |i| (n, i))).map(|(n, i)| at(n, c, i)).collect();
+            let all: Vec<f64> =
+                (0..s.batch).flat_map(|n| (0..s.spatial()).map(move |i| (n, i))).map(|(n, i)| at(n, c, i)).collect();
             let mean = all.iter().sum::<f64>() / all.len() as f64;
             let var = all.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / all.len() as f64;
             for n in 0..s.batch {
                 for i in 0..s.spatial() {
-                    y[(n * s.channels + c) * s.spatial() + i] = (at(n, c, i) - mean) / (var + eps).sqrt() * gamma[c] as f64 + beta[c] as f64;
+                    y[(n * s.channels + c) * s.spatial() + i] =
+                        (at(n, c, i) - mean) / (var + eps).sqrt() * gamma[c] as f64 + beta[c] as f64;
                 }
             }
         }
@@ -648,7 +669,8 @@ mod tests {
             let dy = values(x.len(), 60 + k as u64, 0.0);
             let eps = 1e-3;
             let (_, mean, var) = train_forward(&s, &x, &gamma, &beta, eps, Activation::Linear, 1);
-            let (dx, d_gamma, d_beta) = train_backward(&s, &x, &gamma, &beta, &mean, &var, eps, Activation::Linear, 1, &dy);
+            let (dx, d_gamma, d_beta) =
+                train_backward(&s, &x, &gamma, &beta, &mean, &var, eps, Activation::Linear, 1, &dy);
             let objective = |x: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
                 reference(&s, x, gamma, beta, eps).iter().zip(&dy).map(|(y, g)| y * *g as f64).sum()
             };
@@ -668,7 +690,10 @@ mod tests {
             for (which, len) in [(0, x.len()), (1, s.channels), (2, s.channels)] {
                 for i in (0..len).step_by((len / 7).max(1)) {
                     let (numeric, analytic) = probe(i, which);
-                    assert!((numeric - analytic).abs() < 2e-3 * numeric.abs().max(1.0), "{s:?} param {which} index {i}: {numeric} vs {analytic}");
+                    assert!(
+                        (numeric - analytic).abs() < 2e-3 * numeric.abs().max(1.0),
+                        "{s:?} param {which} index {i}: {numeric} vs {analytic}"
+                    );
                 }
             }
         }
@@ -687,9 +712,14 @@ mod tests {
                 let (plain, mean, var) = train_forward(&s, &x, &gamma, &beta, 1e-3, Activation::Linear, 1);
                 let (fused, mean_f, var_f) = train_forward(&s, &x, &gamma, &beta, 1e-3, act, 1);
                 assert_eq!((&mean, &var), (&mean_f, &var_f));
-                assert_eq!(fused, plain.iter().map(|&z| with_function!(act, F => F::value(z))).collect::<Vec<_>>(), "{act:?}");
+                assert_eq!(
+                    fused,
+                    plain.iter().map(|&z| with_function!(act, F => F::value(z))).collect::<Vec<_>>(),
+                    "{act:?}"
+                );
                 assert!(plain.iter().any(|&v| v < 0.0) && plain.iter().any(|&v| v > 0.0), "the test needs both signs");
-                let passed: Vec<f32> = dy.iter().zip(&plain).map(|(&g, &z)| with_function!(act, F => F::gate(g, z))).collect();
+                let passed: Vec<f32> =
+                    dy.iter().zip(&plain).map(|(&g, &z)| with_function!(act, F => F::gate(g, z))).collect();
                 let want = train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, Activation::Linear, 1, &passed);
                 let got = train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, act, 1, &dy);
                 for (a, b) in [(&got.0, &want.0), (&got.1, &want.1), (&got.2, &want.2)] {
@@ -725,7 +755,8 @@ mod tests {
                 assert!(if exact { fused == pooled } else { err < 1e-6 }, "{act:?} {dims:?}: {err}");
                 assert_eq!(inference(&s, &x, &gamma, &beta, &mean, &var, 1e-3, act, window), fused);
                 let dy = values(fused.len(), 140 + k as u64, 0.0);
-                let want = train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, act, 1, &pool::backward(&g, &plain, &dy));
+                let want =
+                    train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, act, 1, &pool::backward(&g, &plain, &dy));
                 let got = train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, act, window, &dy);
                 for (a, b) in [(&got.0, &want.0), (&got.1, &want.1), (&got.2, &want.2)] {
                     let err = a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
@@ -759,11 +790,17 @@ mod tests {
                 let dy = values(y.len(), 153, 0.0);
                 let (dx, dg, db) = train_backward(&s, &x, &gamma, &beta, &mean, &var, 1e-3, act, pool, &dy);
                 // Any NaN as one: its sign bit follows the operand order the compiler picks.
-                [y, mean, var, dx, dg, db].concat().iter().map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() }).collect::<Vec<u32>>()
+                [y, mean, var, dx, dg, db]
+                    .concat()
+                    .iter()
+                    .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+                    .collect::<Vec<u32>>()
             };
             let levels = simd::available();
             let pools = [1, 2].into_iter().filter(|&pool| pool <= dims[2]);
-            let cases = pools.flat_map(|pool| Activation::ALL.map(|act| (pool, act))).filter(|&(pool, act)| pool == 1 || commutes_with_max_pool(act));
+            let cases = pools
+                .flat_map(|pool| Activation::ALL.map(|act| (pool, act)))
+                .filter(|&(pool, act)| pool == 1 || commutes_with_max_pool(act));
             for (pool, act) in cases {
                 let results: Vec<Vec<u32>> = levels
                     .iter()
@@ -773,7 +810,10 @@ mod tests {
                     })
                     .collect();
                 simd::force(levels[0]);
-                assert!(results.windows(2).all(|w| w[0] == w[1]), "{dims:?} pool {pool} {act:?}: levels {levels:?} differ");
+                assert!(
+                    results.windows(2).all(|w| w[0] == w[1]),
+                    "{dims:?} pool {pool} {act:?}: levels {levels:?} differ"
+                );
             }
         }
     }

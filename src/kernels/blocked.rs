@@ -62,7 +62,17 @@ pub fn lanes(count: usize) -> __mmask16 {
 /// Only from code running with AVX-512F, with i < the rows `dst` and `bias` hold and `mask`
 /// inside row i's n values (as [`blocked`] passes them).
 #[inline(always)]
-pub unsafe fn store_bias(dst: &mut [MaybeUninit<f32>], n: usize, bias: &[f32], i: usize, col: usize, v: __m512, mask: __mmask16) {
+pub unsafe fn store_bias(
+    dst: &mut [MaybeUninit<f32>],
+    n: usize,
+    bias: &[f32],
+    i: usize,
+    col: usize,
+    v: __m512,
+    mask: __mmask16,
+) {
     // SAFETY: the caller's contract; only stores, so dst need not be initialised.
-    unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i * n + col).cast(), mask, _mm512_add_ps(v, _mm512_set1_ps(bias[i]))) }
+    unsafe {
+        _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i * n + col).cast(), mask, _mm512_add_ps(v, _mm512_set1_ps(bias[i])))
+    }
 }

@@ -151,7 +151,8 @@ fn shifted(g: &ConvGeometry) -> Option<super::shifted::Shifted> {
     }
     let (ow, kw) = (g.out_w(), g.kw);
     let (pad_y, pad_x) = (g.pad[0] as isize, g.pad[1] as isize);
-    let offsets = (0..g.kh * kw).map(|q| ((q / kw) as isize - pad_y) * g.w as isize + (q % kw) as isize - pad_x).collect();
+    let offsets =
+        (0..g.kh * kw).map(|q| ((q / kw) as isize - pad_y) * g.w as isize + (q % kw) as isize - pad_x).collect();
     let inside = |q: usize, t: usize| {
         let iy = (t / ow + q / kw) as isize - pad_y;
         let ix = (t % ow + q % kw) as isize - pad_x;
@@ -164,7 +165,10 @@ fn shifted(g: &ConvGeometry) -> Option<super::shifted::Shifted> {
 /// [`super::shifted::Shifted::offset_major`]: row q·c_in + c is patch row (c, q).
 fn weight_t_offset_major(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
     let (patch, kk) = (g.patch(), g.kh * g.kw);
-    (0..patch).flat_map(|r| (0..g.c_out).map(move |o| (r, o))).map(|(r, o)| weight[o * patch + (r % g.c_in) * kk + r / g.c_in]).collect()
+    (0..patch)
+        .flat_map(|r| (0..g.c_out).map(move |o| (r, o)))
+        .map(|(r, o)| weight[o * patch + (r % g.c_in) * kk + r / g.c_in])
+        .collect()
 }
 
 super::simd::multiversion! {
@@ -328,7 +332,8 @@ fn forward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], product
     let len = g.batch * g.out_image();
     let mut y: Vec<f32> = Vec::with_capacity(len);
     // In bf16 the weights are rounded and packed once for the whole batch.
-    let weight_bf16 = (products == Products::Bf16).then(|| super::bf16::PackedLhs::new(g.c_out, patch, weight, [patch, 1]));
+    let weight_bf16 =
+        (products == Products::Bf16).then(|| super::bf16::PackedLhs::new(g.c_out, patch, weight, [patch, 1]));
     if products == Products::Winograd && super::winograd::runs_forward(g) {
         let filters = super::winograd::Filters::forward(weight, g.c_out, g.c_in);
         let group = super::winograd::Tiles::group(g.h, g.w);
@@ -355,7 +360,13 @@ fn forward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], product
                 if let Some(from_image) = &from_image {
                     return match &weight_bf16 {
                         Some(w) => super::bf16::shifted::matmul_bias(w, from_image, xn, bias, yn),
-                        None => super::fma::matmul_bias(super::fma::Lhs { m: g.c_out, k: patch, row: patch, data: weight }, from_image, xn, bias, yn),
+                        None => super::fma::matmul_bias(
+                            super::fma::Lhs { m: g.c_out, k: patch, row: patch, data: weight },
+                            from_image,
+                            xn,
+                            bias,
+                            yn,
+                        ),
                     };
                 }
                 // Every output starts as its channel's bias (written, not zeroed first).
@@ -476,7 +487,12 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
             }
             (true, None) => {
                 im2col(g, xn, &mut s.col);
-                super::bf16::matmul_t(&super::bf16::PackedLhs::new(patch, plane, &s.col, [plane, 1]), &dy_bf16(), &mut s.weight_t, true)
+                super::bf16::matmul_t(
+                    &super::bf16::PackedLhs::new(patch, plane, &s.col, [plane, 1]),
+                    &dy_bf16(),
+                    &mut s.weight_t,
+                    true,
+                )
             }
             (false, _) => {
                 im2col(g, xn, &mut s.col);
@@ -508,7 +524,15 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
     let per_group = |mut s: Scratch, ((dyg, xg), mut dxg): Images<'_>| {
         let tiles = super::winograd::Tiles::new(g.h, g.w, xg.len() / g.in_image());
         if winograd_weight {
-            super::winograd::accumulate_weight_gradient(&tiles, xg, g.c_in, dyg, g.c_out, &mut s.weight_t, &mut s.winograd);
+            super::winograd::accumulate_weight_gradient(
+                &tiles,
+                xg,
+                g.c_in,
+                dyg,
+                g.c_out,
+                &mut s.weight_t,
+                &mut s.winograd,
+            );
         } else {
             for (dyn_, xn) in dyg.chunks(g.out_image()).zip(xg.chunks(g.in_image())) {
                 weight_gradient_of_image(&mut s, dyn_, xn);
@@ -535,7 +559,13 @@ fn backward_in(g: &ConvGeometry, x: &[f32], weight: &[f32], dy: &[f32], need_x: 
         winograd_weight,
     };
     let sums = if need_x {
-        accumulate(g, need, group, groups.zip(dx.spare_capacity_mut()[..dx_len].par_chunks_mut(group * g.in_image()).map(Some)), per_group)
+        accumulate(
+            g,
+            need,
+            group,
+            groups.zip(dx.spare_capacity_mut()[..dx_len].par_chunks_mut(group * g.in_image()).map(Some)),
+            per_group,
+        )
     } else {
         accumulate(g, need, group, groups.zip((0..g.batch.div_ceil(group)).into_par_iter().map(|_| None)), per_group)
     };
@@ -571,7 +601,8 @@ where
         threads => 4 * threads,
     };
     let per_task = g.batch.div_ceil(group).div_ceil(tasks).max(MIN_IMAGES_PER_TASK.div_ceil(group));
-    let sums: Vec<_> = groups.fold_chunks(per_task, || Scratch::new(g, need), per_group).map(|s| (s.weight_t, s.bias)).collect();
+    let sums: Vec<_> =
+        groups.fold_chunks(per_task, || Scratch::new(g, need), per_group).map(|s| (s.weight_t, s.bias)).collect();
     sums.into_iter().reduce(sum_pairs)
 }
 
@@ -627,7 +658,17 @@ mod tests {
     }
 
     fn geometries() -> Vec<ConvGeometry> {
-        let g = |batch, c_in, h, w, c_out, kh, kw, stride, pad| ConvGeometry { batch, c_in, h, w, c_out, kh, kw, stride, pad };
+        let g = |batch, c_in, h, w, c_out, kh, kw, stride, pad| ConvGeometry {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride,
+            pad,
+        };
         vec![
             g(3, 1, 28, 28, 4, 3, 3, [1, 1], [1, 1]),
             g(2, 3, 7, 9, 5, 3, 2, [2, 1], [0, 1]),
@@ -708,14 +749,21 @@ mod tests {
         let mut winograd_geometries = 0;
         for products in [Products::Fma, Products::Winograd] {
             for (k, g) in geometries().into_iter().enumerate() {
-                winograd_geometries += usize::from(products == Products::Winograd && super::super::winograd::runs_forward(&g));
+                winograd_geometries +=
+                    usize::from(products == Products::Winograd && super::super::winograd::runs_forward(&g));
                 let seed = 500 + 10 * k as u64;
                 let (x, w) = (values(g.batch * g.in_image(), seed), values(g.c_out * g.patch(), seed + 1));
                 let (b, dy) = (values(g.c_out, seed + 2), values(g.batch * g.out_image(), seed + 3));
-                let err = max_rel_err(&forward_in(&g, &x, &w, &b, products), &forward_in(&g, &x, &w, &b, Products::Gemm));
+                let err =
+                    max_rel_err(&forward_in(&g, &x, &w, &b, products), &forward_in(&g, &x, &w, &b, Products::Gemm));
                 assert!(err < 1e-5, "{products:?} {g:?} forward: {err}");
-                let (ours, gemm) = (backward_in(&g, &x, &w, &dy, true, products), backward_in(&g, &x, &w, &dy, true, Products::Gemm));
-                for (what, a, b) in [("x", ours.x.unwrap(), gemm.x.unwrap()), ("weight", ours.weight, gemm.weight), ("bias", ours.bias, gemm.bias)] {
+                let (ours, gemm) =
+                    (backward_in(&g, &x, &w, &dy, true, products), backward_in(&g, &x, &w, &dy, true, Products::Gemm));
+                for (what, a, b) in [
+                    ("x", ours.x.unwrap(), gemm.x.unwrap()),
+                    ("weight", ours.weight, gemm.weight),
+                    ("bias", ours.bias, gemm.bias),
+                ] {
                     let err = max_rel_err(&a, &b);
                     assert!(err < 1e-5, "{products:?} {g:?} d{what}: {err}");
                 }
@@ -737,19 +785,29 @@ mod tests {
         let rounded = |v: Vec<f32>| v.into_iter().map(|x| bf16::value(bf16::round(x))).collect::<Vec<f32>>();
         for (k, g) in geometries().into_iter().enumerate() {
             let seed = 70 + 10 * k as u64;
-            let (x, w) = (rounded(values(g.batch * g.in_image(), seed)), rounded(values(g.c_out * g.patch(), seed + 1)));
+            let (x, w) =
+                (rounded(values(g.batch * g.in_image(), seed)), rounded(values(g.c_out * g.patch(), seed + 1)));
             let (b, dy) = (values(g.c_out, seed + 2), rounded(values(g.batch * g.out_image(), seed + 3)));
             let bound = 1e-5 * (g.patch().max(g.plane()) as f32).sqrt();
-            let err = max_rel_err(&forward_in(&g, &x, &w, &b, Products::Bf16), &forward_in(&g, &x, &w, &b, Products::Gemm));
+            let err =
+                max_rel_err(&forward_in(&g, &x, &w, &b, Products::Bf16), &forward_in(&g, &x, &w, &b, Products::Gemm));
             assert!(err < bound, "{g:?} forward: {err}");
-            let (ours, f32s) = (backward_in(&g, &x, &w, &dy, true, Products::Bf16), backward_in(&g, &x, &w, &dy, true, Products::Gemm));
-            for (what, a, b) in [("x", ours.x.unwrap(), f32s.x.unwrap()), ("weight", ours.weight, f32s.weight), ("bias", ours.bias, f32s.bias)] {
+            let (ours, f32s) = (
+                backward_in(&g, &x, &w, &dy, true, Products::Bf16),
+                backward_in(&g, &x, &w, &dy, true, Products::Gemm),
+            );
+            for (what, a, b) in [
+                ("x", ours.x.unwrap(), f32s.x.unwrap()),
+                ("weight", ours.weight, f32s.weight),
+                ("bias", ours.bias, f32s.bias),
+            ] {
                 let err = max_rel_err(&a, &b);
                 assert!(err < bound, "{g:?} d{what}: {err}");
             }
             // Unrounded inputs: within bf16's precision of the f32 result.
             let x = values(g.batch * g.in_image(), seed + 4);
-            let err = max_rel_err(&forward_in(&g, &x, &w, &b, Products::Bf16), &forward_in(&g, &x, &w, &b, Products::Gemm));
+            let err =
+                max_rel_err(&forward_in(&g, &x, &w, &b, Products::Bf16), &forward_in(&g, &x, &w, &b, Products::Gemm));
             assert!(err > 0.0 && err < 2e-2, "{g:?} forward of unrounded input: {err}");
         }
     }
@@ -769,7 +827,8 @@ mod tests {
             let Some(from_image) = shifted(&g) else { continue };
             shifted_geometries += 1;
             let (patch, plane, seed) = (g.patch(), g.plane(), 300 + 10 * k as u64);
-            let (x, w, dy) = (values(g.in_image(), seed), values(g.c_out * patch, seed + 1), values(g.c_out * plane, seed + 2));
+            let (x, w, dy) =
+                (values(g.in_image(), seed), values(g.c_out * patch, seed + 1), values(g.c_out * plane, seed + 2));
             let mut col = vec![0.0; patch * plane];
             im2col(&g, &x, &mut col);
             let packed_w = PackedLhs::new(g.c_out, patch, &w, [patch, 1]);
@@ -786,11 +845,18 @@ mod tests {
             bf16::matmul_t(&PackedLhs::new(patch, plane, &col, [plane, 1]), &packed_dy, &mut via_col, false);
             bf16::matmul_t(&sh::pack(&from_image, &x, Vec::new()), &packed_dy, &mut via_image, false);
             assert_eq!(via_col, via_image, "{g:?} weight gradient");
-            let (mut dcol, mut explicit_dx, mut direct_dx) = (vec![0.0; patch * plane], vec![0.0; g.in_image()], vec![0.0; g.in_image()]);
+            let (mut dcol, mut explicit_dx, mut direct_dx) =
+                (vec![0.0; patch * plane], vec![0.0; g.in_image()], vec![0.0; g.in_image()]);
             bf16::matmul(&PackedLhs::new(patch, g.c_out, &w, [1, patch]), plane, &mut dcol, false, &dy, plane);
             col2im(&g, &mut dcol, &mut explicit_dx);
             let w_t = weight_t_offset_major(&g, &w);
-            sh::matmul_col2im(&PackedLhs::new(patch, g.c_out, &w_t, [g.c_out, 1]), &dy, plane, &from_image.offset_major(), &mut direct_dx);
+            sh::matmul_col2im(
+                &PackedLhs::new(patch, g.c_out, &w_t, [g.c_out, 1]),
+                &dy,
+                plane,
+                &from_image.offset_major(),
+                &mut direct_dx,
+            );
             let err = max_rel_err(&direct_dx, &explicit_dx);
             assert!(err < 1e-6, "{g:?} input gradient: {err}");
         }
@@ -801,13 +867,18 @@ mod tests {
     /// bits every time, whichever products run.
     #[test]
     fn backward_gives_the_same_bits_every_time() {
-        let g = ConvGeometry { batch: 30, c_in: 16, h: 14, w: 14, c_out: 16, kh: 3, kw: 3, stride: [1, 1], pad: [1, 1] };
-        let (x, w, dy) = (values(g.batch * g.in_image(), 1), values(g.c_out * g.patch(), 2), values(g.batch * g.out_image(), 3));
+        let g =
+            ConvGeometry { batch: 30, c_in: 16, h: 14, w: 14, c_out: 16, kh: 3, kw: 3, stride: [1, 1], pad: [1, 1] };
+        let (x, w, dy) =
+            (values(g.batch * g.in_image(), 1), values(g.c_out * g.patch(), 2), values(g.batch * g.out_image(), 3));
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         let first = pool.install(|| backward(&g, &x, &w, &dy, true));
         for _ in 0..100 {
             let again = pool.install(|| backward(&g, &x, &w, &dy, true));
-            assert!(again.weight == first.weight && again.bias == first.bias && again.x == first.x, "gradients differ between runs");
+            assert!(
+                again.weight == first.weight && again.bias == first.bias && again.x == first.x,
+                "gradients differ between runs"
+            );
         }
     }
 
@@ -825,4 +896,3 @@ mod tests {
         }
     }
 }
-

@@ -46,9 +46,9 @@ pub fn mask(len: usize, prob: f64) -> Vec<f32> {
     let threshold = (keep * 4_294_967_296.0) as u64;
     let scale = (1.0 / keep) as f32;
     let mut out = vec![0.0f32; len];
-    out.par_chunks_mut(MIN_PER_TASK).enumerate().for_each(|(chunk, values)| {
-        fill(values, key.wrapping_add((chunk * MIN_PER_TASK) as u64), threshold, scale)
-    });
+    out.par_chunks_mut(MIN_PER_TASK)
+        .enumerate()
+        .for_each(|(chunk, values)| fill(values, key.wrapping_add((chunk * MIN_PER_TASK) as u64), threshold, scale));
     out
 }
 

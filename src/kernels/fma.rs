@@ -34,7 +34,10 @@ pub struct Lhs<'a> {
 
 impl Lhs<'_> {
     fn check(&self) {
-        assert!(self.m == 0 || self.k == 0 || self.data.len() >= (self.m - 1) * self.row + self.k, "fma product: left operand too short");
+        assert!(
+            self.m == 0 || self.k == 0 || self.data.len() >= (self.m - 1) * self.row + self.k,
+            "fma product: left operand too short"
+        );
     }
 }
 
@@ -115,10 +118,23 @@ mod avx512 {
 
     /// [`crate::kernels::blocked::blocked`] on the row-major `lhs` with the FMA micro-kernel.
     #[inline(always)]
-    fn blocked(lhs: Lhs<'_>, n: usize, pack: impl FnMut(usize, &mut [f32]), store: impl FnMut(usize, usize, __m512, __mmask16)) {
+    fn blocked(
+        lhs: Lhs<'_>,
+        n: usize,
+        pack: impl FnMut(usize, &mut [f32]),
+        store: impl FnMut(usize, usize, __m512, __mmask16),
+    ) {
         let k = lhs.k;
         // SAFETY (micro): every caller is a target_feature function of this module.
-        crate::kernels::blocked::blocked(lhs.m, n, k * STRIP, |i| &lhs.data[i * lhs.row..][..k], pack, |rows, b| unsafe { micro(k, rows, b) }, store)
+        crate::kernels::blocked::blocked(
+            lhs.m,
+            n,
+            k * STRIP,
+            |i| &lhs.data[i * lhs.row..][..k],
+            pack,
+            |rows, b| unsafe { micro(k, rows, b) },
+            store,
+        )
     }
 
     /// Positions `j0..j0 + STRIP` of the shifted matrix, loaded from the image under the rows'
@@ -165,7 +181,13 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
-    pub(super) fn matmul_bias(lhs: Lhs<'_>, col: &Shifted, image: &[f32], bias: &[f32], dst: &mut [std::mem::MaybeUninit<f32>]) {
+    pub(super) fn matmul_bias(
+        lhs: Lhs<'_>,
+        col: &Shifted,
+        image: &[f32],
+        bias: &[f32],
+        dst: &mut [std::mem::MaybeUninit<f32>],
+    ) {
         let n = col.positions();
         blocked(
             lhs,

@@ -7,10 +7,10 @@
 
 pub mod activation;
 pub mod adam;
+pub mod batch_norm;
 pub mod bf16;
 #[cfg(target_arch = "x86_64")]
 mod blocked;
-pub mod batch_norm;
 pub mod conv;
 pub mod dropout;
 pub mod fma;
@@ -32,10 +32,10 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{IntDType, Shape, Tensor, TensorData};
 
+use crate::model::Activation;
 use batch_norm::NormShape;
 use conv::ConvGeometry;
 use pool::PoolGeometry;
-use crate::model::Activation;
 use profile::{Kernel, timed};
 
 /// Whether the model runs our kernels: on the default (flex) build.
@@ -156,7 +156,8 @@ pub trait Kernels: Backend {
     /// Input gradient of [`Kernels::max_pool2d_block`].
     fn max_pool2d_block_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>, k: usize) -> FloatTensor<Self> {
         let (kernel, padding, dilation) = ([k, k], [0, 0], [1, 1]);
-        let indices = Self::max_pool2d_with_indices(x.clone(), kernel, kernel, padding, dilation, false, IntDType::I64).indices;
+        let indices =
+            Self::max_pool2d_with_indices(x.clone(), kernel, kernel, padding, dilation, false, IntDType::I64).indices;
         Self::max_pool2d_with_indices_backward(x, kernel, kernel, padding, dilation, false, grad, indices).x_grad
     }
 }
@@ -245,7 +246,9 @@ impl Kernels for Flex {
         padding: [usize; 2],
     ) -> FloatTensor<Self> {
         let g = geometry(&x.shape(), &weight.shape(), stride, padding);
-        let y = timed(Kernel::Conv, false, || conv::forward(&g, &flex_values(&x), &flex_values(&weight), &flex_values(&bias)));
+        let y = timed(Kernel::Conv, false, || {
+            conv::forward(&g, &flex_values(&x), &flex_values(&weight), &flex_values(&bias))
+        });
         flex_tensor(y, [g.batch, g.c_out, g.out_h(), g.out_w()])
     }
 
@@ -259,7 +262,9 @@ impl Kernels for Flex {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (x_shape, w_shape) = (x.shape(), weight.shape());
         let g = geometry(&x_shape, &w_shape, stride, padding);
-        let grads = timed(Kernel::Conv, true, || conv::backward(&g, &flex_values(&x), &flex_values(&weight), &flex_values(&grad), need_x));
+        let grads = timed(Kernel::Conv, true, || {
+            conv::backward(&g, &flex_values(&x), &flex_values(&weight), &flex_values(&grad), need_x)
+        });
         let dx = grads.x.unwrap_or_else(|| vec![0.0; x_shape.num_elements()]);
         (flex_tensor(dx, x_shape), flex_tensor(grads.weight, w_shape), flex_tensor(grads.bias, [g.c_out]))
     }
@@ -275,7 +280,15 @@ impl Kernels for Flex {
         let shape = x.shape();
         let s = NormShape::of(&shape);
         let (y, mean, var) = timed(Kernel::BatchNorm, false, || {
-            batch_norm::train_forward(&s, &flex_values(&x), &flex_values(&gamma), &flex_values(&beta), epsilon, act, pool)
+            batch_norm::train_forward(
+                &s,
+                &flex_values(&x),
+                &flex_values(&gamma),
+                &flex_values(&beta),
+                epsilon,
+                act,
+                pool,
+            )
         });
         (flex_tensor(y, normed_shape(shape, &s, pool)), flex_tensor(mean, [s.channels]), flex_tensor(var, [s.channels]))
     }
@@ -467,7 +480,14 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let prep = BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful();
         let forward = |x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>| {
-            B::batch_norm_train_block(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon, act, pool)
+            B::batch_norm_train_block(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                epsilon,
+                act,
+                pool,
+            )
         };
         let (output, mean, variance) = match prep {
             OpsKind::Tracked(mut prep) => {
@@ -504,7 +524,13 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let weight_state = prep.checkpoint(&weight);
-                let out = B::conv2d_block(x.into_primitive(), weight.into_primitive(), bias.into_primitive(), stride, padding);
+                let out = B::conv2d_block(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                    stride,
+                    padding,
+                );
                 prep.finish((x_state, weight_state, stride, padding), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::conv2d_block(
@@ -644,7 +670,8 @@ mod tests {
             let beta = Tensor::<1>::random([dims[1]], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
             let pooled_ours = max_pool2d(x.clone(), k);
             let pooled_theirs = burn::nn::pool::MaxPool2dConfig::new([k, k]).init().forward(x.clone());
-            let (normed_ours, mean_ours, var_ours) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, act, 1);
+            let (normed_ours, mean_ours, var_ours) =
+                batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, act, 1);
             let (fused_ours, ..) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, act, k);
             let mut theirs = module::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3);
             theirs.output = crate::model::apply_activation(act, theirs.output);
@@ -704,7 +731,8 @@ mod tests {
                 let n: usize = dims.iter().product();
                 let (x, gamma, beta) = (random(n, -3.0, 3.0), random(dims[1], 0.5, 1.5), random(dims[1], -1.0, 1.0));
                 let c = [dims[1]];
-                let (y, mean, var) = Flex::batch_norm_train_block(flex(&x, &dims), flex(&gamma, &c), flex(&beta, &c), 1e-3, act, pool);
+                let (y, mean, var) =
+                    Flex::batch_norm_train_block(flex(&x, &dims), flex(&gamma, &c), flex(&beta, &c), 1e-3, act, pool);
                 let dy = random(y.shape().num_elements(), -1.0, 1.0);
                 let reference = Ad::batch_norm_eval_block(
                     ad(flex(&x, &dims)),
@@ -719,11 +747,31 @@ mod tests {
                 let mut errors = vec![("output", rel(values(y), values(reference.into_primitive())))];
                 if pool == 1 {
                     let backward = |act: Activation, dy: FloatTensor<Flex>| {
-                        Flex::batch_norm_train_block_backward(flex(&x, &dims), flex(&gamma, &c), flex(&beta, &c), mean.clone(), var.clone(), dy, 1e-3, act, 1)
+                        Flex::batch_norm_train_block_backward(
+                            flex(&x, &dims),
+                            flex(&gamma, &c),
+                            flex(&beta, &c),
+                            mean.clone(),
+                            var.clone(),
+                            dy,
+                            1e-3,
+                            act,
+                            1,
+                        )
                     };
-                    let z = Flex::batch_norm_eval_block(flex(&x, &dims), flex(&gamma, &c), flex(&beta, &c), mean.clone(), var.clone(), 1e-3, Activation::Linear, 1);
+                    let z = Flex::batch_norm_eval_block(
+                        flex(&x, &dims),
+                        flex(&gamma, &c),
+                        flex(&beta, &c),
+                        mean.clone(),
+                        var.clone(),
+                        1e-3,
+                        Activation::Linear,
+                        1,
+                    );
                     let ours = backward(act, flex(&dy, &dims));
-                    let theirs = backward(Activation::Linear, reference::activate_backward::<Flex>(act, z, flex(&dy, &dims)));
+                    let theirs =
+                        backward(Activation::Linear, reference::activate_backward::<Flex>(act, z, flex(&dy, &dims)));
                     errors.extend([
                         ("d_input", rel(values(ours.0), values(theirs.0))),
                         ("d_gamma", rel(values(ours.1), values(theirs.1))),
@@ -754,7 +802,8 @@ mod tests {
             let weight = random(vec![c_out, c_in, kh, kw]).require_grad();
             let bias = Tensor::<1>::random([c_out], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
             // A random linear functional of the output, so every output element has its own gradient.
-            let [_, _, oh, ow] = module::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options(stride, padding)).dims();
+            let [_, _, oh, ow] =
+                module::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options(stride, padding)).dims();
             let probe = random(vec![batch, c_out, oh, ow]);
 
             let ours = conv2d(x.clone(), weight.clone(), bias.clone(), stride, padding);
@@ -764,12 +813,23 @@ mod tests {
             let errors = [
                 ("output", rel(ours.into_data(), theirs.into_data())),
                 ("d_input", rel(x.grad(&grads_ours).unwrap().into_data(), x.grad(&grads_theirs).unwrap().into_data())),
-                ("d_weight", rel(weight.grad(&grads_ours).unwrap().into_data(), weight.grad(&grads_theirs).unwrap().into_data())),
-                ("d_bias", rel(bias.grad(&grads_ours).unwrap().into_data(), bias.grad(&grads_theirs).unwrap().into_data())),
+                (
+                    "d_weight",
+                    rel(weight.grad(&grads_ours).unwrap().into_data(), weight.grad(&grads_theirs).unwrap().into_data()),
+                ),
+                (
+                    "d_bias",
+                    rel(bias.grad(&grads_ours).unwrap().into_data(), bias.grad(&grads_theirs).unwrap().into_data()),
+                ),
             ];
             let norm = x.grad(&grads_ours).unwrap().abs().sum().into_scalar::<f32>();
             assert!(norm > 0.0, "the input gradient is not all zero");
-            check(&format!("case {case}: x [{batch},{c_in},{h},{w}] w [{c_out},{c_in},{kh},{kw}] stride {stride:?} pad {padding:?}"), &errors);
+            check(
+                &format!(
+                    "case {case}: x [{batch},{c_in},{h},{w}] w [{c_out},{c_in},{kh},{kw}] stride {stride:?} pad {padding:?}"
+                ),
+                &errors,
+            );
         }
     }
 
@@ -786,11 +846,15 @@ mod tests {
             // The same products through transposed views, as autodiff's gradients take them.
             let at = Tensor::<2>::from_data(a.clone().transpose().into_data(), &device).transpose();
             let bt = Tensor::<2>::from_data(b.clone().transpose().into_data(), &device).transpose();
-            let (av, bv) = (a.clone().into_data().try_to_vec::<f32>().unwrap(), b.clone().into_data().try_to_vec::<f32>().unwrap());
+            let (av, bv) = (
+                a.clone().into_data().try_to_vec::<f32>().unwrap(),
+                b.clone().into_data().try_to_vec::<f32>().unwrap(),
+            );
             let mut reference = vec![0.0f32; m * n];
             for i in 0..m {
                 for j in 0..n {
-                    reference[i * n + j] = (0..k).map(|l| av[i * k + l] as f64 * bv[l * n + j] as f64).sum::<f64>() as f32;
+                    reference[i * n + j] =
+                        (0..k).map(|l| av[i * k + l] as f64 * bv[l * n + j] as f64).sum::<f64>() as f32;
                 }
             }
             let reference = TensorData::new(reference, [m, n]);

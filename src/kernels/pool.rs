@@ -56,21 +56,23 @@ pub fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
     if g.out_plane() == 0 {
         return y;
     }
-    y.par_chunks_mut(g.out_plane()).zip(x.par_chunks(g.h * g.w)).with_min_len(MIN_PLANES_PER_TASK).for_each(|(yp, xp)| {
-        if g.k == 2 {
-            // The common case: a row pair of windows at a time, vectorised (window2).
-            let cols = 2 * g.out_w();
-            for (oy, out_row) in yp.chunks_mut(g.out_w()).enumerate() {
-                super::window2::maxima(&xp[2 * oy * g.w..][..cols], &xp[(2 * oy + 1) * g.w..][..cols], out_row);
-            }
-        } else {
-            for oy in 0..g.out_h() {
-                for ox in 0..g.out_w() {
-                    yp[oy * g.out_w() + ox] = xp[g.argmax(xp, oy, ox)];
+    y.par_chunks_mut(g.out_plane()).zip(x.par_chunks(g.h * g.w)).with_min_len(MIN_PLANES_PER_TASK).for_each(
+        |(yp, xp)| {
+            if g.k == 2 {
+                // The common case: a row pair of windows at a time, vectorised (window2).
+                let cols = 2 * g.out_w();
+                for (oy, out_row) in yp.chunks_mut(g.out_w()).enumerate() {
+                    super::window2::maxima(&xp[2 * oy * g.w..][..cols], &xp[(2 * oy + 1) * g.w..][..cols], out_row);
+                }
+            } else {
+                for oy in 0..g.out_h() {
+                    for ox in 0..g.out_w() {
+                        yp[oy * g.out_w() + ox] = xp[g.argmax(xp, oy, ox)];
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     y
 }
 
@@ -225,11 +227,15 @@ mod tests {
             super::super::simd::force(level);
             for w in [9, 35] {
                 let g = PoolGeometry { planes: 30, h: 8, w, k: 2 };
-                let x: Vec<f32> = (0..g.planes * g.h * g.w).map(|_| [0.0, 1.0, 1.0, f32::NAN, -1.0][rng.random_range(0..5)]).collect();
+                let x: Vec<f32> = (0..g.planes * g.h * g.w)
+                    .map(|_| [0.0, 1.0, 1.0, f32::NAN, -1.0][rng.random_range(0..5)])
+                    .collect();
                 let dy: Vec<f32> = (0..g.planes * g.out_plane()).map(|i| i as f32 + 1.0).collect();
                 assert_eq!(backward(&g, &x, &dy), backward_general(&g, &x, &dy), "{level:?}, w {w}");
                 let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<u32>>();
-                let general = x.chunks(g.h * g.w).flat_map(|p| (0..g.out_h()).flat_map(move |oy| (0..g.out_w()).map(move |ox| p[g.argmax(p, oy, ox)])));
+                let general = x.chunks(g.h * g.w).flat_map(|p| {
+                    (0..g.out_h()).flat_map(move |oy| (0..g.out_w()).map(move |ox| p[g.argmax(p, oy, ox)]))
+                });
                 assert_eq!(bits(forward(&g, &x)), bits(general.collect()), "{level:?}, w {w}");
             }
         }

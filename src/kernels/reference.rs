@@ -33,10 +33,15 @@ pub fn activate<B: Backend>(act: Activation, z: FloatTensor<B>) -> FloatTensor<B
         Activation::Sigmoid => B::sigmoid(z),
         Activation::Tanh => B::float_tanh(z),
         // relu(z) + e^min(z, 0) − 1.
-        Activation::Elu => B::float_add_scalar(B::float_add(B::relu(z.clone()), exp_of_negative_part::<B>(z)), (-1.0).into()),
+        Activation::Elu => {
+            B::float_add_scalar(B::float_add(B::relu(z.clone()), exp_of_negative_part::<B>(z)), (-1.0).into())
+        }
         // λ·(relu(z) + α·(e^min(z, 0) − 1)).
         Activation::Selu => {
-            let below = B::float_mul_scalar(B::float_add_scalar(exp_of_negative_part::<B>(z.clone()), (-1.0).into()), SELU_ALPHA.into());
+            let below = B::float_mul_scalar(
+                B::float_add_scalar(exp_of_negative_part::<B>(z.clone()), (-1.0).into()),
+                SELU_ALPHA.into(),
+            );
             B::float_mul_scalar(B::float_add(B::relu(z), below), SELU_SCALE.into())
         }
     }

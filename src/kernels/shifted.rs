@@ -30,17 +30,28 @@ impl Shifted {
     /// `offsets` and `inside(q, t)` telling whether position t's source under offset q lies in
     /// the image. Panics where a source said to be inside lies outside its plane, so every
     /// load the products make stays within the image.
-    pub fn new(channels: usize, plane_in: usize, positions: usize, offsets: Vec<isize>, inside: impl Fn(usize, usize) -> bool) -> Shifted {
+    pub fn new(
+        channels: usize,
+        plane_in: usize,
+        positions: usize,
+        offsets: Vec<isize>,
+        inside: impl Fn(usize, usize) -> bool,
+    ) -> Shifted {
         let strips = positions.div_ceil(STRIP);
         let mut masks = vec![0u32; offsets.len() * strips];
         for (q, &offset) in offsets.iter().enumerate() {
             for t in (0..positions).filter(|&t| inside(q, t)) {
                 let source = t as isize + offset;
-                assert!((0..plane_in as isize).contains(&source), "shifted im2col: position {t} of offset {q} reads {source}, outside its plane");
+                assert!(
+                    (0..plane_in as isize).contains(&source),
+                    "shifted im2col: position {t} of offset {q} reads {source}, outside its plane"
+                );
                 masks[q * strips + t / STRIP] |= 1 << (t % STRIP);
             }
         }
-        let starts = (0..channels).flat_map(|c| offsets.iter().enumerate().map(move |(q, &offset)| ((c * plane_in) as isize + offset, q))).collect();
+        let starts = (0..channels)
+            .flat_map(|c| offsets.iter().enumerate().map(move |(q, &offset)| ((c * plane_in) as isize + offset, q)))
+            .collect();
         Shifted { positions, channels, plane_in, starts, masks }
     }
 
@@ -51,7 +62,10 @@ impl Shifted {
     /// (measured: 89 against 79 µs an image for the seed's second convolution).
     pub fn offset_major(mut self) -> Shifted {
         let per_channel = self.starts.len() / self.channels.max(1);
-        self.starts = (0..per_channel).flat_map(|q| (0..self.channels).map(move |c| (c, q))).map(|(c, q)| self.starts[c * per_channel + q]).collect();
+        self.starts = (0..per_channel)
+            .flat_map(|q| (0..self.channels).map(move |c| (c, q)))
+            .map(|(c, q)| self.starts[c * per_channel + q])
+            .collect();
         self
     }
 
@@ -93,7 +107,14 @@ impl Shifted {
     /// Only from code running with AVX-512F, `at` a multiple of 16 below the positions, and
     /// `image_grad` of the size [`Shifted::check`] accepts.
     #[inline(always)]
-    pub unsafe fn add_onto(&self, image_grad: &mut [f32], r: usize, at: usize, v: std::arch::x86_64::__m512, mask: u16) {
+    pub unsafe fn add_onto(
+        &self,
+        image_grad: &mut [f32],
+        r: usize,
+        at: usize,
+        v: std::arch::x86_64::__m512,
+        mask: u16,
+    ) {
         use std::arch::x86_64::*;
         let (start, masks) = self.row(r);
         let inside = (masks[at / STRIP] >> (at % STRIP)) as u16 & mask;
@@ -123,7 +144,9 @@ mod tests {
 
     #[test]
     fn rows_follow_the_order_asked_for() {
-        let col = Shifted::new(2, 9, 9, vec![-1, 0, 1], |q, t| (t as isize + [-1, 0, 1][q]).clamp(0, 8) == t as isize + [-1, 0, 1][q]);
+        let col = Shifted::new(2, 9, 9, vec![-1, 0, 1], |q, t| {
+            (t as isize + [-1, 0, 1][q]).clamp(0, 8) == t as isize + [-1, 0, 1][q]
+        });
         let starts: Vec<isize> = (0..6).map(|r| col.row(r).0).collect();
         assert_eq!(starts, [-1, 0, 1, 8, 9, 10]);
         assert_eq!(col.row(0).1, [0b1_1111_1110]);

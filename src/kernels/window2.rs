@@ -55,7 +55,15 @@ pub fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], 
         let z = [f.z(t[0]), f.z(t[1]), f.z(b[0]), f.z(b[1])];
         let win = window_winner(z[0], z[1], z[2], z[3]);
         *g = f.gate(d, max_nan(max_nan(z[0], z[1]), max_nan(z[2], z[3])));
-        *xm = if win[0] { t[0] } else if win[1] { t[1] } else if win[2] { b[0] } else { b[1] };
+        *xm = if win[0] {
+            t[0]
+        } else if win[1] {
+            t[1]
+        } else if win[2] {
+            b[0]
+        } else {
+            b[1]
+        };
     }
 }
 
@@ -63,7 +71,15 @@ pub fn gather(f: ChannelMap, r0: &[f32], r1: &[f32], dy: &[f32], g: &mut [f32], 
 /// `r0`, `r1` into `d0`, `d1`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
+pub fn grad(
+    f: ChannelMap,
+    k: [f32; 3],
+    r0: &[f32],
+    r1: &[f32],
+    dy: &[f32],
+    d0: &mut [MaybeUninit<f32>],
+    d1: &mut [MaybeUninit<f32>],
+) {
     check(r0, r1, dy.len());
     assert!(d0.len() == r0.len() && d1.len() == r1.len());
     prefetch_ahead(r0, r1);
@@ -150,7 +166,12 @@ pub fn route(r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1
 /// Rows of two values per window.
 #[inline(always)]
 fn check(r0: &[f32], r1: &[f32], windows: usize) {
-    assert!(r0.len() == 2 * windows && r1.len() == 2 * windows, "2×2 windows: rows of {} and {} values for {windows} windows", r0.len(), r1.len());
+    assert!(
+        r0.len() == 2 * windows && r1.len() == 2 * windows,
+        "2×2 windows: rows of {} and {} values for {windows} windows",
+        r0.len(),
+        r1.len()
+    );
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -224,7 +245,9 @@ mod avx512 {
     fn z(f: ChannelMap, x: __m512) -> __m512 {
         let z = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(f.scale), x), _mm512_set1_ps(f.shift));
         match f.relu {
-            true => _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(z, _mm512_setzero_ps()), z, _mm512_setzero_ps()),
+            true => {
+                _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(z, _mm512_setzero_ps()), z, _mm512_setzero_ps())
+            }
             false => z,
         }
     }
@@ -305,7 +328,9 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     fn store_rows(d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>], w0: usize, b: Block, corners: [__m512; 4]) {
         let (lo, hi) = (idx(&INTERLEAVE_LO), idx(&INTERLEAVE_HI));
-        for (row, (left, right)) in [(d0.as_mut_ptr(), (corners[0], corners[1])), (d1.as_mut_ptr(), (corners[2], corners[3]))] {
+        for (row, (left, right)) in
+            [(d0.as_mut_ptr(), (corners[0], corners[1])), (d1.as_mut_ptr(), (corners[2], corners[3]))]
+        {
             let p = row.wrapping_add(2 * w0).cast::<f32>();
             // SAFETY: the masks cover the columns of the block's windows, inside d0 and d1
             // (check() in the public functions).
@@ -353,12 +378,21 @@ mod avx512 {
 
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
-    pub(super) fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
+    pub(super) fn grad(
+        f: ChannelMap,
+        k: [f32; 3],
+        r0: &[f32],
+        r1: &[f32],
+        dy: &[f32],
+        d0: &mut [MaybeUninit<f32>],
+        d1: &mut [MaybeUninit<f32>],
+    ) {
         let [k_g, k_x, k_0] = [_mm512_set1_ps(k[0]), _mm512_set1_ps(k[1]), _mm512_set1_ps(k[2])];
         for w0 in (0..dy.len()).step_by(16) {
             let Backward { b, x, win, g } = backward_block(f, r0, r1, dy, w0);
             let g = _mm512_mul_ps(k_g, g);
-            let out = |i: usize| _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(k_x, x[i]), k_0), _mm512_maskz_mov_ps(win[i], g));
+            let out =
+                |i: usize| _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(k_x, x[i]), k_0), _mm512_maskz_mov_ps(win[i], g));
             store_rows(d0, d1, w0, b, [out(0), out(1), out(2), out(3)]);
         }
     }
@@ -462,7 +496,9 @@ mod avx2 {
     /// `pool::window_winner` lane by lane (all-ones lanes where a corner wins), and the maxima.
     #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
     fn winners(z: [__m256; 4]) -> ([__m256; 4], __m256) {
-        let beats = |v: __m256, best: __m256| _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, best), _mm256_andnot_ps(is_nan(best), is_nan(v)));
+        let beats = |v: __m256, best: __m256| {
+            _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, best), _mm256_andnot_ps(is_nan(best), is_nan(v)))
+        };
         let take_b = beats(z[1], z[0]);
         let m = _mm256_blendv_ps(z[0], z[1], take_b);
         let take_c = beats(z[2], m);
@@ -470,7 +506,12 @@ mod avx2 {
         let take_d = beats(z[3], m);
         let not = |v: __m256| _mm256_andnot_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(-1)));
         let none_after_b = _mm256_andnot_ps(take_c, not(take_d));
-        let win = [_mm256_andnot_ps(take_b, none_after_b), _mm256_and_ps(take_b, none_after_b), _mm256_andnot_ps(take_d, take_c), take_d];
+        let win = [
+            _mm256_andnot_ps(take_b, none_after_b),
+            _mm256_and_ps(take_b, none_after_b),
+            _mm256_andnot_ps(take_d, take_c),
+            take_d,
+        ];
         (win, max_nan(max_nan(z[0], z[1]), max_nan(z[2], z[3])))
     }
 
@@ -482,7 +523,13 @@ mod avx2 {
     /// Writes the block's four corners (top-left, top-right, bottom-left, bottom-right) back
     /// as the first `count` windows' columns of rows `d0`, `d1` from window `w0`.
     #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
-    fn store_rows(d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>], w0: usize, count: usize, corners: [__m256; 4]) {
+    fn store_rows(
+        d0: &mut [MaybeUninit<f32>],
+        d1: &mut [MaybeUninit<f32>],
+        w0: usize,
+        count: usize,
+        corners: [__m256; 4],
+    ) {
         for (row, (left, right)) in [(d0, (corners[0], corners[1])), (d1, (corners[2], corners[3]))] {
             let (lo, hi) = join(left, right);
             store(row, 2 * w0, (2 * count).min(8), lo);
@@ -543,7 +590,15 @@ mod avx2 {
 
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
-    pub(super) fn grad(f: ChannelMap, k: [f32; 3], r0: &[f32], r1: &[f32], dy: &[f32], d0: &mut [MaybeUninit<f32>], d1: &mut [MaybeUninit<f32>]) {
+    pub(super) fn grad(
+        f: ChannelMap,
+        k: [f32; 3],
+        r0: &[f32],
+        r1: &[f32],
+        dy: &[f32],
+        d0: &mut [MaybeUninit<f32>],
+        d1: &mut [MaybeUninit<f32>],
+    ) {
         let [k_g, k_x, k_0] = [_mm256_set1_ps(k[0]), _mm256_set1_ps(k[1]), _mm256_set1_ps(k[2])];
         for_blocks(r0, r1, |w0, count, top, bottom| {
             let x = corners(top, bottom);

@@ -59,7 +59,12 @@ pub fn enabled() -> bool {
 }
 
 fn shape_fits(g: &ConvGeometry) -> bool {
-    g.kh == 3 && g.kw == 3 && g.stride == [1, 1] && g.pad == [1, 1] && g.w <= Tiles::MAX_WIDTH && super::fma::available()
+    g.kh == 3
+        && g.kw == 3
+        && g.stride == [1, 1]
+        && g.pad == [1, 1]
+        && g.w <= Tiles::MAX_WIDTH
+        && super::fma::available()
 }
 
 /// The filters transformed, `U_p = (G g Gᵀ)_p`: one `c_out × c_in` row-major matrix per point.
@@ -189,10 +194,20 @@ pub struct Scratch {
 
 /// `out (c_out planes an image) = conv3×3(input (c_in planes an image), filters) [+ bias]`
 /// for the images `tiles` covers, every value of `out` written.
-pub fn conv(filters: &Filters, tiles: &Tiles, input: &[f32], bias: Option<&[f32]>, out: &mut [MaybeUninit<f32>], scratch: &mut Scratch) {
+pub fn conv(
+    filters: &Filters,
+    tiles: &Tiles,
+    input: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [MaybeUninit<f32>],
+    scratch: &mut Scratch,
+) {
     assert!(super::fma::available(), "winograd products need AVX-512");
     let plane = tiles.plane();
-    assert!(input.len() >= tiles.images * filters.c_in * plane && out.len() >= tiles.images * filters.c_out * plane, "winograd: input or output too short");
+    assert!(
+        input.len() >= tiles.images * filters.c_in * plane && out.len() >= tiles.images * filters.c_out * plane,
+        "winograd: input or output too short"
+    );
     assert!(bias.is_none_or(|b| b.len() >= filters.c_out), "winograd: bias too short");
     if filters.c_out == 0 || plane == 0 {
         return;
@@ -214,10 +229,21 @@ pub fn conv(filters: &Filters, tiles: &Tiles, input: &[f32], bias: Option<&[f32]
 /// F(3×3, 2×2) of the correlation of the input with the output gradient. Here the products'
 /// right operand is the output gradient with one lane per output channel (sixteen channels'
 /// rows transposed in registers), and the left the input's transform as the forward makes it.
-pub fn accumulate_weight_gradient(tiles: &Tiles, input: &[f32], c_in: usize, dy: &[f32], c_out: usize, sums: &mut [f32], scratch: &mut Scratch) {
+pub fn accumulate_weight_gradient(
+    tiles: &Tiles,
+    input: &[f32],
+    c_in: usize,
+    dy: &[f32],
+    c_out: usize,
+    sums: &mut [f32],
+    scratch: &mut Scratch,
+) {
     assert!(super::fma::available(), "winograd products need AVX-512");
     let plane = tiles.plane();
-    assert!(input.len() >= tiles.images * c_in * plane && dy.len() >= tiles.images * c_out * plane, "winograd: input or output gradient too short");
+    assert!(
+        input.len() >= tiles.images * c_in * plane && dy.len() >= tiles.images * c_out * plane,
+        "winograd: input or output gradient too short"
+    );
     assert!(sums.len() >= POINTS * c_in * c_out, "winograd: sums too short");
     if c_in == 0 || c_out == 0 || plane == 0 {
         return;
@@ -240,7 +266,8 @@ pub fn weight_gradient(sums: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     let mut grad = vec![0.0; c_out * c_in * 9];
     for k in 0..c_out {
         for c in 0..c_in {
-            let rows: [[f32; 3]; 4] = std::array::from_fn(|a| g_t(std::array::from_fn(|b| sums[((a * 4 + b) * c_in + c) * c_out + k])));
+            let rows: [[f32; 3]; 4] =
+                std::array::from_fn(|a| g_t(std::array::from_fn(|b| sums[((a * 4 + b) * c_in + c) * c_out + k])));
             for j in 0..3 {
                 for (i, value) in g_t(std::array::from_fn(|a| rows[a][j])).into_iter().enumerate() {
                     grad[((k * c_in + c) * 3 + i) * 3 + j] = value;
@@ -260,7 +287,14 @@ mod avx512 {
     use crate::kernels::blocked::lanes;
 
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn conv(f: &Filters, tiles: &Tiles, input: &[f32], bias: Option<&[f32]>, out: &mut [MaybeUninit<f32>], s: &mut Scratch) {
+    pub(super) unsafe fn conv(
+        f: &Filters,
+        tiles: &Tiles,
+        input: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [MaybeUninit<f32>],
+        s: &mut Scratch,
+    ) {
         let (c_in, c_out) = (f.c_in, f.c_out);
         for strip in 0..tiles.strips {
             // SAFETY: the caller's checks (input holds c_in planes; v 16 point blocks of c_in strips).
@@ -276,7 +310,15 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn accumulate_weight_gradient(tiles: &Tiles, input: &[f32], c_in: usize, dy: &[f32], c_out: usize, sums: &mut [f32], s: &mut Scratch) {
+    pub(super) unsafe fn accumulate_weight_gradient(
+        tiles: &Tiles,
+        input: &[f32],
+        c_in: usize,
+        dy: &[f32],
+        c_out: usize,
+        sums: &mut [f32],
+        s: &mut Scratch,
+    ) {
         let k_strips = c_out.div_ceil(STRIP);
         for strip in 0..tiles.strips {
             // SAFETY: the caller's checks (input holds c_in planes, dy c_out; v and m sized).
@@ -363,7 +405,10 @@ mod avx512 {
             for (dy, row) in sources.iter_mut().enumerate() {
                 for (source, slot) in row.iter_mut().zip(tiles.slots(strip, half)) {
                     if let Some(slot) = slot.filter(|slot| 2 * slot.tile_row + dy < h) {
-                        *source = (slot.image * c_out * plane + (2 * slot.tile_row + dy) * w + slot.column, lanes(w.saturating_sub(slot.column)));
+                        *source = (
+                            slot.image * c_out * plane + (2 * slot.tile_row + dy) * w + slot.column,
+                            lanes(w.saturating_sub(slot.column)),
+                        );
                     }
                 }
             }
@@ -378,7 +423,8 @@ mod avx512 {
                             let mask = if k0 + i < c_out { mask } else { 0 };
                             // SAFETY: the mask keeps the load inside row y of channel k0 + i
                             // (below c_out) of its image, within dy (the caller's check).
-                            *row = unsafe { _mm512_maskz_loadu_ps(mask, dy.as_ptr().wrapping_add(at + (k0 + i) * plane)) };
+                            *row =
+                                unsafe { _mm512_maskz_loadu_ps(mask, dy.as_ptr().wrapping_add(at + (k0 + i) * plane)) };
                         }
                         columns[output_row][16 * slot..16 * slot + 16].copy_from_slice(&transpose(rows));
                     }
@@ -387,15 +433,32 @@ mod avx512 {
                 for lane in 0..16 {
                     // Lane l's tile covers the half's columns 2l and 2l + 1 (span 8: slot 1's
                     // columns follow slot 0's, as its lanes do).
-                    let (a, b, c, d) = (columns[0][2 * lane], columns[0][2 * lane + 1], columns[1][2 * lane], columns[1][2 * lane + 1]);
+                    let (a, b, c, d) = (
+                        columns[0][2 * lane],
+                        columns[0][2 * lane + 1],
+                        columns[1][2 * lane],
+                        columns[1][2 * lane + 1],
+                    );
                     // A dY: rows (a, b), (a + c, b + d), (a − c, b − d), (−c, −d); then each
                     // row (u, v) times Aᵀ: (u, u + v, u − v, −v).
-                    let rows = [(a, b), (_mm512_add_ps(a, c), _mm512_add_ps(b, d)), (_mm512_sub_ps(a, c), _mm512_sub_ps(b, d)), (_mm512_sub_ps(zero, c), _mm512_sub_ps(zero, d))];
+                    let rows = [
+                        (a, b),
+                        (_mm512_add_ps(a, c), _mm512_add_ps(b, d)),
+                        (_mm512_sub_ps(a, c), _mm512_sub_ps(b, d)),
+                        (_mm512_sub_ps(zero, c), _mm512_sub_ps(zero, d)),
+                    ];
                     for (i, (u, v)) in rows.into_iter().enumerate() {
                         let values = [u, _mm512_add_ps(u, v), _mm512_sub_ps(u, v), _mm512_sub_ps(zero, v)];
                         for (j, value) in values.into_iter().enumerate() {
                             // SAFETY: m holds 16 point blocks of k_strips · STRIP · STRIP values.
-                            unsafe { _mm512_storeu_ps(m.as_mut_ptr().add((i * 4 + j) * stride + (ks * STRIP + 16 * half + lane) * STRIP + 16 * k_half), value) };
+                            unsafe {
+                                _mm512_storeu_ps(
+                                    m.as_mut_ptr().add(
+                                        (i * 4 + j) * stride + (ks * STRIP + 16 * half + lane) * STRIP + 16 * k_half,
+                                    ),
+                                    value,
+                                )
+                            };
                         }
                     }
                 }
@@ -425,8 +488,12 @@ mod avx512 {
             }
             let mut out = [_mm512_setzero_ps(); 16];
             for q in 0..4 {
-                let (s0, s1) = (_mm512_shuffle_f32x4::<0x88>(u[q], u[4 + q]), _mm512_shuffle_f32x4::<0xdd>(u[q], u[4 + q]));
-                let (s2, s3) = (_mm512_shuffle_f32x4::<0x88>(u[8 + q], u[12 + q]), _mm512_shuffle_f32x4::<0xdd>(u[8 + q], u[12 + q]));
+                let (s0, s1) =
+                    (_mm512_shuffle_f32x4::<0x88>(u[q], u[4 + q]), _mm512_shuffle_f32x4::<0xdd>(u[q], u[4 + q]));
+                let (s2, s3) = (
+                    _mm512_shuffle_f32x4::<0x88>(u[8 + q], u[12 + q]),
+                    _mm512_shuffle_f32x4::<0xdd>(u[8 + q], u[12 + q]),
+                );
                 out[q] = _mm512_shuffle_f32x4::<0x88>(s0, s2);
                 out[8 + q] = _mm512_shuffle_f32x4::<0xdd>(s0, s2);
                 out[4 + q] = _mm512_shuffle_f32x4::<0x88>(s1, s3);
@@ -517,15 +584,30 @@ mod avx512 {
                 for (t, [(a_at, a_mask), (b_at, b_mask)]) in t.iter_mut().zip(sources) {
                     // SAFETY: the masks keep each load inside its row of plane c of its image,
                     // within the input (the caller's check; a zero mask loads nothing).
-                    let (a, b) = unsafe { (_mm512_maskz_loadu_ps(a_mask, src.wrapping_add(a_at)), _mm512_maskz_loadu_ps(b_mask, src.wrapping_add(b_at))) };
+                    let (a, b) = unsafe {
+                        (
+                            _mm512_maskz_loadu_ps(a_mask, src.wrapping_add(a_at)),
+                            _mm512_maskz_loadu_ps(b_mask, src.wrapping_add(b_at)),
+                        )
+                    };
                     let (e, o) = (_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odd, b));
-                    *t = b_t([_mm512_maskz_permutexvar_ps(up_mask, up, o), e, o, _mm512_maskz_permutexvar_ps(down_mask, down, e)]);
+                    *t = b_t([
+                        _mm512_maskz_permutexvar_ps(up_mask, up, o),
+                        e,
+                        o,
+                        _mm512_maskz_permutexvar_ps(down_mask, down, e),
+                    ]);
                 }
                 for j in 0..4 {
                     let column = b_t([t[0][j], t[1][j], t[2][j], t[3][j]]);
                     for (i, value) in column.into_iter().enumerate() {
                         // SAFETY: v holds 16 point blocks of c_in strips.
-                        unsafe { _mm512_storeu_ps(v.as_mut_ptr().add((i * 4 + j) * point_stride(c_in * STRIP) + c * STRIP + 16 * half), value) };
+                        unsafe {
+                            _mm512_storeu_ps(
+                                v.as_mut_ptr().add((i * 4 + j) * point_stride(c_in * STRIP) + c * STRIP + 16 * half),
+                                value,
+                            )
+                        };
                     }
                 }
             }
@@ -536,7 +618,9 @@ mod avx512 {
     #[inline(always)]
     fn b_t(d: [__m512; 4]) -> [__m512; 4] {
         // SAFETY (all four): plain arithmetic; callers run with AVX-512F.
-        unsafe { [_mm512_sub_ps(d[0], d[2]), _mm512_add_ps(d[1], d[2]), _mm512_sub_ps(d[2], d[1]), _mm512_sub_ps(d[1], d[3])] }
+        unsafe {
+            [_mm512_sub_ps(d[0], d[2]), _mm512_add_ps(d[1], d[2]), _mm512_sub_ps(d[2], d[1]), _mm512_sub_ps(d[1], d[3])]
+        }
     }
 
     /// `Aᵀ m` for a 4-vector, with `Aᵀ = [1 1 1 0; 0 1 −1 −1]`.
@@ -550,7 +634,14 @@ mod avx512 {
     /// columns of each output row interleaved, then stored as whole rows.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn transform_output(tiles: &Tiles, strip: usize, m: &[f32], c_out: usize, bias: Option<&[f32]>, out: &mut [MaybeUninit<f32>]) {
+    unsafe fn transform_output(
+        tiles: &Tiles,
+        strip: usize,
+        m: &[f32],
+        c_out: usize,
+        bias: Option<&[f32]>,
+        out: &mut [MaybeUninit<f32>],
+    ) {
         let (h, w, plane) = (tiles.h, tiles.w, tiles.plane());
         // SAFETY: the tables hold 16 values.
         let (first, second) = unsafe { (table(&FIRST), table(&SECOND)) };
@@ -562,7 +653,8 @@ mod avx512 {
                 for (target, slot) in row.iter_mut().zip(tiles.slots(strip, half).into_iter().flatten()) {
                     let y = 2 * slot.tile_row + dy;
                     if y < h {
-                        *target = (slot.image * c_out * plane + y * w + slot.column, lanes(w.saturating_sub(slot.column)));
+                        *target =
+                            (slot.image * c_out * plane + y * w + slot.column, lanes(w.saturating_sub(slot.column)));
                     }
                 }
             }
@@ -581,7 +673,8 @@ mod avx512 {
                 let (c0, c1) = (a_t([s[0][0], s[1][0], s[2][0], s[3][0]]), a_t([s[0][1], s[1][1], s[2][1], s[3][1]]));
                 for (dy, row_targets) in targets.iter().enumerate() {
                     let (left, right) = (_mm512_add_ps(c0[dy], b), _mm512_add_ps(c1[dy], b));
-                    let rows = [_mm512_permutex2var_ps(left, first, right), _mm512_permutex2var_ps(left, second, right)];
+                    let rows =
+                        [_mm512_permutex2var_ps(left, first, right), _mm512_permutex2var_ps(left, second, right)];
                     for (row, &(at, mask)) in rows.into_iter().zip(row_targets) {
                         // SAFETY: the mask keeps the store inside output row y of plane k (a
                         // zero mask stores nothing), and out holds c_out planes.
@@ -592,7 +685,3 @@ mod avx512 {
         }
     }
 }
-
-
-
-

@@ -3,7 +3,9 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d,
+};
 use burn::tensor::{Device, Tensor, activation};
 
 use super::params::{Activation, Architecture, Init};
@@ -48,7 +50,9 @@ fn normalize<const D: usize>(bn: &BatchNorm, x: Tensor<D>, act: Activation, pool
     }
     let (y, mean, var) = crate::kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon, act, pool);
     let m = bn.momentum;
-    let blend = |running: Tensor<1>, batch: Tensor<1>| running.to_device(&device).mul_scalar(1.0 - m).add(batch.detach().mul_scalar(m)).detach();
+    let blend = |running: Tensor<1>, batch: Tensor<1>| {
+        running.to_device(&device).mul_scalar(1.0 - m).add(batch.detach().mul_scalar(m)).detach()
+    };
     bn.running_mean.update(blend(bn.running_mean.value_sync(), mean));
     bn.running_var.update(blend(bn.running_var.value_sync(), var));
     y
@@ -81,7 +85,9 @@ impl ConvLayer {
     /// `self.conv.forward(x)`, through our kernels ([`crate::kernels`]) where they apply.
     fn convolve(&self, x: Tensor<4>) -> Tensor<4> {
         match (self.kernel_padding(), &self.conv.bias) {
-            (Some(padding), Some(bias)) => crate::kernels::conv2d(x, self.conv.weight.val(), bias.val(), self.conv.stride, padding),
+            (Some(padding), Some(bias)) => {
+                crate::kernels::conv2d(x, self.conv.weight.val(), bias.val(), self.conv.stride, padding)
+            }
             _ => self.conv.forward(x),
         }
     }
@@ -92,7 +98,11 @@ impl ConvLayer {
         let conv = &self.conv;
         match conv.padding {
             PaddingConfig2d::Explicit(top, left, bottom, right)
-                if crate::kernels::use_kernels() && top == bottom && left == right && conv.dilation == [1, 1] && conv.groups == 1 =>
+                if crate::kernels::use_kernels()
+                    && top == bottom
+                    && left == right
+                    && conv.dilation == [1, 1]
+                    && conv.groups == 1 =>
             {
                 Some([top, left])
             }
@@ -284,7 +294,10 @@ mod tests {
             let (ours, theirs) = (ours.valid(), theirs.valid());
             let x = x.inner();
             for act in Activation::ALL {
-                let diff = (normalize(&ours, x.clone(), act, 1) - apply(act, theirs.forward(x.clone()))).abs().max().into_scalar::<f32>();
+                let diff = (normalize(&ours, x.clone(), act, 1) - apply(act, theirs.forward(x.clone())))
+                    .abs()
+                    .max()
+                    .into_scalar::<f32>();
                 assert!(diff < 1e-5, "evaluation with {act:?} differs by {diff}");
             }
         }

@@ -13,7 +13,10 @@ use crate::error::{Result, TuneError};
 
 /// One value of the dictionary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged, expecting = "expected a number or a string here: a parameter dictionary holds numbers and names only")]
+#[serde(
+    untagged,
+    expecting = "expected a number or a string here: a parameter dictionary holds numbers and names only"
+)]
 pub enum Value {
     Int(i64),
     Float(f64),
@@ -78,8 +81,14 @@ pub enum Activation {
 impl Activation {
     pub const NAMES: [&'static str; 8] = ["relu", "elu", "selu", "gelu", "leaky_relu", "tanh", "sigmoid", "linear"];
     pub const ALL: [Activation; 8] = [
-        Activation::Relu, Activation::Elu, Activation::Selu, Activation::Gelu,
-        Activation::LeakyRelu, Activation::Tanh, Activation::Sigmoid, Activation::Linear,
+        Activation::Relu,
+        Activation::Elu,
+        Activation::Selu,
+        Activation::Gelu,
+        Activation::LeakyRelu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Linear,
     ];
 
     pub fn parse(name: &str) -> Option<Activation> {
@@ -225,9 +234,15 @@ pub struct Architecture {
 impl Default for Architecture {
     /// The seed's model: conv 32/64/128, 3×3, stride 1, pad 1, pools 1/2/2, relu; fc 512/256 relu.
     fn default() -> Self {
-        let conv = |channels, pool| ConvBlock { pad: 1, channels, filter: 3, stride: 1, pool, activation: Activation::Relu };
+        let conv =
+            |channels, pool| ConvBlock { pad: 1, channels, filter: 3, stride: 1, pool, activation: Activation::Relu };
         let fc = |neurons| FcBlock { neurons, activation: Activation::Relu };
-        Architecture { conv: vec![conv(32, 1), conv(64, 2), conv(128, 2)], fc: vec![fc(512), fc(256)], drop_rate: 0.3, init: DEFAULT_INIT }
+        Architecture {
+            conv: vec![conv(32, 1), conv(64, 2), conv(128, 2)],
+            fc: vec![fc(512), fc(256)],
+            drop_rate: 0.3,
+            init: DEFAULT_INIT,
+        }
     }
 }
 
@@ -237,7 +252,9 @@ impl Architecture {
         let mut p = Params::new();
         p.insert("n_conv".into(), Value::Int(self.conv.len() as i64));
         for (i, b) in self.conv.iter().enumerate() {
-            for (k, v) in [("pad", b.pad), ("channels", b.channels), ("filter", b.filter), ("stride", b.stride), ("pool", b.pool)] {
+            for (k, v) in
+                [("pad", b.pad), ("channels", b.channels), ("filter", b.filter), ("stride", b.stride), ("pool", b.pool)]
+            {
                 p.insert(format!("conv{i}_{k}"), Value::Int(v as i64));
             }
             p.insert(format!("conv{i}_activation"), Value::Str(b.activation.name().into()));
@@ -256,7 +273,12 @@ impl Architecture {
     /// default: no `conv*` key keeps the default conv blocks, and within a block only `channels`
     /// (conv) or `neurons` (fc) is required. `file` is named in every error.
     pub fn from_params(params: &Params, file: &Path) -> Result<Architecture> {
-        let err = |key: &str, problem: String, fix: String| TuneError::Config { file: file.to_path_buf(), key: key.to_string(), problem, fix };
+        let err = |key: &str, problem: String, fix: String| TuneError::Config {
+            file: file.to_path_buf(),
+            key: key.to_string(),
+            problem,
+            fix,
+        };
         for key in params.keys() {
             if !is_known_key(key) {
                 return Err(err(key, "unknown parameter".into(), format!("use one of {}", known_keys_help())));
@@ -265,7 +287,11 @@ impl Architecture {
         for (key, v) in params {
             let domain = Domain::of(key);
             if !domain.accepts(v) {
-                return Err(err(key, format!("`{v}` is not accepted"), format!("set `{key}` to {}", domain.describe())));
+                return Err(err(
+                    key,
+                    format!("`{v}` is not accepted"),
+                    format!("set `{key}` to {}", domain.describe()),
+                ));
             }
         }
         // Every value is in its domain from here on.
@@ -322,7 +348,13 @@ impl Architecture {
 
 /// Number of blocks of a kind: `n_key` when given, else the count of consecutive blocks that
 /// have their required key; `None` when no key of that kind appears (keep the default).
-fn block_count(params: &Params, kind: &str, required: &str, explicit: Option<usize>, file: &Path) -> Result<Option<usize>> {
+fn block_count(
+    params: &Params,
+    kind: &str,
+    required: &str,
+    explicit: Option<usize>,
+    file: &Path,
+) -> Result<Option<usize>> {
     let indices: Vec<usize> = params.keys().filter_map(|k| block_index(k, kind)).collect();
     if explicit.is_none() && indices.is_empty() {
         return Ok(None);
@@ -379,7 +411,8 @@ pub fn known_keys_help() -> String {
 /// Reads a params TOML file.
 pub fn read_params(path: &Path) -> Result<Params> {
     let text = crate::files::read_text(path)?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| TuneError::ConfigSyntax { file: path.to_path_buf(), message: e.to_string() })?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| TuneError::ConfigSyntax { file: path.to_path_buf(), message: e.to_string() })?;
     params_from_table(&table, path)
 }
 
@@ -393,7 +426,11 @@ pub fn params_from_table(table: &toml::Table, file: &Path) -> Result<Params> {
                 file: file.to_path_buf(),
                 key: key.clone(),
                 problem: format!("`{v}` is not a number or a string"),
-                fix: if key == "aug_flip" { "write aug_flip = 1 (or 0)".into() } else { format!("give `{key}` a single number or name") },
+                fix: if key == "aug_flip" {
+                    "write aug_flip = 1 (or 0)".into()
+                } else {
+                    format!("give `{key}` a single number or name")
+                },
             })?;
             Ok((key.clone(), value))
         })
@@ -424,7 +461,8 @@ mod tests {
 
     #[test]
     fn variable_depth_and_defaults_within_a_block() {
-        let a = parse("conv0_channels = 16\nconv1_channels = 8\nconv1_pool = 2\nfc0_neurons = 64\ndrop_rate = 0.1").unwrap();
+        let a = parse("conv0_channels = 16\nconv1_channels = 8\nconv1_pool = 2\nfc0_neurons = 64\ndrop_rate = 0.1")
+            .unwrap();
         assert_eq!(a.conv.len(), 2);
         assert_eq!((a.conv[1].channels, a.conv[1].pool, a.conv[1].filter), (8, 2, 3));
         assert_eq!(a.fc.len(), 1);
@@ -435,11 +473,18 @@ mod tests {
     #[test]
     fn params_files_with_values_that_are_not_numbers_or_names_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
-        for (text, key) in [("aug_flip = true", "aug_flip"), ("conv0_channels = [8]", "conv0_channels"), ("[fc0_neurons]\nx = 1", "fc0_neurons")] {
+        for (text, key) in [
+            ("aug_flip = true", "aug_flip"),
+            ("conv0_channels = [8]", "conv0_channels"),
+            ("[fc0_neurons]\nx = 1", "fc0_neurons"),
+        ] {
             let path = dir.path().join("p.toml");
             std::fs::write(&path, text).unwrap();
             let msg = read_params(&path).unwrap_err().to_string();
-            assert!(msg.contains("p.toml") && msg.contains(&format!("`{key}`")) && msg.contains("fix"), "{text}: {msg}");
+            assert!(
+                msg.contains("p.toml") && msg.contains(&format!("`{key}`")) && msg.contains("fix"),
+                "{text}: {msg}"
+            );
         }
     }
 

@@ -122,7 +122,10 @@ pub fn infer(arch: &Architecture) -> Result<Summary, ShapeError> {
         if b.filter > h || b.filter > w {
             return Err(ShapeError {
                 layer: name,
-                message: format!("a {0}×{0} filter does not fit the {h}×{w} input (after padding {1}); use a smaller filter, more padding, or less downsampling before it", b.filter, b.pad),
+                message: format!(
+                    "a {0}×{0} filter does not fit the {h}×{w} input (after padding {1}); use a smaller filter, more padding, or less downsampling before it",
+                    b.filter, b.pad
+                ),
             });
         }
         h = (h - b.filter) / b.stride + 1;
@@ -137,7 +140,10 @@ pub fn infer(arch: &Architecture) -> Result<Summary, ShapeError> {
             if b.pool > h || b.pool > w {
                 return Err(ShapeError {
                     layer: format!("{name}_pool"),
-                    message: format!("a {0}×{0} max-pool does not fit the {h}×{w} feature map; use a smaller pool or less downsampling before it", b.pool),
+                    message: format!(
+                        "a {0}×{0} max-pool does not fit the {h}×{w} feature map; use a smaller pool or less downsampling before it",
+                        b.pool
+                    ),
                 });
             }
             h /= b.pool;
@@ -175,7 +181,9 @@ fn check_size(summary: Summary) -> Result<Summary, ShapeError> {
                 layer: r.name.clone(),
                 message: format!(
                     "outputs {} = {} values per image (cap {}); use fewer channels or more downsampling before it",
-                    r.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×"), group(values), group(MAX_ACTIVATIONS)
+                    r.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×"),
+                    group(values),
+                    group(MAX_ACTIVATIONS)
                 ),
             });
         }
@@ -183,7 +191,11 @@ fn check_size(summary: Summary) -> Result<Summary, ShapeError> {
         if total > MAX_PARAMS {
             return Err(ShapeError {
                 layer: r.name.clone(),
-                message: format!("the network passes {} parameters here (cap {}); use fewer channels or neurons", group(total), group(MAX_PARAMS)),
+                message: format!(
+                    "the network passes {} parameters here (cap {}); use fewer channels or neurons",
+                    group(total),
+                    group(MAX_PARAMS)
+                ),
             });
         }
     }

@@ -67,7 +67,12 @@ fn group_labels(values: &[&Value]) -> Vec<usize> {
 /// (parameter, η²) sorted by importance, over trained trials.
 pub fn importance(trials: &BTreeMap<usize, TrialRecord>, params: &[String]) -> Vec<(String, f64)> {
     let trained: Vec<&TrialRecord> = trials.values().filter(|t| t.value().is_some()).collect();
-    sorted(params.iter().filter_map(|p| eta_squared(&trained, p, |t| t.value().unwrap_or(0.0)).map(|e| (p.clone(), e))).collect())
+    sorted(
+        params
+            .iter()
+            .filter_map(|p| eta_squared(&trained, p, |t| t.value().unwrap_or(0.0)).map(|e| (p.clone(), e)))
+            .collect(),
+    )
 }
 
 /// (parameter, η²) of the infeasible indicator over every sampled trial; empty when none was.
@@ -124,15 +129,43 @@ mod tests {
 
     fn trial(n: usize, a: i64, b: &str, v: f64) -> TrialRecord {
         let params: Params = [("a".to_string(), Value::Int(a)), ("b".to_string(), Value::Str(b.into()))].into();
-        let m = crate::training::EpochMetrics { epoch: 1, train_loss: 0.0, train_acc: 0.0, val_loss: 0.0, val_acc: v, lr: 0.0, secs: 0.0 };
-        TrialRecord { number: n, params, seed: 0, state: TrialState::Complete, reason: None, history: vec![m], secs: 0.0, retry_of: None }
+        let m = crate::training::EpochMetrics {
+            epoch: 1,
+            train_loss: 0.0,
+            train_acc: 0.0,
+            val_loss: 0.0,
+            val_acc: v,
+            lr: 0.0,
+            secs: 0.0,
+        };
+        TrialRecord {
+            number: n,
+            params,
+            seed: 0,
+            state: TrialState::Complete,
+            reason: None,
+            history: vec![m],
+            secs: 0.0,
+            retry_of: None,
+        }
     }
 
     #[test]
     fn importance_finds_the_parameter_that_decides_the_result() {
         // `b` decides the value; `a` is noise.
-        let trials: BTreeMap<usize, TrialRecord> =
-            (0..12).map(|i| (i, trial(i, (i * 7 % 5) as i64, if i % 2 == 0 { "x" } else { "y" }, if i % 2 == 0 { 0.9 } else { 0.5 }))).collect();
+        let trials: BTreeMap<usize, TrialRecord> = (0..12)
+            .map(|i| {
+                (
+                    i,
+                    trial(
+                        i,
+                        (i * 7 % 5) as i64,
+                        if i % 2 == 0 { "x" } else { "y" },
+                        if i % 2 == 0 { 0.9 } else { 0.5 },
+                    ),
+                )
+            })
+            .collect();
         let imp = importance(&trials, &["a".into(), "b".into()]);
         assert_eq!(imp[0].0, "b");
         assert!((imp[0].1 - 1.0).abs() < 1e-9, "{imp:?}");
@@ -142,7 +175,8 @@ mod tests {
     #[test]
     fn a_value_per_trial_explains_nothing_by_itself() {
         // Every trial has its own `a`, values unrelated to it: plain η² would say 1.0.
-        let trials: BTreeMap<usize, TrialRecord> = (0..4).map(|i| (i, trial(i, i as i64, "x", [0.8, 0.6, 0.9, 0.7][i]))).collect();
+        let trials: BTreeMap<usize, TrialRecord> =
+            (0..4).map(|i| (i, trial(i, i as i64, "x", [0.8, 0.6, 0.9, 0.7][i]))).collect();
         let e = eta_squared(&trials.values().collect::<Vec<_>>(), "a", |t| t.value().unwrap());
         assert!(e.is_none_or(|e| e < 0.5), "{e:?}");
     }

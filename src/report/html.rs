@@ -36,7 +36,15 @@ fn retrain_section(retrains: &[Retrained], link: &str) -> String {
     )
 }
 
-pub fn page(name: &str, trials: &BTreeMap<usize, TrialRecord>, importance: &[(String, f64)], infeasible: &[(String, f64)], layers: &[(String, usize)], retrains: &[Retrained], retrain_link: &str) -> String {
+pub fn page(
+    name: &str,
+    trials: &BTreeMap<usize, TrialRecord>,
+    importance: &[(String, f64)],
+    infeasible: &[(String, f64)],
+    layers: &[(String, usize)],
+    retrains: &[Retrained],
+    retrain_link: &str,
+) -> String {
     let md = super::markdown(trials, 20);
     let mut table = String::from("<div class=\"scroll\"><table>\n");
     for (i, line) in md.lines().enumerate() {
@@ -52,12 +60,19 @@ pub fn page(name: &str, trials: &BTreeMap<usize, TrialRecord>, importance: &[(St
         table.push_str("</tr>\n");
     }
     table.push_str("</table></div>");
-    let best = trials.values().filter(|t| t.value().is_some()).max_by(|a, b| a.value().unwrap_or(0.0).total_cmp(&b.value().unwrap_or(0.0)));
+    let best = trials
+        .values()
+        .filter(|t| t.value().is_some())
+        .max_by(|a, b| a.value().unwrap_or(0.0).total_cmp(&b.value().unwrap_or(0.0)));
     let best_line = best.map_or("no trained trial yet".to_string(), |t| {
         let (v, e) = t.best().unwrap_or((0.0, 0));
-        format!("best: trial #{} with val_acc {v:.4} at epoch {e} — retrain it with <code>tune retrain --best</code>", t.number)
+        format!(
+            "best: trial #{} with val_acc {v:.4} at epoch {e} — retrain it with <code>tune retrain --best</code>",
+            t.number
+        )
     });
-    let imp: String = importance.iter().take(5).map(|(p, e)| format!("<li><code>{}</code>: {:.2}</li>", escape(p), e)).collect();
+    let imp: String =
+        importance.iter().take(5).map(|(p, e)| format!("<li><code>{}</code>: {:.2}</li>", escape(p), e)).collect();
     let mut infeasible_section = String::new();
     if !infeasible.is_empty() {
         let l: String = layers.iter().map(|(l, n)| format!("<li><code>{}</code>: {n}</li>", escape(l))).collect();

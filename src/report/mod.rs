@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, TuneError};
 use crate::study::journal::Journal;
-use crate::study::storage::{JournalStorage, StudyStorage};
 use crate::study::leaderboard::{self, FIXED_COLUMNS, param_names, rank, varying_params};
+use crate::study::storage::{JournalStorage, StudyStorage};
 use crate::study::{TrialRecord, TrialState};
 
 /// The studies under `path`: itself if it holds a journal, else its subdirectories that do.
@@ -22,10 +22,15 @@ pub fn find_studies(path: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![path.to_path_buf()]);
     }
     let entries = std::fs::read_dir(path).map_err(|e| TuneError::io(path, e))?;
-    let mut studies: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join(Journal::FILE).is_file()).collect();
+    let mut studies: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join(Journal::FILE).is_file()).collect();
     studies.sort();
     if studies.is_empty() {
-        return Err(TuneError::Study(format!("{}: no study here (no {} in it or its subdirectories); run `tune run SPACE.toml` first", path.display(), Journal::FILE)));
+        return Err(TuneError::Study(format!(
+            "{}: no study here (no {} in it or its subdirectories); run `tune run SPACE.toml` first",
+            path.display(),
+            Journal::FILE
+        )));
     }
     Ok(studies)
 }
@@ -47,7 +52,12 @@ pub fn generate(study: &Path) -> Result<Generated> {
 
 /// Writes the exports and plots of study `name` (wherever its records came from), with the
 /// retrains found under `retrain_dir`, into `out`.
-pub fn generate_at(name: &str, trials: BTreeMap<usize, TrialRecord>, retrain_dir: &Path, out: &Path) -> Result<Generated> {
+pub fn generate_at(
+    name: &str,
+    trials: BTreeMap<usize, TrialRecord>,
+    retrain_dir: &Path,
+    out: &Path,
+) -> Result<Generated> {
     let out = out.to_path_buf();
     std::fs::create_dir_all(&out).map_err(|e| TuneError::io(&out, e))?;
     let mut files = Vec::new();
@@ -55,7 +65,10 @@ pub fn generate_at(name: &str, trials: BTreeMap<usize, TrialRecord>, retrain_dir
     leaderboard::write_csv(&csv, &trials)?;
     files.push(csv);
     let json = out.join("leaderboard.json");
-    crate::files::write_atomic(&json, serde_json::to_string_pretty(&records(&trials)).expect("serialisable").as_bytes())?;
+    crate::files::write_atomic(
+        &json,
+        serde_json::to_string_pretty(&records(&trials)).expect("serialisable").as_bytes(),
+    )?;
     files.push(json);
     let md = out.join("leaderboard.md");
     crate::files::write_atomic(&md, markdown(&trials, 20).as_bytes())?;
@@ -68,17 +81,37 @@ pub fn generate_at(name: &str, trials: BTreeMap<usize, TrialRecord>, retrain_dir
     files.extend(plots::learning_curves(&out, &trials)?);
     files.extend(plots::parallel_coordinates(&out, &trials, &varying)?);
     let importance = analysis::importance(&trials, &varying);
-    files.extend(plots::bars(&out, "importance", "Parameter importance (ε² of best val_acc by parameter)", "share of val_acc variance", &importance)?);
+    files.extend(plots::bars(
+        &out,
+        "importance",
+        "Parameter importance (ε² of best val_acc by parameter)",
+        "share of val_acc variance",
+        &importance,
+    )?);
     let infeasible = analysis::infeasibility(&trials, &varying);
     if !infeasible.is_empty() {
-        files.extend(plots::bars(&out, "infeasible", "What made networks infeasible (ε² of the infeasible indicator)", "share of infeasibility explained", &infeasible)?);
+        files.extend(plots::bars(
+            &out,
+            "infeasible",
+            "What made networks infeasible (ε² of the infeasible indicator)",
+            "share of infeasibility explained",
+            &infeasible,
+        )?);
     }
     let retrains = retrains::find(retrain_dir)?;
     if !retrains.is_empty() {
         files.extend(plots::retrain_curves(&out, &retrains)?);
     }
     let page = out.join("index.html");
-    let html = html::page(name, &trials, &importance, &infeasible, &analysis::infeasible_layers(&trials), &retrains, &relative_to(retrain_dir, &out));
+    let html = html::page(
+        name,
+        &trials,
+        &importance,
+        &infeasible,
+        &analysis::infeasible_layers(&trials),
+        &retrains,
+        &relative_to(retrain_dir, &out),
+    );
     crate::files::write_atomic(&page, html.as_bytes())?;
     files.push(page);
     Ok(Generated { dir: out, files, trials, retrains })
@@ -116,7 +149,10 @@ pub fn records(trials: &BTreeMap<usize, TrialRecord>) -> Vec<serde_json::Map<Str
                 m.insert(k.to_string(), v);
             }
             for n in &names {
-                m.insert(n.clone(), t.params.get(n).map_or(serde_json::Value::Null, |v| serde_json::to_value(v).expect("value")));
+                m.insert(
+                    n.clone(),
+                    t.params.get(n).map_or(serde_json::Value::Null, |v| serde_json::to_value(v).expect("value")),
+                );
             }
             m
         })
@@ -126,8 +162,11 @@ pub fn records(trials: &BTreeMap<usize, TrialRecord>) -> Vec<serde_json::Map<Str
 /// A Markdown table of the top `n` trials with the varying parameters.
 pub fn markdown(trials: &BTreeMap<usize, TrialRecord>, n: usize) -> String {
     let params = varying_params(trials);
-    let mut s = format!("| rank | trial | state | best val_acc | best epoch | epochs |{}\n|---|---|---|---|---|---|{}\n",
-        params.iter().map(|p| format!(" {p} |")).collect::<String>(), "---|".repeat(params.len()));
+    let mut s = format!(
+        "| rank | trial | state | best val_acc | best epoch | epochs |{}\n|---|---|---|---|---|---|{}\n",
+        params.iter().map(|p| format!(" {p} |")).collect::<String>(),
+        "---|".repeat(params.len())
+    );
     for row in rank(trials).into_iter().filter(|r| r.rank.is_some()).take(n) {
         let t = row.trial;
         let best = t.best();
@@ -139,7 +178,10 @@ pub fn markdown(trials: &BTreeMap<usize, TrialRecord>, n: usize) -> String {
             best.map_or("–".into(), |b| format!("{:.4}", b.0)),
             best.map_or("–".into(), |b| b.1.to_string()),
             t.history.len(),
-            params.iter().map(|p| format!(" {} |", t.params.get(p).map_or("–".into(), |v| v.to_string()))).collect::<String>()
+            params
+                .iter()
+                .map(|p| format!(" {} |", t.params.get(p).map_or("–".into(), |v| v.to_string())))
+                .collect::<String>()
         ));
     }
     if let Some(line) = leaderboard::unranked_line(trials) {
@@ -154,6 +196,11 @@ pub fn counts_line(trials: &BTreeMap<usize, TrialRecord>) -> String {
     let get = |s| c.get(&s).copied().unwrap_or(0);
     format!(
         "{} trials: {} complete, {} pruned, {} failed, {} infeasible, {} running",
-        trials.len(), get(TrialState::Complete), get(TrialState::Pruned), get(TrialState::Failed), get(TrialState::Infeasible), get(TrialState::Running)
+        trials.len(),
+        get(TrialState::Complete),
+        get(TrialState::Pruned),
+        get(TrialState::Failed),
+        get(TrialState::Infeasible),
+        get(TrialState::Running)
     )
 }

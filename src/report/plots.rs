@@ -15,7 +15,13 @@ use crate::study::{TrialRecord, TrialState};
 type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
 /// Draws `draw` into `<dir>/<name>.png` and `<dir>/<name>.svg`; returns both paths.
-fn both(dir: &Path, name: &str, size: (u32, u32), draw: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> DrawResult, draw_svg: impl Fn(&DrawingArea<SVGBackend, Shift>) -> DrawResult) -> Result<Vec<PathBuf>> {
+fn both(
+    dir: &Path,
+    name: &str,
+    size: (u32, u32),
+    draw: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> DrawResult,
+    draw_svg: impl Fn(&DrawingArea<SVGBackend, Shift>) -> DrawResult,
+) -> Result<Vec<PathBuf>> {
     let png = dir.join(format!("{name}.png"));
     let svg = dir.join(format!("{name}.svg"));
     let fail = |p: &Path, e: Box<dyn std::error::Error>| TuneError::io(p, std::io::Error::other(e.to_string()));
@@ -37,7 +43,13 @@ fn both(dir: &Path, name: &str, size: (u32, u32), draw: impl Fn(&DrawingArea<Bit
 /// Same closure body for both backends.
 macro_rules! chart {
     ($dir:expr, $name:expr, $size:expr, |$root:ident| $body:block) => {
-        both($dir, $name, $size, |$root: &DrawingArea<BitMapBackend, Shift>| $body, |$root: &DrawingArea<SVGBackend, Shift>| $body)
+        both(
+            $dir,
+            $name,
+            $size,
+            |$root: &DrawingArea<BitMapBackend, Shift>| $body,
+            |$root: &DrawingArea<SVGBackend, Shift>| $body,
+        )
     };
 }
 
@@ -62,23 +74,32 @@ fn value_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 
 /// Horizontal bars: best val_acc of the top trials, coloured by state.
 pub fn leaderboard(dir: &Path, ranked: &[&TrialRecord]) -> Result<Vec<PathBuf>> {
-    let rows: Vec<(String, f64, TrialState)> = ranked.iter().take(15).filter_map(|t| t.best().map(|b| (format!("#{}", t.number), b.0, t.state))).collect();
+    let rows: Vec<(String, f64, TrialState)> =
+        ranked.iter().take(15).filter_map(|t| t.best().map(|b| (format!("#{}", t.number), b.0, t.state))).collect();
     let (lo, hi) = value_range(rows.iter().map(|r| r.1));
     let n = rows.len().max(1);
     chart!(dir, "leaderboard", (900, 120 + 28 * n as u32), |root| {
         let mut c = ChartBuilder::on(root)
             .caption("Leaderboard: best val_acc (blue complete, orange pruned)", ("sans-serif", 20))
-            .margin(10).x_label_area_size(35).y_label_area_size(60)
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
             .build_cartesian_2d(lo..hi, (0..n - 1).into_segmented())?;
         // Best at the top: row i is drawn in segment n − 1 − i.
         c.configure_mesh()
             .disable_y_mesh()
             .y_labels(n)
-            .y_label_formatter(&|y| match y { SegmentValue::CenterOf(s) => rows.get(n - 1 - *s).map_or(String::new(), |r| r.0.clone()), _ => String::new() })
+            .y_label_formatter(&|y| match y {
+                SegmentValue::CenterOf(s) => rows.get(n - 1 - *s).map_or(String::new(), |r| r.0.clone()),
+                _ => String::new(),
+            })
             .x_desc("best val_acc")
             .draw()?;
         c.draw_series(rows.iter().enumerate().map(|(i, r)| {
-            Rectangle::new([(lo, SegmentValue::Exact(n - 1 - i)), (r.1, SegmentValue::Exact(n - i))], state_color(r.2).filled())
+            Rectangle::new(
+                [(lo, SegmentValue::Exact(n - 1 - i)), (r.1, SegmentValue::Exact(n - i))],
+                state_color(r.2).filled(),
+            )
         }))?;
         Ok(())
     })
@@ -86,36 +107,54 @@ pub fn leaderboard(dir: &Path, ranked: &[&TrialRecord]) -> Result<Vec<PathBuf>> 
 
 /// Value of each trained trial by trial number, and the best so far.
 pub fn history(dir: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Result<Vec<PathBuf>> {
-    let points: Vec<(usize, f64, TrialState)> = trials.values().filter_map(|t| t.best().map(|b| (t.number, b.0, t.state))).collect();
+    let points: Vec<(usize, f64, TrialState)> =
+        trials.values().filter_map(|t| t.best().map(|b| (t.number, b.0, t.state))).collect();
     let mut best = f64::NEG_INFINITY;
-    let running: Vec<(usize, f64)> = points.iter().map(|p| { best = best.max(p.1); (p.0, best) }).collect();
+    let running: Vec<(usize, f64)> = points
+        .iter()
+        .map(|p| {
+            best = best.max(p.1);
+            (p.0, best)
+        })
+        .collect();
     let (lo, hi) = value_range(points.iter().map(|p| p.1));
     let max_n = trials.keys().max().copied().unwrap_or(0) + 1;
     chart!(dir, "history", (900, 450), |root| {
         let mut c = ChartBuilder::on(root)
             .caption("Optimization history", ("sans-serif", 20))
-            .margin(10).x_label_area_size(35).y_label_area_size(55)
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
             .build_cartesian_2d(0usize..max_n, lo..hi)?;
         c.configure_mesh().x_desc("trial").y_desc("best val_acc").draw()?;
         c.draw_series(points.iter().map(|p| Circle::new((p.0, p.1), 4, state_color(p.2).filled())))?;
         c.draw_series(LineSeries::new(running.iter().copied(), RGBColor(214, 39, 40).stroke_width(2)))?
             .label("best so far")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RGBColor(214, 39, 40).stroke_width(2)));
-        c.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
         Ok(())
     })
 }
 
 /// val_acc per epoch of every trial; pruned trials dashed in orange with a cross where they stopped.
 pub fn learning_curves(dir: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Result<Vec<PathBuf>> {
-    let curves: Vec<(&TrialRecord, Vec<(usize, f64)>)> =
-        trials.values().filter(|t| !t.history.is_empty()).map(|t| (t, t.history.iter().map(|m| (m.epoch, m.val_acc)).collect())).collect();
+    let curves: Vec<(&TrialRecord, Vec<(usize, f64)>)> = trials
+        .values()
+        .filter(|t| !t.history.is_empty())
+        .map(|t| (t, t.history.iter().map(|m| (m.epoch, m.val_acc)).collect()))
+        .collect();
     let (lo, hi) = value_range(curves.iter().flat_map(|c| c.1.iter().map(|p| p.1)));
     let max_epoch = curves.iter().flat_map(|c| c.1.iter().map(|p| p.0)).max().unwrap_or(1) + 1;
     chart!(dir, "learning_curves", (900, 450), |root| {
         let mut c = ChartBuilder::on(root)
             .caption("Learning curves (orange dashed: pruned, × where stopped)", ("sans-serif", 20))
-            .margin(10).x_label_area_size(35).y_label_area_size(55)
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
             .build_cartesian_2d(1usize..max_epoch, lo..hi)?;
         c.configure_mesh().x_desc("epoch").y_desc("val_acc").draw()?;
         for (i, (t, pts)) in curves.iter().enumerate() {
@@ -123,7 +162,11 @@ pub fn learning_curves(dir: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Res
                 let style = state_color(TrialState::Pruned).stroke_width(1);
                 c.draw_series(DashedLineSeries::new(pts.iter().copied(), 5, 4, style))?;
                 if let Some(last) = pts.last() {
-                    c.draw_series(std::iter::once(Cross::new(*last, 5, state_color(TrialState::Pruned).stroke_width(2))))?;
+                    c.draw_series(std::iter::once(Cross::new(
+                        *last,
+                        5,
+                        state_color(TrialState::Pruned).stroke_width(2),
+                    )))?;
                 }
             } else {
                 let color = Palette99::pick(i).mix(0.9);
@@ -137,17 +180,21 @@ pub fn learning_curves(dir: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Res
 /// val_acc per epoch of every retrained seed: one colour per trial, a dot at each seed's best
 /// (restored) epoch, and the legend giving each seed's test accuracy.
 pub fn retrain_curves(dir: &Path, retrains: &[super::retrains::Retrained]) -> Result<Vec<PathBuf>> {
-    let series: Vec<(usize, &super::retrains::SeedRun)> = retrains.iter().enumerate().flat_map(|(i, t)| t.seeds.iter().map(move |s| (i, s))).collect();
+    let series: Vec<(usize, &super::retrains::SeedRun)> =
+        retrains.iter().enumerate().flat_map(|(i, t)| t.seeds.iter().map(move |s| (i, s))).collect();
     // The interesting part is the top: start a little below the first epoch's median.
     let mut firsts: Vec<f64> = series.iter().filter_map(|(_, s)| s.history.first().map(|m| m.val_acc)).collect();
     firsts.sort_by(f64::total_cmp);
     let floor = firsts.get(firsts.len() / 2).copied().unwrap_or(0.0);
-    let (lo, hi) = value_range(series.iter().flat_map(|(_, s)| s.history.iter().map(|m| m.val_acc)).filter(|v| *v >= floor));
+    let (lo, hi) =
+        value_range(series.iter().flat_map(|(_, s)| s.history.iter().map(|m| m.val_acc)).filter(|v| *v >= floor));
     let max_epoch = series.iter().map(|(_, s)| s.history.len()).max().unwrap_or(1) + 1;
     chart!(dir, "retrain_curves", (900, 480), |root| {
         let mut c = ChartBuilder::on(root)
             .caption("Retrains: val_acc per epoch (dot: restored best epoch)", ("sans-serif", 20))
-            .margin(10).x_label_area_size(35).y_label_area_size(55)
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
             .build_cartesian_2d(1usize..max_epoch, lo..hi)?;
         c.configure_mesh().x_desc("epoch").y_desc("val_acc").draw()?;
         for (i, s) in &series {
@@ -169,29 +216,46 @@ pub fn retrain_curves(dir: &Path, retrains: &[super::retrains::Retrained]) -> Re
                 c.draw_series(std::iter::once(Circle::new((e, v), 4, color.filled())))?;
             }
         }
-        c.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
         Ok(())
     })
 }
 
 /// One polyline per trained trial across the varying parameters, coloured by val_acc.
-pub fn parallel_coordinates(dir: &Path, trials: &BTreeMap<usize, TrialRecord>, params: &[String]) -> Result<Vec<PathBuf>> {
+pub fn parallel_coordinates(
+    dir: &Path,
+    trials: &BTreeMap<usize, TrialRecord>,
+    params: &[String],
+) -> Result<Vec<PathBuf>> {
     let trained: Vec<&TrialRecord> = trials.values().filter(|t| t.value().is_some()).collect();
     let axes: Vec<String> = params.iter().take(10).cloned().collect();
-    let values: Vec<Vec<Value>> = axes.iter().map(|a| trained.iter().filter_map(|t| t.params.get(a).cloned()).collect()).collect();
+    let values: Vec<Vec<Value>> =
+        axes.iter().map(|a| trained.iter().filter_map(|t| t.params.get(a).cloned()).collect()).collect();
     let (lo, hi) = value_range(trained.iter().filter_map(|t| t.value()));
     let n_axes = axes.len() + 1;
     chart!(dir, "parallel_coordinates", (160 * n_axes as u32 + 100, 480), |root| {
         let mut c = ChartBuilder::on(root)
             .caption("Parallel coordinates (colour: val_acc, yellow best)", ("sans-serif", 20))
-            .margin(20).x_label_area_size(40).y_label_area_size(10)
+            .margin(20)
+            .x_label_area_size(40)
+            .y_label_area_size(10)
             .build_cartesian_2d(-0.2f64..(n_axes as f64 - 0.8), -0.05f64..1.05)?;
         c.configure_mesh()
             .disable_mesh()
             .x_labels(n_axes)
             .x_label_formatter(&|x| {
                 let i = x.round() as usize;
-                if (x - i as f64).abs() > 0.01 { String::new() } else if i < axes.len() { axes[i].clone() } else { "val_acc".into() }
+                if (x - i as f64).abs() > 0.01 {
+                    String::new()
+                } else if i < axes.len() {
+                    axes[i].clone()
+                } else {
+                    "val_acc".into()
+                }
             })
             .y_labels(0)
             .draw()?;
@@ -222,15 +286,25 @@ pub fn bars(dir: &Path, name: &str, title: &str, x_desc: &str, rows: &[(String, 
     chart!(dir, name, (900, 120 + 28 * n as u32), |root| {
         let mut c = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))
-            .margin(10).x_label_area_size(35).y_label_area_size(150)
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(150)
             .build_cartesian_2d(0f64..1f64, (0..n - 1).into_segmented())?;
         c.configure_mesh()
             .disable_y_mesh()
             .y_labels(n)
-            .y_label_formatter(&|y| match y { SegmentValue::CenterOf(s) => rows.get(n - 1 - *s).map_or(String::new(), |r| r.0.clone()), _ => String::new() })
+            .y_label_formatter(&|y| match y {
+                SegmentValue::CenterOf(s) => rows.get(n - 1 - *s).map_or(String::new(), |r| r.0.clone()),
+                _ => String::new(),
+            })
             .x_desc(x_desc)
             .draw()?;
-        c.draw_series(rows.iter().enumerate().map(|(i, r)| Rectangle::new([(0.0, SegmentValue::Exact(n - 1 - i)), (r.1, SegmentValue::Exact(n - i))], RGBColor(31, 119, 180).filled())))?;
+        c.draw_series(rows.iter().enumerate().map(|(i, r)| {
+            Rectangle::new(
+                [(0.0, SegmentValue::Exact(n - 1 - i)), (r.1, SegmentValue::Exact(n - i))],
+                RGBColor(31, 119, 180).filled(),
+            )
+        }))?;
         Ok(())
     })
 }
@@ -244,11 +318,19 @@ pub fn confusion(path_png: &Path, matrix: &[Vec<usize>], names: &[&str]) -> Resu
     chart!(dir, stem, (820, 760), |root| {
         let mut c = ChartBuilder::on(root)
             .caption("Confusion matrix (rows: true class, columns: predicted)", ("sans-serif", 20))
-            .margin(10).x_label_area_size(50).y_label_area_size(110)
+            .margin(10)
+            .x_label_area_size(50)
+            .y_label_area_size(110)
             .build_cartesian_2d((0..k - 1).into_segmented(), (0..k - 1).into_segmented())?;
         // True class 0 is the top row: segment y holds class k − 1 − y.
-        let column = |v: &SegmentValue<usize>| match v { SegmentValue::CenterOf(i) => names.get(*i).map_or(String::new(), |s| s.to_string()), _ => String::new() };
-        let row = |v: &SegmentValue<usize>| match v { SegmentValue::CenterOf(i) => names.get(k - 1 - *i).map_or(String::new(), |s| s.to_string()), _ => String::new() };
+        let column = |v: &SegmentValue<usize>| match v {
+            SegmentValue::CenterOf(i) => names.get(*i).map_or(String::new(), |s| s.to_string()),
+            _ => String::new(),
+        };
+        let row = |v: &SegmentValue<usize>| match v {
+            SegmentValue::CenterOf(i) => names.get(k - 1 - *i).map_or(String::new(), |s| s.to_string()),
+            _ => String::new(),
+        };
         c.configure_mesh()
             .disable_mesh()
             .x_labels(k)
@@ -263,9 +345,19 @@ pub fn confusion(path_png: &Path, matrix: &[Vec<usize>], names: &[&str]) -> Resu
             for (p, &count) in row.iter().enumerate() {
                 let y = k - 1 - t;
                 let shade = (count as f32 / max).sqrt();
-                c.draw_series(std::iter::once(Rectangle::new([(SegmentValue::Exact(p), SegmentValue::Exact(y)), (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1))], ViridisRGB.get_color(shade).filled())))?;
+                c.draw_series(std::iter::once(Rectangle::new(
+                    [
+                        (SegmentValue::Exact(p), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
+                    ],
+                    ViridisRGB.get_color(shade).filled(),
+                )))?;
                 let color = if shade > 0.6 { BLACK } else { WHITE };
-                c.draw_series(std::iter::once(Text::new(count.to_string(), (SegmentValue::CenterOf(p), SegmentValue::CenterOf(y)), ("sans-serif", 13).into_font().color(&color))))?;
+                c.draw_series(std::iter::once(Text::new(
+                    count.to_string(),
+                    (SegmentValue::CenterOf(p), SegmentValue::CenterOf(y)),
+                    ("sans-serif", 13).into_font().color(&color),
+                )))?;
             }
         }
         Ok(())
@@ -281,12 +373,24 @@ pub fn training_history(path_png: &Path, history: &[crate::training::EpochMetric
     chart!(dir, stem, (1000, 420), |root| {
         let halves = root.split_evenly((1, 2));
         for (half, (title, train, val)) in halves.iter().zip([("loss", 0usize, 1usize), ("accuracy", 2, 3)]) {
-            let pick = |m: &crate::training::EpochMetrics, i: usize| [m.train_loss, m.val_loss, m.train_acc, m.val_acc][i];
-            let (lo, hi) = history.iter().flat_map(|m| [pick(m, train), pick(m, val)]).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-            let (lo, hi) = if lo.is_finite() { (lo - 0.05 * (hi - lo + 1e-3), hi + 0.05 * (hi - lo + 1e-3)) } else { (0.0, 1.0) };
-            let mut c = ChartBuilder::on(half).caption(title, ("sans-serif", 18)).margin(10).x_label_area_size(30).y_label_area_size(50).build_cartesian_2d(1usize..max_epoch, lo..hi)?;
+            let pick =
+                |m: &crate::training::EpochMetrics, i: usize| [m.train_loss, m.val_loss, m.train_acc, m.val_acc][i];
+            let (lo, hi) = history
+                .iter()
+                .flat_map(|m| [pick(m, train), pick(m, val)])
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+            let (lo, hi) =
+                if lo.is_finite() { (lo - 0.05 * (hi - lo + 1e-3), hi + 0.05 * (hi - lo + 1e-3)) } else { (0.0, 1.0) };
+            let mut c = ChartBuilder::on(half)
+                .caption(title, ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(50)
+                .build_cartesian_2d(1usize..max_epoch, lo..hi)?;
             c.configure_mesh().x_desc("epoch").draw()?;
-            for (i, name, color) in [(train, "train", RGBColor(31, 119, 180)), (val, "validation", RGBColor(255, 127, 14))] {
+            for (i, name, color) in
+                [(train, "train", RGBColor(31, 119, 180)), (val, "validation", RGBColor(255, 127, 14))]
+            {
                 c.draw_series(LineSeries::new(history.iter().map(|m| (m.epoch, pick(m, i))), color.stroke_width(2)))?
                     .label(name)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));

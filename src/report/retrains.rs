@@ -47,7 +47,12 @@ impl Retrained {
         }
         let (mean, std) = crate::retrain::mean_std(&accs);
         let each: Vec<String> = accs.iter().map(|a| format!("{a:.4}")).collect();
-        format!("trial {}: test accuracy {mean:.4} ± {std:.4} over {} seed(s) [{}]{pending}", self.trial, accs.len(), each.join(", "))
+        format!(
+            "trial {}: test accuracy {mean:.4} ± {std:.4} over {} seed(s) [{}]{pending}",
+            self.trial,
+            accs.len(),
+            each.join(", ")
+        )
     }
 }
 
@@ -85,7 +90,11 @@ pub fn find(retrain_dir: &Path) -> Result<Vec<Retrained>> {
             let test_accuracy = match std::fs::read_to_string(&test_path) {
                 Ok(text) => Some(
                     serde_json::from_str::<crate::evaluation::Report>(&text)
-                        .map_err(|e| TuneError::CorruptData { path: test_path.clone(), problem: e.to_string(), fix: "rerun the same `tune retrain` command: it re-tests the saved best epoch".into() })?
+                        .map_err(|e| TuneError::CorruptData {
+                            path: test_path.clone(),
+                            problem: e.to_string(),
+                            fix: "rerun the same `tune retrain` command: it re-tests the saved best epoch".into(),
+                        })?
                         .accuracy,
                 ),
                 Err(_) => None,
@@ -115,7 +124,8 @@ mod tests {
         if let Some(acc) = test {
             let labels = [0u8, 1, 2, 3];
             let correct = (acc * 4.0).round() as usize;
-            let predicted: Vec<u8> = labels.iter().enumerate().map(|(i, &l)| if i < correct { l } else { (l + 1) % 10 }).collect();
+            let predicted: Vec<u8> =
+                labels.iter().enumerate().map(|(i, &l)| if i < correct { l } else { (l + 1) % 10 }).collect();
             let report = crate::evaluation::Report::new("test", 0.3, &labels, &predicted);
             std::fs::write(dir.join("test.json"), serde_json::to_string(&report).unwrap()).unwrap();
         }
@@ -137,7 +147,10 @@ mod tests {
         assert_eq!(two.seeds.iter().map(|s| s.seed).collect::<Vec<_>>(), vec![0, 1, 11]);
         assert_eq!(two.tested(), vec![0.5, 1.0]);
         assert_eq!(two.seeds[1].best(), Some((0.90, 2)), "first epoch of a tie");
-        assert_eq!(two.line(), "trial 2: test accuracy 0.7500 ± 0.3536 over 2 seed(s) [0.5000, 1.0000] (1 still training)");
+        assert_eq!(
+            two.line(),
+            "trial 2: test accuracy 0.7500 ± 0.3536 over 2 seed(s) [0.5000, 1.0000] (1 still training)"
+        );
         assert_eq!(found[1].line(), "trial 10: test accuracy 0.7500 ± 0.0000 over 1 seed(s) [0.7500]");
     }
 

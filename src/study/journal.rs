@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::trial::{TrialRecord, TrialState};
 use crate::error::{Result, TuneError};
-use crate::model::Params;
 use crate::files::append_line;
+use crate::model::Params;
 use crate::training::EpochMetrics;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,8 +28,16 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_of: Option<usize>,
     },
-    Epoch { number: usize, metrics: EpochMetrics },
-    Finished { number: usize, state: TrialState, reason: Option<String>, secs: f64 },
+    Epoch {
+        number: usize,
+        metrics: EpochMetrics,
+    },
+    Finished {
+        number: usize,
+        state: TrialState,
+        reason: Option<String>,
+        secs: f64,
+    },
 }
 
 impl Event {
@@ -40,7 +48,9 @@ impl Event {
                 .iter()
                 .find(|(_, v)| v.as_f64().is_some_and(|x| !x.is_finite()))
                 .map(|(k, _)| format!("trial {number}'s `{k}`")),
-            Event::Epoch { number, metrics } => metrics.first_non_finite().map(|(what, _)| format!("trial {number}'s {what} at epoch {}", metrics.epoch)),
+            Event::Epoch { number, metrics } => metrics
+                .first_non_finite()
+                .map(|(what, _)| format!("trial {number}'s {what} at epoch {}", metrics.epoch)),
             Event::Finished { number, secs, .. } => (!secs.is_finite()).then(|| format!("trial {number}'s seconds")),
         }
     }
@@ -67,7 +77,10 @@ impl Journal {
     /// `null` in their place would make the journal unreadable), so every record reads back.
     pub fn append(&self, event: &Event) -> Result<()> {
         if let Some(what) = event.non_finite() {
-            return Err(TuneError::Study(format!("{}: refusing to record {what}, which is not a finite number", self.path.display())));
+            return Err(TuneError::Study(format!(
+                "{}: refusing to record {what}, which is not a finite number",
+                self.path.display()
+            )));
         }
         append_line(&self.path, &serde_json::to_string(event).expect("serialisable"))
     }
@@ -104,7 +117,16 @@ pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
     match event {
         Event::Created { number, params, seed, infeasible, retry_of } => {
             let state = if infeasible.is_some() { TrialState::Infeasible } else { TrialState::Running };
-            trials.entry(number).or_insert(TrialRecord { number, params, seed, state, reason: infeasible, history: Vec::new(), secs: 0.0, retry_of });
+            trials.entry(number).or_insert(TrialRecord {
+                number,
+                params,
+                seed,
+                state,
+                reason: infeasible,
+                history: Vec::new(),
+                secs: 0.0,
+                retry_of,
+            });
         }
         Event::Epoch { number, metrics } => {
             if let Some(t) = trials.get_mut(&number)
@@ -137,13 +159,22 @@ mod tests {
     fn replay_rebuilds_trials_and_ignores_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path());
-        j.append(&Event::Created { number: 0, params: Params::new(), seed: 1, infeasible: None, retry_of: None }).unwrap();
+        j.append(&Event::Created { number: 0, params: Params::new(), seed: 1, infeasible: None, retry_of: None })
+            .unwrap();
         j.append(&Event::Epoch { number: 0, metrics: m(1, 0.5) }).unwrap();
         j.append(&Event::Epoch { number: 0, metrics: m(1, 0.5) }).unwrap(); // duplicate after a resume
         j.append(&Event::Epoch { number: 0, metrics: m(2, 0.7) }).unwrap();
         j.append(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 3.0 }).unwrap();
-        j.append(&Event::Created { number: 1, params: Params::new(), seed: 2, infeasible: Some("conv2_pool: …".into()), retry_of: None }).unwrap();
-        j.append(&Event::Created { number: 2, params: Params::new(), seed: 3, infeasible: None, retry_of: None }).unwrap();
+        j.append(&Event::Created {
+            number: 1,
+            params: Params::new(),
+            seed: 2,
+            infeasible: Some("conv2_pool: …".into()),
+            retry_of: None,
+        })
+        .unwrap();
+        j.append(&Event::Created { number: 2, params: Params::new(), seed: 3, infeasible: None, retry_of: None })
+            .unwrap();
         let mut text = std::fs::read_to_string(j.path()).unwrap();
         text.push_str("{\"event\":\"epoch\",\"num");
         std::fs::write(j.path(), &text).unwrap();
@@ -163,8 +194,12 @@ mod tests {
         let params: Params = [("lr".to_string(), crate::model::Value::Float(f64::INFINITY))].into();
         assert!(j.append(&Event::Created { number: 0, params, seed: 1, infeasible: None, retry_of: None }).is_err());
         assert!(j.append(&Event::Epoch { number: 0, metrics: m(1, f64::NAN) }).is_err());
-        assert!(j.append(&Event::Finished { number: 0, state: TrialState::Failed, reason: None, secs: f64::INFINITY }).is_err());
-        j.append(&Event::Created { number: 0, params: Params::new(), seed: 1, infeasible: None, retry_of: None }).unwrap();
+        assert!(
+            j.append(&Event::Finished { number: 0, state: TrialState::Failed, reason: None, secs: f64::INFINITY })
+                .is_err()
+        );
+        j.append(&Event::Created { number: 0, params: Params::new(), seed: 1, infeasible: None, retry_of: None })
+            .unwrap();
         assert_eq!(replay(dir.path()).unwrap().len(), 1, "what was recorded reads back");
     }
 

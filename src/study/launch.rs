@@ -34,7 +34,9 @@ pub enum Exit {
 /// it printed one, else the exit status and the tail of its error output (a panic).
 fn failure_reason(status: &str, stderr_tail: &str) -> String {
     match stderr_tail.rfind("error: ") {
-        Some(at) if at == 0 || stderr_tail[..at].ends_with('\n') => stderr_tail[at + "error: ".len()..].trim().to_string(),
+        Some(at) if at == 0 || stderr_tail[..at].ends_with('\n') => {
+            stderr_tail[at + "error: ".len()..].trim().to_string()
+        }
         _ => format!("{status}\n{stderr_tail}").trim().to_string(),
     }
 }
@@ -45,7 +47,12 @@ fn failure_reason(status: &str, stderr_tail: &str) -> String {
 pub trait Launch: Send {
     /// Starts trial `number` in `dir` (holding params.toml and train.toml); returns its kill
     /// switch. Every epoch line is sent before the trial's one `Exit`.
-    fn spawn(&self, number: usize, dir: &Path, tx: mpsc::UnboundedSender<Message>) -> std::io::Result<oneshot::Sender<()>>;
+    fn spawn(
+        &self,
+        number: usize,
+        dir: &Path,
+        tx: mpsc::UnboundedSender<Message>,
+    ) -> std::io::Result<oneshot::Sender<()>>;
 }
 
 /// Starts each trial as `tune train --json --resume …` of this same binary.
@@ -58,7 +65,12 @@ pub struct ProcessLauncher {
 }
 
 impl Launch for ProcessLauncher {
-    fn spawn(&self, number: usize, dir: &Path, tx: mpsc::UnboundedSender<Message>) -> std::io::Result<oneshot::Sender<()>> {
+    fn spawn(
+        &self,
+        number: usize,
+        dir: &Path,
+        tx: mpsc::UnboundedSender<Message>,
+    ) -> std::io::Result<oneshot::Sender<()>> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg("train")
             .arg("--json")
@@ -148,7 +160,10 @@ mod tests {
     #[test]
     fn the_trials_own_error_is_the_reason() {
         let tail = "WARN something\nerror: diverged at epoch 3: val_loss is NaN; its last finite epoch is kept\n  fix: lower lr";
-        assert_eq!(super::failure_reason("exit status: 7", tail), "diverged at epoch 3: val_loss is NaN; its last finite epoch is kept\n  fix: lower lr");
+        assert_eq!(
+            super::failure_reason("exit status: 7", tail),
+            "diverged at epoch 3: val_loss is NaN; its last finite epoch is kept\n  fix: lower lr"
+        );
         let panic = "thread 'main' panicked at src/x.rs:1:1:\nboom";
         assert_eq!(super::failure_reason("exit status: 101", panic), format!("exit status: 101\n{panic}"));
     }

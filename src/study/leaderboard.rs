@@ -19,7 +19,8 @@ pub struct Row<'a> {
 pub fn rank(trials: &BTreeMap<usize, TrialRecord>) -> Vec<Row<'_>> {
     let mut ranked: Vec<(&TrialRecord, f64)> = trials.values().filter_map(|t| t.value().map(|v| (t, v))).collect();
     ranked.sort_by(|(a, va), (b, vb)| vb.total_cmp(va).then(a.state.cmp(&b.state)).then(a.number.cmp(&b.number)));
-    let mut rows: Vec<Row> = ranked.into_iter().enumerate().map(|(i, (t, _))| Row { rank: Some(i + 1), trial: t }).collect();
+    let mut rows: Vec<Row> =
+        ranked.into_iter().enumerate().map(|(i, (t, _))| Row { rank: Some(i + 1), trial: t }).collect();
     rows.extend(trials.values().filter(|t| t.value().is_none()).map(|t| Row { rank: None, trial: t }));
     rows
 }
@@ -49,7 +50,8 @@ pub fn param_names(trials: &BTreeMap<usize, TrialRecord>) -> Vec<String> {
     trials.values().flat_map(|t| t.params.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect()
 }
 
-pub const FIXED_COLUMNS: [&str; 8] = ["rank", "trial", "state", "best_val_acc", "best_epoch", "epochs", "seconds", "reason"];
+pub const FIXED_COLUMNS: [&str; 8] =
+    ["rank", "trial", "state", "best_val_acc", "best_epoch", "epochs", "seconds", "reason"];
 
 /// Writes `leaderboard.csv`: the fixed columns, then one column per parameter.
 pub fn write_csv(path: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Result<()> {
@@ -82,7 +84,8 @@ pub fn varying_params(trials: &BTreeMap<usize, TrialRecord>) -> Vec<String> {
     param_names(trials)
         .into_iter()
         .filter(|n| {
-            let values: BTreeSet<String> = trials.values().map(|t| t.params.get(n).map_or(String::new(), |v| v.to_string())).collect();
+            let values: BTreeSet<String> =
+                trials.values().map(|t| t.params.get(n).map_or(String::new(), |v| v.to_string())).collect();
             values.len() > 1
         })
         .collect()
@@ -91,7 +94,10 @@ pub fn varying_params(trials: &BTreeMap<usize, TrialRecord>) -> Vec<String> {
 /// A terminal table of the top `n` trials with up to 6 varying parameters.
 pub fn render(trials: &BTreeMap<usize, TrialRecord>, n: usize) -> String {
     let params: Vec<String> = varying_params(trials).into_iter().take(6).collect();
-    let mut out = format!("{:>4} {:>5} {:<10} {:>8} {:>5} {:>6} {:>8}", "rank", "trial", "state", "val_acc", "best", "epochs", "secs");
+    let mut out = format!(
+        "{:>4} {:>5} {:<10} {:>8} {:>5} {:>6} {:>8}",
+        "rank", "trial", "state", "val_acc", "best", "epochs", "secs"
+    );
     for p in &params {
         out.push_str(&format!(" {:>12}", truncate(p, 12)));
     }
@@ -151,9 +157,26 @@ mod tests {
         let history = val_acc
             .iter()
             .enumerate()
-            .map(|(i, v)| EpochMetrics { epoch: i + 1, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc: *v, lr: 1e-3, secs: 1.0 })
+            .map(|(i, v)| EpochMetrics {
+                epoch: i + 1,
+                train_loss: 1.0,
+                train_acc: 0.5,
+                val_loss: 1.0,
+                val_acc: *v,
+                lr: 1e-3,
+                secs: 1.0,
+            })
             .collect();
-        TrialRecord { number, params: Default::default(), seed: 1, state, reason: None, history, secs: 1.0, retry_of: None }
+        TrialRecord {
+            number,
+            params: Default::default(),
+            seed: 1,
+            state,
+            reason: None,
+            history,
+            secs: 1.0,
+            retry_of: None,
+        }
     }
 
     #[test]

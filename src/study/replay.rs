@@ -183,7 +183,12 @@ impl ReplayLauncher {
 const PROGRESS_FILE: &str = "replay_epochs";
 
 impl Launch for ReplayLauncher {
-    fn spawn(&self, number: usize, dir: &Path, tx: mpsc::UnboundedSender<Message>) -> std::io::Result<oneshot::Sender<()>> {
+    fn spawn(
+        &self,
+        number: usize,
+        dir: &Path,
+        tx: mpsc::UnboundedSender<Message>,
+    ) -> std::io::Result<oneshot::Sender<()>> {
         let origin = *self.origin.lock().expect("not poisoned").get_or_insert_with(Instant::now);
         let params = crate::model::params::read_params(&dir.join("params.toml")).map_err(std::io::Error::other)?;
         let row_index = self.table.nearest(&self.space, &params);
@@ -202,7 +207,15 @@ impl Launch for ReplayLauncher {
                     let at = origin.elapsed().as_secs_f64();
                     log.lock().expect("not poisoned").push(Report { at, trial: number, row: row_index, val_acc });
                     std::fs::write(&progress, (k + 1).to_string())?;
-                    let m = EpochMetrics { epoch: k + 1, train_loss: 0.0, train_acc: 0.0, val_loss: 0.0, val_acc, lr, secs };
+                    let m = EpochMetrics {
+                        epoch: k + 1,
+                        train_loss: 0.0,
+                        train_acc: 0.0,
+                        val_loss: 0.0,
+                        val_acc,
+                        lr,
+                        secs,
+                    };
                     let _ = tx.send(Message::Epoch(number, m));
                 }
                 std::io::Result::Ok(())

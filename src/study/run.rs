@@ -11,13 +11,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::{mpsc, oneshot};
 
 use super::journal::{Event, replay};
-use super::storage::{Cursor, Liveness, Queued, Reservation, StudyStorage};
 use super::launch::{Exit, Launch, Message, ProcessLauncher};
-pub use super::start::{Resolved, feasibility};
-use super::start::{self, Opened};
 use super::leaderboard;
 use super::pruner::{Curve, Pruning};
 use super::sampler::{Ask, Proposal, Sampler};
+use super::start::{self, Opened};
+pub use super::start::{Resolved, feasibility};
+use super::storage::{Cursor, Liveness, Queued, Reservation, StudyStorage};
 use super::trial::{TrialRecord, TrialState, trial_seed};
 use crate::error::{Result, TuneError};
 use crate::training::TrainConfig;
@@ -244,7 +244,9 @@ impl Study {
                 return Err(TuneError::InfeasibleSpace {
                     file: self.resolved.space.file.clone(),
                     key: "params".into(),
-                    problem: format!("{MAX_CONSECUTIVE_INFEASIBLE} sampled networks in a row collapse (last: {reason})"),
+                    problem: format!(
+                        "{MAX_CONSECUTIVE_INFEASIBLE} sampled networks in a row collapse (last: {reason})"
+                    ),
                     fix: "narrow filter, stride, pool and depth ranges, or add padding".into(),
                 });
             }
@@ -271,7 +273,11 @@ impl Study {
         if !params_path.exists() {
             crate::model::params::write_params(&params_path, &t.params)?;
         }
-        let cfg = TrainConfig { seed: t.seed, split_seed: self.resolved.split_seed, ..self.resolved.space.study.training.clone() };
+        let cfg = TrainConfig {
+            seed: t.seed,
+            split_seed: self.resolved.split_seed,
+            ..self.resolved.space.study.training.clone()
+        };
         crate::files::write_atomic(&dir.join("train.toml"), toml::to_string(&cfg).expect("serialisable").as_bytes())?;
         Ok(dir)
     }
@@ -279,7 +285,10 @@ impl Study {
     fn launch(&mut self, n: usize, tx: &mpsc::UnboundedSender<Message>) -> Result<()> {
         let dir = self.write_trial_files(n)?;
         let kill = self.launcher.spawn(n, &dir, tx.clone()).map_err(|e| TuneError::io(&dir, e))?;
-        self.running.insert(n, Running { kill: Some(kill), started: Instant::now(), pruned: None, stopped: false, disowned: false });
+        self.running.insert(
+            n,
+            Running { kill: Some(kill), started: Instant::now(), pruned: None, stopped: false, disowned: false },
+        );
         Ok(())
     }
 
@@ -287,7 +296,11 @@ impl Study {
         self.trials
             .values()
             .filter(|t| !t.history.is_empty())
-            .map(|t| Curve { number: t.number, val_acc: t.history.iter().map(|m| m.val_acc).collect(), finished: t.state.is_finished() })
+            .map(|t| Curve {
+                number: t.number,
+                val_acc: t.history.iter().map(|m| m.val_acc).collect(),
+                finished: t.state.is_finished(),
+            })
             .collect()
     }
 
@@ -306,7 +319,8 @@ impl Study {
         self.epoch_secs += m.secs;
         let images = self.resolved.space.study.training.subset.unwrap_or(usize::MAX);
         self.images += images.min(self.train_size) as f64;
-        let curve = Curve { number: n, val_acc: self.trials[&n].history.iter().map(|m| m.val_acc).collect(), finished: false };
+        let curve =
+            Curve { number: n, val_acc: self.trials[&n].history.iter().map(|m| m.val_acc).collect(), finished: false };
         if let Some(reason) = self.pruning.should_stop(&curve, &self.curves())
             && let Some(r) = self.running.get_mut(&n)
             && r.pruned.is_none()
@@ -345,7 +359,11 @@ impl Study {
 
 fn study_bar(total: usize) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("study [{bar:30}] {pos}/{len} trials {msg} ({elapsed}, ETA {eta})").expect("static").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("study [{bar:30}] {pos}/{len} trials {msg} ({elapsed}, ETA {eta})")
+            .expect("static")
+            .progress_chars("=> "),
+    );
     bar
 }
 
@@ -355,7 +373,11 @@ fn bar_message(trials: &BTreeMap<usize, TrialRecord>) -> String {
     let best = trials.values().filter_map(|t| t.value().map(|v| (v, t.number))).max_by(|a, b| a.0.total_cmp(&b.0));
     format!(
         "done {} · pruned {} · failed {} · infeasible {} · running {} · best {}",
-        get(TrialState::Complete), get(TrialState::Pruned), get(TrialState::Failed), get(TrialState::Infeasible), get(TrialState::Running),
+        get(TrialState::Complete),
+        get(TrialState::Pruned),
+        get(TrialState::Failed),
+        get(TrialState::Infeasible),
+        get(TrialState::Running),
         best.map_or("-".into(), |(v, n)| format!("{v:.4} (#{n})"))
     )
 }
@@ -367,12 +389,24 @@ impl Study {
         let space = &resolved.space.study;
         let left_running = trials.values().filter(|t| t.state == TrialState::Running).count();
         if !trials.is_empty() {
-            tracing::info!("resuming study `{}`: {} trials recorded, {} running or queued", space.name, trials.len(), left_running);
+            tracing::info!(
+                "resuming study `{}`: {} trials recorded, {} running or queued",
+                space.name,
+                trials.len(),
+                left_running
+            );
         }
         tracing::info!(
             "study `{}`: {} trials, {} slots × {} threads, sampler {:?}, pruner {:?}, up to {} epochs each → {} ({})",
-            space.name, space.trials, resolved.concurrency, resolved.threads_per_trial, space.sampler, space.pruner, space.training.epochs,
-            dir.display(), storage.location()
+            space.name,
+            space.trials,
+            resolved.concurrency,
+            resolved.threads_per_trial,
+            space.sampler,
+            space.pruner,
+            space.training.epochs,
+            dir.display(),
+            storage.location()
         );
         let bar = study_bar(space.trials);
         let pruning = Pruning::of(&resolved.space);
@@ -451,7 +485,9 @@ impl Study {
     }
 
     fn show_progress(&self) {
-        self.bar.set_position(self.trials.values().filter(|t| t.state.is_finished() && t.counts_toward_budget()).count() as u64);
+        self.bar.set_position(
+            self.trials.values().filter(|t| t.state.is_finished() && t.counts_toward_budget()).count() as u64,
+        );
         self.bar.set_message(bar_message(&self.trials));
     }
 
@@ -516,7 +552,12 @@ impl Study {
                 if let Some(t) = self.trials.get(&number)
                     && self.bar.is_hidden()
                 {
-                    tracing::info!("trial {number} {}: best val_acc {} after {} epochs", t.state.name(), t.best().map_or("-".into(), |b| format!("{:.4}", b.0)), t.history.len());
+                    tracing::info!(
+                        "trial {number} {}: best val_acc {} after {} epochs",
+                        t.state.name(),
+                        t.best().map_or("-".into(), |b| format!("{:.4}", b.0)),
+                        t.history.len()
+                    );
                 }
                 Ok(())
             }
@@ -527,7 +568,10 @@ impl Study {
     /// once it reports its next epoch (so no finished epoch is lost).
     fn time_out(&mut self) {
         self.timed_out = true;
-        tracing::info!("time budget reached: no new trials; {} running trial(s) stop after their current epoch", self.running.len());
+        tracing::info!(
+            "time budget reached: no new trials; {} running trial(s) stop after their current epoch",
+            self.running.len()
+        );
     }
 
     fn stop_after_epoch(&mut self, n: usize) {
@@ -594,7 +638,9 @@ fn tick_period(liveness: &Liveness) -> std::time::Duration {
 /// worker has nothing left to do (budget allocated and trials done, grid exhausted, Ctrl-C).
 async fn run_async(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Result<Summary> {
     let opened = start::open(&opts)?;
-    let budget = opts.timeout.or_else(|| opened.resolved.space.study.timeout.as_deref().and_then(|t| super::space::parse_timeout(t).ok()));
+    let budget = opts
+        .timeout
+        .or_else(|| opened.resolved.space.study.timeout.as_deref().and_then(|t| super::space::parse_timeout(t).ok()));
     let deadline = budget.map(|b| tokio::time::Instant::now() + b);
     let launcher = match launcher {
         Some(l) => l,
@@ -664,12 +710,19 @@ mod tests {
     }
 
     impl Launch for Scripted {
-        fn spawn(&self, number: usize, dir: &Path, tx: mpsc::UnboundedSender<Message>) -> std::io::Result<oneshot::Sender<()>> {
-            let params = crate::model::params::read_params(&dir.join("params.toml")).expect("the loop wrote params.toml");
+        fn spawn(
+            &self,
+            number: usize,
+            dir: &Path,
+            tx: mpsc::UnboundedSender<Message>,
+        ) -> std::io::Result<oneshot::Sender<()>> {
+            let params =
+                crate::model::params::read_params(&dir.join("params.toml")).expect("the loop wrote params.toml");
             let lr = params.get("lr").and_then(|v| v.as_f64()).unwrap_or(1e-3);
             for epoch in 1..=self.epochs {
                 let val_acc = (0.5 + 50.0 * lr + 0.01 * epoch as f64).min(0.99);
-                let m = EpochMetrics { epoch, train_loss: 1.0, train_acc: val_acc, val_loss: 1.0, val_acc, lr, secs: 0.01 };
+                let m =
+                    EpochMetrics { epoch, train_loss: 1.0, train_acc: val_acc, val_loss: 1.0, val_acc, lr, secs: 0.01 };
                 let _ = tx.send(Message::Epoch(number, m));
             }
             let _ = tx.send(Message::Exit { number, outcome: (self.exit)(number) });
@@ -686,7 +739,12 @@ mod tests {
     const EPOCH: std::time::Duration = std::time::Duration::from_millis(100);
 
     impl Launch for Paced {
-        fn spawn(&self, number: usize, _dir: &Path, tx: mpsc::UnboundedSender<Message>) -> std::io::Result<oneshot::Sender<()>> {
+        fn spawn(
+            &self,
+            number: usize,
+            _dir: &Path,
+            tx: mpsc::UnboundedSender<Message>,
+        ) -> std::io::Result<oneshot::Sender<()>> {
             let (kill, mut killed) = oneshot::channel::<()>();
             let epochs = self.epochs;
             tokio::spawn(async move {
@@ -698,7 +756,15 @@ mod tests {
                             return;
                         }
                     }
-                    let m = EpochMetrics { epoch, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc: 0.5, lr: 1e-3, secs: EPOCH.as_secs_f64() };
+                    let m = EpochMetrics {
+                        epoch,
+                        train_loss: 1.0,
+                        train_acc: 0.5,
+                        val_loss: 1.0,
+                        val_acc: 0.5,
+                        lr: 1e-3,
+                        secs: EPOCH.as_secs_f64(),
+                    };
                     let _ = tx.send(Message::Epoch(number, m));
                 }
                 let _ = tx.send(Message::Exit { number, outcome: Exit::Success });
@@ -759,15 +825,27 @@ mod tests {
             format!("[study]\nname = \"s\"\ntrials = {trials}\nconcurrency = 2\npruner = \"none\"\nstartup_trials = 2\nhistory_lag = 1\n[study.training]\nmax_epochs = 3\n[params]\nlr = {{ float = [1e-4, 5e-3], log = true }}\nconv0_channels = 4\n"),
         )
         .unwrap();
-        let opts = RunOptions { space_file: space, runs_dir: dir.path().join("runs"), data_dir: Some(dir.path().join("data")), split_seed: 27, ..RunOptions::default() };
+        let opts = RunOptions {
+            space_file: space,
+            runs_dir: dir.path().join("runs"),
+            data_dir: Some(dir.path().join("data")),
+            split_seed: 27,
+            ..RunOptions::default()
+        };
         (dir, opts)
     }
 
     #[test]
     fn scripted_trials_fill_the_budget_and_failures_are_recorded() {
         let (_dir, opts) = setup(5);
-        let s = run_with(opts.clone(), Some(Box::new(Scripted { epochs: 3, exit: |n| if n == 1 { Exit::Failed("scripted failure".into()) } else { Exit::Success } })))
-            .unwrap();
+        let s = run_with(
+            opts.clone(),
+            Some(Box::new(Scripted {
+                epochs: 3,
+                exit: |n| if n == 1 { Exit::Failed("scripted failure".into()) } else { Exit::Success },
+            })),
+        )
+        .unwrap();
         assert_eq!(s.counts.get(&TrialState::Complete), Some(&4));
         assert_eq!(s.counts.get(&TrialState::Failed), Some(&1), "a failing trial does not stop the study");
         let trials = load_trials(&s.dir).unwrap();
@@ -779,7 +857,11 @@ mod tests {
     #[test]
     fn an_interrupted_trial_stays_running_and_resumes_without_being_resampled() {
         let (_dir, opts) = setup(4);
-        let s = run_with(opts.clone(), Some(Box::new(Scripted { epochs: 1, exit: |n| if n == 2 { Exit::Interrupted } else { Exit::Success } }))).unwrap();
+        let s = run_with(
+            opts.clone(),
+            Some(Box::new(Scripted { epochs: 1, exit: |n| if n == 2 { Exit::Interrupted } else { Exit::Success } })),
+        )
+        .unwrap();
         assert!(s.interrupted);
         let before = load_trials(&s.dir).unwrap();
         assert_eq!(before[&2].state, TrialState::Running, "an interrupted trial is not a failure");

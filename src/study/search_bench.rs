@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::replay::{CurveTable, Report, ReplayLauncher};
+use super::replay::{CurveTable, ReplayLauncher, Report};
 use super::space::{PrunerKind, SamplerKind, SearchSpace};
 use crate::error::{Result, TuneError};
 
@@ -36,7 +36,8 @@ impl Method {
     /// Parses `sampler+pruner` (e.g. `tpe+asha`).
     pub fn parse(text: &str) -> std::result::Result<Method, String> {
         let (s, p) = text.split_once('+').ok_or_else(|| format!("`{text}`: write sampler+pruner, e.g. tpe+asha"))?;
-        let sampler = serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("`{s}`: samplers are random, tpe"))?;
+        let sampler = serde_json::from_value(serde_json::Value::String(s.into()))
+            .map_err(|_| format!("`{s}`: samplers are random, tpe"))?;
         let pruner = serde_json::from_value(serde_json::Value::String(p.into()))
             .map_err(|_| format!("`{p}`: pruners are none, median, asha, hyperband, first_epoch"))?;
         Ok(Method { sampler, pruner })
@@ -83,7 +84,10 @@ pub fn outcomes(reports: &[Report], table: &CurveTable, budget: f64) -> Vec<(f64
         .iter()
         .map(|&frac| {
             let seen = reports.iter().filter(|r| r.at <= frac * budget + 1e-9);
-            match seen.fold(None::<&Report>, |best, r| if best.is_none_or(|b| r.val_acc > b.val_acc) { Some(r) } else { best }) {
+            match seen.fold(
+                None::<&Report>,
+                |best, r| if best.is_none_or(|b| r.val_acc > b.val_acc) { Some(r) } else { best },
+            ) {
                 Some(b) => (frac, b.val_acc, best_final - table.rows[b.row].final_value()),
                 None => (frac, f64::NAN, f64::NAN),
             }
@@ -108,7 +112,14 @@ fn run_space(template: &toml::Table, method: Method, seed: u64, workers: usize, 
 }
 
 /// Runs one simulated study; returns its figures at each fraction of the budget.
-pub fn run_one(table: &Arc<CurveTable>, template: &toml::Table, method: Method, workers: usize, seed: u64, budget_trials: f64) -> Result<Vec<Outcome>> {
+pub fn run_one(
+    table: &Arc<CurveTable>,
+    template: &toml::Table,
+    method: Method,
+    workers: usize,
+    seed: u64,
+    budget_trials: f64,
+) -> Result<Vec<Outcome>> {
     let scratch = if Path::new("/dev/shm").is_dir() { tempfile::tempdir_in("/dev/shm") } else { tempfile::tempdir() };
     let scratch = scratch.map_err(|e| TuneError::io("a temporary directory", e))?;
     let space_file = scratch.path().join("space.toml");
@@ -130,11 +141,20 @@ pub fn run_one(table: &Arc<CurveTable>, template: &toml::Table, method: Method, 
         ..Default::default()
     };
     // The study's per-trial log lines would drown the table: silenced for the run only.
-    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || super::run::run_simulated(opts, Box::new(launcher)))?;
+    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+        super::run::run_simulated(opts, Box::new(launcher))
+    })?;
     let reports = reports.lock().expect("not poisoned").clone();
     Ok(outcomes(&reports, table, budget)
         .into_iter()
-        .map(|(frac, best_val_acc, regret)| Outcome { method: method.name(), workers, seed, frac, best_val_acc, regret })
+        .map(|(frac, best_val_acc, regret)| Outcome {
+            method: method.name(),
+            workers,
+            seed,
+            frac,
+            best_val_acc,
+            regret,
+        })
         .collect())
 }
 
@@ -159,7 +179,8 @@ pub fn stats(values: &[f64]) -> Stats {
     let cut = n / 4;
     let iqm = mean_of(&v[cut..n - cut]);
     let mut rng = StdRng::seed_from_u64(0);
-    let mut means: Vec<f64> = (0..1000).map(|_| (0..n).map(|_| v[rng.random_range(0..n)]).sum::<f64>() / n as f64).collect();
+    let mut means: Vec<f64> =
+        (0..1000).map(|_| (0..n).map(|_| v[rng.random_range(0..n)]).sum::<f64>() / n as f64).collect();
     means.sort_by(f64::total_cmp);
     Stats { n, mean: mean_of(&v), iqm, low: means[25], high: means[974] }
 }
@@ -234,10 +255,15 @@ pub fn run(opts: &SearchBenchOptions) -> Result<()> {
     let table = Arc::new(CurveTable::load(&opts.table)?);
     let text = crate::files::read_text(&opts.space)?;
     SearchSpace::parse(&text, &opts.space)?; // a bad space is refused once, with its own message
-    let template: toml::Table = toml::from_str(&text).map_err(|e| TuneError::ConfigSyntax { file: opts.space.clone(), message: e.to_string() })?;
+    let template: toml::Table = toml::from_str(&text)
+        .map_err(|e| TuneError::ConfigSyntax { file: opts.space.clone(), message: e.to_string() })?;
     println!(
         "table {}: {} curves × ≤{} epochs, best final val_acc {:.4}, a whole trial {:.1} s on average",
-        table.file.display(), table.rows.len(), table.epochs(), table.best_final(), table.mean_trial_secs()
+        table.file.display(),
+        table.rows.len(),
+        table.epochs(),
+        table.best_final(),
+        table.mean_trial_secs()
     );
     println!("budget: {} whole trials' time per worker (simulated); {} paired seeds", opts.budget_trials, opts.seeds);
     let started = std::time::Instant::now();
@@ -247,7 +273,12 @@ pub fn run(opts: &SearchBenchOptions) -> Result<()> {
             for seed in 0..opts.seeds as u64 {
                 rows.extend(run_one(&table, &template, *method, workers, seed, opts.budget_trials)?);
             }
-            eprintln!("  {workers} workers, {}: {} runs done ({:.0} s)", method.name(), opts.seeds, started.elapsed().as_secs_f64());
+            eprintln!(
+                "  {workers} workers, {}: {} runs done ({:.0} s)",
+                method.name(),
+                opts.seeds,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     for extra in &opts.extra {
@@ -257,7 +288,9 @@ pub fn run(opts: &SearchBenchOptions) -> Result<()> {
         write_rows(out, &rows)?;
     }
     print!("{}", render(&rows));
-    println!("best val_acc seen by each share of the budget (mean over seeds); regret: the table's best final value minus the final value of the network each run would pick");
+    println!(
+        "best val_acc seen by each share of the budget (mean over seeds); regret: the table's best final value minus the final value of the network each run would pick"
+    );
     Ok(())
 }
 

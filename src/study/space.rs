@@ -36,13 +36,19 @@ impl Distribution {
     /// Every value the grid sampler visits (floats: `grid_points` evenly, or log-evenly, spaced).
     pub fn grid(&self, grid_points: usize) -> Vec<Value> {
         match self {
-            Distribution::Int { low, high, step, .. } => (*low..=*high).step_by(*step as usize).map(Value::Int).collect(),
+            Distribution::Int { low, high, step, .. } => {
+                (*low..=*high).step_by(*step as usize).map(Value::Int).collect()
+            }
             Distribution::Float { low, high, log } => {
                 let n = grid_points.max(2);
                 (0..n)
                     .map(|i| {
                         let t = i as f64 / (n - 1) as f64;
-                        Value::Float(if *log { (low.ln() + t * (high.ln() - low.ln())).exp() } else { low + t * (high - low) })
+                        Value::Float(if *log {
+                            (low.ln() + t * (high.ln() - low.ln())).exp()
+                        } else {
+                            low + t * (high - low)
+                        })
                     })
                     .collect()
             }
@@ -56,7 +62,9 @@ impl Distribution {
     /// Whether a sample of this distribution can be `v`.
     pub fn produces(&self, v: &Value) -> bool {
         match (self, v) {
-            (Distribution::Int { low, high, step, .. }, Value::Int(x)) => x >= low && x <= high && (*x as i128 - *low as i128) % *step as i128 == 0,
+            (Distribution::Int { low, high, step, .. }, Value::Int(x)) => {
+                x >= low && x <= high && (*x as i128 - *low as i128) % *step as i128 == 0
+            }
             (Distribution::Float { low, high, .. }, v) => v.as_f64().is_some_and(|x| x >= *low && x <= *high),
             (Distribution::Choice(c), v) => c.contains(v),
             (Distribution::Fixed(f), v) => f == v,
@@ -68,9 +76,13 @@ impl Distribution {
     pub fn describe(&self) -> String {
         match self {
             Distribution::Int { low, high, step: 1, .. } => format!("a whole number in [{low}, {high}]"),
-            Distribution::Int { low, high, step, .. } => format!("a whole number in [{low}, {high}] in steps of {step}"),
+            Distribution::Int { low, high, step, .. } => {
+                format!("a whole number in [{low}, {high}] in steps of {step}")
+            }
             Distribution::Float { low, high, .. } => format!("a number in [{low}, {high}]"),
-            Distribution::Choice(c) => format!("one of {}", c.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")),
+            Distribution::Choice(c) => {
+                format!("one of {}", c.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))
+            }
             Distribution::Fixed(v) => format!("the fixed value {v}"),
         }
     }
@@ -207,17 +219,39 @@ impl Default for PrunerSettings {
     }
 }
 
-fn default_metric() -> String { "val_acc".into() }
-fn default_max_retries() -> usize { 3 }
-fn default_direction() -> String { "maximize".into() }
-fn default_trials() -> usize { 20 }
-fn default_sampler() -> SamplerKind { SamplerKind::Tpe }
-fn default_pruner() -> PrunerKind { PrunerKind::Asha }
-fn default_seed() -> u64 { 42 }
-fn yes() -> bool { true }
-fn default_grid_points() -> usize { 3 }
-fn default_startup() -> usize { 8 }
-fn default_lag() -> usize { 4 }
+fn default_metric() -> String {
+    "val_acc".into()
+}
+fn default_max_retries() -> usize {
+    3
+}
+fn default_direction() -> String {
+    "maximize".into()
+}
+fn default_trials() -> usize {
+    20
+}
+fn default_sampler() -> SamplerKind {
+    SamplerKind::Tpe
+}
+fn default_pruner() -> PrunerKind {
+    PrunerKind::Asha
+}
+fn default_seed() -> u64 {
+    42
+}
+fn yes() -> bool {
+    true
+}
+fn default_grid_points() -> usize {
+    3
+}
+fn default_startup() -> usize {
+    8
+}
+fn default_lag() -> usize {
+    4
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,14 +282,24 @@ impl SearchSpace {
             message: format!("{e}\n  fix: see README's \"Search spaces\" section for the [study] and [params] keys"),
         };
         let mut raw: RawFile = toml::from_str(text).map_err(syntax)?;
-        let err = |key: &str, problem: String, fix: String| TuneError::Config { file: file.to_path_buf(), key: key.to_string(), problem, fix };
+        let err = |key: &str, problem: String, fix: String| TuneError::Config {
+            file: file.to_path_buf(),
+            key: key.to_string(),
+            problem,
+            fix,
+        };
         // `[study.training]` takes the training config's one checked path (same defaults and
         // checks as `tune train`); seeds come from the study, not from this table.
         let table: toml::Table = toml::from_str(text).map_err(syntax)?;
-        let training = table.get("study").and_then(|s| s.get("training")).and_then(|t| t.as_table()).cloned().unwrap_or_default();
+        let training =
+            table.get("study").and_then(|s| s.get("training")).and_then(|t| t.as_table()).cloned().unwrap_or_default();
         for key in ["seed", "split_seed"] {
             if training.contains_key(key) {
-                return Err(err(&format!("study.training.{key}"), "seeds are set per study, not per trial".into(), "use study.seed (trial seeds derive from it) and --split-seed".into()));
+                return Err(err(
+                    &format!("study.training.{key}"),
+                    "seeds are set per study, not per trial".into(),
+                    "use study.seed (trial seeds derive from it) and --split-seed".into(),
+                ));
             }
         }
         raw.study.training = Layered::default().table(&training, file, "study.training.")?.build()?;
@@ -268,7 +312,11 @@ impl SearchSpace {
                 templates.push((key.clone(), dist));
             } else {
                 if !is_known_key(key) {
-                    return Err(err(key, "unknown parameter".into(), format!("use one of {} (or conv*_… / fc*_… for every block)", known_keys_help())));
+                    return Err(err(
+                        key,
+                        "unknown parameter".into(),
+                        format!("use one of {} (or conv*_… / fc*_… for every block)", known_keys_help()),
+                    ));
                 }
                 dists.insert(key.clone(), dist);
             }
@@ -277,15 +325,29 @@ impl SearchSpace {
         let max_fc = max_blocks(&dists, "fc", "neurons", &err)?;
         for (kind, max) in [("conv", max_conv), ("fc", max_fc)] {
             if max > crate::model::params::MAX_BLOCKS as usize {
-                let key = dists.keys().find(|k| block_index(k, kind).is_some_and(|i| i + 1 == max)).cloned().unwrap_or(format!("n_{kind}"));
-                return Err(err(&key, format!("{max} {kind} blocks (at most {})", crate::model::params::MAX_BLOCKS), format!("use blocks {kind}0…{kind}{}", crate::model::params::MAX_BLOCKS - 1)));
+                let key = dists
+                    .keys()
+                    .find(|k| block_index(k, kind).is_some_and(|i| i + 1 == max))
+                    .cloned()
+                    .unwrap_or(format!("n_{kind}"));
+                return Err(err(
+                    &key,
+                    format!("{max} {kind} blocks (at most {})", crate::model::params::MAX_BLOCKS),
+                    format!("use blocks {kind}0…{kind}{}", crate::model::params::MAX_BLOCKS - 1),
+                ));
             }
         }
         for (template, dist) in templates {
             let (kind, max, suffixes): (&str, usize, &[&str]) = match template.split_once("*_") {
                 Some(("conv", s)) if CONV_KEYS.contains(&s) => ("conv", max_conv, &CONV_KEYS),
                 Some(("fc", s)) if FC_KEYS.contains(&s) => ("fc", max_fc, &FC_KEYS),
-                _ => return Err(err(&template, "not a block template".into(), format!("write conv*_{{{}}} or fc*_{{{}}}", CONV_KEYS.join(","), FC_KEYS.join(",")))),
+                _ => {
+                    return Err(err(
+                        &template,
+                        "not a block template".into(),
+                        format!("write conv*_{{{}}} or fc*_{{{}}}", CONV_KEYS.join(","), FC_KEYS.join(",")),
+                    ));
+                }
             };
             let suffix = template.split_once("*_").map(|(_, s)| s).unwrap_or_default();
             debug_assert!(suffixes.contains(&suffix));
@@ -295,7 +357,9 @@ impl SearchSpace {
                 return Err(err(
                     &template,
                     format!("applies to no block: this space has no {kind} blocks"),
-                    format!("set the depth with `n_{kind} = {{ int = [1, 3] }}` (or give `{kind}0_{required}`), or remove the template"),
+                    format!(
+                        "set the depth with `n_{kind} = {{ int = [1, 3] }}` (or give `{kind}0_{required}`), or remove the template"
+                    ),
                 ));
             }
             for i in 0..max {
@@ -307,16 +371,26 @@ impl SearchSpace {
             for i in 0..max {
                 let key = format!("{kind}{i}_{required}");
                 if !dists.contains_key(&key) {
-                    return Err(err(&key, format!("block {kind}{i} can exist (up to {max} {kind} blocks) but has no `{required}`"), format!("add `{key}` or `\"{kind}*_{required}\"`, or lower the upper bound of `n_{kind}`")));
+                    return Err(err(
+                        &key,
+                        format!("block {kind}{i} can exist (up to {max} {kind} blocks) but has no `{required}`"),
+                        format!("add `{key}` or `\"{kind}*_{required}\"`, or lower the upper bound of `n_{kind}`"),
+                    ));
                 }
             }
             if let Some(key) = dists.keys().find(|k| block_index(k, kind).is_some_and(|i| i >= max)) {
                 let fix = if dists.contains_key(&format!("n_{kind}")) {
                     format!("remove `{key}` or raise the upper bound of `n_{kind}`")
                 } else {
-                    format!("remove `{key}`, or give every block up to it a `{required}` (without `n_{kind}`, the blocks are those with a `{required}`)")
+                    format!(
+                        "remove `{key}`, or give every block up to it a `{required}` (without `n_{kind}`, the blocks are those with a `{required}`)"
+                    )
                 };
-                return Err(err(key, format!("this block parameter has no block: at most {max} {kind} blocks exist"), fix));
+                return Err(err(
+                    key,
+                    format!("this block parameter has no block: at most {max} {kind} blocks exist"),
+                    fix,
+                ));
             }
         }
         for (key, dist) in &dists {
@@ -366,7 +440,9 @@ impl SearchSpace {
         SearchSpace::prune_inactive(&mut p);
         for (key, dist) in &self.params {
             match p.get(key) {
-                None if SearchSpace::is_active(key, &p) => return Err((key.clone(), format!("is missing: give it {}", dist.describe()))),
+                None if SearchSpace::is_active(key, &p) => {
+                    return Err((key.clone(), format!("is missing: give it {}", dist.describe())));
+                }
                 Some(v) if !dist.produces(v) => return Err((key.clone(), format!("`{v}` is not {}", dist.describe()))),
                 _ => {}
             }
@@ -390,13 +466,21 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
         && !s.name.starts_with('.')
         && s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !name_ok {
-        return Err(err("study.name", format!("{:?} cannot name a study directory", s.name), format!("use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', not starting with '.'")));
+        return Err(err(
+            "study.name",
+            format!("{:?} cannot name a study directory", s.name),
+            format!("use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', not starting with '.'"),
+        ));
     }
     if s.metric != "val_acc" {
         return Err(err("study.metric", format!("`{}` is not tracked", s.metric), "use metric = \"val_acc\"".into()));
     }
     if s.direction != "maximize" {
-        return Err(err("study.direction", format!("`{}` does not fit val_acc", s.direction), "use direction = \"maximize\"".into()));
+        return Err(err(
+            "study.direction",
+            format!("`{}` does not fit val_acc", s.direction),
+            "use direction = \"maximize\"".into(),
+        ));
     }
     let max_epochs = crate::training::config::MAX_EPOCHS;
     let ranges = [
@@ -413,24 +497,49 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
     ];
     for (key, v, low, high) in ranges {
         if !(low..=high).contains(&v) {
-            return Err(err(key, format!("{v} is outside {low}..={high}"), format!("set `{key}` to a whole number in {low}..={high}")));
+            return Err(err(
+                key,
+                format!("{v} is outside {low}..={high}"),
+                format!("set `{key}` to a whole number in {low}..={high}"),
+            ));
         }
     }
     if let Some(t) = &s.timeout {
-        parse_timeout(t).map_err(|problem| err("study.timeout", problem, "write a duration such as \"90m\" or \"2h 30m\"".into()))?;
+        parse_timeout(t).map_err(|problem| {
+            err("study.timeout", problem, "write a duration such as \"90m\" or \"2h 30m\"".into())
+        })?;
     }
     if !(0.0..=1.0).contains(&s.tpe.exploration) {
-        return Err(err("study.tpe.exploration", format!("{} is outside [0, 1]", s.tpe.exploration), "set a share such as 0.1 (0: never draw uniformly after the start-up)".into()));
+        return Err(err(
+            "study.tpe.exploration",
+            format!("{} is outside [0, 1]", s.tpe.exploration),
+            "set a share such as 0.1 (0: never draw uniformly after the start-up)".into(),
+        ));
     }
     if !(1..=1000).contains(&s.tpe.candidates) {
-        return Err(err("study.tpe.candidates", format!("{} is outside 1..=1000", s.tpe.candidates), "set `study.tpe.candidates` to a whole number in 1..=1000 (Optuna uses 24)".into()));
+        return Err(err(
+            "study.tpe.candidates",
+            format!("{} is outside 1..=1000", s.tpe.candidates),
+            "set `study.tpe.candidates` to a whole number in 1..=1000 (Optuna uses 24)".into(),
+        ));
     }
     if s.max_retries > 100 {
-        return Err(err("study.max_retries", format!("{} is outside 0..=100", s.max_retries), "set `study.max_retries` to a whole number in 0..=100".into()));
+        return Err(err(
+            "study.max_retries",
+            format!("{} is outside 0..=100", s.max_retries),
+            "set `study.max_retries` to a whole number in 0..=100".into(),
+        ));
     }
-    s.liveness().map_err(|(key, problem)| err(key, problem, "write a duration such as \"30s\" or \"2m\"; the grace must be longer than the heartbeat".into()))?;
+    s.liveness().map_err(|(key, problem)| {
+        err(
+            key,
+            problem,
+            "write a duration such as \"30s\" or \"2m\"; the grace must be longer than the heartbeat".into(),
+        )
+    })?;
     if let Some(t) = &s.store_wait {
-        parse_timeout(t).map_err(|problem| err("study.store_wait", problem, "write a duration such as \"10m\"".into()))?;
+        parse_timeout(t)
+            .map_err(|problem| err("study.store_wait", problem, "write a duration such as \"10m\"".into()))?;
     }
     s.training.check().map_err(|(key, problem, fix)| err(&format!("study.training.{key}"), problem, fix))
 }
@@ -446,14 +555,23 @@ impl StudySettings {
             l.grace = parse_timeout(t).map_err(|p| ("study.grace", p))?;
         }
         if l.grace <= l.heartbeat {
-            return Err(("study.grace", format!("{:?} is not longer than the heartbeat {:?}: live workers would be declared lost", l.grace, l.heartbeat)));
+            return Err((
+                "study.grace",
+                format!(
+                    "{:?} is not longer than the heartbeat {:?}: live workers would be declared lost",
+                    l.grace, l.heartbeat
+                ),
+            ));
         }
         Ok(l)
     }
 
     /// How long a worker waits for a shared store that went away.
     pub fn store_patience(&self) -> std::time::Duration {
-        self.store_wait.as_deref().and_then(|t| parse_timeout(t).ok()).unwrap_or(crate::study::storage::postgres_patience())
+        self.store_wait
+            .as_deref()
+            .and_then(|t| parse_timeout(t).ok())
+            .unwrap_or(crate::study::storage::postgres_patience())
     }
 }
 
@@ -489,7 +607,13 @@ fn parse_distribution(key: &str, value: &toml::Value, err: &ErrFn) -> Result<Dis
     };
     let pair = |name: &str| -> Result<Option<(f64, f64, bool)>> {
         let Some(v) = table.get(name) else { return Ok(None) };
-        let bad = || err(&format!("{key}.{name}"), "not a [low, high] pair of numbers".into(), format!("write {name} = [low, high]"));
+        let bad = || {
+            err(
+                &format!("{key}.{name}"),
+                "not a [low, high] pair of numbers".into(),
+                format!("write {name} = [low, high]"),
+            )
+        };
         let arr = v.as_array().filter(|a| a.len() == 2).ok_or_else(bad)?;
         let num = |x: &toml::Value| x.as_float().or_else(|| x.as_integer().map(|i| i as f64));
         let ints = arr.iter().all(|x| x.is_integer());
@@ -501,38 +625,68 @@ fn parse_distribution(key: &str, value: &toml::Value, err: &ErrFn) -> Result<Dis
     }
     if let Some((low, high, ints)) = pair("int")? {
         if !ints {
-            return Err(err(&format!("{key}.int"), "bounds are not whole numbers".into(), "use float = [low, high] for real values".into()));
+            return Err(err(
+                &format!("{key}.int"),
+                "bounds are not whole numbers".into(),
+                "use float = [low, high] for real values".into(),
+            ));
         }
         let (low, high) = (low as i64, high as i64);
         let step = match table.get("step") {
             None => 1,
             Some(toml::Value::Integer(s)) if *s >= 1 => *s,
-            Some(_) => return Err(err(&format!("{key}.step"), "not a whole number ≥ 1".into(), "write step = 8, say".into())),
+            Some(_) => {
+                return Err(err(&format!("{key}.step"), "not a whole number ≥ 1".into(), "write step = 8, say".into()));
+            }
         };
         if low > high {
             return Err(err(key, format!("inverted range [{low}, {high}]"), format!("write int = [{high}, {low}]")));
         }
         if log && low <= 0 {
-            return Err(err(key, format!("log scale needs a lower bound > 0, got {low}"), "raise the lower bound or drop log = true".into()));
+            return Err(err(
+                key,
+                format!("log scale needs a lower bound > 0, got {low}"),
+                "raise the lower bound or drop log = true".into(),
+            ));
         }
         let rest = (high as i128 - low as i128) % step as i128;
         if rest != 0 {
-            return Err(err(&format!("{key}.step"), format!("step {step} does not divide the range [{low}, {high}]"), format!("make high = {}", high as i128 - rest)));
+            return Err(err(
+                &format!("{key}.step"),
+                format!("step {step} does not divide the range [{low}, {high}]"),
+                format!("make high = {}", high as i128 - rest),
+            ));
         }
         if log && step != 1 {
-            return Err(err(&format!("{key}.step"), "a step cannot be combined with log = true".into(), "drop one of them".into()));
+            return Err(err(
+                &format!("{key}.step"),
+                "a step cannot be combined with log = true".into(),
+                "drop one of them".into(),
+            ));
         }
         return Ok(Distribution::Int { low, high, step, log });
     }
     if let Some((low, high, _)) = pair("float")? {
         if table.contains_key("step") {
-            return Err(err(&format!("{key}.step"), "float distributions take no step".into(), "use choice = [...] for a discrete set".into()));
+            return Err(err(
+                &format!("{key}.step"),
+                "float distributions take no step".into(),
+                "use choice = [...] for a discrete set".into(),
+            ));
         }
         if low > high || !low.is_finite() || !high.is_finite() {
-            return Err(err(key, format!("inverted or infinite range [{low}, {high}]"), format!("write float = [{high}, {low}]")));
+            return Err(err(
+                key,
+                format!("inverted or infinite range [{low}, {high}]"),
+                format!("write float = [{high}, {low}]"),
+            ));
         }
         if log && low <= 0.0 {
-            return Err(err(key, format!("log scale needs a lower bound > 0, got {low}"), "use a positive lower bound such as 1e-5".into()));
+            return Err(err(
+                key,
+                format!("log scale needs a lower bound > 0, got {low}"),
+                "use a positive lower bound such as 1e-5".into(),
+            ));
         }
         return Ok(Distribution::Float { low, high, log });
     }
@@ -545,7 +699,11 @@ fn parse_distribution(key: &str, value: &toml::Value, err: &ErrFn) -> Result<Dis
             Ok(Distribution::Choice(c))
         }
         Some(Some(_)) => Err(err(key, "empty choice list".into(), "list at least one value".into())),
-        _ => Err(err(&format!("{key}.choice"), "not a list of numbers or strings".into(), "write choice = [\"relu\", \"elu\"]".into())),
+        _ => Err(err(
+            &format!("{key}.choice"),
+            "not a list of numbers or strings".into(),
+            "write choice = [\"relu\", \"elu\"]".into(),
+        )),
     }
 }
 
@@ -561,8 +719,17 @@ fn max_blocks(dists: &BTreeMap<String, Distribution>, kind: &str, required: &str
         Some(Distribution::Choice(c)) if c.iter().all(|v| matches!(v, Value::Int(n) if *n >= 0)) => {
             Ok(c.iter().filter_map(|v| if let Value::Int(n) = v { Some(*n as usize) } else { None }).max().unwrap_or(0))
         }
-        Some(_) => Err(err(&depth_key, "the number of blocks must be whole numbers ≥ 0".into(), format!("write {depth_key} = {{ int = [1, 4] }}"))),
-        None => Ok(dists.keys().filter_map(|k| block_index(k, kind).filter(|_| k.ends_with(required))).map(|i| i + 1).max().unwrap_or(0)),
+        Some(_) => Err(err(
+            &depth_key,
+            "the number of blocks must be whole numbers ≥ 0".into(),
+            format!("write {depth_key} = {{ int = [1, 4] }}"),
+        )),
+        None => Ok(dists
+            .keys()
+            .filter_map(|k| block_index(k, kind).filter(|_| k.ends_with(required)))
+            .map(|i| i + 1)
+            .max()
+            .unwrap_or(0)),
     }
 }
 
@@ -598,7 +765,8 @@ mod tests {
         assert!(s.get("conv2_channels").is_some() && s.get("conv3_channels").is_none());
         assert_eq!(s.get("conv1_channels"), Some(&Distribution::Int { low: 8, high: 64, step: 8, log: false }));
         assert_eq!(s.study.sampler, SamplerKind::Tpe);
-        let mut p: Params = [("n_conv".to_string(), Value::Int(1)), ("conv1_channels".to_string(), Value::Int(8))].into();
+        let mut p: Params =
+            [("n_conv".to_string(), Value::Int(1)), ("conv1_channels".to_string(), Value::Int(8))].into();
         assert!(!SearchSpace::is_active("conv1_channels", &p));
         SearchSpace::prune_inactive(&mut p);
         assert!(!p.contains_key("conv1_channels"));
@@ -615,7 +783,11 @@ mod tests {
             ("conv0_chanels = 8", "conv0_chanels", "unknown parameter"),
             ("lr = { float = [1e-4, 1e-2], lg = true }", "lr.lg", "unknown field"),
             ("conv0_channels = { int = [8, 30], step = 8 }", "conv0_channels.step", "make high = 24"),
-            ("conv0_channels = 8\nconv0_activation = { choice = [\"relu\", \"swish\"] }", "conv0_activation", "can produce `swish`"),
+            (
+                "conv0_channels = 8\nconv0_activation = { choice = [\"relu\", \"swish\"] }",
+                "conv0_activation",
+                "can produce `swish`",
+            ),
             ("drop_rate = { float = [0.1, 1.0] }", "drop_rate", "[0, 1)"),
             ("\"pool*_x\" = 1", "pool*_x", "not a block template"),
             ("\"conv*_channels\" = { int = [8, 64] }", "conv*_channels", "applies to no block"),
@@ -626,11 +798,18 @@ mod tests {
         ];
         for (text, key, why) in cases {
             let msg = parse(text).unwrap_err().to_string();
-            assert!(msg.contains("space.toml") && msg.contains(key) && msg.contains(why) && msg.contains("fix"), "{text}\n→ {msg}");
+            assert!(
+                msg.contains("space.toml") && msg.contains(key) && msg.contains(why) && msg.contains("fix"),
+                "{text}\n→ {msg}"
+            );
         }
-        let msg = SearchSpace::parse("[study]\nname = \"t\"\ntrails = 3\n[params]\n", Path::new("space.toml")).unwrap_err().to_string();
+        let msg = SearchSpace::parse("[study]\nname = \"t\"\ntrails = 3\n[params]\n", Path::new("space.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("trails") && msg.contains("space.toml"), "{msg}");
-        let msg = SearchSpace::parse("[study]\nname = \"t\"\ntrials = 0\n[params]\n", Path::new("space.toml")).unwrap_err().to_string();
+        let msg = SearchSpace::parse("[study]\nname = \"t\"\ntrials = 0\n[params]\n", Path::new("space.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("study.trials"), "{msg}");
     }
 
@@ -645,6 +824,10 @@ mod tests {
         let (key, why) = s.complete(&r).unwrap_err();
         assert!(key == "conv0_channels" && why.contains("`12`") && why.contains("steps of 8"), "{key}: {why}");
         let u: Params = [("conv0_chanels".to_string(), Value::Int(8))].into();
-        assert_eq!(s.complete(&u).unwrap_err().0, "conv0_chanels", "an unknown key is an error, not an infeasible trial");
+        assert_eq!(
+            s.complete(&u).unwrap_err().0,
+            "conv0_chanels",
+            "an unknown key is an error, not an infeasible trial"
+        );
     }
 }

@@ -9,10 +9,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use super::storage::{Liveness, StorageSpec, StudyStorage};
 use super::run::RunOptions;
 use super::sampler::Sampler;
 use super::space::{Distribution, SamplerKind, SearchSpace};
+use super::storage::{Liveness, StorageSpec, StudyStorage};
 use super::trial::TrialRecord;
 use crate::error::{Result, TuneError};
 use crate::model::{Architecture, Params, Value, infer};
@@ -122,7 +122,11 @@ pub fn open(opts: &RunOptions) -> Result<Opened> {
 fn storage_spec(opts: &RunOptions, resolved: &Resolved) -> Result<StorageSpec> {
     match &opts.storage {
         Some(url) => StorageSpec::parse(Some(url), "--storage", &opts.runs_dir),
-        None => StorageSpec::parse(resolved.space.study.storage.as_deref(), &resolved.space.file.display().to_string(), &opts.runs_dir),
+        None => StorageSpec::parse(
+            resolved.space.study.storage.as_deref(),
+            &resolved.space.file.display().to_string(),
+            &opts.runs_dir,
+        ),
     }
 }
 
@@ -138,15 +142,32 @@ fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {
         .flag("subset", "--subset", opts.subset)?
         .flag("split_seed", "--split-seed", Some(opts.split_seed))?
         .build()?;
-    if let Some(v) = opts.trials { s.trials = v; }
-    if let Some(v) = opts.seed { s.seed = v; }
-    if let Some(v) = opts.concurrency { s.concurrency = Some(v); }
+    if let Some(v) = opts.trials {
+        s.trials = v;
+    }
+    if let Some(v) = opts.seed {
+        s.seed = v;
+    }
+    if let Some(v) = opts.concurrency {
+        s.concurrency = Some(v);
+    }
     // Re-checked with the flags applied (they are range-checked by clap as well).
-    let err = |key: &str, problem: String, fix: String| TuneError::Config { file: file.clone(), key: key.into(), problem, fix };
+    let err = |key: &str, problem: String, fix: String| TuneError::Config {
+        file: file.clone(),
+        key: key.into(),
+        problem,
+        fix,
+    };
     super::space::check_study(s, &err)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let concurrency = s.concurrency.unwrap_or(cores).max(1);
-    let resolved = Resolved { threads_per_trial: opts.threads.unwrap_or(cores / concurrency).max(1), concurrency, split_seed: opts.split_seed, data_dir: opts.data_dir.clone(), space };
+    let resolved = Resolved {
+        threads_per_trial: opts.threads.unwrap_or(cores / concurrency).max(1),
+        concurrency,
+        split_seed: opts.split_seed,
+        data_dir: opts.data_dir.clone(),
+        space,
+    };
     let dir = opts.runs_dir.join(&resolved.space.study.name);
     Ok((dir, resolved))
 }
@@ -207,7 +228,9 @@ fn probe_feasibility(space: &SearchSpace) -> Result<()> {
     Err(TuneError::InfeasibleSpace {
         file: space.file.clone(),
         key: "params".into(),
-        problem: format!("only {feasible} of {PROBE_DRAWS} networks drawn from this space can be built ({count} fail at `{layer}`)"),
+        problem: format!(
+            "only {feasible} of {PROBE_DRAWS} networks drawn from this space can be built ({count} fail at `{layer}`)"
+        ),
         fix: "narrow filter, stride, pool and depth ranges, add padding, or raise study.max_params".into(),
     })
 }
@@ -282,7 +305,13 @@ mod tests {
 
     #[test]
     fn feasibility_rejects_collapsing_and_oversized_networks() {
-        let space = |extra: &str| SearchSpace::parse(&format!("[study]\nname = \"f\"\n{extra}\n[params]\nconv0_channels = 8\n"), Path::new("f.toml")).unwrap();
+        let space = |extra: &str| {
+            SearchSpace::parse(
+                &format!("[study]\nname = \"f\"\n{extra}\n[params]\nconv0_channels = 8\n"),
+                Path::new("f.toml"),
+            )
+            .unwrap()
+        };
         let seed_net = Architecture::default().to_params();
         assert!(feasibility(&seed_net, &space("")).is_ok());
         let err = feasibility(&seed_net, &space("max_params = 1000000")).unwrap_err();

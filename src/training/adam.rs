@@ -51,7 +51,14 @@ impl Optimizer for FusedAdam {
             None => (0, grad.zeros_like(), grad.zeros_like()),
         };
         // burn's defaults for the betas (AdamConfig keeps them private).
-        let step = AdamStep { lr, beta_1: 0.9, beta_2: 0.999, epsilon: EPSILON, time: time + 1, weight_decay: self.weight_decay };
+        let step = AdamStep {
+            lr,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: EPSILON,
+            time: time + 1,
+            weight_decay: self.weight_decay,
+        };
         let (tensor, m1, m2) = crate::kernels::adam_step(tensor, grad, m1, m2, step);
         (tensor, Some(AdamState::new(AdaptiveMomentumState::new(time + 1, m1, m2))))
     }

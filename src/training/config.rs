@@ -107,19 +107,39 @@ impl TrainConfig {
         whole("lr_patience", self.lr_patience, MAX_EPOCHS)?;
         whole("batch_size", self.batch_size, MAX_BATCH_SIZE)?;
         if self.aug_shift > MAX_AUG_SHIFT {
-            return Err(("aug_shift", format!("{} pixels is more than {MAX_AUG_SHIFT}", self.aug_shift), format!("use 0..={MAX_AUG_SHIFT} (1–3 is usual for 28×28 images)")));
+            return Err((
+                "aug_shift",
+                format!("{} pixels is more than {MAX_AUG_SHIFT}", self.aug_shift),
+                format!("use 0..={MAX_AUG_SHIFT} (1–3 is usual for 28×28 images)"),
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 1.0) {
-            return Err(("lr", format!("{} is not a learning rate in (0, 1]", self.lr), "use a learning rate such as 1e-3".into()));
+            return Err((
+                "lr",
+                format!("{} is not a learning rate in (0, 1]", self.lr),
+                "use a learning rate such as 1e-3".into(),
+            ));
         }
         if !(self.lr_factor.is_finite() && self.lr_factor > 0.0 && self.lr_factor < 1.0) {
-            return Err(("lr_factor", format!("{} is not in (0, 1)", self.lr_factor), "use a factor such as 0.1".into()));
+            return Err((
+                "lr_factor",
+                format!("{} is not in (0, 1)", self.lr_factor),
+                "use a factor such as 0.1".into(),
+            ));
         }
         if !(self.min_lr.is_finite() && self.min_lr >= 0.0) {
-            return Err(("min_lr", format!("{} is not a finite number ≥ 0", self.min_lr), "use a floor such as 1e-6".into()));
+            return Err((
+                "min_lr",
+                format!("{} is not a finite number ≥ 0", self.min_lr),
+                "use a floor such as 1e-6".into(),
+            ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(("weight_decay", format!("{} is not a finite number ≥ 0", self.weight_decay), "use 0 or a small number such as 1e-4".into()));
+            return Err((
+                "weight_decay",
+                format!("{} is not a finite number ≥ 0", self.weight_decay),
+                "use 0 or a small number such as 1e-4".into(),
+            ));
         }
         if let Some(n) = self.subset
             && !(crate::data::CLASSES..=MAX_SUBSET).contains(&n)
@@ -127,15 +147,27 @@ impl TrainConfig {
             return Err((
                 "subset",
                 format!("{n} images cannot hold every class"),
-                format!("use at least {} images (one per class) and at most {}, or leave the subset out", crate::data::CLASSES, MAX_SUBSET),
+                format!(
+                    "use at least {} images (one per class) and at most {}, or leave the subset out",
+                    crate::data::CLASSES,
+                    MAX_SUBSET
+                ),
             ));
         }
         if let Some(why) = crate::kernels::bf16::unavailable().filter(|_| self.precision == Precision::Bf16) {
-            return Err(("precision", format!("bf16 is not available here: {why}"), "use precision = \"fp32\" (the default)".into()));
+            return Err((
+                "precision",
+                format!("bf16 is not available here: {why}"),
+                "use precision = \"fp32\" (the default)".into(),
+            ));
         }
         for (key, v) in [("seed", self.seed), ("split_seed", self.split_seed)] {
             if v > i64::MAX as u64 {
-                return Err((key, format!("{v} does not fit a TOML integer"), format!("use a seed of at most {}", i64::MAX)));
+                return Err((
+                    key,
+                    format!("{v} does not fit a TOML integer"),
+                    format!("use a seed of at most {}", i64::MAX),
+                ));
             }
         }
         Ok(())
@@ -192,7 +224,8 @@ impl Layered {
     /// Reads a config file as a layer.
     pub fn file(self, path: &Path) -> Result<Self> {
         let text = crate::files::read_text(path)?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| TuneError::ConfigSyntax { file: path.to_path_buf(), message: e.to_string() })?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| TuneError::ConfigSyntax { file: path.to_path_buf(), message: e.to_string() })?;
         self.table(&table, path, "")
     }
 
@@ -237,7 +270,11 @@ impl Layered {
     }
 
     fn error(&self, key: &str, problem: String, fix: String) -> TuneError {
-        let origin = self.origin.get(key).cloned().unwrap_or(Origin { file: PathBuf::from("<defaults>"), shown: key.to_string() });
+        let origin = self
+            .origin
+            .get(key)
+            .cloned()
+            .unwrap_or(Origin { file: PathBuf::from("<defaults>"), shown: key.to_string() });
         TuneError::Config { file: origin.file, key: origin.shown, problem, fix }
     }
 
@@ -248,10 +285,15 @@ impl Layered {
             let mut one = toml::Table::new();
             one.insert(k.clone(), v.clone());
             if let Err(e) = TrainConfig::deserialize(toml::Value::Table(one)) {
-                return Err(self.error(k, format!("`{v}` has the wrong type ({})", e.message().trim()), format!("see README's \"Training\" section for `{k}`")));
+                return Err(self.error(
+                    k,
+                    format!("`{v}` has the wrong type ({})", e.message().trim()),
+                    format!("see README's \"Training\" section for `{k}`"),
+                ));
             }
         }
-        let cfg = TrainConfig::deserialize(toml::Value::Table(self.table.clone())).map_err(|e| self.error("", e.to_string(), String::new()))?;
+        let cfg = TrainConfig::deserialize(toml::Value::Table(self.table.clone()))
+            .map_err(|e| self.error("", e.to_string(), String::new()))?;
         cfg.check().map_err(|(key, problem, fix)| self.error(key, problem, fix))?;
         Ok(cfg)
     }
@@ -259,7 +301,20 @@ impl Layered {
 
 /// The fields of [`TrainConfig`], as written in files.
 pub const CONFIG_KEYS: [&str; 14] = [
-    "epochs", "patience", "lr", "lr_factor", "lr_patience", "min_lr", "batch_size", "weight_decay", "seed", "subset", "split_seed", "aug_shift", "aug_flip", "precision",
+    "epochs",
+    "patience",
+    "lr",
+    "lr_factor",
+    "lr_patience",
+    "min_lr",
+    "batch_size",
+    "weight_decay",
+    "seed",
+    "subset",
+    "split_seed",
+    "aug_shift",
+    "aug_flip",
+    "precision",
 ];
 
 /// A flag's value before it joins the table.
@@ -318,7 +373,11 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!((cfg.epochs, cfg.lr, cfg.patience, cfg.batch_size), (7, 0.01, 4, 100));
-        let space = Layered::default().table(&table("max_epochs = 9"), Path::new("s.toml"), "study.training.").unwrap().build().unwrap();
+        let space = Layered::default()
+            .table(&table("max_epochs = 9"), Path::new("s.toml"), "study.training.")
+            .unwrap()
+            .build()
+            .unwrap();
         assert_eq!(space.epochs, 9, "a space's max_epochs is the config's epochs");
     }
 
@@ -326,22 +385,75 @@ mod tests {
     fn every_bad_value_names_its_key_and_origin() {
         // (layer text or flag, origin file, key named, why)
         let cases: Vec<(Layered, &str, &str, &str)> = vec![
-            (Layered::default().table(&table("epochs = 0"), Path::new("c.toml"), "").unwrap(), "c.toml", "epochs", "1..="),
-            (Layered::default().table(&table("lr = inf"), Path::new("s.toml"), "study.training.").unwrap(), "s.toml", "study.training.lr", "(0, 1]"),
+            (
+                Layered::default().table(&table("epochs = 0"), Path::new("c.toml"), "").unwrap(),
+                "c.toml",
+                "epochs",
+                "1..=",
+            ),
+            (
+                Layered::default().table(&table("lr = inf"), Path::new("s.toml"), "study.training.").unwrap(),
+                "s.toml",
+                "study.training.lr",
+                "(0, 1]",
+            ),
             (Layered::default().flag("lr", "--lr", Some(f64::NAN)).unwrap(), COMMAND_LINE, "--lr", "NaN"),
             (Layered::default().flag("lr", "--lr", Some(-1.0)).unwrap(), COMMAND_LINE, "--lr", "(0, 1]"),
-            (Layered::default().table(&table("weight_decay = -1.0"), Path::new("c.toml"), "").unwrap(), "c.toml", "weight_decay", "≥ 0"),
-            (Layered::default().table(&table("weight_decay = inf"), Path::new("c.toml"), "").unwrap(), "c.toml", "weight_decay", "finite"),
-            (Layered::default().table(&table("lr_factor = 1.0"), Path::new("c.toml"), "").unwrap(), "c.toml", "lr_factor", "(0, 1)"),
-            (Layered::default().table(&table("batch_size = 1000000"), Path::new("c.toml"), "").unwrap(), "c.toml", "batch_size", "60000"),
-            (Layered::default().table(&table("epochs = -3"), Path::new("c.toml"), "").unwrap(), "c.toml", "epochs", "wrong type"),
-            (Layered::default().table(&table("lr = \"fast\""), Path::new("c.toml"), "").unwrap(), "c.toml", "lr", "wrong type"),
-            (Layered::default().flag("subset", "--subset", Some(3usize)).unwrap(), COMMAND_LINE, "--subset", "every class"),
-            (Layered::default().dictionary(&[("batch_size".to_string(), Value::Int(0))].into(), Path::new("p.toml")), "p.toml", "batch_size", "1..="),
+            (
+                Layered::default().table(&table("weight_decay = -1.0"), Path::new("c.toml"), "").unwrap(),
+                "c.toml",
+                "weight_decay",
+                "≥ 0",
+            ),
+            (
+                Layered::default().table(&table("weight_decay = inf"), Path::new("c.toml"), "").unwrap(),
+                "c.toml",
+                "weight_decay",
+                "finite",
+            ),
+            (
+                Layered::default().table(&table("lr_factor = 1.0"), Path::new("c.toml"), "").unwrap(),
+                "c.toml",
+                "lr_factor",
+                "(0, 1)",
+            ),
+            (
+                Layered::default().table(&table("batch_size = 1000000"), Path::new("c.toml"), "").unwrap(),
+                "c.toml",
+                "batch_size",
+                "60000",
+            ),
+            (
+                Layered::default().table(&table("epochs = -3"), Path::new("c.toml"), "").unwrap(),
+                "c.toml",
+                "epochs",
+                "wrong type",
+            ),
+            (
+                Layered::default().table(&table("lr = \"fast\""), Path::new("c.toml"), "").unwrap(),
+                "c.toml",
+                "lr",
+                "wrong type",
+            ),
+            (
+                Layered::default().flag("subset", "--subset", Some(3usize)).unwrap(),
+                COMMAND_LINE,
+                "--subset",
+                "every class",
+            ),
+            (
+                Layered::default().dictionary(&[("batch_size".to_string(), Value::Int(0))].into(), Path::new("p.toml")),
+                "p.toml",
+                "batch_size",
+                "1..=",
+            ),
         ];
         for (layers, file, key, why) in cases {
             let msg = layers.build().unwrap_err().to_string();
-            assert!(msg.contains(file) && msg.contains(&format!("`{key}`")) && msg.contains(why) && msg.contains("fix"), "{key}: {msg}");
+            assert!(
+                msg.contains(file) && msg.contains(&format!("`{key}`")) && msg.contains(why) && msg.contains("fix"),
+                "{key}: {msg}"
+            );
         }
         let msg = Layered::default().flag("split_seed", "--split-seed", Some(u64::MAX)).unwrap_err().to_string();
         assert!(msg.contains("--split-seed") && msg.contains("too large"), "{msg}");

@@ -20,9 +20,16 @@ pub struct EpochMetrics {
 impl EpochMetrics {
     /// The first figure that is NaN or infinite, if any: such an epoch is never stored.
     pub fn first_non_finite(&self) -> Option<(&'static str, f64)> {
-        [("train_loss", self.train_loss), ("train_acc", self.train_acc), ("val_loss", self.val_loss), ("val_acc", self.val_acc), ("lr", self.lr), ("secs", self.secs)]
-            .into_iter()
-            .find(|(_, v)| !v.is_finite())
+        [
+            ("train_loss", self.train_loss),
+            ("train_acc", self.train_acc),
+            ("val_loss", self.val_loss),
+            ("val_acc", self.val_acc),
+            ("lr", self.lr),
+            ("secs", self.secs),
+        ]
+        .into_iter()
+        .find(|(_, v)| !v.is_finite())
     }
 }
 
@@ -52,10 +59,11 @@ pub fn write_csv(path: &Path, history: &[EpochMetrics]) -> Result<()> {
 /// Reads a `metrics.csv` back.
 pub fn read_csv(path: &Path) -> Result<Vec<EpochMetrics>> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| TuneError::io(path, std::io::Error::other(e)))?;
-    reader
-        .deserialize()
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| TuneError::CorruptData { path: path.to_path_buf(), problem: e.to_string(), fix: "delete the file; it is rewritten from the run's state".into() })
+    reader.deserialize().collect::<std::result::Result<Vec<_>, _>>().map_err(|e| TuneError::CorruptData {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+        fix: "delete the file; it is rewritten from the run's state".into(),
+    })
 }
 
 #[cfg(test)]
@@ -66,7 +74,15 @@ mod tests {
     fn csv_round_trip_with_header() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.csv");
-        let m = EpochMetrics { epoch: 1, train_loss: 0.5, train_acc: 0.8, val_loss: 0.4, val_acc: 0.85, lr: 1e-3, secs: 2.5 };
+        let m = EpochMetrics {
+            epoch: 1,
+            train_loss: 0.5,
+            train_acc: 0.8,
+            val_loss: 0.4,
+            val_acc: 0.85,
+            lr: 1e-3,
+            secs: 2.5,
+        };
         write_csv(&path, std::slice::from_ref(&m)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("epoch,train_loss,train_acc,val_loss,val_acc,lr,secs\n"), "{text}");

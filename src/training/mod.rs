@@ -8,4 +8,6 @@ pub mod schedule;
 
 pub use config::TrainConfig;
 pub use metrics::EpochMetrics;
-pub use run::{Display, Evaluation, Outcome, TrainData, evaluate, load_model, same_run, train, training_indices, write_run_files};
+pub use run::{
+    Display, Evaluation, Outcome, TrainData, evaluate, load_model, same_run, train, training_indices, write_run_files,
+};

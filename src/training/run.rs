@@ -118,7 +118,12 @@ fn batch_tensors(
 
 /// Writes a run directory's `params.toml` (every architecture key explicit, plus the
 /// dictionary's training keys) and `train.toml` (the resolved settings).
-pub fn write_run_files(dir: &Path, arch: &Architecture, params: &crate::model::Params, cfg: &TrainConfig) -> Result<()> {
+pub fn write_run_files(
+    dir: &Path,
+    arch: &Architecture,
+    params: &crate::model::Params,
+    cfg: &TrainConfig,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| TuneError::io(dir, e))?;
     for (name, text) in run_files(arch, params, cfg) {
         crate::files::write_atomic(&dir.join(name), text.as_bytes())?;
@@ -129,7 +134,12 @@ pub fn write_run_files(dir: &Path, arch: &Architecture, params: &crate::model::P
 /// The files that describe a run (`params.toml`, `train.toml`) and their contents.
 fn run_files(arch: &Architecture, params: &crate::model::Params, cfg: &TrainConfig) -> [(&'static str, String); 2] {
     let mut resolved = arch.to_params();
-    resolved.extend(params.iter().filter(|(k, _)| crate::model::params::TRAINING_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())));
+    resolved.extend(
+        params
+            .iter()
+            .filter(|(k, _)| crate::model::params::TRAINING_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     [
         ("params.toml", toml::to_string(&resolved).expect("a flat map of numbers and strings serialises")),
         ("train.toml", toml::to_string(cfg).expect("serialisable")),
@@ -138,7 +148,9 @@ fn run_files(arch: &Architecture, params: &crate::model::Params, cfg: &TrainConf
 
 /// Whether `dir` holds a run of exactly this network and these settings (so it may be resumed).
 pub fn same_run(dir: &Path, arch: &Architecture, params: &crate::model::Params, cfg: &TrainConfig) -> bool {
-    run_files(arch, params, cfg).iter().all(|(name, text)| std::fs::read_to_string(dir.join(name)).is_ok_and(|found| &found == text))
+    run_files(arch, params, cfg)
+        .iter()
+        .all(|(name, text)| std::fs::read_to_string(dir.join(name)).is_ok_and(|found| &found == text))
 }
 
 /// The training indices of a run: the train split, or its stratified subset.
@@ -179,7 +191,8 @@ pub fn evaluate(model: &Cnn, images: &Images, indices: &[usize], device: &Device
         let (x, y) = batch_tensors(images, chunk, &device, &mut px, &mut labels, &mut |_| {});
         let logits = model.forward(x);
         loss_sum += loss_fn.forward(logits.clone(), y).into_scalar::<f32>() as f64 * chunk.len() as f64;
-        let pred: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().expect("argmax gives integers");
+        let pred: Vec<i64> =
+            logits.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().expect("argmax gives integers");
         correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
         predictions.extend(pred.iter().map(|&p| p as u8));
     }
@@ -248,7 +261,9 @@ pub fn train(
         let mut augment_rng = StdRng::seed_from_u64(mix(cfg.seed, 2000 + epoch as u64));
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for chunk in order.chunks(cfg.batch_size) {
-            let (x, y) = batch_tensors(data.train_images, chunk, &ad, &mut px, &mut labels, &mut |px| augment.apply(px, &mut augment_rng));
+            let (x, y) = batch_tensors(data.train_images, chunk, &ad, &mut px, &mut labels, &mut |px| {
+                augment.apply(px, &mut augment_rng)
+            });
             let logits = model.forward(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
             let hits = logits.argmax(1).flatten::<1>(0, 1).equal(y).int().sum().into_scalar::<i64>();
@@ -259,7 +274,12 @@ pub fn train(
             correct += hits as usize;
             seen += chunk.len();
             let rate = seen as f64 / started.elapsed().as_secs_f64();
-            bar.set_message(format!("loss {:.4} acc {:.4} {:.0} img/s", loss_sum / seen as f64, correct as f64 / seen as f64, rate));
+            bar.set_message(format!(
+                "loss {:.4} acc {:.4} {:.0} img/s",
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64,
+                rate
+            ));
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -295,8 +315,15 @@ pub fn train(
         if display == Display::Human {
             tracing::info!(
                 "epoch {epoch}/{}: loss {:.4} acc {:.4} | val_loss {:.4} val_acc {:.4} | lr {:.0e} | {:.1}s ({:.0} img/s){}",
-                cfg.epochs, metrics.train_loss, metrics.train_acc, metrics.val_loss, metrics.val_acc, metrics.lr,
-                metrics.secs, seen as f64 / metrics.secs, if improved { " *best*" } else { "" }
+                cfg.epochs,
+                metrics.train_loss,
+                metrics.train_acc,
+                metrics.val_loss,
+                metrics.val_acc,
+                metrics.lr,
+                metrics.secs,
+                seen as f64 / metrics.secs,
+                if improved { " *best*" } else { "" }
             );
         }
         observer(&metrics);

@@ -104,7 +104,13 @@ mod tests {
         for (values, patience, expected, why) in cases {
             let mut p = Plateau::new(*patience, 0.1, 1e-5);
             let mut lr = 1e-3;
-            let got: Vec<f64> = values.iter().map(|v| { lr = p.update(*v, lr); lr }).collect();
+            let got: Vec<f64> = values
+                .iter()
+                .map(|v| {
+                    lr = p.update(*v, lr);
+                    lr
+                })
+                .collect();
             for (g, e) in got.iter().zip(expected.iter()) {
                 assert!((g - e).abs() < 1e-12, "{why}: {got:?} vs {expected:?}");
             }

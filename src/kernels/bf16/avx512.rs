@@ -123,7 +123,13 @@ pub(super) fn pack_rows(m: usize, k: usize, lhs: &[f32], row: usize, out: &mut [
 /// The product of the packed `lhs` and a right operand of `n` columns whose strips
 /// `pack(j0, strip)` writes, into `dst` (m × n, row-major), added to it when `accumulate`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-pub(super) fn matmul(lhs: &PackedLhs, n: usize, dst: &mut [f32], accumulate: bool, pack: impl FnMut(usize, &mut [u32])) {
+pub(super) fn matmul(
+    lhs: &PackedLhs,
+    n: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    pack: impl FnMut(usize, &mut [u32]),
+) {
     assert!(dst.len() >= lhs.m * n, "bf16 matmul destination too short");
     blocked(lhs, n, pack, |i, col, v, mask| {
         let at = i * n + col;
@@ -140,21 +146,42 @@ pub(super) fn matmul(lhs: &PackedLhs, n: usize, dst: &mut [f32], accumulate: boo
 /// [`matmul`] into uninitialised `dst`, each row starting from its `bias` (written once, not
 /// filled first and read back).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-pub(super) fn matmul_bias(lhs: &PackedLhs, n: usize, bias: &[f32], dst: &mut [std::mem::MaybeUninit<f32>], pack: impl FnMut(usize, &mut [u32])) {
+pub(super) fn matmul_bias(
+    lhs: &PackedLhs,
+    n: usize,
+    bias: &[f32],
+    dst: &mut [std::mem::MaybeUninit<f32>],
+    pack: impl FnMut(usize, &mut [u32]),
+) {
     assert!(dst.len() >= lhs.m * n && bias.len() >= lhs.m, "bf16 matmul destination or bias too short");
     // SAFETY: this function runs with AVX-512F; blocked() passes i < m (asserted above) and
     // masks inside the n columns.
-    blocked(lhs, n, pack, |i, col, v, mask| unsafe { crate::kernels::blocked::store_bias(dst, n, bias, i, col, v, mask) });
+    blocked(lhs, n, pack, |i, col, v, mask| unsafe {
+        crate::kernels::blocked::store_bias(dst, n, bias, i, col, v, mask)
+    });
 }
 
 /// [`crate::kernels::blocked::blocked`] on the packed `lhs` (rows of pairs) with the bf16
 /// micro-kernel.
 #[inline(always)]
-fn blocked(lhs: &PackedLhs, n: usize, pack: impl FnMut(usize, &mut [u32]), store: impl FnMut(usize, usize, __m512, __mmask16)) {
+fn blocked(
+    lhs: &PackedLhs,
+    n: usize,
+    pack: impl FnMut(usize, &mut [u32]),
+    store: impl FnMut(usize, usize, __m512, __mmask16),
+) {
     let kp = lhs.k.div_ceil(2);
     // SAFETY (micro): callers run with the features it needs (every caller is a
     // target_feature function of this module).
-    crate::kernels::blocked::blocked(lhs.m, n, kp * NR, |i| &lhs.pairs[i * kp..][..kp], pack, |rows, b| unsafe { micro(kp, rows, b) }, store)
+    crate::kernels::blocked::blocked(
+        lhs.m,
+        n,
+        kp * NR,
+        |i| &lhs.pairs[i * kp..][..kp],
+        pack,
+        |rows, b| unsafe { micro(kp, rows, b) },
+        store,
+    )
 }
 
 /// Positions `j0..j0 + NR` of the shifted im2col matrix as a right-operand strip (as
@@ -165,7 +192,14 @@ pub(super) fn pack_shifted_strip(col: &Shifted, image: &[f32], j0: usize, out: &
     assert!(out.len() >= col.rows().div_ceil(2) * NR);
     let idx = unsafe { _mm512_loadu_si512(INTERLEAVE.as_ptr().cast()) };
     let strip = j0 / NR;
-    let row = |r: usize| if r < col.rows() { let (start, masks) = col.row(r); (start + j0 as isize, masks[strip]) } else { (0, 0) };
+    let row = |r: usize| {
+        if r < col.rows() {
+            let (start, masks) = col.row(r);
+            (start + j0 as isize, masks[strip])
+        } else {
+            (0, 0)
+        }
+    };
     for p in 0..col.rows().div_ceil(2) {
         let (rows, masks) = {
             let ((a, ma), (b, mb)) = (row(2 * p), row(2 * p + 1));
@@ -181,7 +215,12 @@ pub(super) fn pack_shifted_strip(col: &Shifted, image: &[f32], j0: usize, out: &
         for half in 0..2 {
             // SAFETY: the masks admit only positions whose source lies in the image
             // (Shifted::new), whose size the caller checked; masked lanes are not accessed.
-            let load = |i: usize| unsafe { _mm512_maskz_loadu_ps((masks[i] >> (16 * half)) as u16, image.as_ptr().wrapping_offset(rows[i] + 16 * half as isize)) };
+            let load = |i: usize| unsafe {
+                _mm512_maskz_loadu_ps(
+                    (masks[i] >> (16 * half)) as u16,
+                    image.as_ptr().wrapping_offset(rows[i] + 16 * half as isize),
+                )
+            };
             let words = _mm512_permutexvar_epi16(idx, words(_mm512_cvtne2ps_pbh(load(1), load(0))));
             // SAFETY: out holds the strip's p·NR + 32 lanes (asserted).
             unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(p * NR + 16 * half).cast(), words) };
@@ -204,7 +243,12 @@ pub(super) fn pack_shifted_rows(col: &Shifted, image: &[f32], out: &mut [u32]) {
             _mm_prefetch::<_MM_HINT_T0>(image.as_ptr().wrapping_offset(start + (j0 + 2 * NR) as isize).cast());
             _mm_prefetch::<_MM_HINT_T0>(image.as_ptr().wrapping_offset(start + (j0 + 2 * NR + 16) as isize).cast());
             // SAFETY: as in pack_shifted_strip.
-            let load = |half: usize| unsafe { _mm512_maskz_loadu_ps((mask >> (16 * half)) as u16, image.as_ptr().wrapping_offset(start + (j0 + 16 * half) as isize)) };
+            let load = |half: usize| unsafe {
+                _mm512_maskz_loadu_ps(
+                    (mask >> (16 * half)) as u16,
+                    image.as_ptr().wrapping_offset(start + (j0 + 16 * half) as isize),
+                )
+            };
             // Low 16 values first: lane i holds positions (j0 + 2i, j0 + 2i + 1).
             let pairs = words(_mm512_cvtne2ps_pbh(load(1), load(0)));
             let count = (kp - j0 / 2).min(16);

@@ -105,7 +105,10 @@ impl PackedLhs {
             return PackedLhs { m, k, pairs };
         }
         let at = |i: usize, l: usize| if l < k { lhs[i * s0 + l * s1] } else { 0.0 };
-        let pairs = (0..m).flat_map(|i| (0..kp).map(move |p| (i, p))).map(|(i, p)| pair(at(i, 2 * p), at(i, 2 * p + 1))).collect();
+        let pairs = (0..m)
+            .flat_map(|i| (0..kp).map(move |p| (i, p)))
+            .map(|(i, p)| pair(at(i, 2 * p), at(i, 2 * p + 1)))
+            .collect();
         PackedLhs { m, k, pairs }
     }
 
@@ -209,7 +212,9 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX512-BF16");
             return;
         }
-        for (case, (m, n, k)) in [(1, 1, 1), (8, 32, 2), (13, 37, 9), (32, 784, 9), (130, 70, 577), (9, 33, 196)].into_iter().enumerate() {
+        for (case, (m, n, k)) in
+            [(1, 1, 1), (8, 32, 2), (13, 37, 9), (32, 784, 9), (130, 70, 577), (9, 33, 196)].into_iter().enumerate()
+        {
             let (a, b) = (values(m * k, 10 + case as u64), values(k * (n + 3), 20 + case as u64));
             let start = values(m * n, 30 + case as u64);
             for (transposed, accumulate) in [(false, false), (true, true)] {
@@ -223,14 +228,18 @@ mod tests {
                 matmul(&packed, n, &mut dst, accumulate, &b, n + 3);
                 for i in 0..m {
                     for j in 0..n {
-                        let exact: f64 = (0..k).map(|l| value(round(a[i * k + l])) as f64 * value(round(b[l * (n + 3) + j])) as f64).sum();
+                        let exact: f64 = (0..k)
+                            .map(|l| value(round(a[i * k + l])) as f64 * value(round(b[l * (n + 3) + j])) as f64)
+                            .sum();
                         let want = exact + if accumulate { start[i * n + j] as f64 } else { 0.0 };
                         let got = dst[i * n + j] as f64;
-                        assert!((got - want).abs() < 1e-5 * (k as f64).sqrt().max(1.0), "{m}×{k}·{k}×{n} transposed {transposed} at ({i}, {j}): {got} vs {want}");
+                        assert!(
+                            (got - want).abs() < 1e-5 * (k as f64).sqrt().max(1.0),
+                            "{m}×{k}·{k}×{n} transposed {transposed} at ({i}, {j}): {got} vs {want}"
+                        );
                     }
                 }
             }
         }
     }
 }
-

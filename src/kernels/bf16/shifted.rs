@@ -5,7 +5,13 @@ use crate::kernels::shifted::Shifted;
 
 /// `dst (m × positions) = bias + lhs · col(image)`, each row starting from its bias: a
 /// convolution's forward product. Every value of `dst` is written.
-pub fn matmul_bias(lhs: &PackedLhs, col: &Shifted, image: &[f32], bias: &[f32], dst: &mut [std::mem::MaybeUninit<f32>]) {
+pub fn matmul_bias(
+    lhs: &PackedLhs,
+    col: &Shifted,
+    image: &[f32],
+    bias: &[f32],
+    dst: &mut [std::mem::MaybeUninit<f32>],
+) {
     assert!(available(), "bf16 products need AVX512-BF16");
     col.check(image);
     assert_eq!(lhs.k, col.rows(), "shifted matmul: depths differ");
@@ -13,7 +19,9 @@ pub fn matmul_bias(lhs: &PackedLhs, col: &Shifted, image: &[f32], bias: &[f32], 
     // SAFETY: check() asserted the features and the image's size, which with Shifted::new's
     // check bounds every unmasked load.
     unsafe {
-        super::avx512::matmul_bias(lhs, col.positions(), bias, dst, |j0, strip| super::avx512::pack_shifted_strip(col, image, j0, strip))
+        super::avx512::matmul_bias(lhs, col.positions(), bias, dst, |j0, strip| {
+            super::avx512::pack_shifted_strip(col, image, j0, strip)
+        })
     }
 }
 

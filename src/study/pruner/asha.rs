@@ -15,7 +15,14 @@ impl Pruner for Asha {
     }
 }
 
-pub(super) fn successive_halving<'a>(min_resource: usize, eta: usize, trial: &Curve, peers: impl Iterator<Item = &'a Curve>, epoch: usize, name: &str) -> Option<String> {
+pub(super) fn successive_halving<'a>(
+    min_resource: usize,
+    eta: usize,
+    trial: &Curve,
+    peers: impl Iterator<Item = &'a Curve>,
+    epoch: usize,
+    name: &str,
+) -> Option<String> {
     // Rungs at min_resource · eta^k epochs; decide only when this epoch is a rung.
     let mut rung_epoch = min_resource.max(1);
     let mut rung = 0;
@@ -34,6 +41,9 @@ pub(super) fn successive_halving<'a>(min_resource: usize, eta: usize, trial: &Cu
     let keep = (competing.len() / eta).max(1);
     let cutoff = competing[keep - 1];
     (value < cutoff).then(|| {
-        format!("{name} rung {rung} (epoch {epoch}): val_acc {value:.4} not in the top {keep} of {} (cut-off {cutoff:.4})", competing.len())
+        format!(
+            "{name} rung {rung} (epoch {epoch}): val_acc {value:.4} not in the top {keep} of {} (cut-off {cutoff:.4})",
+            competing.len()
+        )
     })
 }

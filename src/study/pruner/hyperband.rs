@@ -13,7 +13,11 @@ pub struct Hyperband {
 
 impl Hyperband {
     pub fn new(s: &PrunerSettings, max_epochs: usize) -> Hyperband {
-        Hyperband { min_resource: s.min_resource, reduction_factor: s.reduction_factor, brackets: hyperband_brackets(s, max_epochs) }
+        Hyperband {
+            min_resource: s.min_resource,
+            reduction_factor: s.reduction_factor,
+            brackets: hyperband_brackets(s, max_epochs),
+        }
     }
 }
 
@@ -22,7 +26,14 @@ impl Pruner for Hyperband {
         let bracket = trial.number % self.brackets;
         let min_resource = self.min_resource.saturating_mul(self.reduction_factor.saturating_pow(bracket as u32));
         let peers = all.iter().filter(|c| c.number % self.brackets == bracket);
-        successive_halving(min_resource, self.reduction_factor, trial, peers, trial.val_acc.len(), &format!("Hyperband bracket {bracket}"))
+        successive_halving(
+            min_resource,
+            self.reduction_factor,
+            trial,
+            peers,
+            trial.val_acc.len(),
+            &format!("Hyperband bracket {bracket}"),
+        )
     }
 }
 

@@ -16,10 +16,13 @@ impl Pruner for Median {
 }
 
 fn median(s: &Median, trial: &Curve, all: &[Curve], epoch: usize) -> Option<String> {
-    if epoch <= s.warmup_epochs || all.iter().filter(|c| c.finished && c.number != trial.number).count() < s.startup_trials {
+    if epoch <= s.warmup_epochs
+        || all.iter().filter(|c| c.finished && c.number != trial.number).count() < s.startup_trials
+    {
         return None;
     }
-    let mut others: Vec<f64> = all.iter().filter(|c| c.number != trial.number).filter_map(|c| c.best_at(epoch)).collect();
+    let mut others: Vec<f64> =
+        all.iter().filter(|c| c.number != trial.number).filter_map(|c| c.best_at(epoch)).collect();
     if others.is_empty() {
         return None;
     }

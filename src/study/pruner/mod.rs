@@ -27,7 +27,8 @@ pub struct Curve {
 impl Curve {
     /// Best value up to and including `epoch` (1-based), if the trial got that far.
     pub fn best_at(&self, epoch: usize) -> Option<f64> {
-        (epoch >= 1 && self.val_acc.len() >= epoch).then(|| self.val_acc[..epoch].iter().copied().fold(f64::NEG_INFINITY, f64::max))
+        (epoch >= 1 && self.val_acc.len() >= epoch)
+            .then(|| self.val_acc[..epoch].iter().copied().fold(f64::NEG_INFINITY, f64::max))
     }
 }
 
@@ -81,7 +82,13 @@ impl Pruning {
 }
 
 /// One decision with a freshly built pruner (tests, and callers without a study).
-pub fn should_prune(kind: PrunerKind, s: &PrunerSettings, max_epochs: usize, trial: &Curve, all: &[Curve]) -> Option<String> {
+pub fn should_prune(
+    kind: PrunerKind,
+    s: &PrunerSettings,
+    max_epochs: usize,
+    trial: &Curve,
+    all: &[Curve],
+) -> Option<String> {
     Pruning::new(kind, s, max_epochs).should_stop(trial, all)
 }
 
@@ -114,7 +121,10 @@ mod tests {
             assert_eq!(got.is_some(), prune, "{why}: {got:?}");
         }
         let alone = curve(0, &[0.1]);
-        assert!(should_prune(PrunerKind::Asha, &s, 30, &alone, std::slice::from_ref(&alone)).is_none(), "the first trial is never pruned");
+        assert!(
+            should_prune(PrunerKind::Asha, &s, 30, &alone, std::slice::from_ref(&alone)).is_none(),
+            "the first trial is never pruned"
+        );
         let last = curve(9, &[0.1, 0.1, 0.1]);
         assert!(should_prune(PrunerKind::Asha, &s, 3, &last, &others).is_none(), "no pruning at the last epoch");
     }
@@ -139,15 +149,27 @@ mod tests {
     #[test]
     fn huge_settings_end_quickly_without_overflow() {
         // The settings that once spun forever after epoch 1 (pow overflowed and wrapped).
-        let s = PrunerSettings { min_resource: 4_611_686_018_427_387_904, reduction_factor: 4, warmup_epochs: 0, startup_trials: 0 };
+        let s = PrunerSettings {
+            min_resource: 4_611_686_018_427_387_904,
+            reduction_factor: 4,
+            warmup_epochs: 0,
+            startup_trials: 0,
+        };
         assert_eq!(hyperband_brackets(&s, 2), 1);
         let t = curve(7, &[0.5]);
         for kind in [PrunerKind::Asha, PrunerKind::Hyperband] {
-            assert!(should_prune(kind, &s, 100, &t, &[t.clone(), curve(1, &[0.9])]).is_none(), "{kind:?}: epoch 1 is no rung");
+            assert!(
+                should_prune(kind, &s, 100, &t, &[t.clone(), curve(1, &[0.9])]).is_none(),
+                "{kind:?}: epoch 1 is no rung"
+            );
         }
-        let wide = PrunerSettings { min_resource: 1, reduction_factor: usize::MAX, warmup_epochs: 0, startup_trials: 0 };
+        let wide =
+            PrunerSettings { min_resource: 1, reduction_factor: usize::MAX, warmup_epochs: 0, startup_trials: 0 };
         assert_eq!(hyperband_brackets(&wide, usize::MAX), 1);
-        assert!(should_prune(PrunerKind::Hyperband, &wide, usize::MAX, &curve(3, &[0.1, 0.1]), &[curve(1, &[0.9, 0.9])]).is_none());
+        assert!(
+            should_prune(PrunerKind::Hyperband, &wide, usize::MAX, &curve(3, &[0.1, 0.1]), &[curve(1, &[0.9, 0.9])])
+                .is_none()
+        );
     }
 
     #[test]
@@ -158,6 +180,9 @@ mod tests {
         let all = vec![curve(0, &[0.5]), curve(1, &[0.99]), curve(3, &[0.6])];
         assert!(should_prune(PrunerKind::Hyperband, &s, 27, &all[2], &all).is_none());
         let worse = curve(3, &[0.4]);
-        assert!(should_prune(PrunerKind::Hyperband, &s, 27, &worse, &[all[0].clone(), all[1].clone(), worse.clone()]).is_some());
+        assert!(
+            should_prune(PrunerKind::Hyperband, &s, 27, &worse, &[all[0].clone(), all[1].clone(), worse.clone()])
+                .is_some()
+        );
     }
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rand::{Rng, SeedableRng};
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use super::{Ask, Proposal, RandomSampler, Sampler, TpeSampler};
 use crate::error::Result;
@@ -35,8 +35,28 @@ fn history(space: &SearchSpace, n: usize) -> BTreeMap<usize, TrialRecord> {
             let mut params = super::random_params(space, &mut rng);
             SearchSpace::prune_inactive(&mut params);
             let val_acc = rng.random_range(0.5..0.93);
-            let m = EpochMetrics { epoch: 1, train_loss: 1.0, train_acc: val_acc, val_loss: 1.0, val_acc, lr: 1e-3, secs: 1.0 };
-            (i, TrialRecord { number: i, params, seed: i as u64, state: TrialState::Complete, reason: None, history: vec![m], secs: 1.0, retry_of: None })
+            let m = EpochMetrics {
+                epoch: 1,
+                train_loss: 1.0,
+                train_acc: val_acc,
+                val_loss: 1.0,
+                val_acc,
+                lr: 1e-3,
+                secs: 1.0,
+            };
+            (
+                i,
+                TrialRecord {
+                    number: i,
+                    params,
+                    seed: i as u64,
+                    state: TrialState::Complete,
+                    reason: None,
+                    history: vec![m],
+                    secs: 1.0,
+                    retry_of: None,
+                },
+            )
         })
         .collect()
 }
@@ -44,7 +64,11 @@ fn history(space: &SearchSpace, n: usize) -> BTreeMap<usize, TrialRecord> {
 pub fn run(args: &SamplerBenchArgs) -> Result<()> {
     let mut space = SearchSpace::from_file(&args.space)?;
     space.study.history_lag = 0;
-    println!("space: {} · {} proposals per row · time to propose one configuration", args.space.display(), args.proposals);
+    println!(
+        "space: {} · {} proposals per row · time to propose one configuration",
+        args.space.display(),
+        args.proposals
+    );
     println!("{:>8}  {:<28} {:>12} {:>12}", "history", "sampler", "mean ms", "max ms");
     for &n in &args.history {
         let trials = history(&space, n);

@@ -41,7 +41,8 @@ impl Grid {
     pub fn new(space: &SearchSpace) -> Result<Grid> {
         let axes: Vec<(String, Vec<crate::model::Value>)> =
             space.params.iter().map(|(k, d)| (k.clone(), d.grid(space.study.grid_points))).collect();
-        let total = axes.iter().try_fold(1usize, |acc, (_, v)| acc.checked_mul(v.len()).filter(|n| *n <= MAX_POINTS * 10));
+        let total =
+            axes.iter().try_fold(1usize, |acc, (_, v)| acc.checked_mul(v.len()).filter(|n| *n <= MAX_POINTS * 10));
         let Some(total) = total else {
             return Err(TuneError::Config {
                 file: space.file.clone(),
@@ -97,7 +98,8 @@ mod tests {
         let grid = Grid::new(&space).unwrap();
         // n_conv=1: 2 channel choices; n_conv=2: 4; times 3 lr points = 18 distinct networks.
         assert_eq!(grid.len(), 18);
-        let all: std::collections::BTreeSet<String> = (0..18).map(|i| toml::to_string(&grid.point(i).unwrap()).unwrap()).collect();
+        let all: std::collections::BTreeSet<String> =
+            (0..18).map(|i| toml::to_string(&grid.point(i).unwrap()).unwrap()).collect();
         assert_eq!(all.len(), 18);
         assert!(grid.point(18).is_none());
     }

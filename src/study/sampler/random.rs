@@ -33,7 +33,9 @@ pub fn sample(space: &SearchSpace, rng: &mut StdRng) -> Params {
 
 pub fn draw(dist: &Distribution, rng: &mut StdRng) -> Value {
     match dist {
-        Distribution::Int { low, high, step, log: false } => Value::Int(low + step * rng.random_range(0..=(high - low) / step)),
+        Distribution::Int { low, high, step, log: false } => {
+            Value::Int(low + step * rng.random_range(0..=(high - low) / step))
+        }
         Distribution::Int { low, high, log: true, .. } => {
             let x = rng.random_range((*low as f64 - 0.5).max(0.5).ln()..(*high as f64 + 0.5).ln()).exp();
             Value::Int((x.round() as i64).clamp(*low, *high))

@@ -45,7 +45,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e3
 }
 
-fn simulated_worker(url: &str, study: &str, budget: usize, epochs: usize, go: &Barrier, failed: &AtomicBool) -> Result<Timings> {
+fn simulated_worker(
+    url: &str,
+    study: &str,
+    budget: usize,
+    epochs: usize,
+    go: &Barrier,
+    failed: &AtomicBool,
+) -> Result<Timings> {
     let mut store = PgStorage::connect(url, study)?;
     let mut t = Timings::default();
     let mut cursor = Cursor::START;
@@ -67,7 +74,15 @@ fn simulated_worker(url: &str, study: &str, budget: usize, epochs: usize, go: &B
         }
         t.create.push((number, started.elapsed()));
         for epoch in 1..=epochs {
-            let metrics = EpochMetrics { epoch, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc: 0.5 + epoch as f64 / 100.0, lr: 1e-3, secs: 0.0 };
+            let metrics = EpochMetrics {
+                epoch,
+                train_loss: 1.0,
+                train_acc: 0.5,
+                val_loss: 1.0,
+                val_acc: 0.5 + epoch as f64 / 100.0,
+                lr: 1e-3,
+                secs: 0.0,
+            };
             let started = Instant::now();
             store.record(&Event::Epoch { number, metrics })?;
             t.report.push(started.elapsed());
@@ -77,13 +92,35 @@ fn simulated_worker(url: &str, study: &str, budget: usize, epochs: usize, go: &B
 }
 
 pub fn run(args: &StorageBenchArgs) -> Result<()> {
-    let StorageSpec::Postgres(url) = StorageSpec::parse(Some(&args.storage), "--storage", std::path::Path::new("runs"))? else {
+    let StorageSpec::Postgres(url) =
+        StorageSpec::parse(Some(&args.storage), "--storage", std::path::Path::new("runs"))?
+    else {
         unreachable!("parse gives a URL or an error")
     };
-    let space = crate::study::SearchSpace::parse("[study]\nname = \"bench\"\n[params]\nlr = { float = [1e-4, 1e-2] }\n", std::path::Path::new("bench.toml"))?;
-    let resolved = crate::study::start::Resolved { space, concurrency: 1, threads_per_trial: 1, split_seed: 27, data_dir: None };
-    println!("store: {} · {} trials per round, {} epochs each, one connection per worker", super::redact(&url), args.trials, args.epochs);
-    println!("{:>7} {:>9} {:>10} {:>13} {:>13} {:>13} {:>13} {:>15} {:>15}", "workers", "trials/s", "events/s", "create p50 ms", "create p99 ms", "report p50 ms", "report p99 ms", "create p50 first 10%", "create p50 last 10%");
+    let space = crate::study::SearchSpace::parse(
+        "[study]\nname = \"bench\"\n[params]\nlr = { float = [1e-4, 1e-2] }\n",
+        std::path::Path::new("bench.toml"),
+    )?;
+    let resolved =
+        crate::study::start::Resolved { space, concurrency: 1, threads_per_trial: 1, split_seed: 27, data_dir: None };
+    println!(
+        "store: {} · {} trials per round, {} epochs each, one connection per worker",
+        super::redact(&url),
+        args.trials,
+        args.epochs
+    );
+    println!(
+        "{:>7} {:>9} {:>10} {:>13} {:>13} {:>13} {:>13} {:>15} {:>15}",
+        "workers",
+        "trials/s",
+        "events/s",
+        "create p50 ms",
+        "create p99 ms",
+        "report p50 ms",
+        "report p99 ms",
+        "create p50 first 10%",
+        "create p50 last 10%"
+    );
     for &workers in &args.workers {
         let study = format!("bench-{}-{workers}w-{}", std::process::id(), Instant::now().elapsed().as_nanos());
         PgStorage::connect(&url, &study)?.create_or_open(&resolved, "")?;
@@ -124,11 +161,20 @@ pub fn run(args: &StorageBenchArgs) -> Result<()> {
         let events = created * (args.epochs + 2);
         println!(
             "{workers:>7} {:>9.0} {:>10.0} {:>13.2} {:>13.2} {:>13.2} {:>13.2} {:>15.2} {:>15.2}",
-            created as f64 / secs, events as f64 / secs, percentile(&create, 0.5), percentile(&create, 0.99), percentile(&all.report, 0.5), percentile(&all.report, 0.99),
-            percentile(&first, 0.5), percentile(&last, 0.5)
+            created as f64 / secs,
+            events as f64 / secs,
+            percentile(&create, 0.5),
+            percentile(&create, 0.99),
+            percentile(&all.report, 0.5),
+            percentile(&all.report, 0.99),
+            percentile(&first, 0.5),
+            percentile(&last, 0.5)
         );
         if created != args.trials {
-            return Err(TuneError::Study(format!("{created} trials created instead of {}: the budget was not exact", args.trials)));
+            return Err(TuneError::Study(format!(
+                "{created} trials created instead of {}: the budget was not exact",
+                args.trials
+            )));
         }
     }
     Ok(())

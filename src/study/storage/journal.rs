@@ -30,7 +30,15 @@ pub struct JournalStorage {
 impl JournalStorage {
     /// The study in `dir` (which need not exist yet: `create_or_open` creates it).
     pub fn new(dir: &Path) -> JournalStorage {
-        JournalStorage { dir: dir.to_path_buf(), journal: Journal::open(dir), lock: None, reserved: None, known: BTreeMap::new(), seen: Cursor::START, queued: Vec::new() }
+        JournalStorage {
+            dir: dir.to_path_buf(),
+            journal: Journal::open(dir),
+            lock: None,
+            reserved: None,
+            known: BTreeMap::new(),
+            seen: Cursor::START,
+            queued: Vec::new(),
+        }
     }
 
     /// A torn last line is an event a crash interrupted: it never happened. Cut it off before
@@ -62,7 +70,10 @@ impl StudyStorage for JournalStorage {
         if !dir.join("space.toml").exists() {
             crate::files::write_atomic(&dir.join("space.toml"), space_text.as_bytes())?;
         }
-        crate::files::write_atomic(&dir.join("settings.json"), serde_json::to_string_pretty(resolved).expect("serialisable").as_bytes())?;
+        crate::files::write_atomic(
+            &dir.join("settings.json"),
+            serde_json::to_string_pretty(resolved).expect("serialisable").as_bytes(),
+        )?;
         self.cut_torn_tail()?;
         // This process holds the lock, so whatever is recorded running was left by an earlier run.
         let trials = self.trials()?;
@@ -131,7 +142,6 @@ impl StudyStorage for JournalStorage {
         Ok(Vec::new())
     }
 
-
     fn record(&mut self, event: &Event) -> Result<bool> {
         debug_assert!(self.lock.is_some(), "record before create_or_open");
         self.journal.append(event)?;
@@ -146,7 +156,9 @@ impl StudyStorage for JournalStorage {
             Err(e) => return Err(TuneError::io(path, e)),
         };
         let mut bytes = Vec::new();
-        file.seek(SeekFrom::Start(cursor.0)).and_then(|_| file.read_to_end(&mut bytes)).map_err(|e| TuneError::io(path, e))?;
+        file.seek(SeekFrom::Start(cursor.0))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(|e| TuneError::io(path, e))?;
         // Whole lines only: a line still being written (or torn by a crash) is not an event yet.
         let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         let text = std::str::from_utf8(&bytes[..complete]).map_err(|e| TuneError::CorruptStudy {
@@ -155,7 +167,11 @@ impl StudyStorage for JournalStorage {
             fix: "restore the journal or move the study directory away to start afresh".into(),
         })?;
         let from_start = cursor == Cursor::START;
-        let events = text.lines().enumerate().map(|(i, line)| parse_line(path, line, from_start.then_some(i + 1))).collect::<Result<Vec<_>>>()?;
+        let events = text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| parse_line(path, line, from_start.then_some(i + 1)))
+            .collect::<Result<Vec<_>>>()?;
         Ok((events, Cursor(cursor.0 + complete as u64, 0)))
     }
 }
@@ -172,18 +188,34 @@ fn check_frozen(dir: &Path, resolved: &Resolved) -> Result<()> {
 fn lock(dir: &Path) -> Result<File> {
     use std::io::Write;
     let path = dir.join(".lock");
-    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| TuneError::io(&path, e))?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| TuneError::io(&path, e))?;
     match file.try_lock() {
         Ok(()) => {
             let pid = std::process::id().to_string();
-            file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(pid.as_bytes())).map_err(|e| TuneError::io(&path, e))?;
+            file.set_len(0)
+                .and_then(|_| file.rewind())
+                .and_then(|_| file.write_all(pid.as_bytes()))
+                .map_err(|e| TuneError::io(&path, e))?;
             Ok(file)
         }
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            let holder = if holder.trim().is_empty() { "another process".to_string() } else { format!("process {}", holder.trim()) };
-            Err(TuneError::Study(format!("{}: study is being run by {holder}; wait for it or stop it first", dir.display())))
+            let holder = if holder.trim().is_empty() {
+                "another process".to_string()
+            } else {
+                format!("process {}", holder.trim())
+            };
+            Err(TuneError::Study(format!(
+                "{}: study is being run by {holder}; wait for it or stop it first",
+                dir.display()
+            )))
         }
         Err(std::fs::TryLockError::Error(e)) => Err(TuneError::io(&path, e)),
     }
@@ -204,11 +236,24 @@ mod tests {
     fn a_torn_tail_is_cut_before_the_next_append() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = JournalStorage::new(dir.path());
-        let space = crate::study::SearchSpace::parse("[study]\nname = \"t\"\n[params]\nconv0_channels = 8\n", Path::new("t.toml")).unwrap();
+        let space = crate::study::SearchSpace::parse(
+            "[study]\nname = \"t\"\n[params]\nconv0_channels = 8\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
         let resolved = Resolved { space, concurrency: 1, threads_per_trial: 1, split_seed: 27, data_dir: None };
         s.create_or_open(&resolved, "").unwrap();
         s.reserve(10).unwrap();
-        assert!(s.create(&Event::Created { number: 0, params: Default::default(), seed: 1, infeasible: None, retry_of: None }).unwrap());
+        assert!(
+            s.create(&Event::Created {
+                number: 0,
+                params: Default::default(),
+                seed: 1,
+                infeasible: None,
+                retry_of: None
+            })
+            .unwrap()
+        );
         drop(s);
         // kill -9 in the middle of writing the next event:
         let path = dir.path().join(Journal::FILE);
@@ -218,8 +263,21 @@ mod tests {
         let mut s = JournalStorage::new(dir.path());
         s.create_or_open(&resolved, "").unwrap();
         s.reserve(10).unwrap();
-        assert!(s.create(&Event::Created { number: 1, params: Default::default(), seed: 2, infeasible: None, retry_of: None }).unwrap());
+        assert!(
+            s.create(&Event::Created {
+                number: 1,
+                params: Default::default(),
+                seed: 2,
+                infeasible: None,
+                retry_of: None
+            })
+            .unwrap()
+        );
         let trials = s.trials().unwrap();
-        assert_eq!(trials.keys().copied().collect::<Vec<_>>(), [0, 1], "the journal still reads after the crash and a resume");
+        assert_eq!(
+            trials.keys().copied().collect::<Vec<_>>(),
+            [0, 1],
+            "the journal still reads after the crash and a resume"
+        );
     }
 }

@@ -209,12 +209,27 @@ pub mod conformance {
     use crate::training::EpochMetrics;
 
     fn resolved(seed: u64) -> Resolved {
-        let space = crate::study::SearchSpace::parse(&format!("[study]\nname = \"c\"\nseed = {seed}\n[params]\nconv0_channels = 8\n"), Path::new("c.toml")).unwrap();
+        let space = crate::study::SearchSpace::parse(
+            &format!("[study]\nname = \"c\"\nseed = {seed}\n[params]\nconv0_channels = 8\n"),
+            Path::new("c.toml"),
+        )
+        .unwrap();
         Resolved { space, concurrency: 1, threads_per_trial: 1, split_seed: 27, data_dir: None }
     }
 
     fn epoch(number: usize, epoch: usize, val_acc: f64) -> Event {
-        Event::Epoch { number, metrics: EpochMetrics { epoch, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc, lr: 1e-3, secs: 1.0 } }
+        Event::Epoch {
+            number,
+            metrics: EpochMetrics {
+                epoch,
+                train_loss: 1.0,
+                train_acc: 0.5,
+                val_loss: 1.0,
+                val_acc,
+                lr: 1e-3,
+                secs: 1.0,
+            },
+        }
     }
 
     fn created(number: usize) -> Event {
@@ -238,7 +253,9 @@ pub mod conformance {
         let (first, cursor) = s.read_since(Cursor::START).unwrap();
         assert_eq!(first.len(), 2);
         s.record(&epoch(0, 2, 0.7)).unwrap();
-        assert!(s.record(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 2.0 }).unwrap());
+        assert!(
+            s.record(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 2.0 }).unwrap()
+        );
         let (new, cursor2) = s.read_since(cursor).unwrap();
         assert_eq!(new.len(), 2, "only what is new since the cursor: {new:?}");
         assert!(s.read_since(cursor2).unwrap().0.is_empty());
@@ -246,7 +263,13 @@ pub mod conformance {
         // An infeasible draw gives its place in the budget back; a cancelled one too.
         let r = s.reserve(2).unwrap().unwrap();
         assert_eq!(r, Reservation { number: 1, draw: 1 });
-        let infeasible = Event::Created { number: 1, params: Params::new(), seed: 6, infeasible: Some("conv0_pool: collapses".into()), retry_of: None };
+        let infeasible = Event::Created {
+            number: 1,
+            params: Params::new(),
+            seed: 6,
+            infeasible: Some("conv0_pool: collapses".into()),
+            retry_of: None,
+        };
         assert!(s.create(&infeasible).unwrap());
         let r = s.reserve(2).unwrap().expect("one place left");
         s.cancel(r).unwrap();

@@ -28,11 +28,17 @@ pub struct Axis {
 impl Axis {
     pub fn of(dist: &Distribution) -> Option<Axis> {
         let (low, high, log, int_step) = match dist {
-            Distribution::Int { low, high, step, log } => (*low as f64 - 0.5 * *step as f64, *high as f64 + 0.5 * *step as f64, *log, Some((*low, *high, *step))),
+            Distribution::Int { low, high, step, log } => {
+                (*low as f64 - 0.5 * *step as f64, *high as f64 + 0.5 * *step as f64, *log, Some((*low, *high, *step)))
+            }
             Distribution::Float { low, high, log } => (*low, *high, *log, None),
             _ => return None,
         };
-        let (lo, hi) = if log { (low.max(if int_step.is_some() { 0.5 } else { low }).max(1e-300).ln(), high.max(1e-300).ln()) } else { (low, high) };
+        let (lo, hi) = if log {
+            (low.max(if int_step.is_some() { 0.5 } else { low }).max(1e-300).ln(), high.max(1e-300).ln())
+        } else {
+            (low, high)
+        };
         Some(Axis { lo, hi, log, int_step })
     }
 
@@ -43,8 +49,12 @@ impl Axis {
     pub fn value(&self, x: f64) -> Value {
         let x = if self.log { x.exp() } else { x };
         match self.int_step {
-            Some((low, high, step)) => Value::Int((low + ((x - low as f64) / step as f64).round() as i64 * step).clamp(low, high)),
-            None => Value::Float(x.clamp(if self.log { self.lo.exp() } else { self.lo }, if self.log { self.hi.exp() } else { self.hi })),
+            Some((low, high, step)) => {
+                Value::Int((low + ((x - low as f64) / step as f64).round() as i64 * step).clamp(low, high))
+            }
+            None => Value::Float(
+                x.clamp(if self.log { self.lo.exp() } else { self.lo }, if self.log { self.hi.exp() } else { self.hi }),
+            ),
         }
     }
 
@@ -108,7 +118,11 @@ impl<'a> Joint<'a> {
                 (Distribution::Fixed(v), _) => v.clone(),
                 (_, None) => uniform,
                 (Distribution::Choice(_), Some(v)) => {
-                    if rng.random::<f64>() < CATEGORICAL_MOVE { uniform } else { v.clone() }
+                    if rng.random::<f64>() < CATEGORICAL_MOVE {
+                        uniform
+                    } else {
+                        v.clone()
+                    }
                 }
                 (_, Some(v)) => {
                     let axis = Axis::of(dist).expect("numerical");
@@ -125,8 +139,12 @@ impl<'a> Joint<'a> {
 
     /// log of the mixture density at `x` over the parameters active in `x`.
     pub fn log_density(&self, space: &SearchSpace, x: &Params) -> f64 {
-        let dims: Vec<(&String, &Distribution, &Value)> =
-            space.params.iter().filter(|(_, d)| !matches!(d, Distribution::Fixed(_))).filter_map(|(k, d)| x.get(k).map(|v| (k, d, v))).collect();
+        let dims: Vec<(&String, &Distribution, &Value)> = space
+            .params
+            .iter()
+            .filter(|(_, d)| !matches!(d, Distribution::Fixed(_)))
+            .filter_map(|(k, d)| x.get(k).map(|v| (k, d, v)))
+            .collect();
         let uniform = |d: &Distribution| match d {
             Distribution::Choice(c) => 1.0 / c.len().max(1) as f64,
             _ => 1.0 / Axis::of(d).map_or(1.0, |a| a.width()),
@@ -161,7 +179,13 @@ impl<'a> Joint<'a> {
 }
 
 /// The candidate among `candidates` draws from the good density that maximises l(x)/g(x).
-pub fn sample(space: &SearchSpace, good: Vec<&Params>, bad: Vec<&Params>, candidates: usize, rng: &mut StdRng) -> Params {
+pub fn sample(
+    space: &SearchSpace,
+    good: Vec<&Params>,
+    bad: Vec<&Params>,
+    candidates: usize,
+    rng: &mut StdRng,
+) -> Params {
     let (l, g) = (Joint::new(space, good), Joint::new(space, bad));
     let mut best: Option<(f64, Params)> = None;
     for _ in 0..candidates.max(1) {

@@ -11,11 +11,11 @@ use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 
 mod joint;
 
-use joint::Axis;
 use super::{Ask, Observation, Proposal, Sampler, observations, random};
 use crate::model::{Params, Value};
 use crate::study::TrialState;
 use crate::study::space::{Distribution, SearchSpace, TpeSettings};
+use joint::Axis;
 
 const PRIOR_WEIGHT: f64 = 1.0;
 
@@ -30,7 +30,11 @@ pub struct TpeSampler {
 
 impl TpeSampler {
     pub fn from_space(space: &SearchSpace) -> TpeSampler {
-        TpeSampler { startup_trials: space.study.startup_trials, history_lag: space.study.history_lag, settings: space.study.tpe.clone() }
+        TpeSampler {
+            startup_trials: space.study.startup_trials,
+            history_lag: space.study.history_lag,
+            settings: space.study.tpe.clone(),
+        }
     }
 
     /// The configuration for `history` (the finished trials it may see).
@@ -40,7 +44,13 @@ impl TpeSampler {
             random::sample(space, rng)
         } else if self.settings.multivariate {
             let (good, bad) = split(history);
-            joint::sample(space, good.iter().map(|o| &o.params).collect(), bad.iter().map(|o| &o.params).collect(), self.settings.candidates, rng)
+            joint::sample(
+                space,
+                good.iter().map(|o| &o.params).collect(),
+                bad.iter().map(|o| &o.params).collect(),
+                self.settings.candidates,
+                rng,
+            )
         } else {
             sample(space, history, self.settings.candidates, rng)
         };
@@ -85,7 +95,8 @@ pub fn sample(space: &SearchSpace, history: &[Observation], candidates: usize, r
         if !SearchSpace::is_active(key, &params) {
             continue;
         }
-        let values = |set: &[&Observation]| -> Vec<Value> { set.iter().filter_map(|o| o.params.get(key).cloned()).collect() };
+        let values =
+            |set: &[&Observation]| -> Vec<Value> { set.iter().filter_map(|o| o.params.get(key).cloned()).collect() };
         let value = match dist {
             Distribution::Fixed(v) => v.clone(),
             Distribution::Choice(choices) => categorical(choices, &values(good), &values(bad), candidates, rng),
@@ -101,7 +112,10 @@ pub fn sample(space: &SearchSpace, history: &[Observation], candidates: usize, r
 
 fn categorical(choices: &[Value], good: &[Value], bad: &[Value], candidates: usize, rng: &mut StdRng) -> Value {
     let weights = |obs: &[Value]| -> Vec<f64> {
-        let mut w: Vec<f64> = choices.iter().map(|c| PRIOR_WEIGHT / choices.len() as f64 + obs.iter().filter(|o| *o == c).count() as f64).collect();
+        let mut w: Vec<f64> = choices
+            .iter()
+            .map(|c| PRIOR_WEIGHT / choices.len() as f64 + obs.iter().filter(|o| *o == c).count() as f64)
+            .collect();
         let total: f64 = w.iter().sum();
         w.iter_mut().for_each(|x| *x /= total);
         w
@@ -110,7 +124,13 @@ fn categorical(choices: &[Value], good: &[Value], bad: &[Value], candidates: usi
     let mut best = (f64::NEG_INFINITY, 0);
     for _ in 0..candidates {
         let mut u = rng.random::<f64>();
-        let i = l.iter().position(|p| { u -= p; u <= 0.0 }).unwrap_or(l.len() - 1);
+        let i = l
+            .iter()
+            .position(|p| {
+                u -= p;
+                u <= 0.0
+            })
+            .unwrap_or(l.len() - 1);
         let score = l[i].ln() - g[i].ln();
         if score > best.0 {
             best = (score, i);
@@ -200,7 +220,10 @@ mod tests {
     fn objective(p: &Params) -> f64 {
         let f = |k: &str| p[k].as_f64().unwrap();
         let act = if p["conv0_activation"] == Value::Str("tanh".into()) { 0.0 } else { 0.3 };
-        -(f("weight_decay") - 0.8).powi(2) - (f("drop_rate") - 0.2).powi(2) - ((f("conv0_channels") - 48.0) / 64.0).powi(2) - act
+        -(f("weight_decay") - 0.8).powi(2)
+            - (f("drop_rate") - 0.2).powi(2)
+            - ((f("conv0_channels") - 48.0) / 64.0).powi(2)
+            - act
     }
 
     /// Values of `trials` sequential trials on the toy objective.
@@ -233,7 +256,10 @@ mod tests {
                 tpe_late += late_mean(&run(&space("tpe", tpe), seed, 60, &objective));
                 random_late += late_mean(&run(&space("random", ""), seed, 60, &objective));
             }
-            assert!(tpe_late > random_late + 0.1, "{tpe}: TPE mean of trials 30–59 {tpe_late:.3} vs random {random_late:.3} (sum over 5 seeds)");
+            assert!(
+                tpe_late > random_late + 0.1,
+                "{tpe}: TPE mean of trials 30–59 {tpe_late:.3} vs random {random_late:.3} (sum over 5 seeds)"
+            );
         }
     }
 
@@ -271,7 +297,8 @@ mod tests {
         // Narrow networks (the cheap region, channels ≤ 16) score worse; TPE's late proposals
         // stay away from it, while exploration still looks there now and then.
         let s = space("tpe", "exploration = 0.1");
-        let objective = |p: &Params| (p["conv0_channels"].as_f64().unwrap() / 64.0) - 0.1 * p["drop_rate"].as_f64().unwrap();
+        let objective =
+            |p: &Params| (p["conv0_channels"].as_f64().unwrap() / 64.0) - 0.1 * p["drop_rate"].as_f64().unwrap();
         let mut late_cheap = 0;
         let mut late = 0;
         for seed in 0..5 {
@@ -300,7 +327,13 @@ mod tests {
             let mut sampler = TpeSampler::from_space(&s);
             sampler.settings = TpeSettings { multivariate, exploration: 0.0, ..sampler.settings.clone() };
             let draws: Vec<i64> = (0..30)
-                .map(|seed| match &sampler.sample_from(&s, &history, &mut StdRng::seed_from_u64(seed))["conv0_channels"] { Value::Int(c) => *c, _ => 0 })
+                .map(
+                    |seed| match &sampler.sample_from(&s, &history, &mut StdRng::seed_from_u64(seed))["conv0_channels"]
+                    {
+                        Value::Int(c) => *c,
+                        _ => 0,
+                    },
+                )
                 .collect();
             let low = draws.iter().filter(|c| **c < 32).count();
             assert!(low <= 3, "multivariate {multivariate}: TPE kept proposing the infeasible region: {draws:?}");

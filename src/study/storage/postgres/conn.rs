@@ -15,7 +15,11 @@ pub(super) struct Conn {
 
 impl Conn {
     /// Runs `sql` as a statement prepared once per connection.
-    pub(super) fn run(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> std::result::Result<Vec<Row>, postgres::Error> {
+    pub(super) fn run(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<Vec<Row>, postgres::Error> {
         let statement = match self.statements.get(sql) {
             Some(st) => st.clone(),
             None => {
@@ -60,7 +64,10 @@ pub(super) fn transient(e: &postgres::Error) -> bool {
         None => e.as_db_error().is_none(), // I/O, not a server verdict
         Some(code) => {
             let c = code.code();
-            c.starts_with("08") || c.starts_with("57P") || *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
+            c.starts_with("08")
+                || c.starts_with("57P")
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
         }
     }
 }

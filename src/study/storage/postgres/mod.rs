@@ -68,7 +68,9 @@ pub struct StudyListing {
 /// `host:pid`, and a connection counter when one process opens several (tests, the bench).
 fn worker_name() -> String {
     static OPENED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
     match OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
         0 => format!("{host}:{}", std::process::id()),
         k => format!("{host}:{}#{k}", std::process::id()),
@@ -118,7 +120,11 @@ impl PgStorage {
 
     /// Runs `op` with a live connection, reconnecting and retrying transient failures with
     /// backoff until `patience` runs out.
-    fn with_client<T>(&mut self, what: &str, mut op: impl FnMut(&mut Conn) -> std::result::Result<T, postgres::Error>) -> Result<T> {
+    fn with_client<T>(
+        &mut self,
+        what: &str,
+        mut op: impl FnMut(&mut Conn) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -137,10 +143,13 @@ impl PgStorage {
                 Ok(v) => return Ok(v),
                 Err(e) if e.code() == Some(&SqlState::RAISE_EXCEPTION) && e.to_string().contains("tune schema") => {
                     let detail = e.as_db_error().map_or(e.to_string(), |d| d.message().to_string());
-                    return Err(self.err(detail, "upgrade tune to the version that wrote this database, or use another database"));
+                    return Err(self
+                        .err(detail, "upgrade tune to the version that wrote this database, or use another database"));
                 }
                 Err(e) if transient(&e) => {
-                    if e.is_closed() || e.code().is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57P")) {
+                    if e.is_closed()
+                        || e.code().is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+                    {
                         blocking(|| self.client = None);
                         self.had_outage = true;
                     }
@@ -151,11 +160,21 @@ impl PgStorage {
                             "start the server (or check the URL, user and network), then run the same command again: the study resumes where its records end",
                         ));
                     }
-                    tracing::warn!("{}: {what} failed ({}); retrying in {:.1} s", redact(&self.url), with_cause(&e), backoff.as_secs_f64());
+                    tracing::warn!(
+                        "{}: {what} failed ({}); retrying in {:.1} s",
+                        redact(&self.url),
+                        with_cause(&e),
+                        backoff.as_secs_f64()
+                    );
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => return Err(self.err(format!("{what}: {}", e.as_db_error().map_or(e.to_string(), |d| d.to_string())), "check the database and its permissions")),
+                Err(e) => {
+                    return Err(self.err(
+                        format!("{what}: {}", e.as_db_error().map_or(e.to_string(), |d| d.to_string())),
+                        "check the database and its permissions",
+                    ));
+                }
             }
         }
     }
@@ -164,18 +183,26 @@ impl PgStorage {
     fn study_id(&mut self) -> Result<Option<i32>> {
         if self.id.is_none() {
             let name = self.name.clone();
-            self.id = self.with_client("find study", |c| Ok(c.query_opt("SELECT id FROM tune_studies WHERE name = $1", &[&name])?.map(|r| r.get(0))))?;
+            self.id = self.with_client("find study", |c| {
+                Ok(c.query_opt("SELECT id FROM tune_studies WHERE name = $1", &[&name])?.map(|r| r.get(0)))
+            })?;
         }
         Ok(self.id)
     }
 
     fn require_id(&mut self) -> Result<i32> {
         let name = self.name.clone();
-        self.study_id()?.ok_or_else(|| self.err(format!("there is no study `{name}`"), "list the studies with `tune study list --storage URL`"))
+        self.study_id()?.ok_or_else(|| {
+            self.err(format!("there is no study `{name}`"), "list the studies with `tune study list --storage URL`")
+        })
     }
 
     /// One write transaction; `op` gets it and the study id.
-    fn write<T>(&mut self, what: &str, mut op: impl FnMut(&mut Transaction, i32) -> std::result::Result<T, postgres::Error>) -> Result<T> {
+    fn write<T>(
+        &mut self,
+        what: &str,
+        mut op: impl FnMut(&mut Transaction, i32) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
         let id = self.require_id()?;
         self.with_client(what, |c| {
             let mut tx = c.transaction()?;
@@ -204,7 +231,9 @@ impl PgStorage {
         let name = name.to_string();
         s.with_client("delete study", |c| {
             let mut tx = c.transaction()?;
-            let Some(row) = tx.query_opt("DELETE FROM tune_studies WHERE name = $1 RETURNING id", &[&name])? else { return Ok(false) };
+            let Some(row) = tx.query_opt("DELETE FROM tune_studies WHERE name = $1 RETURNING id", &[&name])? else {
+                return Ok(false);
+            };
             let id: i32 = row.get(0);
             tx.execute("DELETE FROM tune_trials WHERE study_id = $1", &[&id])?;
             tx.execute("DELETE FROM tune_events WHERE study_id = $1", &[&id])?;
@@ -275,7 +304,12 @@ impl StudyStorage for PgStorage {
             Ok(Some((row.get(0), row.get(1))))
         })?;
         let (id, frozen) = existing.expect("selected");
-        let frozen: Resolved = serde_json::from_str(&frozen).map_err(|e| self.err(format!("study `{name}`: its settings do not read back ({e})"), "delete the study (`tune study delete`) or restore the database"))?;
+        let frozen: Resolved = serde_json::from_str(&frozen).map_err(|e| {
+            self.err(
+                format!("study `{name}`: its settings do not read back ({e})"),
+                "delete the study (`tune study delete`) or restore the database",
+            )
+        })?;
         frozen.check_same_study(resolved, &self.location())?;
         self.id = Some(id);
         Ok(())
@@ -283,8 +317,15 @@ impl StudyStorage for PgStorage {
 
     fn settings(&mut self) -> Result<Option<Resolved>> {
         let Some(id) = self.study_id()? else { return Ok(None) };
-        let text: String = self.with_client("read settings", |c| Ok(c.query_one("SELECT settings FROM tune_studies WHERE id = $1", &[&id])?.get(0)))?;
-        serde_json::from_str(&text).map(Some).map_err(|e| self.err(format!("study `{}`: its settings do not read back ({e})", self.name), "delete the study or restore the database"))
+        let text: String = self.with_client("read settings", |c| {
+            Ok(c.query_one("SELECT settings FROM tune_studies WHERE id = $1", &[&id])?.get(0))
+        })?;
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            self.err(
+                format!("study `{}`: its settings do not read back ({e})", self.name),
+                "delete the study or restore the database",
+            )
+        })
     }
 
     fn reserve(&mut self, budget: usize) -> Result<Option<Reservation>> {
@@ -320,10 +361,18 @@ impl StudyStorage for PgStorage {
     }
 
     fn create(&mut self, created: &Event) -> Result<bool> {
-        let Event::Created { number, params, seed, infeasible, .. } = created else { panic!("create takes a Created event") };
-        let body = event_json(created).map_err(|what| self.err(format!("refusing to record {what}, which is not a finite number"), "this is a bug in tune; please report it"))?;
+        let Event::Created { number, params, seed, infeasible, .. } = created else {
+            panic!("create takes a Created event")
+        };
+        let body = event_json(created).map_err(|what| {
+            self.err(
+                format!("refusing to record {what}, which is not a finite number"),
+                "this is a bug in tune; please report it",
+            )
+        })?;
         let (number, running) = (int(*number), infeasible.is_none());
-        let (params, seed, me) = (serde_json::to_string(params).expect("serialisable"), *seed as i64, self.worker.clone());
+        let (params, seed, me) =
+            (serde_json::to_string(params).expect("serialisable"), *seed as i64, self.worker.clone());
         let id = self.require_id()?;
         let mut attempts = 0;
         self.with_client("create trial", |c| {
@@ -350,7 +399,11 @@ impl StudyStorage for PgStorage {
     fn cancel(&mut self, reservation: Reservation) -> Result<()> {
         let (number, me) = (int(reservation.number), self.worker.clone());
         self.write("cancel a reservation", |tx, id| {
-            if tx.execute("DELETE FROM tune_trials WHERE study_id = $1 AND number = $2 AND owner = $3 AND params IS NULL", &[&id, &number, &me])? == 1 {
+            if tx.execute(
+                "DELETE FROM tune_trials WHERE study_id = $1 AND number = $2 AND owner = $3 AND params IS NULL",
+                &[&id, &number, &me],
+            )? == 1
+            {
                 tx.execute("UPDATE tune_studies SET budget_used = budget_used - 1 WHERE id = $1", &[&id])?;
             }
             Ok(())
@@ -362,7 +415,12 @@ impl StudyStorage for PgStorage {
             Event::Epoch { number, .. } | Event::Finished { number, .. } => int(*number),
             Event::Created { .. } => panic!("trials are created with `create`"),
         };
-        let body = event_json(event).map_err(|what| self.err(format!("refusing to record {what}, which is not a finite number"), "a trial reported a non-finite figure; it is not recorded"))?;
+        let body = event_json(event).map_err(|what| {
+            self.err(
+                format!("refusing to record {what}, which is not a finite number"),
+                "a trial reported a non-finite figure; it is not recorded",
+            )
+        })?;
         let id = self.require_id()?;
         self.with_client("record event", |c| {
             // Only while the trial runs: a trial declared lost keeps that verdict.
@@ -396,7 +454,12 @@ impl StudyStorage for PgStorage {
         let mut last = cursor;
         for row in rows {
             let (xid, event_id, body): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
-            let event = serde_json::from_str(&body).map_err(|e| self.err(format!("event {event_id} of study `{}` does not read back ({e})", self.name), "restore the database from a backup"))?;
+            let event = serde_json::from_str(&body).map_err(|e| {
+                self.err(
+                    format!("event {event_id} of study `{}` does not read back ({e})", self.name),
+                    "restore the database from a backup",
+                )
+            })?;
             events.push(event);
             last = Cursor(xid as u64, event_id as u64);
         }

@@ -150,7 +150,7 @@ impl Tiles {
     /// Images a group should hold so that its rows of tiles fill whole strips: 1, 2 or 4.
     pub fn group(h: usize, w: usize) -> usize {
         let rows_per_strip = 2 * 16 / Tiles::span(w);
-        [1, 2].into_iter().find(|images| images * h.div_ceil(2) % rows_per_strip == 0).unwrap_or(4)
+        [1, 2].into_iter().find(|images| (images * h.div_ceil(2)).is_multiple_of(rows_per_strip)).unwrap_or(4)
     }
 
     fn plane(&self) -> usize {
@@ -598,6 +598,8 @@ mod avx512 {
                         _mm512_maskz_permutexvar_ps(down_mask, down, e),
                     ]);
                 }
+                // j picks a column across the four rows of t: an index reads plainer than zips.
+                #[allow(clippy::needless_range_loop)]
                 for j in 0..4 {
                     let column = b_t([t[0][j], t[1][j], t[2][j], t[3][j]]);
                     for (i, value) in column.into_iter().enumerate() {

@@ -119,7 +119,7 @@ pub enum Domain {
 
 /// The initialisation a dictionary without `init` gets. PyTorch's, not Keras': with Glorot, one
 /// epoch on a 5,000-image subset ranked 20 networks of the quick space against their best of
-/// 4 epochs at Spearman 0.45; with this, 0.78 (README, "Initialisation").
+/// 4 epochs at Spearman 0.45; with this, 0.78 (docs/training.md, "Initialisation").
 pub const DEFAULT_INIT: Init = Init::Torch;
 
 /// Most conv (or fc) blocks a network may have.

@@ -209,9 +209,12 @@ fn read_extra(path: &Path) -> Result<Vec<Outcome>> {
     Ok(out)
 }
 
+/// Per budget fraction (in thousandths): the runs' best values and regrets.
+type ByFraction = BTreeMap<u64, (Vec<f64>, Vec<f64>)>;
+
 /// The table people read: one row per method × workers.
 pub fn render(outcomes: &[Outcome]) -> String {
-    let mut groups: BTreeMap<(usize, String), BTreeMap<u64, (Vec<f64>, Vec<f64>)>> = BTreeMap::new();
+    let mut groups: BTreeMap<(usize, String), ByFraction> = BTreeMap::new();
     for o in outcomes {
         let g = groups.entry((o.workers, o.method.clone())).or_default();
         let e = g.entry((o.frac * 1000.0).round() as u64).or_default();

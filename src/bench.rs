@@ -38,13 +38,11 @@ pub fn run(args: &BenchOptions) -> Result<()> {
     let src = source::locate(args.data_dir.as_deref())?;
     // First load without the cache, then through it (written by the first).
     let cache = tempfile::tempdir().map_err(|e| crate::TuneError::io(std::env::temp_dir(), e))?;
-    // SAFETY: single-threaded at this point; only this process reads the variable.
-    unsafe { std::env::set_var("TUNE_CACHE_DIR", cache.path()) };
     let t = Instant::now();
-    let data = FashionMnist::load_source(&src)?;
+    let data = FashionMnist::load_source_cached(&src, Some(cache.path()))?;
     let decode = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let cached = FashionMnist::load_source(&src)?;
+    let cached = FashionMnist::load_source_cached(&src, Some(cache.path()))?;
     let cached_secs = t.elapsed().as_secs_f64();
     assert_eq!(cached.train.len(), data.train.len());
     drop(cached);

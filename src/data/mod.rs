@@ -89,7 +89,12 @@ impl FashionMnist {
 
     /// Loads from a known source, using the decoded-array cache for gzip IDX files.
     pub fn load_source(source: &Source) -> Result<Self> {
-        let cache = cache_path(source);
+        Self::load_source_cached(source, cache_dir().as_deref())
+    }
+
+    /// [`Self::load_source`] with the cache under `cache_root` (`None`: no cache).
+    pub fn load_source_cached(source: &Source, cache_root: Option<&Path>) -> Result<Self> {
+        let cache = cache_root.and_then(|root| cache_path(source, root));
         if let Some(path) = &cache
             && let Some(data) = read_cache(path, source)
         {
@@ -161,7 +166,7 @@ pub fn cache_dir() -> Option<PathBuf> {
 
 /// The cache file for a source, keyed by the files' paths, sizes and modification times,
 /// so a replaced file is decoded afresh. CSV sources are cached too (parsing them is slow).
-fn cache_path(source: &Source) -> Option<PathBuf> {
+fn cache_path(source: &Source, root: &Path) -> Option<PathBuf> {
     let files: Vec<&PathBuf> = match source {
         Source::Idx(f) => f.iter().collect(),
         Source::Kaggle(a, b) => vec![a, b],
@@ -174,7 +179,7 @@ fn cache_path(source: &Source) -> Option<PathBuf> {
         hasher.update(meta.len().to_le_bytes());
         hasher.update(mtime.as_nanos().to_le_bytes());
     }
-    Some(cache_dir()?.join(format!("fashion-mnist-{}.bin", &source::hex(&hasher.finalize())[..16])))
+    Some(root.join(format!("fashion-mnist-{}.bin", &source::hex(&hasher.finalize())[..16])))
 }
 
 const CACHE_MAGIC: &[u8; 8] = b"TUNEFM01";

@@ -10,6 +10,25 @@ pub const NAME: &str = "tch";
 #[cfg(not(any(feature = "tch", feature = "cuda")))]
 pub const NAME: &str = "flex";
 
+/// Whether the model runs tune-kernels' flex kernels: on the default (flex) build.
+pub fn uses_kernels() -> bool {
+    NAME == "flex"
+}
+
+/// Why bf16 convolutions cannot run here, if they cannot: only the flex kernels have them,
+/// and only on CPUs with AVX512-BF16.
+pub fn bf16_unavailable() -> Option<&'static str> {
+    if !uses_kernels() { Some("bf16 runs in the default CPU build only") } else { crate::kernels::bf16::unavailable() }
+}
+
+/// Turns bf16 convolutions on or off; `Err` with the reason when they cannot run.
+pub fn enable_bf16(on: bool) -> Result<(), &'static str> {
+    if let Some(why) = bf16_unavailable().filter(|_| on) {
+        return Err(why);
+    }
+    crate::kernels::bf16::enable(on)
+}
+
 /// The device every command trains and evaluates on. With libtorch: its first CUDA GPU when
 /// libtorch sees one, else its CPU.
 pub fn device() -> Device {

@@ -27,7 +27,7 @@ pub struct BenchOptions {
 }
 
 pub fn run(args: &BenchOptions) -> Result<()> {
-    crate::kernels::bf16::enable(args.bf16).map_err(|why| crate::TuneError::Config {
+    crate::backend::enable_bf16(args.bf16).map_err(|why| crate::TuneError::Config {
         file: crate::training::config::COMMAND_LINE.into(),
         key: "--precision".into(),
         problem: format!("bf16 is not available here: {why}"),
@@ -125,7 +125,7 @@ pub fn run(args: &BenchOptions) -> Result<()> {
         crate::backend::description()
     );
     let products = match (args.bf16, crate::kernels::fma::available()) {
-        _ if !crate::kernels::use_kernels() => "",
+        _ if !crate::backend::uses_kernels() => "",
         (true, _) => "; convolution products in bf16",
         (false, true) if crate::kernels::winograd::enabled() => {
             "; convolution products: ours (AVX-512 FMA), Winograd F(2×2, 3×3) for 3 × 3 stride-1 padding-1 layers"
@@ -147,7 +147,7 @@ pub fn run(args: &BenchOptions) -> Result<()> {
     if crate::backend::NAME == "flex" {
         // The machine's fp32 limit for this model: its training FLOPs at the best GEMM rate.
         let flops = summary.training_flops() as f64;
-        let peak = gemm_peak(threads);
+        let peak = crate::kernels::gemm_peak(threads);
         let limit = peak / flops;
         println!(
             "fp32 limit: {:.1} MFLOP per training image at {:.1} GFLOP/s (GEMM 1024³, {threads} threads, best of 5) = {limit:.0} images/s; \
@@ -156,7 +156,7 @@ pub fn run(args: &BenchOptions) -> Result<()> {
             peak / 1e9,
             train * flops / 1e9,
             100.0 * train / limit,
-            if !args.bf16 && crate::kernels::use_kernels() && crate::kernels::winograd::enabled() {
+            if !args.bf16 && crate::backend::uses_kernels() && crate::kernels::winograd::enabled() {
                 " (FLOPs of direct convolutions: Winograd's products make 2.25× fewer multiplications in the 3 × 3 layers, so this counts work saved as done)"
             } else {
                 ""
@@ -178,47 +178,6 @@ pub fn run(args: &BenchOptions) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Best fp32 GEMM rate (FLOP/s) of the `gemm` crate our kernels use: 1024×1024×1024, all
-/// `threads`, best of 5 after a warm-up.
-fn gemm_peak(threads: usize) -> f64 {
-    const N: usize = 1024;
-    let a: Vec<f32> = (0..N * N).map(|i| (i % 7) as f32 * 0.1).collect();
-    let b: Vec<f32> = (0..N * N).map(|i| (i % 5) as f32 * 0.1).collect();
-    let mut c = vec![0.0f32; N * N];
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    let mut best = f64::INFINITY;
-    for _ in 0..6 {
-        let t = Instant::now();
-        // SAFETY: a, b and c are N×N row-major, matching the strides given.
-        unsafe {
-            gemm::gemm(
-                N,
-                N,
-                N,
-                c.as_mut_ptr(),
-                1,
-                N as isize,
-                false,
-                a.as_ptr(),
-                1,
-                N as isize,
-                b.as_ptr(),
-                1,
-                N as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    std::hint::black_box(&c);
-    2.0 * (N * N * N) as f64 / best
 }
 
 /// The CPU's model and the vector extensions that matter for these kernels (Linux).

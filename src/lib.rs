@@ -4,6 +4,8 @@
 //! shape inference, the burn module), `training` (one run), `storage` (durable files),
 //! `bench` (throughput figures), `commands` (the command line, one file per command).
 
+#![forbid(unsafe_code)]
+
 pub mod backend;
 pub mod bench;
 pub mod commands;
@@ -11,7 +13,8 @@ pub mod data;
 pub mod error;
 pub mod evaluation;
 pub mod files;
-pub mod kernels;
+/// The flex kernels, their own crate: every `unsafe` block of tune lives there.
+pub use tune_kernels as kernels;
 pub mod memory;
 pub mod model;
 pub mod report;

@@ -1,5 +1,7 @@
 //! Entry point: parse, run, map errors to exit codes. The work lives in the library.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 

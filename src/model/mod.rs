@@ -5,8 +5,6 @@ pub mod params;
 pub mod shape;
 
 pub use net::Cnn;
-#[cfg(test)]
-pub(crate) use net::apply as apply_activation;
 pub use params::{Activation, Architecture, ConvBlock, FcBlock, Init, Params, Value};
 pub use shape::{ShapeError, Summary, infer};
 

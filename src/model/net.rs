@@ -6,7 +6,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d,
 };
-use burn::tensor::{Device, Tensor, activation};
+use burn::tensor::{Device, Tensor};
 
 use super::params::{Activation, Architecture, Init};
 use super::shape::{ShapeError, infer};
@@ -38,7 +38,7 @@ fn initializer(init: Init) -> Initializer {
 /// statistics and a running-statistics update when training on an autodiff device, the
 /// running statistics otherwise. Only our kernels pool: other backends pass `pool` 1.
 fn normalize<const D: usize>(bn: &BatchNorm, x: Tensor<D>, act: Activation, pool: usize) -> Tensor<D> {
-    if !crate::kernels::use_kernels() {
+    if !crate::backend::uses_kernels() {
         assert_eq!(pool, 1, "burn's batch norm does not pool");
         return apply(act, bn.forward(x));
     }
@@ -60,16 +60,7 @@ fn normalize<const D: usize>(bn: &BatchNorm, x: Tensor<D>, act: Activation, pool
 
 /// `act` in burn's ops (where our kernels do not run, and after the dense layers).
 pub(crate) fn apply<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
-    match act {
-        Activation::Relu => activation::relu(x),
-        Activation::Elu => activation::elu(x, 1.0),
-        Activation::Selu => activation::selu(x),
-        Activation::Gelu => activation::gelu(x),
-        Activation::LeakyRelu => activation::leaky_relu(x, crate::kernels::activation::LEAKY_SLOPE as f64),
-        Activation::Tanh => activation::tanh(x),
-        Activation::Sigmoid => activation::sigmoid(x),
-        Activation::Linear => x,
-    }
+    tune_kernels::activation::burn_activation(act, x)
 }
 
 #[derive(Module, Debug)]
@@ -98,7 +89,7 @@ impl ConvLayer {
         let conv = &self.conv;
         match conv.padding {
             PaddingConfig2d::Explicit(top, left, bottom, right)
-                if crate::kernels::use_kernels()
+                if crate::backend::uses_kernels()
                     && top == bottom
                     && left == right
                     && conv.dilation == [1, 1]
@@ -176,12 +167,14 @@ impl Cnn {
             // The activation runs inside the batch-norm kernel, and so does the pool after it
             // where that is faster: the full-size activation is then never stored.
             let fused_pool = match &layer.pool {
-                Some(pool) if crate::kernels::fuses_pool(layer.activation) => pool.kernel_size[0],
+                Some(pool) if crate::backend::uses_kernels() && crate::kernels::fuses_pool(layer.activation) => {
+                    pool.kernel_size[0]
+                }
                 _ => 1,
             };
             x = normalize(&layer.bn, layer.convolve(x), layer.activation, fused_pool);
             if let Some(pool) = layer.pool.as_ref().filter(|_| fused_pool == 1) {
-                x = match crate::kernels::use_kernels() {
+                x = match crate::backend::uses_kernels() {
                     true => crate::kernels::max_pool2d(x, pool.kernel_size[0]),
                     false => pool.forward(x),
                 };
@@ -190,7 +183,7 @@ impl Cnn {
         let mut x: Tensor<2> = x.flatten(1, 3);
         for layer in &self.dense {
             let x_norm = normalize(&layer.bn, x, Activation::Linear, 1);
-            let dropped = match crate::kernels::use_kernels() {
+            let dropped = match crate::backend::uses_kernels() {
                 true => crate::kernels::dropout(x_norm, layer.dropout.prob),
                 false => layer.dropout.forward(x_norm),
             };
@@ -261,7 +254,7 @@ mod tests {
         crate::kernels::dropout::seed(9);
         let first = model.forward(x.clone());
         assert!(diff(first.clone(), model.forward(x.clone())) > 1e-4, "training passes draw new masks");
-        if crate::kernels::use_kernels() {
+        if crate::backend::uses_kernels() {
             // Our masks (libtorch and CUDA builds use burn's dropout and its generator).
             crate::kernels::dropout::seed(9);
             assert_eq!(diff(first, model.forward(x.clone())), 0.0);
@@ -311,7 +304,7 @@ mod tests {
         // The default build takes our kernel for every layer the model builds (libtorch and
         // CUDA builds keep burn's).
         let ours = model.conv.iter().all(|l| l.kernel_padding() == Some([1, 1]) && l.conv.bias.is_some());
-        assert_eq!(ours, crate::kernels::use_kernels());
+        assert_eq!(ours, crate::backend::uses_kernels());
         let layer = &model.conv[0];
         let diff = (layer.convolve(x.clone()) - layer.conv.forward(x)).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-5, "max difference {diff}");

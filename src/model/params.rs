@@ -64,41 +64,7 @@ pub const TRAINING_KEYS: [&str; 5] = ["lr", "batch_size", "weight_decay", "aug_s
 pub const CONV_KEYS: [&str; 6] = ["pad", "channels", "filter", "stride", "pool", "activation"];
 pub const FC_KEYS: [&str; 2] = ["neurons", "activation"];
 
-/// Activation functions a block may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    Relu,
-    Elu,
-    Selu,
-    Gelu,
-    LeakyRelu,
-    Tanh,
-    Sigmoid,
-    Linear,
-}
-
-impl Activation {
-    pub const NAMES: [&'static str; 8] = ["relu", "elu", "selu", "gelu", "leaky_relu", "tanh", "sigmoid", "linear"];
-    pub const ALL: [Activation; 8] = [
-        Activation::Relu,
-        Activation::Elu,
-        Activation::Selu,
-        Activation::Gelu,
-        Activation::LeakyRelu,
-        Activation::Tanh,
-        Activation::Sigmoid,
-        Activation::Linear,
-    ];
-
-    pub fn parse(name: &str) -> Option<Activation> {
-        Self::NAMES.iter().position(|n| *n == name).map(|i| Self::ALL[i])
-    }
-
-    pub fn name(self) -> &'static str {
-        Self::NAMES[Self::ALL.iter().position(|a| *a == self).expect("listed")]
-    }
-}
+pub use tune_kernels::Activation;
 
 /// What one dictionary key accepts. The single definition behind params files, search spaces
 /// and enqueued dictionaries; the integer caps keep every size computable (and allocatable)

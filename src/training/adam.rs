@@ -43,7 +43,7 @@ impl Optimizer for FusedAdam {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        if !crate::kernels::use_kernels() {
+        if !crate::backend::uses_kernels() {
             return self.burn.step(lr, tensor, grad, state);
         }
         let (time, m1, m2) = match state {

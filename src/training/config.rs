@@ -154,7 +154,7 @@ impl TrainConfig {
                 ),
             ));
         }
-        if let Some(why) = crate::kernels::bf16::unavailable().filter(|_| self.precision == Precision::Bf16) {
+        if let Some(why) = crate::backend::bf16_unavailable().filter(|_| self.precision == Precision::Bf16) {
             return Err((
                 "precision",
                 format!("bf16 is not available here: {why}"),

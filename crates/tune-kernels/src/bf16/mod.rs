@@ -33,16 +33,10 @@ pub fn available() -> bool {
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Why the convolutions cannot run their products in bf16 here, if they cannot: only our
-/// flex kernels do, and only with the instructions.
+/// Why the convolutions cannot run their products in bf16 here, if they cannot: they need the
+/// instructions. (Builds whose model does not run these kernels are refused by tune itself.)
 pub fn unavailable() -> Option<&'static str> {
-    if !super::use_kernels() {
-        Some("bf16 runs in the default CPU build only")
-    } else if !available() {
-        Some("this CPU has no AVX512-BF16")
-    } else {
-        None
-    }
+    (!available()).then_some("this CPU has no AVX512-BF16")
 }
 
 /// Runs the convolutions' products in bf16 from now on (or in f32 again); `Err` with the

@@ -1,7 +1,7 @@
-//! bf16 convolution products on [`Shifted`] matrices (see [`crate::kernels::shifted`]).
+//! bf16 convolution products on [`Shifted`] matrices (see [`crate::shifted`]).
 
 use super::{PackedLhs, available};
-use crate::kernels::shifted::Shifted;
+use crate::shifted::Shifted;
 
 /// `dst (m × positions) = bias + lhs · col(image)`, each row starting from its bias: a
 /// convolution's forward product. Every value of `dst` is written.

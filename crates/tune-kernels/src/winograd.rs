@@ -284,7 +284,7 @@ mod avx512 {
     use std::mem::MaybeUninit;
 
     use super::{Filters, MR, POINTS, STRIP, Scratch, Tiles, point_stride};
-    use crate::kernels::blocked::lanes;
+    use crate::blocked::lanes;
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn conv(
@@ -343,7 +343,7 @@ mod avx512 {
         assert!(u.len() >= c_out * c_in && m.len() >= c_out * STRIP);
         for k0 in (0..c_out).step_by(MR) {
             // SAFETY: this function runs with AVX-512F.
-            let acc = unsafe { crate::kernels::fma::micro(c_in, rows(u, k0, c_out - 1, c_in), v) };
+            let acc = unsafe { crate::fma::micro(c_in, rows(u, k0, c_out - 1, c_in), v) };
             for (r, halves) in acc.iter().enumerate().take(c_out - k0) {
                 // SAFETY: row k0 + r < c_out of m holds STRIP values (asserted).
                 unsafe {
@@ -366,7 +366,7 @@ mod avx512 {
             let b = &b[ks * STRIP * STRIP..][..STRIP * STRIP];
             for c0 in (0..c_in).step_by(MR) {
                 // SAFETY: this function runs with AVX-512F.
-                let acc = unsafe { crate::kernels::fma::micro(STRIP, rows(v, c0, c_in - 1, STRIP), b) };
+                let acc = unsafe { crate::fma::micro(STRIP, rows(v, c0, c_in - 1, STRIP), b) };
                 for (r, halves) in acc.iter().enumerate().take(c_in - c0) {
                     for (half, &value) in halves.iter().enumerate() {
                         let k = ks * STRIP + 16 * half;

@@ -3,8 +3,8 @@
 use std::arch::x86_64::*;
 
 use super::{NR, PackedLhs};
-use crate::kernels::blocked::{MR, lanes};
-use crate::kernels::shifted::Shifted;
+use crate::blocked::{MR, lanes};
+use crate::shifted::Shifted;
 
 /// The same 512 bits as 32 bf16 values.
 #[inline(always)]
@@ -156,12 +156,10 @@ pub(super) fn matmul_bias(
     assert!(dst.len() >= lhs.m * n && bias.len() >= lhs.m, "bf16 matmul destination or bias too short");
     // SAFETY: this function runs with AVX-512F; blocked() passes i < m (asserted above) and
     // masks inside the n columns.
-    blocked(lhs, n, pack, |i, col, v, mask| unsafe {
-        crate::kernels::blocked::store_bias(dst, n, bias, i, col, v, mask)
-    });
+    blocked(lhs, n, pack, |i, col, v, mask| unsafe { crate::blocked::store_bias(dst, n, bias, i, col, v, mask) });
 }
 
-/// [`crate::kernels::blocked::blocked`] on the packed `lhs` (rows of pairs) with the bf16
+/// [`crate::blocked::blocked`] on the packed `lhs` (rows of pairs) with the bf16
 /// micro-kernel.
 #[inline(always)]
 fn blocked(
@@ -173,7 +171,7 @@ fn blocked(
     let kp = lhs.k.div_ceil(2);
     // SAFETY (micro): callers run with the features it needs (every caller is a
     // target_feature function of this module).
-    crate::kernels::blocked::blocked(
+    crate::blocked::blocked(
         lhs.m,
         n,
         kp * NR,

@@ -26,7 +26,7 @@ use super::activation::{Function, commutes_with_max_pool, with_function};
 use super::pool::PoolGeometry;
 use super::simd::multiversion;
 use super::window2;
-use crate::model::Activation;
+use crate::Activation;
 
 /// `[batch, channels, h, w]` view of an activation (`w` = product of the axes after `h`;
 /// `h = w = 1` for dense layers).

@@ -14,13 +14,13 @@
 //! accumulators in registers, the left operand read in place (row-major, as the weights are).
 //! The sums run in a fixed order (depth by depth), so results do not depend on threads.
 
-use crate::kernels::blocked::{MR, STRIP};
-use crate::kernels::shifted::Shifted;
+use crate::blocked::{MR, STRIP};
+use crate::shifted::Shifted;
 
 /// Whether these products run: where our kernels run at the AVX-512 level (`TUNE_SIMD` can
 /// lower it, and the GEMM crate's products then run instead).
 pub fn available() -> bool {
-    crate::kernels::simd::level() == crate::kernels::simd::Level::Avx512
+    crate::simd::level() == crate::simd::Level::Avx512
 }
 
 /// A row-major left operand: `m × k`, rows `row` apart.
@@ -92,7 +92,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{Lhs, MR, STRIP, Shifted};
-    use crate::kernels::blocked::lanes;
+    use crate::blocked::lanes;
 
     /// MR × STRIP products of rows `rows` of the left operand and one strip, `k` deep.
     #[inline]
@@ -116,7 +116,7 @@ mod avx512 {
         c
     }
 
-    /// [`crate::kernels::blocked::blocked`] on the row-major `lhs` with the FMA micro-kernel.
+    /// [`crate::blocked::blocked`] on the row-major `lhs` with the FMA micro-kernel.
     #[inline(always)]
     fn blocked(
         lhs: Lhs<'_>,
@@ -126,7 +126,7 @@ mod avx512 {
     ) {
         let k = lhs.k;
         // SAFETY (micro): every caller is a target_feature function of this module.
-        crate::kernels::blocked::blocked(
+        crate::blocked::blocked(
             lhs.m,
             n,
             k * STRIP,
@@ -195,7 +195,7 @@ mod avx512 {
             |j0, strip| pack_shifted_strip(col, image, j0, strip),
             // SAFETY: this function runs with AVX-512F; the caller checked dst's and bias's
             // sizes, and blocked() passes i < m and masks inside the n columns.
-            |i, at, v, mask| unsafe { crate::kernels::blocked::store_bias(dst, n, bias, i, at, v, mask) },
+            |i, at, v, mask| unsafe { crate::blocked::store_bias(dst, n, bias, i, at, v, mask) },
         );
     }
 

@@ -8,7 +8,43 @@
 //! plain f32 arithmetic (no FMA, no libm call), so the loops vectorise and every instruction
 //! set level computes the same bits.
 
-use crate::model::Activation;
+use serde::{Deserialize, Serialize};
+
+/// Activation functions a block may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    Elu,
+    Selu,
+    Gelu,
+    LeakyRelu,
+    Tanh,
+    Sigmoid,
+    Linear,
+}
+
+impl Activation {
+    pub const NAMES: [&'static str; 8] = ["relu", "elu", "selu", "gelu", "leaky_relu", "tanh", "sigmoid", "linear"];
+    pub const ALL: [Activation; 8] = [
+        Activation::Relu,
+        Activation::Elu,
+        Activation::Selu,
+        Activation::Gelu,
+        Activation::LeakyRelu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Linear,
+    ];
+
+    pub fn parse(name: &str) -> Option<Activation> {
+        Self::NAMES.iter().position(|n| *n == name).map(|i| Self::ALL[i])
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[Self::ALL.iter().position(|a| *a == self).expect("listed")]
+    }
+}
 
 /// One activation `f`, applied to the normalised value `z`.
 pub(super) trait Function {
@@ -31,8 +67,8 @@ pub fn commutes_with_max_pool(act: Activation) -> bool {
 /// outside the loops, so that each loop is compiled for one function.
 macro_rules! with_function {
     ($act:expr, $F:ident => $body:expr) => {{
-        use $crate::kernels::activation as a;
-        use $crate::model::Activation as A;
+        use $crate::Activation as A;
+        use $crate::activation as a;
         match $act {
             A::Relu => {
                 type $F = a::Relu;
@@ -270,6 +306,22 @@ pub(super) fn erfc(x: f32) -> f32 {
     }
     let r = t * exp(p * t - 1.265_512_23 - a * a);
     if x < 0.0 { 2.0 - r } else { r }
+}
+
+/// burn's own activation ops: what the model runs off the flex build, and the reference the
+/// fused kernels are tested against.
+pub fn burn_activation<const D: usize>(act: Activation, x: burn::tensor::Tensor<D>) -> burn::tensor::Tensor<D> {
+    use burn::tensor::activation;
+    match act {
+        Activation::Relu => activation::relu(x),
+        Activation::Elu => activation::elu(x, 1.0),
+        Activation::Selu => activation::selu(x),
+        Activation::Gelu => activation::gelu(x),
+        Activation::LeakyRelu => activation::leaky_relu(x, LEAKY_SLOPE as f64),
+        Activation::Tanh => activation::tanh(x),
+        Activation::Sigmoid => activation::sigmoid(x),
+        Activation::Linear => x,
+    }
 }
 
 #[cfg(test)]

@@ -109,11 +109,11 @@ macro_rules! multiversion {
                 fn avx512($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
                 #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
                 fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                match $crate::kernels::simd::level() {
+                match $crate::simd::level() {
                     // SAFETY: level() reports a level only where the CPU has its features.
-                    $crate::kernels::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
-                    $crate::kernels::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::kernels::simd::Level::Baseline => {}
+                    $crate::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::simd::Level::Baseline => {}
                 }
             }
             body($($arg),*)

@@ -2,10 +2,11 @@
 //!
 //! Convolution, batch norm (+ activation + max-pool), max-pool and the Adam update for flex, each with its
 //! backward pass for autodiff. The model calls them only on the flex build
-//! ([`use_kernels`]); libtorch and CUDA builds run burn's own ops, so GPU users keep their
+//! (tune's `backend::uses_kernels`); libtorch and CUDA builds run burn's own ops, so GPU users keep their
 //! vendor kernels. The trait's default bodies state each operation in burn's ops.
 
 pub mod activation;
+pub use activation::Activation;
 pub mod adam;
 pub mod batch_norm;
 pub mod bf16;
@@ -14,6 +15,7 @@ mod blocked;
 pub mod conv;
 pub mod dropout;
 pub mod fma;
+pub mod memory;
 pub mod pool;
 pub mod profile;
 mod reference;
@@ -32,16 +34,10 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{IntDType, Shape, Tensor, TensorData};
 
-use crate::model::Activation;
 use batch_norm::NormShape;
 use conv::ConvGeometry;
 use pool::PoolGeometry;
 use profile::{Kernel, timed};
-
-/// Whether the model runs our kernels: on the default (flex) build.
-pub fn use_kernels() -> bool {
-    crate::backend::NAME == "flex"
-}
 
 /// Whether the model pools inside the batch-norm kernel after `act`: where the pool commutes
 /// with it ([`activation::commutes_with_max_pool`]) and the 2×2 windows run vectorised
@@ -49,7 +45,48 @@ pub fn use_kernels() -> bool {
 /// slower than batch norm and the separate pool kernel (batch norm's backward 28 ms a step
 /// against 17 ms).
 pub fn fuses_pool(act: Activation) -> bool {
-    use_kernels() && simd::level() != simd::Level::Baseline && activation::commutes_with_max_pool(act)
+    simd::level() != simd::Level::Baseline && activation::commutes_with_max_pool(act)
+}
+
+/// Best fp32 GEMM rate (FLOP/s) of the `gemm` crate our kernels use: 1024×1024×1024, all
+/// `threads`, best of 5 after a warm-up.
+pub fn gemm_peak(threads: usize) -> f64 {
+    const N: usize = 1024;
+    let a: Vec<f32> = (0..N * N).map(|i| (i % 7) as f32 * 0.1).collect();
+    let b: Vec<f32> = (0..N * N).map(|i| (i % 5) as f32 * 0.1).collect();
+    let mut c = vec![0.0f32; N * N];
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let mut best = f64::INFINITY;
+    for _ in 0..6 {
+        let t = std::time::Instant::now();
+        // SAFETY: a, b and c are N×N row-major, matching the strides given.
+        unsafe {
+            gemm::gemm(
+                N,
+                N,
+                N,
+                c.as_mut_ptr(),
+                1,
+                N as isize,
+                false,
+                a.as_ptr(),
+                1,
+                N as isize,
+                b.as_ptr(),
+                1,
+                N as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&c);
+    2.0 * (N * N * N) as f64 / best
 }
 
 fn options(stride: [usize; 2], padding: [usize; 2]) -> ConvOptions<2> {
@@ -163,7 +200,7 @@ pub trait Kernels: Backend {
 }
 
 /// Kernels of the optimizer, which runs on plain (not autodiff) tensors; flex only — other
-/// backends use burn's optimizers ([`crate::training::adam`]).
+/// backends use burn's optimizers (tune's `training::adam`).
 #[backend_extension(Flex)]
 pub trait OptimizerKernels: Backend {
     /// One Adam step: `(parameter, first moment, second moment)` after it.
@@ -674,7 +711,7 @@ mod tests {
                 batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, act, 1);
             let (fused_ours, ..) = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3, act, k);
             let mut theirs = module::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-3);
-            theirs.output = crate::model::apply_activation(act, theirs.output);
+            theirs.output = crate::activation::burn_activation(act, theirs.output);
             let fused_theirs = burn::nn::pool::MaxPool2dConfig::new([k, k]).init().forward(theirs.output.clone());
             let probe_p = Tensor::<4>::random(pooled_ours.dims(), Distribution::Default, &device);
             let probe_n = Tensor::<4>::random(dims, Distribution::Default, &device);

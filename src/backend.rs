@@ -15,18 +15,20 @@ pub fn uses_kernels() -> bool {
     NAME == "flex"
 }
 
+const NOT_THIS_BUILD: &str = "bf16 runs in the default CPU build only";
+
 /// Why bf16 convolutions cannot run here, if they cannot: only the flex kernels have them,
 /// and only on CPUs with AVX512-BF16.
 pub fn bf16_unavailable() -> Option<&'static str> {
-    if !uses_kernels() { Some("bf16 runs in the default CPU build only") } else { crate::kernels::bf16::unavailable() }
+    if !uses_kernels() { Some(NOT_THIS_BUILD) } else { crate::kernels::bf16::unavailable() }
 }
 
 /// Turns bf16 convolutions on or off; `Err` with the reason when they cannot run.
 pub fn enable_bf16(on: bool) -> Result<(), &'static str> {
-    if let Some(why) = bf16_unavailable().filter(|_| on) {
-        return Err(why);
+    if on && !uses_kernels() {
+        return Err(NOT_THIS_BUILD);
     }
-    crate::kernels::bf16::enable(on)
+    crate::kernels::bf16::enable(on) // refuses a CPU without AVX512-BF16 itself
 }
 
 /// The device every command trains and evaluates on. With libtorch: its first CUDA GPU when

@@ -94,4 +94,11 @@ fn a_bad_table_is_refused_naming_the_line() {
     assert!(t.contains("bad.jsonl") && t.contains("line 1") && t.contains("one length"), "{t}");
     let o = f.run(&["bench", "search", "--methods", "tpe+fast", "--table", "table.jsonl", "--space", "space.toml"]);
     assert!(!o.status.success() && text(&o).contains("pruners are"), "{}", text(&o));
+    for (flag, value, want) in
+        [("--budget-trials", "0", "above 0"), ("--budget-trials", "inf", "above 0"), ("--workers", "0", "--workers")]
+    {
+        let o =
+            f.run(&["bench", "search", "--table", "table.jsonl", "--space", "space.toml", &format!("{flag}={value}")]);
+        assert!(!o.status.success() && text(&o).contains(want), "{flag}={value}: {}", text(&o));
+    }
 }

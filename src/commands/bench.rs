@@ -59,13 +59,14 @@ pub struct SearchBenchArgs {
           default_values = ["random+asha", "random+hyperband", "tpe+none", "tpe+asha", "tpe+hyperband", "tpe+median"])]
     pub methods: Vec<crate::study::search_bench::Method>,
     /// Simulated workers (comma-separated counts).
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 8, 32])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 8, 32],
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub workers: Vec<usize>,
     /// Paired seeds per method and worker count.
     #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub seeds: usize,
     /// The simulated budget: this many whole recorded trials' time per worker.
-    #[arg(long, default_value_t = 64.0)]
+    #[arg(long, default_value_t = 64.0, value_parser = positive_budget)]
     pub budget_trials: f64,
     /// Per-seed rows of another tool to aggregate alongside (benches/optuna_replay.py's CSV).
     #[arg(long)]
@@ -73,6 +74,15 @@ pub struct SearchBenchArgs {
     /// Write every run's per-seed rows here as CSV.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `--budget-trials`: a positive, finite number of whole trials (0 would time nothing, and a
+/// negative or infinite budget is no duration).
+fn positive_budget(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e6 => Ok(v),
+        _ => Err(format!("`{text}`: give a number of whole trials above 0 (at most 1e6), e.g. 64")),
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -86,9 +96,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 Method { sampler: SamplerKind::Random, pruner: PrunerKind::None },
                 Method { sampler: SamplerKind::Random, pruner: PrunerKind::FirstEpoch },
             ];
-            methods.extend(a.methods.into_iter().filter(|m| !methods.contains(m)).collect::<Vec<_>>());
-            if let Some(w) = a.workers.iter().find(|w| **w == 0) {
-                return Err(crate::error::TuneError::Study(format!("--workers {w}: give at least one worker")));
+            for m in a.methods {
+                if !methods.contains(&m) {
+                    methods.push(m);
+                }
             }
             run(&SearchBenchOptions {
                 table: a.table,

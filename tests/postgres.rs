@@ -50,6 +50,8 @@ fn main() {
         ("a_lost_worker_is_reaped_once_and_its_configuration_rerun", reaped_once),
         ("concurrent_workers_claim_every_number_exactly_once", concurrent_claims),
         ("a_schema_newer_than_the_binary_is_refused", newer_schema),
+        ("a_version_1_schema_is_upgraded_in_place", older_schema),
+        ("a_paused_trial_survives_kill_9_of_its_worker_and_resumes_on_another", paused_survives_kill),
         ("three_workers_run_each_trial_once_with_the_single_worker_configurations", three_workers),
         ("a_killed_worker_is_declared_lost_and_its_trial_rerun_elsewhere", killed_worker),
         ("a_server_restart_mid_study_loses_nothing", server_restart),
@@ -62,6 +64,8 @@ fn main() {
 fn conforms() -> Result<(), Failed> {
     let (url, name) = (url().unwrap(), unique("conformance"));
     storage::conformance::records(&|| Box::new(PgStorage::connect(&url, &name).unwrap()));
+    let paused = unique("conformance-paused");
+    storage::conformance::pauses(&|| Box::new(PgStorage::connect(&url, &paused).unwrap()));
     Ok(())
 }
 
@@ -187,6 +191,86 @@ fn newer_schema() -> Result<(), Failed> {
         err.contains("version 99") && err.contains("newer") && err.contains("fix:"),
         format!("refused with both versions and a fix: {err}"),
     )
+}
+
+/// A database written by a version-1 binary (no paused trials) is upgraded in place, and
+/// its studies read on.
+fn older_schema() -> Result<(), Failed> {
+    let url = url().unwrap();
+    let db = format!("tune_older_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls)?;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))?;
+    admin.batch_execute(&format!("CREATE DATABASE {db}"))?;
+    let db_url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
+    let r = resolved("old");
+    {
+        let mut s = PgStorage::connect(&db_url, "old")?;
+        s.create_or_open(&r, "")?;
+        let n = s.reserve(5)?.expect("room").number;
+        check(s.create(&created(n))?, "created".into())?;
+    }
+    // Version 1 is version 2 without the column of paused trials.
+    let mut c = postgres::Client::connect(&db_url, postgres::NoTls)?;
+    c.batch_execute(
+        "ALTER TABLE tune_trials DROP COLUMN paused; DELETE FROM tune_schema; INSERT INTO tune_schema VALUES (1)",
+    )?;
+    let mut s = PgStorage::connect(&db_url, "old")?;
+    s.create_or_open(&r, "")?;
+    let version: i32 = c.query_one("SELECT max(version) FROM tune_schema", &[])?.get(0);
+    let paused_column: bool = c
+        .query_one("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'tune_trials' AND column_name = 'paused')", &[])?
+        .get(0);
+    let paused = s.record(&Event::Paused { number: 0, reason: "rung 0".into(), secs: 1.0 })?;
+    let state = s.trials()?[&0].state;
+    drop((s, c));
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))?;
+    check(version == 2 && paused_column, format!("upgraded to version {version}, paused column {paused_column}"))?;
+    check(paused && state == TrialState::Paused, format!("the old study's trial pauses: {paused} {state:?}"))
+}
+
+/// A worker pauses a trial at a rung and dies by kill -9; the pause is durable, nobody declares
+/// the paused trial lost, and another worker promotes it and resumes it from its checkpoint.
+fn paused_survives_kill() -> Result<(), Failed> {
+    let url = url().unwrap();
+    // Epochs long enough (3,000 images) that the victim is still in trial 1's first epoch
+    // when it dies.
+    let f = Fixture::new(4000, 60);
+    let name = unique("paused");
+    // Trial 0 learns (lr 1e-2) and pauses alone at rung 0 (epoch 1); trials 1 and 2 cannot
+    // learn (lr 1e-7), so trial 0 is promoted once a second trial reaches the rung.
+    let text = space(
+        &name,
+        3,
+        "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"3s\"\nscheduler = \"promote\"\nenqueue_default = false\nenqueue = [ { lr = 1e-2, conv0_channels = 8 }, { lr = 1e-7, conv0_channels = 8 }, { lr = 1e-7, conv0_channels = 8 } ]\n[study.pruning]\nmin_resource = 1\nreduction_factor = 2\n",
+        2,
+    )
+    .replace("sampler = \"tpe\"\n", "")
+    .replace("pruner = \"none\"", "pruner = \"asha\"")
+    .replace("{ float = [1e-3, 1e-2], log = true }", "{ float = [1e-7, 1e-2], log = true }")
+    .replace("subset = 300", "subset = 3000");
+    let s = f.write("p.toml", &text);
+    let mut victim = worker(&f, &s, &url, &["--artifacts", "shared"]);
+    let started = Instant::now();
+    loop {
+        check(started.elapsed() < Duration::from_secs(90), "the victim never paused trial 0".into())?;
+        if store_trials(&url, &name).get(&0).is_some_and(|t| t.state == TrialState::Paused) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    victim.kill()?;
+    let before = store_trials(&url, &name);
+    check(before[&0].state == TrialState::Paused, format!("killed while trial 0 is paused: {:?}", before[&0]))?;
+    let epoch1 = before[&0].history.clone();
+    let rescuer = worker(&f, &s, &url, &["--artifacts", "shared"]);
+    let out = finish(rescuer, "the rescuer")?;
+    let trials = store_trials(&url, &name);
+    let t = &trials[&0];
+    check(
+        t.state == TrialState::Complete && t.history.len() == 2 && t.history[..1] == epoch1[..],
+        format!("trial 0 promoted and resumed from its checkpoint by the rescuer: {t:?}\n{out}"),
+    )?;
+    check(trials.values().all(|t| t.state.is_finished()), format!("every trial terminal, none paused: {trials:?}"))
 }
 
 // ---- workers through the real binary ----

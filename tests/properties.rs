@@ -202,7 +202,7 @@ proptest! {
         max_epochs in any::<usize>(), curves in prop::collection::vec(prop::collection::vec(0.0f64..1.0, 0..6), 1..6),
     ) {
         let s = PrunerSettings { min_resource, reduction_factor, warmup_epochs: warmup, startup_trials: startup };
-        let all: Vec<Curve> = curves.iter().enumerate().map(|(number, v)| Curve { number, val_acc: v.clone(), finished: number % 2 == 0 }).collect();
+        let all: Vec<Curve> = curves.iter().enumerate().map(|(number, v)| Curve { number, val_acc: v.clone(), finished: number % 2 == 0 , paused: false }).collect();
         for kind in [PrunerKind::None, PrunerKind::Median, PrunerKind::Asha, PrunerKind::Hyperband] {
             for trial in &all {
                 let _ = should_prune(kind, &s, max_epochs, trial, &all);

@@ -93,8 +93,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             use crate::study::search_bench::{Method, SearchBenchOptions, run};
             use crate::study::space::{PrunerKind, SamplerKind};
             let mut methods = vec![
-                Method { sampler: SamplerKind::Random, pruner: PrunerKind::None },
-                Method { sampler: SamplerKind::Random, pruner: PrunerKind::FirstEpoch },
+                Method::new(SamplerKind::Random, PrunerKind::None),
+                Method::new(SamplerKind::Random, PrunerKind::FirstEpoch),
             ];
             for m in a.methods {
                 if !methods.contains(&m) {

@@ -87,8 +87,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     println!("leaderboard: {}", summary.dir.join("leaderboard.csv").display());
     if summary.timed_out {
         let left = summary.counts.get(&crate::study::TrialState::Running).copied().unwrap_or(0);
+        let paused = summary.counts.get(&crate::study::TrialState::Paused).copied().unwrap_or(0);
         println!(
-            "time budget reached: {left} trial(s) stopped after their last finished epoch. Continue with: {}",
+            "time budget reached: {left} trial(s) stopped after their last finished epoch, {paused} paused at a rung. Continue with: {}",
             resume_command()
         );
     }

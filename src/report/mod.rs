@@ -195,12 +195,13 @@ pub fn counts_line(trials: &BTreeMap<usize, TrialRecord>) -> String {
     let c = leaderboard::state_counts(trials);
     let get = |s| c.get(&s).copied().unwrap_or(0);
     format!(
-        "{} trials: {} complete, {} pruned, {} failed, {} infeasible, {} running",
+        "{} trials: {} complete, {} pruned, {} failed, {} infeasible, {} running, {} paused",
         trials.len(),
         get(TrialState::Complete),
         get(TrialState::Pruned),
         get(TrialState::Failed),
         get(TrialState::Infeasible),
-        get(TrialState::Running)
+        get(TrialState::Running),
+        get(TrialState::Paused)
     )
 }

@@ -60,6 +60,7 @@ fn state_color(s: TrialState) -> RGBColor {
         TrialState::Failed => RGBColor(214, 39, 40),
         TrialState::Infeasible => RGBColor(127, 127, 127),
         TrialState::Running => RGBColor(44, 160, 44),
+        TrialState::Paused => RGBColor(148, 103, 189),
     }
 }
 

@@ -38,6 +38,16 @@ pub enum Event {
         reason: Option<String>,
         secs: f64,
     },
+    /// A promoting scheduler stopped the trial at a rung; its checkpoint is kept.
+    Paused {
+        number: usize,
+        reason: String,
+        secs: f64,
+    },
+    /// A paused trial was promoted: it runs again from its checkpoint.
+    Resumed {
+        number: usize,
+    },
 }
 
 impl Event {
@@ -51,7 +61,10 @@ impl Event {
             Event::Epoch { number, metrics } => metrics
                 .first_non_finite()
                 .map(|(what, _)| format!("trial {number}'s {what} at epoch {}", metrics.epoch)),
-            Event::Finished { number, secs, .. } => (!secs.is_finite()).then(|| format!("trial {number}'s seconds")),
+            Event::Finished { number, secs, .. } | Event::Paused { number, secs, .. } => {
+                (!secs.is_finite()).then(|| format!("trial {number}'s seconds"))
+            }
+            Event::Resumed { .. } => None,
         }
     }
 }
@@ -112,7 +125,8 @@ pub(crate) fn parse_line(path: &Path, line: &str, line_no: Option<usize>) -> Res
 /// Applies one event to the trial records. Idempotent, so a reader may see an event twice
 /// (a write retried after a dropped connection): a number is created once, an epoch is
 /// appended only as the next one, and the first finish of a trial is the one that counts
-/// (a worker declared lost cannot overwrite that verdict later).
+/// (a worker declared lost cannot overwrite that verdict later). A trial pauses only while it
+/// runs, resumes only while paused, and a paused trial may be closed (finished) as it is.
 pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
     match event {
         Event::Created { number, params, seed, infeasible, retry_of } => {
@@ -137,11 +151,28 @@ pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
         }
         Event::Finished { number, state, reason, secs } => {
             if let Some(t) = trials.get_mut(&number)
-                && t.state == TrialState::Running
+                && !t.state.is_finished()
             {
                 t.state = state;
                 t.reason = reason;
                 t.secs += secs;
+            }
+        }
+        Event::Paused { number, reason, secs } => {
+            if let Some(t) = trials.get_mut(&number)
+                && t.state == TrialState::Running
+            {
+                t.state = TrialState::Paused;
+                t.reason = Some(reason);
+                t.secs += secs;
+            }
+        }
+        Event::Resumed { number } => {
+            if let Some(t) = trials.get_mut(&number)
+                && t.state == TrialState::Paused
+            {
+                t.state = TrialState::Running;
+                t.reason = None;
             }
         }
     }
@@ -185,6 +216,36 @@ mod tests {
         assert_eq!(trials[&0].state, TrialState::Complete);
         assert_eq!(trials[&1].state, TrialState::Infeasible);
         assert_eq!(trials[&2].state, TrialState::Running, "an unfinished trial is resumed");
+    }
+
+    #[test]
+    fn pauses_resumes_and_closes_follow_the_trial_state() {
+        let mut trials = BTreeMap::new();
+        let created =
+            |number| Event::Created { number, params: Params::new(), seed: 1, infeasible: None, retry_of: None };
+        let paused = |number| Event::Paused { number, reason: "rung 0".into(), secs: 2.0 };
+        // (event, state of trial 0 after it, why)
+        let rows: Vec<(Event, TrialState, &str)> = vec![
+            (created(0), TrialState::Running, "created"),
+            (Event::Resumed { number: 0 }, TrialState::Running, "a running trial is not resumed"),
+            (paused(0), TrialState::Paused, "paused at a rung"),
+            (paused(0), TrialState::Paused, "a second pause changes nothing"),
+            (Event::Resumed { number: 0 }, TrialState::Running, "promoted"),
+            (paused(0), TrialState::Paused, "paused again"),
+            (
+                Event::Finished { number: 0, state: TrialState::Pruned, reason: Some("closed".into()), secs: 0.0 },
+                TrialState::Pruned,
+                "closed when the budget was spent",
+            ),
+            (Event::Resumed { number: 0 }, TrialState::Pruned, "a finished trial is never resumed"),
+        ];
+        for (event, state, why) in rows {
+            apply(&mut trials, event);
+            assert_eq!(trials[&0].state, state, "{why}");
+        }
+        assert_eq!(trials[&0].secs, 4.0, "each pause adds its process's seconds once per pause");
+        let line = serde_json::to_string(&Event::Resumed { number: 3 }).unwrap();
+        assert_eq!(line, r#"{"event":"resumed","number":3}"#);
     }
 
     #[test]

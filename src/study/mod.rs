@@ -8,6 +8,7 @@ pub mod pruner;
 pub mod replay;
 pub mod run;
 pub mod sampler;
+pub mod scheduler;
 pub mod search_bench;
 pub mod space;
 pub mod start;

@@ -13,8 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::journal::{Event, replay};
 use super::launch::{Exit, Launch, Message, ProcessLauncher};
 use super::leaderboard;
-use super::pruner::{Curve, Pruning};
+use super::pruner::Curve;
 use super::sampler::{Ask, Proposal, Sampler};
+use super::scheduler::{self, Scheduler, Verdict};
 use super::start::{self, Opened};
 pub use super::start::{Resolved, feasibility};
 use super::storage::{Cursor, Liveness, Queued, Reservation, StudyStorage};
@@ -110,6 +111,8 @@ struct Running {
     kill: Option<oneshot::Sender<()>>,
     started: Instant,
     pruned: Option<String>,
+    /// The scheduler paused it at a rung (why): its process is stopped, its checkpoint kept.
+    paused: Option<String>,
     /// Stopped at the deadline after an epoch: not finished, resumes next time.
     stopped: bool,
     /// Another worker declared it lost (this one was unreachable too long): its process is
@@ -149,7 +152,7 @@ struct Study {
     /// A number reserved and not sampled yet (TPE waits for earlier results).
     pending: Option<Reservation>,
     sampler: Box<dyn Sampler>,
-    pruning: Pruning,
+    scheduler: Box<dyn Scheduler>,
     launcher: Box<dyn Launch>,
     grid_done: bool,
     interrupted: bool,
@@ -287,7 +290,14 @@ impl Study {
         let kill = self.launcher.spawn(n, &dir, tx.clone()).map_err(|e| TuneError::io(&dir, e))?;
         self.running.insert(
             n,
-            Running { kill: Some(kill), started: Instant::now(), pruned: None, stopped: false, disowned: false },
+            Running {
+                kill: Some(kill),
+                started: Instant::now(),
+                pruned: None,
+                paused: None,
+                stopped: false,
+                disowned: false,
+            },
         );
         Ok(())
     }
@@ -300,14 +310,17 @@ impl Study {
                 number: t.number,
                 val_acc: t.history.iter().map(|m| m.val_acc).collect(),
                 finished: t.state.is_finished(),
+                paused: t.state == TrialState::Paused,
             })
             .collect()
     }
 
     fn on_epoch(&mut self, n: usize, m: crate::training::EpochMetrics) -> Result<()> {
         let Some(t) = self.trials.get(&n) else { return Ok(()) };
-        if m.epoch != t.history.len() + 1 || self.running.get(&n).is_none_or(|r| r.disowned) {
-            return Ok(()); // replayed on resume (already recorded), or no longer this worker's
+        if m.epoch != t.history.len() + 1 || self.running.get(&n).is_none_or(|r| r.disowned || r.paused.is_some()) {
+            // Replayed on resume (already recorded), no longer this worker's, or trained past
+            // its pause (its checkpoint has it: the resumed process reports it again).
+            return Ok(());
         }
         if let Some((what, v)) = m.first_non_finite() {
             // Trials refuse to report such an epoch; a line that does is not recorded.
@@ -319,15 +332,29 @@ impl Study {
         self.epoch_secs += m.secs;
         let images = self.resolved.space.study.training.subset.unwrap_or(usize::MAX);
         self.images += images.min(self.train_size) as f64;
-        let curve =
-            Curve { number: n, val_acc: self.trials[&n].history.iter().map(|m| m.val_acc).collect(), finished: false };
-        if let Some(reason) = self.pruning.should_stop(&curve, &self.curves())
-            && let Some(r) = self.running.get_mut(&n)
-            && r.pruned.is_none()
-        {
-            tracing::info!("trial {n} pruned: {reason}");
-            r.pruned = Some(reason);
-            r.stop();
+        let curve = Curve {
+            number: n,
+            val_acc: self.trials[&n].history.iter().map(|m| m.val_acc).collect(),
+            finished: false,
+            paused: false,
+        };
+        let verdict = self.scheduler.on_epoch(&curve, &self.curves());
+        let Some(r) = self.running.get_mut(&n) else { return Ok(()) };
+        if r.pruned.is_some() {
+            return Ok(());
+        }
+        match verdict {
+            Verdict::Continue => {}
+            Verdict::Stop(reason) => {
+                tracing::info!("trial {n} pruned: {reason}");
+                r.pruned = Some(reason);
+                r.stop();
+            }
+            Verdict::Pause(reason) => {
+                tracing::info!("trial {n} paused: {reason}");
+                r.paused = Some(reason);
+                r.stop();
+            }
         }
         Ok(())
     }
@@ -372,12 +399,13 @@ fn bar_message(trials: &BTreeMap<usize, TrialRecord>) -> String {
     let get = |s| c.get(&s).copied().unwrap_or(0);
     let best = trials.values().filter_map(|t| t.value().map(|v| (v, t.number))).max_by(|a, b| a.0.total_cmp(&b.0));
     format!(
-        "done {} · pruned {} · failed {} · infeasible {} · running {} · best {}",
+        "done {} · pruned {} · failed {} · infeasible {} · running {} · paused {} · best {}",
         get(TrialState::Complete),
         get(TrialState::Pruned),
         get(TrialState::Failed),
         get(TrialState::Infeasible),
         get(TrialState::Running),
+        get(TrialState::Paused),
         best.map_or("-".into(), |(v, n)| format!("{v:.4} (#{n})"))
     )
 }
@@ -409,9 +437,9 @@ impl Study {
             storage.location()
         );
         let bar = study_bar(space.trials);
-        let pruning = Pruning::of(&resolved.space);
+        let scheduler = scheduler::of(&resolved.space);
         Study {
-            pruning,
+            scheduler,
             storage,
             dir,
             artifacts,
@@ -455,10 +483,18 @@ impl Study {
                         break;
                     }
                     Some(Queued::Sample(r)) => self.pending = Some(r),
-                    None if self.grid_done => break,
+                    None if self.promote_one(tx)? => continue,
+                    None if self.grid_done => {
+                        self.close_paused_if_idle()?;
+                        break;
+                    }
                     None => match self.storage.reserve(self.resolved.space.study.trials)? {
                         Some(r) => self.pending = Some(r),
-                        None => break, // every place in the budget is taken
+                        None => {
+                            // Every place in the budget is taken.
+                            self.close_paused_if_idle()?;
+                            break;
+                        }
                     },
                 }
             }
@@ -484,6 +520,56 @@ impl Study {
         Ok(())
     }
 
+    /// A slot is free: resumes the paused trial the scheduler promotes, if any. False when
+    /// there is none (or another worker took it first: the next call looks again).
+    fn promote_one(&mut self, tx: &mpsc::UnboundedSender<Message>) -> Result<bool> {
+        self.sync()?;
+        let Some(n) = self.scheduler.promote(&self.curves()) else { return Ok(false) };
+        if !self.storage.resume(n)? {
+            self.sync()?;
+            return Ok(true);
+        }
+        super::journal::apply(&mut self.trials, Event::Resumed { number: n });
+        tracing::info!("trial {n} promoted: resumes from its checkpoint after epoch {}", self.trials[&n].history.len());
+        self.launch(n, tx)?;
+        Ok(true)
+    }
+
+    /// The budget is spent and nothing runs anywhere: paused trials that were not promoted
+    /// never will be, so they end as pruned (a study stopped early keeps them paused).
+    fn close_paused_if_idle(&mut self) -> Result<()> {
+        self.sync()?;
+        if !self.running.is_empty()
+            || self.pending.is_some()
+            || self.trials.values().any(|t| t.state == TrialState::Running)
+        {
+            return Ok(());
+        }
+        let curves = self.curves();
+        for c in curves.iter().filter(|c| c.paused) {
+            let reason = self.scheduler.close_reason(c, &curves);
+            let finished =
+                Event::Finished { number: c.number, state: TrialState::Pruned, reason: Some(reason), secs: 0.0 };
+            if self.storage.close_paused(&finished)? {
+                super::journal::apply(&mut self.trials, finished);
+            }
+        }
+        self.sync()?;
+        leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)
+    }
+
+    /// A trial the scheduler paused has stopped: its pause is recorded, so any worker may
+    /// resume it from its checkpoint.
+    fn on_paused(&mut self, n: usize, reason: String) -> Result<()> {
+        let Some(r) = self.running.remove(&n) else { return Ok(()) };
+        if r.disowned {
+            return Ok(());
+        }
+        let secs = r.started.elapsed().as_secs_f64();
+        self.record(&Event::Paused { number: n, reason, secs })?;
+        leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)
+    }
+
     fn show_progress(&self) {
         self.bar.set_position(
             self.trials.values().filter(|t| t.state.is_finished() && t.counts_toward_budget()).count() as u64,
@@ -504,7 +590,7 @@ impl Study {
             return false;
         }
         let allocated = self.grid_done || self.budgeted() >= self.resolved.space.study.trials;
-        allocated && self.trials.values().all(|t| t.state != TrialState::Running)
+        allocated && self.trials.values().all(|t| t.state.is_finished())
     }
 
     /// Periodic work: read other workers' records; with shared storage, renew this worker's
@@ -538,6 +624,11 @@ impl Study {
                 Ok(())
             }
             Message::Exit { number, outcome } => {
+                if matches!(outcome, Exit::Killed | Exit::Interrupted)
+                    && let Some(reason) = self.running.get(&number).and_then(|r| r.paused.clone())
+                {
+                    return self.on_paused(number, reason);
+                }
                 let stopped = self.running.get(&number).is_some_and(|r| r.stopped && r.pruned.is_none());
                 if stopped && matches!(outcome, Exit::Killed | Exit::Interrupted) {
                     // Stopped at the deadline: nothing to record, it resumes from its last epoch.

@@ -13,34 +13,53 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::replay::{CurveTable, ReplayLauncher, Report};
-use super::space::{PrunerKind, SamplerKind, SearchSpace};
+use super::space::{PrunerKind, SamplerKind, SchedulerKind, SearchSpace};
 use crate::error::{Result, TuneError};
 
 /// Budget fractions at which the best value so far is read.
 pub const FRACTIONS: [f64; 4] = [0.1, 0.25, 0.5, 1.0];
 
-/// One sampler and pruner pairing.
+/// One sampler, pruner and scheduler combination.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Method {
     pub sampler: SamplerKind,
     pub pruner: PrunerKind,
+    pub scheduler: SchedulerKind,
 }
 
 impl Method {
-    pub fn name(&self) -> String {
-        let s = serde_json::to_value(self.sampler).expect("serialisable");
-        let p = serde_json::to_value(self.pruner).expect("serialisable");
-        format!("{}+{}", s.as_str().unwrap_or("?"), p.as_str().unwrap_or("?"))
+    pub fn new(sampler: SamplerKind, pruner: PrunerKind) -> Method {
+        Method { sampler, pruner, scheduler: SchedulerKind::Stop }
     }
 
-    /// Parses `sampler+pruner` (e.g. `tpe+asha`).
+    pub fn name(&self) -> String {
+        let word = |v: serde_json::Value| v.as_str().unwrap_or("?").to_string();
+        let (s, p) = (
+            word(serde_json::to_value(self.sampler).expect("ok")),
+            word(serde_json::to_value(self.pruner).expect("ok")),
+        );
+        match self.scheduler {
+            SchedulerKind::Stop => format!("{s}+{p}"),
+            SchedulerKind::Promote => format!("{s}+{p}+promote"),
+        }
+    }
+
+    /// Parses `sampler+pruner` (e.g. `tpe+asha`) or `sampler+pruner+promote`.
     pub fn parse(text: &str) -> std::result::Result<Method, String> {
-        let (s, p) = text.split_once('+').ok_or_else(|| format!("`{text}`: write sampler+pruner, e.g. tpe+asha"))?;
+        let parts: Vec<&str> = text.split('+').collect();
+        let (s, p, promote) = match parts[..] {
+            [s, p] => (s, p, false),
+            [s, p, "promote"] => (s, p, true),
+            _ => return Err(format!("`{text}`: write sampler+pruner, e.g. tpe+asha, or tpe+asha+promote")),
+        };
         let sampler = serde_json::from_value(serde_json::Value::String(s.into()))
             .map_err(|_| format!("`{s}`: samplers are random, tpe"))?;
         let pruner = serde_json::from_value(serde_json::Value::String(p.into()))
             .map_err(|_| format!("`{p}`: pruners are none, median, asha, hyperband, first_epoch"))?;
-        Ok(Method { sampler, pruner })
+        if promote && !matches!(pruner, PrunerKind::Asha | PrunerKind::Hyperband) {
+            return Err(format!("`{text}`: +promote needs rungs: asha or hyperband"));
+        }
+        Ok(Method { sampler, pruner, scheduler: if promote { SchedulerKind::Promote } else { SchedulerKind::Stop } })
     }
 }
 
@@ -103,6 +122,7 @@ fn run_space(template: &toml::Table, method: Method, seed: u64, workers: usize, 
     let str_of = |v: serde_json::Value| toml::Value::String(v.as_str().unwrap_or_default().to_string());
     study.insert("sampler".into(), str_of(serde_json::to_value(method.sampler).expect("serialisable")));
     study.insert("pruner".into(), str_of(serde_json::to_value(method.pruner).expect("serialisable")));
+    study.insert("scheduler".into(), str_of(serde_json::to_value(method.scheduler).expect("serialisable")));
     study.insert("seed".into(), toml::Value::Integer(seed as i64));
     study.insert("enqueue_default".into(), toml::Value::Boolean(false));
     // TPE samples from trials older than the lag: with W workers, W are in flight anyway.
@@ -349,7 +369,7 @@ mod tests {
     #[test]
     fn a_replayed_study_is_deterministic_and_runs_on_the_simulated_clock() {
         let (table, template): (_, toml::Table) = (table(), toml::from_str(SPACE).unwrap());
-        let method = Method { sampler: SamplerKind::Tpe, pruner: PrunerKind::Asha };
+        let method = Method::new(SamplerKind::Tpe, PrunerKind::Asha);
         // 16 whole trials per worker, 4 workers: 164 simulated seconds per worker-trial, 656 s of study.
         let wall = std::time::Instant::now();
         let a = run_one(&table, &template, method, 4, 5, 16.0).unwrap();
@@ -377,9 +397,14 @@ mod tests {
     #[test]
     fn methods_parse_and_name_themselves() {
         let m = Method::parse("tpe+first_epoch").unwrap();
-        assert_eq!(m, Method { sampler: SamplerKind::Tpe, pruner: PrunerKind::FirstEpoch });
+        assert_eq!(m, Method::new(SamplerKind::Tpe, PrunerKind::FirstEpoch));
         assert_eq!(m.name(), "tpe+first_epoch");
         assert!(Method::parse("tpe").unwrap_err().contains("sampler+pruner"));
         assert!(Method::parse("tpe+fast").unwrap_err().contains("pruners are"));
+        let promo = Method::parse("random+hyperband+promote").unwrap();
+        assert_eq!(promo.scheduler, SchedulerKind::Promote);
+        assert_eq!(promo.name(), "random+hyperband+promote");
+        assert!(Method::parse("tpe+median+promote").unwrap_err().contains("needs rungs"));
+        assert!(Method::parse("tpe+asha+later").unwrap_err().contains("sampler+pruner"));
     }
 }

@@ -101,6 +101,18 @@ pub enum PrunerKind {
     FirstEpoch,
 }
 
+/// What a rung decision does to a trial that is not in the top 1/η: stop it for good (Optuna's
+/// pruners, Ray Tune's ASHA), or pause it and let it go on later when enough trials have
+/// reached the rung for it to be in the top 1/η after all (Li et al.'s promotion ASHA, Syne
+/// Tune's `type = "promotion"`), so a late bloomer is never judged on too few peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedulerKind {
+    #[default]
+    Stop,
+    Promote,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
@@ -128,6 +140,10 @@ pub struct StudySettings {
     pub sampler: SamplerKind,
     #[serde(default = "default_pruner")]
     pub pruner: PrunerKind,
+    /// `stop` (default): the pruner stops weak trials; `promote`: its rungs pause them and
+    /// promote the best paused ones as slots free (asha and hyperband only).
+    #[serde(default, skip_serializing_if = "is_stop")]
+    pub scheduler: SchedulerKind,
     #[serde(default = "default_seed")]
     pub seed: u64,
     /// Evaluate the seed's default configuration first (when it lies in the space).
@@ -219,6 +235,9 @@ impl Default for PrunerSettings {
     }
 }
 
+fn is_stop(s: &SchedulerKind) -> bool {
+    *s == SchedulerKind::Stop
+}
 fn default_metric() -> String {
     "val_acc".into()
 }
@@ -503,6 +522,13 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
                 format!("set `{key}` to a whole number in {low}..={high}"),
             ));
         }
+    }
+    if s.scheduler == SchedulerKind::Promote && !matches!(s.pruner, PrunerKind::Asha | PrunerKind::Hyperband) {
+        return Err(err(
+            "study.scheduler",
+            format!("\"promote\" needs rungs, and pruner = {:?} has none", s.pruner),
+            "use pruner = \"asha\" or \"hyperband\" with scheduler = \"promote\", or leave scheduler out".into(),
+        ));
     }
     if let Some(t) = &s.timeout {
         parse_timeout(t).map_err(|problem| {

@@ -9,6 +9,10 @@ use crate::training::EpochMetrics;
 #[serde(rename_all = "snake_case")]
 pub enum TrialState {
     Running,
+    /// Stopped at a rung by a promoting scheduler, its checkpoint kept: any worker may resume
+    /// it when it is promoted. A study whose budget is spent closes the ones never promoted
+    /// as pruned.
+    Paused,
     Complete,
     Pruned,
     Failed,
@@ -20,6 +24,7 @@ impl TrialState {
     pub fn name(self) -> &'static str {
         match self {
             TrialState::Running => "running",
+            TrialState::Paused => "paused",
             TrialState::Complete => "complete",
             TrialState::Pruned => "pruned",
             TrialState::Failed => "failed",
@@ -27,8 +32,9 @@ impl TrialState {
         }
     }
 
+    /// Terminal: it will never train again (running and paused trials will).
     pub fn is_finished(self) -> bool {
-        self != TrialState::Running
+        !matches!(self, TrialState::Running | TrialState::Paused)
     }
 }
 
@@ -63,7 +69,7 @@ impl TrialRecord {
     /// The value samplers rank by: best val_acc of a trained trial.
     pub fn value(&self) -> Option<f64> {
         match self.state {
-            TrialState::Complete | TrialState::Pruned => self.best().map(|b| b.0),
+            TrialState::Complete | TrialState::Pruned | TrialState::Paused => self.best().map(|b| b.0),
             _ => None,
         }
     }

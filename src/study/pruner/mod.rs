@@ -22,6 +22,8 @@ pub struct Curve {
     pub val_acc: Vec<f64>,
     /// Finished (complete, pruned or stopped early): counts for the median pruner's start-up.
     pub finished: bool,
+    /// Paused at a rung by a promoting scheduler (it may go on later).
+    pub paused: bool,
 }
 
 impl Curve {
@@ -97,7 +99,7 @@ mod tests {
     use super::*;
 
     fn curve(number: usize, v: &[f64]) -> Curve {
-        Curve { number, val_acc: v.to_vec(), finished: true }
+        Curve { number, val_acc: v.to_vec(), finished: true, paused: false }
     }
 
     #[test]

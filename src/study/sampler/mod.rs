@@ -21,7 +21,7 @@ pub use random::RandomSampler;
 pub use tpe::TpeSampler;
 
 use super::space::{Distribution, SamplerKind, SearchSpace};
-use super::trial::{TrialRecord, trial_seed};
+use super::trial::{TrialRecord, TrialState, trial_seed};
 use crate::error::Result;
 use crate::model::Params;
 
@@ -32,6 +32,9 @@ pub struct Observation {
     /// Best val_acc of a complete or pruned trial; `None` for infeasible or failed ones,
     /// which count as worse than any trained trial (so TPE learns to avoid them).
     pub value: Option<f64>,
+    /// Epochs a pruned or paused trial reached before it stopped; `None` for a trial that
+    /// trained to its own end. TPE ranks such trials at the rung they reached.
+    pub stopped_at: Option<usize>,
 }
 
 /// What a sampler is asked.
@@ -81,7 +84,14 @@ pub fn build(space: &SearchSpace, queue: Vec<Params>) -> Result<Box<dyn Sampler>
 
 /// Finished trials below `before`, as observations.
 pub fn observations(trials: &BTreeMap<usize, TrialRecord>, before: usize) -> Vec<Observation> {
-    trials.range(..before).map(|(_, t)| Observation { params: t.params.clone(), value: t.value() }).collect()
+    trials
+        .range(..before)
+        .map(|(_, t)| Observation {
+            params: t.params.clone(),
+            value: t.value(),
+            stopped_at: matches!(t.state, TrialState::Pruned | TrialState::Paused).then_some(t.history.len()),
+        })
+        .collect()
 }
 
 /// Draws one value of a distribution uniformly (log-uniformly where asked).

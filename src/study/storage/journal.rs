@@ -56,6 +56,22 @@ impl JournalStorage {
     }
 }
 
+impl JournalStorage {
+    /// The trials as of now; only what is new since the last call is read.
+    fn catch_up(&mut self) -> Result<&BTreeMap<usize, TrialRecord>> {
+        let (events, cursor) = self.read_since(self.seen)?;
+        self.seen = cursor;
+        for e in events {
+            crate::study::journal::apply(&mut self.known, e);
+        }
+        Ok(&self.known)
+    }
+
+    fn is_paused(&mut self, number: usize) -> Result<bool> {
+        Ok(self.catch_up()?.get(&number).is_some_and(|t| t.state == TrialState::Paused))
+    }
+}
+
 impl StudyStorage for JournalStorage {
     fn create_or_open(&mut self, resolved: &Resolved, space_text: &str) -> Result<()> {
         let dir = &self.dir;
@@ -90,13 +106,7 @@ impl StudyStorage for JournalStorage {
     }
 
     fn reserve(&mut self, budget: usize) -> Result<Option<Reservation>> {
-        // Only what is new since the last reservation is read.
-        let (events, cursor) = self.read_since(self.seen)?;
-        self.seen = cursor;
-        for e in events {
-            crate::study::journal::apply(&mut self.known, e);
-        }
-        let trials = &self.known;
+        let trials = self.catch_up()?;
         let used = trials.values().filter(|t| t.counts_toward_budget()).count();
         if used >= budget {
             return Ok(None);
@@ -144,8 +154,29 @@ impl StudyStorage for JournalStorage {
 
     fn record(&mut self, event: &Event) -> Result<bool> {
         debug_assert!(self.lock.is_some(), "record before create_or_open");
+        if let Event::Paused { number, .. } = event
+            && self.catch_up()?.get(number).is_none_or(|t| t.state != TrialState::Running)
+        {
+            return Ok(false);
+        }
         self.journal.append(event)?;
         Ok(true)
+    }
+
+    /// The OS lock makes this process the only writer: the records say whether it is paused.
+    fn resume(&mut self, number: usize) -> Result<bool> {
+        if !self.is_paused(number)? {
+            return Ok(false);
+        }
+        self.record(&Event::Resumed { number })
+    }
+
+    fn close_paused(&mut self, finished: &Event) -> Result<bool> {
+        let Event::Finished { number, .. } = finished else { panic!("close_paused takes a Finished event") };
+        if !self.is_paused(*number)? {
+            return Ok(false);
+        }
+        self.record(finished)
     }
 
     fn read_since(&mut self, cursor: Cursor) -> Result<(Vec<Event>, Cursor)> {
@@ -230,6 +261,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let study = dir.path().join("c");
         crate::study::storage::conformance::records(&|| Box::new(JournalStorage::new(&study)));
+        let paused = dir.path().join("p");
+        crate::study::storage::conformance::pauses(&|| Box::new(JournalStorage::new(&paused)));
     }
 
     #[test]

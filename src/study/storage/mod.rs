@@ -96,9 +96,18 @@ pub trait StudyStorage: Send {
     /// Gives back a reservation that will not be sampled (the grid is exhausted).
     fn cancel(&mut self, reservation: Reservation) -> Result<()>;
 
-    /// Records one epoch or finish durably (only finite numbers are accepted); `false` when
-    /// it was not recorded because the trial is already finished (declared lost meanwhile).
+    /// Records one epoch, finish or pause durably (only finite numbers are accepted); `false`
+    /// when it was not recorded because the trial no longer runs (declared lost meanwhile).
+    /// A paused trial runs nowhere: no worker heartbeats it and none reaps it.
     fn record(&mut self, event: &Event) -> Result<bool>;
+
+    /// Claims paused trial `number` for this process and records its `Resumed` event;
+    /// `false` when it is not paused any more (another worker resumed or closed it first).
+    fn resume(&mut self, number: usize) -> Result<bool>;
+
+    /// Records the `Finished` event of a paused trial that will never be promoted; `false`
+    /// when it is not paused any more.
+    fn close_paused(&mut self, finished: &Event) -> Result<bool>;
 
     /// The events recorded after `cursor`, in order, and the cursor after them: a reader
     /// that keeps its cursor reads each event once, however long the study grows. An event
@@ -240,6 +249,33 @@ pub mod conformance {
         let r = s.reserve(budget).unwrap()?;
         assert!(s.create(&created(r.number)).unwrap(), "a reservation is created by its holder");
         Some(r.number)
+    }
+
+    /// Pausing, resuming (once), closing a paused trial; a paused trial runs nowhere, so it is
+    /// neither queued nor reaped.
+    pub fn pauses(make: &dyn Fn() -> Box<dyn StudyStorage>) {
+        let mut s = make();
+        s.create_or_open(&resolved(1), "space text").unwrap();
+        let n = create(&mut *s, 10).unwrap();
+        s.record(&epoch(n, 1, 0.5)).unwrap();
+        let paused = Event::Paused { number: n, reason: "rung 0".into(), secs: 1.0 };
+        assert!(s.record(&paused).unwrap(), "a running trial pauses");
+        assert_eq!(s.trials().unwrap()[&n].state, TrialState::Paused);
+        assert!(!s.record(&paused).unwrap(), "a paused trial does not pause again");
+        let fast = Liveness { heartbeat: Duration::from_millis(1), grace: Duration::from_millis(1), max_retries: 1 };
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(s.reap(&fast).unwrap().is_empty(), "a paused trial has no worker to lose");
+        assert!(s.take_queued().unwrap().is_none(), "nor is it queued");
+        assert!(s.resume(n).unwrap(), "a paused trial is resumed");
+        assert!(!s.resume(n).unwrap(), "once");
+        assert_eq!(s.trials().unwrap()[&n].state, TrialState::Running);
+        s.record(&epoch(n, 2, 0.6)).unwrap();
+        assert!(s.record(&Event::Paused { number: n, reason: "rung 1".into(), secs: 1.0 }).unwrap());
+        let closed = Event::Finished { number: n, state: TrialState::Pruned, reason: Some("closed".into()), secs: 0.0 };
+        assert!(s.close_paused(&closed).unwrap(), "a paused trial is closed");
+        assert!(!s.close_paused(&closed).unwrap() && !s.resume(n).unwrap(), "a closed trial stays closed");
+        let t = &s.trials().unwrap()[&n];
+        assert_eq!((t.state, t.history.len(), t.secs), (TrialState::Pruned, 2, 2.0), "{t:?}");
     }
 
     /// Recording, reading since a cursor, claiming numbers, the budget, reopening.

@@ -75,11 +75,26 @@ fn gamma(n: usize) -> usize {
     ((n as f64 * 0.1).ceil() as usize).clamp(1, 25)
 }
 
-/// The good and the bad observations: best first, unvalued (infeasible, failed) always bad.
+/// How an observation ranks, best first: trials trained to their end by value, then pruned
+/// and paused ones by the rung they reached (further is better) and their value there (as
+/// Optuna ranks pruned trials), then unvalued ones (infeasible, failed). A trial stopped at
+/// epoch 1 is thus never compared with a finished one on a value it had no epochs to reach.
+fn rank_key(o: &Observation) -> (u8, usize, f64) {
+    match (o.value, o.stopped_at) {
+        (Some(v), None) => (2, 0, v),
+        (Some(v), Some(epochs)) => (1, epochs, v),
+        (None, _) => (0, 0, f64::NEG_INFINITY),
+    }
+}
+
+/// The good and the bad observations: best first (see [`rank_key`]), unvalued always bad.
 fn split(history: &[Observation]) -> (Vec<&Observation>, Vec<&Observation>) {
     let mut ranked: Vec<&Observation> = history.iter().collect();
     // Stable, so ties keep trial order.
-    ranked.sort_by(|a, b| b.value.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.value.unwrap_or(f64::NEG_INFINITY)));
+    ranked.sort_by(|a, b| {
+        let (ka, kb) = (rank_key(a), rank_key(b));
+        (kb.0, kb.1).cmp(&(ka.0, ka.1)).then(kb.2.total_cmp(&ka.2))
+    });
     let valued = ranked.iter().filter(|o| o.value.is_some()).count();
     let bad = ranked.split_off(gamma(valued).min(valued));
     (ranked, bad)
@@ -208,6 +223,28 @@ mod tests {
     use rand::SeedableRng;
     use std::path::Path;
 
+    #[test]
+    fn stopped_trials_rank_at_the_rung_they_reached() {
+        let o = |n: i64, value: Option<f64>, stopped_at: Option<usize>| Observation {
+            params: [("n".to_string(), Value::Int(n))].into(),
+            value,
+            stopped_at,
+        };
+        // (observation, why it ranks where it does)
+        let history = vec![
+            o(0, Some(0.95), Some(1)), // best value, but judged after one epoch
+            o(1, Some(0.80), None),    // trained to its end: above every stopped trial
+            o(2, None, None),          // failed: last
+            o(3, Some(0.85), Some(3)), // reached epoch 3: above those stopped at epoch 1
+            o(4, Some(0.90), None),
+            o(5, Some(0.70), Some(3)),
+        ];
+        let (good, bad) = split(&history);
+        let order: Vec<String> = good.iter().chain(&bad).map(|o| o.params["n"].to_string()).collect();
+        assert_eq!(order, ["4", "1", "3", "5", "0", "2"]);
+        assert_eq!(good.len(), 1, "γ(5 valued) = 1");
+    }
+
     fn space(sampler: &str, tpe: &str) -> SearchSpace {
         SearchSpace::parse(
             &format!("[study]\nname = \"toy\"\nsampler = \"{sampler}\"\nstartup_trials = 8\n[study.tpe]\n{tpe}\n[params]\nweight_decay = {{ float = [0.0, 1.0] }}\ndrop_rate = {{ float = [0.0, 0.99] }}\nconv0_channels = {{ int = [1, 64] }}\nconv0_activation = {{ choice = [\"relu\", \"elu\", \"tanh\", \"sigmoid\"] }}"),
@@ -239,7 +276,7 @@ mod tests {
             } else {
                 tpe.sample_from(space, &history, &mut rng)
             };
-            history.push(Observation { value: Some(objective(&p)), params: p });
+            history.push(Observation { value: Some(objective(&p)), params: p, stopped_at: None });
         }
         history.into_iter().map(|o| (o.params, o.value.unwrap())).collect()
     }
@@ -321,7 +358,7 @@ mod tests {
             let ch = if i % 2 == 0 { 1 + i % 31 } else { 32 + i % 33 };
             p.insert("conv0_channels".into(), Value::Int(ch as i64));
             let value = (ch >= 32).then(|| objective(&p));
-            history.push(Observation { params: p, value });
+            history.push(Observation { params: p, value, stopped_at: None });
         }
         for multivariate in [false, true] {
             let mut sampler = TpeSampler::from_space(&s);

@@ -412,8 +412,9 @@ impl StudyStorage for PgStorage {
 
     fn record(&mut self, event: &Event) -> Result<bool> {
         let number = match event {
-            Event::Epoch { number, .. } | Event::Finished { number, .. } => int(*number),
+            Event::Epoch { number, .. } | Event::Finished { number, .. } | Event::Paused { number, .. } => int(*number),
             Event::Created { .. } => panic!("trials are created with `create`"),
+            Event::Resumed { .. } => panic!("trials are resumed with `resume`"),
         };
         let body = event_json(event).map_err(|what| {
             self.err(
@@ -430,12 +431,60 @@ impl StudyStorage for PgStorage {
                      INSERT INTO tune_events (study_id, body) SELECT $1, $3 FROM t RETURNING id",
                     &[&id, &number, &body],
                 )?,
+                Event::Paused { .. } => c.run(
+                    "WITH t AS (UPDATE tune_trials SET running = false, paused = true WHERE study_id = $1 AND number = $2 AND running RETURNING 1) \
+                     INSERT INTO tune_events (study_id, body) SELECT $1, $3 FROM t RETURNING id",
+                    &[&id, &number, &body],
+                )?,
                 _ => c.run(
                     "WITH t AS (SELECT 1 FROM tune_trials WHERE study_id = $1 AND number = $2 AND running FOR UPDATE) \
                      INSERT INTO tune_events (study_id, body) SELECT $1, $3 FROM t RETURNING id",
                     &[&id, &number, &body],
                 )?,
             };
+            Ok(rows.len() == 1)
+        })
+    }
+
+    fn resume(&mut self, number: usize) -> Result<bool> {
+        let body = serde_json::to_string(&Event::Resumed { number }).expect("serialisable");
+        let (number, me) = (int(number), self.worker.clone());
+        let id = self.require_id()?;
+        let mut attempts = 0;
+        self.with_client("resume a paused trial", |c| {
+            attempts += 1;
+            let rows = c.run(
+                "WITH t AS (UPDATE tune_trials SET running = true, paused = false, owner = $3, beat_at = now() \
+                   WHERE study_id = $1 AND number = $2 AND paused RETURNING 1) \
+                 INSERT INTO tune_events (study_id, body) SELECT $1, $4 FROM t RETURNING id",
+                &[&id, &number, &me, &body],
+            )?;
+            if rows.len() == 1 {
+                return Ok(true);
+            }
+            // On a retry: this very claim may have gone through before a dropped connection.
+            Ok(attempts > 1
+                && c.query_opt(
+                    "SELECT 1 FROM tune_trials WHERE study_id = $1 AND number = $2 AND owner = $3 AND running",
+                    &[&id, &number, &me],
+                )?
+                .is_some())
+        })
+    }
+
+    fn close_paused(&mut self, finished: &Event) -> Result<bool> {
+        let Event::Finished { number, .. } = finished else { panic!("close_paused takes a Finished event") };
+        let number = int(*number);
+        let body = event_json(finished).map_err(|what| {
+            self.err(format!("refusing to record {what}, which is not a finite number"), "this is a bug in tune")
+        })?;
+        let id = self.require_id()?;
+        self.with_client("close a paused trial", |c| {
+            let rows = c.run(
+                "WITH t AS (UPDATE tune_trials SET paused = false WHERE study_id = $1 AND number = $2 AND paused RETURNING 1) \
+                 INSERT INTO tune_events (study_id, body) SELECT $1, $3 FROM t RETURNING id",
+                &[&id, &number, &body],
+            )?;
             Ok(rows.len() == 1)
         })
     }

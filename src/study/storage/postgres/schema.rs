@@ -3,8 +3,9 @@
 
 use postgres::Client;
 
-/// The schema this binary writes. A database at a newer version is refused.
-pub const SCHEMA_VERSION: i32 = 1;
+/// The schema this binary writes. A database at a newer version is refused; an older one is
+/// upgraded in place, one version at a time.
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Tables of schema version 1 (`tune_schema` records the version). Trials and events carry
 /// their study's id without a foreign key on purpose: every insert would share-lock the
@@ -43,8 +44,12 @@ CREATE TABLE tune_events (
 CREATE INDEX tune_events_order ON tune_events (study_id, xid, id);
 ";
 
+/// Version 2: paused trials (promotion schedulers). A paused trial runs nowhere (`running`
+/// is false) until a worker resumes it.
+const UPGRADE_TO_V2: &str = "ALTER TABLE tune_trials ADD COLUMN paused boolean NOT NULL DEFAULT false;";
+
 /// Creates tune's tables, or checks their version; one migrating worker at a time.
-pub(super) fn migrate(client: &mut Client) -> std::result::Result<(), postgres::Error> {
+pub(crate) fn migrate(client: &mut Client) -> std::result::Result<(), postgres::Error> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock(7402311)", &[])?;
     let exists: bool = tx.query_one("SELECT to_regclass('tune_schema') IS NOT NULL", &[])?.get(0);
@@ -55,6 +60,12 @@ pub(super) fn migrate(client: &mut Client) -> std::result::Result<(), postgres::
     match version {
         None => {
             tx.batch_execute(SCHEMA_V1)?;
+            tx.batch_execute(UPGRADE_TO_V2)?;
+            tx.execute("INSERT INTO tune_schema (version) VALUES ($1)", &[&SCHEMA_VERSION])?;
+        }
+        Some(1) => {
+            tracing::info!("upgrading tune's tables from schema version 1 to {SCHEMA_VERSION} (paused trials)");
+            tx.batch_execute(UPGRADE_TO_V2)?;
             tx.execute("INSERT INTO tune_schema (version) VALUES ($1)", &[&SCHEMA_VERSION])?;
         }
         Some(v) if v > SCHEMA_VERSION => {

@@ -1,0 +1,111 @@
+//! The real study loop with a promoting scheduler, on replayed curves and the simulated clock.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::params::{Params, Value};
+use crate::study::replay::{CurveTable, ReplayLauncher, Row};
+use crate::study::{RunOptions, SearchSpace, TrialRecord, TrialState, run_simulated};
+
+/// Nine recorded curves of 9 epochs, one per learning rate: fast starters that level off
+/// and slow ones that end higher.
+fn table() -> Arc<CurveTable> {
+    let rows = (0..9)
+        .map(|i| {
+            let lr = 1e-4 * 10f64.powf(i as f64 / 4.0);
+            let (start, gain) = (0.5 + 0.04 * i as f64, 0.05 - 0.005 * i as f64);
+            let val_acc = (0..9).map(|e| (start + gain * e as f64).min(0.99)).collect();
+            let params: Params = [("lr".to_string(), Value::Float(lr))].into();
+            Row { trial: i, params, val_acc, secs: vec![10.0; 9], start_secs: 1.0 }
+        })
+        .collect();
+    Arc::new(CurveTable { file: "loop_tests".into(), rows })
+}
+
+fn run_study(dir: &Path, timeout: Option<Duration>) -> crate::study::Summary {
+    let space_file = dir.join("s.toml");
+    std::fs::write(
+        &space_file,
+        "[study]\nname = \"p\"\ntrials = 12\nconcurrency = 2\nsampler = \"random\"\npruner = \"asha\"\nscheduler = \"promote\"\nseed = 3\nenqueue_default = false\n[study.training]\nmax_epochs = 9\n[params]\nlr = { float = [1e-4, 1e-2], log = true }\nconv0_channels = 4\n",
+    )
+    .unwrap();
+    let space = SearchSpace::from_file(&space_file).unwrap();
+    let opts = RunOptions {
+        space_file,
+        runs_dir: dir.join("runs"),
+        threads: Some(1),
+        known_train_size: Some(1),
+        timeout,
+        ..RunOptions::default()
+    };
+    run_simulated(opts, Box::new(ReplayLauncher::new(table(), space))).unwrap()
+}
+
+fn journal_events(dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("runs/p/journal.jsonl")).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn outline(trials: &BTreeMap<usize, TrialRecord>) -> Vec<(usize, TrialState, usize, String)> {
+    trials.values().map(|t| (t.number, t.state, t.history.len(), t.params["lr"].to_string())).collect()
+}
+
+#[test]
+fn trials_pause_at_rungs_are_promoted_and_none_is_left_paused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = run_study(dir.path(), None);
+    let events = journal_events(dir.path());
+    let count = |kind: &str| events.iter().filter(|e| e["event"] == kind).count();
+    assert!(count("paused") >= 3, "trials paused at rungs: {}", count("paused"));
+    assert!(count("resumed") >= 1, "paused trials were promoted: {}", count("resumed"));
+    assert_eq!(s.trials.len(), 12, "the budget is exact");
+    assert!(s.trials.values().all(|t| t.state.is_finished()), "none left running or paused: {:?}", outline(&s.trials));
+    for t in s.trials.values() {
+        let epochs = events.iter().filter(|e| e["event"] == "epoch" && e["number"] == t.number).count();
+        assert_eq!(epochs, t.history.len(), "trial {}: every epoch recorded once", t.number);
+        match t.state {
+            TrialState::Complete => assert_eq!(t.history.len(), 9, "trial {} ran to the end", t.number),
+            TrialState::Pruned => {
+                let why = t.reason.as_deref().unwrap_or_default();
+                assert!(why.contains("never reached the top"), "trial {}: {why}", t.number);
+                assert!(
+                    [1, 3].contains(&t.history.len()),
+                    "closed at a rung: trial {} at {}",
+                    t.number,
+                    t.history.len()
+                );
+            }
+            other => panic!("trial {} ended {other:?}", t.number),
+        }
+    }
+    assert!(s.trials.values().any(|t| t.state == TrialState::Complete));
+    // A resumed trial continued its own curve: its epochs after the pause follow the row.
+    let resumed: Vec<u64> =
+        events.iter().filter(|e| e["event"] == "resumed").map(|e| e["number"].as_u64().unwrap()).collect();
+    for n in resumed {
+        let t = &s.trials[&(n as usize)];
+        let row =
+            &table().rows[table().nearest(&SearchSpace::from_file(&dir.path().join("s.toml")).unwrap(), &t.params)];
+        let got: Vec<f64> = t.history.iter().map(|m| m.val_acc).collect();
+        assert_eq!(got, row.val_acc[..got.len()], "trial {n} continued its curve after its pause");
+    }
+
+    let again = tempfile::tempdir().unwrap();
+    let s2 = run_study(again.path(), None);
+    assert_eq!(outline(&s.trials), outline(&s2.trials), "same seed, same simulated study");
+}
+
+#[test]
+fn a_study_stopped_early_keeps_its_paused_trials_and_resumes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2 slots × 120 s: about 12 epochs of the study's 12 trials.
+    let s = run_study(dir.path(), Some(Duration::from_secs(120)));
+    assert!(s.timed_out);
+    let paused = s.trials.values().filter(|t| t.state == TrialState::Paused).count();
+    assert!(paused >= 1, "stopped by the deadline, paused trials stay paused: {:?}", outline(&s.trials));
+    let s = run_study(dir.path(), None);
+    assert_eq!(s.trials.len(), 12);
+    assert!(s.trials.values().all(|t| t.state.is_finished()), "{:?}", outline(&s.trials));
+}

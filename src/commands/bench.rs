@@ -44,6 +44,15 @@ pub enum BenchCommand {
     Sampler(crate::study::sampler::bench::SamplerBenchArgs),
     /// Samplers × pruners × worker counts on recorded learning curves, replayed on a simulated clock.
     Search(SearchBenchArgs),
+    /// How well each rung rule (value so far, slope, a fitted curve model) predicts the final value: Spearman ρ per epoch.
+    Rungs(RungsBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RungsBenchArgs {
+    /// The learning-curve table (gzip JSON lines, see benches/curves/README.md).
+    #[arg(long, default_value = "benches/curves/quick.jsonl.gz")]
+    pub table: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -54,9 +63,9 @@ pub struct SearchBenchArgs {
     /// The space the table was recorded from.
     #[arg(long, default_value = "benches/curves/quick_record.toml")]
     pub space: PathBuf,
-    /// sampler+pruner pairs; the two baselines (random+none, random+first_epoch) are always run.
+    /// sampler+pruner pairs, +promote for the promoting scheduler; the two baselines (random+none, random+first_epoch) are always run.
     #[arg(long, value_delimiter = ',', value_parser = crate::study::search_bench::Method::parse,
-          default_values = ["random+asha", "random+hyperband", "tpe+none", "tpe+asha", "tpe+hyperband", "tpe+median"])]
+          default_values = ["random+asha", "random+hyperband", "random+asha+promote", "random+hyperband+promote", "tpe+none", "tpe+asha", "tpe+hyperband", "tpe+asha+promote", "tpe+hyperband+promote", "tpe+median"])]
     pub methods: Vec<crate::study::search_bench::Method>,
     /// Simulated workers (comma-separated counts).
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 8, 32],
@@ -89,6 +98,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         Some(BenchCommand::Storage(a)) => crate::study::storage::bench::run(&a),
         Some(BenchCommand::Sampler(a)) => crate::study::sampler::bench::run(&a),
+        Some(BenchCommand::Rungs(a)) => {
+            crate::study::rung_stats::print(&crate::study::replay::CurveTable::load(&a.table)?);
+            Ok(())
+        }
         Some(BenchCommand::Search(a)) => {
             use crate::study::search_bench::{Method, SearchBenchOptions, run};
             use crate::study::space::{PrunerKind, SamplerKind};

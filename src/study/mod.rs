@@ -7,6 +7,7 @@ pub mod leaderboard;
 pub mod pruner;
 pub mod replay;
 pub mod run;
+pub mod rung_stats;
 pub mod sampler;
 pub mod scheduler;
 pub mod search_bench;

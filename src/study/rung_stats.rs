@@ -62,15 +62,12 @@ fn fit(points: &[((f64, f64), f64)]) -> [f64; 3] {
         let pivot = (col..3).max_by(|a, b| m[*a][col].abs().total_cmp(&m[*b][col].abs())).expect("rows");
         m.swap(col, pivot);
         let p = m[col][col];
-        for k in col..4 {
-            m[col][k] /= p;
-        }
-        for r in 0..3 {
+        m[col].iter_mut().skip(col).for_each(|x| *x /= p);
+        let pivot_row = m[col];
+        for (r, row) in m.iter_mut().enumerate() {
             if r != col {
-                let f = m[r][col];
-                for k in col..4 {
-                    m[r][k] -= f * m[col][k];
-                }
+                let f = row[col];
+                row.iter_mut().zip(pivot_row).skip(col).for_each(|(x, p)| *x -= f * p);
             }
         }
     }

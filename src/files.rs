@@ -92,6 +92,26 @@ pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(&tmp, to).map_err(|e| TuneError::io(to, e))
 }
 
+/// Copies the plain files of `from` (not its folders) into a new directory `to`, whole or
+/// not at all: a checkpoint's snapshot, taken beside the checkpoint it copies.
+pub fn copy_files(from: &Path, to: &Path) -> Result<()> {
+    let copy = |tmp: &Path| -> std::io::Result<()> {
+        std::fs::create_dir_all(tmp)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::copy(entry.path(), tmp.join(entry.file_name()))?;
+            }
+        }
+        Ok(())
+    };
+    let tmp = tmp_path(to);
+    let _ = std::fs::remove_dir_all(&tmp);
+    copy(&tmp).map_err(|e| TuneError::io(from, e))?;
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::rename(&tmp, to).map_err(|e| TuneError::io(to, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,12 @@
 //! once on the balanced test split. With several seeds, report mean ± standard deviation.
 //! Each seed keeps its checkpoints, so the same command resumes an interrupted retrain: a
 //! finished seed is not trained (or tested) again.
+//!
+//! A PBT winner replays its schedule of hyperparameters (as Ray Tune's
+//! `PopulationBasedTrainingReplay`): one network trained from scratch with its oldest
+//! ancestor's parameters up to the first fork's epoch, then each descendant's up to the next
+//! fork, and the winner's to the end. What the study's forks copied (weights of other trials)
+//! is not replayed: the schedule is what made the winner, and it is what a retrain can repeat.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +57,24 @@ pub struct Summary {
     pub test_accuracy: Vec<f64>,
     pub mean: f64,
     pub std: f64,
+}
+
+/// The schedule of parameters `chosen` trained with: (its parameters, the epoch they end at),
+/// oldest ancestor first; `None` as the end means to the run's last epoch.
+pub fn schedule<'a>(
+    trials: &'a BTreeMap<usize, TrialRecord>,
+    chosen: &'a TrialRecord,
+) -> Vec<(&'a TrialRecord, Option<usize>)> {
+    let mut stages = vec![(chosen, None)];
+    let mut t = chosen;
+    while let Some(fork) = &t.fork {
+        let Some(parent) = trials.get(&fork.parent) else { break };
+        stages.push((parent, Some(fork.epoch)));
+        t = parent;
+    }
+    // Each parent's stage ends at the epoch its child was forked.
+    stages.reverse();
+    stages
 }
 
 fn pick_study(explicit: Option<&Path>) -> Result<PathBuf> {
@@ -166,19 +190,30 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
         None => best_trial(&trials, args.include_pruned)
             .map_err(|found| TuneError::Study(format!("{}: {found}", storage.location())))?,
     };
-    let params_file = PathBuf::from(format!("{} trial {}", storage.location(), chosen.number));
-    let arch = Architecture::from_params(&chosen.params, &params_file)?;
-    let base = resolved
-        .space
-        .study
-        .training
-        .as_layer(&settings_path, "study.training.")
-        .dictionary(&chosen.params, &params_file)
-        .flag("epochs", "--epochs", args.epochs)?
-        .flag("subset", "--subset", args.subset)?
-        .flag("split_seed", "--split-seed", Some(args.split_seed))?
-        .build()?;
-    let base = TrainConfig { subset: args.subset, ..base };
+    // Each stage of the schedule: its parameters, network and settings (one stage unless forked).
+    let mut stages = Vec::new();
+    for (t, end) in schedule(&trials, chosen) {
+        let params_file = PathBuf::from(format!("{} trial {}", storage.location(), t.number));
+        let arch = Architecture::from_params(&t.params, &params_file)?;
+        let cfg = resolved
+            .space
+            .study
+            .training
+            .as_layer(&settings_path, "study.training.")
+            .dictionary(&t.params, &params_file)
+            .flag("epochs", "--epochs", args.epochs)?
+            .flag("subset", "--subset", args.subset)?
+            .flag("split_seed", "--split-seed", Some(args.split_seed))?
+            .build()?;
+        let epochs = end.map_or(cfg.epochs, |e| e.min(cfg.epochs));
+        stages.push((t, arch, TrainConfig { subset: args.subset, epochs, ..cfg }));
+    }
+    if stages.len() > 1 {
+        let steps: Vec<String> =
+            stages.iter().map(|(t, _, cfg)| format!("trial {} to epoch {}", t.number, cfg.epochs)).collect();
+        println!("trial {} was forked (PBT): replaying its schedule: {}", chosen.number, steps.join(", then "));
+    }
+    let base = stages.last().map(|(_, _, cfg)| cfg.clone()).expect("one stage at least");
     let (data, splits) = crate::data::load_with_splits(args.data_dir.as_deref(), args.split_seed)?;
     let out = study.join("retrain").join(format!("trial-{}", chosen.number));
     let device = crate::backend::device();
@@ -188,7 +223,10 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
         let seed = crate::study::trial::trial_seed(chosen.seed, 1000 + k);
         let dir = out.join(format!("seed-{k}"));
         let cfg = TrainConfig { seed, ..base.clone() };
-        let resume = !args.fresh && crate::training::same_run(&dir, &arch, &chosen.params, &cfg);
+        let resume = !args.fresh
+            && stages.iter().any(|(t, arch, c)| {
+                crate::training::same_run(&dir, arch, &t.params, &TrainConfig { seed, ..c.clone() })
+            });
         if !resume && dir.exists() {
             // Hours of training are never discarded by a changed flag, only by --fresh.
             if !args.fresh {
@@ -208,7 +246,6 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
         if resume {
             println!("seed {k}: resuming {}", dir.display());
         }
-        crate::training::write_run_files(&dir, &arch, &chosen.params, &cfg)?;
         let train_idx = crate::training::training_indices(&data.train, &splits, &cfg);
         tracing::info!(
             "retraining trial {} (seed {k}: {seed}) on {} images, up to {} epochs → {}",
@@ -223,7 +260,15 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
             val_images: &data.official_test,
             val: splits.validation.clone(),
         };
-        let outcome = crate::training::train(&td, &arch, &cfg, &dir, &device, resume, Display::Human, &mut |_| {})?;
+        let mut outcome = None;
+        for (i, (t, arch, stage)) in stages.iter().enumerate() {
+            let stage = TrainConfig { seed, ..stage.clone() };
+            crate::training::write_run_files(&dir, arch, &t.params, &stage)?;
+            let resume = resume || i > 0;
+            outcome =
+                Some(crate::training::train(&td, arch, &stage, &dir, &device, resume, Display::Human, &mut |_| {})?);
+        }
+        let outcome = outcome.expect("one stage at least");
         let report = test_once(&dir, &data.train, &splits.test, &outcome)?;
         println!(
             "seed {k}: best val_acc {:.4} at epoch {} → {}",
@@ -271,6 +316,7 @@ mod tests {
                     history: vec![m],
                     secs: 1.0,
                     retry_of: None,
+                    fork: None,
                 },
             )
         };
@@ -282,6 +328,31 @@ mod tests {
             [t(0, TrialState::Failed, 0.99), t(1, TrialState::Running, 0.9), t(2, TrialState::Pruned, 0.5)].into();
         let err = best_trial(&unfinished, false).unwrap_err();
         assert!(err.contains("1 running, 1 pruned, 1 failed") && err.contains("--include-pruned"), "{err}");
+    }
+
+    #[test]
+    fn a_forks_schedule_runs_through_its_ancestors() {
+        use crate::study::trial::Fork;
+        let t = |n: usize, fork: Option<(usize, usize)>| TrialRecord {
+            number: n,
+            params: Default::default(),
+            seed: 0,
+            state: TrialState::Complete,
+            reason: None,
+            history: Vec::new(),
+            secs: 0.0,
+            retry_of: None,
+            fork: fork.map(|(parent, epoch)| Fork { parent, epoch, changes: Vec::new() }),
+        };
+        // 9 forked from 4 after epoch 6; 4 from 1 after epoch 3; 1 was sampled.
+        let trials: BTreeMap<usize, TrialRecord> =
+            [(1, t(1, None)), (4, t(4, Some((1, 3)))), (9, t(9, Some((4, 6)))), (7, t(7, None))].into();
+        let got: Vec<(usize, Option<usize>)> =
+            schedule(&trials, &trials[&9]).iter().map(|(t, e)| (t.number, *e)).collect();
+        assert_eq!(got, [(1, Some(3)), (4, Some(6)), (9, None)]);
+        let alone: Vec<(usize, Option<usize>)> =
+            schedule(&trials, &trials[&7]).iter().map(|(t, e)| (t.number, *e)).collect();
+        assert_eq!(alone, [(7, None)], "a sampled trial is one stage");
     }
 
     #[test]

@@ -308,7 +308,8 @@ fn study_with(dir: &Path, trials: &[(Option<tune::study::TrialState>, f64)]) {
     let j = Journal::open(dir);
     for (n, (state, v)) in trials.iter().enumerate() {
         let params: tune::model::Params = [("conv0_channels".to_string(), tune::model::Value::Int(4))].into();
-        j.append(&Event::Created { number: n, params, seed: n as u64, infeasible: None, retry_of: None }).unwrap();
+        j.append(&Event::Created { number: n, params, seed: n as u64, infeasible: None, retry_of: None, fork: None })
+            .unwrap();
         let metrics = tune::training::EpochMetrics {
             epoch: 1,
             train_loss: 1.0,

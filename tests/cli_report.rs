@@ -24,8 +24,15 @@ fn fixture_study(dir: &Path) {
         ]
         .into();
         let infeasible = (n == 7).then(|| "conv0_pool: a 3×3 max-pool does not fit the 2×2 feature map".to_string());
-        j.append(&Event::Created { number: n, params, seed: n as u64, infeasible: infeasible.clone(), retry_of: None })
-            .unwrap();
+        j.append(&Event::Created {
+            number: n,
+            params,
+            seed: n as u64,
+            infeasible: infeasible.clone(),
+            retry_of: None,
+            fork: None,
+        })
+        .unwrap();
         if infeasible.is_some() {
             continue;
         }

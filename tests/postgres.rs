@@ -80,7 +80,7 @@ fn resolved(name: &str) -> tune::study::run::Resolved {
 
 fn created(number: usize) -> Event {
     let params = [("conv0_channels".to_string(), tune::model::Value::Int(8))].into();
-    Event::Created { number, params, seed: 100 + number as u64, infeasible: None, retry_of: None }
+    Event::Created { number, params, seed: 100 + number as u64, infeasible: None, retry_of: None, fork: None }
 }
 
 fn reaped_once() -> Result<(), Failed> {
@@ -155,6 +155,7 @@ fn concurrent_claims() -> Result<(), Failed> {
                         seed: 1,
                         infeasible: infeasible.clone(),
                         retry_of: None,
+                        fork: None,
                     };
                     assert!(s.create(&e).unwrap());
                     mine.push((r.number, infeasible.is_none()));

@@ -178,7 +178,7 @@ proptest! {
         let j = Journal::open(dir.path());
         for (n, (seed, epochs, lr)) in trials.iter().enumerate() {
             let params: Params = [("lr".to_string(), Value::Float(*lr)), ("n_conv".to_string(), Value::Int(*seed as i64))].into();
-            j.append(&Event::Created { number: n, params, seed: *seed, infeasible: None, retry_of: None }).unwrap();
+            j.append(&Event::Created { number: n, params, seed: *seed, infeasible: None, retry_of: None, fork: None }).unwrap();
             for (e, (acc, loss, rate)) in epochs.iter().enumerate() {
                 let metrics = EpochMetrics { epoch: e + 1, train_loss: *loss, train_acc: *acc, val_loss: *loss, val_acc: *acc, lr: *rate, secs: *loss };
                 j.append(&Event::Epoch { number: n, metrics }).unwrap();
@@ -202,7 +202,7 @@ proptest! {
         max_epochs in any::<usize>(), curves in prop::collection::vec(prop::collection::vec(0.0f64..1.0, 0..6), 1..6),
     ) {
         let s = PrunerSettings { min_resource, reduction_factor, warmup_epochs: warmup, startup_trials: startup };
-        let all: Vec<Curve> = curves.iter().enumerate().map(|(number, v)| Curve { number, val_acc: v.clone(), finished: number % 2 == 0 , paused: false }).collect();
+        let all: Vec<Curve> = curves.iter().enumerate().map(|(number, v)| Curve { number, val_acc: v.clone(), finished: number % 2 == 0 , paused: false, born: 0 }).collect();
         for kind in [PrunerKind::None, PrunerKind::Median, PrunerKind::Asha, PrunerKind::Hyperband] {
             for trial in &all {
                 let _ = should_prune(kind, &s, max_epochs, trial, &all);

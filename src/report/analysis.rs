@@ -147,6 +147,7 @@ mod tests {
             history: vec![m],
             secs: 0.0,
             retry_of: None,
+            fork: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::trial::{TrialRecord, TrialState};
+use super::trial::{Fork, TrialRecord, TrialState};
 use crate::error::{Result, TuneError};
 use crate::files::append_line;
 use crate::model::Params;
@@ -27,6 +27,9 @@ pub enum Event {
         infeasible: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_of: Option<usize>,
+        /// PBT: forked from another trial's checkpoint (takes no place in the budget either).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fork: Option<Fork>,
     },
     Epoch {
         number: usize,
@@ -129,7 +132,7 @@ pub(crate) fn parse_line(path: &Path, line: &str, line_no: Option<usize>) -> Res
 /// runs, resumes only while paused, and a paused trial may be closed (finished) as it is.
 pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
     match event {
-        Event::Created { number, params, seed, infeasible, retry_of } => {
+        Event::Created { number, params, seed, infeasible, retry_of, fork } => {
             let state = if infeasible.is_some() { TrialState::Infeasible } else { TrialState::Running };
             trials.entry(number).or_insert(TrialRecord {
                 number,
@@ -140,6 +143,7 @@ pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
                 history: Vec::new(),
                 secs: 0.0,
                 retry_of,
+                fork,
             });
         }
         Event::Epoch { number, metrics } => {
@@ -190,8 +194,15 @@ mod tests {
     fn replay_rebuilds_trials_and_ignores_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path());
-        j.append(&Event::Created { number: 0, params: Params::new(), seed: 1, infeasible: None, retry_of: None })
-            .unwrap();
+        j.append(&Event::Created {
+            number: 0,
+            params: Params::new(),
+            seed: 1,
+            infeasible: None,
+            retry_of: None,
+            fork: None,
+        })
+        .unwrap();
         j.append(&Event::Epoch { number: 0, metrics: m(1, 0.5) }).unwrap();
         j.append(&Event::Epoch { number: 0, metrics: m(1, 0.5) }).unwrap(); // duplicate after a resume
         j.append(&Event::Epoch { number: 0, metrics: m(2, 0.7) }).unwrap();
@@ -202,10 +213,18 @@ mod tests {
             seed: 2,
             infeasible: Some("conv2_pool: …".into()),
             retry_of: None,
+            fork: None,
         })
         .unwrap();
-        j.append(&Event::Created { number: 2, params: Params::new(), seed: 3, infeasible: None, retry_of: None })
-            .unwrap();
+        j.append(&Event::Created {
+            number: 2,
+            params: Params::new(),
+            seed: 3,
+            infeasible: None,
+            retry_of: None,
+            fork: None,
+        })
+        .unwrap();
         let mut text = std::fs::read_to_string(j.path()).unwrap();
         text.push_str("{\"event\":\"epoch\",\"num");
         std::fs::write(j.path(), &text).unwrap();
@@ -221,8 +240,14 @@ mod tests {
     #[test]
     fn pauses_resumes_and_closes_follow_the_trial_state() {
         let mut trials = BTreeMap::new();
-        let created =
-            |number| Event::Created { number, params: Params::new(), seed: 1, infeasible: None, retry_of: None };
+        let created = |number| Event::Created {
+            number,
+            params: Params::new(),
+            seed: 1,
+            infeasible: None,
+            retry_of: None,
+            fork: None,
+        };
         let paused = |number| Event::Paused { number, reason: "rung 0".into(), secs: 2.0 };
         // (event, state of trial 0 after it, why)
         let rows: Vec<(Event, TrialState, &str)> = vec![
@@ -253,14 +278,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path());
         let params: Params = [("lr".to_string(), crate::model::Value::Float(f64::INFINITY))].into();
-        assert!(j.append(&Event::Created { number: 0, params, seed: 1, infeasible: None, retry_of: None }).is_err());
+        assert!(
+            j.append(&Event::Created { number: 0, params, seed: 1, infeasible: None, retry_of: None, fork: None })
+                .is_err()
+        );
         assert!(j.append(&Event::Epoch { number: 0, metrics: m(1, f64::NAN) }).is_err());
         assert!(
             j.append(&Event::Finished { number: 0, state: TrialState::Failed, reason: None, secs: f64::INFINITY })
                 .is_err()
         );
-        j.append(&Event::Created { number: 0, params: Params::new(), seed: 1, infeasible: None, retry_of: None })
-            .unwrap();
+        j.append(&Event::Created {
+            number: 0,
+            params: Params::new(),
+            seed: 1,
+            infeasible: None,
+            retry_of: None,
+            fork: None,
+        })
+        .unwrap();
         assert_eq!(replay(dir.path()).unwrap().len(), 1, "what was recorded reads back");
     }
 

@@ -176,6 +176,7 @@ mod tests {
             history,
             secs: 1.0,
             retry_of: None,
+            fork: None,
         }
     }
 

@@ -15,11 +15,11 @@ use super::launch::{Exit, Launch, Message, ProcessLauncher};
 use super::leaderboard;
 use super::pruner::Curve;
 use super::sampler::{Ask, Proposal, Sampler};
-use super::scheduler::{self, Scheduler, Verdict};
+use super::scheduler::{self, Scheduler, Slot, Verdict};
 use super::start::{self, Opened};
 pub use super::start::{Resolved, feasibility};
 use super::storage::{Cursor, Liveness, Queued, Reservation, StudyStorage};
-use super::trial::{TrialRecord, TrialState, trial_seed};
+use super::trial::{Fork, TrialRecord, TrialState, trial_seed};
 use crate::error::{Result, TuneError};
 use crate::training::TrainConfig;
 
@@ -95,6 +95,16 @@ pub fn run_simulated(opts: RunOptions, launcher: Box<dyn Launch>) -> Result<Summ
     runtime.block_on(run_async(opts, Some(launcher)))
 }
 
+/// What the scheduler did with a free slot.
+enum Started {
+    /// A trial was resumed or forked there (or another worker took it first: look again).
+    Yes,
+    /// Nothing: the slot goes to a new configuration if the budget has room.
+    No,
+    /// Nothing yet: the scheduler waits for running trials.
+    Wait,
+}
+
 /// What sampling the next trial gave.
 enum Next {
     /// Trial n was recorded (running, or infeasible and never launched).
@@ -155,6 +165,8 @@ struct Study {
     scheduler: Box<dyn Scheduler>,
     launcher: Box<dyn Launch>,
     grid_done: bool,
+    /// `reserve` found every place of the budget taken.
+    budget_spent: bool,
     interrupted: bool,
     /// The wall-clock budget ran out: no new trial, running ones stop after their epoch.
     timed_out: bool,
@@ -233,7 +245,8 @@ impl Study {
         let study = &self.resolved.space.study;
         let seed = trial_seed(study.seed, n);
         let infeasible = feasibility(&params, &self.resolved.space).err();
-        let created = Event::Created { number: n, params, seed, infeasible: infeasible.clone(), retry_of: None };
+        let created =
+            Event::Created { number: n, params, seed, infeasible: infeasible.clone(), retry_of: None, fork: None };
         if !self.storage.create(&created)? {
             tracing::warn!("trial number {n} was re-queued by another worker before it was sampled here");
             return Ok(Next::Lost);
@@ -311,6 +324,7 @@ impl Study {
                 val_acc: t.history.iter().map(|m| m.val_acc).collect(),
                 finished: t.state.is_finished(),
                 paused: t.state == TrialState::Paused,
+                born: t.fork.as_ref().map_or(0, |f| f.epoch),
             })
             .collect()
     }
@@ -337,6 +351,7 @@ impl Study {
             val_acc: self.trials[&n].history.iter().map(|m| m.val_acc).collect(),
             finished: false,
             paused: false,
+            born: self.trials[&n].fork.as_ref().map_or(0, |f| f.epoch),
         };
         let verdict = self.scheduler.on_epoch(&curve, &self.curves());
         let Some(r) = self.running.get_mut(&n) else { return Ok(()) };
@@ -382,6 +397,11 @@ impl Study {
         leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)?;
         Ok(true)
     }
+}
+
+/// Where a paused trial's checkpoint is kept as it was at epoch `epoch` (PBT forks start there).
+fn snapshot_dir(trial_dir: &Path, epoch: usize) -> PathBuf {
+    trial_dir.join(format!("pbt-epoch-{epoch}"))
 }
 
 fn study_bar(total: usize) -> ProgressBar {
@@ -455,6 +475,7 @@ impl Study {
             sampler,
             launcher,
             grid_done: false,
+            budget_spent: false,
             interrupted: false,
             timed_out: false,
             consecutive_infeasible: 0,
@@ -483,18 +504,26 @@ impl Study {
                         break;
                     }
                     Some(Queued::Sample(r)) => self.pending = Some(r),
-                    None if self.promote_one(tx)? => continue,
-                    None if self.grid_done => {
-                        self.close_paused_if_idle()?;
-                        break;
-                    }
-                    None => match self.storage.reserve(self.resolved.space.study.trials)? {
-                        Some(r) => self.pending = Some(r),
-                        None => {
-                            // Every place in the budget is taken.
+                    None => match self.next_from_scheduler(tx)? {
+                        Started::Yes => continue,
+                        Started::Wait => break,
+                        Started::No if self.grid_done => {
                             self.close_paused_if_idle()?;
                             break;
                         }
+                        Started::No => match self.storage.reserve(self.resolved.space.study.trials)? {
+                            Some(r) => self.pending = Some(r),
+                            None if !self.budget_spent => {
+                                // Every place in the budget is taken: the scheduler may still
+                                // have paused trials to resume or fork.
+                                self.budget_spent = true;
+                                continue;
+                            }
+                            None => {
+                                self.close_paused_if_idle()?;
+                                break;
+                            }
+                        },
                     },
                 }
             }
@@ -520,11 +549,20 @@ impl Study {
         Ok(())
     }
 
-    /// A slot is free: resumes the paused trial the scheduler promotes, if any. False when
-    /// there is none (or another worker took it first: the next call looks again).
-    fn promote_one(&mut self, tx: &mpsc::UnboundedSender<Message>) -> Result<bool> {
+    /// A slot is free: asks the scheduler what runs there.
+    fn next_from_scheduler(&mut self, tx: &mpsc::UnboundedSender<Message>) -> Result<Started> {
         self.sync()?;
-        let Some(n) = self.scheduler.promote(&self.curves()) else { return Ok(false) };
+        let can_sample = !self.grid_done && !self.budget_spent;
+        let started = match self.scheduler.next(&self.curves(), can_sample) {
+            Slot::Sample => return Ok(Started::No),
+            Slot::Wait => return Ok(Started::Wait),
+            Slot::Resume(n) => self.resume(n, tx)?,
+            Slot::Fork { replaces, parent, epoch } => self.fork(replaces, parent, epoch, tx)?,
+        };
+        Ok(if started { Started::Yes } else { Started::No })
+    }
+
+    fn resume(&mut self, n: usize, tx: &mpsc::UnboundedSender<Message>) -> Result<bool> {
         if !self.storage.resume(n)? {
             self.sync()?;
             return Ok(true);
@@ -532,6 +570,56 @@ impl Study {
         super::journal::apply(&mut self.trials, Event::Resumed { number: n });
         tracing::info!("trial {n} promoted: resumes from its checkpoint after epoch {}", self.trials[&n].history.len());
         self.launch(n, tx)?;
+        Ok(true)
+    }
+
+    /// PBT's exploit and explore: paused trial `replaces` ends, and a new trial starts from
+    /// `parent`'s snapshot after `epoch` with perturbed training keys. Its epochs up to there
+    /// are recorded as its parent's, so its curve continues the parent's.
+    fn fork(
+        &mut self,
+        replaces: usize,
+        parent: usize,
+        epoch: usize,
+        tx: &mpsc::UnboundedSender<Message>,
+    ) -> Result<bool> {
+        let study = &self.resolved.space.study;
+        let (value, parent_value) = (self.trials[&replaces].best(), self.trials[&parent].best_at(epoch));
+        let reason = format!(
+            "PBT step at epoch {epoch}: val_acc {} in the bottom {:.0}%; replaced by a fork of trial {parent} ({})",
+            value.map_or("-".into(), |v| format!("{:.4}", v.0)),
+            100.0 * study.pbt.quantile,
+            parent_value.map_or("-".into(), |v| format!("{v:.4}")),
+        );
+        let closed = Event::Finished { number: replaces, state: TrialState::Pruned, reason: Some(reason), secs: 0.0 };
+        if !self.storage.close_paused(&closed)? {
+            self.sync()?;
+            return Ok(true); // another worker decided first
+        }
+        super::journal::apply(&mut self.trials, closed);
+        let mut rng = rand::SeedableRng::seed_from_u64(trial_seed(study.seed ^ 0x5EED_F0C5, replaces * 1000 + epoch));
+        let (params, changes) =
+            scheduler::perturb(&self.resolved.space, &self.trials[&parent].params, &study.pbt, &mut rng);
+        let fork = Fork { parent, epoch, changes };
+        tracing::info!("trial {replaces} replaced: fork of trial {parent} after epoch {epoch} ({})", fork.describe());
+        let study_seed = study.seed;
+        let number = self.storage.create_fork(&|number| Event::Created {
+            number,
+            params: params.clone(),
+            seed: trial_seed(study_seed, number),
+            infeasible: None,
+            retry_of: None,
+            fork: Some(fork.clone()),
+        })?;
+        self.sync()?;
+        let inherited: Vec<_> = self.trials[&parent].history.iter().take(epoch).cloned().collect();
+        for metrics in inherited {
+            self.record(&Event::Epoch { number, metrics })?;
+        }
+        let dir = self.trial_dir(number);
+        crate::files::copy_files(&snapshot_dir(&self.trial_dir(parent), epoch), &dir)?;
+        crate::model::params::write_params(&dir.join("params.toml"), &params)?;
+        self.launch(number, tx)?;
         Ok(true)
     }
 
@@ -566,6 +654,10 @@ impl Study {
             return Ok(());
         }
         let secs = r.started.elapsed().as_secs_f64();
+        if self.scheduler.snapshots() {
+            let dir = self.trial_dir(n);
+            crate::files::copy_files(&dir, &snapshot_dir(&dir, self.trials[&n].history.len()))?;
+        }
         self.record(&Event::Paused { number: n, reason, secs })?;
         leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)
     }

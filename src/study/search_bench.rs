@@ -41,25 +41,34 @@ impl Method {
         match self.scheduler {
             SchedulerKind::Stop => format!("{s}+{p}"),
             SchedulerKind::Promote => format!("{s}+{p}+promote"),
+            SchedulerKind::Pbt => format!("{s}+{p}+pbt"),
         }
     }
 
     /// Parses `sampler+pruner` (e.g. `tpe+asha`) or `sampler+pruner+promote`.
     pub fn parse(text: &str) -> std::result::Result<Method, String> {
         let parts: Vec<&str> = text.split('+').collect();
-        let (s, p, promote) = match parts[..] {
-            [s, p] => (s, p, false),
-            [s, p, "promote"] => (s, p, true),
-            _ => return Err(format!("`{text}`: write sampler+pruner, e.g. tpe+asha, or tpe+asha+promote")),
+        let (s, p, scheduler) = match parts[..] {
+            [s, p] => (s, p, SchedulerKind::Stop),
+            [s, p, "promote"] => (s, p, SchedulerKind::Promote),
+            [s, p, "pbt"] => (s, p, SchedulerKind::Pbt),
+            _ => {
+                return Err(format!(
+                    "`{text}`: write sampler+pruner, e.g. tpe+asha, or tpe+asha+promote, random+none+pbt"
+                ));
+            }
         };
         let sampler = serde_json::from_value(serde_json::Value::String(s.into()))
             .map_err(|_| format!("`{s}`: samplers are random, tpe"))?;
         let pruner = serde_json::from_value(serde_json::Value::String(p.into()))
             .map_err(|_| format!("`{p}`: pruners are none, median, asha, hyperband, first_epoch"))?;
-        if promote && !matches!(pruner, PrunerKind::Asha | PrunerKind::Hyperband) {
+        if scheduler == SchedulerKind::Promote && !matches!(pruner, PrunerKind::Asha | PrunerKind::Hyperband) {
             return Err(format!("`{text}`: +promote needs rungs: asha or hyperband"));
         }
-        Ok(Method { sampler, pruner, scheduler: if promote { SchedulerKind::Promote } else { SchedulerKind::Stop } })
+        if scheduler == SchedulerKind::Pbt && pruner != PrunerKind::None {
+            return Err(format!("`{text}`: +pbt replaces pruning: use the pruner none"));
+        }
+        Ok(Method { sampler, pruner, scheduler })
     }
 }
 

@@ -111,6 +111,10 @@ pub enum SchedulerKind {
     #[default]
     Stop,
     Promote,
+    /// Population-based training (Jaderberg et al. 2017, Ray Tune's defaults): every
+    /// `[study.pbt] interval` epochs the bottom quartile is replaced by forks of the top
+    /// quartile's checkpoints with perturbed training keys.
+    Pbt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +201,33 @@ pub struct StudySettings {
     /// `[study.tpe]`: how TPE models the history.
     #[serde(default)]
     pub tpe: TpeSettings,
+    /// `[study.pbt]`: population-based training (with `scheduler = "pbt"`).
+    #[serde(default, skip_serializing_if = "PbtSettings::is_default")]
+    pub pbt: PbtSettings,
+}
+
+/// `[study.pbt]`, with Ray Tune's defaults. The population is the study's `trials`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PbtSettings {
+    /// Epochs between exploit/explore steps (Ray's perturbation_interval).
+    pub interval: usize,
+    /// Share of the population replaced at each step, and the share forked from.
+    pub quantile: f64,
+    /// Chance that a perturbed key is drawn afresh from its distribution instead.
+    pub resample_probability: f64,
+}
+
+impl Default for PbtSettings {
+    fn default() -> Self {
+        PbtSettings { interval: 2, quantile: 0.25, resample_probability: 0.25 }
+    }
+}
+
+impl PbtSettings {
+    fn is_default(&self) -> bool {
+        *self == PbtSettings::default()
+    }
 }
 
 /// `[study.tpe]`.
@@ -520,6 +551,36 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
                 key,
                 format!("{v} is outside {low}..={high}"),
                 format!("set `{key}` to a whole number in {low}..={high}"),
+            ));
+        }
+    }
+    if s.scheduler == SchedulerKind::Pbt {
+        if s.pruner != PrunerKind::None {
+            return Err(err(
+                "study.pruner",
+                format!("pruner = {:?} would stop trials that PBT replaces by forks itself", s.pruner),
+                "set pruner = \"none\" with scheduler = \"pbt\"".into(),
+            ));
+        }
+        if !(1..s.training.epochs.max(2)).contains(&s.pbt.interval) {
+            return Err(err(
+                "study.pbt.interval",
+                format!("{} epochs leaves no step before the last epoch ({})", s.pbt.interval, s.training.epochs),
+                format!("set an interval in 1..{}", s.training.epochs.max(2)),
+            ));
+        }
+        if !(s.pbt.quantile > 0.0 && s.pbt.quantile <= 0.5) {
+            return Err(err(
+                "study.pbt.quantile",
+                format!("{} is outside (0, 0.5]", s.pbt.quantile),
+                "use a share such as 0.25 (Ray Tune's default)".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&s.pbt.resample_probability) {
+            return Err(err(
+                "study.pbt.resample_probability",
+                format!("{} is outside [0, 1]", s.pbt.resample_probability),
+                "use a probability such as 0.25 (Ray Tune's default)".into(),
             ));
         }
     }

@@ -52,6 +52,36 @@ pub struct TrialRecord {
     /// The trial whose configuration this one runs again after its worker was lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<usize>,
+    /// PBT: the trial this one was forked from, at which epoch, with which changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<Fork>,
+}
+
+/// Where a forked trial comes from (population-based training): it starts from `parent`'s
+/// checkpoint after `epoch`, with `changes` made to its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fork {
+    pub parent: usize,
+    pub epoch: usize,
+    pub changes: Vec<Change>,
+}
+
+/// One parameter a fork changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub key: String,
+    pub from: crate::model::Value,
+    pub to: crate::model::Value,
+}
+
+impl Fork {
+    /// `lr 0.001 → 0.0012, aug_shift 1 → 2`.
+    pub fn describe(&self) -> String {
+        if self.changes.is_empty() {
+            return "no changes".into();
+        }
+        self.changes.iter().map(|c| format!("{} {} → {}", c.key, c.from, c.to)).collect::<Vec<_>>().join(", ")
+    }
 }
 
 impl TrialRecord {
@@ -60,10 +90,21 @@ impl TrialRecord {
         crate::training::metrics::best_epoch(&self.history)
     }
 
-    /// Whether it takes a place in the trial budget: every trained configuration does,
-    /// once; an infeasible draw or a re-run after a lost worker does not.
+    /// Best val_acc up to and including `epoch` (1-based), if it got that far.
+    pub fn best_at(&self, epoch: usize) -> Option<f64> {
+        (epoch >= 1 && self.history.len() >= epoch)
+            .then(|| self.history[..epoch].iter().map(|m| m.val_acc).fold(f64::NEG_INFINITY, f64::max))
+    }
+
+    /// Whether it takes a place in the trial budget: every sampled configuration does,
+    /// once; an infeasible draw, a re-run after a lost worker and a PBT fork do not.
     pub fn counts_toward_budget(&self) -> bool {
-        self.state != TrialState::Infeasible && self.retry_of.is_none()
+        self.state != TrialState::Infeasible && !self.is_extra()
+    }
+
+    /// A number outside the budget and the sampler's draws: a re-run or a fork.
+    pub fn is_extra(&self) -> bool {
+        self.retry_of.is_some() || self.fork.is_some()
     }
 
     /// The value samplers rank by: best val_acc of a trained trial.

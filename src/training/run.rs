@@ -72,6 +72,10 @@ pub struct RunState {
     pub lr: f64,
     /// Early stopping ended the run.
     pub finished: bool,
+    /// The configured learning rate the run last trained with: a run resumed with another one
+    /// (a PBT fork, a replayed schedule) rescales its current rate to it, plateau cuts kept.
+    #[serde(default)]
+    pub base_lr: Option<f64>,
 }
 
 /// What a finished run reports.
@@ -226,7 +230,13 @@ pub fn train(
 
     let resumed = if resume && files.state().is_file() { Some(read_state(&files.state())?) } else { None };
     let (mut model, mut state) = match resumed {
-        Some(state) => {
+        Some(mut state) => {
+            if let Some(base) = state.base_lr
+                && base != cfg.lr
+            {
+                state.lr = cfg.lr * state.lr / base;
+            }
+            state.base_lr = Some(cfg.lr);
             let model = load_model(arch, &files.last(), &ad)?;
             optim = optim.load(files.last_optim()).map_err(|e| checkpoint_err(&files.last_optim(), e))?;
             (model, state)
@@ -239,6 +249,7 @@ pub fn train(
                 plateau: Plateau::new(cfg.lr_patience, cfg.lr_factor, cfg.min_lr),
                 lr: cfg.lr,
                 finished: false,
+                base_lr: Some(cfg.lr),
             };
             (Cnn::new(arch, &ad)?, state)
         }

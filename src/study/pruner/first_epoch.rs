@@ -22,7 +22,7 @@ mod tests {
     use super::*;
 
     fn curve(number: usize, val_acc: &[f64]) -> Curve {
-        Curve { number, val_acc: val_acc.to_vec(), finished: false, paused: false }
+        Curve { number, val_acc: val_acc.to_vec(), finished: false, paused: false, born: 0 }
     }
 
     #[test]

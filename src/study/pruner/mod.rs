@@ -24,6 +24,8 @@ pub struct Curve {
     pub finished: bool,
     /// Paused at a rung by a promoting scheduler (it may go on later).
     pub paused: bool,
+    /// The epoch it started after: 0, or a PBT fork's epoch (its earlier epochs are its parent's).
+    pub born: usize,
 }
 
 impl Curve {
@@ -99,7 +101,7 @@ mod tests {
     use super::*;
 
     fn curve(number: usize, v: &[f64]) -> Curve {
-        Curve { number, val_acc: v.to_vec(), finished: true, paused: false }
+        Curve { number, val_acc: v.to_vec(), finished: true, paused: false, born: 0 }
     }
 
     #[test]

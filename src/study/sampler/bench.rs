@@ -55,6 +55,7 @@ fn history(space: &SearchSpace, n: usize) -> BTreeMap<usize, TrialRecord> {
                     history: vec![m],
                     secs: 1.0,
                     retry_of: None,
+                    fork: None,
                 },
             )
         })

@@ -109,3 +109,48 @@ fn a_study_stopped_early_keeps_its_paused_trials_and_resumes_them() {
     assert_eq!(s.trials.len(), 12);
     assert!(s.trials.values().all(|t| t.state.is_finished()), "{:?}", outline(&s.trials));
 }
+
+fn run_pbt(dir: &Path) -> crate::study::Summary {
+    let space_file = dir.join("pbt.toml");
+    std::fs::write(
+        &space_file,
+        "[study]\nname = \"pbt\"\ntrials = 8\nconcurrency = 2\nsampler = \"random\"\npruner = \"none\"\nscheduler = \"pbt\"\nseed = 4\nenqueue_default = false\n[study.pbt]\ninterval = 3\n[study.training]\nmax_epochs = 9\n[params]\nlr = { float = [1e-4, 1e-2], log = true }\nconv0_channels = 4\n",
+    )
+    .unwrap();
+    let space = SearchSpace::from_file(&space_file).unwrap();
+    let opts = RunOptions {
+        space_file,
+        runs_dir: dir.join("runs"),
+        threads: Some(1),
+        known_train_size: Some(1),
+        ..RunOptions::default()
+    };
+    run_simulated(opts, Box::new(ReplayLauncher::new(table(), space))).unwrap()
+}
+
+#[test]
+fn pbt_replaces_the_bottom_quartile_by_forks_that_continue_their_parents_curves() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = run_pbt(dir.path());
+    let forks: Vec<&TrialRecord> = s.trials.values().filter(|t| t.fork.is_some()).collect();
+    assert!(!forks.is_empty(), "some trials were forked: {:?}", outline(&s.trials));
+    assert_eq!(s.trials.values().filter(|t| t.counts_toward_budget()).count(), 8, "forks take no place in the budget");
+    assert!(s.trials.values().all(|t| t.state.is_finished()), "{:?}", outline(&s.trials));
+    for f in &forks {
+        let fork = f.fork.as_ref().unwrap();
+        let parent = &s.trials[&fork.parent];
+        assert!([3, 6].contains(&fork.epoch), "forks happen at the steps: {}", fork.epoch);
+        assert_eq!(f.history[..fork.epoch], parent.history[..fork.epoch], "trial {}: its parent's epochs", f.number);
+        assert!(f.history.len() > fork.epoch, "trial {} trained on after its fork", f.number);
+        assert!(fork.changes.iter().all(|c| c.key == "lr" && f.params["lr"] == c.to), "{fork:?}");
+        let replaced = s
+            .trials
+            .values()
+            .filter(|t| t.reason.as_deref().unwrap_or("").contains(&format!("fork of trial {}", fork.parent)));
+        assert!(replaced.count() >= 1);
+    }
+    let replaced = s.trials.values().filter(|t| t.reason.as_deref().is_some_and(|r| r.starts_with("PBT step"))).count();
+    assert_eq!(replaced, forks.len(), "each fork replaced one trial");
+    let again = tempfile::tempdir().unwrap();
+    assert_eq!(outline(&s.trials), outline(&run_pbt(again.path()).trials), "same seed, same study");
+}

@@ -141,7 +141,7 @@ mod tests {
     }
 
     fn running(number: usize, v: &[f64]) -> Curve {
-        Curve { number, val_acc: v.to_vec(), finished: false, paused: false }
+        Curve { number, val_acc: v.to_vec(), finished: false, paused: false, born: 0 }
     }
 
     fn paused(number: usize, v: &[f64]) -> Curve {

@@ -69,7 +69,14 @@ fn simulated_worker(
         let Some(r) = store.reserve(budget)? else { return Ok(t) };
         let number = r.number;
         let params: Params = [("lr".to_string(), Value::Float(1e-3 * (1.0 + r.draw as f64 % 7.0)))].into();
-        if !store.create(&Event::Created { number, params, seed: number as u64, infeasible: None, retry_of: None })? {
+        if !store.create(&Event::Created {
+            number,
+            params,
+            seed: number as u64,
+            infeasible: None,
+            retry_of: None,
+            fork: None,
+        })? {
             return Err(TuneError::Study(format!("reservation {number} was lost")));
         }
         t.create.push((number, started.elapsed()));

@@ -112,7 +112,7 @@ impl StudyStorage for JournalStorage {
             return Ok(None);
         }
         let number = trials.keys().max().map_or(0, |m| m + 1);
-        let retries = trials.values().filter(|t| t.retry_of.is_some()).count();
+        let retries = trials.values().filter(|t| t.is_extra()).count();
         self.reserved = Some(number);
         Ok(Some(Reservation { number, draw: number - retries }))
     }
@@ -161,6 +161,13 @@ impl StudyStorage for JournalStorage {
         }
         self.journal.append(event)?;
         Ok(true)
+    }
+
+    fn create_fork(&mut self, make: &dyn Fn(usize) -> Event) -> Result<usize> {
+        let after_known = self.catch_up()?.keys().max().map_or(0, |m| m + 1);
+        let number = after_known.max(self.reserved.map_or(0, |r| r + 1));
+        self.record(&make(number))?;
+        Ok(number)
     }
 
     /// The OS lock makes this process the only writer: the records say whether it is paused.
@@ -283,7 +290,8 @@ mod tests {
                 params: Default::default(),
                 seed: 1,
                 infeasible: None,
-                retry_of: None
+                retry_of: None,
+                fork: None
             })
             .unwrap()
         );
@@ -302,7 +310,8 @@ mod tests {
                 params: Default::default(),
                 seed: 2,
                 infeasible: None,
-                retry_of: None
+                retry_of: None,
+                fork: None
             })
             .unwrap()
         );

@@ -101,6 +101,10 @@ pub trait StudyStorage: Send {
     /// A paused trial runs nowhere: no worker heartbeats it and none reaps it.
     fn record(&mut self, event: &Event) -> Result<bool>;
 
+    /// Records a trial outside the budget under a new number (a PBT fork): `make` builds its
+    /// `Created` event for the number, which this process then runs. Returns the number.
+    fn create_fork(&mut self, make: &dyn Fn(usize) -> Event) -> Result<usize>;
+
     /// Claims paused trial `number` for this process and records its `Resumed` event;
     /// `false` when it is not paused any more (another worker resumed or closed it first).
     fn resume(&mut self, number: usize) -> Result<bool>;
@@ -242,7 +246,14 @@ pub mod conformance {
     }
 
     fn created(number: usize) -> Event {
-        Event::Created { number, params: Params::new(), seed: 5 + number as u64, infeasible: None, retry_of: None }
+        Event::Created {
+            number,
+            params: Params::new(),
+            seed: 5 + number as u64,
+            infeasible: None,
+            retry_of: None,
+            fork: None,
+        }
     }
 
     fn create(s: &mut dyn StudyStorage, budget: usize) -> Option<usize> {
@@ -305,6 +316,7 @@ pub mod conformance {
             seed: 6,
             infeasible: Some("conv0_pool: collapses".into()),
             retry_of: None,
+            fork: None,
         };
         assert!(s.create(&infeasible).unwrap());
         let r = s.reserve(2).unwrap().expect("one place left");

@@ -446,6 +446,28 @@ impl StudyStorage for PgStorage {
         })
     }
 
+    fn create_fork(&mut self, make: &dyn Fn(usize) -> Event) -> Result<usize> {
+        let me = self.worker.clone();
+        self.write("create a fork", |tx, id| {
+            // A number outside the budget, as a re-run's: it shifts no sampler draw.
+            let number: i32 = tx
+                .query_one(
+                    "UPDATE tune_studies SET next_number = next_number + 1, retries = retries + 1 WHERE id = $1 RETURNING next_number - 1",
+                    &[&id],
+                )?
+                .get(0);
+            let created = make(number as usize);
+            let Event::Created { params, seed, .. } = &created else { panic!("a fork is created with a Created event") };
+            let (params, seed) = (serde_json::to_string(params).expect("serialisable"), *seed as i64);
+            tx.execute(
+                "INSERT INTO tune_trials (study_id, number, running, owner, params, seed) VALUES ($1, $2, true, $3, $4, $5)",
+                &[&id, &number, &me, &params, &seed],
+            )?;
+            insert_event(tx, id, &serde_json::to_string(&created).expect("serialisable"))?;
+            Ok(number as usize)
+        })
+    }
+
     fn resume(&mut self, number: usize) -> Result<bool> {
         let body = serde_json::to_string(&Event::Resumed { number }).expect("serialisable");
         let (number, me) = (int(number), self.worker.clone());
@@ -579,7 +601,7 @@ impl StudyStorage for PgStorage {
                 tx.execute("UPDATE tune_trials SET running = false WHERE study_id = $1 AND number = $2", &[&id, &number])?;
                 if let Some(r) = retry {
                     let params_map = serde_json::from_str(&params).expect("written by tune");
-                    let created = Event::Created { number: r as usize, params: params_map, seed: seed as u64, infeasible: None, retry_of: Some(number as usize) };
+                    let created = Event::Created { number: r as usize, params: params_map, seed: seed as u64, infeasible: None, retry_of: Some(number as usize), fork: None };
                     insert_event(tx, id, &serde_json::to_string(&created).expect("serialisable"))?;
                     tx.execute(
                         "INSERT INTO tune_trials (study_id, number, running, owner, params, seed, draw, attempt) VALUES ($1, $2, true, NULL, $3, $4, $6, $5)",

@@ -27,8 +27,9 @@ use crate::model::Params;
 
 /// One finished trial as a sampler sees it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
-    pub params: Params,
+pub struct Observation<'a> {
+    /// Borrowed from the trial records: a proposal over 10,000 trials copies none of them.
+    pub params: std::borrow::Cow<'a, Params>,
     /// Best val_acc of a complete or pruned trial; `None` for infeasible or failed ones,
     /// which count as worse than any trained trial (so TPE learns to avoid them).
     pub value: Option<f64>,
@@ -83,11 +84,11 @@ pub fn build(space: &SearchSpace, queue: Vec<Params>) -> Result<Box<dyn Sampler>
 }
 
 /// Finished trials below `before`, as observations.
-pub fn observations(trials: &BTreeMap<usize, TrialRecord>, before: usize) -> Vec<Observation> {
+pub fn observations(trials: &BTreeMap<usize, TrialRecord>, before: usize) -> Vec<Observation<'_>> {
     trials
         .range(..before)
         .map(|(_, t)| Observation {
-            params: t.params.clone(),
+            params: std::borrow::Cow::Borrowed(&t.params),
             value: t.value(),
             stopped_at: matches!(t.state, TrialState::Pruned | TrialState::Paused).then_some(t.history.len()),
         })

@@ -43,16 +43,16 @@ impl TpeSampler {
         let mut params = if informative < self.startup_trials || rng.random::<f64>() < self.settings.exploration {
             random::sample(space, rng)
         } else if self.settings.multivariate {
-            let (good, bad) = split(history);
+            let (good, bad) = split(history, self.settings.max_bad);
             joint::sample(
                 space,
-                good.iter().map(|o| &o.params).collect(),
-                bad.iter().map(|o| &o.params).collect(),
+                good.iter().map(|o| o.params.as_ref()).collect(),
+                bad.iter().map(|o| o.params.as_ref()).collect(),
                 self.settings.candidates,
                 rng,
             )
         } else {
-            sample(space, history, self.settings.candidates, rng)
+            sample(space, history, self.settings.candidates, self.settings.max_bad, rng)
         };
         SearchSpace::prune_inactive(&mut params);
         params
@@ -88,7 +88,12 @@ fn rank_key(o: &Observation) -> (u8, usize, f64) {
 }
 
 /// The good and the bad observations: best first (see [`rank_key`]), unvalued always bad.
-fn split(history: &[Observation]) -> (Vec<&Observation>, Vec<&Observation>) {
+/// The bad group keeps at most `max_bad` observations, evenly spaced along its ranking, so a
+/// proposal's cost stops growing with the history (below the cap nothing changes).
+fn split<'h, 'a>(
+    history: &'h [Observation<'a>],
+    max_bad: usize,
+) -> (Vec<&'h Observation<'a>>, Vec<&'h Observation<'a>>) {
     let mut ranked: Vec<&Observation> = history.iter().collect();
     // Stable, so ties keep trial order.
     ranked.sort_by(|a, b| {
@@ -96,13 +101,23 @@ fn split(history: &[Observation]) -> (Vec<&Observation>, Vec<&Observation>) {
         (kb.0, kb.1).cmp(&(ka.0, ka.1)).then(kb.2.total_cmp(&ka.2))
     });
     let valued = ranked.iter().filter(|o| o.value.is_some()).count();
-    let bad = ranked.split_off(gamma(valued).min(valued));
+    let mut bad = ranked.split_off(gamma(valued).min(valued));
+    if bad.len() > max_bad.max(1) {
+        let (n, keep) = (bad.len(), max_bad.max(1));
+        bad = (0..keep).map(|i| bad[i * n / keep]).collect();
+    }
     (ranked, bad)
 }
 
 /// Univariate TPE: each active parameter on its own.
-pub fn sample(space: &SearchSpace, history: &[Observation], candidates: usize, rng: &mut StdRng) -> Params {
-    let (good, bad) = split(history);
+pub fn sample(
+    space: &SearchSpace,
+    history: &[Observation],
+    candidates: usize,
+    max_bad: usize,
+    rng: &mut StdRng,
+) -> Params {
+    let (good, bad) = split(history, max_bad);
     let (good, bad) = (good.as_slice(), bad.as_slice());
     let mut params = Params::new();
     for (key, dist) in &space.params {
@@ -224,9 +239,25 @@ mod tests {
     use std::path::Path;
 
     #[test]
+    fn the_bad_group_is_capped_evenly_along_its_ranking() {
+        let history: Vec<Observation> = (0..41)
+            .map(|n| Observation {
+                params: std::borrow::Cow::Owned([("n".to_string(), Value::Int(n))].into()),
+                value: Some(n as f64 / 100.0),
+                stopped_at: None,
+            })
+            .collect();
+        let (good, bad) = split(&history, 4);
+        assert_eq!(good.len(), 5, "γ(41) = 5: the good group is never capped");
+        let kept: Vec<String> = bad.iter().map(|o| o.params["n"].to_string()).collect();
+        assert_eq!(kept, ["35", "26", "17", "8"], "4 of the 36 bad ones, best to worst, evenly spaced");
+        assert_eq!(split(&history, 1000).1.len(), 36, "below the cap nothing changes");
+    }
+
+    #[test]
     fn stopped_trials_rank_at_the_rung_they_reached() {
         let o = |n: i64, value: Option<f64>, stopped_at: Option<usize>| Observation {
-            params: [("n".to_string(), Value::Int(n))].into(),
+            params: std::borrow::Cow::Owned([("n".to_string(), Value::Int(n))].into()),
             value,
             stopped_at,
         };
@@ -239,7 +270,7 @@ mod tests {
             o(4, Some(0.90), None),
             o(5, Some(0.70), Some(3)),
         ];
-        let (good, bad) = split(&history);
+        let (good, bad) = split(&history, usize::MAX);
         let order: Vec<String> = good.iter().chain(&bad).map(|o| o.params["n"].to_string()).collect();
         assert_eq!(order, ["4", "1", "3", "5", "0", "2"]);
         assert_eq!(good.len(), 1, "γ(5 valued) = 1");
@@ -276,9 +307,13 @@ mod tests {
             } else {
                 tpe.sample_from(space, &history, &mut rng)
             };
-            history.push(Observation { value: Some(objective(&p)), params: p, stopped_at: None });
+            history.push(Observation {
+                value: Some(objective(&p)),
+                params: std::borrow::Cow::Owned(p),
+                stopped_at: None,
+            });
         }
-        history.into_iter().map(|o| (o.params, o.value.unwrap())).collect()
+        history.into_iter().map(|o| (o.params.into_owned(), o.value.unwrap())).collect()
     }
 
     fn late_mean(v: &[(Params, f64)]) -> f64 {
@@ -358,7 +393,7 @@ mod tests {
             let ch = if i % 2 == 0 { 1 + i % 31 } else { 32 + i % 33 };
             p.insert("conv0_channels".into(), Value::Int(ch as i64));
             let value = (ch >= 32).then(|| objective(&p));
-            history.push(Observation { params: p, value, stopped_at: None });
+            history.push(Observation { params: std::borrow::Cow::Owned(p), value, stopped_at: None });
         }
         for multivariate in [false, true] {
             let mut sampler = TpeSampler::from_space(&s);

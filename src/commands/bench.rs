@@ -63,9 +63,9 @@ pub struct SearchBenchArgs {
     /// The space the table was recorded from.
     #[arg(long, default_value = "benches/curves/quick_record.toml")]
     pub space: PathBuf,
-    /// sampler+pruner pairs, +promote for the promoting scheduler; the two baselines (random+none, random+first_epoch) are always run.
+    /// sampler+pruner pairs, +promote for the promoting scheduler, +pbt for PBT (pruner none); the two baselines (random+none, random+first_epoch) are always run.
     #[arg(long, value_delimiter = ',', value_parser = crate::study::search_bench::Method::parse,
-          default_values = ["random+asha", "random+hyperband", "random+asha+promote", "random+hyperband+promote", "tpe+none", "tpe+asha", "tpe+hyperband", "tpe+asha+promote", "tpe+hyperband+promote", "tpe+median"])]
+          default_values = ["random+asha", "random+hyperband", "random+asha+promote", "random+hyperband+promote", "tpe+none", "tpe+asha", "tpe+hyperband", "tpe+asha+promote", "tpe+hyperband+promote", "tpe+median", "random+none+pbt", "tpe+none+pbt"])]
     pub methods: Vec<crate::study::search_bench::Method>,
     /// Simulated workers (comma-separated counts).
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 8, 32],

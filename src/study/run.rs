@@ -617,7 +617,14 @@ impl Study {
             self.record(&Event::Epoch { number, metrics })?;
         }
         let dir = self.trial_dir(number);
-        crate::files::copy_files(&snapshot_dir(&self.trial_dir(parent), epoch), &dir)?;
+        let snapshot = snapshot_dir(&self.trial_dir(parent), epoch);
+        if !snapshot.is_dir() {
+            return Err(TuneError::Study(format!(
+                "PBT: trial {parent}'s checkpoint at epoch {epoch} is not at {} (forks start from it); with several workers, give them one --artifacts directory on a shared file system",
+                snapshot.display()
+            )));
+        }
+        crate::files::copy_files(&snapshot, &dir)?;
         crate::model::params::write_params(&dir.join("params.toml"), &params)?;
         self.launch(number, tx)?;
         Ok(true)

@@ -140,6 +140,11 @@ fn run_space(template: &toml::Table, method: Method, seed: u64, workers: usize, 
     crate::files::write_atomic(path, toml::to_string(&t).expect("serialisable").as_bytes())
 }
 
+/// The population of a replayed PBT study: four trials a worker, eight at least.
+pub fn pbt_population(workers: usize) -> usize {
+    (4 * workers).max(8)
+}
+
 /// Runs one simulated study; returns its figures at each fraction of the budget.
 pub fn run_one(
     table: &Arc<CurveTable>,
@@ -160,7 +165,12 @@ pub fn run_one(
     let opts = super::RunOptions {
         space_file,
         runs_dir: scratch.path().join("runs"),
-        trials: Some(100_000),
+        // PBT's population is the budget of configurations (forks come on top); everything
+        // else samples until the simulated time runs out.
+        trials: Some(match method.scheduler {
+            SchedulerKind::Pbt => pbt_population(workers),
+            _ => 100_000,
+        }),
         concurrency: Some(workers),
         max_epochs: Some(table.epochs()),
         seed: Some(seed),

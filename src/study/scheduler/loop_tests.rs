@@ -154,3 +154,20 @@ fn pbt_replaces_the_bottom_quartile_by_forks_that_continue_their_parents_curves(
     let again = tempfile::tempdir().unwrap();
     assert_eq!(outline(&s.trials), outline(&run_pbt(again.path()).trials), "same seed, same study");
 }
+
+/// Regression: a parent pausing at the step, its snapshot not yet taken, was once forked
+/// from (2 workers, seed 1 of the quick table): the generation now waits for it.
+#[test]
+fn pbt_replays_the_shipped_quick_table_at_every_worker_count() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let table = Arc::new(CurveTable::load(&root.join("benches/curves/quick.jsonl.gz")).unwrap());
+    let template: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root.join("benches/curves/quick_record.toml")).unwrap()).unwrap();
+    let method = crate::study::search_bench::Method::parse("random+none+pbt").unwrap();
+    for workers in [1, 2, 8] {
+        for seed in 0..4 {
+            let got = crate::study::search_bench::run_one(&table, &template, method, workers, seed, 16.0);
+            assert!(got.is_ok_and(|o| o.iter().all(|o| o.best_val_acc > 0.5)), "{workers} workers, seed {seed}");
+        }
+    }
+}

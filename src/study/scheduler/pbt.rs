@@ -62,9 +62,10 @@ impl Scheduler for Pbt {
             return Slot::Sample;
         };
         let epoch = trial.val_acc.len();
-        // A generation is judged whole: trials still training towards this epoch are waited
-        // for, so the verdict does not depend on which trial happened to pause first.
-        if all.iter().any(|c| !c.finished && !c.paused && c.val_acc.len() < epoch) {
+        // A generation is judged whole: trials still training towards this epoch (or pausing
+        // at it, their snapshot not yet taken) are waited for, so the verdict does not depend
+        // on which trial happened to pause first, and every parent has its snapshot.
+        if all.iter().any(|c| !c.finished && !c.paused && c.val_acc.len() <= epoch) {
             return Slot::Wait;
         }
         let ranked = self.ranked_at(epoch, all);
@@ -160,9 +161,16 @@ mod tests {
     #[test]
     fn free_slots_sample_then_resume_the_top_and_fork_over_the_bottom() {
         let pbt = Pbt::new(&settings(), 8);
-        // Four trials paused at epoch 2 with values 0.9, 0.8, 0.7, 0.6 (trial 3 the worst).
+        // Four trials with values 0.9, 0.8, 0.7, 0.6 at epoch 2 (trial 3 the worst): paused
+        // there, or already gone on to epoch 3.
         let four = |paused: [bool; 4]| -> Vec<Curve> {
-            [0.9, 0.8, 0.7, 0.6].iter().enumerate().map(|(i, v)| curve(i, &[0.1, *v], paused[i], 0)).collect()
+            [0.9, 0.8, 0.7, 0.6]
+                .iter()
+                .enumerate()
+                .map(
+                    |(i, v)| if paused[i] { curve(i, &[0.1, *v], true, 0) } else { curve(i, &[0.1, *v, *v], false, 0) },
+                )
+                .collect()
         };
         // (curves, budget has room, expected, why)
         let cases: Vec<(Vec<Curve>, bool, Slot, &str)> = vec![
@@ -182,10 +190,20 @@ mod tests {
                 "trial 1 still trains towards epoch 2: the generation waits for it",
             ),
             (
-                vec![curve(0, &[0.1, 0.9], false, 0), curve(1, &[0.1, 0.2], true, 0)],
+                vec![curve(0, &[0.1, 0.9, 0.9], false, 0), curve(1, &[0.1, 0.2], true, 0)],
                 false,
                 Slot::Resume(1),
                 "two peers cannot make a quartile",
+            ),
+            (
+                {
+                    let mut c = four([false, false, false, true]);
+                    c[2].val_acc.pop();
+                    c
+                },
+                false,
+                Slot::Wait,
+                "trial 3 must wait: trial 2 is running at epoch 2, pausing there (no snapshot yet)",
             ),
         ];
         for (all, can_sample, want, why) in cases {
@@ -193,8 +211,8 @@ mod tests {
         }
         // A fork born at epoch 2 holds its parent's values there: it is no peer at epoch 2.
         let mut all = four([false, false, false, true]);
-        all.push(curve(9, &[0.1, 0.9], false, 2));
-        all.push(curve(10, &[0.1, 0.9], false, 2));
+        all.push(curve(9, &[0.1, 0.9, 0.9], false, 2));
+        all.push(curve(10, &[0.1, 0.9, 0.9], false, 2));
         assert_eq!(pbt.next(&all, false), Slot::Fork { replaces: 3, parent: 0, epoch: 2 });
     }
 

@@ -7,19 +7,25 @@ use std::path::{Path, PathBuf};
 // tokio's clock, not std's: under `run_simulated` it is the simulated one.
 use tokio::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use tokio::sync::{mpsc, oneshot};
+
+mod progress;
+mod scheduling;
+
+use progress::study_bar;
+use scheduling::Started;
 
 use super::journal::{Event, replay};
 use super::launch::{Exit, Launch, Message, ProcessLauncher};
 use super::leaderboard;
 use super::pruner::Curve;
 use super::sampler::{Ask, Proposal, Sampler};
-use super::scheduler::{self, Scheduler, Slot, Verdict};
+use super::scheduler::{self, Scheduler, Verdict};
 use super::start::{self, Opened};
 pub use super::start::{Resolved, feasibility};
 use super::storage::{Cursor, Liveness, Queued, Reservation, StudyStorage};
-use super::trial::{Fork, TrialRecord, TrialState, trial_seed};
+use super::trial::{TrialRecord, TrialState, trial_seed};
 use crate::error::{Result, TuneError};
 use crate::training::TrainConfig;
 
@@ -93,16 +99,6 @@ pub fn run_simulated(opts: RunOptions, launcher: Box<dyn Launch>) -> Result<Summ
         .build()
         .map_err(|e| TuneError::Study(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(run_async(opts, Some(launcher)))
-}
-
-/// What the scheduler did with a free slot.
-enum Started {
-    /// A trial was resumed or forked there (or another worker took it first: look again).
-    Yes,
-    /// Nothing: the slot goes to a new configuration if the budget has room.
-    No,
-    /// Nothing yet: the scheduler waits for running trials.
-    Wait,
 }
 
 /// What sampling the next trial gave.
@@ -399,37 +395,6 @@ impl Study {
     }
 }
 
-/// Where a paused trial's checkpoint is kept as it was at epoch `epoch` (PBT forks start there).
-fn snapshot_dir(trial_dir: &Path, epoch: usize) -> PathBuf {
-    trial_dir.join(format!("pbt-epoch-{epoch}"))
-}
-
-fn study_bar(total: usize) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("study [{bar:30}] {pos}/{len} trials {msg} ({elapsed}, ETA {eta})")
-            .expect("static")
-            .progress_chars("=> "),
-    );
-    bar
-}
-
-fn bar_message(trials: &BTreeMap<usize, TrialRecord>) -> String {
-    let c = leaderboard::state_counts(trials);
-    let get = |s| c.get(&s).copied().unwrap_or(0);
-    let best = trials.values().filter_map(|t| t.value().map(|v| (v, t.number))).max_by(|a, b| a.0.total_cmp(&b.0));
-    format!(
-        "done {} · pruned {} · failed {} · infeasible {} · running {} · paused {} · best {}",
-        get(TrialState::Complete),
-        get(TrialState::Pruned),
-        get(TrialState::Failed),
-        get(TrialState::Infeasible),
-        get(TrialState::Running),
-        get(TrialState::Paused),
-        best.map_or("-".into(), |(v, n)| format!("{v:.4} (#{n})"))
-    )
-}
-
 impl Study {
     /// A study opened by [`start::open`], launching trials through `launcher`.
     fn new(opened: Opened, launcher: Box<dyn Launch>) -> Study {
@@ -547,133 +512,6 @@ impl Study {
         }
         self.show_progress();
         Ok(())
-    }
-
-    /// A slot is free: asks the scheduler what runs there.
-    fn next_from_scheduler(&mut self, tx: &mpsc::UnboundedSender<Message>) -> Result<Started> {
-        self.sync()?;
-        let can_sample = !self.grid_done && !self.budget_spent;
-        let started = match self.scheduler.next(&self.curves(), can_sample) {
-            Slot::Sample => return Ok(Started::No),
-            Slot::Wait => return Ok(Started::Wait),
-            Slot::Resume(n) => self.resume(n, tx)?,
-            Slot::Fork { replaces, parent, epoch } => self.fork(replaces, parent, epoch, tx)?,
-        };
-        Ok(if started { Started::Yes } else { Started::No })
-    }
-
-    fn resume(&mut self, n: usize, tx: &mpsc::UnboundedSender<Message>) -> Result<bool> {
-        if !self.storage.resume(n)? {
-            self.sync()?;
-            return Ok(true);
-        }
-        super::journal::apply(&mut self.trials, Event::Resumed { number: n });
-        tracing::info!("trial {n} promoted: resumes from its checkpoint after epoch {}", self.trials[&n].history.len());
-        self.launch(n, tx)?;
-        Ok(true)
-    }
-
-    /// PBT's exploit and explore: paused trial `replaces` ends, and a new trial starts from
-    /// `parent`'s snapshot after `epoch` with perturbed training keys. Its epochs up to there
-    /// are recorded as its parent's, so its curve continues the parent's.
-    fn fork(
-        &mut self,
-        replaces: usize,
-        parent: usize,
-        epoch: usize,
-        tx: &mpsc::UnboundedSender<Message>,
-    ) -> Result<bool> {
-        let study = &self.resolved.space.study;
-        let (value, parent_value) = (self.trials[&replaces].best(), self.trials[&parent].best_at(epoch));
-        let reason = format!(
-            "PBT step at epoch {epoch}: val_acc {} in the bottom {:.0}%; replaced by a fork of trial {parent} ({})",
-            value.map_or("-".into(), |v| format!("{:.4}", v.0)),
-            100.0 * study.pbt.quantile,
-            parent_value.map_or("-".into(), |v| format!("{v:.4}")),
-        );
-        let closed = Event::Finished { number: replaces, state: TrialState::Pruned, reason: Some(reason), secs: 0.0 };
-        if !self.storage.close_paused(&closed)? {
-            self.sync()?;
-            return Ok(true); // another worker decided first
-        }
-        super::journal::apply(&mut self.trials, closed);
-        let mut rng = rand::SeedableRng::seed_from_u64(trial_seed(study.seed ^ 0x5EED_F0C5, replaces * 1000 + epoch));
-        let (params, changes) =
-            scheduler::perturb(&self.resolved.space, &self.trials[&parent].params, &study.pbt, &mut rng);
-        let fork = Fork { parent, epoch, changes };
-        tracing::info!("trial {replaces} replaced: fork of trial {parent} after epoch {epoch} ({})", fork.describe());
-        let study_seed = study.seed;
-        let number = self.storage.create_fork(&|number| Event::Created {
-            number,
-            params: params.clone(),
-            seed: trial_seed(study_seed, number),
-            infeasible: None,
-            retry_of: None,
-            fork: Some(fork.clone()),
-        })?;
-        self.sync()?;
-        let inherited: Vec<_> = self.trials[&parent].history.iter().take(epoch).cloned().collect();
-        for metrics in inherited {
-            self.record(&Event::Epoch { number, metrics })?;
-        }
-        let dir = self.trial_dir(number);
-        let snapshot = snapshot_dir(&self.trial_dir(parent), epoch);
-        if !snapshot.is_dir() {
-            return Err(TuneError::Study(format!(
-                "PBT: trial {parent}'s checkpoint at epoch {epoch} is not at {} (forks start from it); with several workers, give them one --artifacts directory on a shared file system",
-                snapshot.display()
-            )));
-        }
-        crate::files::copy_files(&snapshot, &dir)?;
-        crate::model::params::write_params(&dir.join("params.toml"), &params)?;
-        self.launch(number, tx)?;
-        Ok(true)
-    }
-
-    /// The budget is spent and nothing runs anywhere: paused trials that were not promoted
-    /// never will be, so they end as pruned (a study stopped early keeps them paused).
-    fn close_paused_if_idle(&mut self) -> Result<()> {
-        self.sync()?;
-        if !self.running.is_empty()
-            || self.pending.is_some()
-            || self.trials.values().any(|t| t.state == TrialState::Running)
-        {
-            return Ok(());
-        }
-        let curves = self.curves();
-        for c in curves.iter().filter(|c| c.paused) {
-            let reason = self.scheduler.close_reason(c, &curves);
-            let finished =
-                Event::Finished { number: c.number, state: TrialState::Pruned, reason: Some(reason), secs: 0.0 };
-            if self.storage.close_paused(&finished)? {
-                super::journal::apply(&mut self.trials, finished);
-            }
-        }
-        self.sync()?;
-        leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)
-    }
-
-    /// A trial the scheduler paused has stopped: its pause is recorded, so any worker may
-    /// resume it from its checkpoint.
-    fn on_paused(&mut self, n: usize, reason: String) -> Result<()> {
-        let Some(r) = self.running.remove(&n) else { return Ok(()) };
-        if r.disowned {
-            return Ok(());
-        }
-        let secs = r.started.elapsed().as_secs_f64();
-        if self.scheduler.snapshots() {
-            let dir = self.trial_dir(n);
-            crate::files::copy_files(&dir, &snapshot_dir(&dir, self.trials[&n].history.len()))?;
-        }
-        self.record(&Event::Paused { number: n, reason, secs })?;
-        leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)
-    }
-
-    fn show_progress(&self) {
-        self.bar.set_position(
-            self.trials.values().filter(|t| t.state.is_finished() && t.counts_toward_budget()).count() as u64,
-        );
-        self.bar.set_message(bar_message(&self.trials));
     }
 
     /// Whether this worker has nothing left to do: no trial of its own, and (when others
@@ -888,178 +726,4 @@ pub fn load_trials(dir: &Path) -> Result<BTreeMap<usize, TrialRecord>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::training::EpochMetrics;
-
-    /// Trials scripted in-process: each reports `epochs` epochs whose val_acc grows with its
-    /// learning rate, then ends as `exit(number)` says.
-    struct Scripted {
-        epochs: usize,
-        exit: fn(usize) -> Exit,
-    }
-
-    impl Launch for Scripted {
-        fn spawn(
-            &self,
-            number: usize,
-            dir: &Path,
-            tx: mpsc::UnboundedSender<Message>,
-        ) -> std::io::Result<oneshot::Sender<()>> {
-            let params =
-                crate::model::params::read_params(&dir.join("params.toml")).expect("the loop wrote params.toml");
-            let lr = params.get("lr").and_then(|v| v.as_f64()).unwrap_or(1e-3);
-            for epoch in 1..=self.epochs {
-                let val_acc = (0.5 + 50.0 * lr + 0.01 * epoch as f64).min(0.99);
-                let m =
-                    EpochMetrics { epoch, train_loss: 1.0, train_acc: val_acc, val_loss: 1.0, val_acc, lr, secs: 0.01 };
-                let _ = tx.send(Message::Epoch(number, m));
-            }
-            let _ = tx.send(Message::Exit { number, outcome: (self.exit)(number) });
-            Ok(oneshot::channel().0)
-        }
-    }
-
-    /// Trials that report an epoch every [`EPOCH`] until done or killed, as real ones do.
-    struct Paced {
-        epochs: usize,
-    }
-
-    /// How long a [`Paced`] trial's epoch takes.
-    const EPOCH: std::time::Duration = std::time::Duration::from_millis(100);
-
-    impl Launch for Paced {
-        fn spawn(
-            &self,
-            number: usize,
-            _dir: &Path,
-            tx: mpsc::UnboundedSender<Message>,
-        ) -> std::io::Result<oneshot::Sender<()>> {
-            let (kill, mut killed) = oneshot::channel::<()>();
-            let epochs = self.epochs;
-            tokio::spawn(async move {
-                for epoch in 1..=epochs {
-                    tokio::select! {
-                        _ = tokio::time::sleep(EPOCH) => {}
-                        _ = &mut killed => {
-                            let _ = tx.send(Message::Exit { number, outcome: Exit::Killed });
-                            return;
-                        }
-                    }
-                    let m = EpochMetrics {
-                        epoch,
-                        train_loss: 1.0,
-                        train_acc: 0.5,
-                        val_loss: 1.0,
-                        val_acc: 0.5,
-                        lr: 1e-3,
-                        secs: EPOCH.as_secs_f64(),
-                    };
-                    let _ = tx.send(Message::Epoch(number, m));
-                }
-                let _ = tx.send(Message::Exit { number, outcome: Exit::Success });
-            });
-            Ok(kill)
-        }
-    }
-
-    #[test]
-    fn at_the_deadline_no_trial_starts_and_running_ones_stop_after_an_epoch_resumable() {
-        let (_dir, opts) = setup(6);
-        // The deadline falls inside the first trials' second epoch (their first, if starting
-        // them is slow), never at their end: with 40 ms epochs and the deadline at 150 ms, a
-        // loaded machine once had the first two finish their last epoch at the deadline, and
-        // none was left running.
-        let timed = RunOptions { timeout: Some(EPOCH * 3 / 2), ..opts.clone() };
-        let s = run_with(timed, Some(Box::new(Paced { epochs: 3 }))).unwrap();
-        assert!(s.timed_out && !s.interrupted);
-        let before = load_trials(&s.dir).unwrap();
-        assert!(before.len() < 6, "no new trial after the deadline: {} created", before.len());
-        let stopped: Vec<&TrialRecord> = before.values().filter(|t| t.state == TrialState::Running).collect();
-        assert!(!stopped.is_empty(), "the trials running at the deadline stay running");
-        assert!(stopped.iter().all(|t| !t.history.is_empty()), "each finished the epoch it was in");
-        // The same study without a budget finishes them and the rest.
-        let s = run_with(opts, Some(Box::new(Scripted { epochs: 3, exit: |_| Exit::Success }))).unwrap();
-        let after = load_trials(&s.dir).unwrap();
-        assert_eq!(after.len(), 6);
-        assert!(after.values().all(|t| t.state == TrialState::Complete && t.history.len() == 3), "{after:?}");
-        for t in &stopped {
-            assert_eq!(after[&t.number].params, t.params, "trial {} resumed, not resampled", t.number);
-        }
-    }
-
-    #[test]
-    fn enqueued_configurations_do_not_push_grid_points_out() {
-        let (_dir, opts) = setup(5);
-        std::fs::write(
-            &opts.space_file,
-            "[study]\nname = \"g\"\ntrials = 5\nsampler = \"grid\"\nenqueue = [ { conv0_channels = 8 } ]\n[params]\nconv0_channels = { choice = [4, 8] }\n",
-        )
-        .unwrap();
-        let s = run_with(opts, Some(Box::new(Scripted { epochs: 1, exit: |_| Exit::Success }))).unwrap();
-        let trials = load_trials(&s.dir).unwrap();
-        let channels: Vec<String> = trials.values().map(|t| t.params["conv0_channels"].to_string()).collect();
-        assert_eq!(channels.len(), 3, "the enqueued network, then both grid points: {channels:?}");
-        assert_eq!(channels[0], "8");
-        let mut grid = channels[1..].to_vec();
-        grid.sort();
-        assert_eq!(grid, ["4", "8"], "every grid point is visited");
-    }
-
-    fn setup(trials: usize) -> (tempfile::TempDir, RunOptions) {
-        let dir = tempfile::tempdir().unwrap();
-        crate::testdata::write_idx_dir(&dir.path().join("data"), 200, 40, 1);
-        let space = dir.path().join("s.toml");
-        std::fs::write(
-            &space,
-            format!("[study]\nname = \"s\"\ntrials = {trials}\nconcurrency = 2\npruner = \"none\"\nstartup_trials = 2\nhistory_lag = 1\n[study.training]\nmax_epochs = 3\n[params]\nlr = {{ float = [1e-4, 5e-3], log = true }}\nconv0_channels = 4\n"),
-        )
-        .unwrap();
-        let opts = RunOptions {
-            space_file: space,
-            runs_dir: dir.path().join("runs"),
-            data_dir: Some(dir.path().join("data")),
-            split_seed: 27,
-            ..RunOptions::default()
-        };
-        (dir, opts)
-    }
-
-    #[test]
-    fn scripted_trials_fill_the_budget_and_failures_are_recorded() {
-        let (_dir, opts) = setup(5);
-        let s = run_with(
-            opts.clone(),
-            Some(Box::new(Scripted {
-                epochs: 3,
-                exit: |n| if n == 1 { Exit::Failed("scripted failure".into()) } else { Exit::Success },
-            })),
-        )
-        .unwrap();
-        assert_eq!(s.counts.get(&TrialState::Complete), Some(&4));
-        assert_eq!(s.counts.get(&TrialState::Failed), Some(&1), "a failing trial does not stop the study");
-        let trials = load_trials(&s.dir).unwrap();
-        assert_eq!(trials.len(), 5, "the budget is exact");
-        assert_eq!(trials[&1].reason.as_deref(), Some("scripted failure"));
-        assert!(trials.values().all(|t| t.history.len() == 3), "every epoch journaled once");
-    }
-
-    #[test]
-    fn an_interrupted_trial_stays_running_and_resumes_without_being_resampled() {
-        let (_dir, opts) = setup(4);
-        let s = run_with(
-            opts.clone(),
-            Some(Box::new(Scripted { epochs: 1, exit: |n| if n == 2 { Exit::Interrupted } else { Exit::Success } })),
-        )
-        .unwrap();
-        assert!(s.interrupted);
-        let before = load_trials(&s.dir).unwrap();
-        assert_eq!(before[&2].state, TrialState::Running, "an interrupted trial is not a failure");
-        let s = run_with(opts, Some(Box::new(Scripted { epochs: 1, exit: |_| Exit::Success }))).unwrap();
-        let after = load_trials(&s.dir).unwrap();
-        assert_eq!(after.len(), 4);
-        assert!(after.values().all(|t| t.state == TrialState::Complete), "{after:?}");
-        assert_eq!(after[&2].params, before[&2].params, "trial 2 resumed with its own configuration");
-        assert_eq!(after[&2].history.len(), 1, "its epoch was not journaled twice");
-    }
-}
+mod tests;

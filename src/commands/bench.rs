@@ -74,7 +74,7 @@ pub struct SearchBenchArgs {
     /// Paired seeds per method and worker count.
     #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub seeds: usize,
-    /// The simulated budget: this many whole recorded trials' time per worker.
+    /// The simulated budget: this many whole recorded trials' time in all, shared by the workers (wall budget = K × mean trial seconds / workers).
     #[arg(long, default_value_t = 64.0, value_parser = positive_budget)]
     pub budget_trials: f64,
     /// Per-seed rows of another tool to aggregate alongside (benches/optuna_replay.py's CSV).

@@ -81,7 +81,7 @@ pub struct SearchBenchOptions {
     pub methods: Vec<Method>,
     pub workers: Vec<usize>,
     pub seeds: usize,
-    /// The simulated budget, in whole recorded trials' worth of time per worker.
+    /// The simulated budget, in whole recorded trials' worth of time in all (shared by the workers).
     pub budget_trials: f64,
     /// Per-seed rows of other tools (`benches/optuna_replay.py`), aggregated alongside.
     pub extra: Vec<PathBuf>,
@@ -307,7 +307,10 @@ pub fn run(opts: &SearchBenchOptions) -> Result<()> {
         table.best_final(),
         table.mean_trial_secs()
     );
-    println!("budget: {} whole trials' time per worker (simulated); {} paired seeds", opts.budget_trials, opts.seeds);
+    println!(
+        "budget: {} whole trials' time in all, shared by the workers (simulated); {} paired seeds",
+        opts.budget_trials, opts.seeds
+    );
     let started = std::time::Instant::now();
     let mut rows = Vec::new();
     for &workers in &opts.workers {

@@ -176,13 +176,19 @@ fn concurrent_claims() -> Result<(), Failed> {
     check(trials.len() == all.len(), format!("{} trials recorded", trials.len()))
 }
 
-fn newer_schema() -> Result<(), Failed> {
+/// A fresh database of its own on the test server: (admin client, its name, its URL).
+fn scratch_database(prefix: &str) -> Result<(postgres::Client, String, String), Failed> {
     let url = url().unwrap();
-    let db = format!("tune_newer_{}", std::process::id());
+    let db = format!("{prefix}_{}", std::process::id());
     let mut admin = postgres::Client::connect(&url, postgres::NoTls)?;
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))?;
     admin.batch_execute(&format!("CREATE DATABASE {db}"))?;
     let db_url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
+    Ok((admin, db, db_url))
+}
+
+fn newer_schema() -> Result<(), Failed> {
+    let (mut admin, db, db_url) = scratch_database("tune_newer")?;
     let mut c = postgres::Client::connect(&db_url, postgres::NoTls)?;
     c.batch_execute("CREATE TABLE tune_schema (version integer NOT NULL); INSERT INTO tune_schema VALUES (99)")?;
     drop(c);
@@ -197,12 +203,7 @@ fn newer_schema() -> Result<(), Failed> {
 /// A database written by a version-1 binary (no paused trials) is upgraded in place, and
 /// its studies read on.
 fn older_schema() -> Result<(), Failed> {
-    let url = url().unwrap();
-    let db = format!("tune_older_{}", std::process::id());
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls)?;
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))?;
-    admin.batch_execute(&format!("CREATE DATABASE {db}"))?;
-    let db_url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
+    let (mut admin, db, db_url) = scratch_database("tune_older")?;
     let r = resolved("old");
     {
         let mut s = PgStorage::connect(&db_url, "old")?;

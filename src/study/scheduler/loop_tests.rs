@@ -24,13 +24,14 @@ fn table() -> Arc<CurveTable> {
     Arc::new(CurveTable { file: "loop_tests".into(), rows })
 }
 
-fn run_study(dir: &Path, timeout: Option<Duration>) -> crate::study::Summary {
-    let space_file = dir.join("s.toml");
-    std::fs::write(
-        &space_file,
-        "[study]\nname = \"p\"\ntrials = 12\nconcurrency = 2\nsampler = \"random\"\npruner = \"asha\"\nscheduler = \"promote\"\nseed = 3\nenqueue_default = false\n[study.training]\nmax_epochs = 9\n[params]\nlr = { float = [1e-4, 1e-2], log = true }\nconv0_channels = 4\n",
-    )
-    .unwrap();
+/// Runs the space `study` (a `[study]` body) over `[params]` lr and a fixed width on the
+/// table above, on the simulated clock.
+fn replay_study(dir: &Path, file: &str, study: &str, timeout: Option<Duration>) -> crate::study::Summary {
+    let space_file = dir.join(file);
+    let text = format!(
+        "[study]\nconcurrency = 2\nsampler = \"random\"\nenqueue_default = false\n{study}\n[study.training]\nmax_epochs = 9\n[params]\nlr = {{ float = [1e-4, 1e-2], log = true }}\nconv0_channels = 4\n"
+    );
+    std::fs::write(&space_file, text).unwrap();
     let space = SearchSpace::from_file(&space_file).unwrap();
     let opts = RunOptions {
         space_file,
@@ -41,6 +42,15 @@ fn run_study(dir: &Path, timeout: Option<Duration>) -> crate::study::Summary {
         ..RunOptions::default()
     };
     run_simulated(opts, Box::new(ReplayLauncher::new(table(), space))).unwrap()
+}
+
+fn run_study(dir: &Path, timeout: Option<Duration>) -> crate::study::Summary {
+    replay_study(
+        dir,
+        "s.toml",
+        "name = \"p\"\ntrials = 12\npruner = \"asha\"\nscheduler = \"promote\"\nseed = 3",
+        timeout,
+    )
 }
 
 fn journal_events(dir: &Path) -> Vec<serde_json::Value> {
@@ -111,21 +121,9 @@ fn a_study_stopped_early_keeps_its_paused_trials_and_resumes_them() {
 }
 
 fn run_pbt(dir: &Path) -> crate::study::Summary {
-    let space_file = dir.join("pbt.toml");
-    std::fs::write(
-        &space_file,
-        "[study]\nname = \"pbt\"\ntrials = 8\nconcurrency = 2\nsampler = \"random\"\npruner = \"none\"\nscheduler = \"pbt\"\nseed = 4\nenqueue_default = false\n[study.pbt]\ninterval = 3\n[study.training]\nmax_epochs = 9\n[params]\nlr = { float = [1e-4, 1e-2], log = true }\nconv0_channels = 4\n",
-    )
-    .unwrap();
-    let space = SearchSpace::from_file(&space_file).unwrap();
-    let opts = RunOptions {
-        space_file,
-        runs_dir: dir.join("runs"),
-        threads: Some(1),
-        known_train_size: Some(1),
-        ..RunOptions::default()
-    };
-    run_simulated(opts, Box::new(ReplayLauncher::new(table(), space))).unwrap()
+    let study =
+        "name = \"pbt\"\ntrials = 8\npruner = \"none\"\nscheduler = \"pbt\"\nseed = 4\n[study.pbt]\ninterval = 3";
+    replay_study(dir, "pbt.toml", study, None)
 }
 
 #[test]

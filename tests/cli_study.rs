@@ -252,3 +252,22 @@ fn a_pbt_fork_continues_its_parents_curve_from_its_checkpoint() {
     assert!((lr(at + 1) - own_lr).abs() < 1e-12, "epoch {} with the fork's own {own_lr}: {}", at + 1, lr(at + 1));
     assert_eq!(rows.len(), 4, "to the end");
 }
+
+/// `tune study list|delete` work on a runs directory of journals as on a store.
+#[test]
+fn study_list_and_delete_work_on_a_runs_directory() {
+    let f = Fixture::new(200, 40);
+    let s = f.write("s.toml", &space("kept", 2, "pruner = \"none\""));
+    ok(f.run(&["run", s.to_str().unwrap(), "--data-dir", f.data().to_str().unwrap(), "--max-epochs", "1"]));
+    let s = f.write("t.toml", &space("gone", 1, "pruner = \"none\""));
+    ok(f.run(&["run", s.to_str().unwrap(), "--data-dir", f.data().to_str().unwrap(), "--max-epochs", "1"]));
+    let list = ok(f.run(&["study", "list"]));
+    assert!(list.contains("kept") && list.contains("gone") && list.contains("2 studies in runs"), "{list}");
+    assert!(list.contains("2 trials: 2 complete"), "{list}");
+    let refused = f.run(&["study", "delete", "gone"]);
+    assert!(!refused.status.success() && text(&refused).contains("--yes"), "{}", text(&refused));
+    ok(f.run(&["study", "delete", "gone", "--yes"]));
+    assert!(!f.path("runs/gone").exists() && f.path("runs/kept").exists());
+    let missing = f.run(&["study", "delete", "gone", "--yes"]);
+    assert!(!missing.status.success() && text(&missing).contains("no study `gone`"), "{}", text(&missing));
+}

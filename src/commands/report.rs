@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::StorageArgs;
-use crate::error::{Result, TuneError};
+use crate::error::Result;
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -26,41 +26,25 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: &ReportArgs) -> Result<()> {
-    use crate::study::storage::{PgStorage, StorageSpec, StudyStorage};
+    use crate::study::storage::StorageSpec;
     let mut generated = Vec::new();
-    match StorageSpec::parse(args.storage.storage.as_deref(), "--storage", &args.path)? {
-        StorageSpec::Journal(_) => {
-            for study in crate::report::find_studies(&args.path)? {
-                generated.push((study.display().to_string(), crate::report::generate(&study)?));
-            }
-        }
-        StorageSpec::Postgres(url) => {
-            let names = match &args.study {
-                Some(n) => vec![n.clone()],
-                None => PgStorage::list(&url)?.into_iter().map(|s| s.name).collect(),
-            };
-            for name in &names {
-                let mut store = PgStorage::connect(&url, name)?;
-                if store.settings()?.is_none() {
-                    return Err(TuneError::Study(format!(
-                        "{}: there is no study `{name}`; see `tune study list --storage URL`",
-                        crate::study::storage::redact(&url)
-                    )));
-                }
-                let trials = store.trials()?;
-                let out = match (&args.out, names.len()) {
-                    (Some(dir), 1) => dir.clone(),
-                    (Some(dir), _) => dir.join(name),
-                    (None, _) => args.path.join(name).join("report"),
-                };
-                // `tune retrain --storage` trains under <runs>/<study>/retrain on the machine that ran it.
-                let retrain_dir = args.path.join(name).join("retrain");
-                generated.push((
-                    format!("{} (study `{name}`)", crate::study::storage::redact(&url)),
-                    crate::report::generate_at(name, trials, &retrain_dir, &out)?,
-                ));
-            }
-        }
+    let mut catalog = StorageSpec::parse(args.storage.storage.as_deref(), "--storage", &args.path)?.catalog(&args.path);
+    let entries = match &args.study {
+        Some(name) => vec![catalog.open(name)?.0],
+        None => catalog.list()?,
+    };
+    for entry in &entries {
+        let trials = catalog.storage(entry)?.trials()?;
+        let out = match (&args.out, entries.len()) {
+            (Some(dir), 1) => dir.clone(),
+            (Some(dir), _) => dir.join(&entry.name),
+            (None, _) => entry.dir.join("report"),
+        };
+        // Retrains live under the study's directory on the machine that ran them.
+        generated.push((
+            format!("{} (study `{}`)", catalog.location(), entry.name),
+            crate::report::generate_at(&entry.name, trials, &entry.dir.join("retrain"), &out)?,
+        ));
     }
     for (what, g) in generated {
         println!("study {what}: {}", crate::report::counts_line(&g.trials));

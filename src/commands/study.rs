@@ -1,6 +1,6 @@
 //! `tune study list|delete`: the studies in a store or a runs directory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Subcommand;
 
@@ -18,10 +18,13 @@ pub enum StudyCommand {
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
     },
-    /// Delete a study and all its records from a store (trial directories are left alone).
+    /// Delete a study and all its records: from a store (trial directories on the machines are left alone), or its directory under the runs directory (refused while a `tune run` holds it).
     Delete {
         /// The study's name.
         name: String,
+        /// Runs directory to delete from when no --storage is given.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
         #[command(flatten)]
         storage: StorageArgs,
         /// Confirm the deletion (it cannot be undone).
@@ -31,44 +34,24 @@ pub enum StudyCommand {
 }
 
 pub fn run(cmd: StudyCommand) -> Result<()> {
-    use crate::study::storage::{PgStorage, StorageSpec};
+    use crate::study::storage::StorageSpec;
     match cmd {
         StudyCommand::List { storage, runs_dir } => {
-            match StorageSpec::parse(storage.storage.as_deref(), "--storage", &runs_dir)? {
-                StorageSpec::Postgres(url) => {
-                    let studies = PgStorage::list(&url)?;
-                    println!("{:<32} {:<17} {:>7} {:>8}", "study", "created", "trials", "running");
-                    for s in &studies {
-                        println!("{:<32} {:<17} {:>7} {:>8}", s.name, s.created, s.trials, s.running);
-                    }
-                    println!("{} studies in {}", studies.len(), crate::study::storage::redact(&url));
-                    Ok(())
-                }
-                StorageSpec::Journal(runs) => {
-                    for dir in crate::report::find_studies(&runs)? {
-                        let trials = crate::study::run::load_trials(&dir)?;
-                        println!(
-                            "{:<32} {}",
-                            dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()),
-                            crate::report::counts_line(&trials)
-                        );
-                    }
-                    Ok(())
-                }
+            let mut catalog =
+                StorageSpec::parse(storage.storage.as_deref(), "--storage", &runs_dir)?.catalog(&runs_dir);
+            let studies = catalog.list()?;
+            println!("{:<32} {:<17} trials", "study", "created");
+            for entry in &studies {
+                let trials = catalog.storage(entry)?.trials()?;
+                let created = entry.created.as_deref().unwrap_or("-");
+                println!("{:<32} {created:<17} {}", entry.name, crate::report::counts_line(&trials));
             }
+            println!("{} studies in {}", studies.len(), catalog.location());
+            Ok(())
         }
-        StudyCommand::Delete { name, storage, yes } => {
-            let Some(url) = storage.storage else {
-                return Err(TuneError::Config {
-                    file: "<command line>".into(),
-                    key: "--storage".into(),
-                    problem: "deleting works on a store".into(),
-                    fix: format!("pass --storage URL; a journal study is a directory: remove runs/{name} yourself"),
-                });
-            };
-            let StorageSpec::Postgres(url) = StorageSpec::parse(Some(&url), "--storage", Path::new("runs"))? else {
-                unreachable!("a URL")
-            };
+        StudyCommand::Delete { name, storage, runs_dir, yes } => {
+            let mut catalog =
+                StorageSpec::parse(storage.storage.as_deref(), "--storage", &runs_dir)?.catalog(&runs_dir);
             if !yes {
                 return Err(TuneError::Config {
                     file: "<command line>".into(),
@@ -77,13 +60,13 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
                     fix: "add --yes to confirm".into(),
                 });
             }
-            if PgStorage::delete(&url, &name)? {
-                println!("deleted study `{name}` from {}", crate::study::storage::redact(&url));
+            if catalog.delete(&name)? {
+                println!("deleted study `{name}` from {}", catalog.location());
                 Ok(())
             } else {
                 Err(TuneError::Study(format!(
-                    "{}: there is no study `{name}`; see `tune study list --storage URL`",
-                    crate::study::storage::redact(&url)
+                    "{}: there is no study `{name}`; see `tune study list`",
+                    catalog.location()
                 )))
             }
         }

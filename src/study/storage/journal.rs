@@ -223,7 +223,7 @@ fn check_frozen(dir: &Path, resolved: &Resolved) -> Result<()> {
 
 /// Takes the study's OS lock (`.lock`), held until the returned file is dropped — or the
 /// process dies, even by kill -9. The holder's pid is written inside for the message.
-fn lock(dir: &Path) -> Result<File> {
+pub(super) fn lock(dir: &Path) -> Result<File> {
     use std::io::Write;
     let path = dir.join(".lock");
     let mut file = std::fs::OpenOptions::new()

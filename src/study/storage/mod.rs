@@ -4,6 +4,7 @@
 //! interchangeable. One test suite ([`conformance`]) runs against every backend.
 
 pub mod bench;
+mod catalog;
 mod journal;
 mod postgres;
 
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use catalog::{Catalog, StudyEntry};
 pub use journal::JournalStorage;
 pub use postgres::{PgStorage, StudyListing};
 

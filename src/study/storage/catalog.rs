@@ -1,0 +1,146 @@
+//! Where studies are kept, as a whole: a runs directory of journals, or a PostgreSQL store.
+//! Commands list, open and delete studies through [`Catalog`] and never ask which backend
+//! they talk to.
+
+use std::path::{Path, PathBuf};
+
+use super::{JournalStorage, PgStorage, StorageSpec, StudyStorage, postgres_patience, redact};
+use crate::error::{Result, TuneError};
+
+/// One study of a catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyEntry {
+    pub name: String,
+    /// Where this machine keeps the study's own files (report, retrains): the study's
+    /// directory of a runs directory, or `<runs>/<name>` for a store.
+    pub dir: PathBuf,
+    /// When it was created, where the backend records it.
+    pub created: Option<String>,
+}
+
+pub trait Catalog {
+    /// Where the studies are, for messages (passwords hidden).
+    fn location(&self) -> String;
+
+    /// Every study, in a stable order.
+    fn list(&mut self) -> Result<Vec<StudyEntry>>;
+
+    /// The records of study `name`, which must exist.
+    fn open(&mut self, name: &str) -> Result<(StudyEntry, Box<dyn StudyStorage>)> {
+        let entry = self.list()?.into_iter().find(|e| e.name == name).ok_or_else(|| {
+            TuneError::Study(format!("{}: there is no study `{name}`; see `tune study list`", self.location()))
+        })?;
+        let storage = self.storage(&entry)?;
+        Ok((entry, storage))
+    }
+
+    /// The records of a listed study.
+    fn storage(&mut self, entry: &StudyEntry) -> Result<Box<dyn StudyStorage>>;
+
+    /// Deletes study `name` and all its records; false when there is none of that name.
+    fn delete(&mut self, name: &str) -> Result<bool>;
+}
+
+impl StorageSpec {
+    /// The catalog this spec names; `runs` is where a store's studies keep their local files.
+    pub fn catalog(&self, runs: &Path) -> Box<dyn Catalog> {
+        match self {
+            StorageSpec::Journal(dir) => Box::new(Journals { root: dir.clone() }),
+            StorageSpec::Postgres(url) => Box::new(Store { url: url.clone(), runs: runs.to_path_buf() }),
+        }
+    }
+}
+
+/// A runs directory (or one study's directory) of journals.
+struct Journals {
+    root: PathBuf,
+}
+
+impl Catalog for Journals {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn list(&mut self) -> Result<Vec<StudyEntry>> {
+        Ok(crate::report::find_studies(&self.root)?
+            .into_iter()
+            .map(|dir| StudyEntry {
+                name: dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+                dir,
+                created: None,
+            })
+            .collect())
+    }
+
+    fn storage(&mut self, entry: &StudyEntry) -> Result<Box<dyn StudyStorage>> {
+        Ok(Box::new(JournalStorage::new(&entry.dir)))
+    }
+
+    /// Removes the study's directory, once no `tune run` holds it (its lock is taken first).
+    fn delete(&mut self, name: &str) -> Result<bool> {
+        let Some(entry) = self.list().ok().and_then(|l| l.into_iter().find(|e| e.name == name)) else {
+            return Ok(false);
+        };
+        let held = super::journal::lock(&entry.dir)?;
+        std::fs::remove_dir_all(&entry.dir).map_err(|e| TuneError::io(&entry.dir, e))?;
+        drop(held);
+        Ok(true)
+    }
+}
+
+/// A PostgreSQL store.
+struct Store {
+    url: String,
+    runs: PathBuf,
+}
+
+impl Catalog for Store {
+    fn location(&self) -> String {
+        redact(&self.url)
+    }
+
+    fn list(&mut self) -> Result<Vec<StudyEntry>> {
+        Ok(PgStorage::list(&self.url)?
+            .into_iter()
+            .map(|s| StudyEntry { dir: self.runs.join(&s.name), name: s.name, created: Some(s.created) })
+            .collect())
+    }
+
+    fn storage(&mut self, entry: &StudyEntry) -> Result<Box<dyn StudyStorage>> {
+        StorageSpec::Postgres(self.url.clone()).open(&entry.name, postgres_patience())
+    }
+
+    /// Deletes the store's records (trial directories on the machines are left alone).
+    fn delete(&mut self, name: &str) -> Result<bool> {
+        PgStorage::delete(&self.url, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_directory_lists_opens_and_deletes_its_studies() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b", "a"] {
+            let study = dir.path().join(name);
+            std::fs::create_dir_all(&study).unwrap();
+            std::fs::write(study.join("journal.jsonl"), "").unwrap();
+        }
+        let mut c = StorageSpec::Journal(dir.path().to_path_buf()).catalog(dir.path());
+        let names: Vec<String> = c.list().unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["a", "b"]);
+        let (entry, mut storage) = c.open("a").unwrap();
+        assert_eq!(entry.dir, dir.path().join("a"));
+        assert!(storage.trials().unwrap().is_empty());
+        assert!(c.open("zz").err().is_some_and(|e| e.to_string().contains("no study `zz`")));
+        // A study a `tune run` holds is not deleted under it.
+        let held = crate::study::storage::journal::lock(&dir.path().join("b")).unwrap();
+        assert!(c.delete("b").is_err(), "held by a run");
+        drop(held);
+        assert!(c.delete("b").unwrap());
+        assert!(!dir.path().join("b").exists());
+        assert!(!c.delete("b").unwrap(), "gone");
+    }
+}

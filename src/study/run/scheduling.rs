@@ -64,6 +64,14 @@ impl Study {
         epoch: usize,
         tx: &mpsc::UnboundedSender<Message>,
     ) -> Result<bool> {
+        // Checked before anything is recorded: nothing ends when the fork cannot start.
+        let snapshot = snapshot_dir(&self.trial_dir(parent), epoch);
+        if !snapshot.is_dir() {
+            return Err(TuneError::Study(format!(
+                "PBT: trial {parent}'s checkpoint at epoch {epoch} is not at {} (forks start from it); with several workers, give them one --artifacts directory on a shared file system",
+                snapshot.display()
+            )));
+        }
         let study = &self.resolved.space.study;
         let (value, parent_value) = (self.trials[&replaces].best(), self.trials[&parent].best_at(epoch));
         let reason = format!(
@@ -93,20 +101,15 @@ impl Study {
             fork: Some(fork.clone()),
         })?;
         self.sync()?;
+        // Files first, then the inherited epochs: a crash in between leaves a fork whose
+        // process resumes its checkpoint and reports those epochs itself.
+        let dir = self.trial_dir(number);
+        crate::files::copy_files(&snapshot, &dir)?;
+        crate::model::params::write_params(&dir.join("params.toml"), &params)?;
         let inherited: Vec<_> = self.trials[&parent].history.iter().take(epoch).cloned().collect();
         for metrics in inherited {
             self.record(&Event::Epoch { number, metrics })?;
         }
-        let dir = self.trial_dir(number);
-        let snapshot = snapshot_dir(&self.trial_dir(parent), epoch);
-        if !snapshot.is_dir() {
-            return Err(TuneError::Study(format!(
-                "PBT: trial {parent}'s checkpoint at epoch {epoch} is not at {} (forks start from it); with several workers, give them one --artifacts directory on a shared file system",
-                snapshot.display()
-            )));
-        }
-        crate::files::copy_files(&snapshot, &dir)?;
-        crate::model::params::write_params(&dir.join("params.toml"), &params)?;
         self.launch(number, tx)?;
         Ok(true)
     }

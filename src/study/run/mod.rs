@@ -314,7 +314,8 @@ impl Study {
     fn curves(&self) -> Vec<Curve> {
         self.trials
             .values()
-            .filter(|t| !t.history.is_empty())
+            // Running trials without an epoch yet count too: a PBT generation waits for them.
+            .filter(|t| !t.history.is_empty() || t.state == TrialState::Running)
             .map(|t| Curve {
                 number: t.number,
                 val_acc: t.history.iter().map(|m| m.val_acc).collect(),
@@ -622,8 +623,13 @@ impl Study {
     async fn drain(&mut self, rx: &mut mpsc::UnboundedReceiver<Message>) -> Result<()> {
         while !self.running.is_empty() {
             match rx.recv().await {
-                Some(Message::Exit { number, .. }) => {
-                    if self.running.remove(&number).is_some_and(|r| !r.disowned) {
+                Some(Message::Exit { number, outcome }) => {
+                    // A pause decided before the interruption is recorded as one.
+                    if matches!(outcome, Exit::Killed | Exit::Interrupted)
+                        && let Some(reason) = self.running.get(&number).and_then(|r| r.paused.clone())
+                    {
+                        self.on_paused(number, reason)?;
+                    } else if self.running.remove(&number).is_some_and(|r| !r.disowned) {
                         self.unfinished.push(number);
                     }
                 }

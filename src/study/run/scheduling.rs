@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
 use super::Study;
-use crate::error::{Result, TuneError};
+use crate::error::Result;
 use crate::study::journal::Event;
 use crate::study::launch::Message;
 use crate::study::leaderboard;
@@ -34,24 +34,25 @@ impl Study {
     pub(super) fn next_from_scheduler(&mut self, tx: &mpsc::UnboundedSender<Message>) -> Result<Started> {
         self.sync()?;
         let can_sample = !self.grid_done && !self.budget_spent;
-        let started = match self.scheduler.next(&self.curves(), can_sample) {
-            Slot::Sample => return Ok(Started::No),
-            Slot::Wait => return Ok(Started::Wait),
-            Slot::Resume(n) => self.resume(n, tx)?,
-            Slot::Fork { replaces, parent, epoch } => self.fork(replaces, parent, epoch, tx)?,
-        };
-        Ok(if started { Started::Yes } else { Started::No })
+        match self.scheduler.next(&self.curves(), can_sample) {
+            Slot::Sample => Ok(Started::No),
+            Slot::Wait => Ok(Started::Wait),
+            Slot::Resume(n) => self.resume(n, tx),
+            Slot::Fork { replaces, parent, epoch } => self.fork(replaces, parent, epoch, tx),
+        }
     }
 
-    fn resume(&mut self, n: usize, tx: &mpsc::UnboundedSender<Message>) -> Result<bool> {
+    /// Claims and relaunches paused trial `n`. Another worker claiming it first makes this
+    /// slot wait for the next tick (by then its record is read), not ask again at once.
+    fn resume(&mut self, n: usize, tx: &mpsc::UnboundedSender<Message>) -> Result<Started> {
         if !self.storage.resume(n)? {
             self.sync()?;
-            return Ok(true);
+            return Ok(Started::Wait);
         }
         crate::study::journal::apply(&mut self.trials, Event::Resumed { number: n });
         tracing::info!("trial {n} promoted: resumes from its checkpoint after epoch {}", self.trials[&n].history.len());
         self.launch(n, tx)?;
-        Ok(true)
+        Ok(Started::Yes)
     }
 
     /// PBT's exploit and explore: paused trial `replaces` ends, and a new trial starts from
@@ -63,14 +64,16 @@ impl Study {
         parent: usize,
         epoch: usize,
         tx: &mpsc::UnboundedSender<Message>,
-    ) -> Result<bool> {
-        // Checked before anything is recorded: nothing ends when the fork cannot start.
+    ) -> Result<Started> {
+        // Checked before anything is recorded: when the parent's snapshot is not here (its
+        // artifacts are on another machine), the trial goes on instead of being replaced.
         let snapshot = snapshot_dir(&self.trial_dir(parent), epoch);
         if !snapshot.is_dir() {
-            return Err(TuneError::Study(format!(
-                "PBT: trial {parent}'s checkpoint at epoch {epoch} is not at {} (forks start from it); with several workers, give them one --artifacts directory on a shared file system",
+            tracing::warn!(
+                "PBT: trial {parent}'s checkpoint at epoch {epoch} is not at {}; trial {replaces} goes on instead of being replaced (with several workers, give them one --artifacts directory on a shared file system)",
                 snapshot.display()
-            )));
+            );
+            return self.resume(replaces, tx);
         }
         let study = &self.resolved.space.study;
         let (value, parent_value) = (self.trials[&replaces].best(), self.trials[&parent].best_at(epoch));
@@ -83,7 +86,7 @@ impl Study {
         let closed = Event::Finished { number: replaces, state: TrialState::Pruned, reason: Some(reason), secs: 0.0 };
         if !self.storage.close_paused(&closed)? {
             self.sync()?;
-            return Ok(true); // another worker decided first
+            return Ok(Started::Wait); // another worker decided first
         }
         crate::study::journal::apply(&mut self.trials, closed);
         let mut rng = rand::SeedableRng::seed_from_u64(trial_seed(study.seed ^ 0x5EED_F0C5, replaces * 1000 + epoch));
@@ -111,7 +114,7 @@ impl Study {
             self.record(&Event::Epoch { number, metrics })?;
         }
         self.launch(number, tx)?;
-        Ok(true)
+        Ok(Started::Yes)
     }
 
     /// The budget is spent and nothing runs anywhere: paused trials that were not promoted

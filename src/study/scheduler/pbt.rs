@@ -79,8 +79,15 @@ impl Scheduler for Pbt {
         if rank < n - cut {
             return Slot::Resume(trial.number);
         }
-        // A top-quantile parent, picked by the trial's number and epoch (reproducible).
-        let parent = ranked[(trial.number + epoch) % cut].1;
+        // A top-quantile parent, picked by the trial's number and epoch (reproducible), among
+        // those with a snapshot at this epoch: not one that ended there (early stopping), so
+        // never paused at it.
+        let ended_here = |n: usize| all.iter().any(|c| c.number == n && c.finished && c.val_acc.len() == epoch);
+        let parents: Vec<usize> = ranked[..cut].iter().map(|(_, n)| *n).filter(|n| !ended_here(*n)).collect();
+        if parents.is_empty() {
+            return Slot::Resume(trial.number);
+        }
+        let parent = parents[(trial.number + epoch) % parents.len()];
         Slot::Fork { replaces: trial.number, parent, epoch }
     }
 
@@ -183,6 +190,16 @@ mod tests {
                 "the bottom quartile (1 of 4) forks the top one",
             ),
             (four([false; 4]), false, Slot::Sample, "nothing paused"),
+            (
+                {
+                    let mut c = four([false, false, false, true]);
+                    c[0] = Curve { finished: true, ..curve(0, &[0.1, 0.9], false, 0) };
+                    c
+                },
+                false,
+                Slot::Resume(3),
+                "the only top trial early-stopped at the step (no snapshot there): the bottom one goes on",
+            ),
             (
                 vec![curve(0, &[0.1, 0.9], true, 0), curve(1, &[0.2], false, 0)],
                 false,

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use crate::error::{Result, TuneError};
 use crate::study::journal::Journal;
 use crate::study::leaderboard::{self, FIXED_COLUMNS, param_names, rank, varying_params};
-use crate::study::storage::{JournalStorage, StudyStorage};
 use crate::study::{TrialRecord, TrialState};
 
 /// The studies under `path`: itself if it holds a journal, else its subdirectories that do.
@@ -41,13 +40,6 @@ pub struct Generated {
     pub files: Vec<PathBuf>,
     pub trials: BTreeMap<usize, TrialRecord>,
     pub retrains: Vec<retrains::Retrained>,
-}
-
-/// Writes the exports and plots of one study directory into `<study>/report/`.
-pub fn generate(study: &Path) -> Result<Generated> {
-    let trials = JournalStorage::new(study).trials()?;
-    let name = study.file_name().map_or("study".into(), |n| n.to_string_lossy().into_owned());
-    generate_at(&name, trials, &study.join("retrain"), &study.join("report"))
 }
 
 /// Writes the exports and plots of study `name` (wherever its records came from), with the

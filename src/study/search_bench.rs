@@ -62,11 +62,11 @@ impl Method {
             .map_err(|_| format!("`{s}`: samplers are random, tpe"))?;
         let pruner = serde_json::from_value(serde_json::Value::String(p.into()))
             .map_err(|_| format!("`{p}`: pruners are none, median, asha, hyperband, first_epoch"))?;
-        if scheduler == SchedulerKind::Promote && !matches!(pruner, PrunerKind::Asha | PrunerKind::Hyperband) {
-            return Err(format!("`{text}`: +promote needs rungs: asha or hyperband"));
-        }
-        if scheduler == SchedulerKind::Pbt && pruner != PrunerKind::None {
-            return Err(format!("`{text}`: +pbt replaces pruning: use the pruner none"));
+        if !scheduler.fits(pruner) {
+            return Err(match scheduler {
+                SchedulerKind::Pbt => format!("`{text}`: +pbt replaces pruning: use the pruner none"),
+                _ => format!("`{text}`: +promote needs rungs: asha or hyperband"),
+            });
         }
         Ok(Method { sampler, pruner, scheduler })
     }

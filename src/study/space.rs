@@ -117,6 +117,18 @@ pub enum SchedulerKind {
     Pbt,
 }
 
+impl SchedulerKind {
+    /// Whether this scheduler can run with `pruner`: promotion needs rungs (ASHA, Hyperband),
+    /// PBT replaces pruning (none), stopping takes any pruner.
+    pub fn fits(self, pruner: PrunerKind) -> bool {
+        match self {
+            SchedulerKind::Stop => true,
+            SchedulerKind::Promote => matches!(pruner, PrunerKind::Asha | PrunerKind::Hyperband),
+            SchedulerKind::Pbt => pruner == PrunerKind::None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplerKind {
@@ -562,7 +574,7 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
         }
     }
     if s.scheduler == SchedulerKind::Pbt {
-        if s.pruner != PrunerKind::None {
+        if !s.scheduler.fits(s.pruner) {
             return Err(err(
                 "study.pruner",
                 format!("pruner = {:?} would stop trials that PBT replaces by forks itself", s.pruner),
@@ -591,7 +603,7 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
             ));
         }
     }
-    if s.scheduler == SchedulerKind::Promote && !matches!(s.pruner, PrunerKind::Asha | PrunerKind::Hyperband) {
+    if s.scheduler == SchedulerKind::Promote && !s.scheduler.fits(s.pruner) {
         return Err(err(
             "study.scheduler",
             format!("\"promote\" needs rungs, and pruner = {:?} has none", s.pruner),

@@ -90,12 +90,6 @@ impl TrialRecord {
         crate::training::metrics::best_epoch(&self.history)
     }
 
-    /// Best val_acc up to and including `epoch` (1-based), if it got that far.
-    pub fn best_at(&self, epoch: usize) -> Option<f64> {
-        (epoch >= 1 && self.history.len() >= epoch)
-            .then(|| self.history[..epoch].iter().map(|m| m.val_acc).fold(f64::NEG_INFINITY, f64::max))
-    }
-
     /// Whether it takes a place in the trial budget: every sampled configuration does,
     /// once; an infeasible draw, a re-run after a lost worker and a PBT fork do not.
     pub fn counts_toward_budget(&self) -> bool {

@@ -316,13 +316,7 @@ impl Study {
             .values()
             // Running trials without an epoch yet count too: a PBT generation waits for them.
             .filter(|t| !t.history.is_empty() || t.state == TrialState::Running)
-            .map(|t| Curve {
-                number: t.number,
-                val_acc: t.history.iter().map(|m| m.val_acc).collect(),
-                finished: t.state.is_finished(),
-                paused: t.state == TrialState::Paused,
-                born: t.fork.as_ref().map_or(0, |f| f.epoch),
-            })
+            .map(curve)
             .collect()
     }
 
@@ -343,14 +337,7 @@ impl Study {
         self.epoch_secs += m.secs;
         let images = self.resolved.space.study.training.subset.unwrap_or(usize::MAX);
         self.images += images.min(self.train_size) as f64;
-        let curve = Curve {
-            number: n,
-            val_acc: self.trials[&n].history.iter().map(|m| m.val_acc).collect(),
-            finished: false,
-            paused: false,
-            born: self.trials[&n].fork.as_ref().map_or(0, |f| f.epoch),
-        };
-        let verdict = self.scheduler.on_epoch(&curve, &self.curves());
+        let verdict = self.scheduler.on_epoch(&curve(&self.trials[&n]), &self.curves());
         let Some(r) = self.running.get_mut(&n) else { return Ok(()) };
         if r.pruned.is_some() {
             return Ok(());
@@ -659,6 +646,17 @@ impl Study {
             trials: self.trials,
             dir: self.dir,
         })
+    }
+}
+
+/// A trial's val_acc curve, as schedulers see it.
+fn curve(t: &TrialRecord) -> Curve {
+    Curve {
+        number: t.number,
+        val_acc: t.history.iter().map(|m| m.val_acc).collect(),
+        finished: t.state.is_finished(),
+        paused: t.state == TrialState::Paused,
+        born: t.fork.as_ref().map_or(0, |f| f.epoch),
     }
 }
 

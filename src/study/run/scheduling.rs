@@ -76,7 +76,7 @@ impl Study {
             return self.resume(replaces, tx);
         }
         let study = &self.resolved.space.study;
-        let (value, parent_value) = (self.trials[&replaces].best(), self.trials[&parent].best_at(epoch));
+        let (value, parent_value) = (self.trials[&replaces].best(), super::curve(&self.trials[&parent]).best_at(epoch));
         let reason = format!(
             "PBT step at epoch {epoch}: val_acc {} in the bottom {:.0}%; replaced by a fork of trial {parent} ({})",
             value.map_or("-".into(), |v| format!("{:.4}", v.0)),

@@ -56,13 +56,11 @@ pub struct PgStorage {
     had_outage: bool,
 }
 
-/// One study as `tune study list` shows it.
+/// One study of a store: its name and when it was created.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StudyListing {
     pub name: String,
     pub created: String,
-    pub trials: i64,
-    pub running: i64,
 }
 
 /// `host:pid`, and a connection counter when one process opens several (tests, the bench).
@@ -217,11 +215,10 @@ impl PgStorage {
         let mut s = PgStorage::connect(url, "")?;
         s.with_client("list studies", |c| {
             let rows = c.query(
-                "SELECT s.name, to_char(s.created_at, 'YYYY-MM-DD HH24:MI'), s.next_number::bigint, \
-                 (SELECT count(*) FROM tune_trials t WHERE t.study_id = s.id AND t.running) FROM tune_studies s ORDER BY s.created_at",
+                "SELECT s.name, to_char(s.created_at, 'YYYY-MM-DD HH24:MI') FROM tune_studies s ORDER BY s.created_at",
                 &[],
             )?;
-            Ok(rows.iter().map(|r| StudyListing { name: r.get(0), created: r.get(1), trials: r.get(2), running: r.get(3) }).collect())
+            Ok(rows.iter().map(|r| StudyListing { name: r.get(0), created: r.get(1) }).collect())
         })
     }
 

@@ -185,3 +185,104 @@ fn bf16_precision_trains_or_is_refused_where_the_cpu_lacks_it() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("--precision"), "{}", text(&o));
 }
+
+/// The recipe keys (erasing, label smoothing, the step-wise schedules, AdamW and SGD): each
+/// changes what is trained, the same seed repeats a run, a run killed after its first epoch
+/// and resumed ends where an uninterrupted one does, the settings are recorded, the keys are
+/// searchable, and bad values are refused with the key.
+#[test]
+fn recipe_keys_are_seeded_resumable_recorded_and_searchable() {
+    use std::io::BufRead;
+    let f = Fixture::new(600, 100);
+    let p = f.write("p.toml", TINY_PARAMS);
+    let d = f.data();
+    let base = |out: &str| -> Vec<String> {
+        ["train", "--params", p.to_str().unwrap(), "--data-dir", d.to_str().unwrap(), "--out", out]
+            .iter()
+            .chain(&["--epochs", "3", "--seed", "4", "--threads", "1"])
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let losses = |out: &str| -> Vec<String> {
+        csv_rows(&f.path(&format!("{out}/metrics.csv"))).iter().map(|r| format!("{} {}", &r[1], &r[5])).collect()
+    };
+    let train = |out: &str, extra: &[&str]| {
+        let args: Vec<String> = base(out).into_iter().chain(extra.iter().map(|s| s.to_string())).collect();
+        ok(f.run(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+        losses(out)
+    };
+    let plain = train("plain", &[]);
+    let recipes: [&[&str]; 5] = [
+        &["--aug-erase", "0.5", "--aug-erase-area", "0.3"],
+        &["--label-smoothing", "0.1"],
+        &["--lr-schedule", "cosine", "--warmup-epochs", "1"],
+        &["--lr-schedule", "onecycle", "--optimizer", "adamw", "--weight-decay", "0.05"],
+        &["--optimizer", "sgd", "--momentum", "0.8", "--lr", "0.05"],
+    ];
+    for (i, extra) in recipes.iter().enumerate() {
+        let a = train(&format!("r{i}a"), extra);
+        assert_ne!(a, plain, "{extra:?} changes the run");
+        assert_eq!(a, train(&format!("r{i}b"), extra), "{extra:?}: the same seed, the same run");
+    }
+    let cfg = std::fs::read_to_string(f.path("r3a/train.toml")).unwrap();
+    assert!(cfg.contains("lr_schedule = \"onecycle\"") && cfg.contains("optimizer = \"adamw\""), "{cfg}");
+    // The cosine run's rates: warm-up in epoch 1 ends at the peak, then they fall.
+    let lrs: Vec<f64> = csv_rows(&f.path("r2a/metrics.csv")).iter().map(|r| r[5].parse::<f64>().unwrap()).collect();
+    assert!((lrs[0] - 0.003).abs() < 1e-9 && lrs[1] < lrs[0] && lrs[2] < 1e-5, "{lrs:?}");
+
+    // Killed after epoch 1 (its state is on disk before its JSON line), then resumed.
+    let every = [
+        "--aug-erase",
+        "0.5",
+        "--label-smoothing",
+        "0.1",
+        "--lr-schedule",
+        "cosine",
+        "--warmup-epochs",
+        "1",
+        "--optimizer",
+        "adamw",
+        "--weight-decay",
+        "0.05",
+    ];
+    let whole = train("whole", &every);
+    let args: Vec<String> = base("cut").into_iter().chain(every.iter().map(|s| s.to_string())).collect();
+    let mut child = f
+        .cmd(&args.iter().map(String::as_str).chain(["--json"]).collect::<Vec<_>>())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().contains("\"epoch\":1"), "the first epoch's line");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(losses("cut").len() < 3, "killed before the end");
+    let resumed: Vec<String> = args.iter().cloned().chain(["--resume".to_string()]).collect();
+    ok(f.run(&resumed.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(losses("cut"), whole, "a resumed run equals an uninterrupted one");
+
+    // Searchable: sampled into each trial's params and trained.
+    let space = f.write(
+        "s.toml",
+        "[study]\nname = \"recipe\"\ntrials = 3\nsampler = \"random\"\npruner = \"none\"\n[study.training]\nmax_epochs = 2\nsubset = 100\n\
+         [params]\nconv0_channels = 4\nconv0_pool = 2\nfc0_neurons = 8\naug_erase = { float = [0.0, 0.5] }\n\
+         label_smoothing = { float = [0.0, 0.2] }\nlr_schedule = { choice = [\"plateau\", \"cosine\", \"onecycle\"] }\n\
+         optimizer = { choice = [\"adam\", \"adamw\"] }\n",
+    );
+    let out = ok(f.run(&["run", space.to_str().unwrap(), "--data-dir", d.to_str().unwrap()]));
+    assert!(out.contains("3 complete"), "{out}");
+    let params = std::fs::read_to_string(f.path("runs/recipe/trials/0/params.toml")).unwrap();
+    assert!(params.contains("label_smoothing = ") && params.contains("lr_schedule = "), "{params}");
+    for (line, key, fix) in [
+        ("aug_erase = 1.5", "`aug_erase`", "[0, 1]"),
+        ("label_smoothing = 1.0", "`label_smoothing`", "[0, 1)"),
+        ("lr_schedule = \"step\"", "`lr_schedule`", "cosine"),
+        ("optimizer = \"lion\"", "`optimizer`", "adamw"),
+        ("warmup_epochs = 60", "`warmup_epochs`", "fewer warm-up epochs"),
+    ] {
+        let bad = f.write("bad.toml", &format!("{TINY_PARAMS}{line}\n"));
+        let o = f.run(&["train", "--params", bad.to_str().unwrap(), "--data-dir", d.to_str().unwrap(), "--out", "bad"]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(key) && text(&o).contains(fix), "{line}: {}", text(&o));
+    }
+}

@@ -50,6 +50,27 @@ pub struct TrainArgs {
     /// Augmentation: flip half of the training images left-right.
     #[arg(long)]
     pub aug_flip: bool,
+    /// Augmentation: chance that a training image gets a random rectangle of noise (default 0).
+    #[arg(long)]
+    pub aug_erase: Option<f64>,
+    /// Largest fraction of the image one erasing covers (default 0.4).
+    #[arg(long)]
+    pub aug_erase_area: Option<f64>,
+    /// Label smoothing of the training loss (default 0).
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
+    /// Learning-rate schedule: `plateau` (default), `cosine` or `onecycle`.
+    #[arg(long, value_parser = crate::training::config::LrSchedule::NAMES)]
+    pub lr_schedule: Option<String>,
+    /// Epochs of linear warm-up before the cosine decay (default 0).
+    #[arg(long)]
+    pub warmup_epochs: Option<usize>,
+    /// Optimiser: `adam` (default; weight decay as L2), `adamw` (decoupled) or `sgd` (Nesterov).
+    #[arg(long, value_parser = crate::training::config::OptimizerKind::NAMES)]
+    pub optimizer: Option<String>,
+    /// SGD's momentum (default 0.9).
+    #[arg(long)]
+    pub momentum: Option<f64>,
     /// Convolution products in `fp32` (default) or `bf16` (bf16 inputs, f32 sums; CPUs with AVX512-BF16).
     #[arg(long, value_parser = ["fp32", "bf16"])]
     pub precision: Option<String>,
@@ -91,6 +112,13 @@ pub fn resolve_config(args: &TrainArgs, params: &model::Params) -> Result<TrainC
         .flag("weight_decay", "--weight-decay", args.weight_decay)?
         .flag("aug_shift", "--aug-shift", args.aug_shift)?
         .flag("aug_flip", "--aug-flip", args.aug_flip.then_some(true))?
+        .flag("aug_erase", "--aug-erase", args.aug_erase)?
+        .flag("aug_erase_area", "--aug-erase-area", args.aug_erase_area)?
+        .flag("label_smoothing", "--label-smoothing", args.label_smoothing)?
+        .flag("lr_schedule", "--lr-schedule", args.lr_schedule.as_deref())?
+        .flag("warmup_epochs", "--warmup-epochs", args.warmup_epochs)?
+        .flag("optimizer", "--optimizer", args.optimizer.as_deref())?
+        .flag("momentum", "--momentum", args.momentum)?
         .flag("precision", "--precision", args.precision.as_deref())?
         .flag("split_seed", "--split-seed", Some(args.data.split_seed))?
         .build()

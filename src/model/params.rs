@@ -59,7 +59,20 @@ pub type Params = BTreeMap<String, Value>;
 /// Keys that belong to training rather than to the architecture.
 /// Keys that belong to training rather than to the architecture (the training config's
 /// fields a dictionary — and so a search space — may set).
-pub const TRAINING_KEYS: [&str; 5] = ["lr", "batch_size", "weight_decay", "aug_shift", "aug_flip"];
+pub const TRAINING_KEYS: [&str; 12] = [
+    "lr",
+    "batch_size",
+    "weight_decay",
+    "aug_shift",
+    "aug_flip",
+    "aug_erase",
+    "aug_erase_area",
+    "label_smoothing",
+    "lr_schedule",
+    "warmup_epochs",
+    "optimizer",
+    "momentum",
+];
 /// Per-block key suffixes.
 pub const CONV_KEYS: [&str; 6] = ["pad", "channels", "filter", "stride", "pool", "activation"];
 pub const FC_KEYS: [&str; 2] = ["neurons", "activation"];
@@ -79,6 +92,10 @@ pub enum Domain {
     LearningRate,
     /// A finite number ≥ 0.
     NonNegative,
+    /// A number in `low..=high`.
+    Float(f64, f64),
+    /// One of these names.
+    Name(&'static [&'static str]),
     Activation,
     Init,
 }
@@ -107,6 +124,12 @@ impl Domain {
             ("batch_size", _) => Domain::Int(1, crate::training::config::MAX_BATCH_SIZE as i64),
             ("aug_shift", _) => Domain::Int(0, crate::training::config::MAX_AUG_SHIFT as i64),
             ("aug_flip", _) => Domain::Int(0, 1),
+            ("aug_erase", _) => Domain::Float(0.0, 1.0),
+            ("aug_erase_area", _) => Domain::Float(0.02, 1.0),
+            ("label_smoothing" | "momentum", _) => Domain::Rate,
+            ("warmup_epochs", _) => Domain::Int(0, crate::training::config::MAX_WARMUP as i64),
+            ("lr_schedule", _) => Domain::Name(&crate::training::config::LrSchedule::NAMES),
+            ("optimizer", _) => Domain::Name(&crate::training::config::OptimizerKind::NAMES),
             ("n_conv" | "n_fc", _) => Domain::Int(0, MAX_BLOCKS),
             (_, "activation") => Domain::Activation,
             (_, "pad") => Domain::Int(0, MAX_WINDOW),
@@ -123,6 +146,8 @@ impl Domain {
             Domain::Rate => num.is_some_and(|x| (0.0..1.0).contains(&x)),
             Domain::LearningRate => num.is_some_and(|x| x > 0.0 && x <= 1.0),
             Domain::NonNegative => num.is_some_and(|x| x >= 0.0),
+            Domain::Float(low, high) => num.is_some_and(|x| (low..=high).contains(&x)),
+            Domain::Name(names) => matches!(v, Value::Str(s) if names.contains(&s.as_str())),
             Domain::Activation => matches!(v, Value::Str(s) if Activation::parse(s).is_some()),
             Domain::Init => matches!(v, Value::Str(s) if Init::parse(s).is_some()),
         }
@@ -135,6 +160,8 @@ impl Domain {
             Domain::Rate => "a rate in [0, 1)".into(),
             Domain::LearningRate => "a learning rate in (0, 1]".into(),
             Domain::NonNegative => "a finite number ≥ 0".into(),
+            Domain::Float(low, high) => format!("a number in [{low}, {high}]"),
+            Domain::Name(names) => format!("one of {}", names.join(", ")),
             Domain::Activation => format!("one of {}", Activation::NAMES.join(", ")),
             Domain::Init => format!("one of {}", Init::NAMES.join(", ")),
         }

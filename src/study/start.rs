@@ -15,7 +15,7 @@ use super::space::{Distribution, SamplerKind, SearchSpace};
 use super::storage::{Liveness, StorageSpec, StudyStorage};
 use super::trial::TrialRecord;
 use crate::error::{Result, TuneError};
-use crate::model::{Architecture, Params, Value, infer};
+use crate::model::{Architecture, Params, infer};
 
 /// Resolved settings written into the study directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -259,12 +259,10 @@ fn default_config(space: &SearchSpace) -> Option<Params> {
         let v = match (key.as_str(), dist) {
             (_, Distribution::Fixed(v)) => v.clone(),
             (k, _) if seed.contains_key(k) => seed[k].clone(),
-            ("lr", _) => Value::Float(tr.lr),
-            ("batch_size", _) => Value::Int(tr.batch_size as i64),
-            ("weight_decay", _) => Value::Float(tr.weight_decay),
-            ("aug_shift", _) => Value::Int(tr.aug_shift as i64),
-            ("aug_flip", _) => Value::Int(i64::from(tr.aug_flip)),
-            _ => continue,
+            (k, _) => match tr.dictionary_value(k) {
+                Some(v) => v,
+                None => continue,
+            },
         };
         p.insert(key.clone(), v);
     }
@@ -275,6 +273,7 @@ fn default_config(space: &SearchSpace) -> Option<Params> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Value;
 
     /// What README tells people to run must start: every shipped space parses, its enqueued
     /// networks (the seed's first, where the space holds it) are complete and feasible, and

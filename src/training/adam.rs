@@ -15,6 +15,7 @@ const EPSILON: f32 = 1e-7;
 pub struct FusedAdam {
     burn: Adam,
     weight_decay: Option<f32>,
+    decoupled_decay: Option<f32>,
 }
 
 impl FusedAdam {
@@ -25,7 +26,14 @@ impl FusedAdam {
         if let Some(penalty) = weight_decay {
             config = config.with_weight_decay(Some(WeightDecayConfig::new(penalty)));
         }
-        FusedAdam { burn: config.build(), weight_decay }
+        FusedAdam { burn: config.build(), weight_decay, decoupled_decay: None }
+    }
+
+    /// AdamW: Adam with Keras' epsilon and decoupled weight decay, the same update as burn's
+    /// `AdamW` (its state is Adam's, so the checkpoints have one format).
+    pub fn decoupled(weight_decay: f64) -> FusedAdam {
+        let decoupled_decay = (weight_decay > 0.0).then_some(weight_decay as f32);
+        FusedAdam { burn: AdamConfig::new().with_epsilon(EPSILON).build(), weight_decay: None, decoupled_decay }
     }
 
     pub fn init(self) -> ModuleOptimizer {
@@ -44,6 +52,11 @@ impl Optimizer for FusedAdam {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         if !crate::backend::uses_kernels() {
+            // AdamW's decay is a shrink of the weights before Adam's own step.
+            let tensor = match self.decoupled_decay {
+                Some(decay) => tensor.mul_scalar(1.0 - lr * decay as f64),
+                None => tensor,
+            };
             return self.burn.step(lr, tensor, grad, state);
         }
         let (time, m1, m2) = match state {
@@ -58,6 +71,7 @@ impl Optimizer for FusedAdam {
             epsilon: EPSILON,
             time: time + 1,
             weight_decay: self.weight_decay,
+            decoupled_decay: self.decoupled_decay,
         };
         let (tensor, m1, m2) = crate::kernels::adam_step(tensor, grad, m1, m2, step);
         (tensor, Some(AdamState::new(AdaptiveMomentumState::new(time + 1, m1, m2))))
@@ -73,7 +87,7 @@ mod tests {
     use super::*;
     use burn::module::Module;
     use burn::nn::{Linear, LinearConfig};
-    use burn::optim::GradientsParams;
+    use burn::optim::{AdamWConfig, GradientsParams};
     use burn::tensor::Distribution;
 
     /// Three steps of our Adam and of burn's on the same model and batches end at the same
@@ -107,5 +121,31 @@ mod tests {
             assert!(moved > 1e-3, "the parameters moved");
             assert_eq!(ours.num_params(), theirs.num_params());
         }
+    }
+
+    /// Our AdamW and burn's end at the same parameters after three steps, and differ from
+    /// Adam with the same decay as an L2 penalty (the decay is really decoupled).
+    #[test]
+    fn fused_adamw_follows_burns_adamw() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let start: Linear = LinearConfig::new(7, 5).init(&device);
+        let x = Tensor::<2>::random([4, 7], Distribution::Default, &device);
+        let loss = |m: &Linear| m.forward(x.clone()).powi_scalar(2).sum();
+        let run = |mut optim: burn::optim::ModuleOptimizer| {
+            let mut model = start.clone();
+            for _ in 0..3 {
+                let grads = GradientsParams::from_grads(loss(&model).backward(), &model);
+                model = optim.step(1e-2, model, grads);
+            }
+            model.weight.val()
+        };
+        let ours = run(FusedAdam::decoupled(0.5).init());
+        let theirs = run(AdamWConfig::new().with_epsilon(EPSILON).with_weight_decay(0.5).init());
+        let l2 = run(FusedAdam::new(0.5).init());
+        let diff = (ours.clone() - theirs).abs().max().into_scalar::<f32>();
+        println!("AdamW: max difference {diff:e}");
+        assert!(diff < 1e-6, "differs from burn's AdamW by {diff}");
+        assert!((ours - l2).abs().max().into_scalar::<f32>() > 1e-4, "AdamW is not Adam with an L2 penalty");
     }
 }

@@ -20,6 +20,8 @@ pub const MAX_EPOCHS: usize = 100_000;
 pub const MAX_BATCH_SIZE: usize = 60_000;
 /// Largest augmentation shift in pixels.
 pub const MAX_AUG_SHIFT: usize = 8;
+/// Largest warm-up of the cosine schedule, in epochs.
+pub const MAX_WARMUP: usize = 1_000;
 /// A subset larger than the train split trains on all of it; beyond this it is a typo.
 pub const MAX_SUBSET: usize = 1_000_000;
 
@@ -50,9 +52,60 @@ pub struct TrainConfig {
     pub aug_shift: usize,
     /// Augmentation: random horizontal flips.
     pub aug_flip: bool,
+    /// Augmentation: probability of random erasing (Zhong et al. 2017): a rectangle of random
+    /// size and aspect filled with noise (0: none).
+    pub aug_erase: f64,
+    /// Largest fraction of the image one erasing covers (the smallest is 0.02).
+    pub aug_erase_area: f64,
+    /// Label smoothing of the training loss (0: none); evaluation always scores the plain loss.
+    pub label_smoothing: f64,
+    /// How the learning rate moves over the run's epochs.
+    pub lr_schedule: LrSchedule,
+    /// Epochs of linear warm-up before the cosine decay (`lr_schedule = "cosine"` only).
+    pub warmup_epochs: usize,
+    /// Adam (L2 weight decay), AdamW (decoupled weight decay) or SGD with Nesterov momentum.
+    pub optimizer: OptimizerKind,
+    /// SGD's momentum (`optimizer = "sgd"` only).
+    pub momentum: f64,
     /// Number format of the convolutions' products: f32, or bf16 inputs with f32 sums on
     /// CPUs with AVX512-BF16 ([`crate::kernels::bf16`]).
     pub precision: Precision,
+}
+
+/// How the learning rate moves over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The seed's (Keras') rule: multiply by `lr_factor` after `lr_patience` flat epochs.
+    #[default]
+    Plateau,
+    /// Linear warm-up over `warmup_epochs`, then a cosine decay to `min_lr` at the last epoch.
+    Cosine,
+    /// Smith's one-cycle (PyTorch's OneCycleLR defaults): up from lr/25 over the first 30% of
+    /// the steps, then down to lr/250,000, both halves cosine-shaped.
+    OneCycle,
+}
+
+impl LrSchedule {
+    pub const NAMES: [&'static str; 3] = ["plateau", "cosine", "onecycle"];
+}
+
+/// The optimiser of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam with `weight_decay` as an L2 penalty added to the gradients (Keras' and the seed's).
+    #[default]
+    Adam,
+    /// Adam with decoupled weight decay (Loshchilov & Hutter): weights shrink by lr·weight_decay
+    /// each step, apart from the adaptive update.
+    AdamW,
+    /// SGD with Nesterov momentum (`momentum`), `weight_decay` as an L2 penalty.
+    Sgd,
+}
+
+impl OptimizerKind {
+    pub const NAMES: [&'static str; 3] = ["adam", "adamw", "sgd"];
 }
 
 /// What the convolutions multiply in.
@@ -82,6 +135,13 @@ impl Default for TrainConfig {
             split_seed: 27,
             aug_shift: 0,
             aug_flip: false,
+            aug_erase: 0.0,
+            aug_erase_area: 0.4,
+            label_smoothing: 0.0,
+            lr_schedule: LrSchedule::Plateau,
+            warmup_epochs: 0,
+            optimizer: OptimizerKind::Adam,
+            momentum: 0.9,
             precision: Precision::Fp32,
         }
     }
@@ -141,6 +201,25 @@ impl TrainConfig {
                 "use 0 or a small number such as 1e-4".into(),
             ));
         }
+        let unit = |key: &'static str, v: f64, low: f64, high: f64, open_high: bool, example: &str| {
+            let inside = v.is_finite() && v >= low && if open_high { v < high } else { v <= high };
+            if inside {
+                return Ok(());
+            }
+            let close = if open_high { ")" } else { "]" };
+            Err((key, format!("{v} is outside [{low}, {high}{close}"), format!("use a number such as {example}")))
+        };
+        unit("aug_erase", self.aug_erase, 0.0, 1.0, false, "0.5 (the chance an image is erased)")?;
+        unit("aug_erase_area", self.aug_erase_area, 0.02, 1.0, false, "0.4 (Zhong et al.'s largest area)")?;
+        unit("label_smoothing", self.label_smoothing, 0.0, 1.0, true, "0.1")?;
+        unit("momentum", self.momentum, 0.0, 1.0, true, "0.9")?;
+        if self.warmup_epochs > MAX_WARMUP || (self.warmup_epochs > 0 && self.warmup_epochs >= self.epochs) {
+            return Err((
+                "warmup_epochs",
+                format!("{} warm-up epochs leave no decay in a run of {} epochs", self.warmup_epochs, self.epochs),
+                format!("use fewer warm-up epochs than epochs ({}), e.g. 1–5", self.epochs),
+            ));
+        }
         if let Some(n) = self.subset
             && !(crate::data::CLASSES..=MAX_SUBSET).contains(&n)
         {
@@ -171,6 +250,18 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+
+    /// The value of dictionary key `key` in this config (the flip as 0 or 1, as a dictionary
+    /// writes it); `None` for keys a dictionary cannot set.
+    pub fn dictionary_value(&self, key: &str) -> Option<Value> {
+        if !DICTIONARY_KEYS.contains(&key) {
+            return None;
+        }
+        match toml::Table::try_from(self).expect("a config serialises").get(key)? {
+            toml::Value::Boolean(b) => Some(Value::Int(i64::from(*b))),
+            v => Value::from_toml(v),
+        }
     }
 
     /// This config as one layer whose keys all name `file` (a study's frozen settings).
@@ -300,7 +391,7 @@ impl Layered {
 }
 
 /// The fields of [`TrainConfig`], as written in files.
-pub const CONFIG_KEYS: [&str; 14] = [
+pub const CONFIG_KEYS: [&str; 21] = [
     "epochs",
     "patience",
     "lr",
@@ -314,6 +405,13 @@ pub const CONFIG_KEYS: [&str; 14] = [
     "split_seed",
     "aug_shift",
     "aug_flip",
+    "aug_erase",
+    "aug_erase_area",
+    "label_smoothing",
+    "lr_schedule",
+    "warmup_epochs",
+    "optimizer",
+    "momentum",
     "precision",
 ];
 
@@ -446,6 +544,49 @@ mod tests {
                 "p.toml",
                 "batch_size",
                 "1..=",
+            ),
+            (
+                Layered::default().flag("aug_erase", "--aug-erase", Some(1.5)).unwrap(),
+                COMMAND_LINE,
+                "--aug-erase",
+                "[0, 1]",
+            ),
+            (
+                Layered::default().table(&table("aug_erase_area = 0.01"), Path::new("c.toml"), "").unwrap(),
+                "c.toml",
+                "aug_erase_area",
+                "[0.02, 1]",
+            ),
+            (
+                Layered::default().table(&table("label_smoothing = 1.0"), Path::new("c.toml"), "").unwrap(),
+                "c.toml",
+                "label_smoothing",
+                "[0, 1)",
+            ),
+            (
+                Layered::default().table(&table("momentum = nan"), Path::new("c.toml"), "").unwrap(),
+                "c.toml",
+                "momentum",
+                "NaN",
+            ),
+            (
+                Layered::default().table(&table("epochs = 5\nwarmup_epochs = 5"), Path::new("c.toml"), "").unwrap(),
+                "c.toml",
+                "warmup_epochs",
+                "fewer warm-up epochs",
+            ),
+            (
+                Layered::default().table(&table("lr_schedule = \"step\""), Path::new("c.toml"), "").unwrap(),
+                "c.toml",
+                "lr_schedule",
+                "wrong type",
+            ),
+            (
+                Layered::default()
+                    .dictionary(&[("optimizer".to_string(), Value::Str("lion".into()))].into(), Path::new("p.toml")),
+                "p.toml",
+                "optimizer",
+                "wrong type",
             ),
         ];
         for (layers, file, key, why) in cases {

@@ -3,6 +3,7 @@
 pub mod adam;
 pub mod config;
 pub mod metrics;
+pub mod optimizer;
 pub mod run;
 pub mod schedule;
 

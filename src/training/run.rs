@@ -15,9 +15,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use super::config::LrSchedule;
 use super::config::TrainConfig;
 use super::metrics::{self, EpochMetrics};
-use super::schedule::{EarlyStopping, Plateau};
+use super::schedule::{EarlyStopping, Plateau, StepSchedule};
 use crate::data::augment::Augment;
 use crate::data::{Images, PIXELS};
 use crate::error::{Result, TuneError};
@@ -226,7 +227,7 @@ pub fn train(
         fix: "use precision = \"fp32\" (the default)".into(),
     })?;
     let ad = device.clone().autodiff();
-    let mut optim = super::adam::FusedAdam::new(cfg.weight_decay).init();
+    let mut optim = super::optimizer::build(cfg);
 
     let resumed = if resume && files.state().is_file() { Some(read_state(&files.state())?) } else { None };
     let (mut model, mut state) = match resumed {
@@ -258,9 +259,18 @@ pub fn train(
         observer(m);
     }
 
-    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
+    // Label smoothing shapes the training loss only; evaluation scores the plain one.
+    let smoothing = (cfg.label_smoothing > 0.0).then_some(cfg.label_smoothing as f32);
+    let loss_fn = CrossEntropyLossConfig::new().with_smoothing(smoothing).init(&ad);
     let (mut px, mut labels) = (Vec::with_capacity(cfg.batch_size * PIXELS), Vec::new());
     let batches = data.train.len().div_ceil(cfg.batch_size) as u64;
+    let steps = StepSchedule {
+        kind: cfg.lr_schedule,
+        lr: cfg.lr,
+        min_lr: cfg.min_lr,
+        total: cfg.epochs * batches as usize,
+        warmup: cfg.warmup_epochs * batches as usize,
+    };
     while !state.finished && state.history.len() < cfg.epochs {
         let epoch = state.history.len() + 1;
         let started = Instant::now();
@@ -268,10 +278,14 @@ pub fn train(
         let mut order = data.train.clone();
         order.shuffle(&mut StdRng::seed_from_u64(mix(cfg.seed, 1000 + epoch as u64)));
         let bar = epoch_bar(display, batches, epoch, cfg.epochs);
-        let augment = Augment { shift: cfg.aug_shift, flip: cfg.aug_flip };
+        let augment =
+            Augment { shift: cfg.aug_shift, flip: cfg.aug_flip, erase: cfg.aug_erase, erase_area: cfg.aug_erase_area };
         let mut augment_rng = StdRng::seed_from_u64(mix(cfg.seed, 2000 + epoch as u64));
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for chunk in order.chunks(cfg.batch_size) {
+        for (batch, chunk) in order.chunks(cfg.batch_size).enumerate() {
+            if let Some(lr) = steps.lr_at((epoch - 1) * batches as usize + batch) {
+                state.lr = lr;
+            }
             let (x, y) = batch_tensors(data.train_images, chunk, &ad, &mut px, &mut labels, &mut |px| {
                 augment.apply(px, &mut augment_rng)
             });
@@ -309,7 +323,12 @@ pub fn train(
             return Err(TuneError::Diverged { epoch, what, value });
         }
         let (improved, stop) = state.early.update(epoch, val.acc);
-        state.lr = state.plateau.update(val.acc, state.lr);
+        // The plateau rule always keeps its count (its state must hold a finite best to be
+        // written), but sets the rate only when it is the schedule.
+        let plateau_lr = state.plateau.update(val.acc, state.lr);
+        if cfg.lr_schedule == LrSchedule::Plateau {
+            state.lr = plateau_lr;
+        }
         state.history.push(metrics.clone());
         // Early stopping ends a run for good; the epoch limit does not (a resume may raise it).
         state.finished = stop;

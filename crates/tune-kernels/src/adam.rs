@@ -17,6 +17,9 @@ pub struct AdamStep {
     pub time: usize,
     /// L2 penalty added to the gradient (`g + penalty·p`), as burn's weight decay.
     pub weight_decay: Option<f32>,
+    /// Decoupled weight decay (AdamW): the parameter shrinks by `lr·decay` before the update,
+    /// as burn's and PyTorch's AdamW.
+    pub decoupled_decay: Option<f32>,
 }
 
 const CHUNK: usize = 1 << 14;
@@ -31,17 +34,21 @@ struct Constants {
     eps: f32,
     lr: f32,
     penalty: f32,
+    /// 1 − lr·decoupled decay; 1 without it.
+    keep: f32,
 }
 
 super::simd::multiversion! {
-    /// One chunk of the update; `penalty` is 0 without weight decay.
+    /// One chunk of the update; `penalty` is 0 without weight decay, `keep` 1 without
+    /// decoupled decay.
     fn update(c: &Constants, param: &mut [f32], grad: &[f32], moment_1: &mut [f32], moment_2: &mut [f32]) {
         let values = param.iter_mut().zip(grad).zip(moment_1.iter_mut().zip(moment_2.iter_mut()));
         for ((p, &g), (m1, m2)) in values {
             let g = if c.penalty != 0.0 { *p * c.penalty + g } else { g };
             *m1 = *m1 * c.b1 + g * c.f1;
             *m2 = *m2 * c.b2 + g * g * c.f2;
-            *p -= *m1 * c.combined / (m2.sqrt() + c.eps) * c.lr;
+            let decayed = if c.keep != 1.0 { *p * c.keep } else { *p };
+            *p = decayed - *m1 * c.combined / (m2.sqrt() + c.eps) * c.lr;
         }
     }
 }
@@ -63,6 +70,7 @@ pub fn step(s: &AdamStep, param: &mut [f32], grad: &[f32], moment_1: &mut [f32],
         eps: s.epsilon * bias_correction2_sqrt,
         lr: s.lr as f32,
         penalty: s.weight_decay.unwrap_or(0.0),
+        keep: s.decoupled_decay.map_or(1.0, |d| (1.0 - s.lr * d as f64) as f32),
     };
     param
         .par_chunks_mut(CHUNK)
@@ -79,25 +87,36 @@ mod tests {
     /// Two steps against the textbook formulas in f64.
     #[test]
     fn two_steps_match_the_textbook_update() {
-        let s = AdamStep { lr: 0.01, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, time: 1, weight_decay: Some(0.1) };
-        let mut p = vec![1.0f32, -2.0, 0.5, 0.0];
-        let (mut m1, mut m2) = (vec![0.0f32; 4], vec![0.0f32; 4]);
-        let grads = [[0.3f32, -0.1, 0.0, 2.0], [0.1, 0.2, -0.5, -1.0]];
-        let mut want: Vec<f64> = p.iter().map(|&v| v as f64).collect();
-        let (mut w1, mut w2) = (vec![0.0f64; 4], vec![0.0f64; 4]);
-        for (t, g) in grads.iter().enumerate() {
-            step(&AdamStep { time: t + 1, ..s }, &mut p, g, &mut m1, &mut m2);
-            for i in 0..4 {
-                let g = g[i] as f64 + 0.1 * want[i];
-                w1[i] = 0.9 * w1[i] + 0.1 * g;
-                w2[i] = 0.999 * w2[i] + 0.001 * g * g;
-                let (m_hat, v_hat) =
-                    (w1[i] / (1.0 - 0.9f64.powi(t as i32 + 1)), w2[i] / (1.0 - 0.999f64.powi(t as i32 + 1)));
-                want[i] -= 0.01 * m_hat / (v_hat.sqrt() + 1e-7);
+        // (L2 penalty, decoupled decay): Adam with L2, and AdamW.
+        for (penalty, decoupled) in [(0.1, 0.0), (0.0, 0.5)] {
+            let s = AdamStep {
+                lr: 0.01,
+                beta_1: 0.9,
+                beta_2: 0.999,
+                epsilon: 1e-7,
+                time: 1,
+                weight_decay: (penalty > 0.0).then_some(penalty as f32),
+                decoupled_decay: (decoupled > 0.0).then_some(decoupled as f32),
+            };
+            let mut p = vec![1.0f32, -2.0, 0.5, 0.0];
+            let (mut m1, mut m2) = (vec![0.0f32; 4], vec![0.0f32; 4]);
+            let grads = [[0.3f32, -0.1, 0.0, 2.0], [0.1, 0.2, -0.5, -1.0]];
+            let mut want: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+            let (mut w1, mut w2) = (vec![0.0f64; 4], vec![0.0f64; 4]);
+            for (t, g) in grads.iter().enumerate() {
+                step(&AdamStep { time: t + 1, ..s }, &mut p, g, &mut m1, &mut m2);
+                for i in 0..4 {
+                    let g = g[i] as f64 + penalty * want[i];
+                    w1[i] = 0.9 * w1[i] + 0.1 * g;
+                    w2[i] = 0.999 * w2[i] + 0.001 * g * g;
+                    let (m_hat, v_hat) =
+                        (w1[i] / (1.0 - 0.9f64.powi(t as i32 + 1)), w2[i] / (1.0 - 0.999f64.powi(t as i32 + 1)));
+                    want[i] = want[i] * (1.0 - 0.01 * decoupled) - 0.01 * m_hat / (v_hat.sqrt() + 1e-7);
+                }
             }
-        }
-        for (a, b) in p.iter().zip(&want) {
-            assert!((*a as f64 - b).abs() < 1e-6, "{p:?} vs {want:?}");
+            for (a, b) in p.iter().zip(&want) {
+                assert!((*a as f64 - b).abs() < 1e-6, "{penalty} {decoupled}: {p:?} vs {want:?}");
+            }
         }
     }
 }

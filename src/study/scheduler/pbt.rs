@@ -18,8 +18,10 @@ use crate::study::pruner::Curve;
 use crate::study::space::{Distribution, PbtSettings, SearchSpace};
 use crate::study::trial::Change;
 
-/// The keys PBT may change as a trial trains: they change no weight's shape.
-pub const MUTABLE_KEYS: [&str; 5] = ["lr", "weight_decay", "drop_rate", "aug_shift", "aug_flip"];
+/// The keys PBT may change as a trial trains: they change no weight's shape and no part of
+/// the optimiser's state (so not `optimizer`), nor a schedule planned over the whole run.
+pub const MUTABLE_KEYS: [&str; 8] =
+    ["lr", "weight_decay", "drop_rate", "aug_shift", "aug_flip", "aug_erase", "aug_erase_area", "label_smoothing"];
 
 pub struct Pbt {
     interval: usize,

@@ -286,3 +286,32 @@ fn recipe_keys_are_seeded_resumable_recorded_and_searchable() {
         assert!(text(&o).contains(key) && text(&o).contains(fix), "{line}: {}", text(&o));
     }
 }
+
+/// A residual network (identity and projection skips) through the binary: its summary shows
+/// the skips and the adds, it trains for an epoch and learns, its params file keeps the key,
+/// and a residual block whose padding changes the size is refused with the layer and the fix.
+#[test]
+fn a_residual_network_is_summarised_and_trains() {
+    let f = Fixture::new(600, 100);
+    let d = f.data();
+    let p = f.write(
+        "res.toml",
+        "conv0_channels = 6\nconv0_residual = 1\nconv1_channels = 6\nconv1_residual = 1\nconv1_pool = 2\n\
+         conv2_channels = 8\nconv2_stride = 2\nconv2_residual = 1\nfc0_neurons = 16\nlr = 0.003\n",
+    );
+    let summary = ok(f.run(&["model", "summary", "--params", p.to_str().unwrap()]));
+    for layer in ["conv0_skip (Conv2D)", "conv0_add (Add)", "conv1_add (Add)", "conv2_skip (Conv2D)"] {
+        assert!(summary.contains(layer), "{layer}: {summary}");
+    }
+    assert!(!summary.contains("conv1_skip"), "6 → 6 channels at stride 1 is the identity: {summary}");
+    let args = ["train", "--params", p.to_str().unwrap(), "--data-dir", d.to_str().unwrap(), "--out", "run"];
+    ok(f.run(&[&args[..], &["--epochs", "2", "--seed", "3"]].concat()));
+    let best = csv_rows(&f.path("run/metrics.csv")).iter().map(|r| r[4].parse::<f64>().unwrap()).fold(0.0, f64::max);
+    assert!(best > 0.3, "the synthetic task is learnable: best val_acc {best}");
+    let params = std::fs::read_to_string(f.path("run/params.toml")).unwrap();
+    assert!(params.contains("conv2_residual = 1"), "{params}");
+    let bad = f.write("bad.toml", "conv0_channels = 6\nconv0_pad = 0\nconv0_residual = 1\n");
+    let o = f.run(&["model", "summary", "--params", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("conv0_residual") && text(&o).contains("pad = (filter − 1) / 2"), "{}", text(&o));
+}

@@ -68,36 +68,60 @@ pub struct ConvLayer {
     conv: Conv2d,
     bn: BatchNorm,
     pool: Option<MaxPool2d>,
+    /// A residual block's skip where the shape changes: 1×1 convolution and batch norm.
+    projection: Option<Projection>,
     #[module(skip)]
     activation: Activation,
+    #[module(skip)]
+    residual: bool,
+}
+
+/// The 1×1 convolution (at the block's stride) and batch norm of a shape-changing skip.
+#[derive(Module, Debug)]
+pub struct Projection {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+/// `conv.forward(x)`, through our kernels ([`crate::kernels`]) where they apply.
+fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    match (kernel_padding(conv), &conv.bias) {
+        (Some(padding), Some(bias)) => crate::kernels::conv2d(x, conv.weight.val(), bias.val(), conv.stride, padding),
+        _ => conv.forward(x),
+    }
+}
+
+/// The (rows, columns) padding our convolution kernel takes, when it applies: on flex, with
+/// symmetric explicit padding, no dilation and no groups — every layer `Cnn::new` builds.
+fn kernel_padding(conv: &Conv2d) -> Option<[usize; 2]> {
+    match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right)
+            if crate::backend::uses_kernels()
+                && top == bottom
+                && left == right
+                && conv.dilation == [1, 1]
+                && conv.groups == 1 =>
+        {
+            Some([top, left])
+        }
+        _ => None,
+    }
 }
 
 impl ConvLayer {
-    /// `self.conv.forward(x)`, through our kernels ([`crate::kernels`]) where they apply.
-    fn convolve(&self, x: Tensor<4>) -> Tensor<4> {
-        match (self.kernel_padding(), &self.conv.bias) {
-            (Some(padding), Some(bias)) => {
-                crate::kernels::conv2d(x, self.conv.weight.val(), bias.val(), self.conv.stride, padding)
-            }
-            _ => self.conv.forward(x),
-        }
-    }
-
-    /// The (rows, columns) padding our convolution kernel takes, when it applies: on flex, with
-    /// symmetric explicit padding, no dilation and no groups — every layer `Cnn::new` builds.
-    fn kernel_padding(&self) -> Option<[usize; 2]> {
-        let conv = &self.conv;
-        match conv.padding {
-            PaddingConfig2d::Explicit(top, left, bottom, right)
-                if crate::backend::uses_kernels()
-                    && top == bottom
-                    && left == right
-                    && conv.dilation == [1, 1]
-                    && conv.groups == 1 =>
-            {
-                Some([top, left])
-            }
-            _ => None,
+    /// A residual block: `act(bn(conv(x)) + skip(x))`, then the pool. The batch norms run in
+    /// our kernels; the add and the activation are burn's element-wise ops, since the
+    /// activation cannot be fused into a batch norm that comes before the add.
+    fn residual_forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let skip = match &self.projection {
+            Some(p) => normalize(&p.bn, convolve(&p.conv, x.clone()), Activation::Linear, 1),
+            None => x.clone(),
+        };
+        let y = apply(self.activation, normalize(&self.bn, convolve(&self.conv, x), Activation::Linear, 1) + skip);
+        match &self.pool {
+            Some(pool) if crate::backend::uses_kernels() => crate::kernels::max_pool2d(y, pool.kernel_size[0]),
+            Some(pool) => pool.forward(y),
+            None => y,
         }
     }
 }
@@ -127,17 +151,26 @@ impl Cnn {
         let conv = arch
             .conv
             .iter()
-            .map(|b| {
-                let p = b.pad;
-                let layer = ConvLayer {
-                    conv: Conv2dConfig::new([channels, b.channels], [b.filter, b.filter])
-                        .with_stride([b.stride, b.stride])
-                        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+            .enumerate()
+            .map(|(i, b)| {
+                let conv = |c_in, filter, stride, pad| {
+                    Conv2dConfig::new([c_in, b.channels], [filter, filter])
+                        .with_stride([stride, stride])
+                        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
                         .with_initializer(initializer(arch.init))
-                        .init(device),
+                        .init(device)
+                };
+                let projected = summary.has_layer(&format!("conv{i}_skip"));
+                let layer = ConvLayer {
+                    conv: conv(channels, b.filter, b.stride, b.pad),
                     bn: batch_norm(b.channels, device),
                     pool: (b.pool > 1).then(|| MaxPool2dConfig::new([b.pool, b.pool]).init()),
+                    projection: projected.then(|| Projection {
+                        conv: conv(channels, 1, b.stride, 0),
+                        bn: batch_norm(b.channels, device),
+                    }),
                     activation: b.activation,
+                    residual: b.residual,
                 };
                 channels = b.channels;
                 layer
@@ -164,6 +197,10 @@ impl Cnn {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for layer in &self.conv {
+            if layer.residual {
+                x = layer.residual_forward(x);
+                continue;
+            }
             // The activation runs inside the batch-norm kernel, and so does the pool after it
             // where that is faster: the full-size activation is then never stored.
             let fused_pool = match &layer.pool {
@@ -172,7 +209,7 @@ impl Cnn {
                 }
                 _ => 1,
             };
-            x = normalize(&layer.bn, layer.convolve(x), layer.activation, fused_pool);
+            x = normalize(&layer.bn, convolve(&layer.conv, x), layer.activation, fused_pool);
             if let Some(pool) = layer.pool.as_ref().filter(|_| fused_pool == 1) {
                 x = match crate::backend::uses_kernels() {
                     true => crate::kernels::max_pool2d(x, pool.kernel_size[0]),
@@ -296,6 +333,86 @@ mod tests {
         }
     }
 
+    /// The network in burn's own modules and ops only (no kernel of ours), for comparison.
+    fn reference_forward(model: &Cnn, images: Tensor<4>) -> Tensor<2> {
+        let mut x = images;
+        for l in &model.conv {
+            let mut y = l.bn.forward(l.conv.forward(x.clone()));
+            if l.residual {
+                y = y + match &l.projection {
+                    Some(p) => p.bn.forward(p.conv.forward(x)),
+                    None => x,
+                };
+            }
+            x = apply(l.activation, y);
+            if let Some(pool) = &l.pool {
+                x = pool.forward(x);
+            }
+        }
+        let mut x: Tensor<2> = x.flatten(1, 3);
+        for l in &model.dense {
+            x = l.dense.forward(l.dropout.forward(l.bn.forward(x)));
+            if let Some(act) = l.activation {
+                x = apply(act, x);
+            }
+        }
+        x
+    }
+
+    /// Residual blocks (identity skips and projections, strided and pooled, three
+    /// activations) through our kernels against the same network in burn's ops: the logits,
+    /// and the gradients of the input and of every convolution's weights, skips included.
+    #[test]
+    fn residual_blocks_compute_what_burns_ops_do_forward_and_backward() {
+        use super::super::params::{ConvBlock, FcBlock};
+        let device = Device::flex().autodiff();
+        device.seed(2);
+        let block = |channels, stride, pool, activation| ConvBlock {
+            pad: 1,
+            channels,
+            filter: 3,
+            stride,
+            pool,
+            activation,
+            residual: true,
+        };
+        let arch = Architecture {
+            conv: vec![
+                block(6, 1, 1, Activation::Relu),
+                block(6, 1, 2, Activation::Elu),
+                block(8, 2, 1, Activation::Gelu),
+            ],
+            fc: vec![FcBlock { neurons: 12, activation: Activation::Relu }],
+            drop_rate: 0.0,
+            init: Init::Torch,
+        };
+        let model = Cnn::new(&arch, &device).unwrap();
+        let projected: Vec<bool> = model.conv.iter().map(|l| l.projection.is_some()).collect();
+        assert_eq!(projected, [true, false, true], "1→6 and stride 2 project; 6→6 is the identity");
+        assert_eq!(model.num_params(), infer(&arch).unwrap().total());
+        let x =
+            Tensor::<4>::random([5, 1, 28, 28], burn::tensor::Distribution::Normal(0.5, 0.3), &device).require_grad();
+        let (ours, theirs) = (model.forward(x.clone()), reference_forward(&model, x.clone()));
+        let diff = (ours.clone() - theirs.clone()).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-4, "logits differ by {diff}");
+        let (g_ours, g_theirs) = (ours.powi_scalar(2).sum().backward(), theirs.powi_scalar(2).sum().backward());
+        let compare = |what: &str, a: Tensor<4>, b: Tensor<4>| {
+            let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-6);
+            let d = (a - b).abs().max().into_scalar::<f32>() / scale;
+            println!("{what}: relative difference {d:e}");
+            assert!(d < 1e-3, "{what}: gradients differ by {d} of their largest");
+        };
+        compare("input", x.grad(&g_ours).unwrap(), x.grad(&g_theirs).unwrap());
+        for (i, l) in model.conv.iter().enumerate() {
+            let w = &l.conv.weight;
+            compare(&format!("conv{i}"), w.grad(&g_ours).unwrap(), w.grad(&g_theirs).unwrap());
+            if let Some(p) = &l.projection {
+                let w = &p.conv.weight;
+                compare(&format!("conv{i}_skip"), w.grad(&g_ours).unwrap(), w.grad(&g_theirs).unwrap());
+            }
+        }
+    }
+
     #[test]
     fn our_convolution_computes_what_burns_conv2d_does() {
         let device = Device::flex();
@@ -303,10 +420,10 @@ mod tests {
         let x = Tensor::<4>::random([2, 1, 28, 28], burn::tensor::Distribution::Default, &device);
         // The default build takes our kernel for every layer the model builds (libtorch and
         // CUDA builds keep burn's).
-        let ours = model.conv.iter().all(|l| l.kernel_padding() == Some([1, 1]) && l.conv.bias.is_some());
+        let ours = model.conv.iter().all(|l| kernel_padding(&l.conv) == Some([1, 1]) && l.conv.bias.is_some());
         assert_eq!(ours, crate::backend::uses_kernels());
         let layer = &model.conv[0];
-        let diff = (layer.convolve(x.clone()) - layer.conv.forward(x)).abs().max().into_scalar::<f32>();
+        let diff = (convolve(&layer.conv, x.clone()) - layer.conv.forward(x)).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-5, "max difference {diff}");
     }
 }

@@ -74,7 +74,7 @@ pub const TRAINING_KEYS: [&str; 12] = [
     "momentum",
 ];
 /// Per-block key suffixes.
-pub const CONV_KEYS: [&str; 6] = ["pad", "channels", "filter", "stride", "pool", "activation"];
+pub const CONV_KEYS: [&str; 7] = ["pad", "channels", "filter", "stride", "pool", "activation", "residual"];
 pub const FC_KEYS: [&str; 2] = ["neurons", "activation"];
 
 pub use tune_kernels::Activation;
@@ -133,6 +133,7 @@ impl Domain {
             ("n_conv" | "n_fc", _) => Domain::Int(0, MAX_BLOCKS),
             (_, "activation") => Domain::Activation,
             (_, "pad") => Domain::Int(0, MAX_WINDOW),
+            (_, "residual") => Domain::Int(0, 1),
             (_, "channels") => Domain::Int(1, MAX_CHANNELS),
             (_, "neurons") => Domain::Int(1, MAX_NEURONS),
             _ => Domain::Int(1, MAX_WINDOW),
@@ -197,7 +198,9 @@ impl Init {
     }
 }
 
-/// zero-pad → conv → batch-norm → activation → max-pool.
+/// zero-pad → conv → batch-norm → activation → max-pool; with `residual`, the block's input
+/// is added to the batch-normed convolution before the activation (ResNet's v1 order),
+/// through a 1×1 convolution and batch norm where the channels or the stride change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvBlock {
     pub pad: usize,
@@ -206,6 +209,7 @@ pub struct ConvBlock {
     pub stride: usize,
     pub pool: usize,
     pub activation: Activation,
+    pub residual: bool,
 }
 
 /// batch-norm → dropout → dense → activation.
@@ -227,8 +231,15 @@ pub struct Architecture {
 impl Default for Architecture {
     /// The seed's model: conv 32/64/128, 3×3, stride 1, pad 1, pools 1/2/2, relu; fc 512/256 relu.
     fn default() -> Self {
-        let conv =
-            |channels, pool| ConvBlock { pad: 1, channels, filter: 3, stride: 1, pool, activation: Activation::Relu };
+        let conv = |channels, pool| ConvBlock {
+            pad: 1,
+            channels,
+            filter: 3,
+            stride: 1,
+            pool,
+            activation: Activation::Relu,
+            residual: false,
+        };
         let fc = |neurons| FcBlock { neurons, activation: Activation::Relu };
         Architecture {
             conv: vec![conv(32, 1), conv(64, 2), conv(128, 2)],
@@ -251,6 +262,10 @@ impl Architecture {
                 p.insert(format!("conv{i}_{k}"), Value::Int(v as i64));
             }
             p.insert(format!("conv{i}_activation"), Value::Str(b.activation.name().into()));
+            // Only when on, so the params files of plain networks read as they always have.
+            if b.residual {
+                p.insert(format!("conv{i}_residual"), Value::Int(1));
+            }
         }
         p.insert("n_fc".into(), Value::Int(self.fc.len() as i64));
         for (i, b) in self.fc.iter().enumerate() {
@@ -314,6 +329,7 @@ impl Architecture {
                         stride: int(&k("stride")).unwrap_or(1),
                         pool: int(&k("pool")).unwrap_or(1),
                         activation: activation(&k("activation")),
+                        residual: int(&k("residual")) == Some(1),
                     })
                 })
                 .collect::<Result<_>>()?,

@@ -1,7 +1,7 @@
 //! Shape inference and parameter counting, before any tensor exists: an architecture whose
 //! spatial size collapses is rejected with the layer and the sizes involved, and never launched.
 
-use super::params::Architecture;
+use super::params::{Architecture, ConvBlock};
 use crate::data::CLASSES;
 
 /// Why an architecture cannot be built.
@@ -54,6 +54,11 @@ impl Summary {
     pub fn training_flops(&self) -> u64 {
         let first = self.rows.iter().find(|r| r.flops > 0).map_or(0, |r| r.flops);
         3 * self.forward_flops() - first
+    }
+
+    /// Whether a layer of this name is in the network (`conv2_skip`).
+    pub fn has_layer(&self, name: &str) -> bool {
+        self.rows.iter().any(|r| r.name == name)
     }
 
     /// Features entering the first dense layer.
@@ -128,6 +133,7 @@ pub fn infer(arch: &Architecture) -> Result<Summary, ShapeError> {
                 ),
             });
         }
+        let input = (h - 2 * b.pad, w - 2 * b.pad, c);
         h = (h - b.filter) / b.stride + 1;
         w = (w - b.filter) / b.stride + 1;
         let weights = b.filter * b.filter * c * b.channels + b.channels;
@@ -135,6 +141,9 @@ pub fn infer(arch: &Architecture) -> Result<Summary, ShapeError> {
         c = b.channels;
         rows.push(compute_row(name.clone(), "Conv2D", vec![h, w, c], weights, macs));
         rows.push(row(format!("{name}_bn"), "BatchNormalization", vec![h, w, c], 4 * c, 2 * c));
+        if b.residual {
+            rows.extend(skip_rows(&name, b, input, (h, w))?);
+        }
         rows.push(row(format!("{name}_act"), b.activation.name(), vec![h, w, c], 0, 0));
         if b.pool > 1 {
             if b.pool > h || b.pool > w {
@@ -163,6 +172,48 @@ pub fn infer(arch: &Architecture) -> Result<Summary, ShapeError> {
         features = neurons;
     }
     check_size(Summary { rows })
+}
+
+/// Whether block `b` of a `(h, w, c)` input needs a projection on its skip: the identity
+/// serves when the convolution keeps the size and the channels.
+pub fn needs_projection(b: &ConvBlock, input: (usize, usize, usize), output: (usize, usize)) -> bool {
+    input != (output.0, output.1, b.channels)
+}
+
+/// The rows of a residual block's skip: a 1×1 convolution (stride as the block's) and batch
+/// norm where the shapes differ, then the add. Refused when no 1×1 stride-s convolution gives
+/// the block's output size (the block's padding does not keep the size).
+fn skip_rows(
+    name: &str,
+    b: &ConvBlock,
+    input: (usize, usize, usize),
+    output: (usize, usize),
+) -> Result<Vec<LayerRow>, ShapeError> {
+    let (h, w) = output;
+    let shape = vec![h, w, b.channels];
+    let add = row(format!("{name}_add"), "Add", shape.clone(), 0, 0);
+    if !needs_projection(b, input, output) {
+        return Ok(vec![add]);
+    }
+    let projected = ((input.0 - 1) / b.stride + 1, (input.1 - 1) / b.stride + 1);
+    if projected != output {
+        return Err(ShapeError {
+            layer: format!("{name}_residual"),
+            message: format!(
+                "the skip cannot match the block's {h}×{w} output from its {}×{} input; use pad = (filter − 1) / 2 = {} so the convolution keeps the size, or conv{}_residual = 0",
+                input.0,
+                input.1,
+                (b.filter - 1) / 2,
+                name.trim_start_matches("conv")
+            ),
+        });
+    }
+    let (c_in, c) = (input.2, b.channels);
+    Ok(vec![
+        compute_row(format!("{name}_skip"), "Conv2D", shape.clone(), c_in * c + c, h * w * c * c_in),
+        row(format!("{name}_skip_bn"), "BatchNormalization", shape, 4 * c, 2 * c),
+        add,
+    ])
 }
 
 /// Most parameters a network may have: far beyond anything this tool trains on a CPU, and
@@ -205,7 +256,7 @@ fn check_size(summary: Summary) -> Result<Summary, ShapeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::params::{Activation, ConvBlock};
+    use crate::model::params::Activation;
 
     #[test]
     fn seed_model_has_the_seed_parameter_count() {
@@ -224,7 +275,41 @@ mod tests {
     }
 
     fn conv(pad: usize, filter: usize, stride: usize, pool: usize) -> ConvBlock {
-        ConvBlock { pad, channels: 8, filter, stride, pool, activation: Activation::Relu }
+        ConvBlock { pad, channels: 8, filter, stride, pool, activation: Activation::Relu, residual: false }
+    }
+
+    #[test]
+    fn residual_blocks_add_an_identity_or_a_projection() {
+        let block = |channels, stride, pad, filter| ConvBlock {
+            pad,
+            channels,
+            filter,
+            stride,
+            pool: 1,
+            activation: Activation::Relu,
+            residual: true,
+        };
+        let arch = |blocks: Vec<ConvBlock>| Architecture { conv: blocks, fc: vec![], ..Architecture::default() };
+        // 1 → 8 channels: a projection (1·8 + 8 weights, 4·8 batch norm); 8 → 8: the identity;
+        // 8 → 16 at stride 2 (28 → 14): a projection at stride 2.
+        let s = infer(&arch(vec![block(8, 1, 1, 3), block(8, 1, 1, 3), block(16, 2, 1, 3)])).unwrap();
+        let names: Vec<&str> = s.rows.iter().map(|r| r.name.as_str()).collect();
+        assert!(names.contains(&"conv0_skip") && !names.contains(&"conv1_skip") && names.contains(&"conv2_skip"));
+        assert_eq!(names.iter().filter(|n| n.ends_with("_add")).count(), 3);
+        let plain = infer(&arch(
+            [block(8, 1, 1, 3), block(8, 1, 1, 3), block(16, 2, 1, 3)]
+                .into_iter()
+                .map(|b| ConvBlock { residual: false, ..b })
+                .collect(),
+        ))
+        .unwrap();
+        assert_eq!(s.total() - plain.total(), (8 + 8 + 4 * 8) + (8 * 16 + 16 + 4 * 16));
+        assert_eq!(s.forward_flops() - plain.forward_flops(), 2 * (28 * 28 * 8 + 14 * 14 * 16 * 8) as u64);
+        assert_eq!(s.flat_features(), 14 * 14 * 16);
+        // A 3×3 convolution without padding shrinks 28 → 26: no 1×1 skip reaches that size.
+        let e = infer(&arch(vec![block(8, 1, 0, 3)])).unwrap_err();
+        assert_eq!(e.layer, "conv0_residual");
+        assert!(e.message.contains("pad = (filter − 1) / 2 = 1") && e.message.contains("conv0_residual = 0"), "{e}");
     }
 
     #[test]

@@ -152,10 +152,13 @@ fn run_files(arch: &Architecture, params: &crate::model::Params, cfg: &TrainConf
 }
 
 /// Whether `dir` holds a run of exactly this network and these settings (so it may be resumed).
+/// The settings are compared as settings, not as text, so a run written before a setting
+/// existed (its default then implied) is still the same run.
 pub fn same_run(dir: &Path, arch: &Architecture, params: &crate::model::Params, cfg: &TrainConfig) -> bool {
-    run_files(arch, params, cfg)
-        .iter()
-        .all(|(name, text)| std::fs::read_to_string(dir.join(name)).is_ok_and(|found| &found == text))
+    let [(params_name, params_text), (train_name, _)] = run_files(arch, params, cfg);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name));
+    read(params_name).is_ok_and(|found| found == params_text)
+        && read(train_name).is_ok_and(|found| toml::from_str::<TrainConfig>(&found).is_ok_and(|c| &c == cfg))
 }
 
 /// The training indices of a run: the train split, or its stratified subset.

@@ -61,12 +61,14 @@ pub fn read_text(path: &Path) -> Result<String> {
     })
 }
 
-/// Appends one line and fsyncs it: the journal's write.
-pub fn append_line(path: &Path, line: &str) -> Result<()> {
+/// Appends lines in one write and one fsync: the journal's write.
+pub fn append_lines(path: &Path, lines: &[String]) -> Result<()> {
     let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| TuneError::io(path, e))?;
-    let mut bytes = Vec::with_capacity(line.len() + 1);
-    bytes.extend_from_slice(line.as_bytes());
-    bytes.push(b'\n');
+    let mut bytes = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    for line in lines {
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+    }
     f.write_all(&bytes).and_then(|_| f.sync_data()).map_err(|e| TuneError::io(path, e))
 }
 
@@ -124,8 +126,8 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert!(!tmp_path(&p).exists());
-        append_line(&dir.path().join("j"), "x").unwrap();
-        append_line(&dir.path().join("j"), "y").unwrap();
+        append_lines(&dir.path().join("j"), &["x".into()]).unwrap();
+        append_lines(&dir.path().join("j"), &["y".into()]).unwrap();
         assert_eq!(std::fs::read_to_string(dir.path().join("j")).unwrap(), "x\ny\n");
     }
 

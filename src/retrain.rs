@@ -342,7 +342,7 @@ mod tests {
             history: Vec::new(),
             secs: 0.0,
             retry_of: None,
-            fork: fork.map(|(parent, epoch)| Fork { parent, epoch, changes: Vec::new() }),
+            fork: fork.map(|(parent, epoch)| Fork { parent, epoch, changes: Vec::new(), replaces: None }),
         };
         // 9 forked from 4 after epoch 6; 4 from 1 after epoch 3; 1 was sampled.
         let trials: BTreeMap<usize, TrialRecord> =

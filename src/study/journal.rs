@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::trial::{Fork, TrialRecord, TrialState};
 use crate::error::{Result, TuneError};
-use crate::files::append_line;
+use crate::files::append_lines;
 use crate::model::Params;
 use crate::training::EpochMetrics;
 
@@ -92,13 +92,19 @@ impl Journal {
     /// Appends one event. Only finite numbers are stored (JSON has no NaN or infinity, and a
     /// `null` in their place would make the journal unreadable), so every record reads back.
     pub fn append(&self, event: &Event) -> Result<()> {
-        if let Some(what) = event.non_finite() {
+        self.append_all(std::slice::from_ref(event))
+    }
+
+    /// Appends events in one write (and one sync), so they land together.
+    pub fn append_all(&self, events: &[Event]) -> Result<()> {
+        if let Some(what) = events.iter().find_map(Event::non_finite) {
             return Err(TuneError::Study(format!(
                 "{}: refusing to record {what}, which is not a finite number",
                 self.path.display()
             )));
         }
-        append_line(&self.path, &serde_json::to_string(event).expect("serialisable"))
+        let lines: Vec<String> = events.iter().map(|e| serde_json::to_string(e).expect("serialisable")).collect();
+        append_lines(&self.path, &lines)
     }
 
     pub fn path(&self) -> &Path {

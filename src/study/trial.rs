@@ -64,6 +64,10 @@ pub struct Fork {
     pub parent: usize,
     pub epoch: usize,
     pub changes: Vec<Change>,
+    /// The paused trial this fork replaced (PBT); `None` for a retrain's replayed schedule.
+    /// A worker that lost its connection mid-replacement finds its fork by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<usize>,
 }
 
 /// One parameter a fork changed.

@@ -280,6 +280,24 @@ impl Study {
             crate::files::copy_dir(&self.trial_dir(lost), &dir)?;
             tracing::info!("trial {n} resumes trial {lost}'s checkpoint");
         }
+        // A fork whose directory has no run yet (a crash came between its creation and the
+        // copy of its parent's checkpoint) takes that checkpoint now, so it never trains from
+        // scratch under a fork's name.
+        if let Some(fork) = &t.fork
+            && !dir.join("state.json").is_file()
+        {
+            let snapshot = scheduling::snapshot_dir(&self.trial_dir(fork.parent), fork.epoch);
+            if snapshot.is_dir() {
+                crate::files::copy_files(&snapshot, &dir)?;
+                // The snapshot holds the parent's params; the fork trains its own.
+                crate::model::params::write_params(&dir.join("params.toml"), &t.params)?;
+                tracing::info!(
+                    "trial {n} (a fork) takes trial {}'s checkpoint after epoch {}",
+                    fork.parent,
+                    fork.epoch
+                );
+            }
+        }
         std::fs::create_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
         let params_path = dir.join("params.toml");
         if !params_path.exists() {

@@ -25,7 +25,7 @@ pub(super) enum Started {
 }
 
 /// Where a paused trial's checkpoint is kept as it was at epoch `epoch` (PBT forks start there).
-fn snapshot_dir(trial_dir: &Path, epoch: usize) -> PathBuf {
+pub(super) fn snapshot_dir(trial_dir: &Path, epoch: usize) -> PathBuf {
     trial_dir.join(format!("pbt-epoch-{epoch}"))
 }
 
@@ -84,18 +84,12 @@ impl Study {
             parent_value.map_or("-".into(), |v| format!("{v:.4}")),
         );
         let closed = Event::Finished { number: replaces, state: TrialState::Pruned, reason: Some(reason), secs: 0.0 };
-        if !self.storage.close_paused(&closed)? {
-            self.sync()?;
-            return Ok(Started::Wait); // another worker decided first
-        }
-        crate::study::journal::apply(&mut self.trials, closed);
         let mut rng = rand::SeedableRng::seed_from_u64(trial_seed(study.seed ^ 0x5EED_F0C5, replaces * 1000 + epoch));
         let (params, changes) =
             scheduler::perturb(&self.resolved.space, &self.trials[&parent].params, &study.pbt, &mut rng);
-        let fork = Fork { parent, epoch, changes };
-        tracing::info!("trial {replaces} replaced: fork of trial {parent} after epoch {epoch} ({})", fork.describe());
+        let fork = Fork { parent, epoch, changes, replaces: Some(replaces) };
         let study_seed = study.seed;
-        let number = self.storage.create_fork(&|number| Event::Created {
+        let made = self.storage.replace_paused(&closed, &|number| Event::Created {
             number,
             params: params.clone(),
             seed: trial_seed(study_seed, number),
@@ -103,6 +97,11 @@ impl Study {
             retry_of: None,
             fork: Some(fork.clone()),
         })?;
+        let Some(number) = made else {
+            self.sync()?;
+            return Ok(Started::Wait); // another worker decided first
+        };
+        tracing::info!("trial {replaces} replaced: fork of trial {parent} after epoch {epoch} ({})", fork.describe());
         self.sync()?;
         // Files first, then the inherited epochs: a crash in between leaves a fork whose
         // process resumes its checkpoint and reports those epochs itself.

@@ -163,11 +163,17 @@ impl StudyStorage for JournalStorage {
         Ok(true)
     }
 
-    fn create_fork(&mut self, make: &dyn Fn(usize) -> Event) -> Result<usize> {
+    /// One append of both lines: only a torn write (which leaves the second line unread) can
+    /// split them.
+    fn replace_paused(&mut self, closed: &Event, make: &dyn Fn(usize) -> Event) -> Result<Option<usize>> {
+        let Event::Finished { number: replaces, .. } = closed else { panic!("replace_paused takes a Finished event") };
+        if !self.is_paused(*replaces)? {
+            return Ok(None);
+        }
         let after_known = self.catch_up()?.keys().max().map_or(0, |m| m + 1);
         let number = after_known.max(self.reserved.map_or(0, |r| r + 1));
-        self.record(&make(number))?;
-        Ok(number)
+        self.journal.append_all(&[closed.clone(), make(number)])?;
+        Ok(Some(number))
     }
 
     /// The OS lock makes this process the only writer: the records say whether it is paused.

@@ -103,9 +103,13 @@ pub trait StudyStorage: Send {
     /// A paused trial runs nowhere: no worker heartbeats it and none reaps it.
     fn record(&mut self, event: &Event) -> Result<bool>;
 
-    /// Records a trial outside the budget under a new number (a PBT fork): `make` builds its
-    /// `Created` event for the number, which this process then runs. Returns the number.
-    fn create_fork(&mut self, make: &dyn Fn(usize) -> Event) -> Result<usize>;
+    /// PBT's exploit step as one write: the paused trial that `closed` (a `Finished` event)
+    /// ends is closed, and a trial outside the budget is created under a new number from
+    /// `make(number)` (its `Created` event, whose fork names the replaced trial), which this
+    /// process then runs. `None` when that trial is not paused any more (another worker decided
+    /// first). Both happen or neither, and a retry after a lost connection finds the fork it
+    /// made instead of making a second.
+    fn replace_paused(&mut self, closed: &Event, make: &dyn Fn(usize) -> Event) -> Result<Option<usize>>;
 
     /// Claims paused trial `number` for this process and records its `Resumed` event;
     /// `false` when it is not paused any more (another worker resumed or closed it first).
@@ -289,6 +293,37 @@ pub mod conformance {
         assert!(!s.close_paused(&closed).unwrap() && !s.resume(n).unwrap(), "a closed trial stays closed");
         let t = &s.trials().unwrap()[&n];
         assert_eq!((t.state, t.history.len(), t.secs), (TrialState::Pruned, 2, 2.0), "{t:?}");
+
+        // PBT's replacement: the paused trial closes and the fork appears, outside the budget,
+        // running here; a trial not paused is not replaced, and nothing is recorded then.
+        let m = create(&mut *s, 10).unwrap();
+        s.record(&epoch(m, 1, 0.4)).unwrap();
+        let fork = |number| match created(number) {
+            Event::Created { number, params, seed, infeasible, retry_of, .. } => Event::Created {
+                number,
+                params,
+                seed,
+                infeasible,
+                retry_of,
+                fork: Some(crate::study::trial::Fork { parent: n, epoch: 1, changes: vec![], replaces: Some(m) }),
+            },
+            _ => unreachable!(),
+        };
+        let replaced =
+            Event::Finished { number: m, state: TrialState::Pruned, reason: Some("replaced".into()), secs: 0.0 };
+        let before = s.read_since(Cursor::START).unwrap().0.len();
+        assert_eq!(s.replace_paused(&replaced, &fork).unwrap(), None, "a running trial is not replaced");
+        assert_eq!(s.read_since(Cursor::START).unwrap().0.len(), before, "and nothing is recorded");
+        assert!(s.record(&Event::Paused { number: m, reason: "step".into(), secs: 1.0 }).unwrap());
+        let f = s.replace_paused(&replaced, &fork).unwrap().expect("a paused trial is replaced");
+        assert!(f > m, "the fork takes a new number");
+        assert_eq!(s.replace_paused(&replaced, &fork).unwrap(), None, "once");
+        let trials = s.trials().unwrap();
+        assert_eq!(trials[&m].state, TrialState::Pruned);
+        assert_eq!(trials[&f].state, TrialState::Running);
+        assert_eq!(trials[&f].fork.as_ref().and_then(|k| k.replaces), Some(m), "the fork names what it replaced");
+        assert!(create(&mut *s, 3).is_some(), "a fork does not count against the budget of 3");
+        assert_eq!(create(&mut *s, 3), None, "the budget's trials do");
     }
 
     /// Recording, reading since a cursor, claiming numbers, the budget, reopening.

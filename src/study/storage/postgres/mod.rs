@@ -443,9 +443,35 @@ impl StudyStorage for PgStorage {
         })
     }
 
-    fn create_fork(&mut self, make: &dyn Fn(usize) -> Event) -> Result<usize> {
+    fn replace_paused(&mut self, closed: &Event, make: &dyn Fn(usize) -> Event) -> Result<Option<usize>> {
+        let Event::Finished { number: replaces, .. } = closed else { panic!("replace_paused takes a Finished event") };
+        let replaces = int(*replaces);
+        let closed = event_json(closed).map_err(|what| {
+            self.err(format!("refusing to record {what}, which is not a finite number"), "this is a bug in tune")
+        })?;
         let me = self.worker.clone();
-        self.write("create a fork", |tx, id| {
+        let mut attempts = 0;
+        self.write("replace a paused trial", |tx, id| {
+            attempts += 1;
+            let closing = tx.query(
+                "UPDATE tune_trials SET paused = false WHERE study_id = $1 AND number = $2 AND paused RETURNING 1",
+                &[&id, &replaces],
+            )?;
+            if closing.is_empty() {
+                // On a retry: this very replacement may have committed before the connection
+                // dropped; its fork names the trial it replaced, and runs under this worker.
+                if attempts == 1 {
+                    return Ok(None);
+                }
+                let mine = tx.query_opt(
+                    "SELECT t.number FROM tune_events e JOIN tune_trials t \
+                       ON t.study_id = e.study_id AND t.number = (e.body::jsonb ->> 'number')::int \
+                     WHERE e.study_id = $1 AND e.body::jsonb -> 'fork' ->> 'replaces' = $2::int::text AND t.owner = $3",
+                    &[&id, &replaces, &me],
+                )?;
+                return Ok(mine.map(|row| row.get::<_, i32>(0) as usize));
+            }
+            insert_event(tx, id, &closed)?;
             // A number outside the budget, as a re-run's: it shifts no sampler draw.
             let number: i32 = tx
                 .query_one(
@@ -461,7 +487,7 @@ impl StudyStorage for PgStorage {
                 &[&id, &number, &me, &params, &seed],
             )?;
             insert_event(tx, id, &serde_json::to_string(&created).expect("serialisable"))?;
-            Ok(number as usize)
+            Ok(Some(number as usize))
         })
     }
 
@@ -498,13 +524,21 @@ impl StudyStorage for PgStorage {
             self.err(format!("refusing to record {what}, which is not a finite number"), "this is a bug in tune")
         })?;
         let id = self.require_id()?;
+        let mut attempts = 0;
         self.with_client("close a paused trial", |c| {
+            attempts += 1;
             let rows = c.run(
                 "WITH t AS (UPDATE tune_trials SET paused = false WHERE study_id = $1 AND number = $2 AND paused RETURNING 1) \
                  INSERT INTO tune_events (study_id, body) SELECT $1, $3 FROM t RETURNING id",
                 &[&id, &number, &body],
             )?;
-            Ok(rows.len() == 1)
+            if rows.len() == 1 {
+                return Ok(true);
+            }
+            // On a retry: this very close may have gone through before a dropped connection,
+            // and then its event is there, word for word.
+            Ok(attempts > 1
+                && c.query_opt("SELECT 1 FROM tune_events WHERE study_id = $1 AND body = $2", &[&id, &body])?.is_some())
         })
     }
 

@@ -610,11 +610,6 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
             "use pruner = \"asha\" or \"hyperband\" with scheduler = \"promote\", or leave scheduler out".into(),
         ));
     }
-    if let Some(t) = &s.timeout {
-        parse_timeout(t).map_err(|problem| {
-            err("study.timeout", problem, "write a duration such as \"90m\" or \"2h 30m\"".into())
-        })?;
-    }
     if !(0.0..=1.0).contains(&s.tpe.exploration) {
         return Err(err(
             "study.tpe.exploration",
@@ -636,48 +631,51 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
             "set `study.max_retries` to a whole number in 0..=100".into(),
         ));
     }
-    s.liveness().map_err(|(key, problem)| {
-        err(
-            key,
-            problem,
-            "write a duration such as \"30s\" or \"2m\"; the grace must be longer than the heartbeat".into(),
-        )
-    })?;
-    if let Some(t) = &s.store_wait {
-        parse_timeout(t)
-            .map_err(|problem| err("study.store_wait", problem, "write a duration such as \"10m\"".into()))?;
-    }
+    s.timing().map_err(|(key, problem, fix)| err(key, problem, fix.into()))?;
     s.training.check().map_err(|(key, problem, fix)| err(&format!("study.training.{key}"), problem, fix))
 }
 
+/// The study's durations, parsed from their text once: the run's budget, the workers'
+/// liveness, and how long a worker waits for a store that went away.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    pub timeout: Option<std::time::Duration>,
+    pub liveness: crate::study::storage::Liveness,
+    pub store_wait: std::time::Duration,
+}
+
+/// A bad duration: the key, the problem and the fix.
+type BadDuration = (&'static str, String, &'static str);
+
 impl StudySettings {
-    /// Heartbeat, grace and retries of shared-storage workers; `Err` names the bad key.
-    pub fn liveness(&self) -> std::result::Result<crate::study::storage::Liveness, (&'static str, String)> {
-        let mut l = crate::study::storage::Liveness { max_retries: self.max_retries, ..Default::default() };
-        if let Some(t) = &self.heartbeat {
-            l.heartbeat = parse_timeout(t).map_err(|p| ("study.heartbeat", p))?;
+    /// The durations of `timeout`, `heartbeat`, `grace` and `store_wait`, with their defaults;
+    /// `Err` names the bad key (`check_study` reports it, so a loaded study's parse cannot fail).
+    pub fn timing(&self) -> std::result::Result<Timing, BadDuration> {
+        let parse = |text: &Option<String>, key: &'static str, fix: &'static str| {
+            text.as_deref().map(parse_timeout).transpose().map_err(|problem| (key, problem, fix))
+        };
+        const SHORT: &str = "write a duration such as \"30s\" or \"2m\"; the grace must be longer than the heartbeat";
+        let timeout = parse(&self.timeout, "study.timeout", "write a duration such as \"90m\" or \"2h 30m\"")?;
+        let mut liveness = crate::study::storage::Liveness { max_retries: self.max_retries, ..Default::default() };
+        if let Some(d) = parse(&self.heartbeat, "study.heartbeat", SHORT)? {
+            liveness.heartbeat = d;
         }
-        if let Some(t) = &self.grace {
-            l.grace = parse_timeout(t).map_err(|p| ("study.grace", p))?;
+        if let Some(d) = parse(&self.grace, "study.grace", SHORT)? {
+            liveness.grace = d;
         }
-        if l.grace <= l.heartbeat {
+        if liveness.grace <= liveness.heartbeat {
             return Err((
                 "study.grace",
                 format!(
                     "{:?} is not longer than the heartbeat {:?}: live workers would be declared lost",
-                    l.grace, l.heartbeat
+                    liveness.grace, liveness.heartbeat
                 ),
+                SHORT,
             ));
         }
-        Ok(l)
-    }
-
-    /// How long a worker waits for a shared store that went away.
-    pub fn store_patience(&self) -> std::time::Duration {
-        self.store_wait
-            .as_deref()
-            .and_then(|t| parse_timeout(t).ok())
-            .unwrap_or(crate::study::storage::postgres_patience())
+        let store_wait = parse(&self.store_wait, "study.store_wait", "write a duration such as \"10m\"")?
+            .unwrap_or(crate::study::storage::postgres_patience());
+        Ok(Timing { timeout, liveness, store_wait })
     }
 }
 
@@ -862,6 +860,39 @@ mod tests {
 
     fn parse(params: &str) -> Result<SearchSpace> {
         SearchSpace::parse(&format!("{HEAD}{params}"), Path::new("space.toml"))
+    }
+
+    /// Every duration is parsed in one place: the defaults, each key's value, and each bad
+    /// value refused under its own key.
+    #[test]
+    fn durations_are_parsed_once_with_their_keys() {
+        let study = |extra: &str| {
+            SearchSpace::parse(&format!("[study]\nname = \"t\"\n{extra}\n[params]\nlr = 0.001\n"), Path::new("s.toml"))
+        };
+        let t = study("").unwrap().study.timing().unwrap();
+        assert_eq!(t.timeout, None);
+        assert_eq!(t.store_wait, crate::study::storage::postgres_patience());
+        assert!(t.liveness.grace > t.liveness.heartbeat);
+        let t = study("timeout = \"1h 30m\"\nheartbeat = \"5s\"\ngrace = \"20s\"\nstore_wait = \"2m\"")
+            .unwrap()
+            .study
+            .timing()
+            .unwrap();
+        let secs = |d: std::time::Duration| d.as_secs();
+        assert_eq!(
+            (t.timeout.map(secs), secs(t.liveness.heartbeat), secs(t.liveness.grace), secs(t.store_wait)),
+            (Some(5400), 5, 20, 120)
+        );
+        for (line, key) in [
+            ("timeout = \"soon\"", "study.timeout"),
+            ("heartbeat = \"0s\"", "study.heartbeat"),
+            ("grace = \"x\"", "study.grace"),
+            ("heartbeat = \"1m\"\ngrace = \"30s\"", "study.grace"),
+            ("store_wait = \"400 days\"", "study.store_wait"),
+        ] {
+            let msg = study(line).unwrap_err().to_string();
+            assert!(msg.contains(&format!("`{key}`")) && msg.contains("duration"), "{line}: {msg}");
+        }
     }
 
     #[test]

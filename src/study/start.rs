@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::run::RunOptions;
 use super::sampler::Sampler;
+use super::space::Timing;
 use super::space::{Distribution, SamplerKind, SearchSpace};
-use super::storage::{Liveness, StorageSpec, StudyStorage};
+use super::storage::{StorageSpec, StudyStorage};
 use super::trial::TrialRecord;
 use crate::error::{Result, TuneError};
 use crate::model::{Architecture, Params, infer};
@@ -84,7 +85,7 @@ pub struct Opened {
     pub artifacts: PathBuf,
     /// Other workers may share the study (a database): poll, heartbeat, reap lost trials.
     pub shared: bool,
-    pub liveness: Liveness,
+    pub timing: Timing,
 }
 
 /// Checks everything, then opens (creating or resuming) the study.
@@ -105,8 +106,8 @@ pub fn open(opts: &RunOptions) -> Result<Opened> {
     let original = crate::files::read_text(&opts.space_file)?;
 
     let spec = storage_spec(opts, &resolved)?;
-    let liveness = space.study.liveness().expect("checked by check_study");
-    let mut storage = spec.open(&space.study.name, space.study.store_patience())?;
+    let timing = space.study.timing().expect("checked by check_study");
+    let mut storage = spec.open(&space.study.name, timing.store_wait)?;
     storage.create_or_open(&resolved, &original)?;
     if let StorageSpec::Postgres(_) = spec {
         std::fs::create_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
@@ -114,7 +115,7 @@ pub fn open(opts: &RunOptions) -> Result<Opened> {
     let artifacts = opts.artifacts.clone().unwrap_or_else(|| dir.join("trials"));
     std::fs::create_dir_all(&artifacts).map_err(|e| TuneError::io(&artifacts, e))?;
     let trials = storage.trials()?;
-    Ok(Opened { dir, resolved, sampler, trials, train_size, storage, artifacts, shared: spec.is_shared(), liveness })
+    Ok(Opened { dir, resolved, sampler, trials, train_size, storage, artifacts, shared: spec.is_shared(), timing })
 }
 
 /// `--storage` / `TUNE_STORAGE` (already in `opts`), else the space's `study.storage`, else

@@ -404,7 +404,8 @@ impl Study {
 impl Study {
     /// A study opened by [`start::open`], launching trials through `launcher`.
     fn new(opened: Opened, launcher: Box<dyn Launch>) -> Study {
-        let Opened { dir, resolved, sampler, trials, train_size, storage, artifacts, shared, liveness } = opened;
+        let Opened { dir, resolved, sampler, trials, train_size, storage, artifacts, shared, timing } = opened;
+        let liveness = timing.liveness;
         let space = &resolved.space.study;
         let left_running = trials.values().filter(|t| t.state == TrialState::Running).count();
         if !trials.is_empty() {
@@ -688,9 +689,7 @@ fn tick_period(liveness: &Liveness) -> std::time::Duration {
 /// worker has nothing left to do (budget allocated and trials done, grid exhausted, Ctrl-C).
 async fn run_async(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Result<Summary> {
     let opened = start::open(&opts)?;
-    let budget = opts
-        .timeout
-        .or_else(|| opened.resolved.space.study.timeout.as_deref().and_then(|t| super::space::parse_timeout(t).ok()));
+    let budget = opts.timeout.or(opened.timing.timeout);
     let deadline = budget.map(|b| tokio::time::Instant::now() + b);
     let launcher = match launcher {
         Some(l) => l,

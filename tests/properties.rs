@@ -10,7 +10,7 @@ use tune::model::{Architecture, Params, Value, infer};
 use tune::study::SearchSpace;
 use tune::study::journal::{Event, Journal, replay};
 use tune::study::pruner::{Curve, should_prune};
-use tune::study::space::{PrunerKind, PrunerSettings};
+use tune::study::settings::{PrunerKind, PrunerSettings};
 use tune::training::EpochMetrics;
 use tune::training::config::Layered;
 

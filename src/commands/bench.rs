@@ -104,7 +104,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         Some(BenchCommand::Search(a)) => {
             use crate::study::search_bench::{Method, SearchBenchOptions, run};
-            use crate::study::space::{PrunerKind, SamplerKind};
+            use crate::study::settings::{PrunerKind, SamplerKind};
             let mut methods = vec![
                 Method::new(SamplerKind::Random, PrunerKind::None),
                 Method::new(SamplerKind::Random, PrunerKind::FirstEpoch),

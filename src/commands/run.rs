@@ -14,10 +14,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Trials to train (infeasible configurations are recorded but not counted); overrides study.trials.
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::study::space::MAX_TRIALS as u64))]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::study::settings::MAX_TRIALS as u64))]
     pub trials: Option<usize>,
     /// Parallel trial slots (default: one per core); overrides study.concurrency.
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::study::space::MAX_CONCURRENCY as u64))]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::study::settings::MAX_CONCURRENCY as u64))]
     pub concurrency: Option<usize>,
     /// Most epochs of every trial; overrides study.training.max_epochs.
     #[arg(long)]
@@ -32,7 +32,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
     /// Wall-clock budget of this run ("2h", "90m"); at the deadline no new trial starts and running trials stop after their epoch, resumable. Overrides study.timeout.
-    #[arg(long, value_parser = crate::study::space::parse_timeout)]
+    #[arg(long, value_parser = crate::study::settings::parse_timeout)]
     pub timeout: Option<std::time::Duration>,
     #[command(flatten)]
     pub storage: StorageArgs,

@@ -11,6 +11,7 @@ pub mod rung_stats;
 pub mod sampler;
 pub mod scheduler;
 pub mod search_bench;
+pub mod settings;
 pub mod space;
 pub mod start;
 pub mod storage;

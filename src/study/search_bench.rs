@@ -13,7 +13,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::replay::{CurveTable, ReplayLauncher, Report};
-use super::space::{PrunerKind, SamplerKind, SchedulerKind, SearchSpace};
+use super::settings::{PrunerKind, SamplerKind, SchedulerKind};
+use super::space::SearchSpace;
 use crate::error::{Result, TuneError};
 
 /// Budget fractions at which the best value so far is read.

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::run::RunOptions;
 use super::sampler::Sampler;
-use super::space::Timing;
-use super::space::{Distribution, SamplerKind, SearchSpace};
+use super::settings::SamplerKind;
+use super::settings::Timing;
+use super::space::{Distribution, SearchSpace};
 use super::storage::{StorageSpec, StudyStorage};
 use super::trial::TrialRecord;
 use crate::error::{Result, TuneError};
@@ -159,7 +160,7 @@ fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {
         problem,
         fix,
     };
-    super::space::check_study(s, &err)?;
+    super::settings::check_study(s, &err)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let concurrency = s.concurrency.unwrap_or(cores).max(1);
     let resolved = Resolved {

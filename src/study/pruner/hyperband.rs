@@ -3,7 +3,7 @@
 
 use super::asha::successive_halving;
 use super::{Curve, Pruner};
-use crate::study::space::PrunerSettings;
+use crate::study::settings::PrunerSettings;
 
 pub struct Hyperband {
     min_resource: usize,

@@ -13,7 +13,8 @@ pub use first_epoch::FirstEpoch;
 pub use hyperband::{Hyperband, hyperband_brackets};
 pub use median::Median;
 
-use super::space::{PrunerKind, PrunerSettings, SearchSpace};
+use super::settings::{PrunerKind, PrunerSettings};
+use super::space::SearchSpace;
 
 /// The val_acc curve of one trial.
 #[derive(Debug, Clone, PartialEq)]

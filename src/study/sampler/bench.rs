@@ -11,7 +11,8 @@ use rand::{Rng, SeedableRng};
 
 use super::{Ask, Proposal, RandomSampler, Sampler, TpeSampler};
 use crate::error::Result;
-use crate::study::space::{SearchSpace, TpeSettings};
+use crate::study::settings::TpeSettings;
+use crate::study::space::SearchSpace;
 use crate::study::trial::{TrialRecord, TrialState};
 use crate::training::EpochMetrics;
 

@@ -20,7 +20,8 @@ pub use grid::{Grid, GridSampler};
 pub use random::RandomSampler;
 pub use tpe::TpeSampler;
 
-use super::space::{Distribution, SamplerKind, SearchSpace};
+use super::settings::SamplerKind;
+use super::space::{Distribution, SearchSpace};
 use super::trial::{TrialRecord, TrialState, trial_seed};
 use crate::error::Result;
 use crate::model::Params;

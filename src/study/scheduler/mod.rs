@@ -11,7 +11,8 @@ pub use pbt::{Pbt, perturb};
 pub use promotion::Promotion;
 
 use super::pruner::{Curve, Pruning};
-use super::space::{PrunerKind, SchedulerKind, SearchSpace};
+use super::settings::{PrunerKind, SchedulerKind};
+use super::space::SearchSpace;
 
 /// What happens to a trial after the epoch it just reported.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,7 +15,8 @@ use rand::rngs::StdRng;
 use super::{Scheduler, Slot, Verdict};
 use crate::model::params::{Params, Value};
 use crate::study::pruner::Curve;
-use crate::study::space::{Distribution, PbtSettings, SearchSpace};
+use crate::study::settings::PbtSettings;
+use crate::study::space::{Distribution, SearchSpace};
 use crate::study::trial::Change;
 
 /// The keys PBT may change as a trial trains: they change no weight's shape and no part of

@@ -8,7 +8,7 @@
 
 use super::{Scheduler, Verdict};
 use crate::study::pruner::{Curve, hyperband_brackets};
-use crate::study::space::PrunerSettings;
+use crate::study::settings::PrunerSettings;
 
 pub struct Promotion {
     min_resource: usize,

@@ -14,7 +14,8 @@ mod joint;
 use super::{Ask, Observation, Proposal, Sampler, observations, random};
 use crate::model::{Params, Value};
 use crate::study::TrialState;
-use crate::study::space::{Distribution, SearchSpace, TpeSettings};
+use crate::study::settings::TpeSettings;
+use crate::study::space::{Distribution, SearchSpace};
 use joint::Axis;
 
 const PRIOR_WEIGHT: f64 = 1.0;
@@ -300,7 +301,7 @@ mod tests {
         let mut history: Vec<Observation> = Vec::new();
         for n in 0..trials {
             let mut rng = StdRng::seed_from_u64(seed * 1000 + n as u64);
-            let p = if space.study.sampler == crate::study::space::SamplerKind::Random {
+            let p = if space.study.sampler == crate::study::settings::SamplerKind::Random {
                 let mut p = random::sample(space, &mut rng);
                 SearchSpace::prune_inactive(&mut p);
                 p

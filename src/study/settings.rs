@@ -1,0 +1,453 @@
+//! The `[study]` table of a search space: its settings with their defaults (the sampler, the
+//! pruner and scheduler, budgets, shared-storage timing, `[study.training]`, `[study.pruning]`,
+//! `[study.tpe]`, `[study.pbt]`) and the one check of them, whose errors name the key and the fix.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TuneError};
+use crate::model::Params;
+use crate::training::TrainConfig;
+
+/// Which cross-trial pruner stops weak trials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrunerKind {
+    None,
+    Median,
+    Asha,
+    Hyperband,
+    /// The one-epoch baseline (Egele et al. 2023): every trial trains one epoch, and only the
+    /// top 1/η of the first epochs seen so far go on to the end.
+    FirstEpoch,
+}
+
+/// What a rung decision does to a trial that is not in the top 1/η: stop it for good (Optuna's
+/// pruners, Ray Tune's ASHA), or pause it and let it go on later when enough trials have
+/// reached the rung for it to be in the top 1/η after all (Li et al.'s promotion ASHA, Syne
+/// Tune's `type = "promotion"`), so a late bloomer is never judged on too few peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedulerKind {
+    #[default]
+    Stop,
+    Promote,
+    /// Population-based training (Jaderberg et al. 2017, Ray Tune's defaults): every
+    /// `[study.pbt] interval` epochs the bottom quartile is replaced by forks of the top
+    /// quartile's checkpoints with perturbed training keys.
+    Pbt,
+}
+
+impl SchedulerKind {
+    /// Whether this scheduler can run with `pruner`: promotion needs rungs (ASHA, Hyperband),
+    /// PBT replaces pruning (none), stopping takes any pruner.
+    pub fn fits(self, pruner: PrunerKind) -> bool {
+        match self {
+            SchedulerKind::Stop => true,
+            SchedulerKind::Promote => matches!(pruner, PrunerKind::Asha | PrunerKind::Hyperband),
+            SchedulerKind::Pbt => pruner == PrunerKind::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerKind {
+    Random,
+    Grid,
+    Tpe,
+}
+
+/// The `[study]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudySettings {
+    pub name: String,
+    /// Only `val_acc` is tracked per epoch; kept explicit so the file says what it optimises.
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    #[serde(default = "default_direction")]
+    pub direction: String,
+    #[serde(default = "default_trials")]
+    pub trials: usize,
+    /// Trial slots; default: one per core (1-thread trials give the most images/s on CPU).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    #[serde(default = "default_sampler")]
+    pub sampler: SamplerKind,
+    #[serde(default = "default_pruner")]
+    pub pruner: PrunerKind,
+    /// `stop` (default): the pruner stops weak trials; `promote`: its rungs pause them and
+    /// promote the best paused ones as slots free (asha and hyperband only).
+    #[serde(default, skip_serializing_if = "is_stop")]
+    pub scheduler: SchedulerKind,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Evaluate the seed's default configuration first (when it lies in the space).
+    #[serde(default = "yes")]
+    pub enqueue_default: bool,
+    /// Other configurations to evaluate first, as parameter dictionaries.
+    #[serde(default)]
+    pub enqueue: Vec<Params>,
+    /// Networks with more parameters than this are recorded infeasible and never trained
+    /// (as Keras Tuner's max_model_size): one 44M-parameter draw can hold a slot for hours.
+    #[serde(default)]
+    pub max_params: Option<usize>,
+    /// Wall-clock budget of one `tune run` ("2h", "90m"): at the deadline no new trial starts
+    /// and running trials stop after their current epoch, resumable (Optuna's `timeout`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Where the study's records live: a `postgresql://` URL shared by workers on many
+    /// machines; left out, a journal under the runs directory. `--storage` and
+    /// `TUNE_STORAGE` take precedence.
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// With shared storage: how often each worker renews the heartbeat of its trials ("60s").
+    #[serde(default)]
+    pub heartbeat: Option<String>,
+    /// A running trial whose heartbeat is older than this lost its worker ("120s"): it is
+    /// marked failed and its configuration re-run by another worker.
+    #[serde(default)]
+    pub grace: Option<String>,
+    /// How many times one configuration is re-run after lost workers.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: usize,
+    /// How long a worker waits for a shared store that went away before it stops ("10m").
+    #[serde(default)]
+    pub store_wait: Option<String>,
+    /// Points per float parameter for the grid sampler.
+    #[serde(default = "default_grid_points")]
+    pub grid_points: usize,
+    /// TPE random start-up trials.
+    #[serde(default = "default_startup")]
+    pub startup_trials: usize,
+    /// Trial n is sampled from the results of trials < n − history_lag only, and waits for them:
+    /// the same seed then gives the same configurations whatever the concurrency.
+    #[serde(default = "default_lag")]
+    pub history_lag: usize,
+    /// `[study.training]`: settings of every trial (a `[params]` entry of the same name wins);
+    /// the same settings, defaults and checks as `tune train`'s.
+    #[serde(default)]
+    pub training: TrainConfig,
+    #[serde(default)]
+    pub pruning: PrunerSettings,
+    /// `[study.tpe]`: how TPE models the history.
+    #[serde(default)]
+    pub tpe: TpeSettings,
+    /// `[study.pbt]`: population-based training (with `scheduler = "pbt"`).
+    #[serde(default, skip_serializing_if = "PbtSettings::is_default")]
+    pub pbt: PbtSettings,
+}
+
+/// `[study.pbt]`, with Ray Tune's defaults. The population is the study's `trials`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PbtSettings {
+    /// Epochs between exploit/explore steps (Ray's perturbation_interval).
+    pub interval: usize,
+    /// Share of the population replaced at each step, and the share forked from.
+    pub quantile: f64,
+    /// Chance that a perturbed key is drawn afresh from its distribution instead.
+    pub resample_probability: f64,
+}
+
+impl Default for PbtSettings {
+    fn default() -> Self {
+        PbtSettings { interval: 2, quantile: 0.25, resample_probability: 0.25 }
+    }
+}
+
+impl PbtSettings {
+    fn is_default(&self) -> bool {
+        *self == PbtSettings::default()
+    }
+}
+
+/// `[study.tpe]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TpeSettings {
+    /// One joint density over all parameters (Optuna's multivariate, group TPE), so depth
+    /// and the widths that went with it are proposed together; false: each parameter alone.
+    pub multivariate: bool,
+    /// Share of draws after the start-up taken uniformly, so the search never stops looking.
+    pub exploration: f64,
+    /// Candidates drawn from the good density per proposal.
+    pub candidates: usize,
+    /// Most observations in the bad density, evenly spaced along the ranking: proposals stay
+    /// within milliseconds at 10,000 trials; studies below the cap propose exactly as before.
+    pub max_bad: usize,
+}
+
+impl Default for TpeSettings {
+    fn default() -> Self {
+        TpeSettings { multivariate: true, exploration: 0.1, candidates: 24, max_bad: DEFAULT_MAX_BAD }
+    }
+}
+
+/// The default cap of TPE's bad group (see `TpeSettings::max_bad`).
+pub const DEFAULT_MAX_BAD: usize = 400;
+
+/// `[study.pruning]`: rungs at `min_resource · reduction_factor^k` epochs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrunerSettings {
+    pub min_resource: usize,
+    pub reduction_factor: usize,
+    /// Median pruner: epochs before any pruning, and finished trials needed first.
+    pub warmup_epochs: usize,
+    pub startup_trials: usize,
+}
+
+impl Default for PrunerSettings {
+    fn default() -> Self {
+        PrunerSettings { min_resource: 1, reduction_factor: 3, warmup_epochs: 2, startup_trials: 3 }
+    }
+}
+
+fn is_stop(s: &SchedulerKind) -> bool {
+    *s == SchedulerKind::Stop
+}
+fn default_metric() -> String {
+    "val_acc".into()
+}
+fn default_max_retries() -> usize {
+    3
+}
+fn default_direction() -> String {
+    "maximize".into()
+}
+fn default_trials() -> usize {
+    20
+}
+fn default_sampler() -> SamplerKind {
+    SamplerKind::Tpe
+}
+fn default_pruner() -> PrunerKind {
+    PrunerKind::Asha
+}
+fn default_seed() -> u64 {
+    42
+}
+fn yes() -> bool {
+    true
+}
+fn default_grid_points() -> usize {
+    3
+}
+fn default_startup() -> usize {
+    8
+}
+fn default_lag() -> usize {
+    4
+}
+
+pub type ErrFn<'a> = dyn Fn(&str, String, String) -> TuneError + 'a;
+
+/// Caps of the `[study]` table, named in errors, checked before anything is allocated.
+pub const MAX_TRIALS: usize = 100_000;
+pub const MAX_CONCURRENCY: usize = 256;
+pub const MAX_GRID_POINTS: usize = 1_000;
+pub const MAX_NAME_LEN: usize = 100;
+
+/// Checks the `[study]` settings; `err` names the file (or flag) and key.
+pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
+    let name_ok = !s.name.is_empty()
+        && s.name.len() <= MAX_NAME_LEN
+        && !s.name.starts_with('.')
+        && s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !name_ok {
+        return Err(err(
+            "study.name",
+            format!("{:?} cannot name a study directory", s.name),
+            format!("use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', not starting with '.'"),
+        ));
+    }
+    if s.metric != "val_acc" {
+        return Err(err("study.metric", format!("`{}` is not tracked", s.metric), "use metric = \"val_acc\"".into()));
+    }
+    if s.direction != "maximize" {
+        return Err(err(
+            "study.direction",
+            format!("`{}` does not fit val_acc", s.direction),
+            "use direction = \"maximize\"".into(),
+        ));
+    }
+    let max_epochs = crate::training::config::MAX_EPOCHS;
+    let ranges = [
+        ("study.trials", s.trials, 1, MAX_TRIALS),
+        ("study.concurrency", s.concurrency.unwrap_or(1), 1, MAX_CONCURRENCY),
+        ("study.grid_points", s.grid_points, 1, MAX_GRID_POINTS),
+        ("study.startup_trials", s.startup_trials, 0, MAX_TRIALS),
+        ("study.history_lag", s.history_lag, 0, MAX_TRIALS),
+        ("study.max_params", s.max_params.unwrap_or(1), 1, crate::model::shape::MAX_PARAMS),
+        ("study.pruning.min_resource", s.pruning.min_resource, 1, max_epochs),
+        ("study.pruning.reduction_factor", s.pruning.reduction_factor, 2, 100),
+        ("study.pruning.warmup_epochs", s.pruning.warmup_epochs, 0, max_epochs),
+        ("study.pruning.startup_trials", s.pruning.startup_trials, 0, MAX_TRIALS),
+        ("study.tpe.max_bad", s.tpe.max_bad, 1, MAX_TRIALS),
+    ];
+    for (key, v, low, high) in ranges {
+        if !(low..=high).contains(&v) {
+            return Err(err(
+                key,
+                format!("{v} is outside {low}..={high}"),
+                format!("set `{key}` to a whole number in {low}..={high}"),
+            ));
+        }
+    }
+    if s.scheduler == SchedulerKind::Pbt {
+        if !s.scheduler.fits(s.pruner) {
+            return Err(err(
+                "study.pruner",
+                format!("pruner = {:?} would stop trials that PBT replaces by forks itself", s.pruner),
+                "set pruner = \"none\" with scheduler = \"pbt\"".into(),
+            ));
+        }
+        if !(1..s.training.epochs.max(2)).contains(&s.pbt.interval) {
+            return Err(err(
+                "study.pbt.interval",
+                format!("{} epochs leaves no step before the last epoch ({})", s.pbt.interval, s.training.epochs),
+                format!("set an interval in 1..{}", s.training.epochs.max(2)),
+            ));
+        }
+        if !(s.pbt.quantile > 0.0 && s.pbt.quantile <= 0.5) {
+            return Err(err(
+                "study.pbt.quantile",
+                format!("{} is outside (0, 0.5]", s.pbt.quantile),
+                "use a share such as 0.25 (Ray Tune's default)".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&s.pbt.resample_probability) {
+            return Err(err(
+                "study.pbt.resample_probability",
+                format!("{} is outside [0, 1]", s.pbt.resample_probability),
+                "use a probability such as 0.25 (Ray Tune's default)".into(),
+            ));
+        }
+    }
+    if s.scheduler == SchedulerKind::Promote && !s.scheduler.fits(s.pruner) {
+        return Err(err(
+            "study.scheduler",
+            format!("\"promote\" needs rungs, and pruner = {:?} has none", s.pruner),
+            "use pruner = \"asha\" or \"hyperband\" with scheduler = \"promote\", or leave scheduler out".into(),
+        ));
+    }
+    if !(0.0..=1.0).contains(&s.tpe.exploration) {
+        return Err(err(
+            "study.tpe.exploration",
+            format!("{} is outside [0, 1]", s.tpe.exploration),
+            "set a share such as 0.1 (0: never draw uniformly after the start-up)".into(),
+        ));
+    }
+    if !(1..=1000).contains(&s.tpe.candidates) {
+        return Err(err(
+            "study.tpe.candidates",
+            format!("{} is outside 1..=1000", s.tpe.candidates),
+            "set `study.tpe.candidates` to a whole number in 1..=1000 (Optuna uses 24)".into(),
+        ));
+    }
+    if s.max_retries > 100 {
+        return Err(err(
+            "study.max_retries",
+            format!("{} is outside 0..=100", s.max_retries),
+            "set `study.max_retries` to a whole number in 0..=100".into(),
+        ));
+    }
+    s.timing().map_err(|(key, problem, fix)| err(key, problem, fix.into()))?;
+    s.training.check().map_err(|(key, problem, fix)| err(&format!("study.training.{key}"), problem, fix))
+}
+
+/// The study's durations, parsed from their text once: the run's budget, the workers'
+/// liveness, and how long a worker waits for a store that went away.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    pub timeout: Option<std::time::Duration>,
+    pub liveness: crate::study::storage::Liveness,
+    pub store_wait: std::time::Duration,
+}
+
+/// A bad duration: the key, the problem and the fix.
+type BadDuration = (&'static str, String, &'static str);
+
+impl StudySettings {
+    /// The durations of `timeout`, `heartbeat`, `grace` and `store_wait`, with their defaults;
+    /// `Err` names the bad key (`check_study` reports it, so a loaded study's parse cannot fail).
+    pub fn timing(&self) -> std::result::Result<Timing, BadDuration> {
+        let parse = |text: &Option<String>, key: &'static str, fix: &'static str| {
+            text.as_deref().map(parse_timeout).transpose().map_err(|problem| (key, problem, fix))
+        };
+        const SHORT: &str = "write a duration such as \"30s\" or \"2m\"; the grace must be longer than the heartbeat";
+        let timeout = parse(&self.timeout, "study.timeout", "write a duration such as \"90m\" or \"2h 30m\"")?;
+        let mut liveness = crate::study::storage::Liveness { max_retries: self.max_retries, ..Default::default() };
+        if let Some(d) = parse(&self.heartbeat, "study.heartbeat", SHORT)? {
+            liveness.heartbeat = d;
+        }
+        if let Some(d) = parse(&self.grace, "study.grace", SHORT)? {
+            liveness.grace = d;
+        }
+        if liveness.grace <= liveness.heartbeat {
+            return Err((
+                "study.grace",
+                format!(
+                    "{:?} is not longer than the heartbeat {:?}: live workers would be declared lost",
+                    liveness.grace, liveness.heartbeat
+                ),
+                SHORT,
+            ));
+        }
+        let store_wait = parse(&self.store_wait, "study.store_wait", "write a duration such as \"10m\"")?
+            .unwrap_or(crate::study::storage::postgres_patience());
+        Ok(Timing { timeout, liveness, store_wait })
+    }
+}
+
+/// Longest wall-clock budget accepted.
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
+/// Parses a wall-clock budget ("2h", "90m", "1h 30m"): more than 0, at most a year.
+pub fn parse_timeout(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration ({e})"))?;
+    if d.is_zero() || d > MAX_TIMEOUT {
+        return Err(format!("`{text}` is not between 1 second and 366 days"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::study::space::SearchSpace;
+    use std::path::Path;
+
+    /// Every duration is parsed in one place: the defaults, each key's value, and each bad
+    /// value refused under its own key.
+    #[test]
+    fn durations_are_parsed_once_with_their_keys() {
+        let study = |extra: &str| {
+            SearchSpace::parse(&format!("[study]\nname = \"t\"\n{extra}\n[params]\nlr = 0.001\n"), Path::new("s.toml"))
+        };
+        let t = study("").unwrap().study.timing().unwrap();
+        assert_eq!(t.timeout, None);
+        assert_eq!(t.store_wait, crate::study::storage::postgres_patience());
+        assert!(t.liveness.grace > t.liveness.heartbeat);
+        let t = study("timeout = \"1h 30m\"\nheartbeat = \"5s\"\ngrace = \"20s\"\nstore_wait = \"2m\"")
+            .unwrap()
+            .study
+            .timing()
+            .unwrap();
+        let secs = |d: std::time::Duration| d.as_secs();
+        assert_eq!(
+            (t.timeout.map(secs), secs(t.liveness.heartbeat), secs(t.liveness.grace), secs(t.store_wait)),
+            (Some(5400), 5, 20, 120)
+        );
+        for (line, key) in [
+            ("timeout = \"soon\"", "study.timeout"),
+            ("heartbeat = \"0s\"", "study.heartbeat"),
+            ("grace = \"x\"", "study.grace"),
+            ("heartbeat = \"1m\"\ngrace = \"30s\"", "study.grace"),
+            ("store_wait = \"400 days\"", "study.store_wait"),
+        ] {
+            let msg = study(line).unwrap_err().to_string();
+            assert!(msg.contains(&format!("`{key}`")) && msg.contains("duration"), "{line}: {msg}");
+        }
+    }
+}

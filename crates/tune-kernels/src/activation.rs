@@ -312,10 +312,25 @@ pub(super) fn erfc(x: f32) -> f32 {
 /// fused kernels are tested against.
 pub fn burn_activation<const D: usize>(act: Activation, x: burn::tensor::Tensor<D>) -> burn::tensor::Tensor<D> {
     use burn::tensor::activation;
+    // burn's elu and selu take exp of every value and then keep x where x > 0: past x ≈ 88
+    // that exp is inf, and its backward inf · 0 = NaN poisons every gradient below (a trial
+    // diverged so from one large dense pre-activation). exp of min(x, 0) is the same where it
+    // is kept, and finite everywhere.
+    let exponential_part = |x: burn::tensor::Tensor<D>, scale: f64| {
+        let negative = x.clone().lower_equal_scalar(0.0);
+        let curve = x.clone().clamp_max(0.0).exp().sub_scalar(1.0).mul_scalar(scale);
+        (negative, curve)
+    };
     match act {
         Activation::Relu => activation::relu(x),
-        Activation::Elu => activation::elu(x, 1.0),
-        Activation::Selu => activation::selu(x),
+        Activation::Elu => {
+            let (negative, curve) = exponential_part(x.clone(), 1.0);
+            x.mask_where(negative, curve)
+        }
+        Activation::Selu => {
+            let (negative, curve) = exponential_part(x.clone(), SELU_ALPHA * SELU_SCALE);
+            x.mul_scalar(SELU_SCALE).mask_where(negative, curve)
+        }
         Activation::Gelu => activation::gelu(x),
         Activation::LeakyRelu => activation::leaky_relu(x, LEAKY_SLOPE as f64),
         Activation::Tanh => activation::tanh(x),
@@ -340,6 +355,33 @@ mod tests {
                 ((f(x) as f64 - want).abs() / want.abs().max(floor), x)
             })
             .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a })
+    }
+
+    /// burn's own elu and selu give NaN gradients past x ≈ 88 (exp overflows in the branch
+    /// they discard); ours give every activation finite values and gradients at any size, and
+    /// the values and slopes of the scalar kernels.
+    #[test]
+    fn burn_activations_have_finite_gradients_at_any_size() {
+        use burn::tensor::{Device, Tensor};
+        let device = Device::flex().autodiff();
+        let points = [-1000.0f32, -90.0, -1.5, 0.5, 90.0, 1000.0];
+        for act in Activation::ALL {
+            let x = Tensor::<1>::from_floats(points, &device).require_grad();
+            let y = burn_activation(act, x.clone());
+            let grads = y.clone().sum().backward();
+            let slopes: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+            let values: Vec<f32> = y.inner().into_data().to_vec().unwrap();
+            assert!(values.iter().chain(&slopes).all(|v| v.is_finite()), "{act:?}: {values:?} {slopes:?}");
+            with_function!(act, F => {
+                for ((&p, &v), &g) in points.iter().zip(&values).zip(&slopes) {
+                    let (want_v, want_g) = (F::value(p), F::gate(1.0, p));
+                    assert!((v - want_v).abs() <= 1e-4 * want_v.abs().max(1.0), "{act:?}({p}) = {v}, kernel {want_v}");
+                    // burn's GELU backward is the tanh approximation's slope; ours is exact.
+                    let tolerance = if act == Activation::Gelu { 2e-2 } else { 1e-4 };
+                    assert!((g - want_g).abs() <= tolerance * want_g.abs().max(1.0), "{act:?}'({p}) = {g}, kernel {want_g}");
+                }
+            });
+        }
     }
 
     #[test]

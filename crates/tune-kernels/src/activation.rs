@@ -369,8 +369,8 @@ mod tests {
             let x = Tensor::<1>::from_floats(points, &device).require_grad();
             let y = burn_activation(act, x.clone());
             let grads = y.clone().sum().backward();
-            let slopes: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
-            let values: Vec<f32> = y.inner().into_data().to_vec().unwrap();
+            let slopes: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+            let values: Vec<f32> = y.inner().into_data().try_to_vec::<f32>().unwrap();
             assert!(values.iter().chain(&slopes).all(|v| v.is_finite()), "{act:?}: {values:?} {slopes:?}");
             with_function!(act, F => {
                 for ((&p, &v), &g) in points.iter().zip(&values).zip(&slopes) {

@@ -317,6 +317,7 @@ mod tests {
                     secs: 1.0,
                     retry_of: None,
                     fork: None,
+                    times: Default::default(),
                 },
             )
         };
@@ -343,6 +344,7 @@ mod tests {
             secs: 0.0,
             retry_of: None,
             fork: fork.map(|(parent, epoch)| Fork { parent, epoch, changes: Vec::new(), replaces: None }),
+            times: Default::default(),
         };
         // 9 forked from 4 after epoch 6; 4 from 1 after epoch 3; 1 was sampled.
         let trials: BTreeMap<usize, TrialRecord> =

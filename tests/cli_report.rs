@@ -92,7 +92,23 @@ fn report_renders_every_plot_and_export_for_a_mixed_study() {
         assert_image(&r.join(format!("{plot}.svg")));
     }
     let headers = csv_headers(&r.join("leaderboard.csv"));
-    assert_eq!(headers[..8], ["rank", "trial", "state", "best_val_acc", "best_epoch", "epochs", "seconds", "reason"]);
+    assert_eq!(
+        headers[..12],
+        [
+            "rank",
+            "trial",
+            "state",
+            "best_val_acc",
+            "best_epoch",
+            "epochs",
+            "seconds",
+            "start",
+            "end",
+            "duration_secs",
+            "worker",
+            "reason"
+        ]
+    );
     assert!(headers.contains(&"conv0_activation".to_string()));
     let json: Vec<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_str(&std::fs::read_to_string(r.join("leaderboard.json")).unwrap()).unwrap();

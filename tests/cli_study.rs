@@ -29,10 +29,22 @@ fn six_trials_two_slots_end_with_a_ranked_leaderboard() {
     assert!(out.contains("6 complete, 0 pruned, 0 failed"), "{out}");
     let board = f.path("runs/six/leaderboard.csv");
     let headers = csv_headers(&board);
-    assert_eq!(headers[..8], ["rank", "trial", "state", "best_val_acc", "best_epoch", "epochs", "seconds", "reason"]);
+    assert_eq!(headers[..8], ["rank", "trial", "state", "best_val_acc", "best_epoch", "epochs", "seconds", "start"]);
+    assert_eq!(headers[8..12], ["end", "duration_secs", "worker", "reason"]);
     assert!(headers.contains(&"lr".to_string()) && headers.contains(&"n_conv".to_string()));
     let rows = csv_rows(&board);
     assert_eq!(rows.len(), 6);
+    // Every record is stamped: each trial's start and end are UTC times in order, its
+    // duration is theirs, and its worker is this machine's `tune run` (host:pid).
+    for r in &rows {
+        let (start, end) = (humantime::parse_rfc3339(&r[7]).unwrap(), humantime::parse_rfc3339(&r[8]).unwrap());
+        let secs: f64 = r[9].parse().unwrap();
+        let between = end.duration_since(start).unwrap().as_secs_f64();
+        assert!((secs - between).abs() < 0.11 && secs < 600.0, "{r:?}");
+        assert!(r[10].contains(':') && !r[10].ends_with(&format!(":{}", std::process::id())), "{r:?}");
+    }
+    let events = journal_events(&f, "six");
+    assert!(events.iter().all(|e| e["at"].is_string() && e["worker"].is_string()), "every record stamped");
     let accs: Vec<f64> = rows.iter().map(|r| r[3].parse().unwrap()).collect();
     assert!(accs.windows(2).all(|w| w[0] >= w[1]), "ranked best first: {accs:?}");
     assert_eq!(rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>(), ["1", "2", "3", "4", "5", "6"]);
@@ -93,7 +105,7 @@ fn a_failing_trial_does_not_stop_the_study() {
     let failed: Vec<_> = rows.iter().filter(|r| &r[2] == "failed").collect();
     assert_eq!(failed.len(), 2);
     for r in failed {
-        assert!(r[7].starts_with("diverged at epoch 1"), "the reason is kept: {}", &r[7]);
+        assert!(r[11].starts_with("diverged at epoch 1"), "the reason is kept: {}", &r[11]);
         assert_eq!(&r[0], "", "failed trials are not ranked");
     }
 }
@@ -173,7 +185,7 @@ fn seed_sagemaker_space_launches_no_impossible_network() {
     let trained = rows.iter().filter(|r| &r[2] == "complete" || &r[2] == "pruned").count();
     assert_eq!(trained, 4, "{out}");
     for r in rows.iter().filter(|r| &r[2] == "infeasible") {
-        assert!(r[7].contains('×'), "infeasible trials carry the shape reason: {}", &r[7]);
+        assert!(r[11].contains('×'), "infeasible trials carry the shape reason: {}", &r[11]);
     }
 }
 
@@ -203,9 +215,9 @@ fn grid_study_stops_when_the_grid_is_exhausted() {
     let out = ok(f.run(&["run", s.to_str().unwrap(), "--concurrency", "2", "--data-dir", f.data().to_str().unwrap()]));
     assert!(out.contains("2 complete, 0 pruned, 0 failed"), "two grid points, then the study ends: {out}");
     let channels: std::collections::BTreeSet<String> =
-        csv_rows(&f.path("runs/g/leaderboard.csv")).iter().map(|r| r[8].to_string()).collect();
+        csv_rows(&f.path("runs/g/leaderboard.csv")).iter().map(|r| r[12].to_string()).collect();
     let headers = csv_headers(&f.path("runs/g/leaderboard.csv"));
-    assert_eq!(headers[8], "conv0_channels");
+    assert_eq!(headers[12], "conv0_channels", "after the 12 fixed columns");
     assert_eq!(channels, ["4", "8"].iter().map(|s| s.to_string()).collect());
 }
 

@@ -148,6 +148,7 @@ mod tests {
             secs: 0.0,
             retry_of: None,
             fork: None,
+            times: Default::default(),
         }
     }
 

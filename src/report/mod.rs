@@ -127,7 +127,8 @@ pub fn records(trials: &BTreeMap<usize, TrialRecord>) -> Vec<serde_json::Map<Str
             let t = row.trial;
             let best = t.best();
             let mut m = serde_json::Map::new();
-            let vals: [serde_json::Value; 8] = [
+            let (start, end, duration, worker) = leaderboard::time_columns(t);
+            let vals: [serde_json::Value; FIXED_COLUMNS.len()] = [
                 row.rank.into(),
                 t.number.into(),
                 t.state.name().into(),
@@ -135,6 +136,10 @@ pub fn records(trials: &BTreeMap<usize, TrialRecord>) -> Vec<serde_json::Map<Str
                 best.map(|b| b.1).into(),
                 t.history.len().into(),
                 ((t.secs * 10.0).round() / 10.0).into(),
+                start.into(),
+                end.into(),
+                duration.into(),
+                worker.into(),
                 t.reason.clone().into(),
             ];
             for (k, v) in FIXED_COLUMNS.iter().zip(vals) {

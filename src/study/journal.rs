@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::trial::{Fork, TrialRecord, TrialState};
+use super::trial::{Fork, Times, TrialRecord, TrialState};
 use crate::error::{Result, TuneError};
 use crate::files::append_lines;
 use crate::model::Params;
@@ -51,6 +51,72 @@ pub enum Event {
     Resumed {
         number: usize,
     },
+}
+
+/// When and by whom a record was written: its UTC wall-clock time (RFC 3339, milliseconds)
+/// and the worker process (`host:pid`). Records written before tune kept them have neither.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stamp {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+}
+
+impl Stamp {
+    /// This process, now.
+    pub fn now() -> Stamp {
+        Stamp {
+            at: Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()),
+            worker: Some(worker().to_string()),
+        }
+    }
+
+    /// The time as seconds since the Unix epoch, where it is recorded.
+    pub fn unix_secs(&self) -> Option<f64> {
+        let at = humantime::parse_rfc3339(self.at.as_deref()?).ok()?;
+        Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
+    }
+}
+
+/// This process as a worker: `host:pid`.
+pub fn worker() -> &'static str {
+    static WORKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    WORKER.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string());
+        format!("{}:{}", host.unwrap_or_else(|_| "host".into()), std::process::id())
+    })
+}
+
+/// An event as recorded: the event's fields and its stamp in one JSON object (a journal line,
+/// a database row's body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stamped {
+    #[serde(flatten)]
+    pub event: Event,
+    #[serde(flatten)]
+    pub stamp: Stamp,
+}
+
+impl Stamped {
+    /// `event`, recorded by this process now.
+    pub fn now(event: Event) -> Stamped {
+        Stamped { event, stamp: Stamp::now() }
+    }
+}
+
+/// The JSON of `event` as this process records it now, stamped; `Err` names a field that is
+/// not a finite number (such an event is never recorded).
+pub fn record_json(event: &Event) -> std::result::Result<String, String> {
+    check_finite(event)?;
+    #[derive(Serialize)]
+    struct Record<'a> {
+        #[serde(flatten)]
+        event: &'a Event,
+        #[serde(flatten)]
+        stamp: Stamp,
+    }
+    Ok(serde_json::to_string(&Record { event, stamp: Stamp::now() }).expect("serialisable"))
 }
 
 impl Event {
@@ -97,13 +163,12 @@ impl Journal {
 
     /// Appends events in one write (and one sync), so they land together.
     pub fn append_all(&self, events: &[Event]) -> Result<()> {
-        if let Some(what) = events.iter().find_map(Event::non_finite) {
-            return Err(TuneError::Study(format!(
+        let lines = events.iter().map(record_json).collect::<std::result::Result<Vec<_>, _>>().map_err(|what| {
+            TuneError::Study(format!(
                 "{}: refusing to record {what}, which is not a finite number",
                 self.path.display()
-            )));
-        }
-        let lines: Vec<String> = events.iter().map(|e| serde_json::to_string(e).expect("serialisable")).collect();
+            ))
+        })?;
         append_lines(&self.path, &lines)
     }
 
@@ -120,7 +185,7 @@ pub fn replay(study_dir: &Path) -> Result<BTreeMap<usize, TrialRecord>> {
 }
 
 /// Parses one journal line; `line_no` (1-based) is named in the error when known.
-pub(crate) fn parse_line(path: &Path, line: &str, line_no: Option<usize>) -> Result<Event> {
+pub(crate) fn parse_line(path: &Path, line: &str, line_no: Option<usize>) -> Result<Stamped> {
     serde_json::from_str(line).map_err(|e| TuneError::CorruptStudy {
         path: path.to_path_buf(),
         problem: match line_no {
@@ -136,7 +201,8 @@ pub(crate) fn parse_line(path: &Path, line: &str, line_no: Option<usize>) -> Res
 /// appended only as the next one, and the first finish of a trial is the one that counts
 /// (a worker declared lost cannot overwrite that verdict later). A trial pauses only while it
 /// runs, resumes only while paused, and a paused trial may be closed (finished) as it is.
-pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
+pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, record: Stamped) {
+    let Stamped { event, stamp } = record;
     match event {
         Event::Created { number, params, seed, infeasible, retry_of, fork } => {
             let state = if infeasible.is_some() { TrialState::Infeasible } else { TrialState::Running };
@@ -150,6 +216,7 @@ pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
                 secs: 0.0,
                 retry_of,
                 fork,
+                times: Times { created: stamp, ..Times::default() },
             });
         }
         Event::Epoch { number, metrics } => {
@@ -157,6 +224,7 @@ pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
                 && metrics.epoch == t.history.len() + 1
             {
                 t.history.push(metrics);
+                t.times.epochs.push(stamp);
             }
         }
         Event::Finished { number, state, reason, secs } => {
@@ -166,6 +234,7 @@ pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, event: Event) {
                 t.state = state;
                 t.reason = reason;
                 t.secs += secs;
+                t.times.finished = stamp;
             }
         }
         Event::Paused { number, reason, secs } => {
@@ -271,12 +340,55 @@ mod tests {
             (Event::Resumed { number: 0 }, TrialState::Pruned, "a finished trial is never resumed"),
         ];
         for (event, state, why) in rows {
-            apply(&mut trials, event);
+            apply(&mut trials, Stamped::now(event));
             assert_eq!(trials[&0].state, state, "{why}");
         }
         assert_eq!(trials[&0].secs, 4.0, "each pause adds its process's seconds once per pause");
         let line = serde_json::to_string(&Event::Resumed { number: 3 }).unwrap();
         assert_eq!(line, r#"{"event":"resumed","number":3}"#);
+    }
+
+    /// Every record carries its UTC time and worker; records from before stamps still read;
+    /// a trial's times come from its records.
+    #[test]
+    fn records_are_stamped_and_unstamped_ones_still_read() {
+        let created = Event::Created {
+            number: 0,
+            params: Params::new(),
+            seed: u64::MAX,
+            infeasible: None,
+            retry_of: None,
+            fork: None,
+        };
+        let line = record_json(&created).unwrap();
+        let back: Stamped = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.event, created, "the event reads back whole (a u64 seed too): {line}");
+        let at = back.stamp.at.as_deref().expect("a time");
+        assert!(at.len() == 24 && at.ends_with('Z') && humantime::parse_rfc3339(at).is_ok(), "{at}");
+        assert_eq!(back.stamp.worker.as_deref(), Some(worker()));
+        assert!(worker().ends_with(&format!(":{}", std::process::id())));
+        let old: Stamped = serde_json::from_str(r#"{"event":"resumed","number":3}"#).unwrap();
+        assert_eq!((old.event, old.stamp), (Event::Resumed { number: 3 }, Stamp::default()));
+        assert!(
+            record_json(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: f64::NAN })
+                .is_err()
+        );
+
+        let stamp = |secs: u64| Stamp {
+            at: Some(
+                humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                    .to_string(),
+            ),
+            worker: Some(format!("w{secs}")),
+        };
+        let mut trials = BTreeMap::new();
+        apply(&mut trials, Stamped { event: created, stamp: stamp(100) });
+        apply(&mut trials, Stamped { event: Event::Epoch { number: 0, metrics: m(1, 0.5) }, stamp: stamp(130) });
+        assert_eq!(trials[&0].times.duration_secs(), Some(30.0), "running: up to its last epoch");
+        let done = Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 45.0 };
+        apply(&mut trials, Stamped { event: done, stamp: stamp(145) });
+        let t = &trials[&0].times;
+        assert_eq!((t.duration_secs(), t.worker()), (Some(45.0), Some("w130")), "{t:?}");
     }
 
     #[test]

@@ -50,8 +50,31 @@ pub fn param_names(trials: &BTreeMap<usize, TrialRecord>) -> Vec<String> {
     trials.values().flat_map(|t| t.params.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect()
 }
 
-pub const FIXED_COLUMNS: [&str; 8] =
-    ["rank", "trial", "state", "best_val_acc", "best_epoch", "epochs", "seconds", "reason"];
+/// `seconds`: the trial processes' own time; `start` and `end`: UTC wall-clock times of its
+/// creation and its finish (or last epoch); `duration_secs` between them (pauses included);
+/// `worker`: the `host:pid` that ran its last epoch.
+pub const FIXED_COLUMNS: [&str; 12] = [
+    "rank",
+    "trial",
+    "state",
+    "best_val_acc",
+    "best_epoch",
+    "epochs",
+    "seconds",
+    "start",
+    "end",
+    "duration_secs",
+    "worker",
+    "reason",
+];
+
+/// A trial's `start`, `end`, `duration_secs` and `worker`, where its records have them.
+pub fn time_columns(t: &TrialRecord) -> (Option<&str>, Option<&str>, Option<f64>, Option<&str>) {
+    let times = &t.times;
+    let end = times.finished.at.as_deref().or_else(|| times.epochs.last()?.at.as_deref());
+    let duration = times.duration_secs().map(|d| (d * 10.0).round() / 10.0);
+    (times.created.at.as_deref(), end, duration, times.worker())
+}
 
 /// Writes `leaderboard.csv`: the fixed columns, then one column per parameter.
 pub fn write_csv(path: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Result<()> {
@@ -70,8 +93,12 @@ pub fn write_csv(path: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Result<(
             best.map_or(String::new(), |b| b.1.to_string()),
             t.history.len().to_string(),
             format!("{:.1}", t.secs),
-            t.reason.clone().unwrap_or_default(),
         ];
+        let (start, end, duration, worker) = time_columns(t);
+        rec.extend([start, end].map(|v| v.unwrap_or_default().to_string()));
+        rec.push(duration.map_or(String::new(), |d| format!("{d:.1}")));
+        rec.push(worker.unwrap_or_default().to_string());
+        rec.push(t.reason.clone().unwrap_or_default());
         rec.extend(names.iter().map(|n| t.params.get(n).map_or(String::new(), |v| v.to_string())));
         w.write_record(rec).map_err(io)?;
     }
@@ -177,6 +204,7 @@ mod tests {
             secs: 1.0,
             retry_of: None,
             fork: None,
+            times: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::Params;
+use crate::study::journal::Stamp;
 use crate::training::EpochMetrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
@@ -55,6 +56,30 @@ pub struct TrialRecord {
     /// PBT: the trial this one was forked from, at which epoch, with which changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork: Option<Fork>,
+    /// When (and on which worker) it was created, each epoch ended, and it finished.
+    #[serde(default)]
+    pub times: Times,
+}
+
+/// The stamps of a trial's records: created, each epoch (beside `history`), finished.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Times {
+    pub created: Stamp,
+    pub epochs: Vec<Stamp>,
+    pub finished: Stamp,
+}
+
+impl Times {
+    /// Wall seconds from creation to the finish (or the last epoch, while it runs).
+    pub fn duration_secs(&self) -> Option<f64> {
+        let end = self.finished.unix_secs().or_else(|| self.epochs.last()?.unix_secs())?;
+        Some(end - self.created.unix_secs()?)
+    }
+
+    /// The worker that ran its last epoch (or created it).
+    pub fn worker(&self) -> Option<&str> {
+        self.epochs.iter().rev().chain([&self.created]).find_map(|s| s.worker.as_deref())
+    }
 }
 
 /// Where a forked trial comes from (population-based training): it starts from `parent`'s

@@ -221,7 +221,7 @@ impl Study {
     /// a moment later (applying it twice changes nothing).
     fn record(&mut self, event: &Event) -> Result<()> {
         if self.storage.record(event)? {
-            super::journal::apply(&mut self.trials, event.clone());
+            super::journal::apply(&mut self.trials, super::journal::Stamped::now(event.clone()));
         }
         self.sync()
     }
@@ -247,7 +247,7 @@ impl Study {
             tracing::warn!("trial number {n} was re-queued by another worker before it was sampled here");
             return Ok(Next::Lost);
         }
-        super::journal::apply(&mut self.trials, created);
+        super::journal::apply(&mut self.trials, super::journal::Stamped::now(created));
         self.sync()?;
         if let Some(reason) = infeasible {
             tracing::info!("trial {n} infeasible, not launched: {reason}");

@@ -49,7 +49,10 @@ impl Study {
             self.sync()?;
             return Ok(Started::Wait);
         }
-        crate::study::journal::apply(&mut self.trials, Event::Resumed { number: n });
+        crate::study::journal::apply(
+            &mut self.trials,
+            crate::study::journal::Stamped::now(Event::Resumed { number: n }),
+        );
         tracing::info!("trial {n} promoted: resumes from its checkpoint after epoch {}", self.trials[&n].history.len());
         self.launch(n, tx)?;
         Ok(Started::Yes)
@@ -132,7 +135,7 @@ impl Study {
             let finished =
                 Event::Finished { number: c.number, state: TrialState::Pruned, reason: Some(reason), secs: 0.0 };
             if self.storage.close_paused(&finished)? {
-                crate::study::journal::apply(&mut self.trials, finished);
+                crate::study::journal::apply(&mut self.trials, crate::study::journal::Stamped::now(finished));
             }
         }
         self.sync()?;

@@ -57,6 +57,7 @@ fn history(space: &SearchSpace, n: usize) -> BTreeMap<usize, TrialRecord> {
                     secs: 1.0,
                     retry_of: None,
                     fork: None,
+                    times: Default::default(),
                 },
             )
         })

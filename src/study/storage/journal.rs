@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Cursor, Liveness, Queued, Reaped, Reservation, StudyStorage};
 use crate::error::{Result, TuneError};
-use crate::study::journal::{Event, Journal, parse_line};
+use crate::study::journal::{Event, Journal, Stamped, parse_line};
 use crate::study::start::Resolved;
 use crate::study::trial::{TrialRecord, TrialState};
 
@@ -192,7 +192,7 @@ impl StudyStorage for JournalStorage {
         self.record(finished)
     }
 
-    fn read_since(&mut self, cursor: Cursor) -> Result<(Vec<Event>, Cursor)> {
+    fn read_since(&mut self, cursor: Cursor) -> Result<(Vec<Stamped>, Cursor)> {
         let path = self.journal.path();
         let mut file = match File::open(path) {
             Ok(f) => f,

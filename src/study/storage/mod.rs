@@ -16,7 +16,7 @@ pub use catalog::{Catalog, StudyEntry};
 pub use journal::JournalStorage;
 pub use postgres::{PgStorage, StudyListing};
 
-use super::journal::{Event, apply};
+use super::journal::{Event, Stamped, apply};
 use super::start::Resolved;
 use super::trial::TrialRecord;
 use crate::error::{Result, TuneError};
@@ -123,7 +123,7 @@ pub trait StudyStorage: Send {
     /// that keeps its cursor reads each event once, however long the study grows. An event
     /// may show up a moment after its write returned (a shared store shows a transaction's
     /// events once every older one has ended), never out of order or not at all.
-    fn read_since(&mut self, cursor: Cursor) -> Result<(Vec<Event>, Cursor)>;
+    fn read_since(&mut self, cursor: Cursor) -> Result<(Vec<Stamped>, Cursor)>;
 
     /// Every trial, rebuilt from all events.
     fn trials(&mut self) -> Result<BTreeMap<usize, TrialRecord>> {
@@ -154,7 +154,7 @@ pub fn postgres_patience() -> Duration {
 }
 
 /// Trial records from events in recorded order.
-pub fn rebuild(events: Vec<Event>) -> BTreeMap<usize, TrialRecord> {
+pub fn rebuild(events: Vec<Stamped>) -> BTreeMap<usize, TrialRecord> {
     let mut trials = BTreeMap::new();
     for e in events {
         apply(&mut trials, e);
@@ -336,6 +336,12 @@ pub mod conformance {
         s.record(&epoch(0, 1, 0.5)).unwrap();
         let (first, cursor) = s.read_since(Cursor::START).unwrap();
         assert_eq!(first.len(), 2);
+        assert!(
+            first
+                .iter()
+                .all(|r| r.stamp.at.is_some() && r.stamp.worker.as_deref() == Some(crate::study::journal::worker())),
+            "every record is stamped with its time and this worker: {first:?}"
+        );
         s.record(&epoch(0, 2, 0.7)).unwrap();
         assert!(
             s.record(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 2.0 }).unwrap()

@@ -35,7 +35,7 @@ use schema::migrate;
 
 use super::{Cursor, Liveness, Queued, Reaped, Reservation, StudyStorage, redact};
 use crate::error::{Result, TuneError};
-use crate::study::journal::Event;
+use crate::study::journal::{Event, Stamped};
 use crate::study::start::Resolved;
 use crate::study::trial::TrialState;
 
@@ -272,8 +272,7 @@ impl Drop for PgStorage {
 }
 
 fn event_json(event: &Event) -> std::result::Result<String, String> {
-    crate::study::journal::check_finite(event)?;
-    Ok(serde_json::to_string(event).expect("serialisable"))
+    crate::study::journal::record_json(event)
 }
 
 fn insert_event(tx: &mut Transaction, id: i32, body: &str) -> std::result::Result<(), postgres::Error> {
@@ -486,13 +485,13 @@ impl StudyStorage for PgStorage {
                 "INSERT INTO tune_trials (study_id, number, running, owner, params, seed) VALUES ($1, $2, true, $3, $4, $5)",
                 &[&id, &number, &me, &params, &seed],
             )?;
-            insert_event(tx, id, &serde_json::to_string(&created).expect("serialisable"))?;
+            insert_event(tx, id, &event_json(&created).expect("a created trial's numbers are finite"))?;
             Ok(Some(number as usize))
         })
     }
 
     fn resume(&mut self, number: usize) -> Result<bool> {
-        let body = serde_json::to_string(&Event::Resumed { number }).expect("serialisable");
+        let body = event_json(&Event::Resumed { number }).expect("no numbers to check");
         let (number, me) = (int(number), self.worker.clone());
         let id = self.require_id()?;
         let mut attempts = 0;
@@ -542,7 +541,7 @@ impl StudyStorage for PgStorage {
         })
     }
 
-    fn read_since(&mut self, cursor: Cursor) -> Result<(Vec<Event>, Cursor)> {
+    fn read_since(&mut self, cursor: Cursor) -> Result<(Vec<Stamped>, Cursor)> {
         let Some(id) = self.study_id()? else { return Ok((Vec::new(), cursor)) };
         let (xid, event) = (cursor.0 as i64, cursor.1 as i64);
         let rows = self.with_client("read events", |c| {
@@ -628,12 +627,12 @@ impl StudyStorage for PgStorage {
                     None => format!("worker lost: {owner} sent no heartbeat for {age:.0} s (grace {grace:.0} s); not re-run after {attempt} retries"),
                 };
                 let finished = Event::Finished { number: number as usize, state: TrialState::Failed, reason: Some(reason.clone()), secs: 0.0 };
-                insert_event(tx, id, &serde_json::to_string(&finished).expect("serialisable"))?;
+                insert_event(tx, id, &event_json(&finished).expect("a reaped trial's numbers are finite"))?;
                 tx.execute("UPDATE tune_trials SET running = false WHERE study_id = $1 AND number = $2", &[&id, &number])?;
                 if let Some(r) = retry {
                     let params_map = serde_json::from_str(&params).expect("written by tune");
                     let created = Event::Created { number: r as usize, params: params_map, seed: seed as u64, infeasible: None, retry_of: Some(number as usize), fork: None };
-                    insert_event(tx, id, &serde_json::to_string(&created).expect("serialisable"))?;
+                    insert_event(tx, id, &event_json(&created).expect("a created trial's numbers are finite"))?;
                     tx.execute(
                         "INSERT INTO tune_trials (study_id, number, running, owner, params, seed, draw, attempt) VALUES ($1, $2, true, NULL, $3, $4, $6, $5)",
                         &[&id, &r, &params, &seed, &(attempt + 1), &row.get::<_, i32>(6)],

@@ -20,7 +20,7 @@ use crate::error::{Result, TuneError};
 use crate::evaluation::{Report, evaluate_dir};
 use crate::model::Architecture;
 use crate::study::leaderboard::rank;
-use crate::study::storage::{JournalStorage, StudyStorage};
+use crate::study::storage::{StorageSpec, StudyStorage};
 use crate::study::{TrialRecord, TrialState};
 use crate::training::{Display, TrainConfig, TrainData};
 
@@ -33,8 +33,11 @@ pub struct RetrainOptions {
     /// The study's best trial (`trial` must then be `None`).
     pub best: bool,
     pub trial: Option<usize>,
-    /// Study directory (default: the only study under runs/); with `storage`, the study's name.
+    /// Study directory (default: the only study under `runs_dir`); with `storage`, the study's name.
     pub study: Option<PathBuf>,
+    /// Where studies live on this machine (`runs`): searched for the only study without
+    /// `study`, and where a store's study keeps its retrains.
+    pub runs_dir: PathBuf,
     /// A shared store's URL; `None` reads the journal.
     pub storage: Option<String>,
     /// With `best`, pruned trials qualify too.
@@ -77,18 +80,52 @@ pub fn schedule<'a>(
     stages
 }
 
-fn pick_study(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = explicit {
-        return Ok(p.to_path_buf());
+/// The study to retrain and its records, through the catalog of `--storage` or the runs
+/// directory: `--study` names it (a study directory, or a store's study name), or else the
+/// catalog must hold exactly one.
+fn open_study(args: &RetrainOptions) -> Result<(PathBuf, Box<dyn StudyStorage>)> {
+    let spec = StorageSpec::parse(args.storage.as_deref(), "--storage", &args.runs_dir)?;
+    let (root, name) = match (&spec, &args.study) {
+        // A study directory is a catalog of one.
+        (StorageSpec::Journal(_), Some(dir)) => (dir.clone(), None),
+        (StorageSpec::Journal(_), None) => (args.runs_dir.clone(), None),
+        (StorageSpec::Postgres(_), Some(name)) => (args.runs_dir.clone(), Some(name.to_string_lossy().into_owned())),
+        (StorageSpec::Postgres(_), None) => {
+            return Err(TuneError::Config {
+                file: "<command line>".into(),
+                key: "--study".into(),
+                problem: "which study of the store?".into(),
+                fix: "pass --study NAME (see `tune study list --storage URL`)".into(),
+            });
+        }
+    };
+    let spec = match spec {
+        StorageSpec::Journal(_) => StorageSpec::Journal(root.clone()),
+        store => store,
+    };
+    if matches!(spec, StorageSpec::Journal(_)) && !root.exists() {
+        return Err(TuneError::Study(format!(
+            "{}: no such directory; run a study first, or pass --study DIR or --runs-dir DIR",
+            root.display()
+        )));
     }
-    let studies = crate::report::find_studies(Path::new("runs"))?;
-    match studies.as_slice() {
-        [one] => Ok(one.clone()),
-        many => Err(TuneError::Study(format!(
-            "several studies under runs/: {}; choose one with --study runs/NAME",
-            many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        ))),
-    }
+    let mut catalog = spec.catalog(&root);
+    let (entry, storage) = match name {
+        Some(name) => catalog.open(&name)?,
+        None => match catalog.list()?.as_slice() {
+            [one] => (one.clone(), catalog.storage(one)?),
+            [] => return Err(TuneError::Study(format!("{}: no study here; pass --study DIR", catalog.location()))),
+            many => {
+                return Err(TuneError::Study(format!(
+                    "several studies under {}: {}; choose one with --study {}/NAME",
+                    catalog.location(),
+                    many.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
+                    root.display()
+                )));
+            }
+        },
+    };
+    Ok((entry.dir, storage))
 }
 
 /// The best trial to retrain: complete ones (and pruned ones when asked) by best val_acc.
@@ -160,23 +197,7 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
     crate::backend::set_threads(args.threads);
     // The parameters come from the study's records: a journal directory, or a shared store
     // (then only they are needed, so the retrain runs on any machine).
-    let (study, mut storage): (PathBuf, Box<dyn StudyStorage>) = match args.storage.as_deref() {
-        None => {
-            let study = pick_study(args.study.as_deref())?;
-            (study.clone(), Box::new(JournalStorage::new(&study)))
-        }
-        Some(url) => {
-            let name =
-                args.study.as_ref().map(|p| p.to_string_lossy().into_owned()).ok_or_else(|| TuneError::Config {
-                    file: "<command line>".into(),
-                    key: "--study".into(),
-                    problem: "which study of the store?".into(),
-                    fix: "pass --study NAME (see `tune study list --storage URL`)".into(),
-                })?;
-            let spec = crate::study::storage::StorageSpec::parse(Some(url), "--storage", Path::new("runs"))?;
-            (Path::new("runs").join(&name), spec.open(&name, crate::study::storage::postgres_patience())?)
-        }
-    };
+    let (study, mut storage) = open_study(args)?;
     let settings_path = PathBuf::from(match args.storage {
         Some(_) => format!("{} settings", storage.location()),
         None => study.join("settings.json").display().to_string(),

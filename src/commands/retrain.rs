@@ -17,9 +17,12 @@ pub struct RetrainArgs {
     /// Retrain this trial instead.
     #[arg(long)]
     pub trial: Option<usize>,
-    /// Study directory (default: the only study under runs/); with --storage, the study's name.
+    /// Study directory (default: the only study under --runs-dir); with --storage, the study's name.
     #[arg(long)]
     pub study: Option<PathBuf>,
+    /// Where studies live on this machine: searched for the only study without --study, and where a store's study keeps its retrains.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
     #[command(flatten)]
     pub storage: StorageArgs,
     /// With --best, also consider pruned trials (by default only complete ones qualify).
@@ -49,6 +52,7 @@ pub fn run(args: RetrainArgs) -> Result<()> {
         best: args.best,
         trial: args.trial,
         study: args.study,
+        runs_dir: args.runs_dir,
         storage: args.storage.storage,
         include_pruned: args.include_pruned,
         epochs: args.epochs,

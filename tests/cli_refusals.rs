@@ -346,6 +346,19 @@ fn retrain_refuses_a_study_without_a_complete_trial_and_bad_flags() {
     refused(&f, &["retrain", "--best", "--study", "runs/s", "--data-dir", d, "--epochs", "0"], 2, &["`--epochs`"]);
     refused(&f, &["retrain", "--best", "--study", "runs/s", "--data-dir", d, "--subset", "0"], 2, &["`--subset`"]);
     refused(&f, &["retrain", "--best", "--study", "runs/s", "--data-dir", d, "--seeds", "0"], 2, &["--seeds"]);
+    // Without --study, the runs directory must hold exactly one study.
+    refused(
+        &f,
+        &["retrain", "--best", "--data-dir", d],
+        6,
+        &["several studies under runs", "bad, s", "--study runs/NAME"],
+    );
+    refused(
+        &f,
+        &["retrain", "--best", "--runs-dir", "elsewhere", "--data-dir", d],
+        6,
+        &["elsewhere", "--runs-dir DIR"],
+    );
     // With --include-pruned, the pruned trial is retrained (trial 2, not the failed 0.99).
     let out = ok(f.run(&[
         "retrain",

@@ -20,6 +20,8 @@ pub mod model;
 pub mod report;
 pub mod retrain;
 pub mod study;
+/// Tiny generated data sets for tests (the `testing` feature, on in this package's own tests).
+#[cfg(any(test, feature = "testing"))]
 pub mod testdata;
 pub mod training;
 

@@ -217,10 +217,10 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// The checks every backend runs, exported so the PostgreSQL suite (`tests/postgres.rs`)
-/// runs the same ones as the journal's unit tests. `make` opens the same (new) study afresh
-/// on each call.
-#[doc(hidden)]
+/// The checks every backend runs, exported (with the `testing` feature) so the PostgreSQL
+/// suite (`tests/postgres.rs`) runs the same ones as the journal's unit tests. `make` opens
+/// the same (new) study afresh on each call.
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance {
     use super::*;
     use crate::model::Params;

@@ -65,7 +65,7 @@ fn conforms() -> Result<(), Failed> {
     let (url, name) = (url().unwrap(), unique("conformance"));
     storage::conformance::records(&|| Box::new(PgStorage::connect(&url, &name).unwrap()));
     let paused = unique("conformance-paused");
-    storage::conformance::pauses(&|| Box::new(PgStorage::connect(&url, &paused).unwrap()));
+    storage::conformance::pauses(&|| Box::new(PgStorage::connect(&url, &paused).unwrap()), true);
     Ok(())
 }
 

@@ -275,7 +275,7 @@ mod tests {
         let study = dir.path().join("c");
         crate::study::storage::conformance::records(&|| Box::new(JournalStorage::new(&study)));
         let paused = dir.path().join("p");
-        crate::study::storage::conformance::pauses(&|| Box::new(JournalStorage::new(&paused)));
+        crate::study::storage::conformance::pauses(&|| Box::new(JournalStorage::new(&paused)), false);
     }
 
     #[test]

@@ -270,7 +270,8 @@ pub mod conformance {
 
     /// Pausing, resuming (once), closing a paused trial; a paused trial runs nowhere, so it is
     /// neither queued nor reaped.
-    pub fn pauses(make: &dyn Fn() -> Box<dyn StudyStorage>) {
+    /// `reaps`: the backend reaps lost trials (a shared store); a journal has one writer.
+    pub fn pauses(make: &dyn Fn() -> Box<dyn StudyStorage>, reaps: bool) {
         let mut s = make();
         s.create_or_open(&resolved(1), "space text").unwrap();
         let n = create(&mut *s, 10).unwrap();
@@ -322,6 +323,18 @@ pub mod conformance {
         assert_eq!(trials[&m].state, TrialState::Pruned);
         assert_eq!(trials[&f].state, TrialState::Running);
         assert_eq!(trials[&f].fork.as_ref().and_then(|k| k.replaces), Some(m), "the fork names what it replaced");
+        // Its worker lost, the fork is re-run as the same fork (parent, epoch, changes).
+        std::thread::sleep(Duration::from_millis(20));
+        let reaped = s.reap(&fast).unwrap();
+        if reaps {
+            let rerun = reaped.iter().find(|r| r.lost == f).and_then(|r| r.retry).expect("the lost fork is re-run");
+            let again = &s.trials().unwrap()[&rerun];
+            let original = trials[&f].fork.clone().unwrap();
+            assert_eq!(again.fork, Some(crate::study::trial::Fork { replaces: None, ..original }));
+            assert_eq!(again.retry_of, Some(f));
+        } else {
+            assert!(reaped.is_empty(), "one writer loses no worker");
+        }
         assert!(create(&mut *s, 3).is_some(), "a fork does not count against the budget of 3");
         assert_eq!(create(&mut *s, 3), None, "the budget's trials do");
     }

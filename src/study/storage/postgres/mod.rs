@@ -37,6 +37,7 @@ use super::{Cursor, Liveness, Queued, Reaped, Reservation, StudyStorage, redact}
 use crate::error::{Result, TuneError};
 use crate::study::journal::{Event, Stamped};
 use crate::study::start::Resolved;
+use crate::study::trial::Fork;
 use crate::study::trial::TrialState;
 
 /// How long a worker waits for a store that went away before it stops (resumable).
@@ -631,7 +632,21 @@ impl StudyStorage for PgStorage {
                 tx.execute("UPDATE tune_trials SET running = false WHERE study_id = $1 AND number = $2", &[&id, &number])?;
                 if let Some(r) = retry {
                     let params_map = serde_json::from_str(&params).expect("written by tune");
-                    let created = Event::Created { number: r as usize, params: params_map, seed: seed as u64, infeasible: None, retry_of: Some(number as usize), fork: None };
+                    // A lost PBT fork is re-run as the same fork (its parent's checkpoint, its
+                    // changes); it replaces no trial itself.
+                    let fork = tx
+                        .query_opt(
+                            "SELECT body FROM tune_events WHERE study_id = $1 AND body::jsonb ->> 'event' = 'created' \
+                             AND (body::jsonb ->> 'number')::int = $2 ORDER BY id LIMIT 1",
+                            &[&id, &number],
+                        )?
+                        .and_then(|row| serde_json::from_str::<Stamped>(&row.get::<_, String>(0)).ok())
+                        .and_then(|s| match s.event {
+                            Event::Created { fork, .. } => fork,
+                            _ => None,
+                        })
+                        .map(|f| Fork { replaces: None, ..f });
+                    let created = Event::Created { number: r as usize, params: params_map, seed: seed as u64, infeasible: None, retry_of: Some(number as usize), fork };
                     insert_event(tx, id, &event_json(&created).expect("a created trial's numbers are finite"))?;
                     tx.execute(
                         "INSERT INTO tune_trials (study_id, number, running, owner, params, seed, draw, attempt) VALUES ($1, $2, true, NULL, $3, $4, $6, $5)",

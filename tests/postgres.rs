@@ -56,6 +56,7 @@ fn main() {
         ("a_killed_worker_is_declared_lost_and_its_trial_rerun_elsewhere", killed_worker),
         ("a_server_restart_mid_study_loses_nothing", server_restart),
         ("report_retrain_eval_and_study_commands_read_the_store", read_commands),
+        ("the_password_comes_from_a_file_env_or_pgpass_and_is_written_nowhere", secrets),
     ];
     let trials = tests.into_iter().map(|(name, f)| Trial::test(name, f).with_ignored_flag(reason.is_some())).collect();
     libtest_mimic::run(&args, trials).exit();
@@ -503,4 +504,133 @@ fn read_commands() -> Result<(), Failed> {
     check(!ok(f.run(&["study", "list", "--storage", &url])).contains(&name), "deleted".into())?;
     let again = f.run(&["report", "--storage", &url, "--study", &name]);
     check(!again.status.success() && text(&again).contains("no study"), text(&again))
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// A role that signs in with a password (SCRAM, `.ci/postgres`'s pg_hba line): the password
+/// from `--storage-password-file`, `PGPASSWORD` or a `PGPASSFILE`; a wrong one is exit 8
+/// naming the user and not the password; and after a study, its report, a retrain and a
+/// listing, the password is in no file the study wrote and in none of the commands' output
+/// — even when it was given in the URL.
+fn secrets() -> Result<(), Failed> {
+    let admin_url = url().unwrap();
+    let password = format!("s3cret-{}", std::process::id());
+    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)?;
+    // The least-privileged role README describes: it logs in and owns one database, nothing more.
+    let db = "tune_secret_test";
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))?;
+    // A role left by an interrupted earlier run (it may own objects here).
+    admin.batch_execute(
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tune_secret') THEN \
+         REASSIGN OWNED BY tune_secret TO postgres; DROP OWNED BY tune_secret; DROP ROLE tune_secret; END IF; END $$",
+    )?;
+    admin.batch_execute(&format!("CREATE ROLE tune_secret LOGIN PASSWORD '{password}'"))?;
+    admin.batch_execute(&format!("CREATE DATABASE {db} OWNER tune_secret"))?;
+    let server = admin_url.trim_start_matches("postgresql://postgres@").rsplit_once('/').unwrap().0.to_string();
+    let host = format!("{server}/{db}");
+    let bare = format!("postgresql://tune_secret@{host}");
+    let f = Fixture::new(400, 60);
+    let name = unique("secret");
+    let s = f.write("secret.toml", &space(&name, 2, "sampler = \"random\"", 1).replace("sampler = \"tpe\"\n", ""));
+    let file = f.write("pw", &format!("{password}\n"));
+    let wrong = f.write("wrong", "not-it\n");
+    let mut outputs = Vec::new();
+    // A wrong password: exit 8, naming the user, not the password.
+    let o = f.run(&["study", "list", "--storage", &bare, "--storage-password-file", wrong.to_str().unwrap()]);
+    check(o.status.code() == Some(8), format!("wrong password: {}", text(&o)))?;
+    check(text(&o).contains("tune_secret") && !text(&o).contains("not-it"), text(&o))?;
+    // Without any password: refused too.
+    let o = f
+        .cmd(&["study", "list", "--storage", &bare])
+        .env_remove("PGPASSWORD")
+        .env("PGPASSFILE", "/nonexistent")
+        .output()?;
+    check(o.status.code() == Some(8), format!("no password: {}", text(&o)))?;
+    // The file: a whole study, then its report and a retrain.
+    let pw = file.to_str().unwrap();
+    outputs.push(ok(f.run(&[
+        "run",
+        s.to_str().unwrap(),
+        "--storage",
+        &bare,
+        "--storage-password-file",
+        pw,
+        "--data-dir",
+        "data",
+    ])));
+    outputs.push(ok(f.run(&[
+        "report",
+        "--storage",
+        &bare,
+        "--storage-password-file",
+        pw,
+        "--study",
+        &name,
+        "--out",
+        "rep",
+    ])));
+    outputs.push(ok(f.run(&[
+        "retrain",
+        "--best",
+        "--storage",
+        &bare,
+        "--storage-password-file",
+        pw,
+        "--study",
+        &name,
+        "--epochs",
+        "1",
+        "--subset",
+        "100",
+        "--data-dir",
+        "data",
+    ])));
+    // PGPASSWORD, a PGPASSFILE, and the password in the URL itself.
+    let o = f.cmd(&["study", "list", "--storage", &bare]).env("PGPASSWORD", &password).output()?;
+    outputs.push(text(&o));
+    check(o.status.success() && text(&o).contains(&name), format!("PGPASSWORD: {}", text(&o)))?;
+    let pgpass = f.write("pgpass", &format!("*:*:*:tune_secret:{password}\n"));
+    let o =
+        f.cmd(&["study", "list", "--storage", &bare]).env_remove("PGPASSWORD").env("PGPASSFILE", &pgpass).output()?;
+    outputs.push(text(&o));
+    check(o.status.success() && text(&o).contains(&name), format!("PGPASSFILE: {}", text(&o)))?;
+    let with_password = format!("postgresql://tune_secret:{password}@{host}");
+    outputs.push(ok(f.run(&["report", "--storage", &with_password, "--study", &name, "--out", "rep2"])));
+    // Nowhere: not in the output, not in any file except the ones holding it on purpose.
+    for out in &outputs {
+        check(!out.contains(&password), format!("the password was printed:\n{out}"))?;
+    }
+    let leaked: Vec<_> =
+        files_containing(f.dir.path(), &password).into_iter().filter(|p| *p != file && *p != pgpass).collect();
+    check(leaked.is_empty(), format!("the password is in {leaked:?}"))?;
+    // Nor in the store's own records of the study.
+    let mut store = postgres::Client::connect(&format!("postgresql://postgres@{host}"), postgres::NoTls)?;
+    let rows = store
+        .query(
+            "SELECT (SELECT count(*) FROM tune_events WHERE body LIKE '%' || $1 || '%') + \
+         (SELECT count(*) FROM tune_studies WHERE row_to_json(tune_studies)::text LIKE '%' || $1 || '%')",
+            &[&password],
+        )
+        .map_err(|e| format!("reading the store's records: {e:?}"))?;
+    check(rows[0].get::<_, i64>(0) == 0, "the password is in the store's records".into())?;
+    drop(store);
+    admin.batch_execute(&format!("DROP DATABASE {db}")).map_err(|e| format!("dropping {db}: {e:?}"))?;
+    admin.batch_execute("DROP ROLE tune_secret").map_err(|e| format!("dropping the role: {e:?}"))?;
+    Ok(())
 }

@@ -57,7 +57,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         (None, Some(n)) => {
             let study = args.study.as_deref().expect("clap requires --study with --trial");
             evaluate_store_trial(
-                args.storage.storage.as_deref(),
+                args.storage.url().as_deref(),
                 study,
                 n,
                 args.artifacts.as_deref(),

@@ -81,7 +81,21 @@ pub fn execute(cli: Cli) -> Result<()> {
 pub struct StorageArgs {
     /// Shared study store, postgresql://user@host:port/database: workers on any number of machines join the same study. Overrides study.storage; default: a journal under the runs directory.
     #[arg(long, env = "TUNE_STORAGE", hide_env_values = true)]
-    pub storage: Option<String>,
+    storage: Option<String>,
+    /// The store's password, as the first line of this file (else the URL's, PGPASSWORD, or ~/.pgpass), so it is in no URL, command line or process list.
+    #[arg(long, env = "TUNE_STORAGE_PASSWORD_FILE")]
+    storage_password_file: Option<PathBuf>,
+}
+
+impl StorageArgs {
+    /// The store's URL, if one is given; its password file (if any) then serves every
+    /// connection this process makes.
+    pub fn url(&self) -> Option<String> {
+        if let Some(file) = &self.storage_password_file {
+            crate::study::storage::use_password_file(file.clone());
+        }
+        self.storage.clone()
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -28,7 +28,7 @@ pub struct ReportArgs {
 pub fn run(args: &ReportArgs) -> Result<()> {
     use crate::study::storage::StorageSpec;
     let mut generated = Vec::new();
-    let mut catalog = StorageSpec::parse(args.storage.storage.as_deref(), "--storage", &args.path)?.catalog(&args.path);
+    let mut catalog = StorageSpec::parse(args.storage.url().as_deref(), "--storage", &args.path)?.catalog(&args.path);
     let entries = match &args.study {
         Some(name) => vec![catalog.open(name)?.0],
         None => catalog.list()?,

@@ -53,7 +53,7 @@ pub fn run(args: RetrainArgs) -> Result<()> {
         trial: args.trial,
         study: args.study,
         runs_dir: args.runs_dir,
-        storage: args.storage.storage,
+        storage: args.storage.url(),
         include_pruned: args.include_pruned,
         epochs: args.epochs,
         seeds: args.seeds,

@@ -56,7 +56,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         data_dir: args.data.data_dir.clone(),
         split_seed: args.data.split_seed,
         timeout: args.timeout,
-        storage: args.storage.storage,
+        storage: args.storage.url(),
         artifacts: args.artifacts,
         threads: args.threads,
         known_train_size: None,

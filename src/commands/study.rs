@@ -37,8 +37,7 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
     use crate::study::storage::StorageSpec;
     match cmd {
         StudyCommand::List { storage, runs_dir } => {
-            let mut catalog =
-                StorageSpec::parse(storage.storage.as_deref(), "--storage", &runs_dir)?.catalog(&runs_dir);
+            let mut catalog = StorageSpec::parse(storage.url().as_deref(), "--storage", &runs_dir)?.catalog(&runs_dir);
             let studies = catalog.list()?;
             println!("{:<32} {:<17} trials", "study", "created");
             for entry in &studies {
@@ -50,8 +49,7 @@ pub fn run(cmd: StudyCommand) -> Result<()> {
             Ok(())
         }
         StudyCommand::Delete { name, storage, runs_dir, yes } => {
-            let mut catalog =
-                StorageSpec::parse(storage.storage.as_deref(), "--storage", &runs_dir)?.catalog(&runs_dir);
+            let mut catalog = StorageSpec::parse(storage.url().as_deref(), "--storage", &runs_dir)?.catalog(&runs_dir);
             if !yes {
                 return Err(TuneError::Config {
                     file: "<command line>".into(),

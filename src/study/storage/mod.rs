@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use catalog::{Catalog, StudyEntry};
 pub use journal::JournalStorage;
-pub use postgres::{PgStorage, StudyListing};
+pub use postgres::{PgStorage, StudyListing, use_password_file};
 
 use super::journal::{Event, Stamped, apply};
 use super::start::Resolved;

@@ -23,11 +23,14 @@ use std::time::{Duration, Instant};
 
 mod conn;
 mod schema;
+mod secret;
+
+pub use secret::use_password_file;
 
 use std::collections::HashMap;
 
 use postgres::error::SqlState;
-use postgres::{Client, NoTls, Transaction};
+use postgres::{NoTls, Transaction};
 
 use conn::{Conn, blocking, transient};
 
@@ -45,6 +48,8 @@ pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(600);
 
 pub struct PgStorage {
     url: String,
+    /// The URL's settings with the password filled in ([`secret`]): never printed.
+    config: postgres::Config,
     client: Option<Conn>,
     name: String,
     id: Option<i32>,
@@ -85,8 +90,14 @@ impl PgStorage {
     /// Connects to the store at `url` for study `name` (it need not exist yet), creating or
     /// upgrading tune's schema.
     pub fn connect(url: &str, name: &str) -> Result<PgStorage> {
+        let config = secret::config(url).map_err(|problem| TuneError::Store {
+            url: redact(url),
+            problem,
+            fix: "give a postgresql://user@host:port/database URL and the password in --storage-password-file, PGPASSWORD or ~/.pgpass".into(),
+        })?;
         let mut s = PgStorage {
             url: url.to_string(),
+            config,
             client: None,
             name: name.to_string(),
             id: None,
@@ -112,7 +123,7 @@ impl PgStorage {
     }
 
     fn new_client(&self) -> std::result::Result<Conn, postgres::Error> {
-        let mut client = Client::connect(&self.url, NoTls)?;
+        let mut client = self.config.connect(NoTls)?;
         migrate(&mut client)?;
         Ok(Conn { client, statements: HashMap::new() })
     }

@@ -134,7 +134,7 @@ proptest! {
 
     #[test]
     fn any_training_config_is_checked_and_stays_writable(
-        entries in prop::collection::vec((prop::sample::select(tune::training::config::CONFIG_KEYS.to_vec()), scalar()), 0..6),
+        entries in prop::collection::vec((prop::sample::select(tune::training::config::config_keys()), scalar()), 0..6),
         lr in proptest::option::of(any::<f64>()),
         epochs in proptest::option::of(any::<usize>()),
     ) {

@@ -299,12 +299,13 @@ impl Layered {
         for (k, v) in table {
             // A space file says `max_epochs`; it is the same setting.
             let key = if k == "max_epochs" { "epochs" } else { k.as_str() };
-            if !CONFIG_KEYS.contains(&key) {
+            let known = config_keys();
+            if !known.iter().any(|k| k == key) {
                 return Err(TuneError::Config {
                     file: file.to_path_buf(),
                     key: format!("{prefix}{k}"),
                     problem: "unknown training setting".into(),
-                    fix: format!("use one of {}", CONFIG_KEYS.join(", ")),
+                    fix: format!("use one of {}", known.join(", ")),
                 });
             }
             self.set_value(key, v.clone(), file, &format!("{prefix}{k}"));
@@ -390,30 +391,14 @@ impl Layered {
     }
 }
 
-/// The fields of [`TrainConfig`], as written in files.
-pub const CONFIG_KEYS: [&str; 21] = [
-    "epochs",
-    "patience",
-    "lr",
-    "lr_factor",
-    "lr_patience",
-    "min_lr",
-    "batch_size",
-    "weight_decay",
-    "seed",
-    "subset",
-    "split_seed",
-    "aug_shift",
-    "aug_flip",
-    "aug_erase",
-    "aug_erase_area",
-    "label_smoothing",
-    "lr_schedule",
-    "warmup_epochs",
-    "optimizer",
-    "momentum",
-    "precision",
-];
+/// The fields of [`TrainConfig`], as written in files: read off the config itself, so a new
+/// setting needs no second list.
+pub fn config_keys() -> Vec<String> {
+    match serde_json::to_value(TrainConfig::default()).expect("a config serialises") {
+        serde_json::Value::Object(fields) => fields.keys().cloned().collect(),
+        _ => unreachable!("a struct serialises as an object"),
+    }
+}
 
 /// A flag's value before it joins the table.
 pub enum FlagValue {
@@ -600,6 +585,16 @@ mod tests {
         assert!(msg.contains("--split-seed") && msg.contains("too large"), "{msg}");
         let msg = Layered::default().table(&table("epoch = 3"), Path::new("c.toml"), "").unwrap_err().to_string();
         assert!(msg.contains("`epoch`") && msg.contains("unknown"), "{msg}");
+    }
+
+    #[test]
+    fn the_config_keys_are_every_field_and_the_dictionary_keys_are_among_them() {
+        let keys = config_keys();
+        assert_eq!(keys.len(), 21, "{keys:?}");
+        assert!(keys.iter().any(|k| k == "subset"), "an unset option is a key too");
+        for k in DICTIONARY_KEYS {
+            assert!(keys.iter().any(|c| c == k), "{k} is a setting");
+        }
     }
 
     #[test]

@@ -226,8 +226,11 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
             .flag("subset", "--subset", args.subset)?
             .flag("split_seed", "--split-seed", Some(args.split_seed))?
             .build()?;
+        // A stage stops at its fork; its learning-rate schedule spans the whole run, as the
+        // study's trial did.
         let epochs = end.map_or(cfg.epochs, |e| e.min(cfg.epochs));
-        stages.push((t, arch, TrainConfig { subset: args.subset, epochs, ..cfg }));
+        let plan_epochs = Some(cfg.epochs);
+        stages.push((t, arch, TrainConfig { subset: args.subset, epochs, plan_epochs, ..cfg }));
     }
     if stages.len() > 1 {
         let steps: Vec<String> =

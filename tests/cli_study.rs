@@ -263,6 +263,29 @@ fn a_pbt_fork_continues_its_parents_curve_from_its_checkpoint() {
     assert!((lr(at) - parent_lr).abs() < 1e-12, "epoch {at} trains with trial {parent}'s lr {parent_lr}: {}", lr(at));
     assert!((lr(at + 1) - own_lr).abs() < 1e-12, "epoch {} with the fork's own {own_lr}: {}", at + 1, lr(at + 1));
     assert_eq!(rows.len(), 4, "to the end");
+
+    // Under a cosine schedule, the replay follows the rates the study's trials had, epoch by
+    // epoch: the parent's stage stops at the fork, but its schedule spans the whole run.
+    let cosine = text
+        .replace("name = \"pbt\"", "name = \"cos\"")
+        .replace("subset = 1200", "subset = 1200\nlr_schedule = \"cosine\"");
+    let s = f.write("cos.toml", &cosine);
+    ok(f.run(&["run", s.to_str().unwrap(), "--concurrency", "2", "--data-dir", d.to_str().unwrap()]));
+    let trials = tune::study::run::load_trials(&f.path("runs/cos")).unwrap();
+    let fork = trials.values().find(|t| t.fork.is_some()).expect("a fork");
+    let n = fork.number.to_string();
+    let args = ["retrain", "--trial", &n, "--study", "runs/cos", "--subset", "1200", "--data-dir", d.to_str().unwrap()];
+    ok(f.run(&args));
+    let rows = csv_rows(&f.path(&format!("runs/cos/retrain/trial-{n}/seed-0/metrics.csv")));
+    let replayed: Vec<f64> = rows.iter().map(|r| r[5].parse().unwrap()).collect();
+    let studied: Vec<f64> = fork.history.iter().map(|m| m.lr).collect();
+    assert_eq!(replayed.len(), studied.len());
+    for (a, b) in replayed.iter().zip(&studied) {
+        assert!((a - b).abs() <= 1e-12 + 1e-9 * b.abs(), "replayed rates {replayed:?} vs the study's {studied:?}");
+    }
+    assert!(
+        studied.windows(2).all(|w| w[1] < w[0]) || fork.fork.as_ref().unwrap().changes.iter().any(|c| c.key == "lr")
+    );
 }
 
 /// `tune study list|delete` work on a runs directory of journals as on a store.

@@ -278,7 +278,7 @@ fn recipe_keys_are_seeded_resumable_recorded_and_searchable() {
         ("label_smoothing = 1.0", "`label_smoothing`", "[0, 1)"),
         ("lr_schedule = \"step\"", "`lr_schedule`", "cosine"),
         ("optimizer = \"lion\"", "`optimizer`", "adamw"),
-        ("warmup_epochs = 60", "`warmup_epochs`", "fewer warm-up epochs"),
+        ("lr_schedule = \"cosine\"\nwarmup_epochs = 60", "`warmup_epochs`", "fewer warm-up epochs"),
     ] {
         let bad = f.write("bad.toml", &format!("{TINY_PARAMS}{line}\n"));
         let o = f.run(&["train", "--params", bad.to_str().unwrap(), "--data-dir", d.to_str().unwrap(), "--out", "bad"]);

@@ -17,6 +17,8 @@ use super::space::{Distribution, SearchSpace};
 use super::storage::{StorageSpec, StudyStorage};
 use super::trial::TrialRecord;
 use crate::error::{Result, TuneError};
+use crate::model::Value;
+use crate::model::params::block_index;
 use crate::model::{Architecture, Params, infer};
 
 /// Resolved settings written into the study directory.
@@ -261,6 +263,8 @@ fn default_config(space: &SearchSpace) -> Option<Params> {
         let v = match (key.as_str(), dist) {
             (_, Distribution::Fixed(v)) => v.clone(),
             (k, _) if seed.contains_key(k) => seed[k].clone(),
+            // The seed's blocks are plain; its params leave the key out where it is off.
+            (k, _) if block_index(k, "conv").is_some() && k.ends_with("_residual") => Value::Int(0),
             (k, _) => match tr.dictionary_value(k) {
                 Some(v) => v,
                 None => continue,
@@ -275,7 +279,19 @@ fn default_config(space: &SearchSpace) -> Option<Params> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Value;
+
+    /// A space that searches residual blocks still holds the seed's (plain) network, and
+    /// enqueues it first.
+    #[test]
+    fn the_seed_is_enqueued_when_residual_blocks_are_searched() {
+        let text = "[study]\nname = \"r\"\n[params]\nn_conv = 3\n\"conv*_channels\" = { choice = [32, 64, 128] }\n\
+                    conv0_pool = 1\n\"conv*_pool\" = 2\n\"conv*_residual\" = { int = [0, 1] }\nn_fc = 2\nfc0_neurons = 512\nfc1_neurons = 256\n";
+        let space = SearchSpace::parse(text, Path::new("r.toml")).unwrap();
+        let queue = enqueued(&space).unwrap();
+        assert_eq!(queue.len(), 1, "the seed's network is in the space");
+        assert_eq!(queue[0].get("conv2_residual"), Some(&Value::Int(0)));
+        assert_eq!(Architecture::from_params(&queue[0], Path::new("q")).unwrap(), Architecture::default());
+    }
 
     /// What README tells people to run must start: every shipped space parses, its enqueued
     /// networks (the seed's first, where the space holds it) are complete and feasible, and

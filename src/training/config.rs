@@ -67,6 +67,11 @@ pub struct TrainConfig {
     pub optimizer: OptimizerKind,
     /// SGD's momentum (`optimizer = "sgd"` only).
     pub momentum: f64,
+    /// The epochs a step-wise schedule spans when the run stops sooner on purpose (a replayed
+    /// PBT stage ends at its fork, while its schedule was planned over the whole run); `None`:
+    /// `epochs`. Never in a file.
+    #[serde(skip)]
+    pub plan_epochs: Option<usize>,
     /// Number format of the convolutions' products: f32, or bf16 inputs with f32 sums on
     /// CPUs with AVX512-BF16 ([`crate::kernels::bf16`]).
     pub precision: Precision,
@@ -81,8 +86,9 @@ pub enum LrSchedule {
     Plateau,
     /// Linear warm-up over `warmup_epochs`, then a cosine decay to `min_lr` at the last epoch.
     Cosine,
-    /// Smith's one-cycle (PyTorch's OneCycleLR defaults): up from lr/25 over the first 30% of
-    /// the steps, then down to lr/250,000, both halves cosine-shaped.
+    /// Smith's one-cycle, the learning rate as PyTorch's OneCycleLR by default: up from lr/25
+    /// over the first 30% of the steps, then down to lr/250,000, both halves cosine-shaped
+    /// (Adam's β₁ is not cycled, as PyTorch would).
     OneCycle,
 }
 
@@ -142,6 +148,7 @@ impl Default for TrainConfig {
             warmup_epochs: 0,
             optimizer: OptimizerKind::Adam,
             momentum: 0.9,
+            plan_epochs: None,
             precision: Precision::Fp32,
         }
     }
@@ -213,7 +220,8 @@ impl TrainConfig {
         unit("aug_erase_area", self.aug_erase_area, 0.02, 1.0, false, "0.4 (Zhong et al.'s largest area)")?;
         unit("label_smoothing", self.label_smoothing, 0.0, 1.0, true, "0.1")?;
         unit("momentum", self.momentum, 0.0, 1.0, true, "0.9")?;
-        if self.warmup_epochs > MAX_WARMUP || (self.warmup_epochs > 0 && self.warmup_epochs >= self.epochs) {
+        let cosine = self.lr_schedule == LrSchedule::Cosine;
+        if self.warmup_epochs > MAX_WARMUP || (cosine && self.warmup_epochs > 0 && self.warmup_epochs >= self.epochs) {
             return Err((
                 "warmup_epochs",
                 format!("{} warm-up epochs leave no decay in a run of {} epochs", self.warmup_epochs, self.epochs),
@@ -377,11 +385,12 @@ impl Layered {
             let mut one = toml::Table::new();
             one.insert(k.clone(), v.clone());
             if let Err(e) = TrainConfig::deserialize(toml::Value::Table(one)) {
-                return Err(self.error(
-                    k,
-                    format!("`{v}` has the wrong type ({})", e.message().trim()),
-                    format!("see README's \"Training\" section for `{k}`"),
-                ));
+                let message = e.message().trim();
+                let problem = match message.contains("unknown variant") {
+                    true => format!("`{v}` is not one of its values ({message})"),
+                    false => format!("`{v}` has the wrong type ({message})"),
+                };
+                return Err(self.error(k, problem, format!("see README's \"Training\" section for `{k}`")));
             }
         }
         let cfg = TrainConfig::deserialize(toml::Value::Table(self.table.clone()))
@@ -555,7 +564,9 @@ mod tests {
                 "NaN",
             ),
             (
-                Layered::default().table(&table("epochs = 5\nwarmup_epochs = 5"), Path::new("c.toml"), "").unwrap(),
+                Layered::default()
+                    .table(&table("epochs = 5\nwarmup_epochs = 5\nlr_schedule = \"cosine\""), Path::new("c.toml"), "")
+                    .unwrap(),
                 "c.toml",
                 "warmup_epochs",
                 "fewer warm-up epochs",
@@ -564,14 +575,14 @@ mod tests {
                 Layered::default().table(&table("lr_schedule = \"step\""), Path::new("c.toml"), "").unwrap(),
                 "c.toml",
                 "lr_schedule",
-                "wrong type",
+                "not one of its values",
             ),
             (
                 Layered::default()
                     .dictionary(&[("optimizer".to_string(), Value::Str("lion".into()))].into(), Path::new("p.toml")),
                 "p.toml",
                 "optimizer",
-                "wrong type",
+                "not one of its values",
             ),
         ];
         for (layers, file, key, why) in cases {

@@ -77,6 +77,10 @@ pub struct RunState {
     /// (a PBT fork, a replayed schedule) rescales its current rate to it, plateau cuts kept.
     #[serde(default)]
     pub base_lr: Option<f64>,
+    /// The steps a step-wise schedule spans, fixed when the run starts: a resume with more
+    /// epochs continues at the schedule's final rate instead of re-planning what was run.
+    #[serde(default)]
+    pub plan_steps: Option<usize>,
 }
 
 /// What a finished run reports.
@@ -157,8 +161,9 @@ fn run_files(arch: &Architecture, params: &crate::model::Params, cfg: &TrainConf
 pub fn same_run(dir: &Path, arch: &Architecture, params: &crate::model::Params, cfg: &TrainConfig) -> bool {
     let [(params_name, params_text), (train_name, _)] = run_files(arch, params, cfg);
     let read = |name: &str| std::fs::read_to_string(dir.join(name));
+    let cfg = TrainConfig { plan_epochs: None, ..cfg.clone() };
     read(params_name).is_ok_and(|found| found == params_text)
-        && read(train_name).is_ok_and(|found| toml::from_str::<TrainConfig>(&found).is_ok_and(|c| &c == cfg))
+        && read(train_name).is_ok_and(|found| toml::from_str::<TrainConfig>(&found).is_ok_and(|c| c == cfg))
 }
 
 /// The training indices of a run: the train split, or its stratified subset.
@@ -254,6 +259,7 @@ pub fn train(
                 lr: cfg.lr,
                 finished: false,
                 base_lr: Some(cfg.lr),
+                plan_steps: None,
             };
             (Cnn::new(arch, &ad)?, state)
         }
@@ -267,11 +273,23 @@ pub fn train(
     let loss_fn = CrossEntropyLossConfig::new().with_smoothing(smoothing).init(&ad);
     let (mut px, mut labels) = (Vec::with_capacity(cfg.batch_size * PIXELS), Vec::new());
     let batches = data.train.len().div_ceil(cfg.batch_size) as u64;
+    let planned = cfg.plan_epochs.unwrap_or(cfg.epochs) * batches as usize;
+    if cfg.lr_schedule != super::config::LrSchedule::Plateau
+        && let Some(kept) = state.plan_steps
+        && kept != planned
+    {
+        tracing::warn!(
+            "{}: the {:?} schedule was planned over {kept} steps when this run started; it keeps that plan (steps past it run at its final rate)",
+            out.display(),
+            cfg.lr_schedule
+        );
+    }
+    let total = *state.plan_steps.get_or_insert(planned);
     let steps = StepSchedule {
         kind: cfg.lr_schedule,
         lr: cfg.lr,
         min_lr: cfg.min_lr,
-        total: cfg.epochs * batches as usize,
+        total,
         warmup: cfg.warmup_epochs * batches as usize,
     };
     while !state.finished && state.history.len() < cfg.epochs {

@@ -34,12 +34,13 @@ struct Constants {
     eps: f32,
     lr: f32,
     penalty: f32,
-    /// 1 − lr·decoupled decay; 1 without it.
-    keep: f32,
+    /// lr·decoupled decay, subtracted as a share of the weight (`p − p·shrink`, which stays
+    /// exact where 1 − shrink would round to 1 in f32); 0 without it.
+    shrink: f32,
 }
 
 super::simd::multiversion! {
-    /// One chunk of the update; `penalty` is 0 without weight decay, `keep` 1 without
+    /// One chunk of the update; `penalty` is 0 without weight decay, `shrink` 0 without
     /// decoupled decay.
     fn update(c: &Constants, param: &mut [f32], grad: &[f32], moment_1: &mut [f32], moment_2: &mut [f32]) {
         let values = param.iter_mut().zip(grad).zip(moment_1.iter_mut().zip(moment_2.iter_mut()));
@@ -47,7 +48,7 @@ super::simd::multiversion! {
             let g = if c.penalty != 0.0 { *p * c.penalty + g } else { g };
             *m1 = *m1 * c.b1 + g * c.f1;
             *m2 = *m2 * c.b2 + g * g * c.f2;
-            let decayed = if c.keep != 1.0 { *p * c.keep } else { *p };
+            let decayed = if c.shrink != 0.0 { *p - *p * c.shrink } else { *p };
             *p = decayed - *m1 * c.combined / (m2.sqrt() + c.eps) * c.lr;
         }
     }
@@ -70,7 +71,7 @@ pub fn step(s: &AdamStep, param: &mut [f32], grad: &[f32], moment_1: &mut [f32],
         eps: s.epsilon * bias_correction2_sqrt,
         lr: s.lr as f32,
         penalty: s.weight_decay.unwrap_or(0.0),
-        keep: s.decoupled_decay.map_or(1.0, |d| (1.0 - s.lr * d as f64) as f32),
+        shrink: s.decoupled_decay.map_or(0.0, |d| (s.lr * d as f64) as f32),
     };
     param
         .par_chunks_mut(CHUNK)

@@ -92,18 +92,23 @@ impl Study {
             scheduler::perturb(&self.resolved.space, &self.trials[&parent].params, &study.pbt, &mut rng);
         let fork = Fork { parent, epoch, changes, replaces: Some(replaces) };
         let study_seed = study.seed;
-        let made = self.storage.replace_paused(&closed, &|number| Event::Created {
+        let created = |number| Event::Created {
             number,
             params: params.clone(),
             seed: trial_seed(study_seed, number),
             infeasible: None,
             retry_of: None,
             fork: Some(fork.clone()),
-        })?;
-        let Some(number) = made else {
+        };
+        let Some(number) = self.storage.replace_paused(&closed, &created)? else {
             self.sync()?;
             return Ok(Started::Wait); // another worker decided first
         };
+        // Applied here too: a shared store shows them to readers only once every older
+        // transaction has ended, and the fork runs now.
+        let journal = crate::study::journal::Stamped::now;
+        crate::study::journal::apply(&mut self.trials, journal(closed));
+        crate::study::journal::apply(&mut self.trials, journal(created(number)));
         tracing::info!("trial {replaces} replaced: fork of trial {parent} after epoch {epoch} ({})", fork.describe());
         self.sync()?;
         // Files first, then the inherited epochs: a crash in between leaves a fork whose

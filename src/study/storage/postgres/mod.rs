@@ -470,14 +470,15 @@ impl StudyStorage for PgStorage {
             )?;
             if closing.is_empty() {
                 // On a retry: this very replacement may have committed before the connection
-                // dropped; its fork names the trial it replaced, and runs under this worker.
+                // dropped; its fork names the trial it replaced, and still runs under this
+                // worker (not reaped meanwhile: then its re-run is someone else's).
                 if attempts == 1 {
                     return Ok(None);
                 }
                 let mine = tx.query_opt(
                     "SELECT t.number FROM tune_events e JOIN tune_trials t \
                        ON t.study_id = e.study_id AND t.number = (e.body::jsonb ->> 'number')::int \
-                     WHERE e.study_id = $1 AND e.body::jsonb -> 'fork' ->> 'replaces' = $2::int::text AND t.owner = $3",
+                     WHERE e.study_id = $1 AND e.body::jsonb -> 'fork' ->> 'replaces' = $2::int::text AND t.owner = $3 AND t.running",
                     &[&id, &replaces, &me],
                 )?;
                 return Ok(mine.map(|row| row.get::<_, i32>(0) as usize));

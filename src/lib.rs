@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod bench;
 pub mod commands;
+pub mod dashboard;
 pub mod data;
 pub mod error;
 pub mod evaluation;

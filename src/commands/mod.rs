@@ -3,6 +3,7 @@
 //! exit code; dependencies run one way, main → commands → library.
 
 mod bench;
+mod dashboard;
 mod data;
 mod eval;
 mod model;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use bench::{BenchArgs, BenchCommand};
+pub use dashboard::DashboardArgs;
 pub use data::DataCommand;
 pub use eval::{EvalArgs, EvalSplit};
 pub use model::ModelCommand;
@@ -50,6 +52,8 @@ pub enum Command {
     Run(RunArgs),
     /// Leaderboard, exports, plots and an HTML page for a study (or every study in a runs dir).
     Report(ReportArgs),
+    /// A live web page of a study (or every study in a runs dir or store): curves, history, parallel coordinates, timeline.
+    Dashboard(DashboardArgs),
     /// Retrain the best (or any) trial on the 50k train split and test it once.
     Retrain(RetrainArgs),
     /// Evaluate a saved model (a directory with params.toml and best.bpk) on one split.
@@ -70,6 +74,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Run(args) => run::run(args),
         Command::Eval(args) => eval::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Dashboard(args) => dashboard::run(&args),
         Command::Retrain(args) => retrain::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Study(cmd) => study::run(cmd),

@@ -53,6 +53,19 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The trial it is about.
+    pub fn number(&self) -> usize {
+        match self {
+            Event::Created { number, .. }
+            | Event::Epoch { number, .. }
+            | Event::Finished { number, .. }
+            | Event::Paused { number, .. }
+            | Event::Resumed { number } => *number,
+        }
+    }
+}
+
 /// When and by whom a record was written: its UTC wall-clock time (RFC 3339, milliseconds)
 /// and the worker process (`host:pid`). Records written before tune kept them have neither.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -33,6 +33,11 @@ pub enum Distribution {
 }
 
 impl Distribution {
+    /// Sampled on a log scale (plots draw its axis logarithmic).
+    pub fn is_log(&self) -> bool {
+        matches!(self, Distribution::Int { log: true, .. } | Distribution::Float { log: true, .. })
+    }
+
     /// Every value the grid sampler visits (floats: `grid_points` evenly, or log-evenly, spaced).
     pub fn grid(&self, grid_points: usize) -> Vec<Value> {
         match self {

@@ -18,7 +18,7 @@ pub struct StudyEntry {
     pub created: Option<String>,
 }
 
-pub trait Catalog {
+pub trait Catalog: Send {
     /// Where the studies are, for messages (passwords hidden).
     fn location(&self) -> String;
 

@@ -4,63 +4,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-use tune::model::{Params, Value};
-use tune::study::TrialState;
-use tune::study::journal::{Event, Journal};
-use tune::training::EpochMetrics;
-
-/// A study directory with complete, pruned, failed and infeasible trials, written through the
-/// journal API (no training needed).
-fn fixture_study(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let j = Journal::open(dir);
-    let acts = ["relu", "elu", "gelu"];
-    for n in 0..9usize {
-        let params: Params = [
-            ("lr".to_string(), Value::Float(1e-4 * (n as f64 + 1.0))),
-            ("conv0_channels".to_string(), Value::Int(8 * (1 + n as i64 % 3))),
-            ("conv0_activation".to_string(), Value::Str(acts[n % 3].into())),
-            ("conv0_pool".to_string(), Value::Int(1 + (n as i64 % 2) * 2)),
-        ]
-        .into();
-        let infeasible = (n == 7).then(|| "conv0_pool: a 3×3 max-pool does not fit the 2×2 feature map".to_string());
-        j.append(&Event::Created {
-            number: n,
-            params,
-            seed: n as u64,
-            infeasible: infeasible.clone(),
-            retry_of: None,
-            fork: None,
-        })
-        .unwrap();
-        if infeasible.is_some() {
-            continue;
-        }
-        let epochs = if n % 4 == 1 { 2 } else { 5 };
-        for e in 1..=epochs {
-            let val_acc = 0.6 + 0.03 * n as f64 + 0.02 * e as f64;
-            let m = EpochMetrics {
-                epoch: e,
-                train_loss: 1.0 / e as f64,
-                train_acc: val_acc + 0.02,
-                val_loss: 1.1 / e as f64,
-                val_acc,
-                lr: 1e-3,
-                secs: 1.0,
-            };
-            j.append(&Event::Epoch { number: n, metrics: m }).unwrap();
-        }
-        let (state, reason) = match n {
-            1 | 5 => (TrialState::Pruned, Some("ASHA rung 1".to_string())),
-            3 => (TrialState::Failed, Some("exit status: 101".to_string())),
-            _ => (TrialState::Complete, None),
-        };
-        if n != 8 {
-            j.append(&Event::Finished { number: n, state, reason, secs: 5.0 }).unwrap();
-        }
-    }
-}
-
 fn assert_image(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|_| panic!("{} exists", path.display()));
     if path.extension().unwrap() == "png" {
@@ -134,9 +77,14 @@ fn report_renders_every_plot_and_export_for_a_mixed_study() {
         "importance.svg",
         "infeasible.svg",
         "conv0_pool",
+        "dashboard.html",
     ] {
         assert!(html.contains(needle), "index.html mentions {needle}");
     }
+    // The interactive page, offline: the dashboard's own page with the snapshot inside.
+    let dashboard = std::fs::read_to_string(r.join("dashboard.html")).unwrap();
+    assert!(dashboard.contains("TUNE_EMBEDDED") && dashboard.contains("ASHA rung 1"), "the data is embedded");
+    assert!(!dashboard.contains("src=\"vendor/") && !dashboard.contains("src=\"http"), "and its scripts too");
     // A real browser renders the page (CI sets TUNE_CHROMIUM; see .ci/run).
     if let Ok(chromium) = std::env::var("TUNE_CHROMIUM") {
         let shot = f.path("shot.png");

@@ -34,17 +34,19 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         None => catalog.list()?,
     };
     for entry in &entries {
-        let trials = catalog.storage(entry)?.trials()?;
+        let mut storage = catalog.storage(entry)?;
+        let trials = storage.trials()?;
+        let log_params = storage.settings()?.map(|r| r.space.log_params()).unwrap_or_default();
         let out = match (&args.out, entries.len()) {
             (Some(dir), 1) => dir.clone(),
             (Some(dir), _) => dir.join(&entry.name),
             (None, _) => entry.dir.join("report"),
         };
         // Retrains live under the study's directory on the machine that ran them.
-        generated.push((
-            format!("{} (study `{}`)", catalog.location(), entry.name),
-            crate::report::generate_at(&entry.name, trials, &entry.dir.join("retrain"), &out)?,
-        ));
+        let mut g = crate::report::generate_at(&entry.name, trials, &entry.dir.join("retrain"), &out)?;
+        // The dashboard's page with this snapshot inside: interactive, offline, one file.
+        g.files.push(crate::dashboard::write_offline(&g.dir, &entry.name, &g.trials, &log_params, &g.retrains)?);
+        generated.push((format!("{} (study `{}`)", catalog.location(), entry.name), g));
     }
     for (what, g) in generated {
         println!("study {what}: {}", crate::report::counts_line(&g.trials));
@@ -52,7 +54,8 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         for r in &g.retrains {
             println!("retrain {}", r.line());
         }
-        println!("report: {} ({} files)\n", g.dir.join("index.html").display(), g.files.len());
+        println!("report: {} ({} files)", g.dir.join("index.html").display(), g.files.len());
+        println!("interactive: {} (works offline)\n", g.dir.join("dashboard.html").display());
     }
     Ok(())
 }

@@ -37,7 +37,8 @@ impl Access {
             .flat_map(|q| q.split('&'))
             .filter_map(|pair| pair.strip_prefix("token="))
             .any(|given| same(given, expected));
-        let from_header = authorization.and_then(|h| h.strip_prefix("Bearer ")).is_some_and(|given| same(given, expected));
+        let from_header =
+            authorization.and_then(|h| h.strip_prefix("Bearer ")).is_some_and(|given| same(given, expected));
         from_query || from_header
     }
 }

@@ -56,6 +56,21 @@ pub fn offline_page(update: &str, retrains: &str) -> String {
         .replacen(SCRIPT_TAG, &format!("{data}<script>{}</script>", safe_script(SCRIPT)), 1)
 }
 
+/// Writes `dashboard.html` into `dir`: the dashboard of `name` as one file that works offline.
+pub fn write_offline(
+    dir: &std::path::Path,
+    name: &str,
+    trials: &std::collections::BTreeMap<usize, crate::study::TrialRecord>,
+    log_params: &[String],
+    retrained: &[crate::report::retrains::Retrained],
+) -> crate::error::Result<std::path::PathBuf> {
+    let update = serde_json::to_string(&super::StudyUpdate::whole(name, trials, log_params)).expect("serialisable");
+    let seeds = serde_json::to_string(&super::retrains(retrained)).expect("serialisable");
+    let path = dir.join("dashboard.html");
+    crate::files::write_atomic(&path, offline_page(&update, &seeds).as_bytes())?;
+    Ok(path)
+}
+
 /// A script's text inlined in HTML: a literal `</script` inside it would end the element.
 fn safe_script(code: &str) -> String {
     code.replace("</script", "<\\/script")
@@ -74,7 +89,10 @@ mod tests {
         for tag in [STYLE_TAG, ECHARTS_TAG, SCRIPT_TAG] {
             assert!(!page.contains(tag), "{tag} inlined");
         }
-        assert!(page.contains("TUNE_EMBEDDED") && page.contains(r#"<\/script><b>"#), "the data cannot close its script");
+        assert!(
+            page.contains("TUNE_EMBEDDED") && page.contains(r#"<\/script><b>"#),
+            "the data cannot close its script"
+        );
         assert!(page.len() > ECHARTS.len(), "the chart library is inside");
         assert!(!page.contains("src=\"http"), "nothing fetched from elsewhere");
     }

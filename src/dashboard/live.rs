@@ -74,16 +74,7 @@ impl Studies {
                 return Ok(None);
             };
             let mut storage = self.catalog.storage(&entry)?;
-            let log_params = match storage.settings()? {
-                Some(resolved) => resolved
-                    .space
-                    .params
-                    .iter()
-                    .filter(|(_, d)| d.is_log())
-                    .map(|(k, _)| k.clone())
-                    .collect(),
-                None => Vec::new(),
-            };
+            let log_params = storage.settings()?.map(|r| r.space.log_params()).unwrap_or_default();
             let live = LiveStudy {
                 entry,
                 storage,
@@ -108,7 +99,14 @@ mod tests {
     use crate::study::storage::StorageSpec;
 
     fn created(n: usize) -> Event {
-        Event::Created { number: n, params: Default::default(), seed: n as u64, infeasible: None, retry_of: None, fork: None }
+        Event::Created {
+            number: n,
+            params: Default::default(),
+            seed: n as u64,
+            infeasible: None,
+            retry_of: None,
+            fork: None,
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 
 pub use access::Access;
-pub use assets::offline_page;
+pub use assets::{offline_page, write_offline};
 pub use live::{LiveStudy, Studies};
 pub use views::{SeedView, StudySummary, StudyUpdate, TrialView, retrains};
 
@@ -71,7 +71,9 @@ pub fn serve(catalog: Box<dyn Catalog>, options: Options) -> Result<()> {
         };
         println!("dashboard of {location} ({count} studies): http://{shown}/{token}");
         if !bound.ip().is_loopback() {
-            println!("listening on {bound} for other machines too: share the token only with who may read these studies");
+            println!(
+                "listening on {bound} for other machines too: share the token only with who may read these studies"
+            );
         }
         use std::io::Write;
         std::io::stdout().flush().ok();

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::live::LiveStudy;
 use crate::model::Params;
 use crate::report::retrains::Retrained;
-use crate::study::{TrialRecord, TrialState};
+use crate::study::TrialRecord;
 
 /// One trial as the page draws it.
 #[derive(Debug, Serialize)]
@@ -68,14 +68,34 @@ pub struct StudyUpdate<'a> {
 
 impl<'a> StudyUpdate<'a> {
     pub fn of(s: &'a LiveStudy, since: u64) -> StudyUpdate<'a> {
-        let changed = since < s.version;
-        let varying = if changed { crate::study::leaderboard::varying_params(&s.trials) } else { Vec::new() };
+        let changed: Vec<&TrialRecord> = s.changed_since(since).collect();
+        StudyUpdate::build(&s.entry.name, s.version, changed, &s.trials, &s.log_params)
+    }
+
+    /// Every trial of a study read whole (`tune report`'s snapshot).
+    pub fn whole(name: &'a str, trials: &'a BTreeMap<usize, TrialRecord>, log_params: &'a [String]) -> StudyUpdate<'a> {
+        StudyUpdate::build(name, trials.len() as u64, trials.values().collect(), trials, log_params)
+    }
+
+    fn build(
+        name: &'a str,
+        version: u64,
+        changed: Vec<&'a TrialRecord>,
+        all: &BTreeMap<usize, TrialRecord>,
+        log_params: &'a [String],
+    ) -> StudyUpdate<'a> {
+        // Whole-study figures only when something changed: a quiet poll stays a few bytes.
+        let varying = if changed.is_empty() { Vec::new() } else { crate::study::leaderboard::varying_params(all) };
         StudyUpdate {
-            name: &s.entry.name,
-            version: s.version,
-            trials: s.changed_since(since).map(TrialView::of).collect(),
-            log_params: &s.log_params,
-            importance: if changed { crate::report::analysis::importance(&s.trials, &varying) } else { Vec::new() },
+            name,
+            version,
+            trials: changed.into_iter().map(TrialView::of).collect(),
+            log_params,
+            importance: if varying.is_empty() {
+                Vec::new()
+            } else {
+                crate::report::analysis::importance(all, &varying)
+            },
             varying,
         }
     }
@@ -103,7 +123,7 @@ impl StudySummary {
             created: s.entry.created.clone(),
             trials: s.trials.len(),
             states,
-            best: s.trials.values().filter(|t| t.state != TrialState::Failed).filter_map(|t| t.value()).reduce(f64::max),
+            best: s.trials.values().filter_map(|t| t.value()).reduce(f64::max),
         }
     }
 }

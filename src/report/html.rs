@@ -92,6 +92,7 @@ th {{ background: #f0f0f0; }} .scroll {{ overflow-x: auto; }} img {{ max-width: 
 </style></head><body>
 <h1>Study <code>{name}</code></h1>
 <p>{counts}. {best_line}.</p>
+<p><a href="dashboard.html">Interactive dashboard</a> of this snapshot: hover, filter, zoom (one file, works offline; <code>tune dashboard</code> serves it live).</p>
 <h2>Leaderboard</h2>
 {table}
 <p>Exports: <a href="leaderboard.csv">CSV</a>, <a href="leaderboard.json">JSON</a>, <a href="leaderboard.md">Markdown</a>.</p>

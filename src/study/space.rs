@@ -111,6 +111,11 @@ pub struct SearchSpace {
 }
 
 impl SearchSpace {
+    /// The parameters sampled on a log scale.
+    pub fn log_params(&self) -> Vec<String> {
+        self.params.iter().filter(|(_, d)| d.is_log()).map(|(k, _)| k.clone()).collect()
+    }
+
     pub fn from_file(path: &Path) -> Result<SearchSpace> {
         let text = crate::files::read_text(path)?;
         SearchSpace::parse(&text, path)

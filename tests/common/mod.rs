@@ -1,8 +1,16 @@
 //! Helpers for tests that run the real `tune` binary on tiny generated data.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod dashboard;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use tune::model::{Params, Value};
+use tune::study::TrialState;
+use tune::study::journal::{Event, Journal};
+use tune::training::EpochMetrics;
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -61,4 +69,61 @@ pub fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
 
 pub fn csv_headers(path: &Path) -> Vec<String> {
     csv::Reader::from_path(path).unwrap().headers().unwrap().iter().map(String::from).collect()
+}
+
+/// A study directory with complete, pruned, failed and infeasible trials, written through the
+/// journal API (no training needed).
+pub fn fixture_study(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let j = Journal::open(dir);
+    let acts = ["relu", "elu", "gelu"];
+    for n in 0..9usize {
+        let params: Params = [
+            ("lr".to_string(), Value::Float(1e-4 * (n as f64 + 1.0))),
+            ("conv0_channels".to_string(), Value::Int(8 * (1 + n as i64 % 3))),
+            ("conv0_activation".to_string(), Value::Str(acts[n % 3].into())),
+            ("conv0_pool".to_string(), Value::Int(1 + (n as i64 % 2) * 2)),
+        ]
+        .into();
+        let infeasible = (n == 7).then(|| "conv0_pool: a 3×3 max-pool does not fit the 2×2 feature map".to_string());
+        j.append(&Event::Created {
+            number: n,
+            params,
+            seed: n as u64,
+            infeasible: infeasible.clone(),
+            retry_of: None,
+            fork: None,
+        })
+        .unwrap();
+        if infeasible.is_some() {
+            continue;
+        }
+        let epochs = if n % 4 == 1 { 2 } else { 5 };
+        for e in 1..=epochs {
+            j.append(&fixture_epoch(n, e)).unwrap();
+        }
+        let (state, reason) = match n {
+            1 | 5 => (TrialState::Pruned, Some("ASHA rung 1".to_string())),
+            3 => (TrialState::Failed, Some("exit status: 101".to_string())),
+            _ => (TrialState::Complete, None),
+        };
+        if n != 8 {
+            j.append(&Event::Finished { number: n, state, reason, secs: 5.0 }).unwrap();
+        }
+    }
+}
+
+/// Epoch `e` of fixture trial `n` (the fixture's own figures).
+pub fn fixture_epoch(n: usize, e: usize) -> Event {
+    let val_acc = 0.6 + 0.03 * n as f64 + 0.02 * e as f64;
+    let metrics = EpochMetrics {
+        epoch: e,
+        train_loss: 1.0 / e as f64,
+        train_acc: val_acc + 0.02,
+        val_loss: 1.1 / e as f64,
+        val_acc,
+        lr: 1e-3,
+        secs: 1.0,
+    };
+    Event::Epoch { number: n, metrics }
 }

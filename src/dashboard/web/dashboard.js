@@ -44,9 +44,12 @@
   const shown = () => [...model.trials.values()].filter((t) => !model.hidden.has(t.state));
   const lastTime = (t) => t.finished ?? (t.at.length ? t.at[t.at.length - 1] : null) ?? t.created;
 
+  // 0.00030000000000000003 reads as 0.0003: six significant digits are more than any space needs.
+  const value = (v) => (typeof v === 'number' && !Number.isInteger(v) ? String(Number(v.toPrecision(6))) : String(v));
+
   function paramsHtml(t) {
     const keys = Object.keys(t.params).sort();
-    return '<div class="params">' + keys.map((k) => esc(k) + ' = <b>' + esc(t.params[k]) + '</b>').join('<br>') + '</div>';
+    return '<div class="params">' + keys.map((k) => esc(k) + ' = <b>' + esc(value(t.params[k])) + '</b>').join('<br>') + '</div>';
   }
 
   function trialTip(n) {
@@ -94,7 +97,8 @@
       large: trained.length > 5000,
       data: trained.filter((t) => t.state === s).map((t) => [x(t), t.best, t.n]),
     }));
-    const ordered = trained.filter((t) => t.state !== 'running' && t.state !== 'paused').sort((a, b) => x(a) - x(b));
+    // As the samplers rank: finished trials that trained (a failed run's epochs count for nothing).
+    const ordered = trained.filter((t) => t.state === 'complete' || t.state === 'pruned').sort((a, b) => x(a) - x(b));
     let best = -Infinity;
     const front = ordered.map((t) => { best = Math.max(best, t.best); return [x(t), best]; });
     series.push({ id: 'best-so-far', name: 'best so far', type: 'line', step: 'end', symbol: 'none', silent: true, lineStyle: { color: '#222', width: 1.5 }, data: front });
@@ -227,7 +231,8 @@
           return { type: 'rect', shape: { x: a[0], y: a[1] - h / 2, width: Math.max(z[0] - a[0], 2), height: h }, style: api.style() };
         },
       }],
-    }, { replaceMerge: ['series'] });
+      graphic: bars.length ? [] : [{ type: 'text', left: 'center', top: 'middle', style: { text: 'no timestamps: these trials were recorded before tune kept them', fill: '#888' } }],
+    }, { replaceMerge: ['series', 'graphic'] });
   }
 
   function drawRetrains() {
@@ -268,7 +273,7 @@
     ];
     if (t.parent != null) rows.push(['forked from', 'trial ' + t.parent]);
     if (t.retry_of != null) rows.push(['re-run of', 'trial ' + t.retry_of]);
-    for (const k of Object.keys(t.params).sort()) rows.push([k, t.params[k]]);
+    for (const k of Object.keys(t.params).sort()) rows.push([k, value(t.params[k])]);
     $('detail').innerHTML = '<table>' + rows.map((r) => '<tr><td>' + esc(r[0]) + '</td><td><b>' + esc(r[1]) + '</b></td></tr>').join('') + '</table>';
   }
 

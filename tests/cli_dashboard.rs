@@ -1,0 +1,183 @@
+//! `tune dashboard` through the real binary: its API over a runs directory, its token, its
+//! fixed routes, and the page in a real Chromium (where `TUNE_CHROMIUM` names one).
+
+mod common;
+use common::browser::Browser;
+use common::dashboard::Dashboard;
+use common::*;
+
+use tune::study::journal::{Event, Journal};
+
+/// A study with complete, pruned, failed, infeasible and running (trial 8) trials, and one
+/// journal written before tune kept timestamps.
+fn studies(f: &Fixture) {
+    fixture_study(&f.path("runs/s"));
+    let created =
+        Event::Created { number: 0, params: Default::default(), seed: 0, infeasible: None, retry_of: None, fork: None };
+    // An Event alone serialises without the stamp every record now carries.
+    f.write("runs/old/journal.jsonl", &format!("{}\n", serde_json::to_string(&created).unwrap()));
+}
+
+#[test]
+fn the_api_sends_studies_and_the_trials_changed_since_a_version_and_nothing_else() {
+    let f = Fixture::new(10, 10);
+    studies(&f);
+    let d = Dashboard::start(&f, &["runs"]);
+    let list = d.json("api/studies");
+    let names: Vec<&str> = list["studies"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["old", "s"]);
+    let s = &list["studies"][1];
+    assert_eq!(s["trials"], 9);
+    assert_eq!(
+        s["states"],
+        serde_json::json!({"complete": 4, "pruned": 2, "failed": 1, "infeasible": 1, "running": 1})
+    );
+
+    let all = d.json("api/studies/s?since=0");
+    let trials = all["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 9);
+    let eight = trials.iter().find(|t| t["n"] == 8).unwrap();
+    assert_eq!((eight["state"].as_str(), eight["val"].as_array().unwrap().len()), (Some("running"), 5));
+    assert!(eight["created"].as_f64().unwrap() > 1.7e9, "a Unix time: {eight}");
+    assert!(eight["worker"].as_str().unwrap().contains(':'), "host:pid");
+    assert_eq!(all["trials"][1]["reason"], "ASHA rung 1");
+    let version = all["version"].as_u64().unwrap();
+
+    // A new epoch of the running trial: only that trial comes back, one epoch longer.
+    Journal::open(&f.path("runs/s")).append(&fixture_epoch(8, 6)).unwrap();
+    let next = d.json(&format!("api/studies/s?since={version}"));
+    assert_eq!(next["version"].as_u64(), Some(version + 1));
+    let changed = next["trials"].as_array().unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!((changed[0]["n"].as_u64(), changed[0]["val"].as_array().unwrap().len()), (Some(8), 6));
+    let quiet = d.json(&format!("api/studies/s?since={}", version + 1));
+    assert!(quiet["trials"].as_array().unwrap().is_empty() && quiet["importance"].as_array().unwrap().is_empty());
+
+    // A journal from before timestamps reads, with no times.
+    let old = d.json("api/studies/old?since=0");
+    assert_eq!(old["trials"][0]["created"], serde_json::Value::Null);
+    assert_eq!(old["trials"][0]["state"], "running");
+    assert_eq!(d.json("api/studies/s/retrains"), serde_json::json!([]));
+
+    // Fixed routes only: no request names a file, whatever its dots and escapes.
+    for target in [
+        "/api/studies/..%2Fs",
+        "/api/studies/%2E%2E%2Fs%2Fjournal.jsonl",
+        "/api/studies/s/../../../etc/passwd",
+        "/vendor/../runs/s/journal.jsonl",
+        "/../runs/s/journal.jsonl",
+        "/runs/s/journal.jsonl",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/vendor/echarts.min.js/../../../Cargo.toml",
+    ] {
+        let (status, reply) = d.raw("GET", target);
+        assert!(status.contains(" 404") || status.contains(" 400"), "{target}: {status}");
+        assert!(
+            !reply.contains("\"event\"") && !reply.contains("root:") && !reply.contains("[package]"),
+            "{target}: {reply}"
+        );
+    }
+    // Read-only: nothing but GET.
+    for method in ["POST", "PUT", "DELETE"] {
+        let (status, _) = d.raw(method, "/api/studies/s");
+        assert!(status.contains(" 405"), "{method}: {status}");
+    }
+    let (status, page) = d.raw("GET", "/");
+    assert!(status.contains(" 200") && page.contains("dashboard.js"));
+    assert!(page.to_lowercase().contains("content-security-policy: default-src 'self'"), "{page}");
+    let (status, library) = d.get("vendor/echarts.min.js", None);
+    assert!(status == 200 && library.len() > 1_000_000, "the vendored chart library is served");
+    assert_eq!(d.get("api/studies/nope", None).0, 404);
+}
+
+#[test]
+fn a_token_guards_the_data_but_not_the_page() {
+    let f = Fixture::new(10, 10);
+    studies(&f);
+    let token = "0123456789abcdef-token";
+    let d = Dashboard::start(&f, &["runs", "--token", token]);
+    assert!(d.url.ends_with(&format!("/?token={token}")), "the URL to open carries it: {}", d.url);
+    assert_eq!(d.get("api/studies", None).0, 401);
+    assert_eq!(d.get("api/studies/s?since=0", Some("0123456789abcdef-wrong")).0, 401);
+    assert_eq!(d.get("api/studies/s/retrains", None).0, 401);
+    let (status, body) = d.get("api/studies", Some(token));
+    assert!(status == 200 && body.contains("\"s\""), "{body}");
+    assert_eq!(d.get(&format!("api/studies/s?since=0&token={token}"), None).0, 200);
+    assert_eq!(d.get("", None).0, 200, "the page holds no data");
+    let short = f.run(&["dashboard", "runs", "--port", "0", "--token", "short"]);
+    assert_eq!(short.status.code(), Some(2), "{}", text(&short));
+    assert!(text(&short).contains("--token"), "{}", text(&short));
+}
+
+#[test]
+fn in_a_real_browser_epochs_arrive_live_hover_names_the_trial_and_a_filter_hides_pruned() {
+    let Ok(chromium) = std::env::var("TUNE_CHROMIUM") else {
+        eprintln!("skipped: TUNE_CHROMIUM is not set, so no real browser drives the dashboard (.ci/run sets it)");
+        return;
+    };
+    let f = Fixture::new(10, 10);
+    studies(&f);
+    let d = Dashboard::start(&f, &["runs"]);
+    let mut b = Browser::start(&chromium, 1400, 1000);
+    b.navigate(&format!("{}#s", d.url));
+    let status = "document.getElementById('status').dataset";
+    assert!(
+        b.wait_for(&format!("{status}.trials === '9'"), 30),
+        "the page shows the study: {}",
+        b.eval(&format!("{status}.trials"))
+    );
+    let loaded = b.eval("tuneDashboard.loadedAt");
+    let epochs = b.eval(&format!("Number({status}.epochs)")).as_u64().unwrap();
+
+    // A worker records an epoch: the page shows it without a reload.
+    Journal::open(&f.path("runs/s")).append(&fixture_epoch(8, 6)).unwrap();
+    assert!(b.wait_for(&format!("Number({status}.epochs) === {}", epochs + 1), 15), "the new epoch appeared");
+    assert_eq!(b.eval("tuneDashboard.loadedAt"), loaded, "without a reload");
+    let series = |id: &str| format!("tuneDashboard.charts.{id}.getOption().series.find((s) => s.id === ");
+    let grown = b.eval(&format!("{}'curves-running').data.filter((p) => p[2] === 8).length", series("curves")));
+    assert_eq!(grown, 6, "trial 8's curve grew to 6 epochs");
+
+    // The mouse over trial 2's point names it and its parameters.
+    let at = b.eval(
+        "(() => { const c = tuneDashboard.charts.history; const t = tuneDashboard.model.trials.get(2);
+          const [x, y] = c.convertToPixel({ seriesId: 'history-complete' }, [2, t.best]);
+          const r = document.getElementById('history').getBoundingClientRect(); return [r.left + x, r.top + y]; })()",
+    );
+    b.hover(at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+    let tip = "(document.querySelector('#history .tune-tooltip') || {}).innerText || ''";
+    assert!(b.wait_for(&format!("({tip}).includes('trial 2')"), 10), "a tooltip for trial 2: {}", b.eval(tip));
+    let shown = b.eval(tip).as_str().unwrap().to_string();
+    for part in ["complete", "conv0_activation = gelu", "conv0_channels = 24", "conv0_pool = 1", "lr = 0.0003"] {
+        assert!(shown.contains(part), "the tooltip shows {part}: {shown}");
+    }
+    assert!(!shown.contains("0.000300000"), "floats at six significant digits: {shown}");
+    if let Ok(dir) = std::env::var("TUNE_SCREENSHOTS") {
+        std::fs::write(std::path::Path::new(&dir).join("dashboard-hover.png"), b.screenshot()).unwrap();
+    }
+
+    // Hiding pruned trials takes them off every chart.
+    let pruned = format!("{}'history-pruned').data.length", series("history"));
+    assert_eq!(b.eval(&pruned), 2);
+    b.eval("document.getElementById('filter-pruned').click()");
+    assert!(b.wait_for(&format!("{pruned} === 0"), 5), "pruned trials hidden from the history");
+    assert_eq!(b.eval(&format!("{}'curves-pruned').data.length", series("curves"))), 0);
+    assert_eq!(b.eval(&format!("{}'pruned-at').data.length", series("curves"))), 0);
+    let names = b.eval(&format!("{}'parallel').data.map((d) => d.name)", series("parallel")));
+    assert!(
+        !names.as_array().unwrap().iter().any(|n| n == "1" || n == "5"),
+        "not in the parallel coordinates: {names}"
+    );
+    assert_eq!(b.eval(&format!("{status}.shown")), "7");
+    b.eval("document.getElementById('filter-pruned').click()");
+    assert!(b.wait_for(&format!("{pruned} === 2"), 5), "and back");
+
+    // `tune report`'s dashboard.html is the same page, working from the file alone.
+    ok(f.run(&["report", "runs/s"]));
+    b.navigate(&format!("file://{}", f.path("runs/s/report/dashboard.html").display()));
+    assert!(
+        b.wait_for(&format!("{status}.trials === '9' && {status}.epochs === '{}'", epochs + 1), 20),
+        "the snapshot drew"
+    );
+    assert!(b.eval("document.getElementById('status').textContent").as_str().unwrap().contains("snapshot"));
+    assert_eq!(b.eval(&format!("{}'history-pruned').data.length", series("history"))), 2);
+}

@@ -55,7 +55,7 @@ fn main() {
         ("three_workers_run_each_trial_once_with_the_single_worker_configurations", three_workers),
         ("a_killed_worker_is_declared_lost_and_its_trial_rerun_elsewhere", killed_worker),
         ("a_server_restart_mid_study_loses_nothing", server_restart),
-        ("report_retrain_eval_and_study_commands_read_the_store", read_commands),
+        ("report_retrain_eval_dashboard_and_study_commands_read_the_store", read_commands),
         ("the_password_comes_from_a_file_env_or_pgpass_and_is_written_nowhere", secrets),
     ];
     let trials = tests.into_iter().map(|(name, f)| Trial::test(name, f).with_ignored_flag(reason.is_some())).collect();
@@ -495,6 +495,32 @@ fn read_commands() -> Result<(), Failed> {
                 .is_ok_and(|mut d| d.any(|t| t.is_ok_and(|t| t.path().join("seed-0/test.json").is_file()))),
         out.clone(),
     )?;
+    // the dashboard over the store: the study, its trials with their stamps, the retrain
+    {
+        let d = common::dashboard::Dashboard::start(&f, &["--storage", &url]);
+        let list = d.json("api/studies");
+        let listed = list["studies"].as_array().unwrap().iter().find(|s| s["name"] == name.as_str()).cloned();
+        check(
+            listed.as_ref().is_some_and(|s| s["states"]["complete"] == 3),
+            format!("dashboard lists {name}: {list}"),
+        )?;
+        let all = d.json(&format!("api/studies/{name}?since=0"));
+        let trials = all["trials"].as_array().unwrap();
+        check(
+            trials.len() == 3
+                && trials.iter().all(|t| {
+                    t["created"].is_f64() && t["finished"].is_f64() && t["val"].as_array().unwrap().len() == 1
+                }),
+            format!("dashboard trials from the store: {all}"),
+        )?;
+        let quiet = d.json(&format!("api/studies/{name}?since={}", all["version"]));
+        check(quiet["trials"].as_array().unwrap().is_empty(), format!("nothing new: {quiet}"))?;
+        let seeds = d.json(&format!("api/studies/{name}/retrains"));
+        check(
+            seeds[0]["test_accuracy"].is_f64() && seeds[0]["confusion"].as_array().is_some_and(|m| m.len() == 10),
+            format!("the retrain with its confusion matrix: {seeds}"),
+        )?;
+    }
     // list and delete
     let out = ok(f.run(&["study", "list", "--storage", &url]));
     check(out.contains(&name), format!("listed: {out}"))?;

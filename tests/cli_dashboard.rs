@@ -181,3 +181,114 @@ fn in_a_real_browser_epochs_arrive_live_hover_names_the_trial_and_a_filter_hides
     assert!(b.eval("document.getElementById('status').textContent").as_str().unwrap().contains("snapshot"));
     assert_eq!(b.eval(&format!("{}'history-pruned').data.length", series("history"))), 2);
 }
+
+/// A simulated study of `n` trials (no training): 12 parameters as a CNN space has them, 30%
+/// complete after 12 epochs, 55% pruned at epoch 1–4, 10% failed, 5% infeasible.
+fn simulated_study(dir: &std::path::Path, n: usize) {
+    use tune::model::{Params, Value};
+    use tune::study::TrialState;
+    std::fs::create_dir_all(dir).unwrap();
+    let journal = Journal::open(dir);
+    let mut events = Vec::new();
+    let unit = |i: usize, salt: usize| ((i * 2_654_435_761 + salt * 40_503) % 1_000_003) as f64 / 1_000_003.0;
+    for i in 0..n {
+        let mut params = Params::new();
+        params.insert("lr".into(), Value::Float(1e-4 * 30f64.powf(unit(i, 1))));
+        params.insert("weight_decay".into(), Value::Float(1e-6 * 1000f64.powf(unit(i, 2))));
+        params.insert("drop_rate".into(), Value::Float(0.5 * unit(i, 3)));
+        params.insert("n_conv".into(), Value::Int(2 + (i % 3) as i64));
+        for c in 0..3 {
+            params.insert(format!("conv{c}_channels"), Value::Int([16, 32, 48, 64][(i / (c + 1)) % 4]));
+            params.insert(format!("conv{c}_activation"), Value::Str(["relu", "elu", "gelu"][(i / (c + 2)) % 3].into()));
+        }
+        params.insert("fc0_neurons".into(), Value::Int([128, 256, 512][i % 3]));
+        params.insert("aug_shift".into(), Value::Int((i % 3) as i64));
+        let roll = unit(i, 4);
+        let infeasible = (roll < 0.05).then(|| "conv2_pool: does not fit".to_string());
+        events.push(Event::Created {
+            number: i,
+            params,
+            seed: i as u64,
+            infeasible: infeasible.clone(),
+            retry_of: None,
+            fork: None,
+        });
+        if infeasible.is_some() {
+            continue;
+        }
+        let (epochs, state) = match roll {
+            r if r < 0.15 => (1 + i % 3, TrialState::Failed),
+            r if r < 0.70 => (1 + i % 4, TrialState::Pruned),
+            _ => (12, TrialState::Complete),
+        };
+        for e in 1..=epochs {
+            let mut event = fixture_epoch(0, e);
+            if let Event::Epoch { number, metrics } = &mut event {
+                *number = i;
+                metrics.val_acc = 0.80 + 0.1 * unit(i, 5) + 0.005 * e as f64;
+            }
+            events.push(event);
+        }
+        events.push(Event::Finished { number: i, state, reason: None, secs: 10.0 });
+    }
+    for chunk in events.chunks(5_000) {
+        journal.append_all(chunk).unwrap();
+    }
+}
+
+/// Figures, not assertions: the page's first load and the time to show a new epoch at 10,000
+/// trials. `cargo test --release --test cli_dashboard -- --ignored --nocapture` (with
+/// TUNE_CHROMIUM set); docs/dashboard.md has the figures of one run.
+#[test]
+#[ignore = "a benchmark: run it with --ignored --nocapture"]
+fn bench_dashboard_at_10000_trials() {
+    let chromium = std::env::var("TUNE_CHROMIUM").expect("TUNE_CHROMIUM names a Chromium");
+    let trials: usize = std::env::var("TUNE_BENCH_TRIALS").ok().and_then(|t| t.parse().ok()).unwrap_or(10_000);
+    let f = Fixture::new(10, 10);
+    let started = std::time::Instant::now();
+    simulated_study(&f.path("runs/big"), trials);
+    let journal_mb = std::fs::metadata(f.path("runs/big/journal.jsonl")).unwrap().len() as f64 / 1e6;
+    println!("{trials} trials written in {:.2} s; journal {journal_mb:.1} MB", started.elapsed().as_secs_f64());
+
+    let d = Dashboard::start(&f, &["runs"]);
+    for round in ["cold (the server reads the journal)", "warm"] {
+        let t = std::time::Instant::now();
+        let (status, body) = d.get("api/studies/big?since=0", None);
+        assert_eq!(status, 200);
+        println!(
+            "GET every trial, {round}: {:.0} ms, {:.1} MB of JSON",
+            t.elapsed().as_secs_f64() * 1e3,
+            body.len() as f64 / 1e6
+        );
+    }
+    let mut b = Browser::start(&chromium, 1400, 1000);
+    let status = "document.getElementById('status').dataset";
+    for load in 1..=3 {
+        b.navigate("about:blank");
+        assert!(b.wait_for("document.getElementById('status') === null", 10));
+        let t = std::time::Instant::now();
+        b.navigate(&format!("{}#big", d.url));
+        assert!(b.wait_for(&format!("{status}.trials === '{trials}'"), 120), "the page loaded");
+        let render = b.eval("tuneDashboard.lastRenderMs").as_f64().unwrap();
+        println!(
+            "page load {load}: {:.0} ms to all {trials} trials drawn (of which the first render {render:.0} ms)",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let journal = Journal::open(&f.path("runs/big"));
+    for k in 1..=3 {
+        let epochs = b.eval(&format!("Number({status}.epochs)")).as_u64().unwrap();
+        let renders = b.eval("tuneDashboard.renders").as_u64().unwrap();
+        let mut event = fixture_epoch(0, 12 + k);
+        if let Event::Epoch { number, .. } = &mut event {
+            *number = trials - 1;
+        }
+        let t = std::time::Instant::now();
+        journal.append(&event).unwrap();
+        assert!(b.wait_for(&format!("Number({status}.epochs) === {}", epochs + 1), 30), "the epoch appeared");
+        let shown = t.elapsed().as_secs_f64() * 1e3;
+        let render = b.eval("tuneDashboard.lastRenderMs").as_f64().unwrap();
+        assert_eq!(b.eval("tuneDashboard.renders").as_u64().unwrap(), renders + 1);
+        println!("new epoch {k}: shown {shown:.0} ms after its write (polling every 1,000 ms; redraw {render:.0} ms)");
+    }
+}

@@ -40,6 +40,7 @@ fn the_api_sends_studies_and_the_trials_changed_since_a_version_and_nothing_else
     assert_eq!((eight["state"].as_str(), eight["val"].as_array().unwrap().len()), (Some("running"), 5));
     assert!(eight["created"].as_f64().unwrap() > 1.7e9, "a Unix time: {eight}");
     assert!(eight["worker"].as_str().unwrap().contains(':'), "host:pid");
+    assert!(eight["size"].as_u64().unwrap() > 1000 && eight["flops"].as_u64().unwrap() > 10_000, "{eight}");
     assert_eq!(all["trials"][1]["reason"], "ASHA rung 1");
     let version = all["version"].as_u64().unwrap();
 
@@ -170,6 +171,25 @@ fn in_a_real_browser_epochs_arrive_live_hover_names_the_trial_and_a_filter_hides
     assert_eq!(b.eval(&format!("{status}.shown")), "7");
     b.eval("document.getElementById('filter-pruned').click()");
     assert!(b.wait_for(&format!("{pruned} === 2"), 5), "and back");
+
+    // The accuracy-versus-size front: exactly the ranked trials no network as small or smaller beats.
+    let api = d.json("api/studies/s?since=0");
+    let ranked: Vec<(u64, u64, f64)> = api["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "complete" || t["state"] == "pruned")
+        .map(|t| (t["n"].as_u64().unwrap(), t["size"].as_u64().unwrap(), t["best"].as_f64().unwrap()))
+        .collect();
+    let beaten = |&(n, size, best): &(u64, u64, f64)| {
+        ranked.iter().any(|&(m, s, b)| m != n && s <= size && b >= best && (s < size || b > best || m < n))
+    };
+    let mut expected: Vec<(u64, u64, f64)> = ranked.iter().copied().filter(|t| !beaten(t)).collect();
+    expected.sort_by_key(|t| t.1);
+    let drawn = b.eval(&format!("{}'front').data.map((p) => p[2])", series("front")));
+    let expected: Vec<u64> = expected.iter().map(|t| t.0).collect();
+    assert!(expected.len() >= 2, "the fixture has a trade-off: {ranked:?}");
+    assert_eq!(drawn, serde_json::json!(expected), "the drawn front, smallest first");
 
     // `tune report`'s dashboard.html is the same page, working from the file alone.
     ok(f.run(&["report", "runs/s"]));

@@ -28,6 +28,9 @@ pub struct RetrainArgs {
     /// With --best, also consider pruned trials (by default only complete ones qualify).
     #[arg(long, requires = "best")]
     pub include_pruned: bool,
+    /// With --best, the best network of at most N parameters (the accuracy-versus-size front's pick under a budget).
+    #[arg(long, requires = "best", value_name = "N")]
+    pub max_params: Option<usize>,
     /// Most epochs (default: the study's max_epochs).
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -55,6 +58,7 @@ pub fn run(args: RetrainArgs) -> Result<()> {
         runs_dir: args.runs_dir,
         storage: args.storage.url(),
         include_pruned: args.include_pruned,
+        max_params: args.max_params,
         epochs: args.epochs,
         seeds: args.seeds,
         subset: args.subset,

@@ -27,6 +27,10 @@ pub struct TrialView<'a> {
     pub finished: Option<f64>,
     pub worker: Option<&'a str>,
     pub best: Option<f64>,
+    /// Parameters of its network (for the accuracy-versus-size front).
+    pub size: Option<usize>,
+    /// Forward FLOPs per image.
+    pub flops: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,7 +39,10 @@ pub struct TrialView<'a> {
 
 impl<'a> TrialView<'a> {
     pub fn of(t: &'a TrialRecord) -> TrialView<'a> {
+        let size = t.size();
         TrialView {
+            size: size.map(|s| s.0),
+            flops: size.map(|s| s.1),
             n: t.number,
             state: t.state.name(),
             reason: t.reason.as_deref(),

@@ -130,6 +130,14 @@ impl TrialRecord {
         self.retry_of.is_some() || self.fork.is_some()
     }
 
+    /// Its network's trainable and non-trainable parameters and forward FLOPs per image, from
+    /// its dictionary (shape inference; nothing measured); `None` for a network that cannot be built.
+    pub fn size(&self) -> Option<(usize, u64)> {
+        let arch = crate::model::Architecture::from_params(&self.params, std::path::Path::new("")).ok()?;
+        let summary = crate::model::shape::infer(&arch).ok()?;
+        Some((summary.total(), summary.forward_flops()))
+    }
+
     /// The value samplers rank by: best val_acc of a trained trial.
     pub fn value(&self) -> Option<f64> {
         match self.state {

@@ -57,6 +57,7 @@
     if (!t) return '';
     let head = '<b>trial ' + n + '</b> · ' + t.state;
     if (t.best != null) head += ' · best val_acc ' + fmt(t.best);
+    if (t.size != null) head += ' · ' + t.size.toLocaleString() + ' parameters';
     head += ' · ' + t.val.length + ' epochs';
     if (t.parent != null) head += ' · forked from trial ' + t.parent;
     if (t.reason) head += '<br><i>' + esc(t.reason) + '</i>';
@@ -192,6 +193,37 @@
     }, { replaceMerge: ['series'] });
   }
 
+  // The accuracy-versus-size front: ranked trials (complete, pruned) that no network with as
+  // few parameters or fewer beats, smallest first. What to deploy under a size budget.
+  function front(trials) {
+    const ranked = trials.filter((t) => (t.state === 'complete' || t.state === 'pruned') && t.best != null && t.size != null);
+    ranked.sort((a, b) => a.size - b.size || b.best - a.best || a.n - b.n);
+    const out = [];
+    for (const t of ranked) if (!out.length || t.best > out[out.length - 1].best) out.push(t);
+    return out;
+  }
+
+  function drawFront(trials) {
+    const sized = trials.filter((t) => t.best != null && t.size != null);
+    const best = front(trials);
+    const onFront = new Set(best.map((t) => t.n));
+    const series = STATES.filter((s) => s !== 'infeasible').map((s) => ({
+      id: 'size-' + s, name: s, type: 'scatter', symbolSize: 6, itemStyle: { color: COLOURS[s], opacity: 0.7 },
+      large: sized.length > 5000, data: sized.filter((t) => t.state === s).map((t) => [t.size, t.best, t.n]),
+    }));
+    series.push({ id: 'front', name: 'front', type: 'line', step: 'end', symbol: 'circle', symbolSize: 9, z: 5, lineStyle: { color: '#222', width: 1.5 }, itemStyle: { color: '#222' }, data: best.map((t) => [t.size, t.best, t.n]) });
+    chart('front').setOption({
+      animation: false,
+      legend: { top: 0 },
+      grid: { left: 55, right: 25, top: 35, bottom: 40 },
+      tooltip: tooltip({ formatter: (p) => (onFront.has(p.value[2]) ? '<b>on the front</b> · ' : '') + Number(p.value[0]).toLocaleString() + ' parameters<br>' + trialTip(p.value[2]) }),
+      xAxis: { type: 'log', name: 'parameters', nameLocation: 'middle', nameGap: 25, axisLabel: { formatter: (v) => (v >= 1e6 ? v / 1e6 + 'M' : v >= 1e3 ? v / 1e3 + 'k' : v) } },
+      yAxis: { type: 'value', name: 'best val_acc', scale: true },
+      dataZoom: [{ type: 'inside', yAxisIndex: 0 }],
+      series,
+    }, { replaceMerge: ['series'] });
+  }
+
   // Lanes: each worker's trials laid greedily into the fewest rows that never overlap (its slots).
   function lanes(trials) {
     const now = Date.now() / 1000;
@@ -269,7 +301,8 @@
     if (!t) return;
     const rows = [
       ['trial', t.n], ['state', t.state + (t.reason ? ' — ' + t.reason : '')], ['best val_acc', fmt(t.best)], ['epochs', t.val.length],
-      ['val_acc by epoch', t.val.map((v) => fmt(v, 3)).join(' ')], ['worker', t.worker || '–'], ['created', when(t.created)], ['finished', when(t.finished)],
+      ['val_acc by epoch', t.val.map((v) => fmt(v, 3)).join(' ')], ['parameters', t.size == null ? '–' : t.size.toLocaleString()],
+      ['forward FLOPs per image', t.flops == null ? '–' : t.flops.toLocaleString()], ['worker', t.worker || '–'], ['created', when(t.created)], ['finished', when(t.finished)],
     ];
     if (t.parent != null) rows.push(['forked from', 'trial ' + t.parent]);
     if (t.retry_of != null) rows.push(['re-run of', 'trial ' + t.retry_of]);
@@ -304,6 +337,7 @@
     drawCurves(trials);
     drawParallel(trials);
     drawImportance();
+    drawFront(trials);
     drawTimeline(trials);
     drawDetail();
     drawStatus();

@@ -45,11 +45,20 @@ pub enum TuneError {
     /// A shared study store (PostgreSQL) refused a request or stayed out of reach.
     #[error("{url}: {problem}\n  fix: {fix}")]
     Store { url: String, problem: String, fix: String },
+    /// A disk filled up under a study (a trial's checkpoint, the journal, a report).
+    #[error(
+        "{what}\n  fix: free space on that disk (or give the study room elsewhere), then run the same command again: nothing recorded is lost, and it continues where it stopped"
+    )]
+    NoSpace { what: String },
     #[error("{0}")]
     Study(String),
     #[error("interrupted")]
     Interrupted,
 }
+
+/// The exit code of a process stopped by a full disk; a trial process's tells the study loop
+/// to stop the study rather than fail the trial.
+pub const DISK_FULL: i32 = 9;
 
 fn list_paths(lines: &[String]) -> String {
     lines.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
@@ -61,9 +70,23 @@ impl TuneError {
         TuneError::Io { path: path.as_ref().to_path_buf(), source }
     }
 
+    /// A disk is full (ENOSPC) or a quota is spent: the study stops, keeps what it recorded
+    /// and continues when run again with room. burn reports checkpoint errors as text only.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            TuneError::NoSpace { .. } => true,
+            TuneError::Io { source, .. } => matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)),
+            TuneError::Checkpoint { problem, .. } => {
+                problem.contains("No space left on device") || problem.contains("Disk quota exceeded")
+            }
+            _ => false,
+        }
+    }
+
     /// The process exit code for this error: one mapping for the whole program.
     pub fn exit_code(&self) -> i32 {
         match self {
+            e if e.is_disk_full() => DISK_FULL,
             TuneError::Config { .. } | TuneError::ConfigSyntax { .. } => 2,
             TuneError::DataMissing { .. } | TuneError::CorruptData { .. } | TuneError::Fetch { .. } => 3,
             TuneError::Infeasible(_) | TuneError::InfeasibleSpace { .. } => 4,
@@ -71,6 +94,7 @@ impl TuneError {
             TuneError::Study(_) | TuneError::CorruptStudy { .. } => 6,
             TuneError::Diverged { .. } => 7,
             TuneError::Store { .. } => 8,
+            TuneError::NoSpace { .. } => DISK_FULL,
             TuneError::Interrupted => 130,
         }
     }

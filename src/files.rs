@@ -69,7 +69,14 @@ pub fn append_lines(path: &Path, lines: &[String]) -> Result<()> {
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
     }
-    f.write_all(&bytes).and_then(|_| f.sync_data()).map_err(|e| TuneError::io(path, e))
+    let before = f.metadata().map(|m| m.len());
+    f.write_all(&bytes).and_then(|_| f.sync_data()).map_err(|e| {
+        // Half a line (a full disk) would glue onto the next append: cut back to where it was.
+        if let Ok(len) = before {
+            let _ = f.set_len(len);
+        }
+        TuneError::io(path, e)
+    })
 }
 
 /// Copies a directory tree; the copy appears under `to` only once complete (it is built

@@ -60,6 +60,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         artifacts: args.artifacts,
         threads: args.threads,
         known_train_size: None,
+    })
+    .inspect_err(|e| {
+        if e.is_disk_full() {
+            eprintln!(
+                "a disk is full: the study stopped, and what it recorded is kept. After freeing space: {}",
+                resume_command()
+            );
+        }
     })?;
     println!("{}", crate::study::leaderboard::render(&summary.trials, 10));
     let count = |s: crate::study::TrialState| summary.counts.get(&s).copied().unwrap_or(0);

@@ -28,16 +28,22 @@ pub enum Exit {
     /// Killed on the study's request (pruning).
     Killed,
     Failed(String),
+    /// Its disk filled up: not the trial's fault, so the study stops and resumes it later.
+    NoSpace(String),
 }
 
 /// Why a trial process failed: its own error message (`error: diverged at epoch 3: …`) when
 /// it printed one, else the exit status and the tail of its error output (a panic).
 fn failure_reason(status: &str, stderr_tail: &str) -> String {
-    match stderr_tail.rfind("error: ") {
-        Some(at) if at == 0 || stderr_tail[..at].ends_with('\n') => {
-            stderr_tail[at + "error: ".len()..].trim().to_string()
-        }
-        _ => format!("{status}\n{stderr_tail}").trim().to_string(),
+    // The last line that starts with `error: ` (an `I/O error: ` inside a message is not one).
+    let start = stderr_tail
+        .match_indices("error: ")
+        .map(|(at, _)| at)
+        .filter(|&at| at == 0 || stderr_tail[..at].ends_with('\n'))
+        .last();
+    match start {
+        Some(at) => stderr_tail[at + "error: ".len()..].trim().to_string(),
+        None => format!("{status}\n{stderr_tail}").trim().to_string(),
     }
 }
 
@@ -139,6 +145,9 @@ impl Launch for ProcessLauncher {
             let outcome = match status {
                 _ if killed => Exit::Killed,
                 Ok(s) if s.success() => Exit::Success,
+                Ok(s) if s.code() == Some(crate::error::DISK_FULL) => {
+                    Exit::NoSpace(failure_reason(&s.to_string(), &stderr_tail))
+                }
                 Ok(s) => {
                     use std::os::unix::process::ExitStatusExt;
                     match s.signal() {
@@ -166,5 +175,11 @@ mod tests {
         );
         let panic = "thread 'main' panicked at src/x.rs:1:1:\nboom";
         assert_eq!(super::failure_reason("exit status: 101", panic), format!("exit status: 101\n{panic}"));
+        let nested = "error: t/best.bpk: cannot save: Record I/O error: No space left on device (os error 28)";
+        assert_eq!(
+            super::failure_reason("exit status: 9", nested),
+            &nested["error: ".len()..],
+            "the line, not its inner error"
+        );
     }
 }

@@ -164,6 +164,8 @@ struct Study {
     /// `reserve` found every place of the budget taken.
     budget_spent: bool,
     interrupted: bool,
+    /// Why a trial could not go on: its disk is full. The study stops and says so.
+    disk_full: Option<String>,
     /// The wall-clock budget ran out: no new trial, running ones stop after their epoch.
     timed_out: bool,
     consecutive_infeasible: usize,
@@ -391,6 +393,12 @@ impl Study {
                 return Ok(false);
             }
             (Exit::Failed(why), None) => (TrialState::Failed, Some(why.trim().to_string())),
+            (Exit::NoSpace(why), None) => {
+                tracing::warn!("trial {n} stopped: its disk is full ({}); the study stops", why.trim());
+                self.unfinished.push(n);
+                self.disk_full.get_or_insert(format!("trial {n}: {}", why.trim()));
+                return Ok(false);
+            }
         };
         if state == TrialState::Failed {
             tracing::warn!("trial {n} failed: {}", reason.as_deref().unwrap_or(""));
@@ -449,6 +457,7 @@ impl Study {
             grid_done: false,
             budget_spent: false,
             interrupted: false,
+            disk_full: None,
             timed_out: false,
             consecutive_infeasible: 0,
             epoch_secs: 0.0,
@@ -653,6 +662,9 @@ impl Study {
         self.unfinished.extend(self.pending.take().map(|r| r.number));
         self.storage.release(&self.unfinished)?;
         leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)?;
+        if let Some(what) = self.disk_full.take() {
+            return Err(TuneError::NoSpace { what });
+        }
         Ok(Summary {
             counts: leaderboard::state_counts(&self.trials),
             wall_secs: self.started.elapsed().as_secs_f64(),

@@ -1,0 +1,88 @@
+//! A study whose disk fills up stops cleanly (exit 9, the command to continue), fails no
+//! trial and tears no record; with room again, the same command finishes it exactly. Needs
+//! root for a small tmpfs; elsewhere it says it skipped.
+
+mod common;
+use common::*;
+
+/// A tmpfs of `kib` KiB mounted at `dir`, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, kib: usize) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+
+    fn resize(&self, kib: usize) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={kib}k")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+const SPACE: &str = "[study]\nname = \"full\"\ntrials = 6\nseed = 5\nsampler = \"random\"\npruner = \"none\"\n\n\
+    [study.training]\nmax_epochs = 3\npatience = 20\nsubset = 300\n\n\
+    [params]\nlr = { float = [1e-3, 1e-2], log = true }\n\"conv*_channels\" = { choice = [4, 8] }\nn_conv = 1\nconv0_pool = 2\nn_fc = 0\n";
+
+#[test]
+fn a_full_disk_stops_the_study_without_failing_a_trial_and_the_same_command_finishes_it() {
+    let f = Fixture::new(400, 100);
+    f.write("s.toml", SPACE);
+    let disk = match Tmpfs::mount(&f.path("runs"), 300) {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: cannot mount a small tmpfs to fill ({why}); this test needs root");
+            return;
+        }
+    };
+    let args = ["run", "s.toml", "--runs-dir", "runs", "--data-dir", "data", "--concurrency", "1", "--threads", "1"];
+    let full = f.run(&args);
+    let said = text(&full);
+    assert_eq!(full.status.code(), Some(9), "{said}");
+    assert!(
+        said.contains("No space left on device") && said.contains("tune run s.toml"),
+        "names the cause and the command: {said}"
+    );
+    let journal = std::fs::read_to_string(f.path("runs/full/journal.jsonl")).unwrap();
+    for line in journal.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("a torn record {line:?}: {e}"));
+    }
+    let before = tune::study::journal::replay(&f.path("runs/full")).unwrap();
+    assert!(
+        before.values().all(|t| t.state != tune::study::TrialState::Failed),
+        "no trial failed for the disk: {before:?}"
+    );
+    assert!(before.values().any(|t| t.state != tune::study::TrialState::Complete), "the disk filled before the end");
+
+    disk.resize(64 * 1024);
+    ok(f.run(&args));
+    let after = tune::study::journal::replay(&f.path("runs/full")).unwrap();
+    assert_eq!(after.len(), 6);
+    for t in after.values() {
+        assert_eq!(t.state, tune::study::TrialState::Complete, "trial {}", t.number);
+        let epochs: Vec<usize> = t.history.iter().map(|m| m.epoch).collect();
+        assert_eq!(epochs, [1, 2, 3], "trial {}: each epoch once", t.number);
+    }
+    for (n, t) in &before {
+        let kept = &after[n].history[..t.history.len()];
+        assert_eq!(kept, &t.history[..], "trial {n}: what was recorded before is kept");
+    }
+}

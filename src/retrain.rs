@@ -332,34 +332,35 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
 mod tests {
     use super::*;
 
+    /// A trial of one epoch at `val_acc`, keyed by its number.
+    fn one_epoch(number: usize, params: crate::model::Params, state: TrialState, val_acc: f64) -> (usize, TrialRecord) {
+        let m = crate::training::EpochMetrics {
+            epoch: 1,
+            train_loss: 1.0,
+            train_acc: 0.5,
+            val_loss: 1.0,
+            val_acc,
+            lr: 1e-3,
+            secs: 1.0,
+        };
+        let record = TrialRecord {
+            number,
+            params,
+            seed: 1,
+            state,
+            reason: None,
+            history: vec![m],
+            secs: 1.0,
+            retry_of: None,
+            fork: None,
+            times: Default::default(),
+        };
+        (number, record)
+    }
+
     #[test]
     fn best_trial_is_complete_and_a_study_without_one_is_refused() {
-        let t = |number, state, v: f64| {
-            let m = crate::training::EpochMetrics {
-                epoch: 1,
-                train_loss: 1.0,
-                train_acc: 0.5,
-                val_loss: 1.0,
-                val_acc: v,
-                lr: 1e-3,
-                secs: 1.0,
-            };
-            (
-                number,
-                TrialRecord {
-                    number,
-                    params: Default::default(),
-                    seed: 1,
-                    state,
-                    reason: None,
-                    history: vec![m],
-                    secs: 1.0,
-                    retry_of: None,
-                    fork: None,
-                    times: Default::default(),
-                },
-            )
-        };
+        let t = |number, state, v: f64| one_epoch(number, Default::default(), state, v);
         let trials: BTreeMap<usize, TrialRecord> =
             [t(0, TrialState::Failed, 0.99), t(1, TrialState::Pruned, 0.9), t(2, TrialState::Complete, 0.8)].into();
         assert_eq!(best_trial(&trials, false, None).unwrap().number, 2);
@@ -375,28 +376,7 @@ mod tests {
         let t = |number: usize, channels: i64, val_acc: f64| {
             let params: crate::model::Params =
                 [("conv0_channels".to_string(), crate::model::Value::Int(channels))].into();
-            let m = crate::training::EpochMetrics {
-                epoch: 1,
-                train_loss: 0.3,
-                train_acc: 0.9,
-                val_loss: 0.3,
-                val_acc,
-                lr: 1e-3,
-                secs: 1.0,
-            };
-            let record = TrialRecord {
-                number,
-                params,
-                seed: 1,
-                state: TrialState::Complete,
-                reason: None,
-                history: vec![m],
-                secs: 1.0,
-                retry_of: None,
-                fork: None,
-                times: Default::default(),
-            };
-            (number, record)
+            one_epoch(number, params, TrialState::Complete, val_acc)
         };
         let trials: BTreeMap<usize, TrialRecord> = [t(0, 64, 0.93), t(1, 16, 0.91), t(2, 8, 0.90)].into();
         let size = |n: usize| trials[&n].size().unwrap().0;

@@ -36,21 +36,23 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     for entry in &entries {
         let mut storage = catalog.storage(entry)?;
         let trials = storage.trials()?;
-        let log_params = storage.settings()?.map(|r| r.space.log_params()).unwrap_or_default();
+        let settings = storage.settings()?;
+        let log_params = settings.as_ref().map(|r| r.space.log_params()).unwrap_or_default();
+        let objectives = settings.map(|r| r.space.study.objectives).unwrap_or_default();
         let out = match (&args.out, entries.len()) {
             (Some(dir), 1) => dir.clone(),
             (Some(dir), _) => dir.join(&entry.name),
             (None, _) => entry.dir.join("report"),
         };
         // Retrains live under the study's directory on the machine that ran them.
-        let mut g = crate::report::generate_at(&entry.name, trials, &entry.dir.join("retrain"), &out)?;
+        let mut g = crate::report::generate_at(&entry.name, trials, &objectives, &entry.dir.join("retrain"), &out)?;
         // The dashboard's page with this snapshot inside: interactive, offline, one file.
         g.files.push(crate::dashboard::write_offline(&g.dir, &entry.name, &g.trials, &log_params, &g.retrains)?);
-        generated.push((format!("{} (study `{}`)", catalog.location(), entry.name), g));
+        generated.push((format!("{} (study `{}`)", catalog.location(), entry.name), g, objectives));
     }
-    for (what, g) in generated {
+    for (what, g, objectives) in generated {
         println!("study {what}: {}", crate::report::counts_line(&g.trials));
-        println!("{}", crate::study::leaderboard::render(&g.trials, args.top));
+        println!("{}", crate::study::leaderboard::render_with(&g.trials, args.top, &objectives));
         for r in &g.retrains {
             println!("retrain {}", r.line());
         }

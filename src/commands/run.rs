@@ -69,7 +69,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             );
         }
     })?;
-    println!("{}", crate::study::leaderboard::render(&summary.trials, 10));
+    println!("{}", crate::study::leaderboard::render_with(&summary.trials, 10, &summary.objectives));
     let count = |s: crate::study::TrialState| summary.counts.get(&s).copied().unwrap_or(0);
     use crate::study::TrialState as S;
     let sampled = summary.counts.values().sum::<usize>().max(1);

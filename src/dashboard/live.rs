@@ -112,6 +112,7 @@ mod tests {
     #[test]
     fn a_page_gets_only_the_trials_changed_since_its_version_and_unknown_names_are_none() {
         let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("s")).unwrap();
         let journal = Journal::open(&root.path().join("s"));
         journal.append(&created(0)).unwrap();
         journal.append(&created(1)).unwrap();

@@ -39,13 +39,14 @@ fn retrain_section(retrains: &[Retrained], link: &str) -> String {
 pub fn page(
     name: &str,
     trials: &BTreeMap<usize, TrialRecord>,
+    objectives: &[crate::study::objectives::Objective],
     importance: &[(String, f64)],
     infeasible: &[(String, f64)],
     layers: &[(String, usize)],
     retrains: &[Retrained],
     retrain_link: &str,
 ) -> String {
-    let md = super::markdown(trials, 20);
+    let md = super::markdown(trials, 20, objectives);
     let mut table = String::from("<div class=\"scroll\"><table>\n");
     for (i, line) in md.lines().enumerate() {
         if i == 1 {

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, TuneError};
 use crate::study::journal::Journal;
-use crate::study::leaderboard::{self, FIXED_COLUMNS, param_names, rank, varying_params};
+use crate::study::leaderboard::{self, FIXED_COLUMNS, param_names, rank, rank_with, varying_params};
+use crate::study::objectives::{Metric, Objective};
 use crate::study::{TrialRecord, TrialState};
 
 /// The studies under `path`: itself if it holds a journal, else its subdirectories that do.
@@ -47,6 +48,7 @@ pub struct Generated {
 pub fn generate_at(
     name: &str,
     trials: BTreeMap<usize, TrialRecord>,
+    objectives: &[Objective],
     retrain_dir: &Path,
     out: &Path,
 ) -> Result<Generated> {
@@ -54,16 +56,16 @@ pub fn generate_at(
     std::fs::create_dir_all(&out).map_err(|e| TuneError::io(&out, e))?;
     let mut files = Vec::new();
     let csv = out.join("leaderboard.csv");
-    leaderboard::write_csv(&csv, &trials)?;
+    leaderboard::write_csv_with(&csv, &trials, objectives)?;
     files.push(csv);
     let json = out.join("leaderboard.json");
     crate::files::write_atomic(
         &json,
-        serde_json::to_string_pretty(&records(&trials)).expect("serialisable").as_bytes(),
+        serde_json::to_string_pretty(&records(&trials, objectives)).expect("serialisable").as_bytes(),
     )?;
     files.push(json);
     let md = out.join("leaderboard.md");
-    crate::files::write_atomic(&md, markdown(&trials, 20).as_bytes())?;
+    crate::files::write_atomic(&md, markdown(&trials, 20, objectives).as_bytes())?;
     files.push(md);
 
     let ranked: Vec<&TrialRecord> = rank(&trials).into_iter().filter(|r| r.rank.is_some()).map(|r| r.trial).collect();
@@ -98,6 +100,7 @@ pub fn generate_at(
     let html = html::page(
         name,
         &trials,
+        objectives,
         &importance,
         &infeasible,
         &analysis::infeasible_layers(&trials),
@@ -119,9 +122,12 @@ fn relative_to(target: &Path, from: &Path) -> String {
 }
 
 /// Leaderboard rows as flat JSON records (the CSV's columns), which `pandas.read_json` reads.
-pub fn records(trials: &BTreeMap<usize, TrialRecord>) -> Vec<serde_json::Map<String, serde_json::Value>> {
+pub fn records(
+    trials: &BTreeMap<usize, TrialRecord>,
+    objectives: &[Objective],
+) -> Vec<serde_json::Map<String, serde_json::Value>> {
     let names = param_names(trials);
-    rank(trials)
+    rank_with(trials, objectives)
         .into_iter()
         .map(|row| {
             let t = row.trial;
@@ -145,6 +151,17 @@ pub fn records(trials: &BTreeMap<usize, TrialRecord>) -> Vec<serde_json::Map<Str
             for (k, v) in FIXED_COLUMNS.iter().zip(vals) {
                 m.insert(k.to_string(), v);
             }
+            if objectives.len() >= 2 {
+                m.insert("front".into(), row.front.into());
+                let size = t.size();
+                for o in objectives.iter().filter(|o| o.metric != Metric::ValAcc) {
+                    let v = match o.metric {
+                        Metric::Flops => size.map(|s| s.1),
+                        _ => size.map(|s| s.0 as u64),
+                    };
+                    m.insert(o.metric.name().into(), v.into());
+                }
+            }
             for n in &names {
                 m.insert(
                     n.clone(),
@@ -157,18 +174,29 @@ pub fn records(trials: &BTreeMap<usize, TrialRecord>) -> Vec<serde_json::Map<Str
 }
 
 /// A Markdown table of the top `n` trials with the varying parameters.
-pub fn markdown(trials: &BTreeMap<usize, TrialRecord>, n: usize) -> String {
+pub fn markdown(trials: &BTreeMap<usize, TrialRecord>, n: usize, objectives: &[Objective]) -> String {
     let params = varying_params(trials);
+    let multi = objectives.len() >= 2;
     let mut s = format!(
-        "| rank | trial | state | best val_acc | best epoch | epochs |{}\n|---|---|---|---|---|---|{}\n",
+        "| rank |{} trial | state | best val_acc | best epoch | epochs |{}\n|---|{}---|---|---|---|---|{}\n",
+        if multi { " front | parameters |" } else { "" },
         params.iter().map(|p| format!(" {p} |")).collect::<String>(),
+        if multi { "---|---|" } else { "" },
         "---|".repeat(params.len())
     );
-    for row in rank(trials).into_iter().filter(|r| r.rank.is_some()).take(n) {
+    for row in rank_with(trials, objectives).into_iter().filter(|r| r.rank.is_some()).take(n) {
         let t = row.trial;
         let best = t.best();
+        let front = match (multi, row.front) {
+            (false, _) => String::new(),
+            (true, f) => format!(
+                " {} | {} |",
+                f.map_or("–".into(), |f| f.to_string()),
+                t.size().map_or("–".into(), |s| crate::model::shape::group(s.0))
+            ),
+        };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |{}\n",
+            "| {} |{front} {} | {} | {} | {} | {} |{}\n",
             row.rank.map_or("–".into(), |r| r.to_string()),
             t.number,
             t.state.name(),

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use super::objectives::{self, Metric, Objective};
 use super::trial::{TrialRecord, TrialState};
 use crate::error::{Result, TuneError};
 
@@ -13,16 +14,64 @@ use crate::error::{Result, TuneError};
 pub struct Row<'a> {
     pub rank: Option<usize>,
     pub trial: &'a TrialRecord,
+    /// With several objectives: its non-dominated front (0 is the Pareto front).
+    pub front: Option<usize>,
 }
 
 /// Orders trials: complete and pruned ones by best val_acc, then the others unranked by number.
 pub fn rank(trials: &BTreeMap<usize, TrialRecord>) -> Vec<Row<'_>> {
-    let mut ranked: Vec<(&TrialRecord, f64)> = trials.values().filter_map(|t| t.value().map(|v| (t, v))).collect();
-    ranked.sort_by(|(a, va), (b, vb)| vb.total_cmp(va).then(a.state.cmp(&b.state)).then(a.number.cmp(&b.number)));
-    let mut rows: Vec<Row> =
-        ranked.into_iter().enumerate().map(|(i, (t, _))| Row { rank: Some(i + 1), trial: t }).collect();
-    rows.extend(trials.values().filter(|t| t.value().is_none()).map(|t| Row { rank: None, trial: t }));
+    rank_with(trials, &[])
+}
+
+/// As [`rank`]; with two objectives or more, ranked trials go by non-dominated front first,
+/// then by val_acc within a front (a network that cannot be built comes last).
+pub fn rank_with<'a>(trials: &'a BTreeMap<usize, TrialRecord>, objectives: &[Objective]) -> Vec<Row<'a>> {
+    let ranked: Vec<(&TrialRecord, f64)> = trials.values().filter_map(|t| t.value().map(|v| (t, v))).collect();
+    let fronts: Vec<Option<usize>> = if objectives.len() >= 2 {
+        let costs: Vec<Option<Vec<f64>>> = ranked.iter().map(|(t, _)| objectives::costs(t, objectives)).collect();
+        let known: Vec<Vec<f64>> = costs.iter().flatten().cloned().collect();
+        let mut levels = objectives::fronts(&known).into_iter();
+        costs.iter().map(|c| Some(if c.is_some() { levels.next().unwrap_or(usize::MAX) } else { usize::MAX })).collect()
+    } else {
+        vec![None; ranked.len()]
+    };
+    let mut order: Vec<((&TrialRecord, f64), Option<usize>)> = ranked.into_iter().zip(fronts).collect();
+    order.sort_by(|((a, va), fa), ((b, vb), fb)| {
+        fa.cmp(fb).then(vb.total_cmp(va)).then(a.state.cmp(&b.state)).then(a.number.cmp(&b.number))
+    });
+    let mut rows: Vec<Row> = order
+        .into_iter()
+        .enumerate()
+        .map(|(i, ((t, _), front))| Row { rank: Some(i + 1), trial: t, front: front.filter(|f| *f != usize::MAX) })
+        .collect();
+    rows.extend(trials.values().filter(|t| t.value().is_none()).map(|t| Row { rank: None, trial: t, front: None }));
     rows
+}
+
+/// The columns a multi-objective leaderboard adds after the fixed ones: the front, and each
+/// objective other than val_acc.
+fn objective_columns(objectives: &[Objective]) -> Vec<String> {
+    if objectives.len() < 2 {
+        return Vec::new();
+    }
+    std::iter::once("front".to_string())
+        .chain(objectives.iter().filter(|o| o.metric != Metric::ValAcc).map(|o| o.metric.name().to_string()))
+        .collect()
+}
+
+/// A row's values of [`objective_columns`].
+fn objective_cells(row: &Row, objectives: &[Objective]) -> Vec<String> {
+    if objectives.len() < 2 {
+        return Vec::new();
+    }
+    let size = row.trial.size();
+    std::iter::once(row.front.map_or(String::new(), |f| f.to_string()))
+        .chain(objectives.iter().filter(|o| o.metric != Metric::ValAcc).map(|o| match (o.metric, size) {
+            (Metric::Params, Some(s)) => s.0.to_string(),
+            (Metric::Flops, Some(s)) => s.1.to_string(),
+            _ => String::new(),
+        }))
+        .collect()
 }
 
 /// One line naming the unranked trials by state, e.g. `not ranked: 1 running (#4), 2 failed (#1, #3)`.
@@ -78,11 +127,19 @@ pub fn time_columns(t: &TrialRecord) -> (Option<&str>, Option<&str>, Option<f64>
 
 /// Writes `leaderboard.csv`: the fixed columns, then one column per parameter.
 pub fn write_csv(path: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Result<()> {
+    write_csv_with(path, trials, &[])
+}
+
+/// As [`write_csv`], ranked by `objectives` (with `front` and the other objectives' columns
+/// after the fixed ones, where there are two or more).
+pub fn write_csv_with(path: &Path, trials: &BTreeMap<usize, TrialRecord>, objectives: &[Objective]) -> Result<()> {
     let names = param_names(trials);
     let mut w = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| TuneError::io(path, std::io::Error::other(e));
-    w.write_record(FIXED_COLUMNS.iter().map(|s| s.to_string()).chain(names.iter().cloned())).map_err(io)?;
-    for row in rank(trials) {
+    let header =
+        FIXED_COLUMNS.iter().map(|s| s.to_string()).chain(objective_columns(objectives)).chain(names.iter().cloned());
+    w.write_record(header).map_err(io)?;
+    for row in rank_with(trials, objectives) {
         let t = row.trial;
         let best = t.best();
         let mut rec = vec![
@@ -99,6 +156,7 @@ pub fn write_csv(path: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Result<(
         rec.push(duration.map_or(String::new(), |d| format!("{d:.1}")));
         rec.push(worker.unwrap_or_default().to_string());
         rec.push(t.reason.clone().unwrap_or_default());
+        rec.extend(objective_cells(&row, objectives));
         rec.extend(names.iter().map(|n| t.params.get(n).map_or(String::new(), |v| v.to_string())));
         w.write_record(rec).map_err(io)?;
     }
@@ -120,16 +178,24 @@ pub fn varying_params(trials: &BTreeMap<usize, TrialRecord>) -> Vec<String> {
 
 /// A terminal table of the top `n` trials with up to 6 varying parameters.
 pub fn render(trials: &BTreeMap<usize, TrialRecord>, n: usize) -> String {
+    render_with(trials, n, &[])
+}
+
+/// As [`render`], ranked by `objectives` (their columns first, where there are two or more).
+pub fn render_with(trials: &BTreeMap<usize, TrialRecord>, n: usize, objectives: &[Objective]) -> String {
     let params: Vec<String> = varying_params(trials).into_iter().take(6).collect();
     let mut out = format!(
         "{:>4} {:>5} {:<10} {:>8} {:>5} {:>6} {:>8}",
         "rank", "trial", "state", "val_acc", "best", "epochs", "secs"
     );
+    for c in objective_columns(objectives) {
+        out.push_str(&format!(" {:>10}", c));
+    }
     for p in &params {
         out.push_str(&format!(" {:>12}", truncate(p, 12)));
     }
     out.push('\n');
-    for row in rank(trials).into_iter().filter(|r| r.rank.is_some()).take(n) {
+    for row in rank_with(trials, objectives).into_iter().filter(|r| r.rank.is_some()).take(n) {
         let t = row.trial;
         let best = t.best();
         out.push_str(&format!(
@@ -142,6 +208,9 @@ pub fn render(trials: &BTreeMap<usize, TrialRecord>, n: usize) -> String {
             t.history.len(),
             t.secs
         ));
+        for c in objective_cells(&row, objectives) {
+            out.push_str(&format!(" {:>10}", c));
+        }
         for p in &params {
             out.push_str(&format!(" {:>12}", truncate(&t.params.get(p).map_or("-".into(), short), 12)));
         }

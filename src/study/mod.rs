@@ -4,6 +4,7 @@
 pub mod journal;
 pub mod launch;
 pub mod leaderboard;
+pub mod objectives;
 pub mod pruner;
 pub mod replay;
 pub mod run;

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::objectives::{Direction, Metric, Objective};
 use crate::error::{Result, TuneError};
 use crate::model::Params;
 use crate::training::TrainConfig;
@@ -55,6 +56,9 @@ pub enum SamplerKind {
     Random,
     Grid,
     Tpe,
+    /// NSGA-II (Deb et al. 2002), for `objectives`: parents by tournament on front and
+    /// crowding, uniform crossover, mutation by a fresh draw.
+    Nsga2,
 }
 
 /// The `[study]` table.
@@ -136,6 +140,37 @@ pub struct StudySettings {
     /// `[study.pbt]`: population-based training (with `scheduler = "pbt"`).
     #[serde(default, skip_serializing_if = "PbtSettings::is_default")]
     pub pbt: PbtSettings,
+    /// Several objectives (val_acc first): the leaderboard ranks by non-dominated front and the
+    /// `nsga2` sampler searches the front. Empty: val_acc alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objectives: Vec<Objective>,
+    /// `[study.nsga2]`: with `sampler = "nsga2"`.
+    #[serde(default, skip_serializing_if = "NsgaSettings::is_default")]
+    pub nsga2: NsgaSettings,
+}
+
+/// `[study.nsga2]`, with Optuna's defaults where it has them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NsgaSettings {
+    /// Trials of the first, random generation, and of the parents kept after it.
+    pub population: usize,
+    /// Chance that a child's parameter is drawn afresh; default 1 / (number of parameters).
+    pub mutation_probability: Option<f64>,
+    /// Chance that a parameter comes from the second parent rather than the first.
+    pub swapping_probability: f64,
+}
+
+impl Default for NsgaSettings {
+    fn default() -> Self {
+        NsgaSettings { population: 20, mutation_probability: None, swapping_probability: 0.5 }
+    }
+}
+
+impl NsgaSettings {
+    fn is_default(&self) -> bool {
+        *self == NsgaSettings::default()
+    }
 }
 
 /// `[study.pbt]`, with Ray Tune's defaults. The population is the study's `trials`.
@@ -346,6 +381,7 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
             "set `study.tpe.candidates` to a whole number in 1..=1000 (Optuna uses 24)".into(),
         ));
     }
+    check_objectives(s, err)?;
     if s.max_retries > 100 {
         return Err(err(
             "study.max_retries",
@@ -355,6 +391,57 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
     }
     s.timing().map_err(|(key, problem, fix)| err(key, problem, fix.into()))?;
     s.training.check().map_err(|(key, problem, fix)| err(&format!("study.training.{key}"), problem, fix))
+}
+
+/// `objectives`: val_acc first (pruners and schedulers judge on it), each metric once, sizes
+/// minimised; `[study.nsga2]` in range.
+fn check_objectives(s: &StudySettings, err: &ErrFn) -> Result<()> {
+    let first_ok = s.objectives.first().is_none_or(|o| o.metric == Metric::ValAcc);
+    if !first_ok {
+        return Err(err(
+            "study.objectives",
+            "the first objective must be val_acc: pruners and schedulers judge trials on it".into(),
+            "list { metric = \"val_acc\", direction = \"maximize\" } first".into(),
+        ));
+    }
+    for (i, o) in s.objectives.iter().enumerate() {
+        let expected = if o.metric == Metric::ValAcc { Direction::Maximize } else { Direction::Minimize };
+        if o.direction != expected {
+            return Err(err(
+                &format!("study.objectives[{i}].direction"),
+                format!("{} is only ever wanted {:?}d", o.metric.name(), expected).to_lowercase(),
+                format!("write direction = \"{}\"", format!("{expected:?}").to_lowercase()),
+            ));
+        }
+        if s.objectives[..i].iter().any(|p| p.metric == o.metric) {
+            return Err(err(
+                &format!("study.objectives[{i}].metric"),
+                format!("{} is listed twice", o.metric.name()),
+                "list each metric once".into(),
+            ));
+        }
+    }
+    let n = &s.nsga2;
+    if !(2..=MAX_TRIALS).contains(&n.population) {
+        return Err(err(
+            "study.nsga2.population",
+            format!("{} is outside 2..={MAX_TRIALS}", n.population),
+            "set a population such as 20 (Optuna's default is 50)".into(),
+        ));
+    }
+    for (key, p) in [
+        ("mutation_probability", n.mutation_probability.unwrap_or(0.0)),
+        ("swapping_probability", n.swapping_probability),
+    ] {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(err(
+                &format!("study.nsga2.{key}"),
+                format!("{p} is outside [0, 1]"),
+                "give a probability in [0, 1]".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The study's durations, parsed from their text once: the run's budget, the workers'

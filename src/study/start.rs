@@ -44,6 +44,8 @@ impl Resolved {
             && a.study.training == b.study.training
             && a.study.pruning == b.study.pruning
             && a.study.tpe == b.study.tpe
+            && a.study.objectives == b.study.objectives
+            && a.study.nsga2 == b.study.nsga2
             && self.split_seed == new.split_seed;
         if same {
             return Ok(());

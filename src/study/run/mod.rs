@@ -70,6 +70,8 @@ pub struct Summary {
     pub trials: BTreeMap<usize, TrialRecord>,
     /// This worker's trial slots.
     pub slots: usize,
+    /// What the study optimises (empty: val_acc alone); the leaderboard ranks by it.
+    pub objectives: Vec<crate::study::objectives::Objective>,
 }
 
 const MAX_CONSECUTIVE_INFEASIBLE: usize = 200;
@@ -404,7 +406,11 @@ impl Study {
             tracing::warn!("trial {n} failed: {}", reason.as_deref().unwrap_or(""));
         }
         self.record(&Event::Finished { number: n, state, reason, secs })?;
-        leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)?;
+        leaderboard::write_csv_with(
+            &self.dir.join("leaderboard.csv"),
+            &self.trials,
+            &self.resolved.space.study.objectives,
+        )?;
         Ok(true)
     }
 }
@@ -661,7 +667,11 @@ impl Study {
         // An unsampled reservation goes back too: another worker (or the next run) samples it.
         self.unfinished.extend(self.pending.take().map(|r| r.number));
         self.storage.release(&self.unfinished)?;
-        leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)?;
+        leaderboard::write_csv_with(
+            &self.dir.join("leaderboard.csv"),
+            &self.trials,
+            &self.resolved.space.study.objectives,
+        )?;
         if let Some(what) = self.disk_full.take() {
             return Err(TuneError::NoSpace { what });
         }
@@ -674,6 +684,7 @@ impl Study {
             interrupted: self.interrupted,
             timed_out: self.timed_out,
             slots: self.resolved.concurrency,
+            objectives: self.resolved.space.study.objectives.clone(),
             trials: self.trials,
             dir: self.dir,
         })

@@ -144,7 +144,11 @@ impl Study {
             }
         }
         self.sync()?;
-        leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)
+        leaderboard::write_csv_with(
+            &self.dir.join("leaderboard.csv"),
+            &self.trials,
+            &self.resolved.space.study.objectives,
+        )
     }
 
     /// A trial the scheduler paused has stopped: its pause is recorded, so any worker may
@@ -160,6 +164,10 @@ impl Study {
             crate::files::copy_files(&dir, &snapshot_dir(&dir, self.trials[&n].history.len()))?;
         }
         self.record(&Event::Paused { number: n, reason, secs })?;
-        leaderboard::write_csv(&self.dir.join("leaderboard.csv"), &self.trials)
+        leaderboard::write_csv_with(
+            &self.dir.join("leaderboard.csv"),
+            &self.trials,
+            &self.resolved.space.study.objectives,
+        )
     }
 }

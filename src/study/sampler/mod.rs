@@ -7,6 +7,7 @@
 pub mod bench;
 mod enqueued;
 mod grid;
+mod nsga2;
 mod random;
 mod tpe;
 
@@ -17,6 +18,7 @@ use rand::rngs::StdRng;
 
 pub use enqueued::Enqueued;
 pub use grid::{Grid, GridSampler};
+pub use nsga2::Nsga2Sampler;
 pub use random::RandomSampler;
 pub use tpe::TpeSampler;
 
@@ -80,6 +82,7 @@ pub fn build(space: &SearchSpace, queue: Vec<Params>) -> Result<Box<dyn Sampler>
         SamplerKind::Random => Box::new(RandomSampler),
         SamplerKind::Grid => Box::new(GridSampler::new(space)?),
         SamplerKind::Tpe => Box::new(TpeSampler::from_space(space)),
+        SamplerKind::Nsga2 => Box::new(Nsga2Sampler::from_space(space)),
     };
     Ok(if queue.is_empty() { inner } else { Box::new(Enqueued::new(queue, inner)) })
 }

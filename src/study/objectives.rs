@@ -1,0 +1,154 @@
+//! What a multi-objective study optimises (`[study] objectives`), each trial's values, and
+//! the non-dominated fronts and crowding distances NSGA-II and the leaderboard rank by.
+//!
+//! val_acc is measured by training; a network's parameters and FLOPs follow from its
+//! dictionary (shape inference), so they cost nothing and are known even for a pruned trial.
+//! Pruners and schedulers judge trials on val_acc alone (the first objective); the leaderboard
+//! ranks by front, then val_acc.
+
+use serde::{Deserialize, Serialize};
+
+use super::trial::TrialRecord;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Best validation accuracy.
+    ValAcc,
+    /// Parameters of the network (trainable and not).
+    Params,
+    /// Forward FLOPs per image.
+    Flops,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::ValAcc => "val_acc",
+            Metric::Params => "params",
+            Metric::Flops => "flops",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Maximize,
+    Minimize,
+}
+
+/// One entry of `[study] objectives`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Objective {
+    pub metric: Metric,
+    pub direction: Direction,
+}
+
+/// A trial's value of each objective, as measured (val_acc as a share, params and FLOPs as
+/// counts); `None` for a trial that is not ranked (running, failed, infeasible).
+pub fn values(t: &TrialRecord, objectives: &[Objective]) -> Option<Vec<f64>> {
+    let acc = t.value()?;
+    let size = t.size();
+    objectives
+        .iter()
+        .map(|o| match o.metric {
+            Metric::ValAcc => Some(acc),
+            Metric::Params => size.map(|s| s.0 as f64),
+            Metric::Flops => size.map(|s| s.1 as f64),
+        })
+        .collect()
+}
+
+/// The same values, each turned so that smaller is better (what dominance compares).
+pub fn costs(t: &TrialRecord, objectives: &[Objective]) -> Option<Vec<f64>> {
+    let v = values(t, objectives)?;
+    Some(v.iter().zip(objectives).map(|(x, o)| if o.direction == Direction::Maximize { -x } else { *x }).collect())
+}
+
+/// Whether cost vector `a` dominates `b`: no worse in every objective, better in one.
+pub fn dominates(a: &[f64], b: &[f64]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x <= y) && a.iter().zip(b).any(|(x, y)| x < y)
+}
+
+/// The front of each point (0: non-dominated; 1: non-dominated once front 0 is removed; …):
+/// Deb et al.'s fast non-dominated sort, O(M·N²).
+pub fn fronts(points: &[Vec<f64>]) -> Vec<usize> {
+    let n = points.len();
+    let mut dominated_by = vec![0usize; n];
+    let mut dominates_list: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in 0..n {
+        for j in i + 1..n {
+            if dominates(&points[i], &points[j]) {
+                dominates_list[i].push(j);
+                dominated_by[j] += 1;
+            } else if dominates(&points[j], &points[i]) {
+                dominates_list[j].push(i);
+                dominated_by[i] += 1;
+            }
+        }
+    }
+    let mut front = vec![0usize; n];
+    let mut current: Vec<usize> = (0..n).filter(|&i| dominated_by[i] == 0).collect();
+    let mut level = 0;
+    while !current.is_empty() {
+        let mut next = Vec::new();
+        for &i in &current {
+            front[i] = level;
+            for &j in &dominates_list[i] {
+                dominated_by[j] -= 1;
+                if dominated_by[j] == 0 {
+                    next.push(j);
+                }
+            }
+        }
+        current = next;
+        level += 1;
+    }
+    front
+}
+
+/// Crowding distance of each of `members` (indices into `points`, one front): the sum over
+/// objectives of the normalised gap between its neighbours; the ends of each objective get
+/// infinity, so NSGA-II keeps the front's extremes.
+pub fn crowding(points: &[Vec<f64>], members: &[usize]) -> Vec<f64> {
+    let mut distance = vec![0.0; members.len()];
+    let Some(first) = members.first() else { return distance };
+    for m in 0..points[*first].len() {
+        let mut order: Vec<usize> = (0..members.len()).collect();
+        order.sort_by(|&a, &b| points[members[a]][m].total_cmp(&points[members[b]][m]));
+        let low = points[members[order[0]]][m];
+        let high = points[members[order[order.len() - 1]]][m];
+        distance[order[0]] = f64::INFINITY;
+        distance[order[order.len() - 1]] = f64::INFINITY;
+        if high > low {
+            for k in 1..order.len().saturating_sub(1) {
+                let gap = points[members[order[k + 1]]][m] - points[members[order[k - 1]]][m];
+                distance[order[k]] += gap / (high - low);
+            }
+        }
+    }
+    distance
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fronts_peel_non_dominated_layers() {
+        // (cost1, cost2): 0 and 1 trade off, 2 is dominated by 0, 3 by 2.
+        let points = vec![vec![1.0, 5.0], vec![3.0, 1.0], vec![2.0, 6.0], vec![3.0, 7.0], vec![1.0, 5.0]];
+        assert_eq!(fronts(&points), vec![0, 0, 1, 2, 0], "equal points do not dominate each other");
+        assert!(dominates(&[1.0, 1.0], &[1.0, 2.0]) && !dominates(&[1.0, 2.0], &[1.0, 2.0]));
+    }
+
+    #[test]
+    fn crowding_keeps_the_extremes_and_prefers_the_lonely() {
+        let points = vec![vec![0.0, 10.0], vec![1.0, 9.0], vec![5.0, 5.0], vec![10.0, 0.0], vec![1.1, 8.9]];
+        let d = crowding(&points, &[0, 1, 2, 3, 4]);
+        assert!(d[0].is_infinite() && d[3].is_infinite());
+        assert!(d[2] > d[1] && d[2] > d[4], "the point far from its neighbours: {d:?}");
+    }
+}

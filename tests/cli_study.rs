@@ -306,3 +306,43 @@ fn study_list_and_delete_work_on_a_runs_directory() {
     let missing = f.run(&["study", "delete", "gone", "--yes"]);
     assert!(!missing.status.success() && text(&missing).contains("no study `gone`"), "{}", text(&missing));
 }
+
+#[test]
+fn a_two_objective_nsga2_study_ranks_its_leaderboard_by_front() {
+    let f = Fixture::new(600, 100);
+    let extra = "sampler = \"nsga2\"\npruner = \"none\"\n\
+        objectives = [{ metric = \"val_acc\", direction = \"maximize\" }, { metric = \"params\", direction = \"minimize\" }]\n\
+        [study.nsga2]\npopulation = 4\n";
+    let s = f.write("s.toml", &space("mo", 10, extra).replace("max_epochs = 3", "max_epochs = 1"));
+    let out = ok(f.run(&["run", s.to_str().unwrap(), "--concurrency", "2", "--data-dir", f.data().to_str().unwrap()]));
+    assert!(out.contains("front") && out.contains("params"), "the terminal table shows the objectives: {out}");
+    let board = f.path("runs/mo/leaderboard.csv");
+    let headers = csv_headers(&board);
+    assert_eq!(headers[12..14], ["front", "params"], "after the fixed columns");
+    let rows: Vec<(usize, f64, f64)> = csv_rows(&board)
+        .iter()
+        .filter(|r| !r[0].is_empty())
+        .map(|r| (r[12].parse().unwrap(), r[3].parse().unwrap(), r[13].parse().unwrap()))
+        .collect();
+    assert!(rows.len() >= 8, "{rows:?}");
+    assert!(rows.windows(2).all(|w| w[0].0 <= w[1].0), "ranked by front first: {rows:?}");
+    let dominates = |a: &(usize, f64, f64), b: &(usize, f64, f64)| a.1 >= b.1 && a.2 <= b.2 && (a.1 > b.1 || a.2 < b.2);
+    for r in &rows {
+        let beaten_from_its_front_or_later = rows.iter().any(|o| o.0 >= r.0 && dominates(o, r));
+        assert!(!beaten_from_its_front_or_later, "nothing in its own front or a later one dominates {r:?}: {rows:?}");
+        if r.0 > 0 {
+            assert!(
+                rows.iter().any(|o| o.0 == r.0 - 1 && dominates(o, r)),
+                "front {} is beaten by front {}: {r:?}",
+                r.0,
+                r.0 - 1
+            );
+        }
+    }
+    // The report ranks the same way.
+    ok(f.run(&["report", "runs/mo"]));
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(f.path("runs/mo/report/leaderboard.json")).unwrap()).unwrap();
+    assert_eq!(json[0]["front"], 0);
+    assert!(json[0]["params"].as_u64().unwrap() > 0);
+}

@@ -41,8 +41,8 @@ pub fn page(
     trials: &BTreeMap<usize, TrialRecord>,
     objectives: &[crate::study::objectives::Objective],
     importance: &[(String, f64)],
-    infeasible: &[(String, f64)],
-    layers: &[(String, usize)],
+    // Where the study had infeasible networks: the layers where they collapsed.
+    infeasible_layers: Option<&[(String, usize)]>,
     retrains: &[Retrained],
     retrain_link: &str,
 ) -> String {
@@ -75,13 +75,12 @@ pub fn page(
     let imp: String =
         importance.iter().take(5).map(|(p, e)| format!("<li><code>{}</code>: {:.2}</li>", escape(p), e)).collect();
     let mut infeasible_section = String::new();
-    if !infeasible.is_empty() {
+    if let Some(layers) = infeasible_layers {
         let l: String = layers.iter().map(|(l, n)| format!("<li><code>{}</code>: {n}</li>", escape(l))).collect();
         infeasible_section = format!(
             "<h2>Infeasible networks</h2><p>Rejected by shape inference before launch, by the layer where they collapsed:</p><ul>{l}</ul>\
              <p>Parameters by how much of the infeasibility they explain (ε²):</p><img src=\"infeasible.svg\" alt=\"infeasibility by parameter\">"
         );
-        let _ = infeasible;
     }
     format!(
         r#"<!doctype html>

@@ -102,8 +102,7 @@ pub fn generate_at(
         &trials,
         objectives,
         &importance,
-        &infeasible,
-        &analysis::infeasible_layers(&trials),
+        (!infeasible.is_empty()).then_some(&analysis::infeasible_layers(&trials)[..]),
         &retrains,
         &relative_to(retrain_dir, &out),
     );

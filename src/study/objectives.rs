@@ -115,17 +115,19 @@ pub fn fronts(points: &[Vec<f64>]) -> Vec<usize> {
 pub fn crowding(points: &[Vec<f64>], members: &[usize]) -> Vec<f64> {
     let mut distance = vec![0.0; members.len()];
     let Some(first) = members.first() else { return distance };
-    for m in 0..points[*first].len() {
+    // One column per objective: its value of each member.
+    let columns: Vec<Vec<f64>> =
+        (0..points[*first].len()).map(|o| members.iter().map(|&i| points[i][o]).collect()).collect();
+    for column in &columns {
+        let value = |k: usize| column[k];
         let mut order: Vec<usize> = (0..members.len()).collect();
-        order.sort_by(|&a, &b| points[members[a]][m].total_cmp(&points[members[b]][m]));
-        let low = points[members[order[0]]][m];
-        let high = points[members[order[order.len() - 1]]][m];
+        order.sort_by(|&a, &b| value(a).total_cmp(&value(b)));
+        let (low, high) = (value(order[0]), value(order[order.len() - 1]));
         distance[order[0]] = f64::INFINITY;
         distance[order[order.len() - 1]] = f64::INFINITY;
         if high > low {
-            for k in 1..order.len().saturating_sub(1) {
-                let gap = points[members[order[k + 1]]][m] - points[members[order[k - 1]]][m];
-                distance[order[k]] += gap / (high - low);
+            for w in order.windows(3) {
+                distance[w[1]] += (value(w[2]) - value(w[0])) / (high - low);
             }
         }
     }

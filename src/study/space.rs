@@ -521,6 +521,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("study.trials"), "{msg}");
+        // Objectives: val_acc first, sizes minimised, each once; NSGA-II's settings in range.
+        let objectives = [
+            (
+                "objectives = [{ metric = \"params\", direction = \"minimize\" }]",
+                "study.objectives",
+                "first objective must be val_acc",
+            ),
+            (
+                "objectives = [{ metric = \"val_acc\", direction = \"maximize\" }, { metric = \"params\", direction = \"maximize\" }]",
+                "study.objectives[1].direction",
+                "minimize",
+            ),
+            (
+                "objectives = [{ metric = \"val_acc\", direction = \"maximize\" }, { metric = \"flops\", direction = \"minimize\" }, { metric = \"flops\", direction = \"minimize\" }]",
+                "study.objectives[2].metric",
+                "listed twice",
+            ),
+            (
+                "objectives = [{ metric = \"val_acc\", direction = \"minimize\" }]",
+                "study.objectives[0].direction",
+                "maximize",
+            ),
+            ("objectives = [{ metric = \"latency\", direction = \"minimize\" }]", "latency", "val_acc"),
+            ("sampler = \"nsga2\"\n[study.nsga2]\npopulation = 1", "study.nsga2.population", "2..="),
+            (
+                "sampler = \"nsga2\"\n[study.nsga2]\nmutation_probability = 1.5",
+                "study.nsga2.mutation_probability",
+                "[0, 1]",
+            ),
+        ];
+        for (study, key, why) in objectives {
+            let text = format!("[study]\nname = \"t\"\n{study}\n[params]\nlr = 0.001\n");
+            let msg = SearchSpace::parse(&text, Path::new("space.toml")).unwrap_err().to_string();
+            assert!(msg.contains("space.toml") && msg.contains(key) && msg.contains(why), "{study}\n→ {msg}");
+        }
     }
 
     #[test]

@@ -81,6 +81,7 @@ fn report_renders_every_plot_and_export_for_a_mixed_study() {
     ] {
         assert!(html.contains(needle), "index.html mentions {needle}");
     }
+    assert!(!r.join("front.svg").exists() && !html.contains("front.svg"), "one objective: no front plot");
     // The interactive page, offline: the dashboard's own page with the snapshot inside.
     let dashboard = std::fs::read_to_string(r.join("dashboard.html")).unwrap();
     assert!(dashboard.contains("TUNE_EMBEDDED") && dashboard.contains("ASHA rung 1"), "the data is embedded");

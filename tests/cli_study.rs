@@ -344,5 +344,9 @@ fn a_two_objective_nsga2_study_ranks_its_leaderboard_by_front() {
     let json: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(f.path("runs/mo/report/leaderboard.json")).unwrap()).unwrap();
     assert_eq!(json[0]["front"], 0);
+    for plot in ["front.png", "front.svg"] {
+        assert!(f.path(&format!("runs/mo/report/{plot}")).is_file(), "the report draws the front: {plot}");
+    }
+    assert!(std::fs::read_to_string(f.path("runs/mo/report/index.html")).unwrap().contains("front.svg"));
     assert!(json[0]["params"].as_u64().unwrap() > 0);
 }

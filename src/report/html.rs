@@ -72,6 +72,11 @@ pub fn page(
             t.number
         )
     });
+    let front_section = if objectives.len() >= 2 {
+        "<h2>Accuracy against size</h2><p>Ranked by non-dominated front: a trial on front 0 has no other trial at least as accurate and at least as small. <code>tune retrain --best --max-params N</code> retrains the best network under a size budget.</p><img src=\"front.svg\" alt=\"the non-dominated front\">\n"
+    } else {
+        ""
+    };
     let imp: String =
         importance.iter().take(5).map(|(p, e)| format!("<li><code>{}</code>: {:.2}</li>", escape(p), e)).collect();
     let mut infeasible_section = String::new();
@@ -100,7 +105,7 @@ th {{ background: #f0f0f0; }} .scroll {{ overflow-x: auto; }} img {{ max-width: 
 <h2>Optimization history</h2><img src="history.svg" alt="optimization history">
 <h2>Learning curves</h2><img src="learning_curves.svg" alt="learning curves">
 <h2>Parallel coordinates</h2><img src="parallel_coordinates.svg" alt="parallel coordinates">
-<h2>Parameter importance</h2>
+{front_section}<h2>Parameter importance</h2>
 <p>ε² (bias-corrected correlation ratio): the share of the variance of best val_acc explained by grouping the trained trials by one parameter (numbers in up to 4 quantile bins), less what as many groups would explain by chance. One parameter at a time, no interactions; noisy with few trials, and left out where there are too few trials per value.</p>
 <ul>{imp}</ul>
 <img src="importance.svg" alt="parameter importance">

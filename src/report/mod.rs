@@ -74,6 +74,7 @@ pub fn generate_at(
     files.extend(plots::history(&out, &trials)?);
     files.extend(plots::learning_curves(&out, &trials)?);
     files.extend(plots::parallel_coordinates(&out, &trials, &varying)?);
+    files.extend(plots::front(&out, &trials, objectives)?);
     let importance = analysis::importance(&trials, &varying);
     files.extend(plots::bars(
         &out,

@@ -402,3 +402,54 @@ pub fn training_history(path_png: &Path, history: &[crate::training::EpochMetric
     })?;
     Ok(())
 }
+
+/// A multi-objective study's trade-off: best val_acc against the first size objective
+/// (parameters or FLOPs, log scale), ranked trials coloured by state, the non-dominated front
+/// joined by a line. Nothing is drawn for a single-objective study.
+pub fn front(
+    dir: &Path,
+    trials: &BTreeMap<usize, TrialRecord>,
+    objectives: &[crate::study::objectives::Objective],
+) -> Result<Vec<PathBuf>> {
+    use crate::study::objectives::Metric;
+    let Some(size_metric) = objectives.iter().map(|o| o.metric).find(|m| *m != Metric::ValAcc) else {
+        return Ok(Vec::new());
+    };
+    let size_of =
+        |t: &TrialRecord| t.size().map(|s| if size_metric == Metric::Flops { s.1 as f64 } else { s.0 as f64 });
+    let rows = crate::study::leaderboard::rank_with(trials, objectives);
+    let points: Vec<(f64, f64, TrialState, bool)> = rows
+        .iter()
+        .filter_map(|r| Some((size_of(r.trial)?, r.trial.value()?, r.trial.state, r.front == Some(0))))
+        .collect();
+    let mut line: Vec<(f64, f64)> = points.iter().filter(|p| p.3).map(|p| (p.0, p.1)).collect();
+    line.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (lo, hi) = value_range(points.iter().map(|p| p.1));
+    let (smallest, largest) = points.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (x0, x1) = if smallest.is_finite() { (smallest / 1.5, largest * 1.5) } else { (1.0, 10.0) };
+    let name = size_metric.name();
+    chart!(dir, "front", (900, 500), |root| {
+        let mut c = ChartBuilder::on(root)
+            .caption(format!("Accuracy against {name}: the non-dominated front"), ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d((x0..x1).log_scale(), lo..hi)?;
+        c.configure_mesh()
+            .x_desc(format!("{name} (log scale)"))
+            .y_desc("best val_acc")
+            .x_label_formatter(&|v| crate::model::shape::group(*v as usize))
+            .draw()?;
+        c.draw_series(points.iter().map(|p| Circle::new((p.0, p.1), 4, state_color(p.2).filled())))?;
+        c.draw_series(LineSeries::new(line.iter().copied(), BLACK.stroke_width(2)))?
+            .label("front: no trial is as accurate and as small")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+        c.draw_series(line.iter().map(|p| Circle::new(*p, 6, BLACK.stroke_width(2))))?;
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        Ok(())
+    })
+}

@@ -442,7 +442,7 @@ pub fn front(
             .draw()?;
         c.draw_series(points.iter().map(|p| Circle::new((p.0, p.1), 4, state_color(p.2).filled())))?;
         c.draw_series(LineSeries::new(line.iter().copied(), BLACK.stroke_width(2)))?
-            .label("front: no trial is as accurate and as small")
+            .label("front: no smaller network is as accurate")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
         c.draw_series(line.iter().map(|p| Circle::new(*p, 6, BLACK.stroke_width(2))))?;
         c.configure_series_labels()

@@ -17,6 +17,11 @@ fn main() {
     let cli = tune::commands::Cli::parse();
     if let Err(err) = tune::commands::execute(cli) {
         eprintln!("error: {err}");
+        if err.is_disk_full() && !matches!(err, tune::TuneError::NoSpace { .. }) {
+            eprintln!(
+                "  fix: free space on that disk, then run the same command again: it continues from what it saved"
+            );
+        }
         std::process::exit(err.exit_code());
     }
 }

@@ -86,3 +86,31 @@ fn a_full_disk_stops_the_study_without_failing_a_trial_and_the_same_command_fini
         assert_eq!(kept, &t.history[..], "trial {n}: what was recorded before is kept");
     }
 }
+
+#[test]
+fn a_retrain_on_a_full_disk_stops_with_exit_9_and_the_same_command_finishes_it() {
+    let f = Fixture::new(400, 100);
+    f.write("s.toml", &SPACE.replace("trials = 6", "trials = 1"));
+    ok(f.run(&["run", "s.toml", "--data-dir", "data", "--concurrency", "1", "--threads", "1"]));
+    // The retrain's own directory on a disk too small for its checkpoints.
+    let disk = match Tmpfs::mount(&f.path("runs/full/retrain"), 40) {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: cannot mount a small tmpfs to fill ({why}); this test needs root");
+            return;
+        }
+    };
+    let args = ["retrain", "--best", "--study", "runs/full", "--epochs", "3", "--subset", "300", "--data-dir", "data"];
+    let full = f.run(&args);
+    let said = text(&full);
+    assert_eq!(full.status.code(), Some(9), "{said}");
+    assert!(said.contains("No space left on device") && said.contains("run the same command again"), "{said}");
+    disk.resize(64 * 1024);
+    let out = ok(f.run(&args));
+    assert!(out.contains("test split"), "{out}");
+    let seed = f.path("runs/full/retrain/trial-0/seed-0");
+    let epochs: Vec<usize> =
+        tune::training::metrics::read_csv(&seed.join("metrics.csv")).unwrap().iter().map(|m| m.epoch).collect();
+    assert_eq!(epochs, [1, 2, 3], "each epoch once, resumed where the disk stopped it");
+    assert!(seed.join("test.json").is_file());
+}

@@ -42,6 +42,7 @@ fn the_api_sends_studies_and_the_trials_changed_since_a_version_and_nothing_else
     assert!(eight["worker"].as_str().unwrap().contains(':'), "host:pid");
     assert!(eight["size"].as_u64().unwrap() > 1000 && eight["flops"].as_u64().unwrap() > 10_000, "{eight}");
     assert_eq!(all["trials"][1]["reason"], "ASHA rung 1");
+    assert_eq!(all["objectives"], serde_json::json!([]), "val_acc alone");
     let version = all["version"].as_u64().unwrap();
 
     // A new epoch of the running trial: only that trial comes back, one epoch longer.

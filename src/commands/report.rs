@@ -47,7 +47,13 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         // Retrains live under the study's directory on the machine that ran them.
         let mut g = crate::report::generate_at(&entry.name, trials, &objectives, &entry.dir.join("retrain"), &out)?;
         // The dashboard's page with this snapshot inside: interactive, offline, one file.
-        g.files.push(crate::dashboard::write_offline(&g.dir, &entry.name, &g.trials, &log_params, &g.retrains)?);
+        g.files.push(crate::dashboard::write_offline(
+            &g.dir,
+            &entry.name,
+            &g.trials,
+            (&log_params, &objectives),
+            &g.retrains,
+        )?);
         generated.push((format!("{} (study `{}`)", catalog.location(), entry.name), g, objectives));
     }
     for (what, g, objectives) in generated {

@@ -61,10 +61,10 @@ pub fn write_offline(
     dir: &std::path::Path,
     name: &str,
     trials: &std::collections::BTreeMap<usize, crate::study::TrialRecord>,
-    log_params: &[String],
+    space: (&[String], &[crate::study::objectives::Objective]),
     retrained: &[crate::report::retrains::Retrained],
 ) -> crate::error::Result<std::path::PathBuf> {
-    let update = serde_json::to_string(&super::StudyUpdate::whole(name, trials, log_params)).expect("serialisable");
+    let update = serde_json::to_string(&super::StudyUpdate::whole(name, trials, space)).expect("serialisable");
     let seeds = serde_json::to_string(&super::retrains(retrained)).expect("serialisable");
     let path = dir.join("dashboard.html");
     crate::files::write_atomic(&path, offline_page(&update, &seeds).as_bytes())?;

@@ -20,6 +20,8 @@ pub struct LiveStudy {
     changed: BTreeMap<usize, u64>,
     /// Parameters the space samples on a log scale (frozen with the study).
     pub log_params: Vec<String>,
+    /// What the study optimises (empty: val_acc alone).
+    pub objectives: Vec<crate::study::objectives::Objective>,
 }
 
 impl LiveStudy {
@@ -74,7 +76,9 @@ impl Studies {
                 return Ok(None);
             };
             let mut storage = self.catalog.storage(&entry)?;
-            let log_params = storage.settings()?.map(|r| r.space.log_params()).unwrap_or_default();
+            let settings = storage.settings()?;
+            let log_params = settings.as_ref().map(|r| r.space.log_params()).unwrap_or_default();
+            let objectives = settings.map(|r| r.space.study.objectives).unwrap_or_default();
             let live = LiveStudy {
                 entry,
                 storage,
@@ -83,6 +87,7 @@ impl Studies {
                 trials: BTreeMap::new(),
                 changed: BTreeMap::new(),
                 log_params,
+                objectives,
             };
             self.open.insert(name.to_string(), live);
         }

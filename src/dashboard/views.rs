@@ -10,6 +10,7 @@ use super::live::LiveStudy;
 use crate::model::Params;
 use crate::report::retrains::Retrained;
 use crate::study::TrialRecord;
+use crate::study::objectives::Objective;
 
 /// One trial as the page draws it.
 #[derive(Debug, Serialize)]
@@ -67,6 +68,8 @@ pub struct StudyUpdate<'a> {
     pub version: u64,
     pub trials: Vec<TrialView<'a>>,
     pub log_params: &'a [String],
+    /// The study's objectives (empty: val_acc alone).
+    pub objectives: &'a [Objective],
     /// Parameters that vary between trials, in name order: the parallel-coordinate axes.
     pub varying: Vec<String>,
     /// (parameter, ε²), most important first (`tune report`'s measure).
@@ -76,12 +79,16 @@ pub struct StudyUpdate<'a> {
 impl<'a> StudyUpdate<'a> {
     pub fn of(s: &'a LiveStudy, since: u64) -> StudyUpdate<'a> {
         let changed: Vec<&TrialRecord> = s.changed_since(since).collect();
-        StudyUpdate::build(&s.entry.name, s.version, changed, &s.trials, &s.log_params)
+        StudyUpdate::build(&s.entry.name, s.version, changed, &s.trials, (&s.log_params, &s.objectives))
     }
 
     /// Every trial of a study read whole (`tune report`'s snapshot).
-    pub fn whole(name: &'a str, trials: &'a BTreeMap<usize, TrialRecord>, log_params: &'a [String]) -> StudyUpdate<'a> {
-        StudyUpdate::build(name, trials.len() as u64, trials.values().collect(), trials, log_params)
+    pub fn whole(
+        name: &'a str,
+        trials: &'a BTreeMap<usize, TrialRecord>,
+        space: (&'a [String], &'a [Objective]),
+    ) -> StudyUpdate<'a> {
+        StudyUpdate::build(name, trials.len() as u64, trials.values().collect(), trials, space)
     }
 
     fn build(
@@ -89,7 +96,7 @@ impl<'a> StudyUpdate<'a> {
         version: u64,
         changed: Vec<&'a TrialRecord>,
         all: &BTreeMap<usize, TrialRecord>,
-        log_params: &'a [String],
+        (log_params, objectives): (&'a [String], &'a [Objective]),
     ) -> StudyUpdate<'a> {
         // Whole-study figures only when something changed: a quiet poll stays a few bytes.
         let varying = if changed.is_empty() { Vec::new() } else { crate::study::leaderboard::varying_params(all) };
@@ -98,6 +105,7 @@ impl<'a> StudyUpdate<'a> {
             version,
             trials: changed.into_iter().map(TrialView::of).collect(),
             log_params,
+            objectives,
             importance: if varying.is_empty() {
                 Vec::new()
             } else {

@@ -34,6 +34,7 @@
     model.version = update.version;
     for (const t of update.trials) model.trials.set(t.n, t);
     model.logParams = new Set(update.log_params);
+    model.objectives = update.objectives || [];
     if (update.trials.length) {
       model.varying = update.varying;
       model.importance = update.importance;
@@ -195,29 +196,35 @@
 
   // The accuracy-versus-size front: ranked trials (complete, pruned) that no network with as
   // few parameters or fewer beats, smallest first. What to deploy under a size budget.
+  // The size a study weighs against accuracy: FLOPs where its objectives say so, else parameters.
+  const sizeKey = () => ((model.objectives || []).some((o) => o.metric === 'flops') && !(model.objectives || []).some((o) => o.metric === 'params') ? 'flops' : 'size');
+
   function front(trials) {
-    const ranked = trials.filter((t) => (t.state === 'complete' || t.state === 'pruned') && t.best != null && t.size != null);
-    ranked.sort((a, b) => a.size - b.size || b.best - a.best || a.n - b.n);
+    const key = sizeKey();
+    const ranked = trials.filter((t) => (t.state === 'complete' || t.state === 'pruned') && t.best != null && t[key] != null);
+    ranked.sort((a, b) => a[key] - b[key] || b.best - a.best || a.n - b.n);
     const out = [];
     for (const t of ranked) if (!out.length || t.best > out[out.length - 1].best) out.push(t);
     return out;
   }
 
   function drawFront(trials) {
-    const sized = trials.filter((t) => t.best != null && t.size != null);
+    const key = sizeKey();
+    const unit = key === 'flops' ? 'FLOPs per image' : 'parameters';
+    const sized = trials.filter((t) => t.best != null && t[key] != null);
     const best = front(trials);
     const onFront = new Set(best.map((t) => t.n));
     const series = STATES.filter((s) => s !== 'infeasible').map((s) => ({
       id: 'size-' + s, name: s, type: 'scatter', symbolSize: 6, itemStyle: { color: COLOURS[s], opacity: 0.7 },
-      large: sized.length > 5000, data: sized.filter((t) => t.state === s).map((t) => [t.size, t.best, t.n]),
+      large: sized.length > 5000, data: sized.filter((t) => t.state === s).map((t) => [t[key], t.best, t.n]),
     }));
-    series.push({ id: 'front', name: 'front', type: 'line', step: 'end', symbol: 'circle', symbolSize: 9, z: 5, lineStyle: { color: '#222', width: 1.5 }, itemStyle: { color: '#222' }, data: best.map((t) => [t.size, t.best, t.n]) });
+    series.push({ id: 'front', name: 'front', type: 'line', step: 'end', symbol: 'circle', symbolSize: 9, z: 5, lineStyle: { color: '#222', width: 1.5 }, itemStyle: { color: '#222' }, data: best.map((t) => [t[key], t.best, t.n]) });
     chart('front').setOption({
       animation: false,
       legend: { top: 0 },
       grid: { left: 55, right: 25, top: 35, bottom: 40 },
-      tooltip: tooltip({ formatter: (p) => (onFront.has(p.value[2]) ? '<b>on the front</b> · ' : '') + Number(p.value[0]).toLocaleString() + ' parameters<br>' + trialTip(p.value[2]) }),
-      xAxis: { type: 'log', name: 'parameters', nameLocation: 'middle', nameGap: 25, axisLabel: { formatter: (v) => (v >= 1e6 ? v / 1e6 + 'M' : v >= 1e3 ? v / 1e3 + 'k' : v) } },
+      tooltip: tooltip({ formatter: (p) => (onFront.has(p.value[2]) ? '<b>on the front</b> · ' : '') + Number(p.value[0]).toLocaleString() + ' ' + unit + '<br>' + trialTip(p.value[2]) }),
+      xAxis: { type: 'log', name: unit, nameLocation: 'middle', nameGap: 25, axisLabel: { formatter: (v) => (v >= 1e6 ? v / 1e6 + 'M' : v >= 1e3 ? v / 1e3 + 'k' : v) } },
       yAxis: { type: 'value', name: 'best val_acc', scale: true },
       dataZoom: [{ type: 'inside', yAxisIndex: 0 }],
       series,

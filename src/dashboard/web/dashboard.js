@@ -234,7 +234,11 @@
   // Lanes: each worker's trials laid greedily into the fewest rows that never overlap (its slots).
   function lanes(trials) {
     const now = Date.now() / 1000;
-    const timed = trials.filter((t) => t.created != null).map((t) => ({ t, start: t.created, end: t.finished ?? (t.at.length ? t.at[t.at.length - 1] : now) }));
+    // Infeasible networks never ran; a trial still running (or paused) ends now.
+    const live = (t) => t.state === 'running' || t.state === 'paused';
+    const timed = trials
+      .filter((t) => t.created != null && t.state !== 'infeasible')
+      .map((t) => ({ t, start: t.created, end: t.finished ?? (live(t) ? now : t.at.length ? t.at[t.at.length - 1] : t.created) }));
     timed.sort((a, b) => a.start - b.start);
     const rows = [];
     const ends = new Map();

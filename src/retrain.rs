@@ -334,28 +334,7 @@ mod tests {
 
     /// A trial of one epoch at `val_acc`, keyed by its number.
     fn one_epoch(number: usize, params: crate::model::Params, state: TrialState, val_acc: f64) -> (usize, TrialRecord) {
-        let m = crate::training::EpochMetrics {
-            epoch: 1,
-            train_loss: 1.0,
-            train_acc: 0.5,
-            val_loss: 1.0,
-            val_acc,
-            lr: 1e-3,
-            secs: 1.0,
-        };
-        let record = TrialRecord {
-            number,
-            params,
-            seed: 1,
-            state,
-            reason: None,
-            history: vec![m],
-            secs: 1.0,
-            retry_of: None,
-            fork: None,
-            times: Default::default(),
-        };
-        (number, record)
+        (number, TrialRecord::one_epoch(number, params, state, val_acc))
     }
 
     #[test]

@@ -114,6 +114,24 @@ impl Fork {
 }
 
 impl TrialRecord {
+    /// A trial of one epoch at `val_acc` (unit tests of what ranks and samples trials).
+    #[cfg(test)]
+    pub(crate) fn one_epoch(number: usize, params: Params, state: TrialState, val_acc: f64) -> TrialRecord {
+        let m = EpochMetrics { epoch: 1, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc, lr: 1e-3, secs: 1.0 };
+        TrialRecord {
+            number,
+            params,
+            seed: 1,
+            state,
+            reason: None,
+            history: vec![m],
+            secs: 1.0,
+            retry_of: None,
+            fork: None,
+            times: Times::default(),
+        }
+    }
+
     /// Best val_acc and its epoch, if any epoch ran.
     pub fn best(&self) -> Option<(f64, usize)> {
         crate::training::metrics::best_epoch(&self.history)

@@ -105,27 +105,7 @@ mod tests {
     const SPACE: &str = "[study]\nname = \"n\"\nsampler = \"nsga2\"\nobjectives = [{ metric = \"val_acc\", direction = \"maximize\" }, { metric = \"params\", direction = \"minimize\" }]\n[study.nsga2]\npopulation = 4\nmutation_probability = 0.1\n[params]\nconv0_channels = { choice = [8, 16, 32, 64] }\nlr = { float = [1e-4, 1e-2], log = true }\n";
 
     fn trial(number: usize, params: Params, acc: f64) -> TrialRecord {
-        let m = crate::training::EpochMetrics {
-            epoch: 1,
-            train_loss: 0.3,
-            train_acc: 0.9,
-            val_loss: 0.3,
-            val_acc: acc,
-            lr: 1e-3,
-            secs: 1.0,
-        };
-        TrialRecord {
-            number,
-            params,
-            seed: 0,
-            state: TrialState::Complete,
-            reason: None,
-            history: vec![m],
-            secs: 1.0,
-            retry_of: None,
-            fork: None,
-            times: Default::default(),
-        }
+        TrialRecord::one_epoch(number, params, TrialState::Complete, acc)
     }
 
     fn propose(sampler: &Nsga2Sampler, space: &SearchSpace, trials: &BTreeMap<usize, TrialRecord>, n: usize) -> Params {

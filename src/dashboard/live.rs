@@ -59,11 +59,12 @@ impl Studies {
         self.catalog.location()
     }
 
-    /// Every study of the catalog, refreshed.
+    /// Every study of the catalog, refreshed (one listing for all of them).
     pub fn all(&mut self) -> Result<Vec<&LiveStudy>> {
-        let names: Vec<String> = self.catalog.list()?.into_iter().map(|e| e.name).collect();
-        for name in &names {
-            self.study(name)?;
+        let entries = self.catalog.list()?;
+        let names: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+        for entry in entries {
+            self.open_entry(entry)?.refresh()?;
         }
         Ok(names.iter().filter_map(|n| self.open.get(n)).collect())
     }
@@ -75,6 +76,17 @@ impl Studies {
             let Some(entry) = self.catalog.list()?.into_iter().find(|e| e.name == name) else {
                 return Ok(None);
             };
+            self.open_entry(entry)?;
+        }
+        let live = self.open.get_mut(name).expect("opened above");
+        live.refresh()?;
+        Ok(Some(live))
+    }
+
+    /// The live study of a listed entry, opened (its settings read) on first use.
+    fn open_entry(&mut self, entry: StudyEntry) -> Result<&mut LiveStudy> {
+        let name = entry.name.clone();
+        if !self.open.contains_key(&name) {
             let mut storage = self.catalog.storage(&entry)?;
             let settings = storage.settings()?;
             let log_params = settings.as_ref().map(|r| r.space.log_params()).unwrap_or_default();
@@ -89,11 +101,9 @@ impl Studies {
                 log_params,
                 objectives,
             };
-            self.open.insert(name.to_string(), live);
+            self.open.insert(name.clone(), live);
         }
-        let live = self.open.get_mut(name).expect("opened above");
-        live.refresh()?;
-        Ok(Some(live))
+        Ok(self.open.get_mut(&name).expect("opened above"))
     }
 }
 

@@ -154,23 +154,19 @@ pub struct SeedView {
     pub confusion: Option<Vec<Vec<usize>>>,
 }
 
-/// Every seed of every retrain of a study (read from the study's own `retrain/` directory).
+/// Every seed of every retrain of a study (as `retrains::find` read them from the study's own
+/// `retrain/` directory).
 pub fn retrains(found: &[Retrained]) -> Vec<SeedView> {
-    let mut out = Vec::new();
-    for t in found {
-        for s in &t.seeds {
-            let confusion = std::fs::read_to_string(s.dir.join("test.json"))
-                .ok()
-                .and_then(|text| serde_json::from_str::<crate::evaluation::Report>(&text).ok())
-                .map(|r| r.confusion);
-            out.push(SeedView {
+    found
+        .iter()
+        .flat_map(|t| {
+            t.seeds.iter().map(|s| SeedView {
                 trial: t.trial,
                 seed: s.seed,
                 val: s.history.iter().map(|m| m.val_acc).collect(),
                 test_accuracy: s.test_accuracy,
-                confusion,
-            });
-        }
-    }
-    out
+                confusion: s.confusion.clone(),
+            })
+        })
+        .collect()
 }

@@ -153,11 +153,10 @@ pub fn records(
             }
             if objectives.len() >= 2 {
                 m.insert("front".into(), row.front.into());
-                let size = t.size();
                 for o in objectives.iter().filter(|o| o.metric != Metric::ValAcc) {
                     let v = match o.metric {
-                        Metric::Flops => size.map(|s| s.1),
-                        _ => size.map(|s| s.0 as u64),
+                        Metric::Flops => row.size.map(|s| s.1),
+                        _ => row.size.map(|s| s.0 as u64),
                     };
                     m.insert(o.metric.name().into(), v.into());
                 }
@@ -192,7 +191,7 @@ pub fn markdown(trials: &BTreeMap<usize, TrialRecord>, n: usize, objectives: &[O
             (true, f) => format!(
                 " {} | {} |",
                 f.map_or("–".into(), |f| f.to_string()),
-                t.size().map_or("–".into(), |s| crate::model::shape::group(s.0))
+                row.size.map_or("–".into(), |s| crate::model::shape::group(s.0))
             ),
         };
         s.push_str(&format!(

@@ -415,12 +415,11 @@ pub fn front(
     let Some(size_metric) = objectives.iter().map(|o| o.metric).find(|m| *m != Metric::ValAcc) else {
         return Ok(Vec::new());
     };
-    let size_of =
-        |t: &TrialRecord| t.size().map(|s| if size_metric == Metric::Flops { s.1 as f64 } else { s.0 as f64 });
+    let size_of = |size: (usize, u64)| if size_metric == Metric::Flops { size.1 as f64 } else { size.0 as f64 };
     let rows = crate::study::leaderboard::rank_with(trials, objectives);
     let points: Vec<(f64, f64, TrialState, bool)> = rows
         .iter()
-        .filter_map(|r| Some((size_of(r.trial)?, r.trial.value()?, r.trial.state, r.front == Some(0))))
+        .filter_map(|r| Some((size_of(r.size?), r.trial.value()?, r.trial.state, r.front == Some(0))))
         .collect();
     let mut line: Vec<(f64, f64)> = points.iter().filter(|p| p.3).map(|p| (p.0, p.1)).collect();
     line.sort_by(|a, b| a.0.total_cmp(&b.0));

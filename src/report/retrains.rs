@@ -15,6 +15,8 @@ pub struct SeedRun {
     pub history: Vec<EpochMetrics>,
     /// Accuracy on the balanced test split; `None` while the seed trains.
     pub test_accuracy: Option<f64>,
+    /// `confusion[true][predicted]` of that one test; `None` while the seed trains.
+    pub confusion: Option<Vec<Vec<usize>>>,
 }
 
 impl SeedRun {
@@ -87,19 +89,21 @@ pub fn find(retrain_dir: &Path) -> Result<Vec<Retrained>> {
                 continue;
             }
             let test_path = dir.join("test.json");
-            let test_accuracy = match std::fs::read_to_string(&test_path) {
-                Ok(text) => Some(
-                    serde_json::from_str::<crate::evaluation::Report>(&text)
-                        .map_err(|e| TuneError::CorruptData {
-                            path: test_path.clone(),
-                            problem: e.to_string(),
-                            fix: "rerun the same `tune retrain` command: it re-tests the saved best epoch".into(),
-                        })?
-                        .accuracy,
-                ),
+            let test = match std::fs::read_to_string(&test_path) {
+                Ok(text) => Some(serde_json::from_str::<crate::evaluation::Report>(&text).map_err(|e| {
+                    TuneError::CorruptData {
+                        path: test_path.clone(),
+                        problem: e.to_string(),
+                        fix: "rerun the same `tune retrain` command: it re-tests the saved best epoch".into(),
+                    }
+                })?),
                 Err(_) => None,
             };
-            seeds.push(SeedRun { seed, dir, history, test_accuracy });
+            let (test_accuracy, confusion) = match test {
+                Some(report) => (Some(report.accuracy), Some(report.confusion)),
+                None => (None, None),
+            };
+            seeds.push(SeedRun { seed, dir, history, test_accuracy, confusion });
         }
         if !seeds.is_empty() {
             out.push(Retrained { trial, seeds });
@@ -146,6 +150,8 @@ mod tests {
         let two = &found[0];
         assert_eq!(two.seeds.iter().map(|s| s.seed).collect::<Vec<_>>(), vec![0, 1, 11]);
         assert_eq!(two.tested(), vec![0.5, 1.0]);
+        assert_eq!(two.seeds[0].confusion.as_ref().map(|m| m.len()), Some(10), "the test's confusion matrix is kept");
+        assert_eq!(two.seeds[2].confusion, None, "a seed still training has none");
         assert_eq!(two.seeds[1].best(), Some((0.90, 2)), "first epoch of a tie");
         assert_eq!(
             two.line(),

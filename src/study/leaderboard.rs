@@ -9,6 +9,12 @@ use super::objectives::{self, Metric, Objective};
 use super::trial::{TrialRecord, TrialState};
 use crate::error::{Result, TuneError};
 
+/// A network's parameters and FLOPs, when its shapes can be inferred.
+type Size = Option<(usize, u64)>;
+
+/// A ranked trial with its best val_acc and its size.
+type Ranked<'a> = (&'a TrialRecord, f64, Size);
+
 /// One row of the leaderboard.
 #[derive(Debug, Clone)]
 pub struct Row<'a> {
@@ -16,6 +22,8 @@ pub struct Row<'a> {
     pub trial: &'a TrialRecord,
     /// With several objectives: its non-dominated front (0 is the Pareto front).
     pub front: Option<usize>,
+    /// With several objectives: its network's parameters and FLOPs, inferred once for the row.
+    pub size: Size,
 }
 
 /// Orders trials: complete and pruned ones by best val_acc, then the others unranked by number.
@@ -26,25 +34,40 @@ pub fn rank(trials: &BTreeMap<usize, TrialRecord>) -> Vec<Row<'_>> {
 /// As [`rank`]; with two objectives or more, ranked trials go by non-dominated front first,
 /// then by val_acc within a front (a network that cannot be built comes last).
 pub fn rank_with<'a>(trials: &'a BTreeMap<usize, TrialRecord>, objectives: &[Objective]) -> Vec<Row<'a>> {
-    let ranked: Vec<(&TrialRecord, f64)> = trials.values().filter_map(|t| t.value().map(|v| (t, v))).collect();
-    let fronts: Vec<Option<usize>> = if objectives.len() >= 2 {
-        let costs: Vec<Option<Vec<f64>>> = ranked.iter().map(|(t, _)| objectives::costs(t, objectives)).collect();
+    let multi = objectives.len() >= 2;
+    let ranked: Vec<Ranked> =
+        trials.values().filter_map(|t| t.value().map(|v| (t, v, if multi { t.size() } else { None }))).collect();
+    let fronts: Vec<Option<usize>> = if multi {
+        let costs: Vec<Option<Vec<f64>>> = ranked
+            .iter()
+            .map(|(_, v, size)| objectives::to_costs(objectives::values_of(*v, *size, objectives)?, objectives))
+            .collect();
         let known: Vec<Vec<f64>> = costs.iter().flatten().cloned().collect();
         let mut levels = objectives::fronts(&known).into_iter();
         costs.iter().map(|c| Some(if c.is_some() { levels.next().unwrap_or(usize::MAX) } else { usize::MAX })).collect()
     } else {
         vec![None; ranked.len()]
     };
-    let mut order: Vec<((&TrialRecord, f64), Option<usize>)> = ranked.into_iter().zip(fronts).collect();
-    order.sort_by(|((a, va), fa), ((b, vb), fb)| {
+    let mut order: Vec<(Ranked, Option<usize>)> = ranked.into_iter().zip(fronts).collect();
+    order.sort_by(|((a, va, _), fa), ((b, vb, _), fb)| {
         fa.cmp(fb).then(vb.total_cmp(va)).then(a.state.cmp(&b.state)).then(a.number.cmp(&b.number))
     });
     let mut rows: Vec<Row> = order
         .into_iter()
         .enumerate()
-        .map(|(i, ((t, _), front))| Row { rank: Some(i + 1), trial: t, front: front.filter(|f| *f != usize::MAX) })
+        .map(|(i, ((t, _, size), front))| Row {
+            rank: Some(i + 1),
+            trial: t,
+            front: front.filter(|f| *f != usize::MAX),
+            size,
+        })
         .collect();
-    rows.extend(trials.values().filter(|t| t.value().is_none()).map(|t| Row { rank: None, trial: t, front: None }));
+    rows.extend(trials.values().filter(|t| t.value().is_none()).map(|t| Row {
+        rank: None,
+        trial: t,
+        front: None,
+        size: None,
+    }));
     rows
 }
 
@@ -64,9 +87,8 @@ fn objective_cells(row: &Row, objectives: &[Objective]) -> Vec<String> {
     if objectives.len() < 2 {
         return Vec::new();
     }
-    let size = row.trial.size();
     std::iter::once(row.front.map_or(String::new(), |f| f.to_string()))
-        .chain(objectives.iter().filter(|o| o.metric != Metric::ValAcc).map(|o| match (o.metric, size) {
+        .chain(objectives.iter().filter(|o| o.metric != Metric::ValAcc).map(|o| match (o.metric, row.size) {
             (Metric::Params, Some(s)) => s.0.to_string(),
             (Metric::Flops, Some(s)) => s.1.to_string(),
             _ => String::new(),

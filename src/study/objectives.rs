@@ -49,8 +49,12 @@ pub struct Objective {
 /// A trial's value of each objective, as measured (val_acc as a share, params and FLOPs as
 /// counts); `None` for a trial that is not ranked (running, failed, infeasible).
 pub fn values(t: &TrialRecord, objectives: &[Objective]) -> Option<Vec<f64>> {
-    let acc = t.value()?;
-    let size = t.size();
+    values_of(t.value()?, t.size(), objectives)
+}
+
+/// The objectives' values from a trial's best val_acc and its network's size (parameters,
+/// FLOPs), for callers that already hold the size.
+pub fn values_of(acc: f64, size: Option<(usize, u64)>, objectives: &[Objective]) -> Option<Vec<f64>> {
     objectives
         .iter()
         .map(|o| match o.metric {
@@ -63,8 +67,12 @@ pub fn values(t: &TrialRecord, objectives: &[Objective]) -> Option<Vec<f64>> {
 
 /// The same values, each turned so that smaller is better (what dominance compares).
 pub fn costs(t: &TrialRecord, objectives: &[Objective]) -> Option<Vec<f64>> {
-    let v = values(t, objectives)?;
-    Some(v.iter().zip(objectives).map(|(x, o)| if o.direction == Direction::Maximize { -x } else { *x }).collect())
+    to_costs(values(t, objectives)?, objectives)
+}
+
+/// Values turned into costs: maximised objectives negated.
+pub fn to_costs(values: Vec<f64>, objectives: &[Objective]) -> Option<Vec<f64>> {
+    Some(values.iter().zip(objectives).map(|(x, o)| if o.direction == Direction::Maximize { -x } else { *x }).collect())
 }
 
 /// Whether cost vector `a` dominates `b`: no worse in every objective, better in one.

@@ -57,8 +57,21 @@ fn main() {
         ("a_server_restart_mid_study_loses_nothing", server_restart),
         ("report_retrain_eval_dashboard_and_study_commands_read_the_store", read_commands),
         ("the_password_comes_from_a_file_env_or_pgpass_and_is_written_nowhere", secrets),
+        ("tls_sslmode_and_sslrootcert_are_checked_like_libpq", tls),
     ];
-    let trials = tests.into_iter().map(|(name, f)| Trial::test(name, f).with_ignored_flag(reason.is_some())).collect();
+    let no_tls = std::env::var_os("TUNE_TEST_PG_TLS").is_none();
+    if reason.is_none() && no_tls {
+        eprintln!(
+            "postgres TLS test ignored: TUNE_TEST_PG_TLS is not set (.ci/postgres sets it up when openssl is installed)"
+        );
+    }
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            let ignored = reason.is_some() || (name.starts_with("tls_") && no_tls);
+            Trial::test(name, f).with_ignored_flag(ignored)
+        })
+        .collect();
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -658,5 +671,91 @@ fn secrets() -> Result<(), Failed> {
     drop(store);
     admin.batch_execute(&format!("DROP DATABASE {db}")).map_err(|e| format!("dropping {db}: {e:?}"))?;
     admin.batch_execute("DROP ROLE tune_secret").map_err(|e| format!("dropping the role: {e:?}"))?;
+    Ok(())
+}
+
+/// A role that may only come over TLS (`.ci/postgres`: `hostssl` with SCRAM, its server
+/// certificate signed by a test CA for `localhost` only): verify-full passes to `localhost` and
+/// runs a study, fails to `127.0.0.1` (a name the certificate lacks), where verify-ca passes;
+/// another CA, no CA, and no TLS at all are refused with exit 8; the password shows nowhere.
+fn tls() -> Result<(), Failed> {
+    let tls_dir = std::path::PathBuf::from(std::env::var("TUNE_TEST_PG_TLS")?);
+    let admin_url = url().unwrap();
+    let password = format!("tls-pw-{}", std::process::id());
+    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)?;
+    let db = "tune_tls_test";
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))?;
+    admin.batch_execute(
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tune_tls') THEN \
+         REASSIGN OWNED BY tune_tls TO postgres; DROP OWNED BY tune_tls; DROP ROLE tune_tls; END IF; END $$",
+    )?;
+    admin.batch_execute(&format!("CREATE ROLE tune_tls LOGIN PASSWORD '{password}'"))?;
+    admin.batch_execute(&format!("CREATE DATABASE {db} OWNER tune_tls"))?;
+    let port = admin_url.rsplit_once(':').unwrap().1.split('/').next().unwrap().to_string();
+    let ca = tls_dir.join("ca.crt");
+    let other_ca = tls_dir.join("other-ca.crt");
+    let store = |host: &str, query: String| format!("postgresql://tune_tls@{host}:{port}/{db}?{query}");
+    let f = Fixture::new(400, 60);
+    // No ~/.postgresql/root.crt to fall back on.
+    let home = f.dir.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let mut outputs = Vec::new();
+    let mut list = |storage: &str| -> Result<std::process::Output, Failed> {
+        let o =
+            f.cmd(&["study", "list", "--storage", storage]).env("PGPASSWORD", &password).env("HOME", &home).output()?;
+        outputs.push(text(&o));
+        Ok(o)
+    };
+    let full = store("localhost", format!("sslmode=verify-full&sslrootcert={}", ca.display()));
+    let o = list(&full)?;
+    check(o.status.success(), format!("verify-full to localhost: {}", text(&o)))?;
+    let o = list(&store("127.0.0.1", format!("sslmode=verify-full&sslrootcert={}", ca.display())))?;
+    check(
+        o.status.code() == Some(8) && text(&o).contains("not valid for name") && text(&o).contains("sslmode"),
+        format!("verify-full to a name the certificate lacks: {}", text(&o)),
+    )?;
+    let o = list(&store("127.0.0.1", format!("sslmode=verify-ca&sslrootcert={}", ca.display())))?;
+    check(o.status.success(), format!("verify-ca to 127.0.0.1: {}", text(&o)))?;
+    let o = list(&store("127.0.0.1", format!("sslmode=verify-ca&sslrootcert={}", other_ca.display())))?;
+    check(o.status.code() == Some(8) && text(&o).contains("UnknownIssuer"), format!("another CA: {}", text(&o)))?;
+    let o = list(&store("127.0.0.1", "sslmode=verify-full".into()))?;
+    check(o.status.code() == Some(8) && text(&o).contains("sslrootcert"), format!("no CA: {}", text(&o)))?;
+    let o = list(&store("127.0.0.1", "sslmode=require".into()))?;
+    check(o.status.success(), format!("require, unverified: {}", text(&o)))?;
+    let o = list(&store("127.0.0.1", "sslmode=disable".into()))?;
+    check(
+        o.status.code() == Some(8) && text(&o).contains("tune_tls") && text(&o).contains("no encryption"),
+        format!("no TLS on a hostssl-only role: {}", text(&o)),
+    )?;
+    let o = f
+        .cmd(&["study", "list", "--storage", &full])
+        .env("PGPASSWORD", "not-the-password")
+        .env("HOME", &home)
+        .output()?;
+    check(
+        o.status.code() == Some(8) && text(&o).contains("tune_tls") && !text(&o).contains("not-the-password"),
+        format!("a wrong password over TLS: {}", text(&o)),
+    )?;
+    // A whole study over verify-full.
+    let name = unique("tls");
+    let s = f.write("tls.toml", &space(&name, 2, "sampler = \"random\"", 1).replace("sampler = \"tpe\"\n", ""));
+    let o = f
+        .cmd(&["run", s.to_str().unwrap(), "--storage", &full, "--data-dir", "data"])
+        .env("PGPASSWORD", &password)
+        .env("HOME", &home)
+        .output()?;
+    outputs.push(text(&o));
+    check(o.status.success(), format!("a study over verify-full: {}", text(&o)))?;
+    let trials = store_trials(&format!("postgresql://postgres@127.0.0.1:{port}/{db}"), &name);
+    check(
+        trials.len() == 2 && trials.values().all(|t| t.state == TrialState::Complete),
+        format!("the study's trials: {trials:?}"),
+    )?;
+    for out in &outputs {
+        check(!out.contains(&password), format!("the password was printed:\n{out}"))?;
+    }
+    check(files_containing(f.dir.path(), &password).is_empty(), "the password is in a file".into())?;
+    admin.batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)")).map_err(|e| format!("dropping {db}: {e:?}"))?;
+    admin.batch_execute("DROP ROLE tune_tls").map_err(|e| format!("dropping the role: {e:?}"))?;
     Ok(())
 }

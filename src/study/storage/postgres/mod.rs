@@ -24,13 +24,15 @@ use std::time::{Duration, Instant};
 mod conn;
 mod schema;
 mod secret;
+mod tls;
 
 pub use secret::use_password_file;
 
 use std::collections::HashMap;
 
+use postgres::Transaction;
 use postgres::error::SqlState;
-use postgres::{NoTls, Transaction};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use conn::{Conn, blocking, transient};
 
@@ -50,6 +52,8 @@ pub struct PgStorage {
     url: String,
     /// The URL's settings with the password filled in ([`secret`]): never printed.
     config: postgres::Config,
+    /// TLS as the URL's `sslmode` and `sslrootcert` ask ([`tls`]).
+    connector: MakeRustlsConnect,
     client: Option<Conn>,
     name: String,
     id: Option<i32>,
@@ -90,14 +94,21 @@ impl PgStorage {
     /// Connects to the store at `url` for study `name` (it need not exist yet), creating or
     /// upgrading tune's schema.
     pub fn connect(url: &str, name: &str) -> Result<PgStorage> {
-        let config = secret::config(url).map_err(|problem| TuneError::Store {
+        let refused = |problem| {
+            TuneError::Store {
             url: redact(url),
             problem,
-            fix: "give a postgresql://user@host:port/database URL and the password in --storage-password-file, PGPASSWORD or ~/.pgpass".into(),
-        })?;
+            fix: "give a postgresql://user@host:port/database?sslmode=verify-full&sslrootcert=CA.pem URL and the password in --storage-password-file, PGPASSWORD or ~/.pgpass".into(),
+        }
+        };
+        let (plain_url, tls) = tls::split(url).map_err(refused)?;
+        let mut config = secret::config(&plain_url).map_err(refused)?;
+        config.ssl_mode(tls.wire_mode());
+        let connector = tls.connector().map_err(refused)?;
         let mut s = PgStorage {
             url: url.to_string(),
             config,
+            connector,
             client: None,
             name: name.to_string(),
             id: None,
@@ -123,7 +134,7 @@ impl PgStorage {
     }
 
     fn new_client(&self) -> std::result::Result<Conn, postgres::Error> {
-        let mut client = self.config.connect(NoTls)?;
+        let mut client = self.config.connect(self.connector.clone())?;
         migrate(&mut client)?;
         Ok(Conn { client, statements: HashMap::new() })
     }
@@ -155,6 +166,12 @@ impl PgStorage {
                     let detail = e.as_db_error().map_or(e.to_string(), |d| d.message().to_string());
                     return Err(self
                         .err(detail, "upgrade tune to the version that wrote this database, or use another database"));
+                }
+                Err(e) if tls::refused(&e) => {
+                    return Err(self.err(
+                        format!("{what}: {}", with_cause(&e)),
+                        "the store's TLS did not pass: check sslmode and sslrootcert in the URL (verify-full needs a certificate that names the URL's host; verify-ca only the CA that signed it), or the server's ssl settings",
+                    ));
                 }
                 Err(e) if transient(&e) => {
                     if e.is_closed()

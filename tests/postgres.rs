@@ -54,7 +54,9 @@ fn main() {
         ("a_paused_trial_survives_kill_9_of_its_worker_and_resumes_on_another", paused_survives_kill),
         ("three_workers_run_each_trial_once_with_the_single_worker_configurations", three_workers),
         ("a_killed_worker_is_declared_lost_and_its_trial_rerun_elsewhere", killed_worker),
+        ("a_frozen_worker_resumed_after_the_grace_writes_nothing_into_its_lost_trial", frozen_worker),
         ("a_server_restart_mid_study_loses_nothing", server_restart),
+        ("a_postmaster_killed_with_9_mid_study_loses_nothing", postmaster_killed),
         ("report_retrain_eval_dashboard_and_study_commands_read_the_store", read_commands),
         ("the_password_comes_from_a_file_env_or_pgpass_and_is_written_nowhere", secrets),
         ("tls_sslmode_and_sslrootcert_are_checked_like_libpq", tls),
@@ -424,7 +426,106 @@ fn killed_worker() -> Result<(), Failed> {
     )
 }
 
+/// `pid` and its descendants (the trial processes), deepest first for SIGSTOP, as a VM pause
+/// or a long stall freezes them all.
+fn process_tree(pid: u32) -> Vec<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let mut tree: Vec<u32> =
+        children.split_whitespace().filter_map(|c| c.parse().ok()).flat_map(process_tree).collect();
+    tree.push(pid);
+    tree
+}
+
+fn signal(pids: &[u32], sig: &str) -> Result<(), Failed> {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let status = std::process::Command::new("kill").arg(format!("-{sig}")).args(&pids).status()?;
+    check(status.success(), format!("kill -{sig} {pids:?}"))
+}
+
+/// A worker frozen (SIGSTOP of it and its trial processes) past the grace while its trial runs:
+/// another worker declares the trial lost and re-runs it; resumed (SIGCONT), the frozen worker
+/// believes it still owns the trial, but none of its late epochs or its finish is recorded, it
+/// stops its trial process, and the study ends with every trial once and the budget exact.
+fn frozen_worker() -> Result<(), Failed> {
+    let url = url().unwrap();
+    let f = Fixture::new(4000, 60);
+    let name = unique("frozen");
+    let s = f.write(
+        "z.toml",
+        &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"3s\"", 6)
+            .replace("sampler = \"tpe\"\n", "")
+            .replace("subset = 300", "subset = 3000"),
+    );
+    let frozen = worker(&f, &s, &url, &["--artifacts", "shared"]);
+    let pid = frozen.0.as_ref().unwrap().id();
+    let started = Instant::now();
+    let (victim_trial, tree) = loop {
+        check(started.elapsed() < Duration::from_secs(60), "the worker never recorded an epoch".into())?;
+        if let Some(t) =
+            store_trials(&url, &name).values().find(|t| !t.history.is_empty() && t.state == TrialState::Running)
+        {
+            let tree = process_tree(pid);
+            signal(&tree, "STOP")?;
+            break (t.number, tree);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rescuer = worker(&f, &s, &url, &["--artifacts", "shared"]);
+    // Wait for the verdict, then thaw the frozen worker.
+    let verdict = loop {
+        let t = store_trials(&url, &name).remove(&victim_trial).unwrap();
+        if t.state == TrialState::Failed {
+            break t;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            signal(&tree, "CONT")?;
+            return Err(format!("never declared lost: {t:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    signal(&tree, "CONT")?;
+    let rescued = finish(rescuer, "the rescuer")?;
+    let thawed = finish(frozen, "the thawed worker")?;
+    let trials = store_trials(&url, &name);
+    let lost = &trials[&victim_trial];
+    check(
+        lost.state == TrialState::Failed
+            && lost.reason.as_deref().unwrap_or("").starts_with("worker lost")
+            && lost.history == verdict.history,
+        format!("the lost trial changed after its verdict:\n{verdict:?}\n{lost:?}\n{thawed}"),
+    )?;
+    check(
+        thawed.contains(&format!("trial {victim_trial} was declared lost by another worker")),
+        format!("the thawed worker did not stop its trial:\n{thawed}"),
+    )?;
+    let retry = trials.values().find(|t| t.retry_of == Some(victim_trial));
+    check(
+        retry.is_some_and(|r| r.state == TrialState::Complete && r.params == lost.params),
+        format!("re-run: {retry:?}\n{rescued}"),
+    )?;
+    for t in trials.values() {
+        let epochs: Vec<usize> = t.history.iter().map(|m| m.epoch).collect();
+        check(epochs == (1..=epochs.len()).collect::<Vec<_>>(), format!("trial {}: epochs {epochs:?}", t.number))?;
+        check(t.state.is_finished(), format!("trial {} is not finished: {t:?}", t.number))?;
+    }
+    let complete = trials.values().filter(|t| t.state == TrialState::Complete && t.retry_of.is_none()).count();
+    check(
+        complete == 3 && trials.values().filter(|t| t.counts_toward_budget()).count() == 4,
+        format!("the study completes its budget: {trials:?}"),
+    )
+}
+
 fn server_restart() -> Result<(), Failed> {
+    outage(false)
+}
+
+/// As [`server_restart`], but the postmaster is killed with -9 (crash recovery on restart,
+/// not a clean shutdown); its orphaned backends may hold the shared memory a moment longer.
+fn postmaster_killed() -> Result<(), Failed> {
+    outage(true)
+}
+
+fn outage(crash: bool) -> Result<(), Failed> {
     let (url, ctl) = (url().unwrap(), std::env::var("TUNE_TEST_PG_CTL").unwrap());
     let f = Fixture::new(600, 60);
     let name = unique("restart");
@@ -442,10 +543,24 @@ fn server_restart() -> Result<(), Failed> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let stop = std::process::Command::new(&ctl).args(["stop", "-m", "fast"]).output()?;
-    check(stop.status.success(), format!("pg_ctl stop: {}", text(&stop)))?;
+    if crash {
+        let pid_file = std::path::Path::new(&ctl).with_file_name("data").join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)?.lines().next().unwrap_or("").trim().to_string();
+        let kill = std::process::Command::new("kill").args(["-9", &pid]).output()?;
+        check(kill.status.success(), format!("kill -9 {pid}: {}", text(&kill)))?;
+    } else {
+        let stop = std::process::Command::new(&ctl).args(["stop", "-m", "fast"]).output()?;
+        check(stop.status.success(), format!("pg_ctl stop: {}", text(&stop)))?;
+    }
     std::thread::sleep(Duration::from_secs(4));
-    let start = std::process::Command::new(&ctl).arg("start").output()?;
+    let mut start = std::process::Command::new(&ctl).arg("start").output()?;
+    for _ in 0..20 {
+        if start.status.success() || !crash {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        start = std::process::Command::new(&ctl).arg("start").output()?;
+    }
     check(start.status.success(), format!("pg_ctl start: {}", text(&start)))?;
     let out = finish(w, "the worker")?;
     let trials = store_trials(&url, &name);

@@ -57,6 +57,9 @@ fn main() {
         ("a_frozen_worker_resumed_after_the_grace_writes_nothing_into_its_lost_trial", frozen_worker),
         ("a_server_restart_mid_study_loses_nothing", server_restart),
         ("a_postmaster_killed_with_9_mid_study_loses_nothing", postmaster_killed),
+        ("netns_a_worker_partitioned_both_ways_past_the_grace_writes_nothing_into_its_lost_trial", partitioned),
+        ("netns_a_worker_partitioned_one_way_past_the_grace_writes_nothing_into_its_lost_trial", partitioned_one_way),
+        ("netns_workers_behind_latency_and_packet_loss_run_each_trial_once", lossy_study),
         ("report_retrain_eval_dashboard_and_study_commands_read_the_store", read_commands),
         ("the_password_comes_from_a_file_env_or_pgpass_and_is_written_nowhere", secrets),
         ("tls_sslmode_and_sslrootcert_are_checked_like_libpq", tls),
@@ -67,10 +70,18 @@ fn main() {
             "postgres TLS test ignored: TUNE_TEST_PG_TLS is not set (.ci/postgres sets it up when openssl is installed)"
         );
     }
+    let no_netns = if reason.is_none() { common::netns::unavailable() } else { None };
+    if let Some(why) = &no_netns {
+        eprintln!(
+            "postgres network-fault tests ignored: no network namespace can be made here ({why}); they need root and iproute2"
+        );
+    }
     let trials = tests
         .into_iter()
         .map(|(name, f)| {
-            let ignored = reason.is_some() || (name.starts_with("tls_") && no_tls);
+            let ignored = reason.is_some()
+                || (name.starts_with("tls_") && no_tls)
+                || (name.starts_with("netns_") && no_netns.is_some());
             Trial::test(name, f).with_ignored_flag(ignored)
         })
         .collect();
@@ -513,6 +524,162 @@ fn frozen_worker() -> Result<(), Failed> {
         complete == 3 && trials.values().filter(|t| t.counts_toward_budget()).count() == 4,
         format!("the study completes its budget: {trials:?}"),
     )
+}
+
+/// The store as seen from inside `ns`: a relay on the namespace's host end to the server,
+/// holding each chunk `delay` each way.
+fn store_via(ns: &common::netns::Netns, url: &str, delay: Duration) -> Result<String, Failed> {
+    let port: u16 = url.rsplit_once(':').unwrap().1.split('/').next().unwrap().parse()?;
+    let relay = ns.relay(std::net::SocketAddr::from(([127, 0, 0, 1], port)), delay)?;
+    Ok(format!("postgresql://postgres@{}:{relay}/postgres", ns.host_ip))
+}
+
+fn partitioned() -> Result<(), Failed> {
+    partition(false)
+}
+
+fn partitioned_one_way() -> Result<(), Failed> {
+    partition(true)
+}
+
+/// A worker in its own network namespace is cut off from the store (both ways, or only its
+/// own packets dropped) while its trial runs, past the grace. A worker on the host declares
+/// the trial lost and re-runs it. Healed, the cut-off worker records nothing into the lost
+/// trial, and the study ends with every trial once and the budget exact.
+fn partition(one_way: bool) -> Result<(), Failed> {
+    let url = url().unwrap();
+    let ns = common::netns::Netns::new(if one_way { 11 } else { 10 })?;
+    let via = store_via(&ns, &url, Duration::ZERO)?;
+    let f = Fixture::new(4000, 60);
+    let name = unique(if one_way { "one-way" } else { "partition" });
+    let s = f.write(
+        "p.toml",
+        &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"3s\"\nstore_wait = \"2m\"", 6)
+            .replace("sampler = \"tpe\"\n", "")
+            .replace("subset = 300", "subset = 3000"),
+    );
+    let args = [
+        "run",
+        s.to_str().unwrap(),
+        "--storage",
+        &via,
+        "--concurrency",
+        "1",
+        "--data-dir",
+        "data",
+        "--artifacts",
+        "shared",
+    ];
+    let cut_off = Worker(Some(f.cmd_via(&ns.wrapper(), &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?));
+    let cut = |on: bool| if one_way { ns.drop_outgoing(on) } else { ns.partition(on) };
+    let started = Instant::now();
+    let victim_trial = loop {
+        check(started.elapsed() < Duration::from_secs(60), "the worker never recorded an epoch".into())?;
+        if let Some(t) =
+            store_trials(&url, &name).values().find(|t| !t.history.is_empty() && t.state == TrialState::Running)
+        {
+            cut(true)?;
+            break t.number;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rescuer = worker(&f, &s, &url, &["--artifacts", "shared"]);
+    let verdict = loop {
+        let t = store_trials(&url, &name).remove(&victim_trial).unwrap();
+        if t.state == TrialState::Failed {
+            break t;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            cut(false)?;
+            return Err(format!("never declared lost: {t:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    cut(false)?;
+    let rescued = finish(rescuer, "the rescuer")?;
+    let healed = finish(cut_off, "the cut-off worker")?;
+    let trials = store_trials(&url, &name);
+    let lost = &trials[&victim_trial];
+    check(
+        lost.state == TrialState::Failed
+            && lost.reason.as_deref().unwrap_or("").starts_with("worker lost")
+            && lost.history == verdict.history,
+        format!("the lost trial changed after its verdict:\n{verdict:?}\n{lost:?}\n{healed}"),
+    )?;
+    let retry = trials.values().find(|t| t.retry_of == Some(victim_trial));
+    check(
+        retry.is_some_and(|r| r.state == TrialState::Complete && r.params == lost.params),
+        format!("re-run: {retry:?}\n{rescued}"),
+    )?;
+    every_epoch_once_and_the_budget_exact(&trials, 4)
+}
+
+/// Every trial finished, its epochs 1, 2, … each once, and `budget` trials in the budget
+/// (re-runs of lost ones outside it).
+fn every_epoch_once_and_the_budget_exact(
+    trials: &std::collections::BTreeMap<usize, tune::study::TrialRecord>,
+    budget: usize,
+) -> Result<(), Failed> {
+    for t in trials.values() {
+        let epochs: Vec<usize> = t.history.iter().map(|m| m.epoch).collect();
+        check(epochs == (1..=epochs.len()).collect::<Vec<_>>(), format!("trial {}: epochs {epochs:?}", t.number))?;
+        check(t.state.is_finished(), format!("trial {} is not finished: {t:?}", t.number))?;
+    }
+    check(
+        trials.values().filter(|t| t.counts_toward_budget()).count() == budget,
+        format!("the study completes its budget of {budget}: {trials:?}"),
+    )
+}
+
+/// Two workers, one behind 20 ms each way and 3 % packet loss each way (TCP retransmits
+/// take 200 ms and more): every trial runs once, none is declared lost, and the budget is exact.
+fn lossy_study() -> Result<(), Failed> {
+    let url = url().unwrap();
+    let ns = common::netns::Netns::new(12)?;
+    let via = store_via(&ns, &url, Duration::from_millis(20))?;
+    ns.lossy(3)?;
+    let f = Fixture::new(4000, 60);
+    let name = unique("lossy");
+    let s = f.write(
+        "n.toml",
+        &space(&name, 6, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"10s\"", 3)
+            .replace("sampler = \"tpe\"\n", "")
+            .replace("subset = 300", "subset = 3000"),
+    );
+    let args = ["run", s.to_str().unwrap(), "--storage", &via, "--concurrency", "1", "--data-dir", "data"];
+    let slow = Worker(Some(
+        f.cmd_via(&ns.wrapper(), &args)
+            .env("TUNE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    ));
+    // The local worker joins once the slow one is training, so both share the study.
+    let started = Instant::now();
+    while !store_trials(&url, &name).values().any(|t| !t.history.is_empty()) {
+        check(
+            started.elapsed() < Duration::from_secs(60),
+            "the worker behind the faults never recorded an epoch".into(),
+        )?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let local = worker(&f, &s, &url, &[]);
+    let slow_out = finish(slow, "the worker behind latency and loss")?;
+    finish(local, "the local worker")?;
+    let dropped = ns.dropped()?;
+    check(dropped > 0, "the loss rules dropped no packet".into())?;
+    eprintln!("{dropped} packets dropped between the worker and the store");
+    check(
+        slow_out.contains(" complete: best val_acc"),
+        format!("the worker behind the faults finished no trial:\n{slow_out}"),
+    )?;
+    let trials = store_trials(&url, &name);
+    check(
+        trials.len() == 6 && trials.values().all(|t| t.state == TrialState::Complete && t.history.len() == 3),
+        format!("every trial once, complete: {trials:?}\n{slow_out}"),
+    )?;
+    every_epoch_once_and_the_budget_exact(&trials, 6)
 }
 
 fn server_restart() -> Result<(), Failed> {

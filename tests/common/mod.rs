@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod dashboard;
+pub mod netns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -34,7 +35,20 @@ impl Fixture {
 
     /// A `tune` command running in the fixture dir with its own cache and quiet logs.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tune"));
+        self.cmd_via(&[], args)
+    }
+
+    /// As [`Fixture::cmd`], run through `wrapper` (e.g. `ip netns exec NS`).
+    pub fn cmd_via(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let tune = env!("CARGO_BIN_EXE_tune");
+        let mut c = match wrapper.split_first() {
+            None => Command::new(tune),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(tune);
+                c
+            }
+        };
         c.args(args).current_dir(self.dir.path()).env("TUNE_CACHE_DIR", self.path("cache")).env("TUNE_LOG", "warn");
         c
     }

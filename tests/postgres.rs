@@ -7,28 +7,15 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::workers::*;
 use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 use tune::study::TrialState;
 use tune::study::journal::Event;
 use tune::study::storage::{self, Liveness, PgStorage, Queued, StudyStorage};
-
-fn url() -> Option<String> {
-    std::env::var("TUNE_TEST_PG_URL").ok().filter(|u| !u.is_empty())
-}
-
-/// A study name no earlier run of these tests used (the database outlives them).
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
-}
-
-fn check(cond: bool, what: String) -> Result<(), Failed> {
-    if cond { Ok(()) } else { Err(what.into()) }
-}
 
 fn main() {
     let mut args = Arguments::from_args();
@@ -54,6 +41,7 @@ fn main() {
         ("a_paused_trial_survives_kill_9_of_its_worker_and_resumes_on_another", paused_survives_kill),
         ("three_workers_run_each_trial_once_with_the_single_worker_configurations", three_workers),
         ("a_killed_worker_is_declared_lost_and_its_trial_rerun_elsewhere", killed_worker),
+        ("a_rerun_numbered_before_later_draws_leaves_their_seeds_as_without_faults", rerun_before_draws),
         ("a_frozen_worker_resumed_after_the_grace_writes_nothing_into_its_lost_trial", frozen_worker),
         ("a_server_restart_mid_study_loses_nothing", server_restart),
         ("a_postmaster_killed_with_9_mid_study_loses_nothing", postmaster_killed),
@@ -302,52 +290,6 @@ fn paused_survives_kill() -> Result<(), Failed> {
     check(trials.values().all(|t| t.state.is_finished()), format!("every trial terminal, none paused: {trials:?}"))
 }
 
-// ---- workers through the real binary ----
-
-fn space(name: &str, trials: usize, extra: &str, epochs: usize) -> String {
-    format!(
-        "[study]\nname = \"{name}\"\ntrials = {trials}\nseed = 5\nsampler = \"tpe\"\nstartup_trials = 3\nhistory_lag = 2\npruner = \"none\"\n{extra}\n\
-         [study.training]\nmax_epochs = {epochs}\npatience = 20\nsubset = 300\n\n\
-         [params]\nlr = {{ float = [1e-3, 1e-2], log = true }}\n\"conv*_channels\" = {{ choice = [4, 8] }}\nn_conv = 1\nconv0_pool = 2\nn_fc = 0\n"
-    )
-}
-
-/// A worker process, killed if a test gives up on it early.
-struct Worker(Option<Child>);
-
-impl Worker {
-    fn kill(&mut self) -> std::io::Result<()> {
-        let child = self.0.as_mut().expect("running");
-        child.kill()?;
-        child.wait().map(|_| ())
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn worker(f: &Fixture, space: &std::path::Path, url: &str, extra: &[&str]) -> Worker {
-    let mut args = vec!["run", space.to_str().unwrap(), "--storage", url, "--concurrency", "1", "--data-dir", "data"];
-    args.extend_from_slice(extra);
-    Worker(Some(f.cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()))
-}
-
-fn store_trials(url: &str, name: &str) -> std::collections::BTreeMap<usize, tune::study::TrialRecord> {
-    PgStorage::connect(url, name).unwrap().trials().unwrap()
-}
-
-fn finish(mut worker: Worker, who: &str) -> Result<String, Failed> {
-    let out = worker.0.take().expect("running").wait_with_output()?;
-    check(out.status.success(), format!("{who} failed ({}):\n{}", out.status, text(&out)))?;
-    Ok(text(&out))
-}
-
 fn three_workers() -> Result<(), Failed> {
     let url = url().unwrap();
     let f = Fixture::new(400, 60);
@@ -437,20 +379,43 @@ fn killed_worker() -> Result<(), Failed> {
     )
 }
 
-/// `pid` and its descendants (the trial processes), deepest first for SIGSTOP, as a VM pause
-/// or a long stall freezes them all.
-fn process_tree(pid: u32) -> Vec<u32> {
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    let mut tree: Vec<u32> =
-        children.split_whitespace().filter_map(|c| c.parse().ok()).flat_map(process_tree).collect();
-    tree.push(pid);
-    tree
-}
-
-fn signal(pids: &[u32], sig: &str) -> Result<(), Failed> {
-    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
-    let status = std::process::Command::new("kill").arg(format!("-{sig}")).args(&pids).status()?;
-    check(status.success(), format!("kill -{sig} {pids:?}"))
+/// A worker killed mid-trial; the next worker starts after the grace, so it re-runs the lost
+/// trial under the next number and draws the rest after it. A re-run takes a number but not a
+/// draw: the k-th drawn trial keeps the k-th seed of a run without faults (the fault harness
+/// found drawn trials after a re-run training with other seeds than without faults).
+fn rerun_before_draws() -> Result<(), Failed> {
+    let url = url().unwrap();
+    let f = Fixture::new(4000, 60);
+    let name = unique("rerun-first");
+    let s = f.write(
+        "k.toml",
+        &space(&name, 3, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"2s\"", 6)
+            .replace("sampler = \"tpe\"\n", "")
+            .replace("subset = 300", "subset = 3000"),
+    );
+    let reference = f.write(
+        "reference.toml",
+        &space("reference", 3, "sampler = \"random\"", 6)
+            .replace("sampler = \"tpe\"\n", "")
+            .replace("subset = 300", "subset = 3000"),
+    );
+    ok(f.run(&["run", reference.to_str().unwrap(), "--concurrency", "1", "--data-dir", "data"]));
+    let reference = tune::study::run::load_trials(&f.path("runs/reference"))?;
+    let mut victim = worker(&f, &s, &url, &[]);
+    let started = Instant::now();
+    while !store_trials(&url, &name).values().any(|t| !t.history.is_empty()) {
+        check(started.elapsed() < Duration::from_secs(60), "the victim never recorded an epoch".into())?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    victim.kill()?;
+    std::thread::sleep(Duration::from_secs(3));
+    let out = finish(worker(&f, &s, &url, &[]), "the rescuer")?;
+    let trials = store_trials(&url, &name);
+    check(trials.get(&1).is_some_and(|t| t.retry_of == Some(0)), format!("trial 0 re-run as 1: {trials:?}\n{out}"))?;
+    let drawn: Vec<_> = trials.values().filter(|t| t.retry_of.is_none()).map(|t| (&t.params, t.seed)).collect();
+    let expected: Vec<_> = reference.values().map(|t| (&t.params, t.seed)).collect();
+    check(drawn == expected, format!("the drawn trials' configurations and seeds:\n{drawn:?}\n{expected:?}"))?;
+    every_epoch_once_and_the_budget_exact(&trials, 3)
 }
 
 /// A worker frozen (SIGSTOP of it and its trial processes) past the grace while its trial runs:
@@ -526,14 +491,6 @@ fn frozen_worker() -> Result<(), Failed> {
     )
 }
 
-/// The store as seen from inside `ns`: a relay on the namespace's host end to the server,
-/// holding each chunk `delay` each way.
-fn store_via(ns: &common::netns::Netns, url: &str, delay: Duration) -> Result<String, Failed> {
-    let port: u16 = url.rsplit_once(':').unwrap().1.split('/').next().unwrap().parse()?;
-    let relay = ns.relay(std::net::SocketAddr::from(([127, 0, 0, 1], port)), delay)?;
-    Ok(format!("postgresql://postgres@{}:{relay}/postgres", ns.host_ip))
-}
-
 fn partitioned() -> Result<(), Failed> {
     partition(false)
 }
@@ -571,7 +528,11 @@ fn partition(one_way: bool) -> Result<(), Failed> {
         "shared",
     ];
     let cut_off = Worker(Some(f.cmd_via(&ns.wrapper(), &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?));
-    let cut = |on: bool| if one_way { ns.drop_outgoing(on) } else { ns.partition(on) };
+    let cut = |on: bool| match (one_way, on) {
+        (true, true) => ns.drop_outgoing(),
+        (true, false) => ns.clear_rules(),
+        (false, _) => ns.partition(on),
+    };
     let started = Instant::now();
     let victim_trial = loop {
         check(started.elapsed() < Duration::from_secs(60), "the worker never recorded an epoch".into())?;
@@ -613,23 +574,6 @@ fn partition(one_way: bool) -> Result<(), Failed> {
         format!("re-run: {retry:?}\n{rescued}"),
     )?;
     every_epoch_once_and_the_budget_exact(&trials, 4)
-}
-
-/// Every trial finished, its epochs 1, 2, … each once, and `budget` trials in the budget
-/// (re-runs of lost ones outside it).
-fn every_epoch_once_and_the_budget_exact(
-    trials: &std::collections::BTreeMap<usize, tune::study::TrialRecord>,
-    budget: usize,
-) -> Result<(), Failed> {
-    for t in trials.values() {
-        let epochs: Vec<usize> = t.history.iter().map(|m| m.epoch).collect();
-        check(epochs == (1..=epochs.len()).collect::<Vec<_>>(), format!("trial {}: epochs {epochs:?}", t.number))?;
-        check(t.state.is_finished(), format!("trial {} is not finished: {t:?}", t.number))?;
-    }
-    check(
-        trials.values().filter(|t| t.counts_toward_budget()).count() == budget,
-        format!("the study completes its budget of {budget}: {trials:?}"),
-    )
 }
 
 /// Two workers, one behind 20 ms each way and 3 % packet loss each way (TCP retransmits

@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod dashboard;
 pub mod netns;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

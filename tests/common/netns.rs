@@ -7,6 +7,8 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// `ip …` (or `nft …`), failing with its output.
@@ -31,6 +33,7 @@ pub struct Netns {
     ns_if: String,
     /// The host end's address, which the namespace reaches.
     pub host_ip: Ipv4Addr,
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Netns {
@@ -42,6 +45,7 @@ impl Netns {
             host_if: format!("tth{id}x{}", pid % 100_000),
             ns_if: format!("ttw{id}x{}", pid % 100_000),
             host_ip: Ipv4Addr::new(10, 231, id, 1),
+            delay_ms: Arc::new(AtomicU64::new(0)),
         };
         sh("ip", &["netns", "add", &ns.name])?;
         sh("ip", &["link", "add", &ns.host_if, "type", "veth", "peer", "name", &ns.ns_if])?;
@@ -71,13 +75,14 @@ impl Netns {
     }
 
     /// Drops everything the namespace sends (the worker's requests), while the host's packets
-    /// still arrive: a one-way partition. `false` heals it.
-    pub fn drop_outgoing(&self, on: bool) -> Result<(), String> {
-        if on {
-            self.rules(&["add rule inet tune_test out drop"])
-        } else {
-            self.exec("nft", &["delete", "table", "inet", "tune_test"])
-        }
+    /// still arrive: a one-way partition.
+    pub fn drop_outgoing(&self) -> Result<(), String> {
+        self.rules(&["add rule inet tune_test out drop"])
+    }
+
+    /// Removes the nftables rules (loss, one-way cut), healing those faults.
+    pub fn clear_rules(&self) -> Result<(), String> {
+        self.exec("nft", &["delete", "table", "inet", "tune_test"])
     }
 
     /// Drops `percent` % of the packets in each direction, at random.
@@ -119,9 +124,15 @@ impl Netns {
         done
     }
 
+    /// Sets how long the relays hold each chunk, each way (latency); zero by default.
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
     /// A TCP relay on the host end to `target` (a server on loopback) that holds each chunk
-    /// `delay` before passing it on, each way; returns its port.
-    pub fn relay(&self, target: std::net::SocketAddr, delay: Duration) -> Result<u16, String> {
+    /// for the delay set with `set_delay` before passing it on; returns its port.
+    pub fn relay(&self, target: std::net::SocketAddr) -> Result<u16, String> {
+        let delay_ms = self.delay_ms.clone();
         let listener = TcpListener::bind((self.host_ip, 0)).map_err(|e| format!("relay: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         std::thread::spawn(move || {
@@ -131,10 +142,11 @@ impl Netns {
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server.try_clone().unwrap(), client.try_clone().unwrap()),
                 ] {
+                    let delay_ms = delay_ms.clone();
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16 * 1024];
                         while let Ok(n @ 1..) = from.read(&mut buf) {
-                            std::thread::sleep(delay);
+                            std::thread::sleep(Duration::from_millis(delay_ms.load(Ordering::Relaxed)));
                             if to.write_all(&buf[..n]).is_err() {
                                 break;
                             }

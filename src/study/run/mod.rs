@@ -231,8 +231,9 @@ impl Study {
     }
 
     /// Samples the configuration of a reserved number and records it (launched by the
-    /// caller unless infeasible). Trial n's configuration depends only on the study seed, its
-    /// draw index and the results of trials < n − history_lag, whichever worker samples it.
+    /// caller unless infeasible). Trial n's configuration and seed depend only on the study
+    /// seed, its draw index and the results of trials < n − history_lag, whichever worker
+    /// samples it.
     fn create_reserved(&mut self, r: Reservation) -> Result<Next> {
         self.sync()?;
         let (n, draw) = (r.number, r.draw);
@@ -243,7 +244,10 @@ impl Study {
             Proposal::Exhausted => return Ok(Next::Exhausted),
         };
         let study = &self.resolved.space.study;
-        let seed = trial_seed(study.seed, n);
+        // Seeded by the draw, like the configuration: a re-run that took an earlier number
+        // leaves the later draws' seeds as in a run without faults (draw = number when no
+        // trial was ever re-run).
+        let seed = trial_seed(study.seed, draw);
         let infeasible = feasibility(&params, &self.resolved.space).err();
         let created =
             Event::Created { number: n, params, seed, infeasible: infeasible.clone(), retry_of: None, fork: None };

@@ -313,11 +313,12 @@ mod tests {
         }
         checked.sort();
         let names: Vec<&str> = checked.iter().map(|c| c.0.as_str()).collect();
-        for shipped in ["cnn.toml", "cnn_aug_searched.toml", "quick.toml", "seed_sagemaker.toml"] {
+        for shipped in ["cnn.toml", "cnn_aug_searched.toml", "cnn_fixed_recipe.toml", "quick.toml", "seed_sagemaker.toml"] {
             assert!(names.contains(&shipped), "{shipped} in {names:?}");
         }
-        // The main job and its baseline evaluate the seed's network first.
-        for main in ["cnn.toml", "cnn_aug_searched.toml"] {
+        // The main job (the hand-made recipe), its predecessor and its baseline evaluate the
+        // seed's network first.
+        for main in ["cnn.toml", "cnn_aug_searched.toml", "cnn_fixed_recipe.toml"] {
             assert!(checked.iter().any(|(n, q)| n == main && *q >= 1), "{main}: {checked:?}");
         }
     }

@@ -8,6 +8,30 @@ use common::*;
 
 use tune::study::journal::{Event, Journal};
 
+fn main() {
+    let no_browser = std::env::var("TUNE_CHROMIUM")
+        .is_err()
+        .then(|| "TUNE_CHROMIUM is not set, so no real browser drives the dashboard (.ci/run sets it)".to_string());
+    common::harness::run(vec![
+        (
+            "the_api_sends_studies_and_the_trials_changed_since_a_version_and_nothing_else",
+            None,
+            the_api_sends_studies_and_the_trials_changed_since_a_version_and_nothing_else,
+        ),
+        ("a_token_guards_the_data_but_not_the_page", None, a_token_guards_the_data_but_not_the_page),
+        (
+            "in_a_real_browser_epochs_arrive_live_hover_names_the_trial_and_a_filter_hides_pruned",
+            no_browser.clone(),
+            in_a_real_browser_epochs_arrive_live_hover_names_the_trial_and_a_filter_hides_pruned,
+        ),
+        (
+            "bench_dashboard_at_10000_trials",
+            Some("a benchmark: run it with --ignored --nocapture, TUNE_CHROMIUM set".into()),
+            bench_dashboard_at_10000_trials,
+        ),
+    ]);
+}
+
 /// A study with complete, pruned, failed, infeasible and running (trial 8) trials, and one
 /// journal written before tune kept timestamps.
 fn studies(f: &Fixture) {
@@ -18,7 +42,6 @@ fn studies(f: &Fixture) {
     f.write("runs/old/journal.jsonl", &format!("{}\n", serde_json::to_string(&created).unwrap()));
 }
 
-#[test]
 fn the_api_sends_studies_and_the_trials_changed_since_a_version_and_nothing_else() {
     let f = Fixture::new(10, 10);
     studies(&f);
@@ -92,7 +115,6 @@ fn the_api_sends_studies_and_the_trials_changed_since_a_version_and_nothing_else
     assert_eq!(d.get("api/studies/nope", None).0, 404);
 }
 
-#[test]
 fn a_token_guards_the_data_but_not_the_page() {
     let f = Fixture::new(10, 10);
     studies(&f);
@@ -111,12 +133,8 @@ fn a_token_guards_the_data_but_not_the_page() {
     assert!(text(&short).contains("--token"), "{}", text(&short));
 }
 
-#[test]
 fn in_a_real_browser_epochs_arrive_live_hover_names_the_trial_and_a_filter_hides_pruned() {
-    let Ok(chromium) = std::env::var("TUNE_CHROMIUM") else {
-        eprintln!("skipped: TUNE_CHROMIUM is not set, so no real browser drives the dashboard (.ci/run sets it)");
-        return;
-    };
+    let chromium = std::env::var("TUNE_CHROMIUM").expect("TUNE_CHROMIUM names a Chromium");
     let f = Fixture::new(10, 10);
     studies(&f);
     let d = Dashboard::start(&f, &["runs"]);
@@ -260,8 +278,6 @@ fn simulated_study(dir: &std::path::Path, n: usize) {
 /// Figures, not assertions: the page's first load and the time to show a new epoch at 10,000
 /// trials. `cargo test --release --test cli_dashboard -- --ignored --nocapture` (with
 /// TUNE_CHROMIUM set); docs/dashboard.md has the figures of one run.
-#[test]
-#[ignore = "a benchmark: run it with --ignored --nocapture"]
 fn bench_dashboard_at_10000_trials() {
     let chromium = std::env::var("TUNE_CHROMIUM").expect("TUNE_CHROMIUM names a Chromium");
     let trials: usize = std::env::var("TUNE_BENCH_TRIALS").ok().and_then(|t| t.parse().ok()).unwrap_or(10_000);

@@ -1,9 +1,34 @@
 //! A study whose disk fills up stops cleanly (exit 9, the command to continue), fails no
 //! trial and tears no record; with room again, the same command finishes it exactly. Needs
-//! root for a small tmpfs; elsewhere it says it skipped.
+//! root for a small tmpfs; elsewhere its tests are reported as ignored, with the reason.
 
 mod common;
 use common::*;
+
+fn main() {
+    let probe = tempfile::tempdir().unwrap();
+    let no_tmpfs = Tmpfs::mount(probe.path(), 64)
+        .err()
+        .map(|why| format!("cannot mount a small tmpfs to fill ({why}); these tests need root"));
+    drop(probe);
+    common::harness::run(vec![
+        (
+            "full_artifacts_under_a_separate_directory_stop_the_study_and_the_same_command_finishes_it",
+            no_tmpfs.clone(),
+            full_artifacts_under_a_separate_directory_stop_the_study_and_the_same_command_finishes_it,
+        ),
+        (
+            "a_full_disk_stops_the_study_without_failing_a_trial_and_the_same_command_finishes_it",
+            no_tmpfs.clone(),
+            a_full_disk_stops_the_study_without_failing_a_trial_and_the_same_command_finishes_it,
+        ),
+        (
+            "a_retrain_on_a_full_disk_stops_with_exit_9_and_the_same_command_finishes_it",
+            no_tmpfs.clone(),
+            a_retrain_on_a_full_disk_stops_with_exit_9_and_the_same_command_finishes_it,
+        ),
+    ]);
+}
 
 /// A tmpfs of `kib` KiB mounted at `dir`, unmounted when dropped.
 struct Tmpfs(std::path::PathBuf);
@@ -42,17 +67,10 @@ const SPACE: &str = "[study]\nname = \"full\"\ntrials = 6\nseed = 5\nsampler = \
     [study.training]\nmax_epochs = 3\npatience = 20\nsubset = 300\n\n\
     [params]\nlr = { float = [1e-3, 1e-2], log = true }\n\"conv*_channels\" = { choice = [4, 8] }\nn_conv = 1\nconv0_pool = 2\nn_fc = 0\n";
 
-#[test]
 fn a_full_disk_stops_the_study_without_failing_a_trial_and_the_same_command_finishes_it() {
     let f = Fixture::new(400, 100);
     f.write("s.toml", SPACE);
-    let disk = match Tmpfs::mount(&f.path("runs"), 300) {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("skipped: cannot mount a small tmpfs to fill ({why}); this test needs root");
-            return;
-        }
-    };
+    let disk = Tmpfs::mount(&f.path("runs"), 300).unwrap();
     let args = ["run", "s.toml", "--runs-dir", "runs", "--data-dir", "data", "--concurrency", "1", "--threads", "1"];
     let full = f.run(&args);
     let said = text(&full);
@@ -87,19 +105,54 @@ fn a_full_disk_stops_the_study_without_failing_a_trial_and_the_same_command_fini
     }
 }
 
-#[test]
+/// The journal on a disk with room, the trials' artifacts (`--artifacts`) on a full one: the
+/// study stops the same way (exit 9, no trial failed, the command to continue, the journal
+/// whole) and the same command finishes it.
+fn full_artifacts_under_a_separate_directory_stop_the_study_and_the_same_command_finishes_it() {
+    let f = Fixture::new(400, 100);
+    f.write("s.toml", SPACE);
+    let disk = Tmpfs::mount(&f.path("artifacts"), 200).unwrap();
+    let args = [
+        "run",
+        "s.toml",
+        "--runs-dir",
+        "runs",
+        "--artifacts",
+        "artifacts",
+        "--data-dir",
+        "data",
+        "--concurrency",
+        "1",
+        "--threads",
+        "1",
+    ];
+    let full = f.run(&args);
+    let said = text(&full);
+    assert_eq!(full.status.code(), Some(9), "{said}");
+    assert!(said.contains("No space left on device") && said.contains("--artifacts artifacts"), "{said}");
+    let before = tune::study::journal::replay(&f.path("runs/full")).unwrap();
+    assert!(before.values().all(|t| t.state != tune::study::TrialState::Failed), "no trial failed: {before:?}");
+    assert!(before.values().any(|t| t.state != tune::study::TrialState::Complete), "the disk filled before the end");
+    disk.resize(64 * 1024);
+    ok(f.run(&args));
+    let after = tune::study::journal::replay(&f.path("runs/full")).unwrap();
+    assert_eq!(after.len(), 6);
+    for t in after.values() {
+        assert_eq!(t.state, tune::study::TrialState::Complete, "trial {}", t.number);
+        let epochs: Vec<usize> = t.history.iter().map(|m| m.epoch).collect();
+        assert_eq!(epochs, [1, 2, 3], "trial {}: each epoch once", t.number);
+    }
+    for (n, t) in &before {
+        assert_eq!(&after[n].history[..t.history.len()], &t.history[..], "trial {n}: what was recorded is kept");
+    }
+}
+
 fn a_retrain_on_a_full_disk_stops_with_exit_9_and_the_same_command_finishes_it() {
     let f = Fixture::new(400, 100);
     f.write("s.toml", &SPACE.replace("trials = 6", "trials = 1"));
     ok(f.run(&["run", "s.toml", "--data-dir", "data", "--concurrency", "1", "--threads", "1"]));
     // The retrain's own directory on a disk too small for its checkpoints.
-    let disk = match Tmpfs::mount(&f.path("runs/full/retrain"), 40) {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("skipped: cannot mount a small tmpfs to fill ({why}); this test needs root");
-            return;
-        }
-    };
+    let disk = Tmpfs::mount(&f.path("runs/full/retrain"), 40).unwrap();
     let args = ["retrain", "--best", "--study", "runs/full", "--epochs", "3", "--subset", "300", "--data-dir", "data"];
     let full = f.run(&args);
     let said = text(&full);

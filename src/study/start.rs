@@ -313,7 +313,9 @@ mod tests {
         }
         checked.sort();
         let names: Vec<&str> = checked.iter().map(|c| c.0.as_str()).collect();
-        for shipped in ["cnn.toml", "cnn_aug_searched.toml", "cnn_fixed_recipe.toml", "quick.toml", "seed_sagemaker.toml"] {
+        for shipped in
+            ["cnn.toml", "cnn_aug_searched.toml", "cnn_fixed_recipe.toml", "quick.toml", "seed_sagemaker.toml"]
+        {
             assert!(names.contains(&shipped), "{shipped} in {names:?}");
         }
         // The main job (the hand-made recipe), its predecessor and its baseline evaluate the

@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod dashboard;
+pub mod harness;
 pub mod netns;
 pub mod workers;
 

@@ -101,3 +101,7 @@ impl TuneError {
 }
 
 pub type Result<T, E = TuneError> = std::result::Result<T, E>;
+
+/// Makes the error of one key of a file (or of the command line): the key, the problem, the
+/// fix. Checks take one, so they name the file they were given without knowing it.
+pub type ErrFn<'a> = dyn Fn(&str, String, String) -> TuneError + 'a;

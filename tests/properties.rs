@@ -12,7 +12,7 @@ use tune::study::journal::{Event, Journal, replay};
 use tune::study::pruner::{Curve, should_prune};
 use tune::study::settings::{PrunerKind, PrunerSettings};
 use tune::training::EpochMetrics;
-use tune::training::config::Layered;
+use tune::training::layers::Layered;
 
 /// TOML scalars with the values that broke things before: extremes, infinities, NaN, strings.
 fn scalar() -> impl Strategy<Value = String> {

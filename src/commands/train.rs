@@ -94,7 +94,7 @@ pub struct TrainArgs {
 /// Resolves the training settings: defaults, then --config, then the params' training keys,
 /// then flags, merged and checked once (errors name the key and the file or flag that set it).
 pub fn resolve_config(args: &TrainArgs, params: &model::Params) -> Result<TrainConfig> {
-    let mut layers = training::config::Layered::default();
+    let mut layers = training::layers::Layered::default();
     if let Some(path) = &args.config {
         layers = layers.file(path)?;
     }

@@ -1,5 +1,6 @@
 //! The CNN: the parameter dictionary, shape inference, and the burn module.
 
+pub mod keys;
 pub mod net;
 pub mod params;
 pub mod shape;

@@ -1,6 +1,7 @@
 //! A study: the search space, samplers, pruners, trial records, the journal, the leaderboard
 //! and the orchestration loop of `tune run`.
 
+pub mod distribution;
 pub mod journal;
 pub mod launch;
 pub mod leaderboard;

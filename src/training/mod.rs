@@ -2,6 +2,7 @@
 
 pub mod adam;
 pub mod config;
+pub mod layers;
 pub mod metrics;
 pub mod optimizer;
 pub mod run;

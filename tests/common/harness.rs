@@ -10,6 +10,12 @@ pub type Case = (&'static str, Option<String>, fn());
 
 /// Runs `cases` as the binary's tests and exits with libtest's status.
 pub fn run(cases: Vec<Case>) -> ! {
+    std::process::exit(outcome(cases))
+}
+
+/// Runs `cases` as the binary's tests and returns the exit status (for a binary that must
+/// clean up after them).
+pub fn outcome(cases: Vec<Case>) -> i32 {
     let args = Arguments::from_args();
     let trials = cases
         .into_iter()
@@ -24,5 +30,5 @@ pub fn run(cases: Vec<Case>) -> ! {
             .with_ignored_flag(missing.is_some())
         })
         .collect();
-    libtest_mimic::run(&args, trials).exit()
+    if libtest_mimic::run(&args, trials).has_failed() { 101 } else { 0 }
 }

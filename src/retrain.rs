@@ -192,14 +192,6 @@ fn test_once(
     Ok(report)
 }
 
-/// Mean and sample standard deviation.
-pub fn mean_std(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n.max(1.0);
-    let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-    (mean, var.sqrt())
-}
-
 pub fn run(args: &RetrainOptions) -> Result<Summary> {
     if !args.best && args.trial.is_none() {
         return Err(TuneError::Config {
@@ -318,7 +310,7 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
         seeds.push(seed);
         accs.push(report.accuracy);
     }
-    let (mean, std) = mean_std(&accs);
+    let (mean, std) = crate::report::analysis::mean_std(&accs);
     let summary = Summary { study: study.clone(), trial: chosen.number, seeds, test_accuracy: accs, mean, std };
     std::fs::create_dir_all(&out).map_err(|e| TuneError::io(&out, e))?;
     crate::files::write_atomic(
@@ -391,12 +383,5 @@ mod tests {
         let alone: Vec<(usize, Option<usize>)> =
             schedule(&trials, &trials[&7]).iter().map(|(t, e)| (t.number, *e)).collect();
         assert_eq!(alone, [(7, None)], "a sampled trial is one stage");
-    }
-
-    #[test]
-    fn mean_and_sample_std() {
-        let (m, s) = super::mean_std(&[0.9, 0.92, 0.94]);
-        assert!((m - 0.92).abs() < 1e-12 && (s - 0.02).abs() < 1e-12);
-        assert_eq!(super::mean_std(&[0.5]), (0.5, 0.0));
     }
 }

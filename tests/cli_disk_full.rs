@@ -83,7 +83,7 @@ fn a_full_disk_stops_the_study_without_failing_a_trial_and_the_same_command_fini
     for line in journal.lines() {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("a torn record {line:?}: {e}"));
     }
-    let before = tune::study::journal::replay(&f.path("runs/full")).unwrap();
+    let before = tune::study::storage::replay(&f.path("runs/full")).unwrap();
     assert!(
         before.values().all(|t| t.state != tune::study::TrialState::Failed),
         "no trial failed for the disk: {before:?}"
@@ -92,7 +92,7 @@ fn a_full_disk_stops_the_study_without_failing_a_trial_and_the_same_command_fini
 
     disk.resize(64 * 1024);
     ok(f.run(&args));
-    let after = tune::study::journal::replay(&f.path("runs/full")).unwrap();
+    let after = tune::study::storage::replay(&f.path("runs/full")).unwrap();
     assert_eq!(after.len(), 6);
     for t in after.values() {
         assert_eq!(t.state, tune::study::TrialState::Complete, "trial {}", t.number);
@@ -130,12 +130,12 @@ fn full_artifacts_under_a_separate_directory_stop_the_study_and_the_same_command
     let said = text(&full);
     assert_eq!(full.status.code(), Some(9), "{said}");
     assert!(said.contains("No space left on device") && said.contains("--artifacts artifacts"), "{said}");
-    let before = tune::study::journal::replay(&f.path("runs/full")).unwrap();
+    let before = tune::study::storage::replay(&f.path("runs/full")).unwrap();
     assert!(before.values().all(|t| t.state != tune::study::TrialState::Failed), "no trial failed: {before:?}");
     assert!(before.values().any(|t| t.state != tune::study::TrialState::Complete), "the disk filled before the end");
     disk.resize(64 * 1024);
     ok(f.run(&args));
-    let after = tune::study::journal::replay(&f.path("runs/full")).unwrap();
+    let after = tune::study::storage::replay(&f.path("runs/full")).unwrap();
     assert_eq!(after.len(), 6);
     for t in after.values() {
         assert_eq!(t.state, tune::study::TrialState::Complete, "trial {}", t.number);

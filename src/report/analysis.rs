@@ -122,6 +122,14 @@ pub fn axis_position(values: &[Value], v: &Value) -> f64 {
     }
 }
 
+/// Mean and sample standard deviation.
+pub fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n.max(1.0);
+    let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +158,13 @@ mod tests {
             fork: None,
             times: Default::default(),
         }
+    }
+
+    #[test]
+    fn mean_and_sample_std() {
+        let (m, s) = super::mean_std(&[0.9, 0.92, 0.94]);
+        assert!((m - 0.92).abs() < 1e-12 && (s - 0.02).abs() < 1e-12);
+        assert_eq!(super::mean_std(&[0.5]), (0.5, 0.0));
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl Retrained {
         if accs.is_empty() {
             return format!("trial {}: no seed tested yet{pending}", self.trial);
         }
-        let (mean, std) = crate::retrain::mean_std(&accs);
+        let (mean, std) = super::analysis::mean_std(&accs);
         let each: Vec<String> = accs.iter().map(|a| format!("{a:.4}")).collect();
         format!(
             "trial {}: test accuracy {mean:.4} ± {std:.4} over {} seed(s) [{}]{pending}",

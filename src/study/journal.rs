@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::stamp::{Stamp, worker};
+
 use super::trial::{Fork, Times, TrialRecord, TrialState};
 use crate::error::{Result, TuneError};
 use crate::files::append_lines;
@@ -64,41 +66,6 @@ impl Event {
             | Event::Resumed { number } => *number,
         }
     }
-}
-
-/// When and by whom a record was written: its UTC wall-clock time (RFC 3339, milliseconds)
-/// and the worker process (`host:pid`). Records written before tune kept them have neither.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Stamp {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker: Option<String>,
-}
-
-impl Stamp {
-    /// This process, now.
-    pub fn now() -> Stamp {
-        Stamp {
-            at: Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()),
-            worker: Some(worker().to_string()),
-        }
-    }
-
-    /// The time as seconds since the Unix epoch, where it is recorded.
-    pub fn unix_secs(&self) -> Option<f64> {
-        let at = humantime::parse_rfc3339(self.at.as_deref()?).ok()?;
-        Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
-    }
-}
-
-/// This process as a worker: `host:pid`.
-pub fn worker() -> &'static str {
-    static WORKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    WORKER.get_or_init(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string());
-        format!("{}:{}", host.unwrap_or_else(|_| "host".into()), std::process::id())
-    })
 }
 
 /// An event as recorded: the event's fields and its stamp in one JSON object (a journal line,
@@ -190,13 +157,6 @@ impl Journal {
     }
 }
 
-/// Replays a study directory's journal into trial records, in trial-number order (read
-/// only: no lock is taken, so `tune report` may read a running study).
-pub fn replay(study_dir: &Path) -> Result<BTreeMap<usize, TrialRecord>> {
-    use crate::study::storage::{JournalStorage, StudyStorage};
-    JournalStorage::new(study_dir).trials()
-}
-
 /// Parses one journal line; `line_no` (1-based) is named in the error when known.
 pub(crate) fn parse_line(path: &Path, line: &str, line_no: Option<usize>) -> Result<Stamped> {
     serde_json::from_str(line).map_err(|e| TuneError::CorruptStudy {
@@ -273,6 +233,7 @@ pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, record: Stamped) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::study::storage::replay;
 
     fn m(epoch: usize, val_acc: f64) -> EpochMetrics {
         EpochMetrics { epoch, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc, lr: 1e-3, secs: 1.0 }

@@ -3,13 +3,12 @@
 //! the study directory is created, locked, compared with its frozen settings and (re)written.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use serde::{Deserialize, Serialize};
 
-use super::run::RunOptions;
+pub use super::resolved::Resolved;
 use super::sampler::Sampler;
 use super::settings::SamplerKind;
 use super::settings::Timing;
@@ -21,57 +20,29 @@ use crate::model::Value;
 use crate::model::params::block_index;
 use crate::model::{Architecture, Params, infer};
 
-/// Resolved settings written into the study directory.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Resolved {
-    pub space: SearchSpace,
-    pub concurrency: usize,
-    pub threads_per_trial: usize,
-    pub split_seed: u64,
+/// Command-line overrides of the space's `[study]` settings.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub space_file: PathBuf,
+    pub runs_dir: PathBuf,
+    pub trials: Option<usize>,
+    pub concurrency: Option<usize>,
+    pub max_epochs: Option<usize>,
+    pub subset: Option<usize>,
+    pub seed: Option<u64>,
     pub data_dir: Option<PathBuf>,
-}
-
-impl Resolved {
-    /// An existing study's frozen settings must agree with the new ones on everything but
-    /// the trial budget, the concurrency and the operational settings, or results from two
-    /// different studies would mix. `location` names where the study is kept.
-    pub fn check_same_study(&self, new: &Resolved, location: &str) -> Result<()> {
-        let (a, b) = (&self.space, &new.space);
-        let same = a.params == b.params
-            && a.study.seed == b.study.seed
-            && a.study.sampler == b.study.sampler
-            && a.study.pruner == b.study.pruner
-            && a.study.training == b.study.training
-            && a.study.pruning == b.study.pruning
-            && a.study.tpe == b.study.tpe
-            && a.study.objectives == b.study.objectives
-            && a.study.nsga2 == b.study.nsga2
-            && self.split_seed == new.split_seed;
-        if same {
-            return Ok(());
-        }
-        Err(TuneError::Config {
-            file: new.space.file.clone(),
-            key: "study.name".into(),
-            problem: format!("study `{}` already exists in {location} with other parameters, seed, sampler, pruner or training settings", b.study.name),
-            fix: "give the study a new name, run the original space file again to resume it, or move (or `tune study delete`) the old study".into(),
-        })
-    }
-
-    /// Reads a study directory's `settings.json`; `None` when the study has none yet.
-    pub fn load(dir: &Path) -> Result<Option<Resolved>> {
-        let path = dir.join("settings.json");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(TuneError::io(&path, e)),
-        };
-        serde_json::from_str(&text).map(Some).map_err(|e| TuneError::CorruptStudy {
-            path,
-            problem: e.to_string(),
-            fix: "the study directory is damaged: move it away to start the study afresh".into(),
-        })
-    }
+    pub split_seed: u64,
+    /// Wall-clock budget of this run; overrides `study.timeout`.
+    pub timeout: Option<std::time::Duration>,
+    /// `--storage`/`TUNE_STORAGE`: a shared store's URL; overrides `study.storage`.
+    pub storage: Option<String>,
+    /// `--artifacts`: where trial directories go (default `<runs>/<study>/trials`).
+    pub artifacts: Option<PathBuf>,
+    /// `--threads`: compute threads per trial (default: cores / concurrency).
+    pub threads: Option<usize>,
+    /// The training split's size when the caller knows it (the replay benchmark, whose
+    /// trials train nothing): the data set is then not loaded.
+    pub known_train_size: Option<usize>,
 }
 
 /// A study ready to run: checked, locked, its frozen settings written, its records replayed.
@@ -281,6 +252,7 @@ fn default_config(space: &SearchSpace) -> Option<Params> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     /// A space that searches residual blocks still holds the seed's (plain) network, and
     /// enqueues it first.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::Params;
-use crate::study::journal::Stamp;
+use crate::study::stamp::Stamp;
 use crate::training::EpochMetrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]

@@ -20,43 +20,18 @@ use progress::study_bar;
 use scheduling::Started;
 use trials::{Running, curve};
 
-use super::journal::{Event, replay};
+use super::journal::Event;
 use super::launch::{Exit, Launch, Message, ProcessLauncher};
 use super::leaderboard;
 use super::pruner::Curve;
 use super::sampler::{Ask, Proposal, Sampler};
 use super::scheduler::{self, Scheduler, Verdict};
 use super::start::{self, Opened};
-pub use super::start::{Resolved, feasibility};
-use super::storage::{Cursor, Liveness, Queued, Reservation, StudyStorage};
+pub use super::start::{Resolved, RunOptions, feasibility};
+use super::storage::{Cursor, Liveness, Queued, Reservation, StudyStorage, replay};
 use super::trial::{TrialRecord, TrialState, trial_seed};
 use crate::error::{Result, TuneError};
 use crate::training::TrainConfig;
-
-/// Command-line overrides of the space's `[study]` settings.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    pub space_file: PathBuf,
-    pub runs_dir: PathBuf,
-    pub trials: Option<usize>,
-    pub concurrency: Option<usize>,
-    pub max_epochs: Option<usize>,
-    pub subset: Option<usize>,
-    pub seed: Option<u64>,
-    pub data_dir: Option<PathBuf>,
-    pub split_seed: u64,
-    /// Wall-clock budget of this run; overrides `study.timeout`.
-    pub timeout: Option<std::time::Duration>,
-    /// `--storage`/`TUNE_STORAGE`: a shared store's URL; overrides `study.storage`.
-    pub storage: Option<String>,
-    /// `--artifacts`: where trial directories go (default `<runs>/<study>/trials`).
-    pub artifacts: Option<PathBuf>,
-    /// `--threads`: compute threads per trial (default: cores / concurrency).
-    pub threads: Option<usize>,
-    /// The training split's size when the caller knows it (the replay benchmark, whose
-    /// trials train nothing): the data set is then not loaded.
-    pub known_train_size: Option<usize>,
-}
 
 /// Figures of a finished (or interrupted) study run.
 #[derive(Debug, Clone)]

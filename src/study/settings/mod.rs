@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::model::Params;
 use crate::training::TrainConfig;
 pub use check::{MAX_CONCURRENCY, MAX_GRID_POINTS, MAX_NAME_LEN, MAX_TRIALS, check_study};
-pub use timing::{MAX_TIMEOUT, Timing, parse_timeout};
+pub use timing::{DEFAULT_STORE_WAIT, Liveness, MAX_TIMEOUT, Timing, parse_timeout};
 
 /// Which cross-trial pruner stops weak trials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

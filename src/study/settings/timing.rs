@@ -1,14 +1,36 @@
 //! The study's durations (`timeout`, `heartbeat`, `grace`, `store_wait`), parsed from their
 //! text in one place.
 
+use std::time::Duration;
+
 use super::StudySettings;
+
+/// How long a worker waits for a shared store that went away, unless `study.store_wait` says.
+pub const DEFAULT_STORE_WAIT: Duration = Duration::from_secs(600);
+
+/// How workers tell each other they are alive (Optuna's heartbeat_interval and grace_period).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Liveness {
+    /// How often a worker refreshes the heartbeat of each trial it runs.
+    pub heartbeat: Duration,
+    /// A running trial whose heartbeat is older than this has lost its worker.
+    pub grace: Duration,
+    /// How many times one configuration is re-run after lost workers.
+    pub max_retries: usize,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness { heartbeat: Duration::from_secs(60), grace: Duration::from_secs(120), max_retries: 3 }
+    }
+}
 
 /// The study's durations, parsed from their text once: the run's budget, the workers'
 /// liveness, and how long a worker waits for a store that went away.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timing {
     pub timeout: Option<std::time::Duration>,
-    pub liveness: crate::study::storage::Liveness,
+    pub liveness: Liveness,
     pub store_wait: std::time::Duration,
 }
 
@@ -24,7 +46,7 @@ impl StudySettings {
         };
         const SHORT: &str = "write a duration such as \"30s\" or \"2m\"; the grace must be longer than the heartbeat";
         let timeout = parse(&self.timeout, "study.timeout", "write a duration such as \"90m\" or \"2h 30m\"")?;
-        let mut liveness = crate::study::storage::Liveness { max_retries: self.max_retries, ..Default::default() };
+        let mut liveness = Liveness { max_retries: self.max_retries, ..Default::default() };
         if let Some(d) = parse(&self.heartbeat, "study.heartbeat", SHORT)? {
             liveness.heartbeat = d;
         }
@@ -42,7 +64,7 @@ impl StudySettings {
             ));
         }
         let store_wait = parse(&self.store_wait, "study.store_wait", "write a duration such as \"10m\"")?
-            .unwrap_or(crate::study::storage::postgres_patience());
+            .unwrap_or(DEFAULT_STORE_WAIT);
         Ok(Timing { timeout, liveness, store_wait })
     }
 }

@@ -10,8 +10,14 @@ use std::path::{Path, PathBuf};
 use super::{Cursor, Liveness, Queued, Reaped, Reservation, StudyStorage};
 use crate::error::{Result, TuneError};
 use crate::study::journal::{Event, Journal, Stamped, parse_line};
-use crate::study::start::Resolved;
+use crate::study::resolved::Resolved;
 use crate::study::trial::{TrialRecord, TrialState};
+
+/// Replays a study directory's journal into trial records, in trial-number order (read
+/// only: no lock is taken, so `tune report` may read a running study).
+pub fn replay(study_dir: &Path) -> Result<BTreeMap<usize, TrialRecord>> {
+    JournalStorage::new(study_dir).trials()
+}
 
 pub struct JournalStorage {
     dir: PathBuf,

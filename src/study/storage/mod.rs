@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::study::settings::Liveness;
 pub use catalog::{Catalog, StudyEntry};
-pub use journal::JournalStorage;
+pub use journal::{JournalStorage, replay};
 pub use postgres::{PgStorage, StudyListing, use_password_file};
 
 use super::journal::{Event, Stamped, apply};
-use super::start::Resolved;
+use super::resolved::Resolved;
 use super::trial::TrialRecord;
 use crate::error::{Result, TuneError};
 
@@ -28,23 +29,6 @@ pub struct Cursor(pub u64, pub u64);
 
 impl Cursor {
     pub const START: Cursor = Cursor(0, 0);
-}
-
-/// How workers tell each other they are alive (Optuna's heartbeat_interval and grace_period).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Liveness {
-    /// How often a worker refreshes the heartbeat of each trial it runs.
-    pub heartbeat: Duration,
-    /// A running trial whose heartbeat is older than this has lost its worker.
-    pub grace: Duration,
-    /// How many times one configuration is re-run after lost workers.
-    pub max_retries: usize,
-}
-
-impl Default for Liveness {
-    fn default() -> Self {
-        Liveness { heartbeat: Duration::from_secs(60), grace: Duration::from_secs(120), max_retries: 3 }
-    }
 }
 
 /// A trial number this process holds before its configuration is sampled. `draw` counts
@@ -150,7 +134,7 @@ pub trait StudyStorage: Send {
 
 /// How long a worker waits for a shared store that went away, unless `study.store_wait` says.
 pub fn postgres_patience() -> Duration {
-    postgres::DEFAULT_PATIENCE
+    crate::study::settings::DEFAULT_STORE_WAIT
 }
 
 /// Trial records from events in recorded order.

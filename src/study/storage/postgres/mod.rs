@@ -42,12 +42,12 @@ use schema::migrate;
 use super::{Cursor, Liveness, Queued, Reaped, Reservation, StudyStorage, redact};
 use crate::error::{Result, TuneError};
 use crate::study::journal::{Event, Stamped};
-use crate::study::start::Resolved;
+use crate::study::resolved::Resolved;
 use crate::study::trial::Fork;
 use crate::study::trial::TrialState;
 
 /// How long a worker waits for a store that went away before it stops (resumable).
-pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(600);
+pub const DEFAULT_PATIENCE: Duration = crate::study::settings::DEFAULT_STORE_WAIT;
 
 pub struct PgStorage {
     url: String,

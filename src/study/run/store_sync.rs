@@ -37,11 +37,14 @@ impl Study {
     }
 
     /// Records an event, and applies it here at once: a shared store may show it to readers
-    /// a moment later (applying it twice changes nothing).
-    pub(super) fn record(&mut self, event: &Event) -> Result<()> {
-        if self.storage.record(event)? {
+    /// a moment later (applying it twice changes nothing). False when the store refused it
+    /// because its trial no longer runs (declared lost by another worker meanwhile).
+    pub(super) fn record(&mut self, event: &Event) -> Result<bool> {
+        let recorded = self.storage.record(event)?;
+        if recorded {
             crate::study::journal::apply(&mut self.trials, crate::study::journal::Stamped::now(event.clone()));
         }
-        self.sync()
+        self.sync()?;
+        Ok(recorded)
     }
 }

@@ -209,7 +209,14 @@ impl Study {
         if state == TrialState::Failed {
             tracing::warn!("trial {n} failed: {}", reason.as_deref().unwrap_or(""));
         }
-        self.record(&Event::Finished { number: n, state, reason, secs })?;
+        if !self.record(&Event::Finished { number: n, state, reason, secs })? {
+            // Its process ended while this worker was cut off or frozen past the grace: the
+            // store's verdict stands, and this result is not recorded.
+            tracing::warn!(
+                "trial {n} was declared lost by another worker while this one was out of reach; its result here is not recorded"
+            );
+            return Ok(true);
+        }
         leaderboard::write_csv_with(
             &self.dir.join("leaderboard.csv"),
             &self.trials,

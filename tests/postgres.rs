@@ -202,6 +202,20 @@ fn scratch_database(prefix: &str) -> Result<(postgres::Client, String, String), 
     Ok((admin, db, db_url))
 }
 
+/// A role that logs in with `password` and owns database `db`, both made afresh (a role left
+/// by an interrupted earlier run may own objects here); returns the admin connection.
+fn role_with_database(admin_url: &str, role: &str, password: &str, db: &str) -> Result<postgres::Client, Failed> {
+    let mut admin = postgres::Client::connect(admin_url, postgres::NoTls)?;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))?;
+    admin.batch_execute(&format!(
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN \
+         REASSIGN OWNED BY {role} TO postgres; DROP OWNED BY {role}; DROP ROLE {role}; END IF; END $$"
+    ))?;
+    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"))?;
+    admin.batch_execute(&format!("CREATE DATABASE {db} OWNER {role}"))?;
+    Ok(admin)
+}
+
 fn newer_schema() -> Result<(), Failed> {
     let (mut admin, db, db_url) = scratch_database("tune_newer")?;
     let mut c = postgres::Client::connect(&db_url, postgres::NoTls)?;
@@ -796,17 +810,9 @@ fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathB
 fn secrets() -> Result<(), Failed> {
     let admin_url = url().unwrap();
     let password = format!("s3cret-{}", std::process::id());
-    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)?;
     // The least-privileged role README describes: it logs in and owns one database, nothing more.
     let db = "tune_secret_test";
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))?;
-    // A role left by an interrupted earlier run (it may own objects here).
-    admin.batch_execute(
-        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tune_secret') THEN \
-         REASSIGN OWNED BY tune_secret TO postgres; DROP OWNED BY tune_secret; DROP ROLE tune_secret; END IF; END $$",
-    )?;
-    admin.batch_execute(&format!("CREATE ROLE tune_secret LOGIN PASSWORD '{password}'"))?;
-    admin.batch_execute(&format!("CREATE DATABASE {db} OWNER tune_secret"))?;
+    let mut admin = role_with_database(&admin_url, "tune_secret", &password, db)?;
     let server = admin_url.trim_start_matches("postgresql://postgres@").rsplit_once('/').unwrap().0.to_string();
     let host = format!("{server}/{db}");
     let bare = format!("postgresql://tune_secret@{host}");
@@ -908,15 +914,8 @@ fn tls() -> Result<(), Failed> {
     let tls_dir = std::path::PathBuf::from(std::env::var("TUNE_TEST_PG_TLS")?);
     let admin_url = url().unwrap();
     let password = format!("tls-pw-{}", std::process::id());
-    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)?;
     let db = "tune_tls_test";
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))?;
-    admin.batch_execute(
-        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tune_tls') THEN \
-         REASSIGN OWNED BY tune_tls TO postgres; DROP OWNED BY tune_tls; DROP ROLE tune_tls; END IF; END $$",
-    )?;
-    admin.batch_execute(&format!("CREATE ROLE tune_tls LOGIN PASSWORD '{password}'"))?;
-    admin.batch_execute(&format!("CREATE DATABASE {db} OWNER tune_tls"))?;
+    let mut admin = role_with_database(&admin_url, "tune_tls", &password, db)?;
     let port = admin_url.rsplit_once(':').unwrap().1.split('/').next().unwrap().to_string();
     let ca = tls_dir.join("ca.crt");
     let other_ca = tls_dir.join("other-ca.crt");

@@ -318,6 +318,7 @@ fn study_with(dir: &Path, trials: &[(Option<tune::study::TrialState>, f64)]) {
             val_acc: *v,
             lr: 1e-3,
             secs: 1.0,
+            latency: None,
         };
         j.append(&Event::Epoch { number: n, metrics }).unwrap();
         if let Some(state) = state {

@@ -350,3 +350,67 @@ fn a_two_objective_nsga2_study_ranks_its_leaderboard_by_front() {
     assert!(std::fs::read_to_string(f.path("runs/mo/report/index.html")).unwrap().contains("front.svg"));
     assert!(json[0]["params"].as_u64().unwrap() > 0);
 }
+
+/// Latency as an objective: every trained trial times its network after its first epoch, the
+/// leaderboard ranks accuracy against it, and `retrain --best --max-latency-ms` picks the best
+/// network under a speed cap (or names the fastest when none meets it).
+#[test]
+fn a_latency_objective_is_measured_per_trial_ranked_by_front_and_caps_the_retrain() {
+    let f = Fixture::new(600, 100);
+    let extra = "sampler = \"nsga2\"\npruner = \"none\"\n\
+        objectives = [{ metric = \"val_acc\", direction = \"maximize\" }, { metric = \"latency_ms\", direction = \"minimize\" }]\n\
+        [study.nsga2]\npopulation = 4\n";
+    let s = f.write("s.toml", &space("fast", 6, extra).replace("max_epochs = 3", "max_epochs = 1"));
+    ok(f.run(&["run", s.to_str().unwrap(), "--data-dir", f.data().to_str().unwrap()]));
+    let board = f.path("runs/fast/leaderboard.csv");
+    assert_eq!(csv_headers(&board)[12..14], ["front", "latency_ms"]);
+    // (trial, val_acc, ms per image) of each ranked trial.
+    let rows: Vec<(usize, f64, f64)> = csv_rows(&board)
+        .iter()
+        .filter(|r| !r[0].is_empty())
+        .map(|r| (r[1].parse().unwrap(), r[3].parse().unwrap(), r[13].parse().unwrap()))
+        .collect();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(rows.iter().all(|r| r.2 > 0.0 && r.2 < 1000.0), "a measured, plausible latency for each: {rows:?}");
+    let metrics = std::fs::read_to_string(f.path(&format!("runs/fast/trials/{}/metrics.csv", rows[0].0))).unwrap();
+    assert!(
+        metrics.starts_with("epoch,") && metrics.lines().next().unwrap().ends_with(",latency_ms,latency_ms_batch100")
+    );
+
+    // A cap between the fastest and the slowest network: the best network at or under it.
+    let mut by_speed = rows.clone();
+    by_speed.sort_by(|a, b| a.2.total_cmp(&b.2));
+    let cap = (by_speed[2].2 + by_speed[3].2) / 2.0;
+    let expected = rows.iter().filter(|r| r.2 <= cap).max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))).unwrap();
+    let d = f.data();
+    let retrain = |cap: &str| {
+        f.run(&[
+            "retrain",
+            "--best",
+            "--study",
+            "runs/fast",
+            "--max-latency-ms",
+            cap,
+            "--epochs",
+            "1",
+            "--subset",
+            "200",
+            "--data-dir",
+            d.to_str().unwrap(),
+        ])
+    };
+    let out = ok(retrain(&cap.to_string()));
+    assert!(
+        f.path(&format!("runs/fast/retrain/trial-{}", expected.0)).is_dir(),
+        "retrained trial {} (best under {cap} ms of {rows:?}): {out}",
+        expected.0
+    );
+    let refused = retrain(&format!("{}", by_speed[0].2 / 10.0));
+    let err = text(&refused);
+    assert!(
+        !refused.status.success() && err.contains("--max-latency-ms") && err.contains("the fastest takes"),
+        "{err}"
+    );
+    let bad = retrain("0");
+    assert!(!bad.status.success() && text(&bad).contains("positive number of milliseconds"), "{}", text(&bad));
+}

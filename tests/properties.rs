@@ -181,7 +181,7 @@ proptest! {
             let params: Params = [("lr".to_string(), Value::Float(*lr)), ("n_conv".to_string(), Value::Int(*seed as i64))].into();
             j.append(&Event::Created { number: n, params, seed: *seed, infeasible: None, retry_of: None, fork: None }).unwrap();
             for (e, (acc, loss, rate)) in epochs.iter().enumerate() {
-                let metrics = EpochMetrics { epoch: e + 1, train_loss: *loss, train_acc: *acc, val_loss: *loss, val_acc: *acc, lr: *rate, secs: *loss };
+                let metrics = EpochMetrics { epoch: e + 1, train_loss: *loss, train_acc: *acc, val_loss: *loss, val_acc: *acc, lr: *rate, secs: *loss, latency: None };
                 j.append(&Event::Epoch { number: n, metrics }).unwrap();
             }
         }

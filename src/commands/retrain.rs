@@ -31,6 +31,9 @@ pub struct RetrainArgs {
     /// With --best, the best network of at most N parameters (the accuracy-versus-size front's pick under a budget).
     #[arg(long, requires = "best", value_name = "N")]
     pub max_params: Option<usize>,
+    /// With --best, the best network that infers one image in at most MS milliseconds (each trial times itself after its first epoch, on its own threads).
+    #[arg(long, requires = "best", value_name = "MS", value_parser = positive_ms)]
+    pub max_latency_ms: Option<f64>,
     /// Most epochs (default: the study's max_epochs).
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -58,7 +61,7 @@ pub fn run(args: RetrainArgs) -> Result<()> {
         runs_dir: args.runs_dir,
         storage: args.storage.url(),
         include_pruned: args.include_pruned,
-        max_params: args.max_params,
+        caps: crate::retrain::Caps { max_params: args.max_params, max_latency_ms: args.max_latency_ms },
         epochs: args.epochs,
         seeds: args.seeds,
         subset: args.subset,
@@ -75,4 +78,12 @@ pub fn run(args: RetrainArgs) -> Result<()> {
     }
     println!("wrote {}", s.study.join("retrain").display());
     Ok(())
+}
+
+/// A latency cap: a positive, finite number of milliseconds.
+fn positive_ms(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms > 0.0 => Ok(ms),
+        _ => Err(format!("`{text}` is not a positive number of milliseconds (e.g. 2.5)")),
+    }
 }

@@ -32,6 +32,9 @@ pub struct TrialView<'a> {
     pub size: Option<usize>,
     /// Forward FLOPs per image.
     pub flops: Option<u64>,
+    /// Inference ms per image, alone and in batches of 100 (timed after its first epoch).
+    pub latency_ms: Option<f64>,
+    pub latency_ms_batch100: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,6 +47,8 @@ impl<'a> TrialView<'a> {
         TrialView {
             size: size.map(|s| s.0),
             flops: size.map(|s| s.1),
+            latency_ms: t.latency().map(|l| l.batch_1),
+            latency_ms_batch100: t.latency().map(|l| l.batch_100),
             n: t.number,
             state: t.state.name(),
             reason: t.reason.as_deref(),

@@ -145,6 +145,7 @@ mod tests {
             val_acc: v,
             lr: 0.0,
             secs: 0.0,
+            latency: None,
         };
         TrialRecord {
             number: n,

@@ -154,11 +154,7 @@ pub fn records(
             if objectives.len() >= 2 {
                 m.insert("front".into(), row.front.into());
                 for o in objectives.iter().filter(|o| o.metric != Metric::ValAcc) {
-                    let v = match o.metric {
-                        Metric::Flops => row.size.map(|s| s.1),
-                        _ => row.size.map(|s| s.0 as u64),
-                    };
-                    m.insert(o.metric.name().into(), v.into());
+                    m.insert(o.metric.name().into(), row.objective_json(o.metric));
                 }
             }
             for n in &names {

@@ -403,8 +403,8 @@ pub fn training_history(path_png: &Path, history: &[crate::training::EpochMetric
     Ok(())
 }
 
-/// A multi-objective study's trade-off: best val_acc against the first size objective
-/// (parameters or FLOPs, log scale), ranked trials coloured by state, the non-dominated front
+/// A multi-objective study's trade-off: best val_acc against the first other objective
+/// (parameters, FLOPs or latency, log scale), ranked trials coloured by state, the non-dominated front
 /// joined by a line. Nothing is drawn for a single-objective study.
 pub fn front(
     dir: &Path,
@@ -415,11 +415,10 @@ pub fn front(
     let Some(size_metric) = objectives.iter().map(|o| o.metric).find(|m| *m != Metric::ValAcc) else {
         return Ok(Vec::new());
     };
-    let size_of = |size: (usize, u64)| if size_metric == Metric::Flops { size.1 as f64 } else { size.0 as f64 };
     let rows = crate::study::leaderboard::rank_with(trials, objectives);
     let points: Vec<(f64, f64, TrialState, bool)> = rows
         .iter()
-        .filter_map(|r| Some((size_of(r.size?), r.trial.value()?, r.trial.state, r.front == Some(0))))
+        .filter_map(|r| Some((r.objective(size_metric)?, r.trial.value()?, r.trial.state, r.front == Some(0))))
         .collect();
     let mut line: Vec<(f64, f64)> = points.iter().filter(|p| p.3).map(|p| (p.0, p.1)).collect();
     line.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -437,11 +436,14 @@ pub fn front(
         c.configure_mesh()
             .x_desc(format!("{name} (log scale)"))
             .y_desc("best val_acc")
-            .x_label_formatter(&|v| crate::model::shape::group(*v as usize))
+            .x_label_formatter(&|v| match size_metric {
+                Metric::Params | Metric::Flops => crate::model::shape::group(*v as usize),
+                _ => format!("{v:.2} ms"),
+            })
             .draw()?;
         c.draw_series(points.iter().map(|p| Circle::new((p.0, p.1), 4, state_color(p.2).filled())))?;
         c.draw_series(LineSeries::new(line.iter().copied(), BLACK.stroke_width(2)))?
-            .label("front: no smaller network is as accurate")
+            .label(format!("front: no network with less {name} is as accurate"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
         c.draw_series(line.iter().map(|p| Circle::new(*p, 6, BLACK.stroke_width(2))))?;
         c.configure_series_labels()

@@ -117,7 +117,16 @@ mod tests {
     use super::*;
 
     fn epoch(e: usize, val: f64) -> EpochMetrics {
-        EpochMetrics { epoch: e, train_loss: 0.5, train_acc: 0.8, val_loss: 0.4, val_acc: val, lr: 1e-3, secs: 1.0 }
+        EpochMetrics {
+            epoch: e,
+            train_loss: 0.5,
+            train_acc: 0.8,
+            val_loss: 0.4,
+            val_acc: val,
+            lr: 1e-3,
+            secs: 1.0,
+            latency: None,
+        }
     }
 
     fn seed_dir(root: &Path, trial: usize, seed: usize, vals: &[f64], test: Option<f64>) {

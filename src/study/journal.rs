@@ -236,7 +236,16 @@ mod tests {
     use crate::study::storage::replay;
 
     fn m(epoch: usize, val_acc: f64) -> EpochMetrics {
-        EpochMetrics { epoch, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc, lr: 1e-3, secs: 1.0 }
+        EpochMetrics {
+            epoch,
+            train_loss: 1.0,
+            train_acc: 0.5,
+            val_loss: 1.0,
+            val_acc,
+            lr: 1e-3,
+            secs: 1.0,
+            latency: None,
+        }
     }
 
     #[test]

@@ -26,6 +26,22 @@ pub struct Row<'a> {
     pub size: Size,
 }
 
+impl Row<'_> {
+    /// The row's value of one objective's metric (val_acc, size, or latency), if measured.
+    pub fn objective(&self, metric: Metric) -> Option<f64> {
+        objectives::value_of(metric, self.trial.value()?, self.size, self.trial.latency())
+    }
+
+    /// The same, as a leaderboard cell or JSON value: counts as integers, latency in ms.
+    pub fn objective_json(&self, metric: Metric) -> serde_json::Value {
+        match (metric, self.objective(metric)) {
+            (_, None) => serde_json::Value::Null,
+            (Metric::Params | Metric::Flops, Some(v)) => (v as u64).into(),
+            (_, Some(v)) => v.into(),
+        }
+    }
+}
+
 /// Orders trials: complete and pruned ones by best val_acc, then the others unranked by number.
 pub fn rank(trials: &BTreeMap<usize, TrialRecord>) -> Vec<Row<'_>> {
     rank_with(trials, &[])
@@ -40,7 +56,7 @@ pub fn rank_with<'a>(trials: &'a BTreeMap<usize, TrialRecord>, objectives: &[Obj
     let fronts: Vec<Option<usize>> = if multi {
         let costs: Vec<Option<Vec<f64>>> = ranked
             .iter()
-            .map(|(_, v, size)| objectives::to_costs(objectives::values_of(*v, *size, objectives)?, objectives))
+            .map(|(t, v, size)| objectives::to_costs(objectives::values_of(t, *v, *size, objectives)?, objectives))
             .collect();
         let known: Vec<Vec<f64>> = costs.iter().flatten().cloned().collect();
         let mut levels = objectives::fronts(&known).into_iter();
@@ -88,10 +104,9 @@ fn objective_cells(row: &Row, objectives: &[Objective]) -> Vec<String> {
         return Vec::new();
     }
     std::iter::once(row.front.map_or(String::new(), |f| f.to_string()))
-        .chain(objectives.iter().filter(|o| o.metric != Metric::ValAcc).map(|o| match (o.metric, row.size) {
-            (Metric::Params, Some(s)) => s.0.to_string(),
-            (Metric::Flops, Some(s)) => s.1.to_string(),
-            _ => String::new(),
+        .chain(objectives.iter().filter(|o| o.metric != Metric::ValAcc).map(|o| match row.objective_json(o.metric) {
+            serde_json::Value::Null => String::new(),
+            v => v.to_string(),
         }))
         .collect()
 }
@@ -283,6 +298,7 @@ mod tests {
                 val_acc: *v,
                 lr: 1e-3,
                 secs: 1.0,
+                latency: None,
             })
             .collect();
         TrialRecord {

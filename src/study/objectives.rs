@@ -2,13 +2,15 @@
 //! the non-dominated fronts and crowding distances NSGA-II and the leaderboard rank by.
 //!
 //! val_acc is measured by training; a network's parameters and FLOPs follow from its
-//! dictionary (shape inference), so they cost nothing and are known even for a pruned trial.
+//! dictionary (shape inference), so they cost nothing and are known even for a pruned trial;
+//! its inference latency is timed once, after its first epoch, on the trial's own threads.
 //! Pruners and schedulers judge trials on val_acc alone (the first objective); the leaderboard
 //! ranks by front, then val_acc.
 
 use serde::{Deserialize, Serialize};
 
 use super::trial::TrialRecord;
+use crate::training::Latency;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,6 +21,10 @@ pub enum Metric {
     Params,
     /// Forward FLOPs per image.
     Flops,
+    /// Milliseconds per image of inference one image at a time.
+    LatencyMs,
+    /// Milliseconds per image of inference in batches of 100.
+    LatencyMsBatch100,
 }
 
 impl Metric {
@@ -27,6 +33,8 @@ impl Metric {
             Metric::ValAcc => "val_acc",
             Metric::Params => "params",
             Metric::Flops => "flops",
+            Metric::LatencyMs => "latency_ms",
+            Metric::LatencyMsBatch100 => "latency_ms_batch100",
         }
     }
 }
@@ -47,22 +55,27 @@ pub struct Objective {
 }
 
 /// A trial's value of each objective, as measured (val_acc as a share, params and FLOPs as
-/// counts); `None` for a trial that is not ranked (running, failed, infeasible).
+/// counts, latency in ms per image); `None` for a trial that is not ranked (running, failed,
+/// infeasible) or lacks a measure (a latency from before tune timed it).
 pub fn values(t: &TrialRecord, objectives: &[Objective]) -> Option<Vec<f64>> {
-    values_of(t.value()?, t.size(), objectives)
+    values_of(t, t.value()?, t.size(), objectives)
 }
 
-/// The objectives' values from a trial's best val_acc and its network's size (parameters,
-/// FLOPs), for callers that already hold the size.
-pub fn values_of(acc: f64, size: Option<(usize, u64)>, objectives: &[Objective]) -> Option<Vec<f64>> {
-    objectives
-        .iter()
-        .map(|o| match o.metric {
-            Metric::ValAcc => Some(acc),
-            Metric::Params => size.map(|s| s.0 as f64),
-            Metric::Flops => size.map(|s| s.1 as f64),
-        })
-        .collect()
+/// The objectives' values of trial `t` from its best val_acc and its network's size
+/// (parameters, FLOPs), for callers that already hold both.
+pub fn values_of(t: &TrialRecord, acc: f64, size: Option<(usize, u64)>, objectives: &[Objective]) -> Option<Vec<f64>> {
+    objectives.iter().map(|o| value_of(o.metric, acc, size, t.latency())).collect()
+}
+
+/// One metric's value from what a trial has measured.
+pub fn value_of(metric: Metric, acc: f64, size: Option<(usize, u64)>, latency: Option<Latency>) -> Option<f64> {
+    match metric {
+        Metric::ValAcc => Some(acc),
+        Metric::Params => size.map(|s| s.0 as f64),
+        Metric::Flops => size.map(|s| s.1 as f64),
+        Metric::LatencyMs => latency.map(|l| l.batch_1),
+        Metric::LatencyMsBatch100 => latency.map(|l| l.batch_100),
+    }
 }
 
 /// The same values, each turned so that smaller is better (what dominance compares).

@@ -215,6 +215,7 @@ impl Launch for ReplayLauncher {
                         val_acc,
                         lr,
                         secs,
+                        latency: None,
                     };
                     let _ = tx.send(Message::Epoch(number, m));
                 }

@@ -117,7 +117,16 @@ impl TrialRecord {
     /// A trial of one epoch at `val_acc` (unit tests of what ranks and samples trials).
     #[cfg(test)]
     pub(crate) fn one_epoch(number: usize, params: Params, state: TrialState, val_acc: f64) -> TrialRecord {
-        let m = EpochMetrics { epoch: 1, train_loss: 1.0, train_acc: 0.5, val_loss: 1.0, val_acc, lr: 1e-3, secs: 1.0 };
+        let m = EpochMetrics {
+            epoch: 1,
+            train_loss: 1.0,
+            train_acc: 0.5,
+            val_loss: 1.0,
+            val_acc,
+            lr: 1e-3,
+            secs: 1.0,
+            latency: None,
+        };
         TrialRecord {
             number,
             params,
@@ -154,6 +163,12 @@ impl TrialRecord {
         let arch = crate::model::Architecture::from_params(&self.params, std::path::Path::new("")).ok()?;
         let summary = crate::model::shape::infer(&arch).ok()?;
         Some((summary.total(), summary.forward_flops()))
+    }
+
+    /// Its network's inference latency, measured after its first epoch (none before that, or
+    /// in records written before tune measured it).
+    pub fn latency(&self) -> Option<crate::training::Latency> {
+        self.history.iter().find_map(|m| m.latency)
     }
 
     /// The value samplers rank by: best val_acc of a trained trial.

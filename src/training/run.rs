@@ -338,6 +338,13 @@ pub fn train(
             val_acc: val.acc,
             lr: state.lr,
             secs: started.elapsed().as_secs_f64(),
+            // Timed after the epoch's clock stops, once per run: the first epoch's record
+            // carries it, so pruned trials have it too.
+            latency: if epoch == 1 {
+                super::latency::measure(&model, data.val_images, &data.val, device)
+            } else {
+                None
+            },
         };
         // Only finite figures are recorded: a diverged run keeps its last finite epoch.
         if let Some((what, value)) = metrics.first_non_finite() {
@@ -365,7 +372,7 @@ pub fn train(
         metrics::write_csv(&files.metrics(), &state.history)?;
         if display == Display::Human {
             tracing::info!(
-                "epoch {epoch}/{}: loss {:.4} acc {:.4} | val_loss {:.4} val_acc {:.4} | lr {:.0e} | {:.1}s ({:.0} img/s){}",
+                "epoch {epoch}/{}: loss {:.4} acc {:.4} | val_loss {:.4} val_acc {:.4} | lr {:.0e} | {:.1}s ({:.0} img/s){}{}",
                 cfg.epochs,
                 metrics.train_loss,
                 metrics.train_acc,
@@ -374,7 +381,11 @@ pub fn train(
                 metrics.lr,
                 metrics.secs,
                 seen as f64 / metrics.secs,
-                if improved { " *best*" } else { "" }
+                if improved { " *best*" } else { "" },
+                metrics.latency.map_or(String::new(), |l| format!(
+                    " | inference {:.2} ms/image alone, {:.3} ms/image in batches of 100",
+                    l.batch_1, l.batch_100
+                ))
             );
         }
         observer(&metrics);

@@ -140,6 +140,7 @@ pub fn fixture_epoch(n: usize, e: usize) -> Event {
         val_acc,
         lr: 1e-3,
         secs: 1.0,
+        latency: None,
     };
     Event::Epoch { number: n, metrics }
 }

@@ -196,8 +196,14 @@
 
   // The accuracy-versus-size front: ranked trials (complete, pruned) that no network with as
   // few parameters or fewer beats, smallest first. What to deploy under a size budget.
-  // The size a study weighs against accuracy: FLOPs where its objectives say so, else parameters.
-  const sizeKey = () => ((model.objectives || []).some((o) => o.metric === 'flops') && !(model.objectives || []).some((o) => o.metric === 'params') ? 'flops' : 'size');
+  // What a study weighs against accuracy: its second objective (parameters, FLOPs or
+  // latency), parameters when it has none. Each maps to a trial's field and an axis unit.
+  const COSTS = {
+    params: ['size', 'parameters'], flops: ['flops', 'FLOPs per image'],
+    latency_ms: ['latency_ms', 'ms per image, one at a time'], latency_ms_batch100: ['latency_ms_batch100', 'ms per image, batches of 100'],
+  };
+  const cost = () => COSTS[((model.objectives || []).find((o) => o.metric !== 'val_acc') || { metric: 'params' }).metric] || COSTS.params;
+  const sizeKey = () => cost()[0];
 
   function front(trials) {
     const key = sizeKey();
@@ -210,7 +216,7 @@
 
   function drawFront(trials) {
     const key = sizeKey();
-    const unit = key === 'flops' ? 'FLOPs per image' : 'parameters';
+    const unit = cost()[1];
     const sized = trials.filter((t) => t.best != null && t[key] != null);
     const best = front(trials);
     const onFront = new Set(best.map((t) => t.n));
@@ -224,7 +230,7 @@
       legend: { top: 0 },
       grid: { left: 55, right: 25, top: 35, bottom: 40 },
       tooltip: tooltip({ formatter: (p) => (onFront.has(p.value[2]) ? '<b>on the front</b> · ' : '') + Number(p.value[0]).toLocaleString() + ' ' + unit + '<br>' + trialTip(p.value[2]) }),
-      xAxis: { type: 'log', name: unit, nameLocation: 'middle', nameGap: 25, axisLabel: { formatter: (v) => (v >= 1e6 ? v / 1e6 + 'M' : v >= 1e3 ? v / 1e3 + 'k' : v) } },
+      xAxis: { type: 'log', name: unit, nameLocation: 'middle', nameGap: 25, axisLabel: { formatter: (v) => (key.startsWith('latency') ? v + ' ms' : v >= 1e6 ? v / 1e6 + 'M' : v >= 1e3 ? v / 1e3 + 'k' : v) } },
       yAxis: { type: 'value', name: 'best val_acc', scale: true },
       dataZoom: [{ type: 'inside', yAxisIndex: 0 }],
       series,
@@ -313,7 +319,8 @@
     const rows = [
       ['trial', t.n], ['state', t.state + (t.reason ? ' — ' + t.reason : '')], ['best val_acc', fmt(t.best)], ['epochs', t.val.length],
       ['val_acc by epoch', t.val.map((v) => fmt(v, 3)).join(' ')], ['parameters', t.size == null ? '–' : t.size.toLocaleString()],
-      ['forward FLOPs per image', t.flops == null ? '–' : t.flops.toLocaleString()], ['worker', t.worker || '–'], ['created', when(t.created)], ['finished', when(t.finished)],
+      ['forward FLOPs per image', t.flops == null ? '–' : t.flops.toLocaleString()],
+      ['inference ms per image (alone · batch 100)', t.latency_ms == null ? '–' : fmt(t.latency_ms, 3) + ' · ' + fmt(t.latency_ms_batch100, 3)], ['worker', t.worker || '–'], ['created', when(t.created)], ['finished', when(t.finished)],
     ];
     if (t.parent != null) rows.push(['forked from', 'trial ' + t.parent]);
     if (t.retry_of != null) rows.push(['re-run of', 'trial ' + t.retry_of]);

@@ -21,7 +21,16 @@ impl Launch for Scripted {
         let lr = params.get("lr").and_then(|v| v.as_f64()).unwrap_or(1e-3);
         for epoch in 1..=self.epochs {
             let val_acc = (0.5 + 50.0 * lr + 0.01 * epoch as f64).min(0.99);
-            let m = EpochMetrics { epoch, train_loss: 1.0, train_acc: val_acc, val_loss: 1.0, val_acc, lr, secs: 0.01 };
+            let m = EpochMetrics {
+                epoch,
+                train_loss: 1.0,
+                train_acc: val_acc,
+                val_loss: 1.0,
+                val_acc,
+                lr,
+                secs: 0.01,
+                latency: None,
+            };
             let _ = tx.send(Message::Epoch(number, m));
         }
         let _ = tx.send(Message::Exit { number, outcome: (self.exit)(number) });
@@ -63,6 +72,7 @@ impl Launch for Paced {
                     val_acc: 0.5,
                     lr: 1e-3,
                     secs: EPOCH.as_secs_f64(),
+                    latency: None,
                 };
                 let _ = tx.send(Message::Epoch(number, m));
             }

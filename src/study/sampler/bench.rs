@@ -44,6 +44,7 @@ fn history(space: &SearchSpace, n: usize) -> BTreeMap<usize, TrialRecord> {
                 val_acc,
                 lr: 1e-3,
                 secs: 1.0,
+                latency: None,
             };
             (
                 i,

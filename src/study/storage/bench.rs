@@ -89,6 +89,7 @@ fn simulated_worker(
                 val_acc: 0.5 + epoch as f64 / 100.0,
                 lr: 1e-3,
                 secs: 0.0,
+                latency: None,
             };
             let started = Instant::now();
             store.record(&Event::Epoch { number, metrics })?;

@@ -231,6 +231,7 @@ pub mod conformance {
                 val_acc,
                 lr: 1e-3,
                 secs: 1.0,
+                latency: None,
             },
         }
     }

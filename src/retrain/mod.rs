@@ -19,10 +19,12 @@ use crate::data::CLASS_NAMES;
 use crate::error::{Result, TuneError};
 use crate::evaluation::{Report, evaluate_dir};
 use crate::model::Architecture;
-use crate::study::leaderboard::rank;
+use crate::study::TrialRecord;
 use crate::study::storage::{StorageSpec, StudyStorage};
-use crate::study::{TrialRecord, TrialState};
 use crate::training::{Display, TrainConfig, TrainData};
+
+pub mod pick;
+pub use pick::{Caps, best_trial};
 
 /// What `tune retrain` retrains, and how.
 #[derive(Debug, Clone, Default)]
@@ -42,8 +44,8 @@ pub struct RetrainOptions {
     pub storage: Option<String>,
     /// With `best`, pruned trials qualify too.
     pub include_pruned: bool,
-    /// With `best`, only networks of at most this many parameters qualify.
-    pub max_params: Option<usize>,
+    /// With `best`, only networks under these caps (size, latency) qualify.
+    pub caps: Caps,
     /// Most epochs (default: the study's max_epochs).
     pub epochs: Option<usize>,
     pub seeds: u32,
@@ -130,46 +132,6 @@ fn open_study(args: &RetrainOptions) -> Result<(PathBuf, Box<dyn StudyStorage>)>
     Ok((entry.dir, storage))
 }
 
-/// The best trial to retrain: complete ones (and pruned ones when asked) by best val_acc,
-/// with at most `max_params` parameters where given (the accuracy-versus-size front's pick under
-/// a size budget). Without one, says which states (or sizes) the study holds.
-pub fn best_trial(
-    trials: &BTreeMap<usize, TrialRecord>,
-    include_pruned: bool,
-    max_params: Option<usize>,
-) -> std::result::Result<&TrialRecord, String> {
-    let qualifies =
-        |t: &&TrialRecord| t.state == TrialState::Complete || (include_pruned && t.state == TrialState::Pruned);
-    let small = |t: &&TrialRecord| max_params.is_none_or(|max| t.size().is_some_and(|(n, _)| n <= max));
-    let ranked: Vec<&TrialRecord> =
-        rank(trials).into_iter().filter(|r| r.rank.is_some()).map(|r| r.trial).filter(qualifies).collect();
-    if let Some(t) = ranked.iter().copied().find(small) {
-        return Ok(t);
-    }
-    if let (Some(max), Some(smallest)) = (max_params, ranked.iter().filter_map(|t| t.size()).map(|s| s.0).min()) {
-        let group = crate::model::shape::group;
-        return Err(format!(
-            "no qualifying trial has at most {} parameters (the smallest has {}): raise --max-params, or resume the study with a space of smaller networks",
-            group(max),
-            group(smallest)
-        ));
-    }
-    let counts = crate::study::leaderboard::state_counts(trials);
-    let found = if counts.is_empty() {
-        "no trials".to_string()
-    } else {
-        counts.iter().map(|(s, n)| format!("{n} {}", s.name())).collect::<Vec<_>>().join(", ")
-    };
-    let hint = if !include_pruned && counts.contains_key(&TrialState::Pruned) {
-        "; pass --include-pruned to consider pruned trials"
-    } else {
-        ""
-    };
-    Err(format!(
-        "no complete trial to retrain (found {found}): resume the study until a trial completes, or pass --trial N{hint}"
-    ))
-}
-
 /// The one and only look at the test split, with the best epoch's weights; a seed that was
 /// already tested (its retrain resumed after it finished) keeps its recorded result.
 fn test_once(
@@ -215,7 +177,7 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
     let trials = storage.trials()?;
     let chosen = match args.trial {
         Some(n) => trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", storage.location())))?,
-        None => best_trial(&trials, args.include_pruned, args.max_params)
+        None => pick::best_trial(&trials, args.include_pruned, args.caps)
             .map_err(|found| TuneError::Study(format!("{}: {found}", storage.location())))?,
     };
     // Each stage of the schedule: its parameters, network and settings (one stage unless forked).
@@ -323,41 +285,7 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A trial of one epoch at `val_acc`, keyed by its number.
-    fn one_epoch(number: usize, params: crate::model::Params, state: TrialState, val_acc: f64) -> (usize, TrialRecord) {
-        (number, TrialRecord::one_epoch(number, params, state, val_acc))
-    }
-
-    #[test]
-    fn best_trial_is_complete_and_a_study_without_one_is_refused() {
-        let t = |number, state, v: f64| one_epoch(number, Default::default(), state, v);
-        let trials: BTreeMap<usize, TrialRecord> =
-            [t(0, TrialState::Failed, 0.99), t(1, TrialState::Pruned, 0.9), t(2, TrialState::Complete, 0.8)].into();
-        assert_eq!(best_trial(&trials, false, None).unwrap().number, 2);
-        assert_eq!(best_trial(&trials, true, None).unwrap().number, 1);
-        let unfinished: BTreeMap<usize, TrialRecord> =
-            [t(0, TrialState::Failed, 0.99), t(1, TrialState::Running, 0.9), t(2, TrialState::Pruned, 0.5)].into();
-        let err = best_trial(&unfinished, false, None).unwrap_err();
-        assert!(err.contains("1 running, 1 pruned, 1 failed") && err.contains("--include-pruned"), "{err}");
-    }
-
-    #[test]
-    fn a_size_budget_picks_the_best_network_under_it_and_names_the_smallest_otherwise() {
-        let t = |number: usize, channels: i64, val_acc: f64| {
-            let params: crate::model::Params =
-                [("conv0_channels".to_string(), crate::model::Value::Int(channels))].into();
-            one_epoch(number, params, TrialState::Complete, val_acc)
-        };
-        let trials: BTreeMap<usize, TrialRecord> = [t(0, 64, 0.93), t(1, 16, 0.91), t(2, 8, 0.90)].into();
-        let size = |n: usize| trials[&n].size().unwrap().0;
-        assert!(size(0) > size(1) && size(1) > size(2), "more channels, more parameters");
-        assert_eq!(best_trial(&trials, false, None).unwrap().number, 0);
-        assert_eq!(best_trial(&trials, false, Some(size(1))).unwrap().number, 1, "the best at or under the budget");
-        assert_eq!(best_trial(&trials, false, Some(size(1) - 1)).unwrap().number, 2);
-        let err = best_trial(&trials, false, Some(size(2) - 1)).unwrap_err();
-        assert!(err.contains("--max-params") && err.contains(&crate::model::shape::group(size(2))), "{err}");
-    }
+    use crate::study::TrialState;
 
     #[test]
     fn a_forks_schedule_runs_through_its_ancestors() {

@@ -5,6 +5,17 @@
 
 use std::path::{Path, PathBuf};
 
+/// Why an architecture cannot be built (shape inference's verdict, before any tensor
+/// exists). Kept here, below the model, so that the model's files can return it and
+/// [`TuneError`] can wrap it without the two importing each other.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{layer}: {message}")]
+pub struct ShapeError {
+    /// The layer where it fails, e.g. `conv2_pool`.
+    pub layer: String,
+    pub message: String,
+}
+
 /// Errors from every part of tune.
 #[derive(Debug, thiserror::Error)]
 pub enum TuneError {
@@ -26,7 +37,7 @@ pub enum TuneError {
     #[error("{file}: {message}")]
     ConfigSyntax { file: PathBuf, message: String },
     #[error("infeasible architecture: {0}")]
-    Infeasible(#[from] crate::model::ShapeError),
+    Infeasible(#[from] ShapeError),
     /// A search space (or an enqueued configuration) whose networks cannot be built.
     #[error("{file}: key `{key}`: {problem}\n  fix: {fix}")]
     InfeasibleSpace { file: PathBuf, key: String, problem: String, fix: String },

@@ -21,6 +21,16 @@ pub const TRAINING_KEYS: [&str; 12] = [
     "optimizer",
     "momentum",
 ];
+/// Largest `batch_size`.
+pub const MAX_BATCH_SIZE: usize = 60_000;
+/// Largest augmentation shift (`aug_shift`) in pixels.
+pub const MAX_AUG_SHIFT: usize = 8;
+/// Largest warm-up of the cosine schedule (`warmup_epochs`), in epochs.
+pub const MAX_WARMUP: usize = 1_000;
+/// The names `lr_schedule` and `optimizer` take (the training config's enums, in serde's
+/// spelling; a test there checks each one parses).
+pub const LR_SCHEDULES: [&str; 3] = ["plateau", "cosine", "onecycle"];
+pub const OPTIMIZERS: [&str; 3] = ["adam", "adamw", "sgd"];
 /// Per-block key suffixes.
 pub const CONV_KEYS: [&str; 7] = ["pad", "channels", "filter", "stride", "pool", "activation", "residual"];
 pub const FC_KEYS: [&str; 2] = ["neurons", "activation"];
@@ -67,15 +77,15 @@ impl Domain {
             ("init", _) => Domain::Init,
             ("lr", _) => Domain::LearningRate,
             ("weight_decay", _) => Domain::NonNegative,
-            ("batch_size", _) => Domain::Int(1, crate::training::config::MAX_BATCH_SIZE as i64),
-            ("aug_shift", _) => Domain::Int(0, crate::training::config::MAX_AUG_SHIFT as i64),
+            ("batch_size", _) => Domain::Int(1, MAX_BATCH_SIZE as i64),
+            ("aug_shift", _) => Domain::Int(0, MAX_AUG_SHIFT as i64),
             ("aug_flip", _) => Domain::Int(0, 1),
             ("aug_erase", _) => Domain::Float(0.0, 1.0),
             ("aug_erase_area", _) => Domain::Float(0.02, 1.0),
             ("label_smoothing" | "momentum", _) => Domain::Rate,
-            ("warmup_epochs", _) => Domain::Int(0, crate::training::config::MAX_WARMUP as i64),
-            ("lr_schedule", _) => Domain::Name(&crate::training::config::LrSchedule::NAMES),
-            ("optimizer", _) => Domain::Name(&crate::training::config::OptimizerKind::NAMES),
+            ("warmup_epochs", _) => Domain::Int(0, MAX_WARMUP as i64),
+            ("lr_schedule", _) => Domain::Name(&LR_SCHEDULES),
+            ("optimizer", _) => Domain::Name(&OPTIMIZERS),
             ("n_conv" | "n_fc", _) => Domain::Int(0, MAX_BLOCKS),
             (_, "activation") => Domain::Activation,
             (_, "pad") => Domain::Int(0, MAX_WINDOW),

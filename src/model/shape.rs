@@ -3,15 +3,7 @@
 
 use super::params::{Architecture, ConvBlock};
 use crate::data::CLASSES;
-
-/// Why an architecture cannot be built.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{layer}: {message}")]
-pub struct ShapeError {
-    /// The layer where it fails, e.g. `conv2_pool`.
-    pub layer: String,
-    pub message: String,
-}
+pub use crate::error::ShapeError;
 
 /// One row of the Keras-style summary.
 #[derive(Debug, Clone, PartialEq)]

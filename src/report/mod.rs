@@ -11,29 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, TuneError};
-use crate::study::journal::Journal;
 use crate::study::leaderboard::{self, FIXED_COLUMNS, param_names, rank, rank_with, varying_params};
 use crate::study::objectives::{Metric, Objective};
 use crate::study::{TrialRecord, TrialState};
-
-/// The studies under `path`: itself if it holds a journal, else its subdirectories that do.
-pub fn find_studies(path: &Path) -> Result<Vec<PathBuf>> {
-    if path.join(Journal::FILE).is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let entries = std::fs::read_dir(path).map_err(|e| TuneError::io(path, e))?;
-    let mut studies: Vec<PathBuf> =
-        entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join(Journal::FILE).is_file()).collect();
-    studies.sort();
-    if studies.is_empty() {
-        return Err(TuneError::Study(format!(
-            "{}: no study here (no {} in it or its subdirectories); run `tune run SPACE.toml` first",
-            path.display(),
-            Journal::FILE
-        )));
-    }
-    Ok(studies)
-}
 
 /// What `generate` produced.
 pub struct Generated {

@@ -12,11 +12,8 @@ use crate::model::Value;
 
 /// Caps named in errors, checked before anything is allocated.
 pub const MAX_EPOCHS: usize = 100_000;
-pub const MAX_BATCH_SIZE: usize = 60_000;
-/// Largest augmentation shift in pixels.
-pub const MAX_AUG_SHIFT: usize = 8;
-/// Largest warm-up of the cosine schedule, in epochs.
-pub const MAX_WARMUP: usize = 1_000;
+/// The dictionary's caps on training keys, defined beside the other keys' domains.
+pub use crate::model::keys::{MAX_AUG_SHIFT, MAX_BATCH_SIZE, MAX_WARMUP};
 /// A subset larger than the train split trains on all of it; beyond this it is a typo.
 pub const MAX_SUBSET: usize = 1_000_000;
 
@@ -88,7 +85,7 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
-    pub const NAMES: [&'static str; 3] = ["plateau", "cosine", "onecycle"];
+    pub const NAMES: [&'static str; 3] = crate::model::keys::LR_SCHEDULES;
 }
 
 /// The optimiser of a run.
@@ -106,7 +103,7 @@ pub enum OptimizerKind {
 }
 
 impl OptimizerKind {
-    pub const NAMES: [&'static str; 3] = ["adam", "adamw", "sgd"];
+    pub const NAMES: [&'static str; 3] = crate::model::keys::OPTIMIZERS;
 }
 
 /// What the convolutions multiply in.
@@ -280,6 +277,16 @@ pub fn config_keys() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_schedule_and_optimizer_name_the_dictionary_accepts_parses() {
+        let parse = |name: &str| serde_json::from_value::<LrSchedule>(serde_json::json!(name));
+        let parsed: Vec<LrSchedule> = LrSchedule::NAMES.iter().map(|n| parse(n).unwrap()).collect();
+        assert_eq!(parsed, [LrSchedule::Plateau, LrSchedule::Cosine, LrSchedule::OneCycle]);
+        let parse = |name: &str| serde_json::from_value::<OptimizerKind>(serde_json::json!(name));
+        let parsed: Vec<OptimizerKind> = OptimizerKind::NAMES.iter().map(|n| parse(n).unwrap()).collect();
+        assert_eq!(parsed, [OptimizerKind::Adam, OptimizerKind::AdamW, OptimizerKind::Sgd]);
+    }
 
     #[test]
     fn the_config_keys_are_every_field_and_the_dictionary_keys_are_among_them() {

@@ -48,7 +48,7 @@ impl Activation {
 
 /// One activation `f`, applied to the normalised value `z`.
 pub(super) trait Function {
-    /// Whether the 2×2 window kernels apply it themselves ([`super::batch_norm::ChannelMap`]),
+    /// Whether the 2×2 window kernels apply it themselves ([`super::window2::ChannelMap`]),
     /// so nothing is left to do after them: ReLU (their gate) and the identity.
     const DONE_IN_WINDOWS: bool;
     fn value(z: f32) -> f32;

@@ -23,9 +23,9 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::activation::{Function, commutes_with_max_pool, with_function};
-use super::pool::PoolGeometry;
+use super::geometry::PoolGeometry;
 use super::simd::multiversion;
-use super::window2;
+use super::window2::{self, ChannelMap};
 use crate::Activation;
 
 /// `[batch, channels, h, w]` view of an activation (`w` = product of the axes after `h`;
@@ -190,35 +190,6 @@ impl Affine {
         per_image_output(s.batch, s.pooled_image(self.pool), |n, out| {
             apply_image(self, s, &x[n * s.image()..][..s.image()], out)
         })
-    }
-}
-
-/// One channel's `z = scale·x + shift`, then ReLU when `relu`.
-#[derive(Clone, Copy)]
-pub(super) struct ChannelMap {
-    pub(super) scale: f32,
-    pub(super) shift: f32,
-    pub(super) relu: bool,
-}
-
-impl ChannelMap {
-    /// The normalised value, before any activation.
-    #[inline(always)]
-    fn linear(self, x: f32) -> f32 {
-        self.scale * x + self.shift
-    }
-
-    #[inline(always)]
-    pub(super) fn z(self, x: f32) -> f32 {
-        let z = self.linear(x);
-        if self.relu { super::activation::Relu::value(z) } else { z }
-    }
-
-    /// A window's output gradient `dy` as it reaches the normalisation at its maximum
-    /// `z_max` (after the ReLU): blocked where the ReLU was.
-    #[inline(always)]
-    pub(super) fn gate(self, dy: f32, z_max: f32) -> f32 {
-        if self.relu & (z_max <= 0.0) { 0.0 } else { dy }
     }
 }
 

@@ -11,54 +11,7 @@
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-/// Shapes and hyper-parameters of one convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeometry {
-    pub batch: usize,
-    pub c_in: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c_out: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: [usize; 2],
-    pub pad: [usize; 2],
-}
-
-impl ConvGeometry {
-    pub fn out_h(&self) -> usize {
-        (self.h + 2 * self.pad[0] - self.kh) / self.stride[0] + 1
-    }
-
-    pub fn out_w(&self) -> usize {
-        (self.w + 2 * self.pad[1] - self.kw) / self.stride[1] + 1
-    }
-
-    /// Output positions per channel.
-    fn plane(&self) -> usize {
-        self.out_h() * self.out_w()
-    }
-
-    /// Length of one im2col column: every input value one output position sees.
-    fn patch(&self) -> usize {
-        self.c_in * self.kh * self.kw
-    }
-
-    fn in_image(&self) -> usize {
-        self.c_in * self.h * self.w
-    }
-
-    fn out_image(&self) -> usize {
-        self.c_out * self.plane()
-    }
-
-    /// The output columns `o` whose input column `o·stride + j − pad` lies inside `0..len`.
-    fn valid(len: usize, out: usize, stride: usize, pad: usize, j: usize) -> std::ops::Range<usize> {
-        let lo = pad.saturating_sub(j).div_ceil(stride);
-        let hi = if len + pad > j { ((len + pad - j - 1) / stride + 1).min(out) } else { 0 };
-        lo..hi.max(lo)
-    }
-}
+pub use crate::geometry::ConvGeometry;
 
 /// Gradients of one convolution; `x` is `None` when the input needs none (the first layer).
 #[derive(Debug)]

@@ -15,6 +15,7 @@ mod blocked;
 pub mod conv;
 pub mod dropout;
 pub mod fma;
+pub mod geometry;
 pub mod memory;
 pub mod pool;
 pub mod profile;
@@ -35,8 +36,7 @@ use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{IntDType, Shape, Tensor, TensorData};
 
 use batch_norm::NormShape;
-use conv::ConvGeometry;
-use pool::PoolGeometry;
+use geometry::{ConvGeometry, PoolGeometry};
 use profile::{Kernel, timed};
 
 /// Whether the model pools inside the batch-norm kernel after `act`: where the pool commutes

@@ -8,44 +8,7 @@
 
 use rayon::prelude::*;
 
-/// `planes` (= batch × channels) planes of `h × w`, pooled by `k`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolGeometry {
-    pub planes: usize,
-    pub h: usize,
-    pub w: usize,
-    pub k: usize,
-}
-
-impl PoolGeometry {
-    pub fn out_h(&self) -> usize {
-        self.h / self.k
-    }
-
-    pub fn out_w(&self) -> usize {
-        self.w / self.k
-    }
-
-    fn out_plane(&self) -> usize {
-        self.out_h() * self.out_w()
-    }
-
-    /// Offset (within the plane) of the first maximum of the window at (`oy`, `ox`); NaN wins,
-    /// as in burn and PyTorch, so it propagates.
-    pub(super) fn argmax(&self, plane: &[f32], oy: usize, ox: usize) -> usize {
-        let mut best = (oy * self.k) * self.w + ox * self.k;
-        for i in 0..self.k {
-            let row = (oy * self.k + i) * self.w + ox * self.k;
-            for at in row..row + self.k {
-                let (v, b) = (plane[at], plane[best]);
-                if v > b || (v.is_nan() && !b.is_nan()) {
-                    best = at;
-                }
-            }
-        }
-        best
-    }
-}
+pub use crate::geometry::PoolGeometry;
 
 /// Planes per rayon task.
 const MIN_PLANES_PER_TASK: usize = 16;
@@ -74,13 +37,6 @@ pub fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
         },
     );
     y
-}
-
-/// The larger value; NaN if either is NaN. (Bitwise `|`, not `||`, here and in
-/// [`window_winner`]: a short circuit is a branch, and a branch stops a loop vectorising.)
-#[inline(always)]
-pub(super) fn max_nan(a: f32, b: f32) -> f32 {
-    if (a > b) | a.is_nan() { a } else { b }
 }
 
 /// Input gradient: each window's output gradient goes to the window's (first) maximum.
@@ -119,20 +75,6 @@ pub fn backward(g: &PoolGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     // of each row pair and the odd last row: all h·w values of every plane.
     unsafe { dx.set_len(x.len()) };
     dx
-}
-
-/// Which of a 2×2 window's values (row-major) receives its gradient: the first maximum, NaN
-/// winning, as [`PoolGeometry::argmax`] finds it, but without branches so that the loop over
-/// windows vectorises.
-#[inline(always)]
-pub(super) fn window_winner(a: f32, b: f32, c: f32, d: f32) -> [bool; 4] {
-    let beats = |v: f32, best: f32| (v > best) | (v.is_nan() & !best.is_nan());
-    let take_b = beats(b, a);
-    let m = if take_b { b } else { a };
-    let take_c = beats(c, m);
-    let m = if take_c { c } else { m };
-    let take_d = beats(d, m);
-    [!take_b & !take_c & !take_d, take_b & !take_c & !take_d, take_c & !take_d, take_d]
 }
 
 /// Any k: zeros, then each window's gradient added at its maximum.

@@ -13,8 +13,57 @@
 
 use std::mem::MaybeUninit;
 
-use super::batch_norm::ChannelMap;
-use super::pool::{max_nan, window_winner};
+use super::activation::Function;
+
+/// One channel's `z = scale·x + shift`, then ReLU when `relu`.
+#[derive(Clone, Copy)]
+pub(super) struct ChannelMap {
+    pub(super) scale: f32,
+    pub(super) shift: f32,
+    pub(super) relu: bool,
+}
+
+impl ChannelMap {
+    /// The normalised value, before any activation.
+    #[inline(always)]
+    pub(super) fn linear(self, x: f32) -> f32 {
+        self.scale * x + self.shift
+    }
+
+    #[inline(always)]
+    pub(super) fn z(self, x: f32) -> f32 {
+        let z = self.linear(x);
+        if self.relu { super::activation::Relu::value(z) } else { z }
+    }
+
+    /// A window's output gradient `dy` as it reaches the normalisation at its maximum
+    /// `z_max` (after the ReLU): blocked where the ReLU was.
+    #[inline(always)]
+    pub(super) fn gate(self, dy: f32, z_max: f32) -> f32 {
+        if self.relu & (z_max <= 0.0) { 0.0 } else { dy }
+    }
+}
+
+/// The larger value; NaN if either is NaN. (Bitwise `|`, not `||`, here and in
+/// [`window_winner`]: a short circuit is a branch, and a branch stops a loop vectorising.)
+#[inline(always)]
+pub(super) fn max_nan(a: f32, b: f32) -> f32 {
+    if (a > b) | a.is_nan() { a } else { b }
+}
+
+/// Which of a 2×2 window's values (row-major) receives its gradient: the first maximum, NaN
+/// winning, as [`crate::geometry::PoolGeometry::argmax`] finds it, but without branches so that the loop over
+/// windows vectorises.
+#[inline(always)]
+pub(super) fn window_winner(a: f32, b: f32, c: f32, d: f32) -> [bool; 4] {
+    let beats = |v: f32, best: f32| (v > best) | (v.is_nan() & !best.is_nan());
+    let take_b = beats(b, a);
+    let m = if take_b { b } else { a };
+    let take_c = beats(c, m);
+    let m = if take_c { c } else { m };
+    let take_d = beats(d, m);
+    [!take_b & !take_c & !take_d, take_b & !take_c & !take_d, take_c & !take_d, take_d]
+}
 
 /// Per-window maxima `out[i]` of `z` over the windows of rows `r0`, `r1` (`2·out.len()`
 /// values each).
@@ -257,14 +306,14 @@ mod avx512 {
         _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v)
     }
 
-    /// `pool::max_nan`: `a` where `a > b` or `a` is NaN, else `b`.
+    /// `max_nan`: `a` where `a > b` or `a` is NaN, else `b`.
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     fn max_nan(a: __m512, b: __m512) -> __m512 {
         let take_a = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b) | is_nan(a);
         _mm512_mask_blend_ps(take_a, b, a)
     }
 
-    /// `pool::window_winner` lane by lane, and the windows' maxima.
+    /// `window_winner` lane by lane, and the windows' maxima.
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,bmi1,bmi2")]
     fn winners(z: [__m512; 4]) -> ([__mmask16; 4], __m512) {
         let beats = |v: __m512, best: __m512| _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best) | (is_nan(v) & !is_nan(best));
@@ -487,13 +536,13 @@ mod avx2 {
         _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v)
     }
 
-    /// `pool::max_nan`: `a` where `a > b` or `a` is NaN, else `b`.
+    /// `max_nan`: `a` where `a > b` or `a` is NaN, else `b`.
     #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
     fn max_nan(a: __m256, b: __m256) -> __m256 {
         _mm256_blendv_ps(b, a, _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, b), is_nan(a)))
     }
 
-    /// `pool::window_winner` lane by lane (all-ones lanes where a corner wins), and the maxima.
+    /// `window_winner` lane by lane (all-ones lanes where a corner wins), and the maxima.
     #[target_feature(enable = "avx2,fma,bmi1,bmi2")]
     fn winners(z: [__m256; 4]) -> ([__m256; 4], __m256) {
         let beats = |v: __m256, best: __m256| {

@@ -25,7 +25,7 @@
 use std::mem::MaybeUninit;
 
 use super::blocked::{MR, STRIP};
-use super::conv::ConvGeometry;
+use super::geometry::ConvGeometry;
 
 /// Points of the transform: the 4 × 4 input patch of a 2 × 2 output tile.
 const POINTS: usize = 16;

@@ -62,7 +62,7 @@ impl Catalog for Journals {
     }
 
     fn list(&mut self) -> Result<Vec<StudyEntry>> {
-        Ok(crate::report::find_studies(&self.root)?
+        Ok(find_studies(&self.root)?
             .into_iter()
             .map(|dir| StudyEntry {
                 name: dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()),
@@ -114,6 +114,28 @@ impl Catalog for Store {
     fn delete(&mut self, name: &str) -> Result<bool> {
         PgStorage::delete(&self.url, name)
     }
+}
+
+/// The studies under `path`: itself if it holds a journal, else its subdirectories that do.
+pub fn find_studies(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.join(crate::study::journal::Journal::FILE).is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| TuneError::io(path, e))?;
+    let mut studies: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join(crate::study::journal::Journal::FILE).is_file())
+        .collect();
+    studies.sort();
+    if studies.is_empty() {
+        return Err(TuneError::Study(format!(
+            "{}: no study here (no {} in it or its subdirectories); run `tune run SPACE.toml` first",
+            path.display(),
+            crate::study::journal::Journal::FILE
+        )));
+    }
+    Ok(studies)
 }
 
 #[cfg(test)]

@@ -4,6 +4,22 @@ mod common;
 use common::*;
 use std::path::Path;
 
+fn main() {
+    let no_browser = std::env::var("TUNE_CHROMIUM")
+        .is_err()
+        .then(|| "TUNE_CHROMIUM is not set, so no real browser renders the report (.ci/run sets it)".to_string());
+    common::harness::run(vec![
+        (
+            "report_renders_every_plot_and_export_for_a_mixed_study",
+            None,
+            report_renders_every_plot_and_export_for_a_mixed_study,
+        ),
+        ("the_report_page_renders_in_a_real_browser", no_browser, the_report_page_renders_in_a_real_browser),
+        ("report_on_an_empty_dir_says_what_to_do", None, report_on_an_empty_dir_says_what_to_do),
+        ("retrain_best_tests_once_and_eval_agrees", None, retrain_best_tests_once_and_eval_agrees),
+    ])
+}
+
 fn assert_image(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|_| panic!("{} exists", path.display()));
     if path.extension().unwrap() == "png" {
@@ -23,7 +39,6 @@ fn assert_image(path: &Path) {
     }
 }
 
-#[test]
 fn report_renders_every_plot_and_export_for_a_mixed_study() {
     let f = Fixture::new(0, 0);
     fixture_study(&f.path("runs/mixed"));
@@ -86,36 +101,40 @@ fn report_renders_every_plot_and_export_for_a_mixed_study() {
     let dashboard = std::fs::read_to_string(r.join("dashboard.html")).unwrap();
     assert!(dashboard.contains("TUNE_EMBEDDED") && dashboard.contains("ASHA rung 1"), "the data is embedded");
     assert!(!dashboard.contains("src=\"vendor/") && !dashboard.contains("src=\"http"), "and its scripts too");
-    // A real browser renders the page (CI sets TUNE_CHROMIUM; see .ci/run).
-    if let Ok(chromium) = std::env::var("TUNE_CHROMIUM") {
-        let shot = f.path("shot.png");
-        let status = std::process::Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                "--window-size=1200,3000",
-            ])
-            .arg(format!("--user-data-dir={}", f.path("chrome").display()))
-            .arg(format!("--screenshot={}", shot.display()))
-            .arg(format!("file://{}", r.join("index.html").display()))
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let bytes = std::fs::read(&shot).unwrap();
-        assert!(bytes.len() > 50_000, "the rendered page has content: {} bytes", bytes.len());
-    } else {
-        eprintln!("TUNE_CHROMIUM not set: skipped the browser rendering check (.ci/run sets it)");
-    }
 }
 
-#[test]
+/// The static page, opened from its file in a real browser (headless Chromium), renders with
+/// its content: the report is meant to be shared and opened offline.
+fn the_report_page_renders_in_a_real_browser() {
+    let chromium = std::env::var("TUNE_CHROMIUM").unwrap();
+    let f = Fixture::new(0, 0);
+    fixture_study(&f.path("runs/mixed"));
+    ok(f.run(&["report", "runs"]));
+    let r = f.path("runs/mixed/report");
+    let shot = f.path("shot.png");
+    let status = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1200,3000",
+        ])
+        .arg(format!("--user-data-dir={}", f.path("chrome").display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", r.join("index.html").display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&shot).unwrap();
+    assert!(bytes.len() > 50_000, "the rendered page has content: {} bytes", bytes.len());
+}
+
 fn report_on_an_empty_dir_says_what_to_do() {
     let f = Fixture::new(0, 0);
     std::fs::create_dir_all(f.path("runs")).unwrap();
@@ -124,7 +143,6 @@ fn report_on_an_empty_dir_says_what_to_do() {
     assert!(text(&o).contains("tune run"), "{}", text(&o));
 }
 
-#[test]
 fn retrain_best_tests_once_and_eval_agrees() {
     let f = Fixture::new(600, 100);
     let s = f.write(

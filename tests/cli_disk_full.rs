@@ -67,6 +67,35 @@ const SPACE: &str = "[study]\nname = \"full\"\ntrials = 6\nseed = 5\nsampler = \
     [study.training]\nmax_epochs = 3\npatience = 20\nsubset = 300\n\n\
     [params]\nlr = { float = [1e-3, 1e-2], log = true }\n\"conv*_channels\" = { choice = [4, 8] }\nn_conv = 1\nconv0_pool = 2\nn_fc = 0\n";
 
+type Trials = std::collections::BTreeMap<usize, tune::study::TrialRecord>;
+
+/// The study a full disk stopped: no trial failed for it, and some were left to do. Returns
+/// its trials as recorded.
+fn stopped_without_a_failed_trial(f: &Fixture) -> Trials {
+    let before = tune::study::storage::replay(&f.path("runs/full")).unwrap();
+    assert!(
+        before.values().all(|t| t.state != tune::study::TrialState::Failed),
+        "no trial failed for the disk: {before:?}"
+    );
+    assert!(before.values().any(|t| t.state != tune::study::TrialState::Complete), "the disk filled before the end");
+    before
+}
+
+/// After the same command ran again with room: every trial complete with each epoch once, and
+/// every epoch recorded `before` kept as it was.
+fn finished_keeping_what_was_recorded(f: &Fixture, before: &Trials) {
+    let after = tune::study::storage::replay(&f.path("runs/full")).unwrap();
+    assert_eq!(after.len(), 6);
+    for t in after.values() {
+        assert_eq!(t.state, tune::study::TrialState::Complete, "trial {}", t.number);
+        let epochs: Vec<usize> = t.history.iter().map(|m| m.epoch).collect();
+        assert_eq!(epochs, [1, 2, 3], "trial {}: each epoch once", t.number);
+    }
+    for (n, t) in before {
+        assert_eq!(&after[n].history[..t.history.len()], &t.history[..], "trial {n}: what was recorded before is kept");
+    }
+}
+
 fn a_full_disk_stops_the_study_without_failing_a_trial_and_the_same_command_finishes_it() {
     let f = Fixture::new(400, 100);
     f.write("s.toml", SPACE);
@@ -83,26 +112,10 @@ fn a_full_disk_stops_the_study_without_failing_a_trial_and_the_same_command_fini
     for line in journal.lines() {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("a torn record {line:?}: {e}"));
     }
-    let before = tune::study::storage::replay(&f.path("runs/full")).unwrap();
-    assert!(
-        before.values().all(|t| t.state != tune::study::TrialState::Failed),
-        "no trial failed for the disk: {before:?}"
-    );
-    assert!(before.values().any(|t| t.state != tune::study::TrialState::Complete), "the disk filled before the end");
-
+    let before = stopped_without_a_failed_trial(&f);
     disk.resize(64 * 1024);
     ok(f.run(&args));
-    let after = tune::study::storage::replay(&f.path("runs/full")).unwrap();
-    assert_eq!(after.len(), 6);
-    for t in after.values() {
-        assert_eq!(t.state, tune::study::TrialState::Complete, "trial {}", t.number);
-        let epochs: Vec<usize> = t.history.iter().map(|m| m.epoch).collect();
-        assert_eq!(epochs, [1, 2, 3], "trial {}: each epoch once", t.number);
-    }
-    for (n, t) in &before {
-        let kept = &after[n].history[..t.history.len()];
-        assert_eq!(kept, &t.history[..], "trial {n}: what was recorded before is kept");
-    }
+    finished_keeping_what_was_recorded(&f, &before);
 }
 
 /// The journal on a disk with room, the trials' artifacts (`--artifacts`) on a full one: the
@@ -130,21 +143,10 @@ fn full_artifacts_under_a_separate_directory_stop_the_study_and_the_same_command
     let said = text(&full);
     assert_eq!(full.status.code(), Some(9), "{said}");
     assert!(said.contains("No space left on device") && said.contains("--artifacts artifacts"), "{said}");
-    let before = tune::study::storage::replay(&f.path("runs/full")).unwrap();
-    assert!(before.values().all(|t| t.state != tune::study::TrialState::Failed), "no trial failed: {before:?}");
-    assert!(before.values().any(|t| t.state != tune::study::TrialState::Complete), "the disk filled before the end");
+    let before = stopped_without_a_failed_trial(&f);
     disk.resize(64 * 1024);
     ok(f.run(&args));
-    let after = tune::study::storage::replay(&f.path("runs/full")).unwrap();
-    assert_eq!(after.len(), 6);
-    for t in after.values() {
-        assert_eq!(t.state, tune::study::TrialState::Complete, "trial {}", t.number);
-        let epochs: Vec<usize> = t.history.iter().map(|m| m.epoch).collect();
-        assert_eq!(epochs, [1, 2, 3], "trial {}: each epoch once", t.number);
-    }
-    for (n, t) in &before {
-        assert_eq!(&after[n].history[..t.history.len()], &t.history[..], "trial {n}: what was recorded is kept");
-    }
+    finished_keeping_what_was_recorded(&f, &before);
 }
 
 fn a_retrain_on_a_full_disk_stops_with_exit_9_and_the_same_command_finishes_it() {

@@ -199,16 +199,13 @@ fn run_seed(seed: u64, trials: usize) -> Result<Report, Failed> {
     let f = Fixture::new(4000, 60);
     let name = unique(&format!("faults-{seed}"));
     let study = |name: &str| {
-        space(
+        random_space(
             name,
             trials,
-            &format!(
-                "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"{GRACE_SECS}s\"\nstore_wait = \"3m\"\nmax_retries = {MAX_RETRIES}"
-            ),
+            &format!("heartbeat = \"1s\"\ngrace = \"{GRACE_SECS}s\"\nstore_wait = \"3m\"\nmax_retries = {MAX_RETRIES}"),
             8,
+            3000,
         )
-        .replace("sampler = \"tpe\"\n", "")
-        .replace("subset = 300", "subset = 3000")
     };
     // The reference: the same study without faults, in one process with the journal.
     let reference = f.write("reference.toml", &study("reference"));

@@ -269,16 +269,15 @@ fn paused_survives_kill() -> Result<(), Failed> {
     let name = unique("paused");
     // Trial 0 learns (lr 1e-2) and pauses alone at rung 0 (epoch 1); trials 1 and 2 cannot
     // learn (lr 1e-7), so trial 0 is promoted once a second trial reaches the rung.
-    let text = space(
+    let text = random_space(
         &name,
         3,
-        "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"3s\"\nscheduler = \"promote\"\nenqueue_default = false\nenqueue = [ { lr = 1e-2, conv0_channels = 8 }, { lr = 1e-7, conv0_channels = 8 }, { lr = 1e-7, conv0_channels = 8 } ]\n[study.pruning]\nmin_resource = 1\nreduction_factor = 2\n",
+        "heartbeat = \"1s\"\ngrace = \"3s\"\nscheduler = \"promote\"\nenqueue_default = false\nenqueue = [ { lr = 1e-2, conv0_channels = 8 }, { lr = 1e-7, conv0_channels = 8 }, { lr = 1e-7, conv0_channels = 8 } ]\n[study.pruning]\nmin_resource = 1\nreduction_factor = 2\n",
         2,
+        3000,
     )
-    .replace("sampler = \"tpe\"\n", "")
     .replace("pruner = \"none\"", "pruner = \"asha\"")
-    .replace("{ float = [1e-3, 1e-2], log = true }", "{ float = [1e-7, 1e-2], log = true }")
-    .replace("subset = 300", "subset = 3000");
+    .replace("{ float = [1e-3, 1e-2], log = true }", "{ float = [1e-7, 1e-2], log = true }");
     let s = f.write("p.toml", &text);
     let mut victim = worker(&f, &s, &url, &["--artifacts", "shared"]);
     let started = Instant::now();
@@ -340,31 +339,33 @@ fn three_workers() -> Result<(), Failed> {
     Ok(())
 }
 
+/// Polls the store until a trial of study `name` is running with an epoch recorded (a fault
+/// then strikes mid-trial) and returns its number; `who` names the worker in the error after
+/// a minute without one.
+fn running_trial_with_an_epoch(url: &str, name: &str, who: &str) -> Result<usize, Failed> {
+    let started = Instant::now();
+    loop {
+        check(started.elapsed() < Duration::from_secs(60), format!("{who} never recorded an epoch"))?;
+        if let Some(t) =
+            store_trials(url, name).values().find(|t| !t.history.is_empty() && t.state == TrialState::Running)
+        {
+            return Ok(t.number);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn killed_worker() -> Result<(), Failed> {
     let url = url().unwrap();
     // Epochs of 3,000 images: on an idle machine 300-image epochs took 7 ms, and the victim
     // finished its trial (or the whole study) between two polls.
     let f = Fixture::new(4000, 60);
     let name = unique("killed");
-    let s = f.write(
-        "k.toml",
-        &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"3s\"", 6)
-            .replace("sampler = \"tpe\"\n", "")
-            .replace("subset = 300", "subset = 3000"),
-    );
+    let s = f.write("k.toml", &random_space(&name, 4, "heartbeat = \"1s\"\ngrace = \"3s\"", 6, 3000));
     // Both workers see one artifacts directory (as on NFS): the re-run resumes the checkpoint.
     let mut victim = worker(&f, &s, &url, &["--artifacts", "shared"]);
     // Wait until the victim has a trial under way (an epoch recorded), then kill -9 it.
-    let started = Instant::now();
-    let victim_trial = loop {
-        check(started.elapsed() < Duration::from_secs(60), "the victim never recorded an epoch".into())?;
-        if let Some(t) =
-            store_trials(&url, &name).values().find(|t| !t.history.is_empty() && t.state == TrialState::Running)
-        {
-            break t.number;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let victim_trial = running_trial_with_an_epoch(&url, &name, "the victim")?;
     victim.kill()?;
     let rescuer = worker(&f, &s, &url, &["--artifacts", "shared"]);
     let out = finish(rescuer, "the rescuer")?;
@@ -401,26 +402,12 @@ fn rerun_before_draws() -> Result<(), Failed> {
     let url = url().unwrap();
     let f = Fixture::new(4000, 60);
     let name = unique("rerun-first");
-    let s = f.write(
-        "k.toml",
-        &space(&name, 3, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"2s\"", 6)
-            .replace("sampler = \"tpe\"\n", "")
-            .replace("subset = 300", "subset = 3000"),
-    );
-    let reference = f.write(
-        "reference.toml",
-        &space("reference", 3, "sampler = \"random\"", 6)
-            .replace("sampler = \"tpe\"\n", "")
-            .replace("subset = 300", "subset = 3000"),
-    );
+    let s = f.write("k.toml", &random_space(&name, 3, "heartbeat = \"1s\"\ngrace = \"2s\"", 6, 3000));
+    let reference = f.write("reference.toml", &random_space("reference", 3, "", 6, 3000));
     ok(f.run(&["run", reference.to_str().unwrap(), "--concurrency", "1", "--data-dir", "data"]));
     let reference = tune::study::run::load_trials(&f.path("runs/reference"))?;
     let mut victim = worker(&f, &s, &url, &[]);
-    let started = Instant::now();
-    while !store_trials(&url, &name).values().any(|t| !t.history.is_empty()) {
-        check(started.elapsed() < Duration::from_secs(60), "the victim never recorded an epoch".into())?;
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    running_trial_with_an_epoch(&url, &name, "the victim")?;
     victim.kill()?;
     std::thread::sleep(Duration::from_secs(3));
     let out = finish(worker(&f, &s, &url, &[]), "the rescuer")?;
@@ -440,26 +427,13 @@ fn frozen_worker() -> Result<(), Failed> {
     let url = url().unwrap();
     let f = Fixture::new(4000, 60);
     let name = unique("frozen");
-    let s = f.write(
-        "z.toml",
-        &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"3s\"", 6)
-            .replace("sampler = \"tpe\"\n", "")
-            .replace("subset = 300", "subset = 3000"),
-    );
+    let s = f.write("z.toml", &random_space(&name, 4, "heartbeat = \"1s\"\ngrace = \"3s\"", 6, 3000));
     let frozen = worker(&f, &s, &url, &["--artifacts", "shared"]);
     let pid = frozen.0.as_ref().unwrap().id();
     let started = Instant::now();
-    let (victim_trial, tree) = loop {
-        check(started.elapsed() < Duration::from_secs(60), "the worker never recorded an epoch".into())?;
-        if let Some(t) =
-            store_trials(&url, &name).values().find(|t| !t.history.is_empty() && t.state == TrialState::Running)
-        {
-            let tree = process_tree(pid);
-            signal(&tree, "STOP")?;
-            break (t.number, tree);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let victim_trial = running_trial_with_an_epoch(&url, &name, "the worker")?;
+    let tree = process_tree(pid);
+    signal(&tree, "STOP")?;
     let rescuer = worker(&f, &s, &url, &["--artifacts", "shared"]);
     // Wait for the verdict, then thaw the frozen worker.
     let verdict = loop {
@@ -523,12 +497,8 @@ fn partition(one_way: bool) -> Result<(), Failed> {
     let via = store_via(&ns, &url, Duration::ZERO)?;
     let f = Fixture::new(4000, 60);
     let name = unique(if one_way { "one-way" } else { "partition" });
-    let s = f.write(
-        "p.toml",
-        &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"3s\"\nstore_wait = \"2m\"", 6)
-            .replace("sampler = \"tpe\"\n", "")
-            .replace("subset = 300", "subset = 3000"),
-    );
+    let s =
+        f.write("p.toml", &random_space(&name, 4, "heartbeat = \"1s\"\ngrace = \"3s\"\nstore_wait = \"2m\"", 6, 3000));
     let args = [
         "run",
         s.to_str().unwrap(),
@@ -548,16 +518,8 @@ fn partition(one_way: bool) -> Result<(), Failed> {
         (false, _) => ns.partition(on),
     };
     let started = Instant::now();
-    let victim_trial = loop {
-        check(started.elapsed() < Duration::from_secs(60), "the worker never recorded an epoch".into())?;
-        if let Some(t) =
-            store_trials(&url, &name).values().find(|t| !t.history.is_empty() && t.state == TrialState::Running)
-        {
-            cut(true)?;
-            break t.number;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let victim_trial = running_trial_with_an_epoch(&url, &name, "the worker")?;
+    cut(true)?;
     let rescuer = worker(&f, &s, &url, &["--artifacts", "shared"]);
     let verdict = loop {
         let t = store_trials(&url, &name).remove(&victim_trial).unwrap();
@@ -599,12 +561,7 @@ fn lossy_study() -> Result<(), Failed> {
     ns.lossy(3)?;
     let f = Fixture::new(4000, 60);
     let name = unique("lossy");
-    let s = f.write(
-        "n.toml",
-        &space(&name, 6, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"10s\"", 3)
-            .replace("sampler = \"tpe\"\n", "")
-            .replace("subset = 300", "subset = 3000"),
-    );
+    let s = f.write("n.toml", &random_space(&name, 6, "heartbeat = \"1s\"\ngrace = \"10s\"", 3, 3000));
     let args = ["run", s.to_str().unwrap(), "--storage", &via, "--concurrency", "1", "--data-dir", "data"];
     let slow = Worker(Some(
         f.cmd_via(&ns.wrapper(), &args)
@@ -614,14 +571,7 @@ fn lossy_study() -> Result<(), Failed> {
             .spawn()?,
     ));
     // The local worker joins once the slow one is training, so both share the study.
-    let started = Instant::now();
-    while !store_trials(&url, &name).values().any(|t| !t.history.is_empty()) {
-        check(
-            started.elapsed() < Duration::from_secs(60),
-            "the worker behind the faults never recorded an epoch".into(),
-        )?;
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    running_trial_with_an_epoch(&url, &name, "the worker behind the faults")?;
     let local = worker(&f, &s, &url, &[]);
     let slow_out = finish(slow, "the worker behind latency and loss")?;
     finish(local, "the local worker")?;
@@ -654,11 +604,8 @@ fn outage(crash: bool) -> Result<(), Failed> {
     let (url, ctl) = (url().unwrap(), std::env::var("TUNE_TEST_PG_CTL").unwrap());
     let f = Fixture::new(600, 60);
     let name = unique("restart");
-    let s = f.write(
-        "r.toml",
-        &space(&name, 4, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"4s\"\nstore_wait = \"2m\"", 4)
-            .replace("sampler = \"tpe\"\n", ""),
-    );
+    let s =
+        f.write("r.toml", &random_space(&name, 4, "heartbeat = \"1s\"\ngrace = \"4s\"\nstore_wait = \"2m\"", 4, 300));
     let w = worker(&f, &s, &url, &[]);
     let started = Instant::now();
     loop {
@@ -702,7 +649,7 @@ fn read_commands() -> Result<(), Failed> {
     let url = url().unwrap();
     let f = Fixture::new(400, 60);
     let name = unique("read");
-    let s = f.write("read.toml", &space(&name, 3, "sampler = \"random\"", 1).replace("sampler = \"tpe\"\n", ""));
+    let s = f.write("read.toml", &random_space(&name, 3, "", 1, 300));
     finish(worker(&f, &s, &url, &["--artifacts", "shared-art"]), "the worker")?;
     // report
     let out = ok(f.run(&["report", "--storage", &url, "--study", &name, "--out", "rep"]));
@@ -818,7 +765,7 @@ fn secrets() -> Result<(), Failed> {
     let bare = format!("postgresql://tune_secret@{host}");
     let f = Fixture::new(400, 60);
     let name = unique("secret");
-    let s = f.write("secret.toml", &space(&name, 2, "sampler = \"random\"", 1).replace("sampler = \"tpe\"\n", ""));
+    let s = f.write("secret.toml", &random_space(&name, 2, "", 1, 300));
     let file = f.write("pw", &format!("{password}\n"));
     let wrong = f.write("wrong", "not-it\n");
     let mut outputs = Vec::new();
@@ -963,7 +910,7 @@ fn tls() -> Result<(), Failed> {
     )?;
     // A whole study over verify-full.
     let name = unique("tls");
-    let s = f.write("tls.toml", &space(&name, 2, "sampler = \"random\"", 1).replace("sampler = \"tpe\"\n", ""));
+    let s = f.write("tls.toml", &random_space(&name, 2, "", 1, 300));
     let o = f
         .cmd(&["run", s.to_str().unwrap(), "--storage", &full, "--data-dir", "data"])
         .env("PGPASSWORD", &password)

@@ -62,12 +62,7 @@ fn job_array() {
     let conf = SLURM.get().unwrap().join("slurm.conf");
     let f = Fixture::new(4000, 60);
     let name = unique("slurm");
-    let s = f.write(
-        "slurm.toml",
-        &space(&name, 6, "sampler = \"random\"\nheartbeat = \"1s\"\ngrace = \"10s\"", 3)
-            .replace("sampler = \"tpe\"\n", "")
-            .replace("subset = 300", "subset = 2000"),
-    );
+    let s = f.write("slurm.toml", &random_space(&name, 6, "heartbeat = \"1s\"\ngrace = \"10s\"", 3, 2000));
     std::fs::create_dir_all(f.path("logs")).unwrap();
     let out = Command::new("sbatch")
         .args(["--wait", "--array=0-2", "--cpus-per-task=1", "--mem=1G", "--time=10:00"])

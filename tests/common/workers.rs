@@ -34,6 +34,14 @@ pub fn space(name: &str, trials: usize, extra: &str, epochs: usize) -> String {
     )
 }
 
+/// As [`space`], drawn at random (a worker's draws then do not depend on which trials
+/// finished first), each trial on `subset` images.
+pub fn random_space(name: &str, trials: usize, extra: &str, epochs: usize, subset: usize) -> String {
+    space(name, trials, extra, epochs)
+        .replace("sampler = \"tpe\"\n", "sampler = \"random\"\n")
+        .replace("subset = 300", &format!("subset = {subset}"))
+}
+
 /// A worker process, killed if a test gives up on it early.
 pub struct Worker(pub Option<Child>);
 

@@ -414,3 +414,23 @@ fn a_latency_objective_is_measured_per_trial_ranked_by_front_and_caps_the_retrai
     let bad = retrain("0");
     assert!(!bad.status.success() && text(&bad).contains("positive number of milliseconds"), "{}", text(&bad));
 }
+
+/// TPE on a study with two objectives runs as multi-objective TPE through the binary: after
+/// its start-up it proposes from the front, and the leaderboard ranks by it.
+#[test]
+fn a_two_objective_tpe_study_runs_and_ranks_by_front() {
+    let f = Fixture::new(600, 100);
+    let extra = "sampler = \"tpe\"\npruner = \"none\"\n\
+        objectives = [{ metric = \"val_acc\", direction = \"maximize\" }, { metric = \"params\", direction = \"minimize\" }]\n";
+    let s = f.write("s.toml", &space("motpe", 8, extra).replace("max_epochs = 3", "max_epochs = 1"));
+    ok(f.run(&["run", s.to_str().unwrap(), "--concurrency", "2", "--data-dir", f.data().to_str().unwrap()]));
+    let board = f.path("runs/motpe/leaderboard.csv");
+    assert_eq!(csv_headers(&board)[12..14], ["front", "params"]);
+    let rows = csv_rows(&board);
+    assert_eq!(rows.iter().filter(|r| !r[0].is_empty()).count(), 8, "every trial trained and ranked");
+    assert_eq!(&rows[0][12], "0", "the first row is on the front");
+    let events = journal_events(&f, "motpe");
+    let drawn: std::collections::BTreeSet<String> =
+        events.iter().filter(|e| e["event"] == "created").map(|e| e["params"].to_string()).collect();
+    assert_eq!(drawn.len(), 8, "eight different configurations");
+}

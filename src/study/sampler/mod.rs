@@ -22,6 +22,7 @@ pub use nsga2::Nsga2Sampler;
 pub use random::RandomSampler;
 pub use tpe::TpeSampler;
 
+use super::objectives::Objective;
 use super::settings::SamplerKind;
 use super::space::{Distribution, SearchSpace};
 use super::trial::{TrialRecord, TrialState, trial_seed};
@@ -39,6 +40,10 @@ pub struct Observation<'a> {
     /// Epochs a pruned or paused trial reached before it stopped; `None` for a trial that
     /// trained to its own end. TPE ranks such trials at the rung they reached.
     pub stopped_at: Option<usize>,
+    /// In a study with several objectives: each objective's cost (smaller is better; see
+    /// [`crate::study::objectives::costs`]), which multi-objective TPE ranks by; `None` with
+    /// one objective, or for a trial missing a measure.
+    pub costs: Option<Vec<f64>>,
 }
 
 /// What a sampler is asked.
@@ -87,14 +92,20 @@ pub fn build(space: &SearchSpace, queue: Vec<Params>) -> Result<Box<dyn Sampler>
     Ok(if queue.is_empty() { inner } else { Box::new(Enqueued::new(queue, inner)) })
 }
 
-/// Finished trials below `before`, as observations.
-pub fn observations(trials: &BTreeMap<usize, TrialRecord>, before: usize) -> Vec<Observation<'_>> {
+/// Finished trials below `before`, as observations; with two `objectives` or more, each with
+/// its costs.
+pub fn observations<'t>(
+    trials: &'t BTreeMap<usize, TrialRecord>,
+    before: usize,
+    objectives: &[Objective],
+) -> Vec<Observation<'t>> {
     trials
         .range(..before)
         .map(|(_, t)| Observation {
             params: std::borrow::Cow::Borrowed(&t.params),
             value: t.value(),
             stopped_at: matches!(t.state, TrialState::Pruned | TrialState::Paused).then_some(t.history.len()),
+            costs: if objectives.len() >= 2 { super::objectives::costs(t, objectives) } else { None },
         })
         .collect()
 }

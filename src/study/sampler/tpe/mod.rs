@@ -4,12 +4,14 @@
 //! one maximising l(x)/g(x) is kept: jointly over all parameters (`multivariate`, default;
 //! see `joint.rs`) or parameter by parameter (univariate, the earlier behaviour). A share
 //! `exploration` of draws after the start-up is uniform, so the search never stops looking.
+//! A study with several objectives splits by non-dominated front instead (`pareto.rs`).
 
 use rand::Rng;
 use rand::rngs::StdRng;
 use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 
 mod joint;
+mod pareto;
 
 use super::{Ask, Observation, Proposal, Sampler, observations, random};
 use crate::model::{Params, Value};
@@ -27,6 +29,8 @@ pub struct TpeSampler {
     /// Trial n is sampled from trials < n − history_lag only, and waits for them.
     history_lag: usize,
     settings: TpeSettings,
+    /// The study's objectives: with two or more, the good group is the first fronts.
+    objectives: Vec<crate::study::objectives::Objective>,
 }
 
 impl TpeSampler {
@@ -35,6 +39,7 @@ impl TpeSampler {
             startup_trials: space.study.startup_trials,
             history_lag: space.study.history_lag,
             settings: space.study.tpe.clone(),
+            objectives: space.study.objectives.clone(),
         }
     }
 
@@ -68,7 +73,8 @@ impl Sampler for TpeSampler {
         if (0..visible).any(|m| ask.trials.get(&m).is_none_or(|t| t.state == TrialState::Running)) {
             return Proposal::Wait;
         }
-        Proposal::Params(self.sample_from(space, &observations(ask.trials, visible), &mut ask.rng(space.study.seed)))
+        let history = observations(ask.trials, visible, &self.objectives);
+        Proposal::Params(self.sample_from(space, &history, &mut ask.rng(space.study.seed)))
     }
 }
 
@@ -88,21 +94,30 @@ fn rank_key(o: &Observation) -> (u8, usize, f64) {
     }
 }
 
-/// The good and the bad observations: best first (see [`rank_key`]), unvalued always bad.
+/// The good and the bad observations: best first (see [`rank_key`], or by front with several
+/// objectives), unvalued always bad.
 /// The bad group keeps at most `max_bad` observations, evenly spaced along its ranking, so a
 /// proposal's cost stops growing with the history (below the cap nothing changes).
 fn split<'h, 'a>(
     history: &'h [Observation<'a>],
     max_bad: usize,
 ) -> (Vec<&'h Observation<'a>>, Vec<&'h Observation<'a>>) {
-    let mut ranked: Vec<&Observation> = history.iter().collect();
-    // Stable, so ties keep trial order.
-    ranked.sort_by(|a, b| {
-        let (ka, kb) = (rank_key(a), rank_key(b));
-        (kb.0, kb.1).cmp(&(ka.0, ka.1)).then(kb.2.total_cmp(&ka.2))
-    });
-    let valued = ranked.iter().filter(|o| o.value.is_some()).count();
-    let mut bad = ranked.split_off(gamma(valued).min(valued));
+    let valued = history.iter().filter(|o| o.value.is_some()).count();
+    // With several objectives, the trials trained to their end with every measure rank by
+    // front; until there is one, val_acc ranks as with one objective.
+    let complete = history.iter().filter(|o| o.stopped_at.is_none() && o.costs.is_some()).count();
+    let (ranked, mut bad) = if complete > 0 {
+        pareto::split(history, gamma(complete))
+    } else {
+        let mut ranked: Vec<&Observation> = history.iter().collect();
+        // Stable, so ties keep trial order.
+        ranked.sort_by(|a, b| {
+            let (ka, kb) = (rank_key(a), rank_key(b));
+            (kb.0, kb.1).cmp(&(ka.0, ka.1)).then(kb.2.total_cmp(&ka.2))
+        });
+        let bad = ranked.split_off(gamma(valued).min(valued));
+        (ranked, bad)
+    };
     if bad.len() > max_bad.max(1) {
         let (n, keep) = (bad.len(), max_bad.max(1));
         bad = (0..keep).map(|i| bad[i * n / keep]).collect();
@@ -246,6 +261,7 @@ mod tests {
                 params: std::borrow::Cow::Owned([("n".to_string(), Value::Int(n))].into()),
                 value: Some(n as f64 / 100.0),
                 stopped_at: None,
+                costs: None,
             })
             .collect();
         let (good, bad) = split(&history, 4);
@@ -261,6 +277,7 @@ mod tests {
             params: std::borrow::Cow::Owned([("n".to_string(), Value::Int(n))].into()),
             value,
             stopped_at,
+            costs: None,
         };
         // (observation, why it ranks where it does)
         let history = vec![
@@ -312,6 +329,7 @@ mod tests {
                 value: Some(objective(&p)),
                 params: std::borrow::Cow::Owned(p),
                 stopped_at: None,
+                costs: None,
             });
         }
         history.into_iter().map(|o| (o.params.into_owned(), o.value.unwrap())).collect()
@@ -334,6 +352,54 @@ mod tests {
                 "{tpe}: TPE mean of trials 30–59 {tpe_late:.3} vs random {random_late:.3} (sum over 5 seeds)"
             );
         }
+    }
+
+    /// Two objectives that trade weight_decay against itself, with drop_rate adding to the
+    /// second: every Pareto-optimal point has drop_rate 0, whatever its weight_decay.
+    fn two_costs(p: &Params) -> Vec<f64> {
+        let f = |k: &str| p[k].as_f64().unwrap();
+        vec![f("weight_decay"), 1.0 - f("weight_decay") + 3.0 * f("drop_rate")]
+    }
+
+    /// Late trials' mean drop_rate and mean weight_decay, over 5 seeds of 60 trials, with the
+    /// two costs given to TPE (multi-objective) or only the first as the value.
+    fn late_on_two_costs(multi: bool) -> (f64, f64) {
+        let space = space("tpe", "");
+        let tpe = TpeSampler::from_space(&space);
+        let (mut drop_late, mut decay_late) = (0.0, 0.0);
+        for seed in 0..5 {
+            let mut history: Vec<Observation> = Vec::new();
+            for n in 0..60 {
+                let p = tpe.sample_from(&space, &history, &mut StdRng::seed_from_u64(seed * 1000 + n));
+                let costs = two_costs(&p);
+                history.push(Observation {
+                    value: Some(-costs[0]),
+                    params: std::borrow::Cow::Owned(p),
+                    stopped_at: None,
+                    costs: multi.then_some(costs),
+                });
+            }
+            let late = &history[30..];
+            drop_late += late.iter().map(|o| o.params["drop_rate"].as_f64().unwrap()).sum::<f64>() / 30.0;
+            decay_late += late.iter().map(|o| o.params["weight_decay"].as_f64().unwrap()).sum::<f64>() / 30.0;
+        }
+        (drop_late / 5.0, decay_late / 5.0)
+    }
+
+    #[test]
+    fn with_two_objectives_tpe_moves_towards_the_front_and_spreads_along_it() {
+        let (multi_drop, multi_decay) = late_on_two_costs(true);
+        let (single_drop, single_decay) = late_on_two_costs(false);
+        // The front is at drop_rate 0, all along weight_decay; the first objective alone
+        // knows nothing of drop_rate and piles onto weight_decay 0.
+        assert!(
+            multi_drop < 0.8 * single_drop,
+            "nearer the front: mean drop_rate {multi_drop:.3} against {single_drop:.3} on the first objective alone"
+        );
+        assert!(
+            multi_decay > 1.5 * single_decay,
+            "spread along it, not piled at weight_decay 0: mean {multi_decay:.3} against {single_decay:.3}"
+        );
     }
 
     #[test]
@@ -394,7 +460,7 @@ mod tests {
             let ch = if i % 2 == 0 { 1 + i % 31 } else { 32 + i % 33 };
             p.insert("conv0_channels".into(), Value::Int(ch as i64));
             let value = (ch >= 32).then(|| objective(&p));
-            history.push(Observation { params: std::borrow::Cow::Owned(p), value, stopped_at: None });
+            history.push(Observation { params: std::borrow::Cow::Owned(p), value, stopped_at: None, costs: None });
         }
         for multivariate in [false, true] {
             let mut sampler = TpeSampler::from_space(&s);

@@ -274,6 +274,9 @@ fn run_seed(seed: u64, trials: usize) -> Result<Report, Failed> {
     if budget != trials {
         h.report.anomalies.push(format!("{budget} trials count toward the budget of {trials}"));
     }
+    if !h.report.anomalies.is_empty() || !h.report.unconfirmed.is_empty() {
+        h.keep_evidence(seed, &recorded);
+    }
     Ok(h.report)
 }
 
@@ -514,6 +517,24 @@ impl Harness {
                 drawn.get(k),
                 expected.get(k)
             ));
+        }
+    }
+
+    /// Keeps what a seed with a finding leaves behind, which the fixture's directory would
+    /// delete: every worker's whole log and the store's records, under the test target's
+    /// temporary directory (`target/tmp/faults/seed-N/`), and says where.
+    fn keep_evidence(&self, seed: u64, trials: &BTreeMap<usize, TrialRecord>) {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults").join(format!("seed-{seed}"));
+        let kept = std::fs::create_dir_all(&dir).and_then(|()| {
+            for (i, slot) in self.slots.iter().enumerate() {
+                std::fs::copy(&slot.log, dir.join(format!("worker-{i}.log")))?;
+            }
+            let records: Vec<String> = trials.values().map(|t| format!("{t:?}")).collect();
+            std::fs::write(dir.join("trials.txt"), records.join("\n"))
+        });
+        match kept {
+            Ok(()) => eprintln!("seed {seed}: whole worker logs and the store's trials kept in {}", dir.display()),
+            Err(e) => eprintln!("seed {seed}: could not keep the logs in {}: {e}", dir.display()),
         }
     }
 

@@ -30,16 +30,29 @@
   }
 
   // ---- the model -------------------------------------------------------------------------
+  // Folds an update into the model and says what it changed, so that only the charts that
+  // show it are drawn again (at 10,000 trials a full redraw costs far more than one chart):
+  // `scores` (a trial's state, best val_acc or size, or the varying parameters), `epochs` (a
+  // trial's epochs or finish), `importance`, and whether the selected trial changed. Null when
+  // nothing did.
   function merge(update) {
     model.version = update.version;
-    for (const t of update.trials) model.trials.set(t.n, t);
+    const dirty = { scores: false, epochs: false, importance: false, selected: false };
+    for (const t of update.trials) {
+      const old = model.trials.get(t.n);
+      if (!old || old.state !== t.state || old.best !== t.best || old.size !== t.size) dirty.scores = true;
+      if (!old || old.val.length !== t.val.length || old.finished !== t.finished || old.state !== t.state) dirty.epochs = true;
+      if (t.n === model.selected) dirty.selected = true;
+      model.trials.set(t.n, t);
+    }
     model.logParams = new Set(update.log_params);
     model.objectives = update.objectives || [];
-    if (update.trials.length) {
-      model.varying = update.varying;
-      model.importance = update.importance;
-    }
-    return update.trials.length > 0;
+    if (!update.trials.length) return null;
+    if (JSON.stringify(update.varying) !== JSON.stringify(model.varying)) dirty.scores = true;
+    if (JSON.stringify(update.importance) !== JSON.stringify(model.importance)) dirty.importance = true;
+    model.varying = update.varying;
+    model.importance = update.importance;
+    return dirty;
   }
 
   const shown = () => [...model.trials.values()].filter((t) => !model.hidden.has(t.state));
@@ -348,16 +361,20 @@
     el.textContent = error ? what + ' · ' + error : what + (embedded ? ' · snapshot' : ' · updated ' + new Date().toLocaleTimeString());
   }
 
-  function render() {
+  // Draws the charts that `dirty` (from merge) says changed; every chart without it (a first
+  // load, a filter or an axis switched).
+  function render(dirty) {
     const started = performance.now();
+    const all = !dirty;
+    const d = dirty || {};
     const trials = shown();
-    drawHistory(trials);
-    drawCurves(trials);
-    drawParallel(trials);
-    drawImportance();
-    drawFront(trials);
-    drawTimeline(trials);
-    drawDetail();
+    if (all || d.scores || (d.epochs && model.historyX === 'time')) drawHistory(trials);
+    if (all || d.scores || d.epochs) drawCurves(trials);
+    if (all || d.scores) drawParallel(trials);
+    if (all || d.importance) drawImportance();
+    if (all || d.scores) drawFront(trials);
+    if (all || d.epochs || d.scores) drawTimeline(trials);
+    if (all || d.selected) drawDetail();
     drawStatus();
     window.tuneDashboard.renders += 1;
     window.tuneDashboard.lastRenderMs = performance.now() - started;
@@ -371,7 +388,8 @@
     try {
       const update = await api('api/studies/' + encodeURIComponent(study) + '?since=' + model.version);
       if (study !== model.study) return;
-      if (merge(update)) render();
+      const dirty = merge(update);
+      if (dirty) render(dirty);
       else drawStatus();
       if (polls++ % 10 === 0) {
         model.retrains = await api('api/studies/' + encodeURIComponent(study) + '/retrains');
@@ -410,7 +428,7 @@
       $('study').replaceChildren(new Option(model.study, model.study));
       merge(embedded.update);
       model.retrains = embedded.retrains;
-      render();
+      render(null);
       drawRetrains();
       return;
     }

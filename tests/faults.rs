@@ -3,8 +3,12 @@
 //! and loss, frozen workers, killed workers, a postmaster killed with -9, an artifacts tmpfs
 //! that fills up). Then a checker over the final store and the workers' logs.
 //!
-//! Bounded by default: seeds 1, 2 and 3, under a minute each, inside `cargo test --release`.
-//! `.ci/faults --minutes N [--seed S]` soaks: seeds S, S+1, … until N minutes have passed.
+//! Two workloads: real tiny trainings (checkpoints, resumes, re-runs from a lost trial's
+//! checkpoint) and instant-objective trials (`tune run --instant-objective-ms`: ten times the
+//! trials, so the store's claims, finishes and reaping meet the faults far more often).
+//! Bounded by default: seeds 1, 2 and 3 of training and seed 1 of instant trials, under a
+//! minute each, inside `cargo test --release`. `.ci/faults --minutes N [--seed S]` soaks:
+//! seeds S, S+1, … until N minutes have passed, the workloads taking turns.
 //! Needs the throwaway PostgreSQL (`TUNE_TEST_PG_URL`, `TUNE_TEST_PG_CTL`), root, iproute2
 //! and nftables; without them the tests are reported as ignored, with the reason.
 
@@ -52,11 +56,19 @@ fn main() {
         None => (first..first + 3)
             .map(|seed| {
                 Trial::test(format!("a_seeded_fault_schedule_loses_and_repeats_nothing_seed_{seed}"), move || {
-                    let report = run_seed(seed, 24)?;
+                    let report = run_seed(seed, Workload::Training)?;
                     eprintln!("{report}");
                     report.verdict()
                 })
             })
+            .chain(std::iter::once(Trial::test(
+                format!("instant_trials_under_a_seeded_fault_schedule_lose_and_repeat_nothing_seed_{first}"),
+                move || {
+                    let report = run_seed(first, Workload::Instant)?;
+                    eprintln!("{report}");
+                    report.verdict()
+                },
+            )))
             .collect(),
     };
     let trials = trials.into_iter().map(|t| t.with_ignored_flag(reason.is_some())).collect();
@@ -67,13 +79,56 @@ fn env<T: std::str::FromStr>(key: &str) -> Option<T> {
     std::env::var(key).ok()?.parse().ok()
 }
 
-/// Seeds from `first` on, each a study of 60 trials, until `length` has passed; one table.
+/// What the workers' trials do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    /// Real tiny trainings of 8 epochs on 3,000 images.
+    Training,
+    /// Trials that report 3 epochs 100 ms apart and train nothing.
+    Instant,
+}
+
+impl Workload {
+    /// Trials of a study: bounded (in `cargo test`) or in a soak.
+    fn trials(self, soak: bool) -> usize {
+        match (self, soak) {
+            (Workload::Training, false) => 24,
+            (Workload::Training, true) => 60,
+            (Workload::Instant, false) => 240,
+            (Workload::Instant, true) => 600,
+        }
+    }
+
+    /// The study's space for `trials` trials.
+    fn space(self, name: &str, trials: usize) -> String {
+        let extra =
+            format!("heartbeat = \"1s\"\ngrace = \"{GRACE_SECS}s\"\nstore_wait = \"3m\"\nmax_retries = {MAX_RETRIES}");
+        match self {
+            Workload::Training => random_space(name, trials, &extra, 8, 3000),
+            Workload::Instant => random_space(name, trials, &extra, 3, 300),
+        }
+    }
+
+    /// Extra `tune run` flags of a worker (`reference`: the fault-free run, whose pace does
+    /// not matter).
+    fn flags(self, reference: bool) -> Vec<&'static str> {
+        match (self, reference) {
+            (Workload::Training, _) => vec![],
+            (Workload::Instant, false) => vec!["--instant-objective-ms", "100"],
+            (Workload::Instant, true) => vec!["--instant-objective-ms", "1"],
+        }
+    }
+}
+
+/// Seeds from `first` on, each a study of 60 training trials or 600 instant ones by turns,
+/// until `length` has passed; one table.
 fn soak(first: u64, length: Duration) -> Result<(), Failed> {
     let started = Instant::now();
     let mut total = Report::default();
     let mut seed = first;
     while started.elapsed() < length {
-        let report = run_seed(seed, 60)?;
+        let workload = if (seed - first) % 2 == 0 { Workload::Training } else { Workload::Instant };
+        let report = run_seed_of(seed, workload, workload.trials(true))?;
         eprintln!("{report}");
         total.absorb(report);
         seed += 1;
@@ -186,6 +241,8 @@ struct Harness {
     artifacts: PathBuf,
     slots: Vec<Slot>,
     report: Report,
+    /// The workload's extra `tune run` flags for every worker.
+    flags: Vec<&'static str>,
     /// While the artifacts disk is full, an exit of 5 (disk full) is expected.
     disk_full: bool,
     /// Worker processes that the harness killed, or that stopped on the full disk: their
@@ -193,23 +250,22 @@ struct Harness {
     ended_early: Vec<u32>,
 }
 
-fn run_seed(seed: u64, trials: usize) -> Result<Report, Failed> {
+/// One seed's study in `cargo test`'s bounded size.
+fn run_seed(seed: u64, workload: Workload) -> Result<Report, Failed> {
+    run_seed_of(seed, workload, workload.trials(false))
+}
+
+fn run_seed_of(seed: u64, workload: Workload, trials: usize) -> Result<Report, Failed> {
     let url = url().unwrap();
     let ctl = std::env::var("TUNE_TEST_PG_CTL")?;
     let f = Fixture::new(4000, 60);
     let name = unique(&format!("faults-{seed}"));
-    let study = |name: &str| {
-        random_space(
-            name,
-            trials,
-            &format!("heartbeat = \"1s\"\ngrace = \"{GRACE_SECS}s\"\nstore_wait = \"3m\"\nmax_retries = {MAX_RETRIES}"),
-            8,
-            3000,
-        )
-    };
+    let study = |name: &str| workload.space(name, trials);
     // The reference: the same study without faults, in one process with the journal.
     let reference = f.write("reference.toml", &study("reference"));
-    ok(f.run(&["run", reference.to_str().unwrap(), "--concurrency", "1", "--data-dir", "data"]));
+    let mut args = vec!["run", reference.to_str().unwrap(), "--concurrency", "1", "--data-dir", "data"];
+    args.extend(workload.flags(true));
+    ok(f.run(&args));
     let reference = tune::study::run::load_trials(&f.path("runs/reference"))?;
 
     let space = f.write("faults.toml", &study(&name));
@@ -233,6 +289,7 @@ fn run_seed(seed: u64, trials: usize) -> Result<Report, Failed> {
         artifacts,
         slots,
         report: Report { seeds: vec![seed], ..Report::default() },
+        flags: workload.flags(false),
         disk_full: false,
         ended_early: Vec::new(),
     };
@@ -301,7 +358,7 @@ impl Harness {
     fn start(&mut self, i: usize) -> Result<(), Failed> {
         let slot = &mut self.slots[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&slot.log)?;
-        let args = [
+        let mut args = vec![
             "run",
             self.space.to_str().unwrap(),
             "--storage",
@@ -313,6 +370,7 @@ impl Harness {
             "--artifacts",
             self.artifacts.to_str().unwrap(),
         ];
+        args.extend(self.flags.iter().copied());
         let child = self
             .f
             .cmd_via(&slot.ns.wrapper(), &args)

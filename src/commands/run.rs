@@ -42,25 +42,34 @@ pub struct RunArgs {
     /// Where trial directories (checkpoints, metrics.csv) go; default <runs-dir>/<study>/trials. On a shared file system a lost worker's trial resumes from its checkpoint on another machine.
     #[arg(long)]
     pub artifacts: Option<PathBuf>,
+    /// For tests and benchmarks: trials train nothing, each reports its epochs MS milliseconds apart with a val_acc fixed by its parameters (the data set is not loaded).
+    #[arg(long, hide = true, value_name = "MS")]
+    pub instant_objective_ms: Option<u64>,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let summary = crate::study::run(crate::study::RunOptions {
-        space_file: args.space,
-        runs_dir: args.runs_dir,
-        trials: args.trials,
-        concurrency: args.concurrency,
-        max_epochs: args.max_epochs,
-        subset: args.subset,
-        seed: args.seed,
-        data_dir: args.data.data_dir.clone(),
-        split_seed: args.data.split_seed,
-        timeout: args.timeout,
-        storage: args.storage.url(),
-        artifacts: args.artifacts,
-        threads: args.threads,
-        known_train_size: None,
-    })
+    let launcher: Option<Box<dyn crate::study::launch::Launch>> = args.instant_objective_ms.map(|ms| {
+        Box::new(crate::study::instant::InstantLauncher { epoch: std::time::Duration::from_millis(ms) }) as _
+    });
+    let summary = crate::study::run::run_with(
+        crate::study::RunOptions {
+            space_file: args.space,
+            runs_dir: args.runs_dir,
+            trials: args.trials,
+            concurrency: args.concurrency,
+            max_epochs: args.max_epochs,
+            subset: args.subset,
+            seed: args.seed,
+            data_dir: args.data.data_dir.clone(),
+            split_seed: args.data.split_seed,
+            timeout: args.timeout,
+            storage: args.storage.url(),
+            artifacts: args.artifacts,
+            threads: args.threads,
+            known_train_size: args.instant_objective_ms.map(|_| 1),
+        },
+        launcher,
+    )
     .inspect_err(|e| {
         if e.is_disk_full() {
             eprintln!(

@@ -2,6 +2,7 @@
 //! and the orchestration loop of `tune run`.
 
 pub mod distribution;
+pub mod instant;
 pub mod journal;
 pub mod launch;
 pub mod leaderboard;

@@ -127,7 +127,7 @@ fn soak(first: u64, length: Duration) -> Result<(), Failed> {
     let mut total = Report::default();
     let mut seed = first;
     while started.elapsed() < length {
-        let workload = if (seed - first) % 2 == 0 { Workload::Training } else { Workload::Instant };
+        let workload = if (seed - first).is_multiple_of(2) { Workload::Training } else { Workload::Instant };
         let report = run_seed_of(seed, workload, workload.trials(true))?;
         eprintln!("{report}");
         total.absorb(report);

@@ -21,12 +21,15 @@ fn one_epoch_writes_metrics_checkpoint_and_params() {
     assert!(out.contains("best val_acc"), "{out}");
     assert_eq!(
         csv_headers(&f.path("run/metrics.csv")),
-        ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "secs"]
+        ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "secs", "latency_ms", "latency_ms_batch100"]
     );
     let rows = csv_rows(&f.path("run/metrics.csv"));
     assert_eq!(rows.len(), 1);
     let val_acc: f64 = rows[0][4].parse().unwrap();
     assert!((0.0..=1.0).contains(&val_acc));
+    // The first epoch times the network's inference: ms per image, alone and in batches.
+    let (alone, batched): (f64, f64) = (rows[0][7].parse().unwrap(), rows[0][8].parse().unwrap());
+    assert!(alone > 0.0 && batched > 0.0 && alone < 1000.0, "latency {alone} / {batched} ms");
     assert!(std::fs::metadata(f.path("run/best.bpk")).unwrap().len() > 1000, "a real checkpoint");
     let params = std::fs::read_to_string(f.path("run/params.toml")).unwrap();
     assert!(

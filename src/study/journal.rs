@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use super::stamp::{Stamp, worker};
+use super::stamp::Stamp;
 
 use super::trial::{Fork, Times, TrialRecord, TrialState};
 use crate::error::{Result, TuneError};
@@ -233,20 +233,8 @@ pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, record: Stamped) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::study::stamp::worker;
     use crate::study::storage::replay;
-
-    fn m(epoch: usize, val_acc: f64) -> EpochMetrics {
-        EpochMetrics {
-            epoch,
-            train_loss: 1.0,
-            train_acc: 0.5,
-            val_loss: 1.0,
-            val_acc,
-            lr: 1e-3,
-            secs: 1.0,
-            latency: None,
-        }
-    }
 
     #[test]
     fn replay_rebuilds_trials_and_ignores_a_torn_tail() {
@@ -261,9 +249,9 @@ mod tests {
             fork: None,
         })
         .unwrap();
-        j.append(&Event::Epoch { number: 0, metrics: m(1, 0.5) }).unwrap();
-        j.append(&Event::Epoch { number: 0, metrics: m(1, 0.5) }).unwrap(); // duplicate after a resume
-        j.append(&Event::Epoch { number: 0, metrics: m(2, 0.7) }).unwrap();
+        j.append(&Event::Epoch { number: 0, metrics: EpochMetrics::at(1, 0.5) }).unwrap();
+        j.append(&Event::Epoch { number: 0, metrics: EpochMetrics::at(1, 0.5) }).unwrap(); // duplicate after a resume
+        j.append(&Event::Epoch { number: 0, metrics: EpochMetrics::at(2, 0.7) }).unwrap();
         j.append(&Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 3.0 }).unwrap();
         j.append(&Event::Created {
             number: 1,
@@ -366,7 +354,10 @@ mod tests {
         };
         let mut trials = BTreeMap::new();
         apply(&mut trials, Stamped { event: created, stamp: stamp(100) });
-        apply(&mut trials, Stamped { event: Event::Epoch { number: 0, metrics: m(1, 0.5) }, stamp: stamp(130) });
+        apply(
+            &mut trials,
+            Stamped { event: Event::Epoch { number: 0, metrics: EpochMetrics::at(1, 0.5) }, stamp: stamp(130) },
+        );
         assert_eq!(trials[&0].times.duration_secs(), Some(30.0), "running: up to its last epoch");
         let done = Event::Finished { number: 0, state: TrialState::Complete, reason: None, secs: 45.0 };
         apply(&mut trials, Stamped { event: done, stamp: stamp(145) });
@@ -383,7 +374,7 @@ mod tests {
             j.append(&Event::Created { number: 0, params, seed: 1, infeasible: None, retry_of: None, fork: None })
                 .is_err()
         );
-        assert!(j.append(&Event::Epoch { number: 0, metrics: m(1, f64::NAN) }).is_err());
+        assert!(j.append(&Event::Epoch { number: 0, metrics: EpochMetrics::at(1, f64::NAN) }).is_err());
         assert!(
             j.append(&Event::Finished { number: 0, state: TrialState::Failed, reason: None, secs: f64::INFINITY })
                 .is_err()

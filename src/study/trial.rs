@@ -117,16 +117,7 @@ impl TrialRecord {
     /// A trial of one epoch at `val_acc` (unit tests of what ranks and samples trials).
     #[cfg(test)]
     pub(crate) fn one_epoch(number: usize, params: Params, state: TrialState, val_acc: f64) -> TrialRecord {
-        let m = EpochMetrics {
-            epoch: 1,
-            train_loss: 1.0,
-            train_acc: 0.5,
-            val_loss: 1.0,
-            val_acc,
-            lr: 1e-3,
-            secs: 1.0,
-            latency: None,
-        };
+        let m = EpochMetrics::at(1, val_acc);
         TrialRecord {
             number,
             params,

@@ -83,6 +83,22 @@ impl From<CsvRow> for EpochMetrics {
 }
 
 impl EpochMetrics {
+    /// An epoch of the records' unit and conformance tests: only its number and val_acc
+    /// matter (losses 1.0, train_acc 0.5, lr 1e-3, one second, no latency).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn at(epoch: usize, val_acc: f64) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            train_loss: 1.0,
+            train_acc: 0.5,
+            val_loss: 1.0,
+            val_acc,
+            lr: 1e-3,
+            secs: 1.0,
+            latency: None,
+        }
+    }
+
     /// The first figure that is NaN or infinite, if any: such an epoch is never stored.
     pub fn first_non_finite(&self) -> Option<(&'static str, f64)> {
         [

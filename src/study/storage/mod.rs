@@ -221,19 +221,7 @@ pub mod conformance {
     }
 
     fn epoch(number: usize, epoch: usize, val_acc: f64) -> Event {
-        Event::Epoch {
-            number,
-            metrics: EpochMetrics {
-                epoch,
-                train_loss: 1.0,
-                train_acc: 0.5,
-                val_loss: 1.0,
-                val_acc,
-                lr: 1e-3,
-                secs: 1.0,
-                latency: None,
-            },
-        }
+        Event::Epoch { number, metrics: EpochMetrics::at(epoch, val_acc) }
     }
 
     fn created(number: usize) -> Event {
@@ -337,7 +325,7 @@ pub mod conformance {
         assert!(
             first
                 .iter()
-                .all(|r| r.stamp.at.is_some() && r.stamp.worker.as_deref() == Some(crate::study::journal::worker())),
+                .all(|r| r.stamp.at.is_some() && r.stamp.worker.as_deref() == Some(crate::study::stamp::worker())),
             "every record is stamped with its time and this worker: {first:?}"
         );
         s.record(&epoch(0, 2, 0.7)).unwrap();

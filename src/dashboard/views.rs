@@ -44,11 +44,12 @@ pub struct TrialView<'a> {
 impl<'a> TrialView<'a> {
     pub fn of(t: &'a TrialRecord) -> TrialView<'a> {
         let size = t.size();
+        let latency = t.latency();
         TrialView {
             size: size.map(|s| s.0),
             flops: size.map(|s| s.1),
-            latency_ms: t.latency().map(|l| l.batch_1),
-            latency_ms_batch100: t.latency().map(|l| l.batch_100),
+            latency_ms: latency.map(|l| l.batch_1),
+            latency_ms_batch100: latency.map(|l| l.batch_100),
             n: t.number,
             state: t.state.name(),
             reason: t.reason.as_deref(),

@@ -55,8 +55,12 @@ pub fn best_trial(
     if let Some(max) = caps.max_latency_ms
         && !ranked.is_empty()
     {
-        let measured: Vec<&&TrialRecord> = ranked.iter().filter(|t| caps.small_enough(t)).collect();
-        let fastest = measured.iter().filter_map(|t| t.latency()).map(|l| l.batch_1).min_by(f64::total_cmp);
+        let fastest = ranked
+            .iter()
+            .filter(|t| caps.small_enough(t))
+            .filter_map(|t| t.latency())
+            .map(|l| l.batch_1)
+            .min_by(f64::total_cmp);
         let nearest = match fastest {
             Some(ms) => format!("the fastest takes {ms:.3} ms"),
             None => "none has a measured latency: it is timed after each trial's first epoch, and this study's trials predate it".into(),

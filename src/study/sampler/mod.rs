@@ -101,11 +101,20 @@ pub fn observations<'t>(
 ) -> Vec<Observation<'t>> {
     trials
         .range(..before)
-        .map(|(_, t)| Observation {
-            params: std::borrow::Cow::Borrowed(&t.params),
-            value: t.value(),
-            stopped_at: matches!(t.state, TrialState::Pruned | TrialState::Paused).then_some(t.history.len()),
-            costs: if objectives.len() >= 2 { super::objectives::costs(t, objectives) } else { None },
+        .map(|(_, t)| {
+            let stopped_at = matches!(t.state, TrialState::Pruned | TrialState::Paused).then_some(t.history.len());
+            Observation {
+                params: std::borrow::Cow::Borrowed(&t.params),
+                value: t.value(),
+                stopped_at,
+                // Only trials trained to their end are ranked by front: the shape inference
+                // behind a size is skipped for the (many) stopped ones.
+                costs: if objectives.len() >= 2 && stopped_at.is_none() {
+                    super::objectives::costs(t, objectives)
+                } else {
+                    None
+                },
+            }
         })
         .collect()
 }

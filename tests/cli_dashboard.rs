@@ -9,9 +9,7 @@ use common::*;
 use tune::study::journal::{Event, Journal};
 
 fn main() {
-    let no_browser = std::env::var("TUNE_CHROMIUM")
-        .is_err()
-        .then(|| "TUNE_CHROMIUM is not set, so no real browser drives the dashboard (.ci/run sets it)".to_string());
+    let no_browser = common::harness::without_browser("drives the dashboard");
     common::harness::run(vec![
         (
             "the_api_sends_studies_and_the_trials_changed_since_a_version_and_nothing_else",

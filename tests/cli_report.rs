@@ -5,9 +5,7 @@ use common::*;
 use std::path::Path;
 
 fn main() {
-    let no_browser = std::env::var("TUNE_CHROMIUM")
-        .is_err()
-        .then(|| "TUNE_CHROMIUM is not set, so no real browser renders the report (.ci/run sets it)".to_string());
+    let no_browser = common::harness::without_browser("renders the report");
     common::harness::run(vec![
         (
             "report_renders_every_plot_and_export_for_a_mixed_study",

@@ -32,3 +32,11 @@ pub fn outcome(cases: Vec<Case>) -> i32 {
         .collect();
     if libtest_mimic::run(&args, trials).has_failed() { 101 } else { 0 }
 }
+
+/// Why a real-browser test cannot run here: `None` where `TUNE_CHROMIUM` names a Chromium
+/// (`.ci/run` sets it); `doing` says what the browser would have done.
+pub fn without_browser(doing: &str) -> Option<String> {
+    std::env::var("TUNE_CHROMIUM")
+        .is_err()
+        .then(|| format!("TUNE_CHROMIUM is not set, so no real browser {doing} (.ci/run sets it)"))
+}

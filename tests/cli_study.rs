@@ -434,3 +434,31 @@ fn a_two_objective_tpe_study_runs_and_ranks_by_front() {
         events.iter().filter(|e| e["event"] == "created").map(|e| e["params"].to_string()).collect();
     assert_eq!(drawn.len(), 8, "eight different configurations");
 }
+
+#[test]
+fn trials_placed_on_devices_run_as_many_at_once_as_the_devices_hold() {
+    let f = Fixture::new(600, 100);
+    let s = f.write("s.toml", &space("placed", 4, "pruner = \"none\"\nconcurrency = 1"));
+    let data = f.data().to_str().unwrap().to_string();
+    let args = ["run", s.to_str().unwrap(), "--data-dir", &data, "--devices", "cpu", "--trials-per-device", "2"];
+    let out = ok(f.cmd(&args).env("TUNE_LOG", "info").output().unwrap());
+    assert!(
+        out.contains("trials placed on cpu × 2 trials") && out.contains("2 slots"),
+        "devices win over concurrency: {out}"
+    );
+    assert!(out.contains("4 complete, 0 pruned, 0 failed"), "{out}");
+    // Two trials ran at once: the second started before the first finished.
+    let events = journal_events(&f, "placed");
+    let position = |event: &str, n: u64| events.iter().position(|e| e["event"] == event && e["number"] == n).unwrap();
+    assert!(position("created", 1) < position("finished", 0), "{events:?}");
+
+    // This build trains on the CPU: a GPU is refused before anything is written.
+    let o = f.run(&["run", s.to_str().unwrap(), "--data-dir", &data, "--devices", "cuda:0", "--runs-dir", "gpu-runs"]);
+    assert_eq!(o.status.code(), Some(2));
+    let msg = text(&o);
+    assert!(msg.contains("study.devices") && msg.contains("--features cuda"), "{msg}");
+    assert!(!f.path("gpu-runs").exists());
+    let o = f.run(&["run", s.to_str().unwrap(), "--data-dir", &data, "--devices", "gpu0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("`gpu0` is not a device"), "{}", text(&o));
+}

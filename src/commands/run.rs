@@ -39,6 +39,12 @@ pub struct RunArgs {
     /// Compute threads of each trial (default: cores / concurrency). Set it when several workers share one machine.
     #[arg(long, value_parser = threads_parser())]
     pub threads: Option<usize>,
+    /// Devices the trials train on, e.g. `cuda:0,cuda:1` (or `cpu`): each trial process sees only its own GPU, and the slots are devices × --trials-per-device. Overrides study.devices; default: the CPU, or GPU 0 on a CUDA build.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<String>,
+    /// Trials trained at once on each device (default 1 with --devices, 4 on a CUDA build's GPU 0). Overrides study.trials_per_device.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=crate::study::settings::MAX_CONCURRENCY as u64))]
+    pub trials_per_device: Option<usize>,
     /// Where trial directories (checkpoints, metrics.csv) go; default <runs-dir>/<study>/trials. On a shared file system a lost worker's trial resumes from its checkpoint on another machine.
     #[arg(long)]
     pub artifacts: Option<PathBuf>,
@@ -66,6 +72,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             storage: args.storage.url(),
             artifacts: args.artifacts,
             threads: args.threads,
+            devices: args.devices,
+            trials_per_device: args.trials_per_device,
             known_train_size: args.instant_objective_ms.map(|_| 1),
         },
         launcher,

@@ -58,7 +58,7 @@ fn group_labels(values: &[&Value]) -> Vec<usize> {
             let mut sorted = xs.clone();
             sorted.sort_by(f64::total_cmp);
             let cuts: Vec<f64> = (1..bins).map(|q| sorted[q * sorted.len() / bins]).collect();
-            xs.iter().map(|x| cuts.iter().filter(|c| x >= c).count()).collect()
+            xs.iter().map(|x| cuts.iter().filter(|&&c| *x >= c).count()).collect()
         }
         _ => values.iter().map(|v| distinct.binary_search(&v.to_string()).unwrap_or(0)).collect(),
     }

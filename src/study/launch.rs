@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
+use super::devices::{self, DevicePool};
 use crate::training::EpochMetrics;
 
 /// What a trial process tells the study.
@@ -68,6 +69,8 @@ pub struct ProcessLauncher {
     pub threads: usize,
     pub data_dir: Option<PathBuf>,
     pub split_seed: u64,
+    /// Each trial is given the least-loaded device and sees only it; `None`: the CPU.
+    pub devices: Option<DevicePool>,
 }
 
 impl Launch for ProcessLauncher {
@@ -100,6 +103,10 @@ impl Launch for ProcessLauncher {
             .kill_on_drop(true);
         if let Some(d) = &self.data_dir {
             cmd.arg("--data-dir").arg(d);
+        }
+        let lease = self.devices.as_ref().map(DevicePool::acquire);
+        if let Some(l) = &lease {
+            cmd.envs(l.device.env());
         }
         let mut child = cmd.spawn()?;
         let stdin = child.stdin.take();
@@ -142,6 +149,8 @@ impl Launch for ProcessLauncher {
             };
             let _ = reader.await; // every epoch line is delivered before the exit
             let stderr_tail = errors.await.unwrap_or_default();
+            let device = lease.as_ref().map(|l| l.device);
+            drop(lease); // the device's slot is free before the study hears of the exit
             let outcome = match status {
                 _ if killed => Exit::Killed,
                 Ok(s) if s.success() => Exit::Success,
@@ -158,6 +167,10 @@ impl Launch for ProcessLauncher {
                 }
                 Err(e) => Exit::Failed(format!("could not wait for the process: {e}")),
             };
+            let outcome = match (outcome, device) {
+                (Exit::Failed(reason), Some(d)) => Exit::Failed(devices::failure_on(d, &reason)),
+                (outcome, _) => outcome,
+            };
             let _ = tx.send(Message::Exit { number, outcome });
         });
         Ok(kill_tx)
@@ -166,6 +179,100 @@ impl Launch for ProcessLauncher {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use tokio::sync::mpsc;
+
+    use super::{Exit, Launch, Message, ProcessLauncher};
+    use crate::study::devices::{DevicePool, Placement};
+
+    /// A stand-in for `tune train`: writes the device it sees into its `--out` directory,
+    /// then waits for stdin to close (the study's kill) or fails as a full GPU does.
+    const FAKE_TRAIN: &str = r#"#!/bin/sh
+while [ $# -gt 0 ]; do [ "$1" = --out ] && out=$2; shift; done
+printf '%s|%s' "${CUDA_VISIBLE_DEVICES-unset}" "${TUNE_DEVICE-unset}" > "$out/device"
+[ -e "$out/oom" ] && { echo "panicked: CUDA_ERROR_OUT_OF_MEMORY" >&2; exit 101; }
+exec cat > /dev/null
+"#;
+
+    fn launcher(root: &Path, devices: &str, per_device: usize) -> ProcessLauncher {
+        let exe = root.join("fake-train");
+        std::fs::write(&exe, FAKE_TRAIN).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let placement = Placement::new(&[devices.to_string()], per_device).unwrap();
+        ProcessLauncher { exe, threads: 1, data_dir: None, split_seed: 27, devices: Some(DevicePool::new(&placement)) }
+    }
+
+    async fn seen(dir: &Path) -> String {
+        for _ in 0..500 {
+            if let Ok(text) = std::fs::read_to_string(dir.join("device")) {
+                if text.contains('|') {
+                    return text;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the trial in {} never started", dir.display())
+    }
+
+    async fn exit_of(rx: &mut mpsc::UnboundedReceiver<Message>) -> (usize, Exit) {
+        loop {
+            if let Some(Message::Exit { number, outcome }) = rx.recv().await {
+                return (number, outcome);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn each_trial_process_sees_only_its_own_device_and_slots_spread_over_devices() {
+        let root = tempfile::tempdir().unwrap();
+        let l = launcher(root.path(), "cuda:0,cuda:3", 2);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let dir = |n: usize| {
+            let d = root.path().join(format!("trial-{n}"));
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        };
+        let mut kills = Vec::new();
+        for n in 0..4 {
+            kills.push(l.spawn(n, &dir(n), tx.clone()).unwrap());
+        }
+        let mut got = Vec::new();
+        for n in 0..4 {
+            got.push(seen(&dir(n)).await);
+        }
+        assert_eq!(got, ["0|cuda:0", "3|cuda:3", "0|cuda:0", "3|cuda:3"], "two slots on each device, in turn");
+
+        // Trial 1 (on cuda:3) is pruned: the next trial takes its place on cuda:3.
+        kills.remove(1).send(()).unwrap();
+        assert_eq!(exit_of(&mut rx).await, (1, Exit::Killed));
+        let _next = l.spawn(4, &dir(4), tx.clone()).unwrap();
+        assert_eq!(seen(&dir(4)).await, "3|cuda:3");
+
+        // A trial whose device runs out of memory fails with the device named; the others run on.
+        let oom = dir(5);
+        std::fs::write(oom.join("oom"), "").unwrap();
+        drop(kills.remove(0)); // trial 0 is stopped too, so cuda:0 has a free slot
+        assert_eq!(exit_of(&mut rx).await.0, 0);
+        let _oom = l.spawn(5, &oom, tx.clone()).unwrap();
+        let (number, outcome) = exit_of(&mut rx).await;
+        assert_eq!(number, 5);
+        match outcome {
+            Exit::Failed(reason) => assert!(reason.starts_with("out of memory on cuda:0:"), "{reason}"),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cpu_device_hides_every_gpu() {
+        let root = tempfile::tempdir().unwrap();
+        let l = launcher(root.path(), "cpu", 1);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let _kill = l.spawn(0, root.path(), tx).unwrap();
+        assert_eq!(seen(root.path()).await, "|cpu");
+    }
+
     #[test]
     fn the_trials_own_error_is_the_reason() {
         let tail = "WARN something\nerror: diverged at epoch 3: val_loss is NaN; its last finite epoch is kept\n  fix: lower lr";

@@ -1,6 +1,7 @@
 //! A study: the search space, samplers, pruners, trial records, the journal, the leaderboard
 //! and the orchestration loop of `tune run`.
 
+pub mod devices;
 pub mod distribution;
 pub mod instant;
 pub mod journal;

@@ -40,6 +40,10 @@ pub struct RunOptions {
     pub artifacts: Option<PathBuf>,
     /// `--threads`: compute threads per trial (default: cores / concurrency).
     pub threads: Option<usize>,
+    /// `--devices`: devices the trials train on; overrides `study.devices`.
+    pub devices: Vec<String>,
+    /// `--trials-per-device`: overrides `study.trials_per_device`.
+    pub trials_per_device: Option<usize>,
     /// The training split's size when the caller knows it (the replay benchmark, whose
     /// trials train nothing): the data set is then not loaded.
     pub known_train_size: Option<usize>,
@@ -128,6 +132,12 @@ fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {
     if let Some(v) = opts.concurrency {
         s.concurrency = Some(v);
     }
+    if !opts.devices.is_empty() {
+        s.devices = opts.devices.clone();
+    }
+    if let Some(v) = opts.trials_per_device {
+        s.trials_per_device = Some(v);
+    }
     // Re-checked with the flags applied (they are range-checked by clap as well).
     let err = |key: &str, problem: String, fix: String| TuneError::Config {
         file: file.clone(),
@@ -137,7 +147,11 @@ fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {
     };
     super::settings::check_study(s, &err)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let concurrency = s.concurrency.unwrap_or(cores).max(1);
+    let placement = s.placement(crate::backend::NAME).expect("checked by check_study");
+    let concurrency = match &placement {
+        Some(p) => p.slots(),
+        None => s.concurrency.unwrap_or(cores).max(1),
+    };
     let resolved = Resolved {
         threads_per_trial: opts.threads.unwrap_or(cores / concurrency).max(1),
         concurrency,

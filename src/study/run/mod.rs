@@ -20,6 +20,7 @@ use progress::study_bar;
 use scheduling::Started;
 use trials::{Running, curve};
 
+use super::devices::DevicePool;
 use super::journal::Event;
 use super::launch::{Exit, Launch, Message, ProcessLauncher};
 use super::leaderboard;
@@ -355,6 +356,10 @@ async fn run_async(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Resul
     let opened = start::open(&opts)?;
     let budget = opts.timeout.or(opened.timing.timeout);
     let deadline = budget.map(|b| tokio::time::Instant::now() + b);
+    let placement = opened.resolved.space.study.placement(crate::backend::NAME).expect("checked by check_study");
+    if let Some(p) = &placement {
+        tracing::info!("trials placed on {p}, each process seeing only its own device");
+    }
     let launcher = match launcher {
         Some(l) => l,
         None => Box::new(ProcessLauncher {
@@ -362,6 +367,7 @@ async fn run_async(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Resul
             threads: opened.resolved.threads_per_trial,
             data_dir: opts.data_dir.clone(),
             split_seed: opts.split_seed,
+            devices: placement.as_ref().map(DevicePool::new),
         }),
     };
     let mut study = Study::new(opened, launcher);

@@ -116,6 +116,7 @@ pub fn check_study(s: &StudySettings, err: &ErrFn) -> Result<()> {
         ));
     }
     s.timing().map_err(|(key, problem, fix)| err(key, problem, fix.into()))?;
+    s.placement(crate::backend::NAME).map_err(|(key, problem, fix)| err(key, problem, fix))?;
     s.training.check().map_err(|(key, problem, fix)| err(&format!("study.training.{key}"), problem, fix))
 }
 

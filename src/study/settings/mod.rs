@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::objectives::Objective;
 
 mod check;
+mod placement;
 mod timing;
 
 pub use crate::error::ErrFn;
@@ -14,6 +15,7 @@ use crate::error::Result;
 use crate::model::Params;
 use crate::training::TrainConfig;
 pub use check::{MAX_CONCURRENCY, MAX_GRID_POINTS, MAX_NAME_LEN, MAX_TRIALS, check_study};
+pub use placement::DEFAULT_TRIALS_PER_GPU;
 pub use timing::{DEFAULT_STORE_WAIT, Liveness, MAX_TIMEOUT, Timing, parse_timeout};
 
 /// Which cross-trial pruner stops weak trials.
@@ -83,6 +85,14 @@ pub struct StudySettings {
     /// Trial slots; default: one per core (1-thread trials give the most images/s on CPU).
     #[serde(default)]
     pub concurrency: Option<usize>,
+    /// Devices the trials train on (`["cuda:0", "cuda:1"]`), each trial process seeing only
+    /// its own; with them, the slots are `devices × trials_per_device` and `concurrency` is not
+    /// used. Left out: the CPU, or GPU 0 on a CUDA build.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// Trials trained at once on each device (default 1 with `devices`, 4 on a CUDA build's GPU 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials_per_device: Option<usize>,
     #[serde(default = "default_sampler")]
     pub sampler: SamplerKind,
     #[serde(default = "default_pruner")]

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The prepared device check: one command, at most 10 minutes, on a machine with one NVIDIA GPU
+# and no network, from the repository plus the bundle that scripts/gpu-bundle.sh packs.
+# Without a GPU it is the rehearsal: the same steps on the CPU builds, the CUDA build only loaded.
+#
+# For each build in the bundle (flex, cuda, and tch when libtorch 2.9 loads): `tune bench`, then
+# a 2-epoch `tune train` of the seed's network whose val_acc is compared with the flex build's,
+# recorded beforehand on the same data (reference.json). Then a small study with 4 trials at
+# once on one device. Writes OUT/gpu-check.json (the summary) and OUT/gpu-check.log.
+#
+# Usage: scripts/gpu-check.sh [BUNDLE (gpu-bundle)] [OUT ($OUT or gpu-check-out)]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bundle=$(realpath "${1:-gpu-bundle}")
+out=$(realpath -m "${2:-${OUT:-gpu-check-out}}")
+mode=${MODE:-check} # `reference`: record the flex build's figures only (gpu-bundle.sh)
+tolerance=${TOLERANCE:-0.02} # |val_acc − the flex reference| after 2 epochs, another device's arithmetic
+mkdir -p "$out"
+exec > >(tee "$out/gpu-check.log") 2>&1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+data=$bundle/data
+start=$(date +%s)
+results=()
+failed=0
+
+note() { printf '\n== %s (%ss)\n' "$*" "$(($(date +%s) - start))"; }
+# A JSON string.
+js() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
+
+note "machine"
+uname -srm
+grep -m1 'model name' /proc/cpuinfo || true
+echo "cores: $(nproc)"
+gpu=0
+if nvidia-smi -L >/dev/null 2>&1; then
+  gpu=1
+  nvidia-smi
+else
+  echo "no NVIDIA GPU here (nvidia-smi: $(command -v nvidia-smi || echo not found)): a CPU rehearsal"
+fi
+[[ $mode == reference ]] && gpu=0
+
+# libdevice.10.bc: the machine's toolkit's, else the bundle's.
+toolkit=${CUDA_PATH:-/usr/local/cuda}
+if [[ ! -e $toolkit/nvvm/libdevice/libdevice.10.bc && -e $bundle/cuda/nvvm/libdevice/libdevice.10.bc.xz ]]; then
+  mkdir -p "$work/cuda/nvvm/libdevice"
+  xz -dc "$bundle/cuda/nvvm/libdevice/libdevice.10.bc.xz" >"$work/cuda/nvvm/libdevice/libdevice.10.bc"
+  toolkit=$work/cuda
+fi
+export CUDA_PATH=$toolkit
+echo "libdevice: $CUDA_PATH/nvvm/libdevice/libdevice.10.bc"
+
+builds=()
+for b in flex tch cuda; do
+  [[ $mode == reference && $b != flex ]] && continue
+  [[ -e $bundle/bin/tune-$b.xz ]] || continue
+  xz -dc "$bundle/bin/tune-$b.xz" >"$work/tune-$b" && chmod +x "$work/tune-$b" && builds+=("$b")
+done
+echo "builds: ${builds[*]}"
+
+reference_acc=""
+if [[ -e $bundle/reference.json ]]; then
+  reference_acc=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["builds"]["flex"]["val_acc"][-1])' "$bundle/reference.json")
+  echo "the flex build's val_acc after 2 epochs, recorded beforehand: $reference_acc"
+fi
+
+# One build: load, bench, train 2 epochs, compare. Appends its JSON to results.
+check_build() {
+  local b=$1 exe=$work/tune-$1 status=ok reason="" images="null" accs="[]" secs="null" match="null"
+  note "build $b"
+  if ! "$exe" --version; then
+    results+=("\"$b\": {\"status\": \"fails to load\", \"reason\": $(js "$(ldd "$exe" 2>&1 | grep 'not found' | head -3)")}")
+    failed=1
+    return
+  fi
+  "$exe" model summary | tail -3
+  if [[ $b == cuda && $gpu == 0 ]]; then
+    results+=("\"$b\": {\"status\": \"loaded only\", \"reason\": \"no GPU on this machine\"}")
+    return
+  fi
+  if [[ $b == tch ]] && ! "$exe" bench --help >/dev/null 2>&1; then
+    results+=("\"$b\": {\"status\": \"skipped\", \"reason\": \"libtorch 2.9 does not load here\"}")
+    return
+  fi
+  timeout 150 "$exe" bench --data-dir "$data" --steps 20 --rounds 2 | tee "$work/bench-$b.txt"
+  images=$(sed -n 's/^train: \([0-9.]*\) images\/s.*/\1/p' "$work/bench-$b.txt")
+  [[ -n $images ]] || { images=null; status=failed; reason="tune bench gave no figure"; }
+  local t0
+  t0=$(date +%s.%N)
+  if timeout 300 "$exe" train --data-dir "$data" --epochs 2 --patience 5 --seed 1 --out "$work/train-$b" --json >"$work/train-$b.jsonl"; then
+    secs=$(python3 -c "print(round($(date +%s.%N) - $t0, 1))")
+    accs=$(python3 -c 'import json,sys; print(json.dumps([json.loads(l)["val_acc"] for l in open(sys.argv[1]) if l.startswith("{")]))' "$work/train-$b.jsonl")
+    echo "val_acc by epoch: $accs in $secs s"
+    if [[ -n $reference_acc ]]; then
+      match=$(python3 -c 'import json,sys; a=json.loads(sys.argv[1]); print("true" if a and abs(a[-1]-float(sys.argv[2])) <= float(sys.argv[3]) else "false")' "$accs" "$reference_acc" "$tolerance")
+      echo "within $tolerance of the flex build's $reference_acc: $match"
+      [[ $match == true ]] || { status=failed; reason="val_acc differs from the flex build's by more than $tolerance"; }
+    fi
+  else
+    status=failed
+    reason="tune train failed: $(tail -3 "$work/train-$b.jsonl" | tr '\n' ' ')"
+  fi
+  [[ $status == ok ]] || failed=1
+  results+=("\"$b\": {\"status\": \"$status\", \"reason\": $(js "$reason"), \"bench_train_images_per_s\": $images, \"val_acc\": $accs, \"train_secs\": $secs, \"matches_reference\": $match}")
+}
+
+for b in "${builds[@]}"; do check_build "$b"; done
+
+study="null"
+if [[ $mode != reference ]]; then
+  # 4 trials at once on one device: the GPU with the cuda build, else the CPU with flex.
+  if [[ $gpu == 1 && -x $work/tune-cuda ]]; then exe=$work/tune-cuda device=cuda:0; else exe=$work/tune-flex device=cpu; fi
+  note "study: 8 trials, 4 at once on $device"
+  threads=$(($(nproc) / 4))
+  ((threads > 0)) || threads=1
+  timeout 240 "$exe" run search_spaces/quick.toml --runs-dir "$work/runs" --data-dir "$data" --trials 8 \
+    --max-epochs 2 --subset 2000 --devices "$device" --trials-per-device 4 --threads "$threads"
+  rc=$?
+  "$exe" report "$work/runs/quick" | head -1 | tee "$work/report.txt"
+  peak=$(python3 - "$work/runs/quick/journal.jsonl" <<'PY'
+import json, sys
+running = peak = 0
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if e.get("event") == "created" and not e.get("infeasible"):
+        running += 1
+        peak = max(peak, running)
+    elif e.get("event") == "finished":
+        running -= 1
+print(peak)
+PY
+)
+  echo "exit $rc; at most $peak trials ran at once"
+  [[ $rc == 0 && $peak == 4 ]] || failed=1
+  study="{\"device\": \"$device\", \"exit\": $rc, \"peak_running\": $peak, \"report\": $(js "$(cat "$work/report.txt")")}"
+fi
+
+note "done"
+{
+  echo "{"
+  echo "  \"mode\": \"$mode\", \"gpu\": $([[ $gpu == 1 ]] && echo true || echo false), \"secs\": $(($(date +%s) - start)), \"passed\": $([[ $failed == 0 ]] && echo true || echo false),"
+  echo "  \"gpu_name\": $(js "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"),"
+  echo "  \"builds\": {$(IFS=,; echo "${results[*]}")},"
+  echo "  \"study\": $study"
+  echo "}"
+} | python3 -m json.tool >"$out/gpu-check.json"
+cat "$out/gpu-check.json"
+exit $failed

@@ -3,6 +3,7 @@
 # (default gpu-bundle/, ignored by git), and checks that it and the repository fit in 64 MiB:
 #   bin/tune-<build>.xz   stripped, xz-compressed binaries of the builds that exist
 #                         (flex: target/release, cuda: target/cuda/release, tch: target/tch/release)
+#   lib.tar.xz            shared libraries the binaries need besides glibc and libstdc++
 #   data/                 the first 20,000 training images and the official test set, gzip IDX
 #   cuda/nvvm/libdevice/  libdevice.10.bc, for a machine without a CUDA toolkit (LIBDEVICE=path)
 #   reference.json        the flex build's figures on that data, recorded here
@@ -23,6 +24,13 @@ for build in flex cuda tch; do
   xz -9 -T0 "$out/bin/tune-$build"
   echo "$build: $(du -b "$exe" | cut -f1) bytes built, $(du -b "$out/bin/tune-$build.xz" | cut -f1) stripped and compressed"
 done
+# The shared libraries the binaries load besides glibc's and the compiler's (fontconfig,
+# freetype, png…), for a machine without them: gpu-check.sh uses them only where one is missing.
+mkdir -p "$out/lib"
+for exe in "${builds[@]}"; do
+  [[ -x $exe ]] && ldd "$exe" | awk '/=> \// {print $3}'
+done | sort -u | grep -vE '/(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+)\.so' | xargs -r cp -L -t "$out/lib"
+tar -C "$out" -cJf "$out/lib.tar.xz" lib && rm -rf "$out/lib"
 [[ -e $out/bin/tune-flex.xz ]] || { echo "the flex build (cargo build --release) is needed for the reference figures" >&2; exit 1; }
 
 python3 scripts/idx_subset.py "$data_src" "$out/data" "$images"

@@ -52,12 +52,20 @@ export CUDA_PATH=$toolkit
 echo "libdevice: $CUDA_PATH/nvvm/libdevice/libdevice.10.bc"
 
 builds=()
-for b in flex tch cuda; do
+order=(flex tch cuda)
+((gpu)) && order=(cuda tch flex) # the GPU's figures first, should time run short
+for b in "${order[@]}"; do
   [[ $mode == reference && $b != flex ]] && continue
   [[ -e $bundle/bin/tune-$b.xz ]] || continue
   xz -dc "$bundle/bin/tune-$b.xz" >"$work/tune-$b" && chmod +x "$work/tune-$b" && builds+=("$b")
 done
 echo "builds: ${builds[*]}"
+# Libraries this machine lacks (fontconfig, freetype…) come from the bundle.
+if ldd "$work/tune-flex" 2>/dev/null | grep -q 'not found' && [[ -e $bundle/lib.tar.xz ]]; then
+  tar -C "$work" -xJf "$bundle/lib.tar.xz"
+  export LD_LIBRARY_PATH=$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  echo "libraries missing here are taken from the bundle: $(ls "$work/lib" | tr '\n' ' ')"
+fi
 
 reference_acc=""
 if [[ -e $bundle/reference.json ]]; then
@@ -68,6 +76,9 @@ fi
 # One build: load, bench, train 2 epochs, compare. Appends its JSON to results.
 check_build() {
   local b=$1 exe=$work/tune-$1 status=ok reason="" images="null" accs="[]" secs="null" match="null"
+  # Time limits that keep the whole check inside 10 minutes on a GPU machine (16 cores).
+  local bench_limit=100 train_limit=150
+  ((gpu)) && [[ $b != cuda ]] && { bench_limit=45; train_limit=90; }
   note "build $b"
   if ! "$exe" --version; then
     results+=("\"$b\": {\"status\": \"fails to load\", \"reason\": $(js "$(ldd "$exe" 2>&1 | grep 'not found' | head -3)")}")
@@ -83,12 +94,12 @@ check_build() {
     results+=("\"$b\": {\"status\": \"skipped\", \"reason\": \"libtorch 2.9 does not load here\"}")
     return
   fi
-  timeout 150 "$exe" bench --data-dir "$data" --steps 20 --rounds 2 | tee "$work/bench-$b.txt"
+  timeout "$bench_limit" "$exe" bench --data-dir "$data" --steps 20 --rounds 2 | tee "$work/bench-$b.txt"
   images=$(sed -n 's/^train: \([0-9.]*\) images\/s.*/\1/p' "$work/bench-$b.txt")
   [[ -n $images ]] || { images=null; status=failed; reason="tune bench gave no figure"; }
   local t0
   t0=$(date +%s.%N)
-  if timeout 300 "$exe" train --data-dir "$data" --epochs 2 --patience 5 --seed 1 --out "$work/train-$b" --json >"$work/train-$b.jsonl"; then
+  if timeout "$train_limit" "$exe" train --data-dir "$data" --epochs 2 --patience 5 --seed 1 --out "$work/train-$b" --json >"$work/train-$b.jsonl"; then
     secs=$(python3 -c "print(round($(date +%s.%N) - $t0, 1))")
     accs=$(python3 -c 'import json,sys; print(json.dumps([json.loads(l)["val_acc"] for l in open(sys.argv[1]) if l.startswith("{")]))' "$work/train-$b.jsonl")
     echo "val_acc by epoch: $accs in $secs s"
@@ -105,19 +116,33 @@ check_build() {
   results+=("\"$b\": {\"status\": \"$status\", \"reason\": $(js "$reason"), \"bench_train_images_per_s\": $images, \"val_acc\": $accs, \"train_secs\": $secs, \"matches_reference\": $match}")
 }
 
-for b in "${builds[@]}"; do check_build "$b"; done
+# The summary, rewritten after every step so that a check stopped at its time limit still
+# leaves what it measured.
+summary() {
+  {
+    echo "{"
+    echo "  \"mode\": \"$mode\", \"gpu\": $( ((gpu)) && echo true || echo false), \"secs\": $(($(date +%s) - start)), \"finished\": $1, \"passed\": $([[ $failed == 0 && $1 == true ]] && echo true || echo false),"
+    echo "  \"gpu_name\": $(js "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"),"
+    echo "  \"builds\": {$(IFS=,; echo "${results[*]}")},"
+    echo "  \"study\": $study"
+    echo "}"
+  } | python3 -m json.tool >"$out/gpu-check.json.part" && mv "$out/gpu-check.json.part" "$out/gpu-check.json"
+}
 
 study="null"
+for b in "${builds[@]}"; do check_build "$b"; summary false; done
+
 if [[ $mode != reference ]]; then
   # 4 trials at once on one device: the GPU with the cuda build, else the CPU with flex.
   if [[ $gpu == 1 && -x $work/tune-cuda ]]; then exe=$work/tune-cuda device=cuda:0; else exe=$work/tune-flex device=cpu; fi
   note "study: 8 trials, 4 at once on $device"
   threads=$(($(nproc) / 4))
   ((threads > 0)) || threads=1
-  timeout 240 "$exe" run search_spaces/quick.toml --runs-dir "$work/runs" --data-dir "$data" --trials 8 \
+  timeout 150 "$exe" run search_spaces/quick.toml --runs-dir "$work/runs" --data-dir "$data" --trials 8 \
     --max-epochs 2 --subset 2000 --devices "$device" --trials-per-device 4 --threads "$threads"
   rc=$?
-  "$exe" report "$work/runs/quick" | head -1 | tee "$work/report.txt"
+  "$exe" report "$work/runs/quick" >"$work/report-full.txt" 2>&1
+  head -1 "$work/report-full.txt" | tee "$work/report.txt"
   peak=$(python3 - "$work/runs/quick/journal.jsonl" <<'PY'
 import json, sys
 running = peak = 0
@@ -137,13 +162,6 @@ PY
 fi
 
 note "done"
-{
-  echo "{"
-  echo "  \"mode\": \"$mode\", \"gpu\": $([[ $gpu == 1 ]] && echo true || echo false), \"secs\": $(($(date +%s) - start)), \"passed\": $([[ $failed == 0 ]] && echo true || echo false),"
-  echo "  \"gpu_name\": $(js "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"),"
-  echo "  \"builds\": {$(IFS=,; echo "${results[*]}")},"
-  echo "  \"study\": $study"
-  echo "}"
-} | python3 -m json.tool >"$out/gpu-check.json"
+summary true
 cat "$out/gpu-check.json"
 exit $failed

@@ -158,6 +158,7 @@ mod tests {
             retry_of: None,
             fork: None,
             times: Default::default(),
+            size_cache: Default::default(),
         }
     }
 

@@ -301,6 +301,7 @@ mod tests {
             retry_of: None,
             fork: fork.map(|(parent, epoch)| Fork { parent, epoch, changes: Vec::new(), replaces: None }),
             times: Default::default(),
+            size_cache: Default::default(),
         };
         // 9 forked from 4 after epoch 6; 4 from 1 after epoch 3; 1 was sampled.
         let trials: BTreeMap<usize, TrialRecord> =

@@ -190,6 +190,7 @@ pub(crate) fn apply(trials: &mut BTreeMap<usize, TrialRecord>, record: Stamped) 
                 retry_of,
                 fork,
                 times: Times { created: stamp, ..Times::default() },
+                size_cache: Default::default(),
             });
         }
         Event::Epoch { number, metrics } => {

@@ -93,9 +93,35 @@ pub fn dominates(a: &[f64], b: &[f64]) -> bool {
     a.iter().zip(b).all(|(x, y)| x <= y) && a.iter().zip(b).any(|(x, y)| x < y)
 }
 
-/// The front of each point (0: non-dominated; 1: non-dominated once front 0 is removed; …):
-/// Deb et al.'s fast non-dominated sort, O(M·N²).
+/// The front of each point (0: non-dominated; 1: non-dominated once front 0 is removed; …).
+/// Two objectives (every shipped study): a sort and a sweep, O(N log N); more: Deb et al.'s
+/// fast non-dominated sort, O(M·N²), which at 10,000 trials would cost a proposal ~0.1 s.
 pub fn fronts(points: &[Vec<f64>]) -> Vec<usize> {
+    if points.iter().all(|p| p.len() == 2) { fronts_2d(points) } else { fronts_any(points) }
+}
+
+/// Two objectives: in order of (cost 0, cost 1), a point belongs to the first front whose
+/// last point does not dominate it. Within a front, cost 1 falls as cost 0 rises, so its last
+/// point dominates a newcomer whenever any of its points does, and the fronts' last cost 1
+/// values rise with the front: a binary search finds the front.
+fn fronts_2d(points: &[Vec<f64>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|&a, &b| points[a][0].total_cmp(&points[b][0]).then(points[a][1].total_cmp(&points[b][1])));
+    let mut front = vec![0usize; points.len()];
+    let mut last: Vec<usize> = Vec::new(); // the last point placed in each front
+    for i in order {
+        let k = last.partition_point(|&l| dominates(&points[l], &points[i]));
+        if k == last.len() {
+            last.push(i);
+        } else {
+            last[k] = i;
+        }
+        front[i] = k;
+    }
+    front
+}
+
+fn fronts_any(points: &[Vec<f64>]) -> Vec<usize> {
     let n = points.len();
     let mut dominated_by = vec![0usize; n];
     let mut dominates_list: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -158,6 +184,18 @@ pub fn crowding(points: &[Vec<f64>], members: &[usize]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_two_objective_sweep_agrees_with_the_general_sort() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for n in [0, 1, 2, 7, 60, 400] {
+            // Few distinct values, so ties in one cost or both are common.
+            let points: Vec<Vec<f64>> =
+                (0..n).map(|_| vec![rng.random_range(0..12) as f64, rng.random_range(0..12) as f64]).collect();
+            assert_eq!(super::fronts_2d(&points), super::fronts_any(&points), "{points:?}");
+        }
+    }
 
     #[test]
     fn fronts_peel_non_dominated_layers() {

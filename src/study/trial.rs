@@ -59,6 +59,21 @@ pub struct TrialRecord {
     /// When (and on which worker) it was created, each epoch ended, and it finished.
     #[serde(default)]
     pub times: Times,
+    /// Its network's size, once computed (never stored).
+    #[serde(skip)]
+    pub size_cache: SizeCache,
+}
+
+/// A trial's network size, computed once from its dictionary: shape inference is what a
+/// multi-objective sampler would otherwise repeat for every trial at every proposal. A cache,
+/// not data: two records are equal whatever their caches hold.
+#[derive(Debug, Clone, Default)]
+pub struct SizeCache(std::sync::OnceLock<Option<(usize, u64)>>);
+
+impl PartialEq for SizeCache {
+    fn eq(&self, _: &SizeCache) -> bool {
+        true
+    }
 }
 
 /// The stamps of a trial's records: created, each epoch (beside `history`), finished.
@@ -129,6 +144,7 @@ impl TrialRecord {
             retry_of: None,
             fork: None,
             times: Times::default(),
+            size_cache: SizeCache::default(),
         }
     }
 
@@ -151,9 +167,11 @@ impl TrialRecord {
     /// Its network's trainable and non-trainable parameters and forward FLOPs per image, from
     /// its dictionary (shape inference; nothing measured); `None` for a network that cannot be built.
     pub fn size(&self) -> Option<(usize, u64)> {
-        let arch = crate::model::Architecture::from_params(&self.params, std::path::Path::new("")).ok()?;
-        let summary = crate::model::shape::infer(&arch).ok()?;
-        Some((summary.total(), summary.forward_flops()))
+        *self.size_cache.0.get_or_init(|| {
+            let arch = crate::model::Architecture::from_params(&self.params, std::path::Path::new("")).ok()?;
+            let summary = crate::model::shape::infer(&arch).ok()?;
+            Some((summary.total(), summary.forward_flops()))
+        })
     }
 
     /// Its network's inference latency, measured after its first epoch (none before that, or

@@ -1,5 +1,7 @@
 //! `tune bench sampler`: each sampler's own time to propose one configuration with a long
-//! history (synthetic trials drawn from the space, with made-up values), no training.
+//! history (synthetic trials drawn from the space, with made-up values), no training. With
+//! two objectives or more (the first trial's proposal computes every network's size once;
+//! later ones reuse it), NSGA-II too.
 //! Figures, not assertions.
 
 use std::collections::BTreeMap;
@@ -59,6 +61,7 @@ fn history(space: &SearchSpace, n: usize) -> BTreeMap<usize, TrialRecord> {
                     retry_of: None,
                     fork: None,
                     times: Default::default(),
+                    size_cache: Default::default(),
                 },
             )
         })
@@ -81,6 +84,9 @@ pub fn run(args: &SamplerBenchArgs) -> Result<()> {
             let mut s = space.clone();
             s.study.tpe = TpeSettings { multivariate, exploration: 0.0, ..s.study.tpe.clone() };
             samplers.push((name, Box::new(TpeSampler::from_space(&s))));
+        }
+        if space.study.objectives.len() >= 2 {
+            samplers.push(("nsga2", Box::new(super::Nsga2Sampler::from_space(&space))));
         }
         for (name, sampler) in samplers {
             let mut times = Vec::new();

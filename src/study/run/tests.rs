@@ -1,6 +1,7 @@
 //! The study loop with trials scripted in-process.
 
 use super::*;
+use crate::study::instant::InstantLauncher;
 use crate::training::EpochMetrics;
 
 /// Trials scripted in-process: each reports `epochs` epochs whose val_acc grows with its
@@ -38,49 +39,9 @@ impl Launch for Scripted {
     }
 }
 
-/// Trials that report an epoch every [`EPOCH`] until done or killed, as real ones do.
-struct Paced {
-    epochs: usize,
-}
-
-/// How long a [`Paced`] trial's epoch takes.
+/// How long a paced trial's epoch takes ([`InstantLauncher`]: an epoch every `EPOCH` until
+/// done or killed, as real trials do).
 const EPOCH: std::time::Duration = std::time::Duration::from_millis(100);
-
-impl Launch for Paced {
-    fn spawn(
-        &self,
-        number: usize,
-        _dir: &Path,
-        tx: mpsc::UnboundedSender<Message>,
-    ) -> std::io::Result<oneshot::Sender<()>> {
-        let (kill, mut killed) = oneshot::channel::<()>();
-        let epochs = self.epochs;
-        tokio::spawn(async move {
-            for epoch in 1..=epochs {
-                tokio::select! {
-                    _ = tokio::time::sleep(EPOCH) => {}
-                    _ = &mut killed => {
-                        let _ = tx.send(Message::Exit { number, outcome: Exit::Killed });
-                        return;
-                    }
-                }
-                let m = EpochMetrics {
-                    epoch,
-                    train_loss: 1.0,
-                    train_acc: 0.5,
-                    val_loss: 1.0,
-                    val_acc: 0.5,
-                    lr: 1e-3,
-                    secs: EPOCH.as_secs_f64(),
-                    latency: None,
-                };
-                let _ = tx.send(Message::Epoch(number, m));
-            }
-            let _ = tx.send(Message::Exit { number, outcome: Exit::Success });
-        });
-        Ok(kill)
-    }
-}
 
 #[test]
 fn at_the_deadline_no_trial_starts_and_running_ones_stop_after_an_epoch_resumable() {
@@ -90,7 +51,7 @@ fn at_the_deadline_no_trial_starts_and_running_ones_stop_after_an_epoch_resumabl
     // loaded machine once had the first two finish their last epoch at the deadline, and
     // none was left running.
     let timed = RunOptions { timeout: Some(EPOCH * 3 / 2), ..opts.clone() };
-    let s = run_with(timed, Some(Box::new(Paced { epochs: 3 }))).unwrap();
+    let s = run_with(timed, Some(Box::new(InstantLauncher { epoch: EPOCH }))).unwrap();
     assert!(s.timed_out && !s.interrupted);
     let before = load_trials(&s.dir).unwrap();
     assert!(before.len() < 6, "no new trial after the deadline: {} created", before.len());

@@ -206,10 +206,10 @@ exec cat > /dev/null
 
     async fn seen(dir: &Path) -> String {
         for _ in 0..500 {
-            if let Ok(text) = std::fs::read_to_string(dir.join("device")) {
-                if text.contains('|') {
-                    return text;
-                }
+            if let Ok(text) = std::fs::read_to_string(dir.join("device"))
+                && text.contains('|')
+            {
+                return text;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }

@@ -80,6 +80,20 @@ check_build() {
   local bench_limit=100 train_limit=150
   ((gpu)) && [[ $b != cuda ]] && { bench_limit=45; train_limit=90; }
   note "build $b"
+  if [[ $b == tch ]] && ! "$exe" --version >/dev/null 2>&1; then
+    # burn-tch 0.22 links libtorch 2.9, too large to carry: only a machine whose PyTorch is
+    # 2.9 can run it (its libraries are found through python3's torch).
+    local torch_lib torch_version
+    torch_version=$(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null || echo none)
+    torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null || true)
+    if [[ $torch_version == 2.9.* && -n $torch_lib ]] && LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$exe" --version >/dev/null 2>&1; then
+      export LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+      echo "libtorch from PyTorch $torch_version: $torch_lib"
+    else
+      results+=("\"$b\": {\"status\": \"skipped\", \"reason\": $(js "libtorch 2.9 does not load here (python3's PyTorch: $torch_version)")}")
+      return
+    fi
+  fi
   if ! "$exe" --version; then
     results+=("\"$b\": {\"status\": \"fails to load\", \"reason\": $(js "$(ldd "$exe" 2>&1 | grep 'not found' | head -3)")}")
     failed=1
@@ -88,10 +102,6 @@ check_build() {
   "$exe" model summary | tail -3
   if [[ $b == cuda && $gpu == 0 ]]; then
     results+=("\"$b\": {\"status\": \"loaded only\", \"reason\": \"no GPU on this machine\"}")
-    return
-  fi
-  if [[ $b == tch ]] && ! "$exe" bench --help >/dev/null 2>&1; then
-    results+=("\"$b\": {\"status\": \"skipped\", \"reason\": \"libtorch 2.9 does not load here\"}")
     return
   fi
   timeout "$bench_limit" "$exe" bench --data-dir "$data" --steps 20 --rounds 2 | tee "$work/bench-$b.txt"

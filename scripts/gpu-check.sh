@@ -148,9 +148,22 @@ if [[ $mode != reference ]]; then
   note "study: 8 trials, 4 at once on $device"
   threads=$(($(nproc) / 4))
   ((threads > 0)) || threads=1
+  if ((gpu)); then
+    # Which processes hold GPU memory while the study runs: 4 trial processes at once, each
+    # on the device it was given.
+    (while sleep 3; do nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader >>"$work/gpu-apps.txt" 2>&1; echo -- >>"$work/gpu-apps.txt"; done) &
+    sampler=$!
+  fi
   timeout 150 "$exe" run search_spaces/quick.toml --runs-dir "$work/runs" --data-dir "$data" --trials 8 \
     --max-epochs 2 --subset 2000 --devices "$device" --trials-per-device 4 --threads "$threads"
   rc=$?
+  gpu_apps=null
+  if ((gpu)); then
+    kill "$sampler" 2>/dev/null
+    gpu_apps=$(awk '/^--/ {if (n > m) m = n; n = 0; next} /,/ {n++} END {print m + 0}' "$work/gpu-apps.txt")
+    echo "at most $gpu_apps processes held GPU memory at once"
+    tail -12 "$work/gpu-apps.txt"
+  fi
   "$exe" report "$work/runs/quick" >"$work/report-full.txt" 2>&1
   head -1 "$work/report-full.txt" | tee "$work/report.txt"
   peak=$(python3 - "$work/runs/quick/journal.jsonl" <<'PY'
@@ -168,7 +181,7 @@ PY
 )
   echo "exit $rc; at most $peak trials ran at once"
   [[ $rc == 0 && $peak == 4 ]] || failed=1
-  study="{\"device\": \"$device\", \"exit\": $rc, \"peak_running\": $peak, \"report\": $(js "$(cat "$work/report.txt")")}"
+  study="{\"device\": \"$device\", \"exit\": $rc, \"peak_running\": $peak, \"peak_gpu_processes\": $gpu_apps, \"report\": $(js "$(cat "$work/report.txt")")}"
 fi
 
 note "done"

@@ -7,7 +7,7 @@
 #   data/                 the first 20,000 training images and the official test set, gzip IDX
 #   cuda/nvvm/libdevice/  libdevice.10.bc, for a machine without a CUDA toolkit (LIBDEVICE=path)
 #   reference.json        the flex build's figures on that data, recorded here
-# Usage: scripts/gpu-bundle.sh [OUT_DIR]   (DATA_DIR, LIBDEVICE, TRAIN_IMAGES override)
+# Usage: scripts/gpu-bundle.sh [OUT_DIR]   (BUILDS, DATA_DIR, LIBDEVICE, TRAIN_IMAGES override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-gpu-bundle}
@@ -17,7 +17,9 @@ limit=$((64 * 1024 * 1024))
 
 rm -rf "$out" && mkdir -p "$out/bin"
 declare -A builds=([flex]=target/release/tune [cuda]=target/cuda/release/tune [tch]=target/tch/release/tune)
-for build in flex cuda tch; do
+# tch is left out by default: it needs libtorch 2.9 where it runs, which the GPU machine lacks
+# (BUILDS="flex tch" packs it for a rehearsal on a machine that has PyTorch 2.9).
+for build in ${BUILDS:-flex cuda}; do
   exe=${builds[$build]}
   [[ -x $exe ]] || { echo "no $build build at $exe: left out"; continue; }
   strip -o "$out/bin/tune-$build" "$exe"
@@ -27,9 +29,10 @@ done
 # The shared libraries the binaries load besides glibc's and the compiler's (fontconfig,
 # freetype, png…), for a machine without them: gpu-check.sh uses them only where one is missing.
 mkdir -p "$out/lib"
-for exe in "${builds[@]}"; do
+for build in ${BUILDS:-flex cuda}; do
+  exe=${builds[$build]}
   [[ -x $exe ]] && ldd "$exe" | awk '/=> \// {print $3}'
-done | sort -u | grep -vE '/(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+)\.so' | xargs -r cp -L -t "$out/lib"
+done | sort -u | grep -vE '/(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+)\.so|/torch/lib/' | xargs -r cp -L -t "$out/lib"
 tar -C "$out" -cJf "$out/lib.tar.xz" lib && rm -rf "$out/lib"
 [[ -e $out/bin/tune-flex.xz ]] || { echo "the flex build (cargo build --release) is needed for the reference figures" >&2; exit 1; }
 

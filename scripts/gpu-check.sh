@@ -49,6 +49,16 @@ if [[ ! -e $toolkit/nvvm/libdevice/libdevice.10.bc && -e $bundle/cuda/nvvm/libde
   toolkit=$work/cuda
 fi
 export CUDA_PATH=$toolkit
+if ((gpu)); then
+  # Should the CUDA backend want NVRTC or another runtime library after all: the toolkit's and
+  # PyTorch's pip-installed copies, after the system's own.
+  extra=$(python3 -c 'import glob, os, site; print(":".join(d for p in site.getsitepackages() for d in glob.glob(os.path.join(p, "nvidia", "*", "lib"))))' 2>/dev/null || true)
+  for d in "$toolkit/lib64" $(tr ':' ' ' <<<"$extra"); do
+    [[ -d $d ]] && LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d
+  done
+  export LD_LIBRARY_PATH
+  echo "library path for the CUDA build: ${LD_LIBRARY_PATH:-none}"
+fi
 echo "libdevice: $CUDA_PATH/nvvm/libdevice/libdevice.10.bc"
 
 builds=()

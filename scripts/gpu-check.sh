@@ -51,7 +51,7 @@ fi
 export CUDA_PATH=$toolkit
 if ((gpu)); then
   # Should the CUDA backend want NVRTC or another runtime library after all: the toolkit's and
-  # PyTorch's pip-installed copies, after the system's own.
+  # PyTorch's pip-installed copies are on the library path (the driver's libcuda is in neither).
   extra=$(python3 -c 'import glob, os, site; print(":".join(d for p in site.getsitepackages() for d in glob.glob(os.path.join(p, "nvidia", "*", "lib"))))' 2>/dev/null || true)
   for d in "$toolkit/lib64" $(tr ':' ' ' <<<"$extra"); do
     [[ -d $d ]] && LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d

@@ -156,6 +156,23 @@ fn fronts_any(points: &[Vec<f64>]) -> Vec<usize> {
     front
 }
 
+/// Each point's crowding distance within its own front (`fronts` as [`fronts`] gives them):
+/// what NSGA-II's parents and multi-objective TPE's good group are ordered by after the front.
+pub fn crowding_by_front(points: &[Vec<f64>], fronts: &[usize]) -> Vec<f64> {
+    let levels = fronts.iter().copied().max().map_or(0, |m| m + 1);
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); levels];
+    for (i, &f) in fronts.iter().enumerate() {
+        members[f].push(i);
+    }
+    let mut distance = vec![0.0; points.len()];
+    for front in &members {
+        for (&i, d) in front.iter().zip(crowding(points, front)) {
+            distance[i] = d;
+        }
+    }
+    distance
+}
+
 /// Crowding distance of each of `members` (indices into `points`, one front): the sum over
 /// objectives of the normalised gap between its neighbours; the ends of each objective get
 /// infinity, so NSGA-II keeps the front's extremes.

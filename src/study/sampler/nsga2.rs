@@ -36,13 +36,7 @@ impl Nsga2Sampler {
             trials.filter_map(|t| objectives::costs(t, &self.objectives).map(|c| (t, c))).collect();
         let points: Vec<Vec<f64>> = scored.iter().map(|s| s.1.clone()).collect();
         let fronts = objectives::fronts(&points);
-        let mut crowd = vec![0.0; points.len()];
-        for f in 0..=fronts.iter().copied().max().unwrap_or(0) {
-            let members: Vec<usize> = (0..points.len()).filter(|&i| fronts[i] == f).collect();
-            for (i, d) in members.iter().zip(objectives::crowding(&points, &members)) {
-                crowd[*i] = d;
-            }
-        }
+        let crowd = objectives::crowding_by_front(&points, &fronts);
         let mut ranked: Vec<(&TrialRecord, usize, f64)> =
             scored.iter().enumerate().map(|(i, (t, _))| (*t, fronts[i], crowd[i])).collect();
         ranked.sort_by(|a, b| a.1.cmp(&b.1).then(b.2.total_cmp(&a.2)).then(a.0.number.cmp(&b.0.number)));

@@ -20,15 +20,10 @@ pub fn split<'h, 'a>(
         history.iter().partition(|o| o.stopped_at.is_none() && o.costs.is_some());
     let points: Vec<Vec<f64>> = ranked.iter().map(|o| o.costs.clone().expect("partitioned on costs")).collect();
     let fronts = objectives::fronts(&points);
-    let mut order: Vec<usize> = Vec::with_capacity(ranked.len());
-    for level in 0..=fronts.iter().copied().max().unwrap_or(0) {
-        let members: Vec<usize> = (0..points.len()).filter(|&i| fronts[i] == level).collect();
-        let crowding = objectives::crowding(&points, &members);
-        let mut by_crowding: Vec<(usize, f64)> = members.into_iter().zip(crowding).collect();
-        // Stable: ties keep trial order.
-        by_crowding.sort_by(|a, b| b.1.total_cmp(&a.1));
-        order.extend(by_crowding.into_iter().map(|(i, _)| i));
-    }
+    let crowding = objectives::crowding_by_front(&points, &fronts);
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    // By front, then the loneliest first; stable, so ties keep trial order.
+    order.sort_by(|&a, &b| fronts[a].cmp(&fronts[b]).then(crowding[b].total_cmp(&crowding[a])));
     let mut sorted: Vec<&Observation> = order.into_iter().map(|i| ranked[i]).collect();
     let bad_ranked = sorted.split_off(good.min(sorted.len()));
     (sorted, bad_ranked.into_iter().chain(rest).collect())

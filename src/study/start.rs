@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use super::devices::Placement;
 pub use super::resolved::Resolved;
 use super::sampler::Sampler;
 use super::settings::SamplerKind;
@@ -66,11 +67,13 @@ pub struct Opened {
     /// Other workers may share the study (a database): poll, heartbeat, reap lost trials.
     pub shared: bool,
     pub timing: Timing,
+    /// The devices trial slots are placed on (`None`: the CPU, `concurrency` slots).
+    pub placement: Option<Placement>,
 }
 
 /// Checks everything, then opens (creating or resuming) the study.
 pub fn open(opts: &RunOptions) -> Result<Opened> {
-    let (dir, resolved) = prepare(opts)?;
+    let (dir, resolved, placement) = prepare(opts)?;
     let space = &resolved.space;
     let train_size = match opts.known_train_size {
         Some(n) => n,
@@ -95,7 +98,18 @@ pub fn open(opts: &RunOptions) -> Result<Opened> {
     let artifacts = opts.artifacts.clone().unwrap_or_else(|| dir.join("trials"));
     std::fs::create_dir_all(&artifacts).map_err(|e| TuneError::io(&artifacts, e))?;
     let trials = storage.trials()?;
-    Ok(Opened { dir, resolved, sampler, trials, train_size, storage, artifacts, shared: spec.is_shared(), timing })
+    Ok(Opened {
+        dir,
+        resolved,
+        sampler,
+        trials,
+        train_size,
+        storage,
+        artifacts,
+        shared: spec.is_shared(),
+        timing,
+        placement,
+    })
 }
 
 /// `--storage` / `TUNE_STORAGE` (already in `opts`), else the space's `study.storage`, else
@@ -111,7 +125,7 @@ fn storage_spec(opts: &RunOptions, resolved: &Resolved) -> Result<StorageSpec> {
     }
 }
 
-fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {
+fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved, Option<Placement>)> {
     let mut space = SearchSpace::from_file(&opts.space_file)?;
     let file = space.file.clone();
     let s = &mut space.study;
@@ -160,7 +174,7 @@ fn prepare(opts: &RunOptions) -> Result<(PathBuf, Resolved)> {
         space,
     };
     let dir = opts.runs_dir.join(&resolved.space.study.name);
-    Ok((dir, resolved))
+    Ok((dir, resolved, placement))
 }
 
 /// The configurations evaluated first: the seed's network (when the space holds it), then

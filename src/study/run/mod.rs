@@ -147,7 +147,8 @@ impl Study {
 impl Study {
     /// A study opened by [`start::open`], launching trials through `launcher`.
     fn new(opened: Opened, launcher: Box<dyn Launch>) -> Study {
-        let Opened { dir, resolved, sampler, trials, train_size, storage, artifacts, shared, timing } = opened;
+        let Opened { dir, resolved, sampler, trials, train_size, storage, artifacts, shared, timing, placement: _ } =
+            opened;
         let liveness = timing.liveness;
         let space = &resolved.space.study;
         let left_running = trials.values().filter(|t| t.state == TrialState::Running).count();
@@ -356,8 +357,7 @@ async fn run_async(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Resul
     let opened = start::open(&opts)?;
     let budget = opts.timeout.or(opened.timing.timeout);
     let deadline = budget.map(|b| tokio::time::Instant::now() + b);
-    let placement = opened.resolved.space.study.placement(crate::backend::NAME).expect("checked by check_study");
-    if let Some(p) = &placement {
+    if let Some(p) = &opened.placement {
         tracing::info!("trials placed on {p}, each process seeing only its own device");
     }
     let launcher = match launcher {
@@ -367,7 +367,7 @@ async fn run_async(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Resul
             threads: opened.resolved.threads_per_trial,
             data_dir: opts.data_dir.clone(),
             split_seed: opts.split_seed,
-            devices: placement.as_ref().map(DevicePool::new),
+            devices: opened.placement.as_ref().map(DevicePool::new),
         }),
     };
     let mut study = Study::new(opened, launcher);

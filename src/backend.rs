@@ -1,7 +1,11 @@
 //! The compute device, chosen at build time: flex (pure-Rust CPU) by default, libtorch with
 //! `--features tch`, CUDA with `--features cuda`. The model code is the same for all.
 
+use std::sync::OnceLock;
+
 use burn::tensor::Device;
+
+use crate::kernels::KernelSettings;
 
 #[cfg(feature = "cuda")]
 pub const NAME: &str = "cuda";
@@ -23,12 +27,42 @@ pub fn bf16_unavailable() -> Option<&'static str> {
     if !uses_kernels() { Some(NOT_THIS_BUILD) } else { crate::kernels::bf16::unavailable() }
 }
 
-/// Turns bf16 convolutions on or off; `Err` with the reason when they cannot run.
-pub fn enable_bf16(on: bool) -> Result<(), &'static str> {
-    if on && !uses_kernels() {
-        return Err(NOT_THIS_BUILD);
+/// The kernels' settings for this process: the best this CPU runs, changed by the environment's
+/// overrides, read here once: `TUNE_SIMD=avx2|baseline` runs our kernels at a lower vector level
+/// (to measure on one machine what other hosts get) and `TUNE_WINOGRAD=off` keeps the direct
+/// products. A level this CPU lacks, or an unknown name, is left out with a warning.
+pub fn kernel_settings() -> KernelSettings {
+    static FROM_ENV: OnceLock<KernelSettings> = OnceLock::new();
+    *FROM_ENV.get_or_init(|| {
+        let (simd, winograd) = (std::env::var("TUNE_SIMD").ok(), std::env::var("TUNE_WINOGRAD").ok());
+        let (settings, unknown) = settings_from(simd.as_deref(), winograd.as_deref());
+        if let Some(name) = unknown {
+            tracing::warn!("TUNE_SIMD={name} is not a level this CPU runs; running at {}", settings.simd.name());
+        }
+        settings
+    })
+}
+
+/// The best settings with the overrides' values applied, and the `TUNE_SIMD` name left out
+/// because this CPU has no such level.
+fn settings_from<'a>(simd: Option<&'a str>, winograd: Option<&str>) -> (KernelSettings, Option<&'a str>) {
+    let best = KernelSettings::best();
+    let level = simd.map(|name| (name, crate::kernels::simd::available().into_iter().find(|l| l.name() == name)));
+    let settings = KernelSettings {
+        simd: level.and_then(|(_, l)| l).unwrap_or(best.simd),
+        winograd: winograd != Some("off"),
+        ..best
+    };
+    (settings, level.filter(|(_, l)| l.is_none()).map(|(name, _)| name))
+}
+
+/// Installs [`kernel_settings`], with the convolutions' products in bf16 when `bf16`; `Err` with
+/// the reason, and nothing changed, when they cannot run here.
+pub fn configure_kernels(bf16: bool) -> Result<(), String> {
+    if bf16 && !uses_kernels() {
+        return Err(NOT_THIS_BUILD.into());
     }
-    crate::kernels::bf16::enable(on) // refuses a CPU without AVX512-BF16 itself
+    crate::kernels::settings::install(KernelSettings { bf16, ..kernel_settings() })
 }
 
 /// The device every command trains and evaluates on. With libtorch: its first CUDA GPU when
@@ -63,5 +97,25 @@ pub fn seed(device: &Device, seed: u64) {
 pub fn set_threads(threads: Option<usize>) {
     if let Some(n) = threads.filter(|n| *n > 0) {
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::simd::{Level, available};
+
+    #[test]
+    fn the_environment_lowers_the_vector_level_or_turns_winograd_off_and_nothing_else() {
+        let best = KernelSettings::best();
+        assert_eq!(settings_from(None, None), (best, None));
+        assert_eq!(settings_from(Some("baseline"), None).0, KernelSettings { simd: Level::Baseline, ..best });
+        assert_eq!(settings_from(None, Some("off")).0, KernelSettings { winograd: false, ..best });
+        assert_eq!(settings_from(None, Some("on")).0, best);
+        assert_eq!(settings_from(Some("sse9"), None), (best, Some("sse9")), "unknown names are left out, named");
+        if !available().contains(&Level::Avx512) {
+            assert_eq!(settings_from(Some("avx512"), None), (best, Some("avx512")), "a level this CPU lacks");
+        }
+        assert!(!settings_from(Some("avx2"), Some("off")).0.bf16, "bf16 is the command's to choose");
     }
 }

@@ -27,7 +27,7 @@ pub struct BenchOptions {
 }
 
 pub fn run(args: &BenchOptions) -> Result<()> {
-    crate::backend::enable_bf16(args.bf16).map_err(|why| crate::TuneError::Config {
+    crate::backend::configure_kernels(args.bf16).map_err(|why| crate::TuneError::Config {
         file: crate::training::layers::COMMAND_LINE.into(),
         key: "--precision".into(),
         problem: format!("bf16 is not available here: {why}"),

@@ -67,6 +67,9 @@ pub enum Command {
 
 /// Runs a parsed command.
 pub fn execute(cli: Cli) -> Result<()> {
+    // Every command that runs the kernels runs them as the environment says; training and the
+    // bench install them again with their precision.
+    crate::backend::configure_kernels(false).expect("the kernel settings from this CPU's own levels run here");
     match cli.command {
         Command::Data(cmd) => data::run(cmd),
         Command::Model(cmd) => model::run(cmd),

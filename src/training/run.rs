@@ -228,11 +228,13 @@ pub fn train(
 ) -> Result<Outcome> {
     std::fs::create_dir_all(out).map_err(|e| TuneError::io(out, e))?;
     let files = RunFiles { dir: out.to_path_buf() };
-    crate::backend::enable_bf16(cfg.precision == super::config::Precision::Bf16).map_err(|why| TuneError::Config {
-        file: out.join("train.toml"),
-        key: "precision".into(),
-        problem: format!("bf16 is not available here: {why}"),
-        fix: "use precision = \"fp32\" (the default)".into(),
+    crate::backend::configure_kernels(cfg.precision == super::config::Precision::Bf16).map_err(|why| {
+        TuneError::Config {
+            file: out.join("train.toml"),
+            key: "precision".into(),
+            problem: format!("bf16 is not available here: {why}"),
+            fix: "use precision = \"fp32\" (the default)".into(),
+        }
     })?;
     let ad = device.clone().autodiff();
     let mut optim = super::optimizer::build(cfg);

@@ -17,8 +17,8 @@
 use crate::blocked::{MR, STRIP};
 use crate::shifted::Shifted;
 
-/// Whether these products run: where our kernels run at the AVX-512 level (`TUNE_SIMD` can
-/// lower it, and the GEMM crate's products then run instead).
+/// Whether these products run: where our kernels run at the AVX-512 level (the installed
+/// [`crate::settings`] can lower it, and the GEMM crate's products then run instead).
 pub fn available() -> bool {
     crate::simd::level() == crate::simd::Level::Avx512
 }

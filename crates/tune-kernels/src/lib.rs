@@ -24,6 +24,7 @@ mod peak;
 pub mod pool;
 pub mod profile;
 mod reference;
+pub mod settings;
 pub mod shifted;
 pub mod simd;
 mod tensor_ops;
@@ -32,6 +33,7 @@ pub mod winograd;
 
 pub use extension::{Kernels, OptimizerKernels};
 pub use peak::gemm_peak;
+pub use settings::KernelSettings;
 pub use tensor_ops::{adam_step, batch_norm_eval, batch_norm_train, conv2d, dropout, max_pool2d};
 
 /// Whether the model pools inside the batch-norm kernel after `act`: where the pool commutes

@@ -34,8 +34,6 @@ impl OptimizerKernels for Flex {
     }
 }
 
-/// [`OptimizerKernels::adam_step_block`] on high-level tensors.
-
 /// Contiguous f32 copy of a flex tensor's values (no copy when it already is one).
 pub(crate) fn flex_values(t: &FloatTensor<Flex>) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {

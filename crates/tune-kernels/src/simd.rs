@@ -39,7 +39,7 @@ impl Level {
     }
 }
 
-/// 0 until first asked; then the detected (or [`force`]d) level's code.
+/// 0 until first asked; then the detected (or installed, [`crate::settings`]) level's code.
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 
 fn detect() -> Level {
@@ -57,9 +57,8 @@ fn detect() -> Level {
     Level::Baseline
 }
 
-/// The level the kernels run at: the best the CPU has, or a lower one named by the
-/// environment variable `TUNE_SIMD` (`avx2` or `baseline`), so that one machine can measure
-/// what hosts without AVX-512 get. A level the CPU lacks, or an unknown name, is ignored.
+/// The level the kernels run at: the one installed ([`crate::settings::install`]), else the
+/// best the CPU has.
 #[inline]
 pub fn level() -> Level {
     // Asked per image, plane or row pair: one relaxed load once known.
@@ -73,8 +72,7 @@ pub fn level() -> Level {
 
 #[cold]
 fn first_level() -> Level {
-    let asked = std::env::var("TUNE_SIMD").ok().and_then(|name| available().into_iter().find(|l| l.name() == name));
-    let level = asked.unwrap_or_else(detect);
+    let level = detect();
     LEVEL.store(level.code(), Ordering::Relaxed);
     level
 }
@@ -85,10 +83,10 @@ pub fn available() -> Vec<Level> {
     [Level::Avx512, Level::Avx2, Level::Baseline].into_iter().skip_while(|l| *l != best).collect()
 }
 
-/// Runs the kernels at `level` from now on (it must be one of [`available`]). Tests use it
-/// to compare levels; since every level computes the same bits, another test running
-/// meanwhile sees no difference but speed.
-pub fn force(level: Level) {
+/// Runs the kernels at `level` from now on (it must be one of [`available`]): the settings'
+/// install, and tests that compare levels. Since every level computes the same bits, another
+/// test running meanwhile sees no difference but speed.
+pub(crate) fn force(level: Level) {
     assert!(available().contains(&level), "{level:?} is not available on this CPU");
     LEVEL.store(level.code(), Ordering::Relaxed);
 }

@@ -7,6 +7,7 @@ use burn::tensor::{Tensor, TensorData};
 use crate::extension::{Kernels, OptimizerKernels};
 use crate::{Activation, adam, dropout as masks};
 
+/// [`OptimizerKernels::adam_step_block`] on high-level tensors.
 pub fn adam_step<const D: usize>(
     param: Tensor<D>,
     grad: Tensor<D>,

@@ -52,10 +52,9 @@ pub fn runs_weight_gradient(g: &ConvGeometry) -> bool {
 }
 
 /// Whether Winograd's products may run at all: where our kernels run at the AVX-512 level,
-/// unless `TUNE_WINOGRAD=off` keeps the direct products (to compare, or to rule it out).
+/// unless the installed settings keep the direct products ([`crate::settings`]).
 pub fn enabled() -> bool {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    super::fma::available() && !*OFF.get_or_init(|| std::env::var("TUNE_WINOGRAD").is_ok_and(|v| v == "off"))
+    super::fma::available() && crate::settings::winograd_allowed()
 }
 
 fn shape_fits(g: &ConvGeometry) -> bool {

@@ -39,14 +39,10 @@ pub fn unavailable() -> Option<&'static str> {
     (!available()).then_some("this CPU has no AVX512-BF16")
 }
 
-/// Runs the convolutions' products in bf16 from now on (or in f32 again); `Err` with the
-/// reason ([`unavailable`]) when they cannot.
-pub fn enable(on: bool) -> Result<(), &'static str> {
-    if let Some(why) = unavailable().filter(|_| on) {
-        return Err(why);
-    }
+/// Runs the convolutions' products in bf16 from now on (or in f32 again); the settings'
+/// install ([`crate::settings::install`]) checked that the CPU can.
+pub(crate) fn set(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
-    Ok(())
 }
 
 /// Whether the convolutions run their products in bf16.

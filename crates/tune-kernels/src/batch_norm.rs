@@ -26,7 +26,7 @@ use super::activation::{Function, commutes_with_max_pool, with_function};
 use super::geometry::PoolGeometry;
 use super::simd::multiversion;
 use super::window2::{self, ChannelMap};
-use crate::Activation;
+use crate::activation::Activation;
 
 /// `[batch, channels, h, w]` view of an activation (`w` = product of the axes after `h`;
 /// `h = w = 1` for dense layers).

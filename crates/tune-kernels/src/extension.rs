@@ -6,7 +6,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, TensorMetadata, backend_extension};
 use burn::tensor::IntDType;
 
-use crate::{Activation, adam, reference};
+use crate::activation::Activation;
+use crate::{adam, reference};
 
 pub(crate) fn options(stride: [usize; 2], padding: [usize; 2]) -> ConvOptions<2> {
     ConvOptions::new(stride, padding, [1, 1], 1)

@@ -9,7 +9,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 
-use crate::Activation;
+use crate::activation::Activation;
 use crate::extension::Kernels;
 
 /// inner backend for all three gradients at once.

@@ -5,11 +5,12 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Flex, TensorMetadata};
 use burn::tensor::{Shape, TensorData};
 
+use crate::activation::Activation;
 use crate::batch_norm::{self, NormShape};
 use crate::extension::{Kernels, OptimizerKernels};
 use crate::geometry::{ConvGeometry, PoolGeometry};
 use crate::profile::{Kernel, timed};
-use crate::{Activation, adam, conv, pool};
+use crate::{adam, conv, pool};
 
 /// be updated in place (copies only when that is not already so).
 fn flex_owned(t: FloatTensor<Flex>) -> FloatTensor<Flex> {

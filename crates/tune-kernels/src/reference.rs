@@ -5,7 +5,7 @@ use burn::backend::Backend;
 use burn::backend::tensor::FloatTensor;
 
 use super::activation::{LEAKY_SLOPE, SELU_ALPHA, SELU_SCALE};
-use crate::Activation;
+use crate::activation::Activation;
 
 /// `min(z, 0)` as `−relu(−z)`.
 fn negative_part<B: Backend>(z: FloatTensor<B>) -> FloatTensor<B> {

@@ -4,8 +4,9 @@
 use burn::backend::Dispatch;
 use burn::tensor::{Tensor, TensorData};
 
+use crate::activation::Activation;
 use crate::extension::{Kernels, OptimizerKernels};
-use crate::{Activation, adam, dropout as masks};
+use crate::{adam, dropout as masks};
 
 /// [`OptimizerKernels::adam_step_block`] on high-level tensors.
 pub fn adam_step<const D: usize>(

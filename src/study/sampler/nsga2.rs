@@ -92,7 +92,7 @@ impl Sampler for Nsga2Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::study::TrialState;
+    use crate::study::trial::TrialState;
     use std::collections::BTreeMap;
     use std::path::Path;
 

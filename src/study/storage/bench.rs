@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use super::{Cursor, PgStorage, StorageSpec, StudyStorage};
 use crate::error::{Result, TuneError};
 use crate::model::{Params, Value};
-use crate::study::TrialState;
 use crate::study::journal::Event;
+use crate::study::trial::TrialState;
 use crate::training::EpochMetrics;
 
 #[derive(clap::Args, Debug)]
@@ -105,12 +105,17 @@ pub fn run(args: &StorageBenchArgs) -> Result<()> {
     else {
         unreachable!("parse gives a URL or an error")
     };
-    let space = crate::study::SearchSpace::parse(
+    let space = crate::study::space::SearchSpace::parse(
         "[study]\nname = \"bench\"\n[params]\nlr = { float = [1e-4, 1e-2] }\n",
         std::path::Path::new("bench.toml"),
     )?;
-    let resolved =
-        crate::study::start::Resolved { space, concurrency: 1, threads_per_trial: 1, split_seed: 27, data_dir: None };
+    let resolved = crate::study::resolved::Resolved {
+        space,
+        concurrency: 1,
+        threads_per_trial: 1,
+        split_seed: 27,
+        data_dir: None,
+    };
     println!(
         "store: {} · {} trials per round, {} epochs each, one connection per worker",
         super::redact(&url),

@@ -288,7 +288,7 @@ mod tests {
     fn a_torn_tail_is_cut_before_the_next_append() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = JournalStorage::new(dir.path());
-        let space = crate::study::SearchSpace::parse(
+        let space = crate::study::space::SearchSpace::parse(
             "[study]\nname = \"t\"\n[params]\nconv0_channels = 8\n",
             Path::new("t.toml"),
         )

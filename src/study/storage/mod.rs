@@ -208,11 +208,11 @@ pub fn redact(url: &str) -> String {
 pub mod conformance {
     use super::*;
     use crate::model::Params;
-    use crate::study::TrialState;
+    use crate::study::trial::TrialState;
     use crate::training::EpochMetrics;
 
     fn resolved(seed: u64) -> Resolved {
-        let space = crate::study::SearchSpace::parse(
+        let space = crate::study::space::SearchSpace::parse(
             &format!("[study]\nname = \"c\"\nseed = {seed}\n[params]\nconv0_channels = 8\n"),
             Path::new("c.toml"),
         )

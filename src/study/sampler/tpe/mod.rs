@@ -15,9 +15,9 @@ mod pareto;
 
 use super::{Ask, Observation, Proposal, Sampler, observations, random};
 use crate::model::{Params, Value};
-use crate::study::TrialState;
 use crate::study::settings::TpeSettings;
 use crate::study::space::{Distribution, SearchSpace};
+use crate::study::trial::TrialState;
 use joint::Axis;
 
 const PRIOR_WEIGHT: f64 = 1.0;

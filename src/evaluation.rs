@@ -106,10 +106,13 @@ pub fn evaluate_dir(dir: &Path, images: &Images, indices: &[usize], split: &str)
     evaluate_weights(&arch, &dir.join("best.bpk"), images, indices, split)
 }
 
-/// Evaluates trial `n` of `study` in a store: its parameters from the store, its weights from
-/// `<artifacts>/n/best.bpk` (default `runs/<study>/trials`).
+/// Evaluates trial `n` of `study` in a store (`storage`'s URL, else the journal under
+/// `runs_dir`): its parameters from the store, its weights from `<artifacts>/n/best.bpk`
+/// (default `<runs_dir>/<study>/trials`).
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_store_trial(
     storage: Option<&str>,
+    runs_dir: &Path,
     study: &str,
     n: usize,
     artifacts: Option<&Path>,
@@ -118,12 +121,11 @@ pub fn evaluate_store_trial(
     split: &str,
 ) -> Result<Report> {
     use crate::study::storage::StorageSpec;
-    let spec = StorageSpec::parse(storage, "--storage", Path::new("runs"))?;
+    let spec = StorageSpec::parse(storage, "--storage", runs_dir)?;
     let mut store = spec.open(study, crate::study::storage::postgres_patience())?;
     let trials = store.trials()?;
     let trial = trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", store.location())))?;
-    let dir =
-        artifacts.map_or_else(|| Path::new("runs").join(study).join("trials"), Path::to_path_buf).join(n.to_string());
+    let dir = artifacts.map_or_else(|| runs_dir.join(study).join("trials"), Path::to_path_buf).join(n.to_string());
     let origin = PathBuf::from(format!("{} trial {n}", store.location()));
     let arch = Architecture::from_params(&trial.params, &origin)?;
     evaluate_weights(&arch, &dir.join("best.bpk"), images, indices, split)

@@ -199,6 +199,24 @@ fn retrain_best_tests_once_and_eval_agrees() {
         ok(f.run(&["eval", "--model", dir.to_str().unwrap(), "--split", "test", "--data-dir", d.to_str().unwrap()]));
     let acc = report["accuracy"].as_f64().unwrap();
     assert!(eval.contains(&format!("accuracy {acc:.4}")), "{eval} vs {acc}");
+    // A study trial evaluates by number from the journal under --runs-dir, as its directory does.
+    let trial_n = trial_dir.file_name().unwrap().to_str().unwrap().trim_start_matches("trial-").to_string();
+    let by_dir = ok(f.run(&[
+        "eval",
+        "--model",
+        &format!("runs/r/trials/{trial_n}"),
+        "--split",
+        "val",
+        "--data-dir",
+        d.to_str().unwrap(),
+    ]));
+    std::fs::rename(f.path("runs"), f.path("elsewhere")).unwrap();
+    let args = ["eval", "--study", "r", "--trial", &trial_n, "--runs-dir", "elsewhere", "--split", "val", "--data-dir"];
+    let by_number = f.run(&[&args[..], &[d.to_str().unwrap()]].concat());
+    std::fs::rename(f.path("elsewhere"), f.path("runs")).unwrap();
+    let by_number = ok(by_number);
+    let accuracy = |out: &str| out.lines().find(|l| l.contains("accuracy")).map(str::to_string);
+    assert!(accuracy(&by_dir).is_some() && accuracy(&by_number) == accuracy(&by_dir), "{by_number}\nvs\n{by_dir}");
     // The same command resumes: finished seeds are neither trained nor tested again; a seed
     // whose test was lost (a crash after training) is tested without training.
     let read = |seed: &str, file: &str| std::fs::read(trial_dir.join(seed).join(file)).unwrap();

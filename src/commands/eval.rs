@@ -17,13 +17,16 @@ pub struct EvalArgs {
     pub model: Option<PathBuf>,
     #[command(flatten)]
     pub storage: StorageArgs,
-    /// With --storage: the study whose trial to evaluate.
-    #[arg(long, requires_all = ["storage", "trial"])]
+    /// The study whose trial to evaluate (in --storage, else under --runs-dir).
+    #[arg(long, requires = "trial")]
     pub study: Option<String>,
-    /// With --storage and --study: the trial to evaluate (parameters from the store, weights from <artifacts>/N/best.bpk).
+    /// Where the studies' journals and trial directories are, without --storage.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// With --study: the trial to evaluate (parameters from the store, weights from <artifacts>/N/best.bpk).
     #[arg(long, requires = "study", conflicts_with = "model")]
     pub trial: Option<usize>,
-    /// Where the study's trial directories are (default runs/<study>/trials).
+    /// Where the study's trial directories are (default <runs-dir>/<study>/trials).
     #[arg(long, requires = "trial")]
     pub artifacts: Option<PathBuf>,
     /// The split to evaluate on.
@@ -58,6 +61,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             let study = args.study.as_deref().expect("clap requires --study with --trial");
             evaluate_store_trial(
                 args.storage.url().as_deref(),
+                &args.runs_dir,
                 study,
                 n,
                 args.artifacts.as_deref(),

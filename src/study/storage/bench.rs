@@ -100,11 +100,7 @@ fn simulated_worker(
 }
 
 pub fn run(args: &StorageBenchArgs) -> Result<()> {
-    let StorageSpec::Postgres(url) =
-        StorageSpec::parse(Some(&args.storage), "--storage", std::path::Path::new("runs"))?
-    else {
-        unreachable!("parse gives a URL or an error")
-    };
+    let url = StorageSpec::parse_url(&args.storage, "--storage")?;
     let space = crate::study::space::SearchSpace::parse(
         "[study]\nname = \"bench\"\n[params]\nlr = { float = [1e-4, 1e-2] }\n",
         std::path::Path::new("bench.toml"),

@@ -81,7 +81,7 @@ impl Catalog for Journals {
         let Some(entry) = self.list().ok().and_then(|l| l.into_iter().find(|e| e.name == name)) else {
             return Ok(false);
         };
-        let held = super::journal::lock(&entry.dir)?;
+        let held = super::embedded::lock(&entry.dir)?;
         std::fs::remove_dir_all(&entry.dir).map_err(|e| TuneError::io(&entry.dir, e))?;
         drop(held);
         Ok(true)
@@ -158,7 +158,7 @@ mod tests {
         assert!(storage.trials().unwrap().is_empty());
         assert!(c.open("zz").err().is_some_and(|e| e.to_string().contains("no study `zz`")));
         // A study a `tune run` holds is not deleted under it.
-        let held = crate::study::storage::journal::lock(&dir.path().join("b")).unwrap();
+        let held = crate::study::storage::embedded::lock(&dir.path().join("b")).unwrap();
         assert!(c.delete("b").is_err(), "held by a run");
         drop(held);
         assert!(c.delete("b").unwrap());

@@ -5,7 +5,7 @@
 
 pub mod bench;
 mod catalog;
-mod journal;
+mod embedded;
 mod postgres;
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use crate::study::settings::Liveness;
 pub use catalog::{Catalog, StudyEntry};
-pub use journal::{JournalStorage, replay};
+pub use embedded::{JournalStorage, replay};
 pub use postgres::{PgStorage, StudyListing, use_password_file};
 
 use super::journal::{Event, Stamped, apply};
@@ -157,16 +157,25 @@ impl StorageSpec {
     /// `--storage` (or `TUNE_STORAGE`, or `study.storage`): a `postgresql://` URL; `None`
     /// keeps the journal under `runs_dir`. `origin` names where the text came from.
     pub fn parse(text: Option<&str>, origin: &str, runs_dir: &Path) -> Result<StorageSpec> {
-        match text.map(str::trim) {
-            None | Some("") => Ok(StorageSpec::Journal(runs_dir.to_path_buf())),
-            Some(url) if url.starts_with("postgresql://") || url.starts_with("postgres://") => Ok(StorageSpec::Postgres(url.to_string())),
-            Some(other) => Err(TuneError::Config {
-                file: origin.into(),
-                key: "storage".into(),
-                problem: format!("`{}` is not a storage URL", redact(other)),
-                fix: "give postgresql://user@host:port/database, or leave it out to keep the study's journal under the runs directory".into(),
-            }),
+        match text.map(str::trim).filter(|t| !t.is_empty()) {
+            None => Ok(StorageSpec::Journal(runs_dir.to_path_buf())),
+            Some(url) => Self::parse_url(url, origin).map(StorageSpec::Postgres),
         }
+    }
+
+    /// A shared store's URL, where only a shared store will do; `Err` naming `origin` when
+    /// `text` is not one.
+    pub fn parse_url(text: &str, origin: &str) -> Result<String> {
+        let url = text.trim();
+        if url.starts_with("postgresql://") || url.starts_with("postgres://") {
+            return Ok(url.to_string());
+        }
+        Err(TuneError::Config {
+            file: origin.into(),
+            key: "storage".into(),
+            problem: format!("`{}` is not a storage URL", redact(url)),
+            fix: "give postgresql://user@host:port/database, or leave it out to keep the study's journal under the runs directory".into(),
+        })
     }
 
     /// The storage of study `name`; `patience`: how long to wait for a shared store that
@@ -370,5 +379,24 @@ pub mod conformance {
         assert_eq!(again.take_queued().unwrap(), None, "each queued trial is taken once");
         let next = create(&mut *again, 10).unwrap();
         assert!(next > left, "numbers continue after a reopen");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_is_a_runs_directory_or_a_postgres_url_and_nothing_else() {
+        let runs = Path::new("elsewhere");
+        assert_eq!(StorageSpec::parse(None, "--storage", runs).unwrap(), StorageSpec::Journal(runs.into()));
+        assert_eq!(StorageSpec::parse(Some("  "), "--storage", runs).unwrap(), StorageSpec::Journal(runs.into()));
+        let url = "postgresql://u@localhost:5432/tune";
+        assert_eq!(StorageSpec::parse(Some(url), "--storage", runs).unwrap(), StorageSpec::Postgres(url.into()));
+        for bad in ["", "mysql://u:secret@h/db"] {
+            let err = StorageSpec::parse_url(bad, "--storage").unwrap_err().to_string();
+            assert!(err.contains("--storage") && err.contains("postgresql://"), "{err}");
+            assert!(!err.contains("secret"), "the password stays hidden: {err}");
+        }
     }
 }

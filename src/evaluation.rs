@@ -106,9 +106,9 @@ pub fn evaluate_dir(dir: &Path, images: &Images, indices: &[usize], split: &str)
     evaluate_weights(&arch, &dir.join("best.bpk"), images, indices, split)
 }
 
-/// Evaluates trial `n` of `study` in a store (`storage`'s URL, else the journal under
-/// `runs_dir`): its parameters from the store, its weights from `<artifacts>/n/best.bpk`
-/// (default `<runs_dir>/<study>/trials`).
+/// Evaluates trial `n` of `study` ([`crate::study::storage::open_study`]: in the store `storage`
+/// names, else a journal's directory or its name under `runs_dir`): its parameters from the
+/// records, its weights from `<artifacts>/n/best.bpk` (default: the study's `trials/`).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_store_trial(
     storage: Option<&str>,
@@ -120,12 +120,10 @@ pub fn evaluate_store_trial(
     indices: &[usize],
     split: &str,
 ) -> Result<Report> {
-    use crate::study::storage::StorageSpec;
-    let spec = StorageSpec::parse(storage, "--storage", runs_dir)?;
-    let mut store = spec.open(study, crate::study::storage::postgres_patience())?;
+    let (study_dir, mut store) = crate::study::storage::open_study(storage, runs_dir, Some(Path::new(study)))?;
     let trials = store.trials()?;
     let trial = trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", store.location())))?;
-    let dir = artifacts.map_or_else(|| runs_dir.join(study).join("trials"), Path::to_path_buf).join(n.to_string());
+    let dir = artifacts.map_or_else(|| study_dir.join("trials"), Path::to_path_buf).join(n.to_string());
     let origin = PathBuf::from(format!("{} trial {n}", store.location()));
     let arch = Architecture::from_params(&trial.params, &origin)?;
     evaluate_weights(&arch, &dir.join("best.bpk"), images, indices, split)

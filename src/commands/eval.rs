@@ -17,7 +17,7 @@ pub struct EvalArgs {
     pub model: Option<PathBuf>,
     #[command(flatten)]
     pub storage: StorageArgs,
-    /// The study whose trial to evaluate (in --storage, else under --runs-dir).
+    /// The study whose trial to evaluate: its name in --storage; else its directory, or its name under --runs-dir.
     #[arg(long, requires = "trial")]
     pub study: Option<String>,
     /// Where the studies' journals and trial directories are, without --storage.
@@ -26,7 +26,7 @@ pub struct EvalArgs {
     /// With --study: the trial to evaluate (parameters from the store, weights from <artifacts>/N/best.bpk).
     #[arg(long, requires = "study", conflicts_with = "model")]
     pub trial: Option<usize>,
-    /// Where the study's trial directories are (default <runs-dir>/<study>/trials).
+    /// Where the study's trial directories are (default: the study's trials/).
     #[arg(long, requires = "trial")]
     pub artifacts: Option<PathBuf>,
     /// The split to evaluate on.

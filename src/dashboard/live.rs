@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::error::Result;
-use crate::study::storage::{Catalog, Cursor, StudyEntry, StudyStorage};
-use crate::study::{TrialRecord, journal::apply};
+use crate::study::storage::{Catalog, Cursor, StudyEntry, StudyStorage, absorb};
+use crate::study::trial::TrialRecord;
 
 /// One study as the dashboard keeps it.
 pub struct LiveStudy {
@@ -27,12 +27,9 @@ pub struct LiveStudy {
 impl LiveStudy {
     /// Reads what the study recorded since the last call.
     pub fn refresh(&mut self) -> Result<()> {
-        let (events, cursor) = self.storage.read_since(self.cursor)?;
-        self.cursor = cursor;
-        for e in events {
+        let read = self.storage.read_since(self.cursor)?;
+        for number in absorb(&mut self.trials, &mut self.cursor, read) {
             self.version += 1;
-            let number = e.event.number();
-            apply(&mut self.trials, e);
             self.changed.insert(number, self.version);
         }
         Ok(())

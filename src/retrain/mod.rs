@@ -20,7 +20,6 @@ use crate::error::{Result, TuneError};
 use crate::evaluation::{Report, evaluate_dir};
 use crate::model::Architecture;
 use crate::study::TrialRecord;
-use crate::study::storage::{StorageSpec, StudyStorage};
 use crate::training::{Display, TrainConfig, TrainData};
 
 pub mod pick;
@@ -84,54 +83,6 @@ pub fn schedule<'a>(
     stages
 }
 
-/// The study to retrain and its records, through the catalog of `--storage` or the runs
-/// directory: `--study` names it (a study directory, or a store's study name), or else the
-/// catalog must hold exactly one.
-fn open_study(args: &RetrainOptions) -> Result<(PathBuf, Box<dyn StudyStorage>)> {
-    let spec = StorageSpec::parse(args.storage.as_deref(), "--storage", &args.runs_dir)?;
-    let (root, name) = match (&spec, &args.study) {
-        // A study directory is a catalog of one.
-        (StorageSpec::Journal(_), Some(dir)) => (dir.clone(), None),
-        (StorageSpec::Journal(_), None) => (args.runs_dir.clone(), None),
-        (StorageSpec::Postgres(_), Some(name)) => (args.runs_dir.clone(), Some(name.to_string_lossy().into_owned())),
-        (StorageSpec::Postgres(_), None) => {
-            return Err(TuneError::Config {
-                file: "<command line>".into(),
-                key: "--study".into(),
-                problem: "which study of the store?".into(),
-                fix: "pass --study NAME (see `tune study list --storage URL`)".into(),
-            });
-        }
-    };
-    let spec = match spec {
-        StorageSpec::Journal(_) => StorageSpec::Journal(root.clone()),
-        store => store,
-    };
-    if matches!(spec, StorageSpec::Journal(_)) && !root.exists() {
-        return Err(TuneError::Study(format!(
-            "{}: no such directory; run a study first, or pass --study DIR or --runs-dir DIR",
-            root.display()
-        )));
-    }
-    let mut catalog = spec.catalog(&root);
-    let (entry, storage) = match name {
-        Some(name) => catalog.open(&name)?,
-        None => match catalog.list()?.as_slice() {
-            [one] => (one.clone(), catalog.storage(one)?),
-            [] => return Err(TuneError::Study(format!("{}: no study here; pass --study DIR", catalog.location()))),
-            many => {
-                return Err(TuneError::Study(format!(
-                    "several studies under {}: {}; choose one with --study {}/NAME",
-                    catalog.location(),
-                    many.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
-                    root.display()
-                )));
-            }
-        },
-    };
-    Ok((entry.dir, storage))
-}
-
 /// The one and only look at the test split, with the best epoch's weights; a seed that was
 /// already tested (its retrain resumed after it finished) keeps its recorded result.
 fn test_once(
@@ -166,7 +117,8 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
     crate::backend::set_threads(args.threads);
     // The parameters come from the study's records: a journal directory, or a shared store
     // (then only they are needed, so the retrain runs on any machine).
-    let (study, mut storage) = open_study(args)?;
+    let (study, mut storage) =
+        crate::study::storage::open_study(args.storage.as_deref(), &args.runs_dir, args.study.as_deref())?;
     let settings_path = PathBuf::from(match args.storage {
         Some(_) => format!("{} settings", storage.location()),
         None => study.join("settings.json").display().to_string(),

@@ -92,9 +92,8 @@ pub fn open(opts: &RunOptions) -> Result<Opened> {
     let timing = space.study.timing().expect("checked by check_study");
     let mut storage = spec.open(&space.study.name, timing.store_wait)?;
     storage.create_or_open(&resolved, &original)?;
-    if let StorageSpec::Postgres(_) = spec {
-        std::fs::create_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
-    }
+    // A journal's directory holds its records; a store's study keeps its files there too.
+    std::fs::create_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
     let artifacts = opts.artifacts.clone().unwrap_or_else(|| dir.join("trials"));
     std::fs::create_dir_all(&artifacts).map_err(|e| TuneError::io(&artifacts, e))?;
     let trials = storage.trials()?;

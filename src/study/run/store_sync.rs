@@ -7,11 +7,8 @@ impl Study {
     /// Reads what was recorded since the last read (this worker's events and every other
     /// worker's), and stops local processes of trials another worker declared lost.
     pub(super) fn sync(&mut self) -> Result<()> {
-        let (events, cursor) = self.storage.read_since(self.cursor)?;
-        self.cursor = cursor;
-        for e in events {
-            crate::study::journal::apply(&mut self.trials, e);
-        }
+        let read = self.storage.read_since(self.cursor)?;
+        crate::study::storage::absorb(&mut self.trials, &mut self.cursor, read);
         for (n, r) in self.running.iter_mut() {
             if self.trials.get(n).is_some_and(|t| t.state.is_finished()) && !r.disowned && r.pruned.is_none() {
                 tracing::warn!("trial {n} was declared lost by another worker; stopping its process here");

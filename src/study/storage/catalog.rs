@@ -51,6 +51,60 @@ impl StorageSpec {
     }
 }
 
+/// The study `study` names and its records, from the store `storage` names (a URL) or else the
+/// journals under `runs_dir`: a store's study by its name; a journal's by its directory, or by
+/// its name under `runs_dir`; without `study`, the only study there. The one way a command
+/// that works on one study (`tune retrain`, `tune eval --trial`) finds it. Returns the
+/// study's local directory (its trials' files, retrains) and its records.
+pub fn open_study(
+    storage: Option<&str>,
+    runs_dir: &Path,
+    study: Option<&Path>,
+) -> Result<(PathBuf, Box<dyn StudyStorage>)> {
+    let spec = StorageSpec::parse(storage, "--storage", runs_dir)?;
+    let (mut catalog, root, name) = match (spec, study) {
+        // A study directory is a catalog of one.
+        (StorageSpec::Journal(_), Some(dir)) => {
+            let dir = if dir.is_dir() { dir.to_path_buf() } else { runs_dir.join(dir) };
+            (StorageSpec::Journal(dir.clone()).catalog(&dir), dir, None)
+        }
+        (spec @ StorageSpec::Journal(_), None) => (spec.catalog(runs_dir), runs_dir.to_path_buf(), None),
+        (spec @ StorageSpec::Postgres(_), Some(name)) => {
+            (spec.catalog(runs_dir), runs_dir.to_path_buf(), Some(name.to_string_lossy().into_owned()))
+        }
+        (StorageSpec::Postgres(_), None) => {
+            return Err(TuneError::Config {
+                file: "<command line>".into(),
+                key: "--study".into(),
+                problem: "which study of the store?".into(),
+                fix: "pass --study NAME (see `tune study list --storage URL`)".into(),
+            });
+        }
+    };
+    if name.is_none() && !root.exists() {
+        return Err(TuneError::Study(format!(
+            "{}: no such directory; run a study first, or pass --study DIR or --runs-dir DIR",
+            root.display()
+        )));
+    }
+    let (entry, storage) = match name {
+        Some(name) => catalog.open(&name)?,
+        None => match catalog.list()?.as_slice() {
+            [one] => (one.clone(), catalog.storage(one)?),
+            [] => return Err(TuneError::Study(format!("{}: no study here; pass --study DIR", catalog.location()))),
+            many => {
+                return Err(TuneError::Study(format!(
+                    "several studies under {}: {}; choose one with --study {}/NAME",
+                    catalog.location(),
+                    many.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
+                    root.display()
+                )));
+            }
+        },
+    };
+    Ok((entry.dir, storage))
+}
+
 /// A runs directory (or one study's directory) of journals.
 struct Journals {
     root: PathBuf,

@@ -65,11 +65,8 @@ impl JournalStorage {
 impl JournalStorage {
     /// The trials as of now; only what is new since the last call is read.
     fn catch_up(&mut self) -> Result<&BTreeMap<usize, TrialRecord>> {
-        let (events, cursor) = self.read_since(self.seen)?;
-        self.seen = cursor;
-        for e in events {
-            crate::study::journal::apply(&mut self.known, e);
-        }
+        let read = self.read_since(self.seen)?;
+        super::absorb(&mut self.known, &mut self.seen, read);
         Ok(&self.known)
     }
 

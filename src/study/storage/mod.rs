@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::study::settings::Liveness;
-pub use catalog::{Catalog, StudyEntry};
+pub use catalog::{Catalog, StudyEntry, open_study};
 pub use embedded::{JournalStorage, replay};
 pub use postgres::{PgStorage, StudyListing, use_password_file};
 
@@ -137,12 +137,29 @@ pub fn postgres_patience() -> Duration {
     crate::study::settings::DEFAULT_STORE_WAIT
 }
 
+/// Applies what [`StudyStorage::read_since`] returned to `trials`, in recorded order, and moves
+/// `cursor` past it: the one loop by which every reader (a worker, the journal's own view, the
+/// dashboard) follows a study. Returns each event's trial number, in order.
+pub fn absorb(
+    trials: &mut BTreeMap<usize, TrialRecord>,
+    cursor: &mut Cursor,
+    (events, next): (Vec<Stamped>, Cursor),
+) -> Vec<usize> {
+    *cursor = next;
+    events
+        .into_iter()
+        .map(|e| {
+            let number = e.event.number();
+            apply(trials, e);
+            number
+        })
+        .collect()
+}
+
 /// Trial records from events in recorded order.
 pub fn rebuild(events: Vec<Stamped>) -> BTreeMap<usize, TrialRecord> {
-    let mut trials = BTreeMap::new();
-    for e in events {
-        apply(&mut trials, e);
-    }
+    let (mut trials, mut end) = (BTreeMap::new(), Cursor::START);
+    absorb(&mut trials, &mut end, (events, Cursor::START));
     trials
 }
 

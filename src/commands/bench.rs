@@ -39,13 +39,42 @@ pub struct BenchArgs {
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// A shared study store under simulated workers (epochs reported instantly, no training): trials/s and create/report latencies.
-    Storage(crate::study::storage::bench::StorageBenchArgs),
+    Storage(StorageBenchArgs),
     /// Each sampler's own time to propose one configuration with a long history.
-    Sampler(crate::study::sampler::bench::SamplerBenchArgs),
+    Sampler(SamplerBenchArgs),
     /// Samplers × pruners × worker counts on recorded learning curves, replayed on a simulated clock.
     Search(SearchBenchArgs),
     /// How well each rung rule (value so far, slope, a fitted curve model) predicts the final value: Spearman ρ per epoch.
     Rungs(RungsBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StorageBenchArgs {
+    /// The store to measure: postgresql://user@host:port/database (a scratch study is created and deleted).
+    #[arg(long, env = "TUNE_STORAGE", hide_env_values = true)]
+    pub storage: String,
+    /// Concurrent simulated workers, one round each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32, 64])]
+    pub workers: Vec<usize>,
+    /// Trials per round (all workers together).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(10..=1_000_000))]
+    pub trials: usize,
+    /// Epochs each simulated trial reports.
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100))]
+    pub epochs: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct SamplerBenchArgs {
+    /// The space to sample.
+    #[arg(long, default_value = "search_spaces/quick.toml")]
+    pub space: PathBuf,
+    /// Finished trials in the history (comma-separated sizes).
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1000])]
+    pub history: Vec<usize>,
+    /// Proposals timed per sampler and size.
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub proposals: usize,
 }
 
 #[derive(Args, Debug)]
@@ -96,8 +125,8 @@ fn positive_budget(text: &str) -> std::result::Result<f64, String> {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
-        Some(BenchCommand::Storage(a)) => crate::study::storage::bench::run(&a),
-        Some(BenchCommand::Sampler(a)) => crate::study::sampler::bench::run(&a),
+        Some(BenchCommand::Storage(a)) => crate::study::storage::bench::run(&a.storage, &a.workers, a.trials, a.epochs),
+        Some(BenchCommand::Sampler(a)) => crate::study::sampler::bench::run(&a.space, &a.history, a.proposals),
         Some(BenchCommand::Rungs(a)) => {
             crate::study::rung_stats::print(&crate::study::replay::CurveTable::load(&a.table)?);
             Ok(())

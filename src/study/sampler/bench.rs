@@ -5,7 +5,7 @@
 //! Figures, not assertions.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
@@ -17,19 +17,6 @@ use crate::study::settings::TpeSettings;
 use crate::study::space::SearchSpace;
 use crate::study::trial::{TrialRecord, TrialState};
 use crate::training::EpochMetrics;
-
-#[derive(clap::Args, Debug)]
-pub struct SamplerBenchArgs {
-    /// The space to sample.
-    #[arg(long, default_value = "search_spaces/quick.toml")]
-    pub space: PathBuf,
-    /// Finished trials in the history (comma-separated sizes).
-    #[arg(long, value_delimiter = ',', default_values_t = [100, 1000])]
-    pub history: Vec<usize>,
-    /// Proposals timed per sampler and size.
-    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
-    pub proposals: usize,
-}
 
 fn history(space: &SearchSpace, n: usize) -> BTreeMap<usize, TrialRecord> {
     let mut rng = StdRng::seed_from_u64(7);
@@ -68,16 +55,14 @@ fn history(space: &SearchSpace, n: usize) -> BTreeMap<usize, TrialRecord> {
         .collect()
 }
 
-pub fn run(args: &SamplerBenchArgs) -> Result<()> {
-    let mut space = SearchSpace::from_file(&args.space)?;
+/// Times each sampler's proposals for `space_file` after histories of `history_sizes` finished
+/// trials, `proposals` times each; prints the figures.
+pub fn run(space_file: &Path, history_sizes: &[usize], proposals: usize) -> Result<()> {
+    let mut space = SearchSpace::from_file(&space_file)?;
     space.study.history_lag = 0;
-    println!(
-        "space: {} · {} proposals per row · time to propose one configuration",
-        args.space.display(),
-        args.proposals
-    );
+    println!("space: {} · {} proposals per row · time to propose one configuration", space_file.display(), proposals);
     println!("{:>8}  {:<28} {:>12} {:>12}", "history", "sampler", "mean ms", "max ms");
-    for &n in &args.history {
+    for &n in history_sizes {
         let trials = history(&space, n);
         let mut samplers: Vec<(&str, Box<dyn Sampler>)> = vec![("random", Box::new(RandomSampler))];
         for (name, multivariate) in [("tpe univariate", false), ("tpe multivariate (default)", true)] {
@@ -90,7 +75,7 @@ pub fn run(args: &SamplerBenchArgs) -> Result<()> {
         }
         for (name, sampler) in samplers {
             let mut times = Vec::new();
-            for k in 0..args.proposals {
+            for k in 0..proposals {
                 let ask = Ask { number: n, draw: n + k, index: n + k, trials: &trials };
                 let t = Instant::now();
                 let p = sampler.propose(&space, &ask);

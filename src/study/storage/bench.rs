@@ -14,22 +14,6 @@ use crate::study::journal::Event;
 use crate::study::trial::TrialState;
 use crate::training::EpochMetrics;
 
-#[derive(clap::Args, Debug)]
-pub struct StorageBenchArgs {
-    /// The store to measure: postgresql://user@host:port/database (a scratch study is created and deleted).
-    #[arg(long, env = "TUNE_STORAGE", hide_env_values = true)]
-    pub storage: String,
-    /// Concurrent simulated workers, one round each (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32, 64])]
-    pub workers: Vec<usize>,
-    /// Trials per round (all workers together).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(10..=1_000_000))]
-    pub trials: usize,
-    /// Epochs each simulated trial reports.
-    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100))]
-    pub epochs: usize,
-}
-
 /// One worker's timings: (trial number, create-trial latency) and report-epoch latencies.
 #[derive(Default)]
 struct Timings {
@@ -99,8 +83,10 @@ fn simulated_worker(
     }
 }
 
-pub fn run(args: &StorageBenchArgs) -> Result<()> {
-    let url = StorageSpec::parse_url(&args.storage, "--storage")?;
+/// Runs one round per count in `workers` against the store at `storage`: `trials` trials in
+/// all, each reporting `epochs` epochs; prints each round's figures.
+pub fn run(storage: &str, workers: &[usize], trials: usize, epochs: usize) -> Result<()> {
+    let url = StorageSpec::parse_url(storage, "--storage")?;
     let space = crate::study::space::SearchSpace::parse(
         "[study]\nname = \"bench\"\n[params]\nlr = { float = [1e-4, 1e-2] }\n",
         std::path::Path::new("bench.toml"),
@@ -115,8 +101,8 @@ pub fn run(args: &StorageBenchArgs) -> Result<()> {
     println!(
         "store: {} · {} trials per round, {} epochs each, one connection per worker",
         super::redact(&url),
-        args.trials,
-        args.epochs
+        trials,
+        epochs
     );
     println!(
         "{:>7} {:>9} {:>10} {:>13} {:>13} {:>13} {:>13} {:>15} {:>15}",
@@ -130,7 +116,7 @@ pub fn run(args: &StorageBenchArgs) -> Result<()> {
         "create p50 first 10%",
         "create p50 last 10%"
     );
-    for &workers in &args.workers {
+    for &workers in workers {
         let study = format!("bench-{}-{workers}w-{}", std::process::id(), Instant::now().elapsed().as_nanos());
         PgStorage::connect(&url, &study)?.create_or_open(&resolved, "")?;
         let go = Arc::new(Barrier::new(workers + 1));
@@ -138,7 +124,7 @@ pub fn run(args: &StorageBenchArgs) -> Result<()> {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 let (url, study, go, failed) = (url.clone(), study.clone(), go.clone(), failed.clone());
-                let (budget, epochs) = (args.trials, args.epochs);
+                let budget = trials;
                 std::thread::spawn(move || {
                     let r = simulated_worker(&url, &study, budget, epochs, &go, &failed);
                     if r.is_err() {
@@ -162,12 +148,12 @@ pub fn run(args: &StorageBenchArgs) -> Result<()> {
         let mut create: Vec<Duration> = all.create.iter().map(|c| c.1).collect();
         create.sort();
         all.report.sort();
-        let tenth = (args.trials / 10).max(1);
+        let tenth = (trials / 10).max(1);
         let mut first: Vec<Duration> = all.create.iter().filter(|c| c.0 < tenth).map(|c| c.1).collect();
-        let mut last: Vec<Duration> = all.create.iter().filter(|c| c.0 >= args.trials - tenth).map(|c| c.1).collect();
+        let mut last: Vec<Duration> = all.create.iter().filter(|c| c.0 >= trials - tenth).map(|c| c.1).collect();
         first.sort();
         last.sort();
-        let events = created * (args.epochs + 2);
+        let events = created * (epochs + 2);
         println!(
             "{workers:>7} {:>9.0} {:>10.0} {:>13.2} {:>13.2} {:>13.2} {:>13.2} {:>15.2} {:>15.2}",
             created as f64 / secs,
@@ -179,10 +165,10 @@ pub fn run(args: &StorageBenchArgs) -> Result<()> {
             percentile(&first, 0.5),
             percentile(&last, 0.5)
         );
-        if created != args.trials {
+        if created != trials {
             return Err(TuneError::Study(format!(
                 "{created} trials created instead of {}: the budget was not exact",
-                args.trials
+                trials
             )));
         }
     }

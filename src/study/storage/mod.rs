@@ -174,25 +174,17 @@ impl StorageSpec {
     /// `--storage` (or `TUNE_STORAGE`, or `study.storage`): a `postgresql://` URL; `None`
     /// keeps the journal under `runs_dir`. `origin` names where the text came from.
     pub fn parse(text: Option<&str>, origin: &str, runs_dir: &Path) -> Result<StorageSpec> {
+        const FIX: &str = "give postgresql://user@host:port/database, or leave it out to keep the study's journal under the runs directory";
         match text.map(str::trim).filter(|t| !t.is_empty()) {
             None => Ok(StorageSpec::Journal(runs_dir.to_path_buf())),
-            Some(url) => Self::parse_url(url, origin).map(StorageSpec::Postgres),
+            Some(url) => url_of(url, origin, FIX).map(StorageSpec::Postgres),
         }
     }
 
     /// A shared store's URL, where only a shared store will do; `Err` naming `origin` when
     /// `text` is not one.
     pub fn parse_url(text: &str, origin: &str) -> Result<String> {
-        let url = text.trim();
-        if url.starts_with("postgresql://") || url.starts_with("postgres://") {
-            return Ok(url.to_string());
-        }
-        Err(TuneError::Config {
-            file: origin.into(),
-            key: "storage".into(),
-            problem: format!("`{}` is not a storage URL", redact(url)),
-            fix: "give postgresql://user@host:port/database, or leave it out to keep the study's journal under the runs directory".into(),
-        })
+        url_of(text.trim(), origin, "give postgresql://user@host:port/database")
     }
 
     /// The storage of study `name`; `patience`: how long to wait for a shared store that
@@ -211,6 +203,18 @@ impl StorageSpec {
     pub fn is_shared(&self) -> bool {
         matches!(self, StorageSpec::Postgres(_))
     }
+}
+
+fn url_of(text: &str, origin: &str, fix: &str) -> Result<String> {
+    if text.starts_with("postgresql://") || text.starts_with("postgres://") {
+        return Ok(text.to_string());
+    }
+    Err(TuneError::Config {
+        file: origin.into(),
+        key: "storage".into(),
+        problem: format!("`{}` is not a storage URL", redact(text)),
+        fix: fix.into(),
+    })
 }
 
 /// A URL with its password hidden, for messages and logs.

@@ -58,7 +58,7 @@ fn history(space: &SearchSpace, n: usize) -> BTreeMap<usize, TrialRecord> {
 /// Times each sampler's proposals for `space_file` after histories of `history_sizes` finished
 /// trials, `proposals` times each; prints the figures.
 pub fn run(space_file: &Path, history_sizes: &[usize], proposals: usize) -> Result<()> {
-    let mut space = SearchSpace::from_file(&space_file)?;
+    let mut space = SearchSpace::from_file(space_file)?;
     space.study.history_lag = 0;
     println!("space: {} · {} proposals per row · time to propose one configuration", space_file.display(), proposals);
     println!("{:>8}  {:<28} {:>12} {:>12}", "history", "sampler", "mean ms", "max ms");

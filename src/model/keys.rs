@@ -2,7 +2,7 @@
 //! params files, search spaces and enqueued dictionaries, with the caps that keep every size
 //! computable before a tensor exists.
 
-use super::params::{Init, Value};
+use super::value::{Init, Value};
 use tune_kernels::Activation;
 
 /// Keys that belong to training rather than to the architecture (the training config's

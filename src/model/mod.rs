@@ -4,6 +4,7 @@ pub mod keys;
 pub mod net;
 pub mod params;
 pub mod shape;
+pub mod value;
 
 pub use net::Cnn;
 pub use params::{Activation, Architecture, ConvBlock, FcBlock, Init, Params, Value};

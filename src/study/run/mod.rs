@@ -95,6 +95,30 @@ enum Next {
     Exhausted,
 }
 
+/// Why a run takes no new trial: each is learnt during the run and never unlearnt.
+#[derive(Debug, Default)]
+struct Stop {
+    /// Ctrl-C: running trials are handed back unfinished.
+    interrupted: bool,
+    /// The wall-clock budget ran out: no new trial, running ones stop after their epoch.
+    timed_out: bool,
+    /// `reserve` found every place of the budget taken.
+    budget_spent: bool,
+    /// The grid has no point left.
+    grid_done: bool,
+    /// Why a trial could not go on: its disk is full. The study stops and says so.
+    disk_full: Option<String>,
+}
+
+/// What this run trained (every worker's own; the summary's figures).
+#[derive(Debug, Default)]
+struct Work {
+    epochs_run: usize,
+    epoch_secs: f64,
+    /// Training images seen, over all epochs.
+    images: f64,
+}
+
 /// One run of a study: its records, its running trials and the figures of this run.
 struct Study {
     dir: PathBuf,
@@ -116,18 +140,11 @@ struct Study {
     sampler: Box<dyn Sampler>,
     scheduler: Box<dyn Scheduler>,
     launcher: Box<dyn Launch>,
-    grid_done: bool,
-    /// `reserve` found every place of the budget taken.
-    budget_spent: bool,
-    interrupted: bool,
-    /// Why a trial could not go on: its disk is full. The study stops and says so.
-    disk_full: Option<String>,
-    /// The wall-clock budget ran out: no new trial, running ones stop after their epoch.
-    timed_out: bool,
+    /// Why this run takes no new trial, as it learns it.
+    stop: Stop,
     consecutive_infeasible: usize,
-    epoch_secs: f64,
-    epochs_run: usize,
-    images: f64,
+    /// What this run trained, for its summary.
+    work: Work,
     train_size: usize,
     bar: ProgressBar,
     started: Instant,
@@ -190,15 +207,9 @@ impl Study {
             pending: None,
             sampler,
             launcher,
-            grid_done: false,
-            budget_spent: false,
-            interrupted: false,
-            disk_full: None,
-            timed_out: false,
+            stop: Stop::default(),
             consecutive_infeasible: 0,
-            epoch_secs: 0.0,
-            epochs_run: 0,
-            images: 0.0,
+            work: Work::default(),
             train_size,
             bar,
             started: Instant::now(),
@@ -209,7 +220,7 @@ impl Study {
     /// stopped worker, re-runs of lost ones), then new ones, until the budget is allocated,
     /// TPE must wait for earlier results, or the grid is exhausted.
     fn fill_slots(&mut self, tx: &mpsc::UnboundedSender<Message>) -> Result<()> {
-        while !self.interrupted && !self.timed_out && self.running.len() < self.resolved.concurrency {
+        while !self.stop.interrupted && !self.stop.timed_out && self.running.len() < self.resolved.concurrency {
             if self.pending.is_none() {
                 match self.storage.take_queued()? {
                     Some(Queued::Run(n)) => {
@@ -224,16 +235,16 @@ impl Study {
                     None => match self.next_from_scheduler(tx)? {
                         Started::Yes => continue,
                         Started::Wait => break,
-                        Started::No if self.grid_done => {
+                        Started::No if self.stop.grid_done => {
                             self.close_paused_if_idle()?;
                             break;
                         }
                         Started::No => match self.storage.reserve(self.resolved.space.study.trials)? {
                             Some(r) => self.pending = Some(r),
-                            None if !self.budget_spent => {
+                            None if !self.stop.budget_spent => {
                                 // Every place in the budget is taken: the scheduler may still
                                 // have paused trials to resume or fork.
-                                self.budget_spent = true;
+                                self.stop.budget_spent = true;
                                 continue;
                             }
                             None => {
@@ -258,7 +269,7 @@ impl Study {
                     self.pending = None;
                     self.storage.cancel(r)?;
                     tracing::info!("grid exhausted after {} points", self.trials.len());
-                    self.grid_done = true;
+                    self.stop.grid_done = true;
                 }
             }
         }
@@ -272,13 +283,13 @@ impl Study {
         if !self.running.is_empty() {
             return false;
         }
-        if !self.shared || self.interrupted || self.timed_out {
+        if !self.shared || self.stop.interrupted || self.stop.timed_out {
             return true;
         }
         if self.pending.is_some() {
             return false;
         }
-        let allocated = self.grid_done || self.budgeted() >= self.resolved.space.study.trials;
+        let allocated = self.stop.grid_done || self.budgeted() >= self.resolved.space.study.trials;
         allocated && self.trials.values().all(|t| t.state.is_finished())
     }
 
@@ -307,7 +318,7 @@ impl Study {
         match msg {
             Message::Epoch(n, m) => {
                 self.on_epoch(n, m)?;
-                if self.timed_out {
+                if self.stop.timed_out {
                     self.stop_after_epoch(n);
                 }
                 Ok(())
@@ -392,10 +403,10 @@ async fn run_async(opts: RunOptions, launcher: Option<Box<dyn Launch>>) -> Resul
                     None => break,
                 },
                 _ = ticker.tick() => study.tick()?,
-                _ = &mut ctrl_c, if !study.interrupted => study.interrupt(),
-                _ = &mut out_of_time, if deadline.is_some() && !study.timed_out => study.time_out(),
+                _ = &mut ctrl_c, if !study.stop.interrupted => study.interrupt(),
+                _ = &mut out_of_time, if deadline.is_some() && !study.stop.timed_out => study.time_out(),
             }
-            if study.interrupted {
+            if study.stop.interrupted {
                 study.drain(&mut rx).await?;
                 break;
             }

@@ -33,7 +33,7 @@ impl Study {
     /// A slot is free: asks the scheduler what runs there.
     pub(super) fn next_from_scheduler(&mut self, tx: &mpsc::UnboundedSender<Message>) -> Result<Started> {
         self.sync()?;
-        let can_sample = !self.grid_done && !self.budget_spent;
+        let can_sample = !self.stop.grid_done && !self.stop.budget_spent;
         match self.scheduler.next(&self.curves(), can_sample) {
             Slot::Sample => Ok(Started::No),
             Slot::Wait => Ok(Started::Wait),

@@ -8,7 +8,7 @@ impl Study {
     /// The wall-clock budget ran out: no new trial starts, and each running trial is stopped
     /// once it reports its next epoch (so no finished epoch is lost).
     pub(super) fn time_out(&mut self) {
-        self.timed_out = true;
+        self.stop.timed_out = true;
         tracing::info!(
             "time budget reached: no new trials; {} running trial(s) stop after their current epoch",
             self.running.len()
@@ -25,7 +25,7 @@ impl Study {
 
     /// Stops every running trial; they stay `running` in the records and resume next time.
     pub(super) fn interrupt(&mut self) {
-        self.interrupted = true;
+        self.stop.interrupted = true;
         for r in self.running.values_mut() {
             r.stop();
         }
@@ -63,17 +63,17 @@ impl Study {
             &self.trials,
             &self.resolved.space.study.objectives,
         )?;
-        if let Some(what) = self.disk_full.take() {
+        if let Some(what) = self.stop.disk_full.take() {
             return Err(TuneError::NoSpace { what });
         }
         Ok(Summary {
             counts: leaderboard::state_counts(&self.trials),
             wall_secs: self.started.elapsed().as_secs_f64(),
-            epochs_run: self.epochs_run,
-            images_trained: self.images,
-            epoch_secs: self.epoch_secs,
-            interrupted: self.interrupted,
-            timed_out: self.timed_out,
+            epochs_run: self.work.epochs_run,
+            images_trained: self.work.images,
+            epoch_secs: self.work.epoch_secs,
+            interrupted: self.stop.interrupted,
+            timed_out: self.stop.timed_out,
             slots: self.resolved.concurrency,
             objectives: self.resolved.space.study.objectives.clone(),
             trials: self.trials,

@@ -159,10 +159,10 @@ impl Study {
             return Ok(());
         }
         self.record(&Event::Epoch { number: n, metrics: m.clone() })?;
-        self.epochs_run += 1;
-        self.epoch_secs += m.secs;
+        self.work.epochs_run += 1;
+        self.work.epoch_secs += m.secs;
         let images = self.resolved.space.study.training.subset.unwrap_or(usize::MAX);
-        self.images += images.min(self.train_size) as f64;
+        self.work.images += images.min(self.train_size) as f64;
         let verdict = self.scheduler.on_epoch(&curve(&self.trials[&n]), &self.curves());
         let Some(r) = self.running.get_mut(&n) else { return Ok(()) };
         if r.pruned.is_some() {
@@ -202,7 +202,7 @@ impl Study {
             (Exit::NoSpace(why), None) => {
                 tracing::warn!("trial {n} stopped: its disk is full ({}); the study stops", why.trim());
                 self.unfinished.push(n);
-                self.disk_full.get_or_insert(format!("trial {n}: {}", why.trim()));
+                self.stop.disk_full.get_or_insert(format!("trial {n}: {}", why.trim()));
                 return Ok(false);
             }
         };

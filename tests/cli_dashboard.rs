@@ -6,7 +6,7 @@ use common::browser::Browser;
 use common::dashboard::Dashboard;
 use common::*;
 
-use tune::study::journal::{Event, Journal};
+use tune::study::{events::Event, journal::Journal};
 
 fn main() {
     let no_browser = common::harness::without_browser("drives the dashboard");

@@ -8,10 +8,10 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use tune::model::{Architecture, Params, Value, infer};
 use tune::study::SearchSpace;
-use tune::study::journal::{Event, Journal};
 use tune::study::pruner::{Curve, should_prune};
 use tune::study::settings::{PrunerKind, PrunerSettings};
 use tune::study::storage::replay;
+use tune::study::{events::Event, journal::Journal};
 use tune::training::EpochMetrics;
 use tune::training::layers::Layered;
 

@@ -107,8 +107,8 @@ impl Studies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::study::journal::{Event, Journal};
     use crate::study::storage::StorageSpec;
+    use crate::study::{events::Event, journal::Journal};
 
     fn created(n: usize) -> Event {
         Event::Created {

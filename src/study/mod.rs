@@ -3,6 +3,7 @@
 
 pub mod devices;
 pub mod distribution;
+pub mod events;
 pub mod instant;
 pub mod journal;
 pub mod launch;

@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 
 use tune::model::{Params, Value};
 use tune::study::TrialState;
-use tune::study::journal::{Event, Journal};
+use tune::study::{events::Event, journal::Journal};
 use tune::training::EpochMetrics;
 
 pub struct Fixture {

@@ -21,7 +21,7 @@ use scheduling::Started;
 use trials::{Running, curve};
 
 use super::devices::DevicePool;
-use super::journal::Event;
+use super::events::Event;
 use super::launch::{Exit, Launch, Message, ProcessLauncher};
 use super::leaderboard;
 use super::pruner::Curve;

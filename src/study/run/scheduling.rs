@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::Study;
 use crate::error::Result;
-use crate::study::journal::Event;
+use crate::study::events::Event;
 use crate::study::launch::Message;
 use crate::study::leaderboard;
 use crate::study::scheduler::{self, Slot};
@@ -49,10 +49,7 @@ impl Study {
             self.sync()?;
             return Ok(Started::Wait);
         }
-        crate::study::journal::apply(
-            &mut self.trials,
-            crate::study::journal::Stamped::now(Event::Resumed { number: n }),
-        );
+        crate::study::events::apply(&mut self.trials, crate::study::events::Stamped::now(Event::Resumed { number: n }));
         tracing::info!("trial {n} promoted: resumes from its checkpoint after epoch {}", self.trials[&n].history.len());
         self.launch(n, tx)?;
         Ok(Started::Yes)
@@ -106,9 +103,9 @@ impl Study {
         };
         // Applied here too: a shared store shows them to readers only once every older
         // transaction has ended, and the fork runs now.
-        let journal = crate::study::journal::Stamped::now;
-        crate::study::journal::apply(&mut self.trials, journal(closed));
-        crate::study::journal::apply(&mut self.trials, journal(created(number)));
+        let journal = crate::study::events::Stamped::now;
+        crate::study::events::apply(&mut self.trials, journal(closed));
+        crate::study::events::apply(&mut self.trials, journal(created(number)));
         tracing::info!("trial {replaces} replaced: fork of trial {parent} after epoch {epoch} ({})", fork.describe());
         self.sync()?;
         // Files first, then the inherited epochs: a crash in between leaves a fork whose
@@ -140,7 +137,7 @@ impl Study {
             let finished =
                 Event::Finished { number: c.number, state: TrialState::Pruned, reason: Some(reason), secs: 0.0 };
             if self.storage.close_paused(&finished)? {
-                crate::study::journal::apply(&mut self.trials, crate::study::journal::Stamped::now(finished));
+                crate::study::events::apply(&mut self.trials, crate::study::events::Stamped::now(finished));
             }
         }
         self.sync()?;

@@ -39,7 +39,7 @@ impl Study {
     pub(super) fn record(&mut self, event: &Event) -> Result<bool> {
         let recorded = self.storage.record(event)?;
         if recorded {
-            crate::study::journal::apply(&mut self.trials, crate::study::journal::Stamped::now(event.clone()));
+            crate::study::events::apply(&mut self.trials, crate::study::events::Stamped::now(event.clone()));
         }
         self.sync()?;
         Ok(recorded)

@@ -55,7 +55,7 @@ impl Study {
             tracing::warn!("trial number {n} was re-queued by another worker before it was sampled here");
             return Ok(Next::Lost);
         }
-        crate::study::journal::apply(&mut self.trials, crate::study::journal::Stamped::now(created));
+        crate::study::events::apply(&mut self.trials, crate::study::events::Stamped::now(created));
         self.sync()?;
         if let Some(reason) = infeasible {
             tracing::info!("trial {n} infeasible, not launched: {reason}");

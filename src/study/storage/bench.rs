@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::{Cursor, PgStorage, StorageSpec, StudyStorage};
 use crate::error::{Result, TuneError};
 use crate::model::{Params, Value};
-use crate::study::journal::Event;
+use crate::study::events::Event;
 use crate::study::trial::TrialState;
 use crate::training::EpochMetrics;
 

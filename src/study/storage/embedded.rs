@@ -9,9 +9,12 @@ use std::path::{Path, PathBuf};
 
 use super::{Cursor, Liveness, Queued, Reaped, Reservation, StudyStorage};
 use crate::error::{Result, TuneError};
-use crate::study::journal::{Event, Journal, Stamped, parse_line};
 use crate::study::resolved::Resolved;
 use crate::study::trial::{TrialRecord, TrialState};
+use crate::study::{
+    events::{Event, Stamped},
+    journal::{Journal, parse_line},
+};
 
 /// Replays a study directory's journal into trial records, in trial-number order (read
 /// only: no lock is taken, so `tune report` may read a running study).

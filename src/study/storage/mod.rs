@@ -17,7 +17,7 @@ pub use catalog::{Catalog, StudyEntry, open_study};
 pub use embedded::{JournalStorage, replay};
 pub use postgres::{PgStorage, StudyListing, use_password_file};
 
-use super::journal::{Event, Stamped, apply};
+use super::events::{Event, Stamped, apply};
 use super::resolved::Resolved;
 use super::trial::TrialRecord;
 use crate::error::{Result, TuneError};
@@ -232,7 +232,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// The checks every backend runs, exported (with the `testing` feature) so the PostgreSQL
-/// suite (`tests/postgres.rs`) runs the same ones as the journal's unit tests. `make` opens
+/// suite (`tests/postgres/`) runs the same ones as the journal's unit tests. `make` opens
 /// the same (new) study afresh on each call.
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance {

@@ -41,7 +41,7 @@ use schema::migrate;
 
 use super::{Cursor, Liveness, Queued, Reaped, Reservation, StudyStorage, redact};
 use crate::error::{Result, TuneError};
-use crate::study::journal::{Event, Stamped};
+use crate::study::events::{Event, Stamped};
 use crate::study::resolved::Resolved;
 use crate::study::trial::Fork;
 use crate::study::trial::TrialState;

@@ -5,7 +5,7 @@
 use super::*;
 
 fn event_json(event: &Event) -> std::result::Result<String, String> {
-    crate::study::journal::record_json(event)
+    crate::study::events::record_json(event)
 }
 
 fn insert_event(tx: &mut Transaction, id: i32, body: &str) -> std::result::Result<(), postgres::Error> {

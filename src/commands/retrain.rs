@@ -17,7 +17,7 @@ pub struct RetrainArgs {
     /// Retrain this trial instead.
     #[arg(long)]
     pub trial: Option<usize>,
-    /// Study directory (default: the only study under --runs-dir); with --storage, the study's name.
+    /// The study: its directory, or its name under --runs-dir (default: the only study there); with --storage, its name in the store.
     #[arg(long)]
     pub study: Option<PathBuf>,
     /// Where studies live on this machine: searched for the only study without --study, and where a store's study keeps its retrains.

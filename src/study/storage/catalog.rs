@@ -219,4 +219,26 @@ mod tests {
         assert!(!dir.path().join("b").exists());
         assert!(!c.delete("b").unwrap(), "gone");
     }
+
+    #[test]
+    fn one_study_is_found_by_its_directory_its_name_or_as_the_only_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let study = |name: &str| {
+            std::fs::create_dir_all(runs.join(name)).unwrap();
+            std::fs::write(runs.join(name).join("journal.jsonl"), "").unwrap();
+        };
+        study("a");
+        let found = |s: Option<&Path>| open_study(None, &runs, s).map(|(d, _)| d);
+        assert_eq!(found(None).unwrap(), runs.join("a"), "the only study");
+        assert_eq!(found(Some(Path::new("a"))).unwrap(), runs.join("a"), "by name under the runs directory");
+        assert_eq!(found(Some(&runs.join("a"))).unwrap(), runs.join("a"), "by directory");
+        study("b");
+        let several = found(None).unwrap_err().to_string();
+        assert!(several.contains("several studies") && several.contains("a, b"), "{several}");
+        let missing = found(Some(Path::new("zz"))).unwrap_err().to_string();
+        assert!(missing.contains("zz"), "{missing}");
+        let store = open_study(Some("postgresql://u@localhost:1/db"), &runs, None).err().unwrap().to_string();
+        assert!(store.contains("--study"), "a store needs the study's name: {store}");
+    }
 }

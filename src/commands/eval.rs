@@ -20,7 +20,7 @@ pub struct EvalArgs {
     /// The study whose trial to evaluate: its name in --storage; else its directory, or its name under --runs-dir.
     #[arg(long, requires = "trial")]
     pub study: Option<String>,
-    /// Where the studies' journals and trial directories are, without --storage.
+    /// Where the studies' journals are (without --storage) and where a study keeps its trial directories.
     #[arg(long, default_value = "runs")]
     pub runs_dir: PathBuf,
     /// With --study: the trial to evaluate (parameters from the store, weights from <artifacts>/N/best.bpk).

@@ -36,7 +36,7 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
 }
 
 fn main() {
-    let rounds = std::env::var("TUNE_KERNEL_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(9);
+    let rounds = std::env::var("TUNE_KERNEL_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(9usize).max(1);
     let s = KernelSettings::best();
     settings::install(s).expect("the best settings run here");
     println!(

@@ -749,6 +749,7 @@ mod tests {
     /// with ties and NaNs in the windows, and for a dense layer (one value per channel).
     #[test]
     fn every_simd_level_computes_the_same_bits() {
+        let _kernels = crate::settings::exclusive();
         use super::super::simd;
         for (k, dims) in [[5, 3, 10, 10], [3, 2, 6, 38], [2, 3, 7, 35], [7, 40, 1, 1]].into_iter().enumerate() {
             let s = NormShape::of(&dims);

@@ -695,6 +695,7 @@ mod tests {
     /// gradients.
     #[test]
     fn our_f32_products_are_the_gemm_ones() {
+        let _kernels = crate::settings::exclusive();
         if !super::super::fma::available() {
             eprintln!("skipped: our kernels do not run at the AVX-512 level here");
             return;
@@ -820,6 +821,7 @@ mod tests {
     /// bits every time, whichever products run.
     #[test]
     fn backward_gives_the_same_bits_every_time() {
+        let _kernels = crate::settings::exclusive();
         let g =
             ConvGeometry { batch: 30, c_in: 16, h: 14, w: 14, c_out: 16, kh: 3, kw: 3, stride: [1, 1], pad: [1, 1] };
         let (x, w, dy) =

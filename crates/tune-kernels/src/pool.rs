@@ -126,6 +126,7 @@ mod tests {
 
     #[test]
     fn general_k_agrees_with_the_pairwise_path() {
+        let _kernels = crate::settings::exclusive();
         // At every vector level; rows of 3 windows and of 19 (more than one 16-window block).
         for level in super::super::simd::available() {
             super::super::simd::force(level);
@@ -163,6 +164,7 @@ mod tests {
     /// every vector level.
     #[test]
     fn pairwise_backward_breaks_ties_and_nans_like_argmax() {
+        let _kernels = crate::settings::exclusive();
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         for level in super::super::simd::available() {

@@ -4,8 +4,8 @@
 //! context, so a choice cannot travel with each call. The program that uses the kernels builds a
 //! [`KernelSettings`] once (tune: from `precision` and its `TUNE_SIMD` / `TUNE_WINOGRAD`
 //! overrides, read at start) and [`install`]s it. The kernels read what was installed and
-//! nothing else: no environment variable, no other switch. Until something is installed they
-//! run [`KernelSettings::best`].
+//! nothing else: no environment variable, no other switch (the crate's own tests force levels,
+//! under one lock, [`exclusive`]). Until something is installed they run [`KernelSettings::best`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -67,12 +67,21 @@ pub(crate) fn winograd_allowed() -> bool {
     WINOGRAD.load(Ordering::Relaxed)
 }
 
+/// Held by every test that switches the kernels (installs settings, forces a vector level) or
+/// depends on which products run, so that none sees another's switch half-way.
+#[cfg(test)]
+pub(crate) fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn settings_this_cpu_cannot_run_are_refused_and_change_nothing() {
+        let _kernels = exclusive();
         let before = installed();
         let best = KernelSettings::best();
         assert_eq!(best.simd, simd::available()[0]);
@@ -86,6 +95,7 @@ mod tests {
 
     #[test]
     fn installed_settings_are_what_the_kernels_read() {
+        let _kernels = exclusive();
         let best = KernelSettings::best();
         let off = KernelSettings { winograd: false, ..best };
         install(off).unwrap();

@@ -84,8 +84,9 @@ pub fn available() -> Vec<Level> {
 }
 
 /// Runs the kernels at `level` from now on (it must be one of [`available`]): the settings'
-/// install, and tests that compare levels. Since every level computes the same bits, another
-/// test running meanwhile sees no difference but speed.
+/// install, and tests that compare levels. Element-wise kernels compute the same bits at every
+/// level, but which convolution products run depends on it, so tests that force a level hold
+/// [`crate::settings`]' test lock.
 pub(crate) fn force(level: Level) {
     assert!(available().contains(&level), "{level:?} is not available on this CPU");
     LEVEL.store(level.code(), Ordering::Relaxed);

@@ -65,7 +65,10 @@ pub fn open_study(
     let (mut catalog, root, name) = match (spec, study) {
         // A study directory is a catalog of one.
         (StorageSpec::Journal(_), Some(dir)) => {
-            let dir = if dir.is_dir() { dir.to_path_buf() } else { runs_dir.join(dir) };
+            // A bare name is looked for under the runs directory first; a path is taken as given.
+            let bare = dir.components().count() == 1 && dir.is_relative();
+            let under_runs = runs_dir.join(dir);
+            let dir = if bare && (under_runs.is_dir() || !dir.is_dir()) { under_runs } else { dir.to_path_buf() };
             (StorageSpec::Journal(dir.clone()).catalog(&dir), dir, None)
         }
         (spec @ StorageSpec::Journal(_), None) => (spec.catalog(runs_dir), runs_dir.to_path_buf(), None),
@@ -238,6 +241,8 @@ mod tests {
         assert!(several.contains("several studies") && several.contains("a, b"), "{several}");
         let missing = found(Some(Path::new("zz"))).unwrap_err().to_string();
         assert!(missing.contains("zz"), "{missing}");
+        let typo = found(Some(Path::new("other/zz"))).unwrap_err().to_string();
+        assert!(typo.contains("other/zz") && !typo.contains("runs/other"), "a path is named as given: {typo}");
         let store = open_study(Some("postgresql://u@localhost:1/db"), &runs, None).err().unwrap().to_string();
         assert!(store.contains("--study"), "a store needs the study's name: {store}");
     }

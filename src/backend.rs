@@ -59,8 +59,8 @@ fn settings_from<'a>(simd: Option<&'a str>, winograd: Option<&str>) -> (KernelSe
 /// Installs [`kernel_settings`], with the convolutions' products in bf16 when `bf16`; `Err` with
 /// the reason, and nothing changed, when they cannot run here.
 pub fn configure_kernels(bf16: bool) -> Result<(), String> {
-    if bf16 && !uses_kernels() {
-        return Err(NOT_THIS_BUILD.into());
+    if let Some(why) = bf16_unavailable().filter(|_| bf16) {
+        return Err(why.into());
     }
     crate::kernels::settings::install(KernelSettings { bf16, ..kernel_settings() })
 }

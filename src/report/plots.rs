@@ -53,6 +53,18 @@ macro_rules! chart {
     };
 }
 
+/// The frame most charts share: a 20-point caption, a 10-pixel margin, and room for the axes'
+/// labels (`y_labels` pixels left of the plot).
+fn framed<'a, 'b, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    caption: impl AsRef<str>,
+    y_labels: u32,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(root);
+    builder.caption(caption, ("sans-serif", 20)).margin(10).x_label_area_size(35).y_label_area_size(y_labels);
+    builder
+}
+
 fn state_color(s: TrialState) -> RGBColor {
     match s {
         TrialState::Complete => RGBColor(31, 119, 180),
@@ -80,11 +92,7 @@ pub fn leaderboard(dir: &Path, ranked: &[&TrialRecord]) -> Result<Vec<PathBuf>> 
     let (lo, hi) = value_range(rows.iter().map(|r| r.1));
     let n = rows.len().max(1);
     chart!(dir, "leaderboard", (900, 120 + 28 * n as u32), |root| {
-        let mut c = ChartBuilder::on(root)
-            .caption("Leaderboard: best val_acc (blue complete, orange pruned)", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(60)
+        let mut c = framed(root, "Leaderboard: best val_acc (blue complete, orange pruned)", 60)
             .build_cartesian_2d(lo..hi, (0..n - 1).into_segmented())?;
         // Best at the top: row i is drawn in segment n − 1 − i.
         c.configure_mesh()
@@ -121,12 +129,7 @@ pub fn history(dir: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Result<Vec<
     let (lo, hi) = value_range(points.iter().map(|p| p.1));
     let max_n = trials.keys().max().copied().unwrap_or(0) + 1;
     chart!(dir, "history", (900, 450), |root| {
-        let mut c = ChartBuilder::on(root)
-            .caption("Optimization history", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0usize..max_n, lo..hi)?;
+        let mut c = framed(root, "Optimization history", 55).build_cartesian_2d(0usize..max_n, lo..hi)?;
         c.configure_mesh().x_desc("trial").y_desc("best val_acc").draw()?;
         c.draw_series(points.iter().map(|p| Circle::new((p.0, p.1), 4, state_color(p.2).filled())))?;
         c.draw_series(LineSeries::new(running.iter().copied(), RGBColor(214, 39, 40).stroke_width(2)))?
@@ -151,11 +154,7 @@ pub fn learning_curves(dir: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Res
     let (lo, hi) = value_range(curves.iter().flat_map(|c| c.1.iter().map(|p| p.1)));
     let max_epoch = curves.iter().flat_map(|c| c.1.iter().map(|p| p.0)).max().unwrap_or(1) + 1;
     chart!(dir, "learning_curves", (900, 450), |root| {
-        let mut c = ChartBuilder::on(root)
-            .caption("Learning curves (orange dashed: pruned, × where stopped)", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
+        let mut c = framed(root, "Learning curves (orange dashed: pruned, × where stopped)", 55)
             .build_cartesian_2d(1usize..max_epoch, lo..hi)?;
         c.configure_mesh().x_desc("epoch").y_desc("val_acc").draw()?;
         for (i, (t, pts)) in curves.iter().enumerate() {
@@ -191,11 +190,7 @@ pub fn retrain_curves(dir: &Path, retrains: &[super::retrains::Retrained]) -> Re
         value_range(series.iter().flat_map(|(_, s)| s.history.iter().map(|m| m.val_acc)).filter(|v| *v >= floor));
     let max_epoch = series.iter().map(|(_, s)| s.history.len()).max().unwrap_or(1) + 1;
     chart!(dir, "retrain_curves", (900, 480), |root| {
-        let mut c = ChartBuilder::on(root)
-            .caption("Retrains: val_acc per epoch (dot: restored best epoch)", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
+        let mut c = framed(root, "Retrains: val_acc per epoch (dot: restored best epoch)", 55)
             .build_cartesian_2d(1usize..max_epoch, lo..hi)?;
         c.configure_mesh().x_desc("epoch").y_desc("val_acc").draw()?;
         for (i, s) in &series {
@@ -285,12 +280,7 @@ pub fn bars(dir: &Path, name: &str, title: &str, x_desc: &str, rows: &[(String, 
     let rows: Vec<(String, f64)> = rows.iter().take(15).cloned().collect();
     let n = rows.len().max(1);
     chart!(dir, name, (900, 120 + 28 * n as u32), |root| {
-        let mut c = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(150)
-            .build_cartesian_2d(0f64..1f64, (0..n - 1).into_segmented())?;
+        let mut c = framed(root, title, 150).build_cartesian_2d(0f64..1f64, (0..n - 1).into_segmented())?;
         c.configure_mesh()
             .disable_y_mesh()
             .y_labels(n)
@@ -317,11 +307,8 @@ pub fn confusion(path_png: &Path, matrix: &[Vec<usize>], names: &[&str]) -> Resu
     let k = matrix.len();
     let max = matrix.iter().flatten().copied().max().unwrap_or(1).max(1) as f32;
     chart!(dir, stem, (820, 760), |root| {
-        let mut c = ChartBuilder::on(root)
-            .caption("Confusion matrix (rows: true class, columns: predicted)", ("sans-serif", 20))
-            .margin(10)
+        let mut c = framed(root, "Confusion matrix (rows: true class, columns: predicted)", 110)
             .x_label_area_size(50)
-            .y_label_area_size(110)
             .build_cartesian_2d((0..k - 1).into_segmented(), (0..k - 1).into_segmented())?;
         // True class 0 is the top row: segment y holds class k − 1 − y.
         let column = |v: &SegmentValue<usize>| match v {
@@ -427,11 +414,8 @@ pub fn front(
     let (x0, x1) = if smallest.is_finite() { (smallest / 1.5, largest * 1.5) } else { (1.0, 10.0) };
     let name = size_metric.name();
     chart!(dir, "front", (900, 500), |root| {
-        let mut c = ChartBuilder::on(root)
-            .caption(format!("Accuracy against {name}: the non-dominated front"), ("sans-serif", 20))
-            .margin(10)
+        let mut c = framed(root, format!("Accuracy against {name}: the non-dominated front"), 55)
             .x_label_area_size(40)
-            .y_label_area_size(55)
             .build_cartesian_2d((x0..x1).log_scale(), lo..hi)?;
         c.configure_mesh()
             .x_desc(format!("{name} (log scale)"))

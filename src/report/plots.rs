@@ -87,31 +87,19 @@ fn value_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 
 /// Horizontal bars: best val_acc of the top trials, coloured by state.
 pub fn leaderboard(dir: &Path, ranked: &[&TrialRecord]) -> Result<Vec<PathBuf>> {
-    let rows: Vec<(String, f64, TrialState)> =
-        ranked.iter().take(15).filter_map(|t| t.best().map(|b| (format!("#{}", t.number), b.0, t.state))).collect();
+    let rows: Vec<(String, f64, RGBColor)> = ranked
+        .iter()
+        .take(15)
+        .filter_map(|t| t.best().map(|b| (format!("#{}", t.number), b.0, state_color(t.state))))
+        .collect();
     let (lo, hi) = value_range(rows.iter().map(|r| r.1));
-    let n = rows.len().max(1);
-    chart!(dir, "leaderboard", (900, 120 + 28 * n as u32), |root| {
-        let mut c = framed(root, "Leaderboard: best val_acc (blue complete, orange pruned)", 60)
-            .build_cartesian_2d(lo..hi, (0..n - 1).into_segmented())?;
-        // Best at the top: row i is drawn in segment n − 1 − i.
-        c.configure_mesh()
-            .disable_y_mesh()
-            .y_labels(n)
-            .y_label_formatter(&|y| match y {
-                SegmentValue::CenterOf(s) => rows.get(n - 1 - *s).map_or(String::new(), |r| r.0.clone()),
-                _ => String::new(),
-            })
-            .x_desc("best val_acc")
-            .draw()?;
-        c.draw_series(rows.iter().enumerate().map(|(i, r)| {
-            Rectangle::new(
-                [(lo, SegmentValue::Exact(n - 1 - i)), (r.1, SegmentValue::Exact(n - i))],
-                state_color(r.2).filled(),
-            )
-        }))?;
-        Ok(())
-    })
+    let frame = BarFrame {
+        name: "leaderboard",
+        title: "Leaderboard: best val_acc (blue complete, orange pruned)",
+        x_desc: "best val_acc",
+        label_width: 60,
+    };
+    horizontal_bars(dir, frame, lo..hi, &rows)
 }
 
 /// Value of each trained trial by trial number, and the best so far.
@@ -277,10 +265,32 @@ pub fn parallel_coordinates(
 
 /// Horizontal bars of a (name, score) list; used for importance and infeasibility.
 pub fn bars(dir: &Path, name: &str, title: &str, x_desc: &str, rows: &[(String, f64)]) -> Result<Vec<PathBuf>> {
-    let rows: Vec<(String, f64)> = rows.iter().take(15).cloned().collect();
+    let rows: Vec<(String, f64, RGBColor)> =
+        rows.iter().take(15).map(|(label, v)| (label.clone(), *v, RGBColor(31, 119, 180))).collect();
+    horizontal_bars(dir, BarFrame { name, title, x_desc, label_width: 150 }, 0.0..1.0, &rows)
+}
+
+/// What a horizontal bar chart is called and labelled.
+struct BarFrame<'a> {
+    name: &'a str,
+    title: &'a str,
+    x_desc: &'a str,
+    /// Pixels left of the plot for the row labels.
+    label_width: u32,
+}
+
+/// One bar per (label, value, colour) row, the first at the top, over `x`.
+fn horizontal_bars(
+    dir: &Path,
+    frame: BarFrame,
+    x: std::ops::Range<f64>,
+    rows: &[(String, f64, RGBColor)],
+) -> Result<Vec<PathBuf>> {
     let n = rows.len().max(1);
-    chart!(dir, name, (900, 120 + 28 * n as u32), |root| {
-        let mut c = framed(root, title, 150).build_cartesian_2d(0f64..1f64, (0..n - 1).into_segmented())?;
+    chart!(dir, frame.name, (900, 120 + 28 * n as u32), |root| {
+        let mut c =
+            framed(root, frame.title, frame.label_width).build_cartesian_2d(x.clone(), (0..n - 1).into_segmented())?;
+        // Row i is drawn in segment n − 1 − i.
         c.configure_mesh()
             .disable_y_mesh()
             .y_labels(n)
@@ -288,13 +298,10 @@ pub fn bars(dir: &Path, name: &str, title: &str, x_desc: &str, rows: &[(String, 
                 SegmentValue::CenterOf(s) => rows.get(n - 1 - *s).map_or(String::new(), |r| r.0.clone()),
                 _ => String::new(),
             })
-            .x_desc(x_desc)
+            .x_desc(frame.x_desc)
             .draw()?;
         c.draw_series(rows.iter().enumerate().map(|(i, r)| {
-            Rectangle::new(
-                [(0.0, SegmentValue::Exact(n - 1 - i)), (r.1, SegmentValue::Exact(n - i))],
-                RGBColor(31, 119, 180).filled(),
-            )
+            Rectangle::new([(x.start, SegmentValue::Exact(n - 1 - i)), (r.1, SegmentValue::Exact(n - i))], r.2.filled())
         }))?;
         Ok(())
     })

@@ -9,6 +9,8 @@
 # once on one device. Writes OUT/gpu-check.json (the summary) and OUT/gpu-check.log.
 #
 # Usage: scripts/gpu-check.sh [BUNDLE (gpu-bundle)] [OUT ($OUT or gpu-check-out)]
+# A second try that repeats only what failed: CHECK_BUILDS="cuda" (default: every build in the
+# bundle) and CHECK_STUDY=0 (default 1).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bundle=$(realpath "${1:-gpu-bundle}")
@@ -66,12 +68,13 @@ order=(flex tch cuda)
 ((gpu)) && order=(cuda tch flex) # the GPU's figures first, should time run short
 for b in "${order[@]}"; do
   [[ $mode == reference && $b != flex ]] && continue
+  [[ -n ${CHECK_BUILDS:-} && " $CHECK_BUILDS " != *" $b "* ]] && continue
   [[ -e $bundle/bin/tune-$b.xz ]] || continue
   xz -dc "$bundle/bin/tune-$b.xz" >"$work/tune-$b" && chmod +x "$work/tune-$b" && builds+=("$b")
 done
 echo "builds: ${builds[*]}"
 # Libraries this machine lacks (fontconfig, freetype…) come from the bundle.
-if ldd "$work/tune-flex" 2>/dev/null | grep -q 'not found' && [[ -e $bundle/lib.tar.xz ]]; then
+if for b in "${builds[@]}"; do ldd "$work/tune-$b" 2>/dev/null; done | grep -q 'not found' && [[ -e $bundle/lib.tar.xz ]]; then
   tar -C "$work" -xJf "$bundle/lib.tar.xz"
   export LD_LIBRARY_PATH=$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   echo "libraries missing here are taken from the bundle: $(ls "$work/lib" | tr '\n' ' ')"
@@ -152,7 +155,7 @@ summary() {
 study="null"
 for b in "${builds[@]}"; do check_build "$b"; summary false; done
 
-if [[ $mode != reference ]]; then
+if [[ $mode != reference && ${CHECK_STUDY:-1} != 0 ]]; then
   # 4 trials at once on one device: the GPU with the cuda build, else the CPU with flex.
   if [[ $gpu == 1 && -x $work/tune-cuda ]]; then exe=$work/tune-cuda device=cuda:0; else exe=$work/tune-flex device=cpu; fi
   note "study: 8 trials, 4 at once on $device"
@@ -174,7 +177,7 @@ if [[ $mode != reference ]]; then
     echo "at most $gpu_apps processes held GPU memory at once"
     tail -12 "$work/gpu-apps.txt"
   fi
-  "$exe" report "$work/runs/quick" >"$work/report-full.txt" 2>&1
+  "$exe" report "$work/runs/quick" >"$work/report-full.txt" 2>"$work/report-err.txt"
   head -1 "$work/report-full.txt" | tee "$work/report.txt"
   peak=$(python3 - "$work/runs/quick/journal.jsonl" <<'PY'
 import json, sys

@@ -16,6 +16,7 @@ pub mod evaluation;
 pub mod files;
 /// The flex kernels, their own crate: every `unsafe` block of tune lives there.
 pub use tune_kernels as kernels;
+pub mod logging;
 pub mod memory;
 pub mod model;
 pub mod report;

@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 fn main() {
     tune::memory::keep_freed_memory();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("TUNE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::new(tune::logging::directives(std::env::var("TUNE_LOG").ok().as_deref())))
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()

@@ -65,6 +65,23 @@ fn framed<'a, 'b, DB: DrawingBackend>(
     builder
 }
 
+/// A legend entry's key: a short line in the series' own colour and width.
+fn line_key<C: Color + Copy>(color: C) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+}
+
+/// The legend every chart with labelled series draws: boxed, half see-through, at `at`.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    c: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    c.configure_series_labels().position(at).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    Ok(())
+}
+
 fn state_color(s: TrialState) -> RGBColor {
     match s {
         TrialState::Complete => RGBColor(31, 119, 180),
@@ -122,12 +139,8 @@ pub fn history(dir: &Path, trials: &BTreeMap<usize, TrialRecord>) -> Result<Vec<
         c.draw_series(points.iter().map(|p| Circle::new((p.0, p.1), 4, state_color(p.2).filled())))?;
         c.draw_series(LineSeries::new(running.iter().copied(), RGBColor(214, 39, 40).stroke_width(2)))?
             .label("best so far")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RGBColor(214, 39, 40).stroke_width(2)));
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+            .legend(line_key(RGBColor(214, 39, 40)));
+        draw_legend(&mut c, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -193,18 +206,12 @@ pub fn retrain_curves(dir: &Path, retrains: &[super::retrains::Retrained]) -> Re
             } else {
                 c.draw_series(DashedLineSeries::new(pts, dash.0, dash.1, color.stroke_width(2)))?
             };
-            drawn
-                .label(format!("trial {trial} seed {}: {test}", s.seed))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            drawn.label(format!("trial {trial} seed {}: {test}", s.seed)).legend(line_key(color));
             if let Some((v, e)) = s.best() {
                 c.draw_series(std::iter::once(Circle::new((e, v), 4, color.filled())))?;
             }
         }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+        draw_legend(&mut c, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -388,9 +395,9 @@ pub fn training_history(path_png: &Path, history: &[crate::training::EpochMetric
             {
                 c.draw_series(LineSeries::new(history.iter().map(|m| (m.epoch, pick(m, i))), color.stroke_width(2)))?
                     .label(name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+                    .legend(line_key(color));
             }
-            c.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            draw_legend(&mut c, SeriesLabelPosition::MiddleRight)?;
         }
         Ok(())
     })?;
@@ -435,13 +442,9 @@ pub fn front(
         c.draw_series(points.iter().map(|p| Circle::new((p.0, p.1), 4, state_color(p.2).filled())))?;
         c.draw_series(LineSeries::new(line.iter().copied(), BLACK.stroke_width(2)))?
             .label(format!("front: no network with less {name} is as accurate"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+            .legend(line_key(BLACK));
         c.draw_series(line.iter().map(|p| Circle::new(*p, 6, BLACK.stroke_width(2))))?;
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+        draw_legend(&mut c, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }

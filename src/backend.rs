@@ -59,7 +59,7 @@ fn settings_from<'a>(simd: Option<&'a str>, winograd: Option<&str>) -> (KernelSe
 /// Installs [`kernel_settings`], with the convolutions' products in bf16 when `bf16`; `Err` with
 /// the reason, and nothing changed, when they cannot run here.
 pub fn configure_kernels(bf16: bool) -> Result<(), String> {
-    if let Some(why) = bf16_unavailable().filter(|_| bf16) {
+    if bf16 && let Some(why) = bf16_unavailable() {
         return Err(why.into());
     }
     crate::kernels::settings::install(KernelSettings { bf16, ..kernel_settings() })
@@ -78,11 +78,14 @@ pub fn device() -> Device {
 }
 
 /// The backend and, where it can be either, the processor it runs on: "flex", "tch (cuda:0)",
-/// "tch (cpu)", "cuda".
+/// "tch (cpu)", "cuda (cuda:3)". A trial placed on a GPU sees it as device 0, so the name is
+/// the one its study gave it (`TUNE_DEVICE`).
 pub fn description() -> String {
+    #[cfg(feature = "cuda")]
+    return format!("{NAME} ({})", std::env::var("TUNE_DEVICE").unwrap_or_else(|_| "cuda:0".into()));
     #[cfg(all(feature = "tch", not(feature = "cuda")))]
     return format!("{NAME} ({})", if tch::Cuda::is_available() { "cuda:0" } else { "cpu" });
-    #[cfg(not(all(feature = "tch", not(feature = "cuda"))))]
+    #[cfg(not(any(feature = "tch", feature = "cuda")))]
     NAME.to_string()
 }
 

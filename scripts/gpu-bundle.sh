@@ -26,8 +26,9 @@ for build in ${BUILDS:-flex cuda}; do
   xz -9 -T0 "$out/bin/tune-$build"
   echo "$build: $(du -b "$exe" | cut -f1) bytes built, $(du -b "$out/bin/tune-$build.xz" | cut -f1) stripped and compressed"
 done
-# The shared libraries the binaries load besides glibc's and the compiler's (fontconfig,
-# freetype, png…), for a machine without them: gpu-check.sh uses them only where one is missing.
+# The shared libraries the binaries load besides glibc's and the compiler's (none for flex since
+# charts use a built-in font), for a machine without them: gpu-check.sh uses them only where one
+# is missing.
 mkdir -p "$out/lib"
 for build in ${BUILDS:-flex cuda}; do
   exe=${builds[$build]}

@@ -73,7 +73,7 @@ for b in "${order[@]}"; do
   xz -dc "$bundle/bin/tune-$b.xz" >"$work/tune-$b" && chmod +x "$work/tune-$b" && builds+=("$b")
 done
 echo "builds: ${builds[*]}"
-# Libraries this machine lacks (fontconfig, freetype…) come from the bundle.
+# Libraries this machine lacks come from the bundle.
 if for b in "${builds[@]}"; do ldd "$work/tune-$b" 2>/dev/null; done | grep -q 'not found' && [[ -e $bundle/lib.tar.xz ]]; then
   tar -C "$work" -xJf "$bundle/lib.tar.xz"
   export LD_LIBRARY_PATH=$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

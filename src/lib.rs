@@ -14,6 +14,7 @@ pub mod data;
 pub mod error;
 pub mod evaluation;
 pub mod files;
+pub mod font;
 /// The flex kernels, their own crate: every `unsafe` block of tune lives there.
 pub use tune_kernels as kernels;
 pub mod logging;

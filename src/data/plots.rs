@@ -22,6 +22,7 @@ pub fn samples_grid(images: &Images, indices: &[usize], per_class: usize, seed: 
     const LEFT: i32 = 120;
     const TOP: i32 = 34;
     let (w, h) = (LEFT + per_class as i32 * CELL, TOP + CLASSES as i32 * CELL);
+    crate::font::register();
     let root = BitMapBackend::new(out, (w as u32, h as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(out, e))?;
     root.draw(&Text::new("Fashion-MNIST: random training images per class", (10, 8), ("sans-serif", 18).into_font()))
@@ -50,6 +51,7 @@ pub fn samples_grid(images: &Images, indices: &[usize], per_class: usize, seed: 
 
 /// Grouped bar chart: images per class for each named split.
 pub fn distribution_chart(splits: &[(&str, [usize; CLASSES])], out: &Path) -> Result<()> {
+    crate::font::register();
     let root = BitMapBackend::new(out, (1000, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(out, e))?;
     // Head room above the tallest bar for the legend.

@@ -25,6 +25,7 @@ fn both(
     let png = dir.join(format!("{name}.png"));
     let svg = dir.join(format!("{name}.svg"));
     let fail = |p: &Path, e: Box<dyn std::error::Error>| TuneError::io(p, std::io::Error::other(e.to_string()));
+    crate::font::register();
     {
         let root = BitMapBackend::new(&png, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| fail(&png, e.into()))?;

@@ -66,15 +66,17 @@ echo "libdevice: $CUDA_PATH/nvvm/libdevice/libdevice.10.bc"
 builds=()
 order=(flex tch cuda)
 ((gpu)) && order=(cuda tch flex) # the GPU's figures first, should time run short
+# Every build is unpacked (the study may need one that CHECK_BUILDS leaves unchecked); the
+# checked ones are listed in builds.
 for b in "${order[@]}"; do
   [[ $mode == reference && $b != flex ]] && continue
-  [[ -n ${CHECK_BUILDS:-} && " $CHECK_BUILDS " != *" $b "* ]] && continue
   [[ -e $bundle/bin/tune-$b.xz ]] || continue
-  xz -dc "$bundle/bin/tune-$b.xz" >"$work/tune-$b" && chmod +x "$work/tune-$b" && builds+=("$b")
+  xz -dc "$bundle/bin/tune-$b.xz" >"$work/tune-$b" && chmod +x "$work/tune-$b" || continue
+  [[ -n ${CHECK_BUILDS:-} && " $CHECK_BUILDS " != *" $b "* ]] || builds+=("$b")
 done
 echo "builds: ${builds[*]}"
 # Libraries this machine lacks come from the bundle.
-if for b in "${builds[@]}"; do ldd "$work/tune-$b" 2>/dev/null; done | grep -q 'not found' && [[ -e $bundle/lib.tar.xz ]]; then
+if ldd "$work"/tune-* 2>/dev/null | grep -q 'not found' && [[ -e $bundle/lib.tar.xz ]]; then
   tar -C "$work" -xJf "$bundle/lib.tar.xz"
   export LD_LIBRARY_PATH=$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   echo "libraries missing here are taken from the bundle: $(ls "$work/lib" | tr '\n' ' ')"
@@ -177,7 +179,7 @@ if [[ $mode != reference && ${CHECK_STUDY:-1} != 0 ]]; then
     echo "at most $gpu_apps processes held GPU memory at once"
     tail -12 "$work/gpu-apps.txt"
   fi
-  "$exe" report "$work/runs/quick" >"$work/report-full.txt" 2>"$work/report-err.txt"
+  "$exe" report "$work/runs/quick" >"$work/report-full.txt"
   head -1 "$work/report-full.txt" | tee "$work/report.txt"
   peak=$(python3 - "$work/runs/quick/journal.jsonl" <<'PY'
 import json, sys

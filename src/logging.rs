@@ -1,8 +1,8 @@
 //! Which log lines reach stderr. `TUNE_LOG` names a level for tune's own lines, while the
 //! libraries beneath stay at warnings: at `info`, cubecl (the CUDA build) prints every kernel's
 //! IR after every compiler pass: 359 MB from a 5-step bench on the H200, which pushed the
-//! device check's bench and training past their time limits. A full
-//! directive list (`info,cubecl=debug`) is taken as written, for whoever debugs a library.
+//! device check's bench and training past their time limits. A full directive list
+//! (`info,cubecl=debug`) is taken as written, for whoever debugs a library.
 
 /// The `EnvFilter` directives for a `TUNE_LOG` value (None: unset).
 pub fn directives(tune_log: Option<&str>) -> String {

@@ -15,6 +15,11 @@ fn main() {
         ("the_report_page_renders_in_a_real_browser", no_browser, the_report_page_renders_in_a_real_browser),
         ("report_on_an_empty_dir_says_what_to_do", None, report_on_an_empty_dir_says_what_to_do),
         ("retrain_best_tests_once_and_eval_agrees", None, retrain_best_tests_once_and_eval_agrees),
+        (
+            "retrain_top_picks_on_validation_and_tests_only_the_pick",
+            None,
+            retrain_top_picks_on_validation_and_tests_only_the_pick,
+        ),
     ])
 }
 
@@ -242,4 +247,77 @@ fn retrain_best_tests_once_and_eval_agrees() {
     let other = ok(f.run(&["retrain", "--best", "--epochs", "1", "--fresh", "--data-dir", d.to_str().unwrap()]));
     assert!(!other.contains("resuming"), "{other}");
     assert_eq!(String::from_utf8(read("seed-0", "metrics.csv")).unwrap().lines().count(), 2, "header and one epoch");
+}
+
+fn retrain_top_picks_on_validation_and_tests_only_the_pick() {
+    let f = Fixture::new(600, 100);
+    let s = f.write(
+        "s.toml",
+        "[study]\nname = \"t\"\ntrials = 3\npruner = \"none\"\nseed = 5\n[study.training]\nmax_epochs = 1\nsubset = 200\n\
+         [params]\nlr = { float = [1e-3, 8e-3] }\nconv0_channels = { choice = [4, 8] }\nconv0_pool = 2\nfc0_neurons = 16\n",
+    );
+    let d = f.data();
+    ok(f.run(&["run", s.to_str().unwrap(), "--data-dir", d.to_str().unwrap(), "--concurrency", "2"]));
+    let args = ["retrain", "--best", "--top", "2", "--epochs", "2", "--seeds", "2", "--data-dir", d.to_str().unwrap()];
+    let out = ok(f.run(&args));
+    assert!(out.contains("top trials at the retrain's fidelity") && out.contains("← picked"), "{out}");
+    let retrain = f.path("runs/t/retrain");
+    let read_json = |path: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|_| panic!("{}", path.display()))).unwrap()
+    };
+    let rung = read_json(&retrain.join("top.json"));
+    let candidates = rung["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 2, "{rung}");
+    let field = |i: usize, key: &str| candidates[i][key].as_f64().unwrap();
+    assert!(field(0, "study_val_acc") >= field(1, "study_val_acc"), "the study's best first: {rung}");
+    let chosen = rung["chosen"].as_u64().unwrap();
+    let best = if field(1, "val_acc") > field(0, "val_acc") { 1 } else { 0 };
+    assert_eq!(candidates[best]["trial"].as_u64().unwrap(), chosen, "the best retrain val_acc is picked: {rung}");
+    let other = candidates[1 - best]["trial"].as_u64().unwrap();
+    let (picked, passed) = (retrain.join(format!("trial-{chosen}")), retrain.join(format!("trial-{other}")));
+    // The pick goes on to its second seed and the test; the other is never tested.
+    for file in ["seed-0/test.json", "seed-1/test.json", "summary.json"] {
+        assert!(picked.join(file).is_file(), "{file} of the pick");
+    }
+    assert!(passed.join("seed-0/metrics.csv").is_file(), "the other trained its first seed");
+    for file in ["seed-0/test.json", "seed-1", "summary.json"] {
+        assert!(!passed.join(file).exists(), "{file} of the trial not picked");
+    }
+    // The pick's retrain val_acc is its first seed's best epoch.
+    let vals: Vec<f64> = std::fs::read_to_string(picked.join("seed-0/metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(vals.len(), 2, "two epochs");
+    let picked_val = candidates[best]["val_acc"].as_f64().unwrap();
+    assert!(vals.iter().any(|v| (v - picked_val).abs() < 1e-9), "{vals:?} vs {picked_val}");
+    assert_eq!(read_json(&picked.join("summary.json"))["trial"].as_u64().unwrap(), chosen);
+    // The same command resumes: nothing trains again, and the pick is the same.
+    let metrics = |dir: &Path| std::fs::read(dir.join("seed-0/metrics.csv")).unwrap();
+    let before = (metrics(&picked), metrics(&passed));
+    let again = ok(f.run(&args));
+    assert!(
+        again.contains(&format!("trial {chosen} seed 0: resuming"))
+            && again.contains(&format!("trial {other} seed 0: resuming")),
+        "{again}"
+    );
+    assert_eq!((metrics(&picked), metrics(&passed)), before);
+    assert_eq!(read_json(&retrain.join("top.json")), rung);
+    // The report tells the candidate that lost from a seed still training.
+    let rep = ok(f.run(&["report", "runs/t"]));
+    assert!(
+        rep.contains(&format!("trial {other}: a --top candidate, not picked (trial {chosen} validated better)")),
+        "{rep}"
+    );
+    let page = std::fs::read_to_string(f.path("runs/t/report/index.html")).unwrap();
+    assert!(page.contains("not picked (--top), never tested"), "the page's row for the candidate that lost");
+    // --top (like the other choosing flags) picks among the best: with a trial named there
+    // is nothing to choose, and the command says so rather than ignore it.
+    for flag in [&["--top", "2"][..], &["--include-pruned"], &["--max-params", "1000"]] {
+        let refused = f.run(&[&["retrain", "--trial", "0", "--data-dir", d.to_str().unwrap()][..], flag].concat());
+        assert_eq!(refused.status.code(), Some(2), "{flag:?}: {}", text(&refused));
+        assert!(text(&refused).contains("--trial") && text(&refused).contains(flag[0]), "{}", text(&refused));
+    }
 }

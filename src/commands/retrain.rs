@@ -26,14 +26,17 @@ pub struct RetrainArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
     /// With --best, also consider pruned trials (by default only complete ones qualify).
-    #[arg(long, requires = "best")]
+    #[arg(long, conflicts_with = "trial")]
     pub include_pruned: bool,
     /// With --best, the best network of at most N parameters (the accuracy-versus-size front's pick under a budget).
-    #[arg(long, requires = "best", value_name = "N")]
+    #[arg(long, conflicts_with = "trial", value_name = "N")]
     pub max_params: Option<usize>,
     /// With --best, the best network that infers one image in at most MS milliseconds (each trial times itself after its first epoch, on its own threads).
-    #[arg(long, requires = "best", value_name = "MS", value_parser = positive_ms)]
+    #[arg(long, conflicts_with = "trial", value_name = "MS", value_parser = positive_ms)]
     pub max_latency_ms: Option<f64>,
+    /// With --best: train the first seed of the K best trials at the retrain's budget, and go on (more seeds, the test split) with the one that validates best there; the others are never tested. The study's last rung, at the fidelity that counts.
+    #[arg(long, conflicts_with = "trial", value_name = "K", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub top: Option<u32>,
     /// Most epochs (default: the study's max_epochs).
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -67,6 +70,7 @@ pub fn run(args: RetrainArgs) -> Result<()> {
         subset: args.subset,
         threads: args.threads,
         fresh: args.fresh,
+        top: args.top.map(|k| k as usize),
     })?;
     if s.test_accuracy.len() > 1 {
         println!(

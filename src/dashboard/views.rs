@@ -158,6 +158,8 @@ pub struct SeedView {
     pub test_accuracy: Option<f64>,
     /// `confusion[true][predicted]` on the balanced test split, once tested.
     pub confusion: Option<Vec<Vec<usize>>>,
+    /// A `tune retrain --top` candidate that another trial beat on validation: never tested.
+    pub not_picked: bool,
 }
 
 /// Every seed of every retrain of a study (as `retrains::find` read them from the study's own
@@ -172,6 +174,7 @@ pub fn retrains(found: &[Retrained]) -> Vec<SeedView> {
                 val: s.history.iter().map(|m| m.val_acc).collect(),
                 test_accuracy: s.test_accuracy,
                 confusion: s.confusion.clone(),
+                not_picked: t.passed_over_for.is_some(),
             })
         })
         .collect()

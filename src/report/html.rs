@@ -23,6 +23,7 @@ fn retrain_section(retrains: &[Retrained], link: &str) -> String {
                     let m = format!("{link}/trial-{}/seed-{}/confusion.svg", t.trial, s.seed);
                     (format!("{a:.4}"), format!("<a href=\"{}\">confusion matrix</a>", escape(&m)))
                 }
+                None if t.passed_over_for.is_some() => ("not picked (--top), never tested".to_string(), String::new()),
                 None => ("training".to_string(), String::new()),
             };
             rows.push_str(&format!("<tr><td>{}</td><td>{}</td><td>{}</td><td>{best:.4} (epoch {epoch})</td><td>{test}</td><td>{confusion}</td></tr>\n", t.trial, s.seed, s.history.len()));

@@ -1,11 +1,62 @@
 //! The retrains of a study (`<study>/retrain/trial-N/seed-k/`) as the report shows them: each
 //! seed's validation curve and its one test result, and each trial's mean ± std over seeds —
-//! the figures that say whether a winner beats the baseline by more than seed noise.
+//! the figures that say whether a winner beats the baseline by more than seed noise. Also the
+//! record of a `tune retrain --top` rung (`retrain/top.json`), which says which retrained
+//! trials were candidates that lost on validation and were never tested.
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Result, TuneError};
 use crate::training::EpochMetrics;
+
+/// One `tune retrain --top` candidate: what the study measured, and what its first retrain
+/// seed did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopCandidate {
+    pub trial: usize,
+    /// Best val_acc in the study, at the study's fidelity.
+    pub study_val_acc: f64,
+    /// Best val_acc of the retrain's first seed, and its epoch.
+    pub val_acc: f64,
+    pub epoch: usize,
+    /// Whether it stopped early (else it ran every epoch of the budget).
+    pub stopped_early: bool,
+}
+
+/// A `--top` rung's candidates in the study's order, and the pick: `retrain/top.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopRung {
+    pub candidates: Vec<TopCandidate>,
+    pub chosen: usize,
+}
+
+impl TopRung {
+    pub const FILE: &'static str = "top.json";
+
+    pub fn write(&self, retrain_dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(retrain_dir).map_err(|e| TuneError::io(retrain_dir, e))?;
+        crate::files::write_atomic(
+            &retrain_dir.join(Self::FILE),
+            serde_json::to_string_pretty(self).expect("serialisable").as_bytes(),
+        )
+    }
+
+    /// The rung recorded under `retrain_dir`, if a `--top` retrain ran there.
+    pub fn read(retrain_dir: &Path) -> Result<Option<TopRung>> {
+        let path = retrain_dir.join(Self::FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| TuneError::CorruptData {
+                path,
+                problem: e.to_string(),
+                fix: "rerun the same `tune retrain --best --top K` command: it rewrites the file from the saved runs"
+                    .into(),
+            }),
+            Err(_) => Ok(None),
+        }
+    }
+}
 
 /// One seed of a retrain, finished or still training.
 #[derive(Debug, Clone)]
@@ -31,6 +82,9 @@ impl SeedRun {
 pub struct Retrained {
     pub trial: usize,
     pub seeds: Vec<SeedRun>,
+    /// A `tune retrain --top` candidate that lost to this trial on validation: it trained one
+    /// seed and was never tested.
+    pub passed_over_for: Option<usize>,
 }
 
 impl Retrained {
@@ -41,6 +95,12 @@ impl Retrained {
 
     /// One line: `trial 0: test 0.9439 ± 0.0010 over 3 seeds (1 still training)`.
     pub fn line(&self) -> String {
+        if let (Some(chosen), Some((val, epoch))) = (self.passed_over_for, self.seeds.first().and_then(SeedRun::best)) {
+            return format!(
+                "trial {}: a --top candidate, not picked (trial {chosen} validated better): val_acc {val:.4} at epoch {epoch}, never tested",
+                self.trial
+            );
+        }
         let accs = self.tested();
         let training = self.seeds.len() - accs.len();
         let pending = if training > 0 { format!(" ({training} still training)") } else { String::new() };
@@ -76,6 +136,7 @@ pub fn find(retrain_dir: &Path) -> Result<Vec<Retrained>> {
     if !retrain_dir.is_dir() {
         return Ok(Vec::new());
     }
+    let rung = TopRung::read(retrain_dir)?;
     let mut out = Vec::new();
     for (trial, trial_dir) in numbered(retrain_dir, "trial-")? {
         let mut seeds = Vec::new();
@@ -106,7 +167,12 @@ pub fn find(retrain_dir: &Path) -> Result<Vec<Retrained>> {
             seeds.push(SeedRun { seed, dir, history, test_accuracy, confusion });
         }
         if !seeds.is_empty() {
-            out.push(Retrained { trial, seeds });
+            let passed_over_for = rung
+                .as_ref()
+                .filter(|r| r.chosen != trial && r.candidates.iter().any(|c| c.trial == trial))
+                .filter(|_| seeds.iter().all(|s| s.test_accuracy.is_none()))
+                .map(|r| r.chosen);
+            out.push(Retrained { trial, seeds, passed_over_for });
         }
     }
     Ok(out)
@@ -167,6 +233,39 @@ mod tests {
             "trial 2: test accuracy 0.7500 ± 0.3536 over 2 seed(s) [0.5000, 1.0000] (1 still training)"
         );
         assert_eq!(found[1].line(), "trial 10: test accuracy 0.7500 ± 0.0000 over 1 seed(s) [0.7500]");
+    }
+
+    #[test]
+    fn a_top_candidate_that_was_not_picked_says_so_instead_of_still_training() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        seed_dir(r, 4, 0, &[0.80, 0.86, 0.85], None);
+        seed_dir(r, 9, 0, &[0.82, 0.84], Some(0.75));
+        let candidate =
+            |trial, val_acc| TopCandidate { trial, study_val_acc: 0.8, val_acc, epoch: 2, stopped_early: false };
+        let before = find(r).unwrap();
+        assert!(before[0].line().contains("still training"), "without the rung: {}", before[0].line());
+        TopRung { candidates: vec![candidate(4, 0.86), candidate(9, 0.87)], chosen: 9 }.write(r).unwrap();
+        let found = find(r).unwrap();
+        assert_eq!(
+            found[0].line(),
+            "trial 4: a --top candidate, not picked (trial 9 validated better): val_acc 0.8600 at epoch 2, never tested"
+        );
+        assert_eq!(found[1].passed_over_for, None, "the pick is reported as any retrain");
+        assert!(found[1].line().starts_with("trial 9: test accuracy 0.7500"), "{}", found[1].line());
+    }
+
+    #[test]
+    fn the_top_rung_round_trips_through_its_file_and_a_damaged_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(TopRung::read(dir.path()).unwrap(), None);
+        let c = |trial, val_acc| TopCandidate { trial, study_val_acc: 0.9, val_acc, epoch: 3, stopped_early: true };
+        let rung = TopRung { candidates: vec![c(3, 0.8), c(5, 0.85)], chosen: 5 };
+        rung.write(dir.path()).unwrap();
+        assert_eq!(TopRung::read(dir.path()).unwrap(), Some(rung));
+        std::fs::write(dir.path().join(TopRung::FILE), "{").unwrap();
+        let err = TopRung::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("top.json") && err.contains("--top"), "{err}");
     }
 
     #[test]

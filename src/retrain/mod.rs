@@ -20,9 +20,11 @@ use crate::error::{Result, TuneError};
 use crate::evaluation::{Report, evaluate_dir};
 use crate::model::Architecture;
 use crate::study::TrialRecord;
+use crate::study::resolved::Resolved;
 use crate::training::{Display, TrainConfig, TrainData};
 
 pub mod pick;
+pub mod top;
 pub use pick::{Caps, best_trial};
 
 /// What `tune retrain` retrains, and how.
@@ -52,6 +54,9 @@ pub struct RetrainOptions {
     pub threads: Option<usize>,
     /// Replace an earlier retrain of the trial instead of resuming it.
     pub fresh: bool,
+    /// With `best`: train the first seed of this many of the best trials, and go on with the
+    /// one that validates best at the retrain's fidelity.
+    pub top: Option<usize>,
 }
 
 /// What `retrain/trial-N/summary.json` holds.
@@ -105,6 +110,116 @@ fn test_once(
     Ok(report)
 }
 
+/// One stage of a trial's schedule: the record whose parameters train, its network and its
+/// settings (one stage unless the trial was forked by PBT).
+type Stage<'a> = (&'a TrialRecord, Architecture, TrainConfig);
+
+/// What every seed of every retrain of one command shares.
+struct Retrainer {
+    data: crate::data::FashionMnist,
+    splits: crate::data::Splits,
+    device: burn::tensor::Device,
+    study: PathBuf,
+}
+
+impl Retrainer {
+    /// Trains (or resumes) seed `k` of the trial whose schedule is `stages`, in
+    /// `retrain/trial-N/seed-k`; `fresh` replaces an earlier retrain there.
+    fn train_seed(&self, stages: &[Stage], k: usize, fresh: bool) -> Result<(u64, PathBuf, crate::training::Outcome)> {
+        let (chosen, _, base) = stages.last().expect("one stage at least");
+        let seed = crate::study::trial::trial_seed(chosen.seed, 1000 + k);
+        let dir = self.study.join("retrain").join(format!("trial-{}", chosen.number)).join(format!("seed-{k}"));
+        let cfg = TrainConfig { seed, ..base.clone() };
+        let resume = !fresh
+            && stages.iter().any(|(t, arch, c)| {
+                crate::training::same_run(&dir, arch, &t.params, &TrainConfig { seed, ..c.clone() })
+            });
+        if !resume && dir.exists() {
+            // Hours of training are never discarded by a changed flag, only by --fresh.
+            if !fresh {
+                return Err(TuneError::Config {
+                    file: "<command line>".into(),
+                    key: "--fresh".into(),
+                    problem: format!(
+                        "{} holds a retrain of this trial with other settings (see its train.toml)",
+                        dir.display()
+                    ),
+                    fix: "repeat that retrain's flags to resume it, or pass --fresh to replace it".into(),
+                });
+            }
+            tracing::info!("{}: starting afresh (--fresh)", dir.display());
+            std::fs::remove_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
+        }
+        if resume {
+            println!("trial {} seed {k}: resuming {}", chosen.number, dir.display());
+        }
+        let train_idx = crate::training::training_indices(&self.data.train, &self.splits, &cfg);
+        tracing::info!(
+            "retraining trial {} (seed {k}: {seed}) on {} images, up to {} epochs → {}",
+            chosen.number,
+            train_idx.len(),
+            cfg.epochs,
+            dir.display()
+        );
+        let td = TrainData {
+            train_images: &self.data.train,
+            train: train_idx,
+            val_images: &self.data.official_test,
+            val: self.splits.validation.clone(),
+        };
+        let mut outcome = None;
+        for (i, (t, arch, stage)) in stages.iter().enumerate() {
+            let stage = TrainConfig { seed, ..stage.clone() };
+            crate::training::write_run_files(&dir, arch, &t.params, &stage)?;
+            let resume = resume || i > 0;
+            outcome = Some(crate::training::train(
+                &td,
+                arch,
+                &stage,
+                &dir,
+                &self.device,
+                resume,
+                Display::Human,
+                &mut |_| {},
+            )?);
+        }
+        Ok((seed, dir, outcome.expect("one stage at least")))
+    }
+}
+
+/// Each stage of `chosen`'s schedule with its network and its settings at the retrain's
+/// budget (the study's settings, the trial's dictionary, then the command's flags).
+fn stages<'a>(
+    trials: &'a BTreeMap<usize, TrialRecord>,
+    chosen: &'a TrialRecord,
+    resolved: &Resolved,
+    settings_path: &Path,
+    location: &str,
+    args: &RetrainOptions,
+) -> Result<Vec<Stage<'a>>> {
+    let mut stages = Vec::new();
+    for (t, end) in schedule(trials, chosen) {
+        let params_file = PathBuf::from(format!("{location} trial {}", t.number));
+        let arch = Architecture::from_params(&t.params, &params_file)?;
+        let cfg = resolved
+            .space
+            .study
+            .training
+            .as_layer(settings_path, "study.training.")
+            .dictionary(&t.params, &params_file)
+            .flag("epochs", "--epochs", args.epochs)?
+            .flag("subset", "--subset", args.subset)?
+            .flag("split_seed", "--split-seed", Some(args.split_seed))?
+            .build()?;
+        // A stage stops at its fork; its learning-rate schedule spans the whole run, as the
+        // study's trial did.
+        let epochs = end.map_or(cfg.epochs, |e| e.min(cfg.epochs));
+        let plan_epochs = Some(cfg.epochs);
+        stages.push((t, arch, TrainConfig { subset: args.subset, epochs, plan_epochs, ..cfg }));
+    }
+    Ok(stages)
+}
+
 pub fn run(args: &RetrainOptions) -> Result<Summary> {
     if !args.best && args.trial.is_none() {
         return Err(TuneError::Config {
@@ -127,94 +242,49 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
         .settings()?
         .ok_or_else(|| TuneError::Study(format!("{}: no such study (no settings recorded)", storage.location())))?;
     let trials = storage.trials()?;
-    let chosen = match args.trial {
-        Some(n) => trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", storage.location())))?,
-        None => pick::best_trial(&trials, args.include_pruned, args.caps)
+    let candidates: Vec<&TrialRecord> = match args.trial {
+        Some(n) => {
+            vec![trials.get(&n).ok_or_else(|| TuneError::Study(format!("{}: no trial {n}", storage.location())))?]
+        }
+        None => pick::best_trials(&trials, args.include_pruned, args.caps, args.top.unwrap_or(1))
             .map_err(|found| TuneError::Study(format!("{}: {found}", storage.location())))?,
     };
-    // Each stage of the schedule: its parameters, network and settings (one stage unless forked).
-    let mut stages = Vec::new();
-    for (t, end) in schedule(&trials, chosen) {
-        let params_file = PathBuf::from(format!("{} trial {}", storage.location(), t.number));
-        let arch = Architecture::from_params(&t.params, &params_file)?;
-        let cfg = resolved
-            .space
-            .study
-            .training
-            .as_layer(&settings_path, "study.training.")
-            .dictionary(&t.params, &params_file)
-            .flag("epochs", "--epochs", args.epochs)?
-            .flag("subset", "--subset", args.subset)?
-            .flag("split_seed", "--split-seed", Some(args.split_seed))?
-            .build()?;
-        // A stage stops at its fork; its learning-rate schedule spans the whole run, as the
-        // study's trial did.
-        let epochs = end.map_or(cfg.epochs, |e| e.min(cfg.epochs));
-        let plan_epochs = Some(cfg.epochs);
-        stages.push((t, arch, TrainConfig { subset: args.subset, epochs, plan_epochs, ..cfg }));
-    }
+    let location = storage.location();
+    let stages_of = |t| stages(&trials, t, &resolved, &settings_path, &location, args);
+    let (data, splits) = crate::data::load_with_splits(args.data_dir.as_deref(), args.split_seed)?;
+    let r = Retrainer { data, splits, device: crate::backend::device(), study: study.clone() };
+    // With --top, each candidate's first seed is the study's last rung at the retrain's
+    // fidelity: the one with the best validation accuracy there goes on, untested until then.
+    let mut trained_first = false;
+    let chosen = match candidates.as_slice() {
+        [only] => *only,
+        several => {
+            let mut rung = Vec::new();
+            for t in several {
+                let (_, _, outcome) = r.train_seed(&stages_of(t)?, 0, args.fresh)?;
+                rung.push(top::candidate(t, &outcome));
+            }
+            let pick = top::decide(rung);
+            println!("{}", top::render(&pick));
+            pick.write(&study.join("retrain"))?;
+            trained_first = true;
+            trials.get(&pick.chosen).expect("a candidate is a trial")
+        }
+    };
+    let stages = stages_of(chosen)?;
     if stages.len() > 1 {
         let steps: Vec<String> =
             stages.iter().map(|(t, _, cfg)| format!("trial {} to epoch {}", t.number, cfg.epochs)).collect();
         println!("trial {} was forked (PBT): replaying its schedule: {}", chosen.number, steps.join(", then "));
     }
-    let base = stages.last().map(|(_, _, cfg)| cfg.clone()).expect("one stage at least");
-    let (data, splits) = crate::data::load_with_splits(args.data_dir.as_deref(), args.split_seed)?;
     let out = study.join("retrain").join(format!("trial-{}", chosen.number));
-    let device = crate::backend::device();
     let mut seeds = Vec::new();
     let mut accs = Vec::new();
     for k in 0..args.seeds as usize {
-        let seed = crate::study::trial::trial_seed(chosen.seed, 1000 + k);
-        let dir = out.join(format!("seed-{k}"));
-        let cfg = TrainConfig { seed, ..base.clone() };
-        let resume = !args.fresh
-            && stages.iter().any(|(t, arch, c)| {
-                crate::training::same_run(&dir, arch, &t.params, &TrainConfig { seed, ..c.clone() })
-            });
-        if !resume && dir.exists() {
-            // Hours of training are never discarded by a changed flag, only by --fresh.
-            if !args.fresh {
-                return Err(TuneError::Config {
-                    file: "<command line>".into(),
-                    key: "--fresh".into(),
-                    problem: format!(
-                        "{} holds a retrain of this trial with other settings (see its train.toml)",
-                        dir.display()
-                    ),
-                    fix: "repeat that retrain's flags to resume it, or pass --fresh to replace it".into(),
-                });
-            }
-            tracing::info!("{}: starting afresh (--fresh)", dir.display());
-            std::fs::remove_dir_all(&dir).map_err(|e| TuneError::io(&dir, e))?;
-        }
-        if resume {
-            println!("seed {k}: resuming {}", dir.display());
-        }
-        let train_idx = crate::training::training_indices(&data.train, &splits, &cfg);
-        tracing::info!(
-            "retraining trial {} (seed {k}: {seed}) on {} images, up to {} epochs → {}",
-            chosen.number,
-            train_idx.len(),
-            cfg.epochs,
-            dir.display()
-        );
-        let td = TrainData {
-            train_images: &data.train,
-            train: train_idx,
-            val_images: &data.official_test,
-            val: splits.validation.clone(),
-        };
-        let mut outcome = None;
-        for (i, (t, arch, stage)) in stages.iter().enumerate() {
-            let stage = TrainConfig { seed, ..stage.clone() };
-            crate::training::write_run_files(&dir, arch, &t.params, &stage)?;
-            let resume = resume || i > 0;
-            outcome =
-                Some(crate::training::train(&td, arch, &stage, &dir, &device, resume, Display::Human, &mut |_| {})?);
-        }
-        let outcome = outcome.expect("one stage at least");
-        let report = test_once(&dir, &data.train, &splits.test, &outcome)?;
+        // The pick's first seed was trained (afresh, if asked) on the rung above.
+        let fresh = args.fresh && !(trained_first && k == 0);
+        let (seed, dir, outcome) = r.train_seed(&stages, k, fresh)?;
+        let report = test_once(&dir, &r.data.train, &r.splits.test, &outcome)?;
         println!(
             "seed {k}: best val_acc {:.4} at epoch {} → {}",
             outcome.best_val_acc,

@@ -35,12 +35,25 @@ pub fn best_trial(
     include_pruned: bool,
     caps: Caps,
 ) -> std::result::Result<&TrialRecord, String> {
+    best_trials(trials, include_pruned, caps, 1).map(|best| best[0])
+}
+
+/// The `k` best trials to retrain (fewer when fewer qualify, never none), best first, as
+/// [`best_trial`] picks one.
+pub fn best_trials(
+    trials: &BTreeMap<usize, TrialRecord>,
+    include_pruned: bool,
+    caps: Caps,
+    k: usize,
+) -> std::result::Result<Vec<&TrialRecord>, String> {
     let qualifies =
         |t: &&TrialRecord| t.state == TrialState::Complete || (include_pruned && t.state == TrialState::Pruned);
     let ranked: Vec<&TrialRecord> =
         rank(trials).into_iter().filter(|r| r.rank.is_some()).map(|r| r.trial).filter(qualifies).collect();
-    if let Some(t) = ranked.iter().copied().find(|t| caps.small_enough(t) && caps.fast_enough(t)) {
-        return Ok(t);
+    let within: Vec<&TrialRecord> =
+        ranked.iter().copied().filter(|t| caps.small_enough(t) && caps.fast_enough(t)).take(k.max(1)).collect();
+    if !within.is_empty() {
+        return Ok(within);
     }
     let group = crate::model::shape::group;
     if let (Some(max), Some(smallest)) = (caps.max_params, ranked.iter().filter_map(|t| t.size()).map(|s| s.0).min())
@@ -107,6 +120,28 @@ mod tests {
             [t(0, TrialState::Failed, 0.99), t(1, TrialState::Running, 0.9), t(2, TrialState::Pruned, 0.5)].into();
         let err = best_trial(&unfinished, false, Caps::default()).unwrap_err();
         assert!(err.contains("1 running, 1 pruned, 1 failed") && err.contains("--include-pruned"), "{err}");
+    }
+
+    #[test]
+    fn the_k_best_are_ranked_best_first_within_the_caps_and_as_many_as_qualify() {
+        let t = |number: usize, channels: i64, state, val_acc: f64| {
+            let params: crate::model::Params =
+                [("conv0_channels".to_string(), crate::model::Value::Int(channels))].into();
+            one_epoch(number, params, state, val_acc)
+        };
+        let trials: BTreeMap<usize, TrialRecord> = [
+            t(0, 8, TrialState::Complete, 0.90),
+            t(1, 64, TrialState::Complete, 0.95),
+            t(2, 8, TrialState::Pruned, 0.97),
+            t(3, 8, TrialState::Complete, 0.93),
+        ]
+        .into();
+        let numbers = |v: Vec<&TrialRecord>| v.iter().map(|t| t.number).collect::<Vec<_>>();
+        assert_eq!(numbers(best_trials(&trials, false, Caps::default(), 2).unwrap()), [1, 3]);
+        assert_eq!(numbers(best_trials(&trials, true, Caps::default(), 2).unwrap()), [2, 1]);
+        assert_eq!(numbers(best_trials(&trials, false, Caps::default(), 9).unwrap()), [1, 3, 0], "all that qualify");
+        let small = params_cap(trials[&0].size().unwrap().0);
+        assert_eq!(numbers(best_trials(&trials, false, small, 3).unwrap()), [3, 0], "the large one is over the cap");
     }
 
     #[test]

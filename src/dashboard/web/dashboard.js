@@ -303,7 +303,7 @@
     chart('retrain-bars').setOption({
       animation: false,
       grid: { left: 55, right: 20, top: 20, bottom: 60 },
-      tooltip: tooltip({ formatter: (p) => { const s = tested[p.dataIndex]; return esc(labels[p.dataIndex]) + (s.test_accuracy != null ? ': test accuracy ' + fmt(s.test_accuracy) : ': still training') + '<br>best val_acc ' + fmt(Math.max(...s.val)) + ' over ' + s.val.length + ' epochs'; } }),
+      tooltip: tooltip({ formatter: (p) => { const s = tested[p.dataIndex]; return esc(labels[p.dataIndex]) + (s.test_accuracy != null ? ': test accuracy ' + fmt(s.test_accuracy) : s.not_picked ? ': a --top candidate, not picked, never tested' : ': still training') + '<br>best val_acc ' + fmt(Math.max(...s.val)) + ' over ' + s.val.length + ' epochs'; } }),
       xAxis: { type: 'category', data: labels, axisLabel: { rotate: 30, fontSize: 10 } },
       yAxis: { type: 'value', name: 'test accuracy', scale: true },
       series: [{ id: 'retrains', type: 'bar', data: tested.map((s) => s.test_accuracy ?? 0), itemStyle: { color: '#2f6fd0' } }],

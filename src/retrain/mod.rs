@@ -257,7 +257,12 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
     // fidelity: the one with the best validation accuracy there goes on, untested until then.
     let mut trained_first = false;
     let chosen = match candidates.as_slice() {
-        [only] => *only,
+        [only] => {
+            if let Some(k) = args.top.filter(|&k| k > 1) {
+                println!("--top {k}: only trial {} qualifies, so there is nothing to choose", only.number);
+            }
+            *only
+        }
         several => {
             let mut rung = Vec::new();
             for t in several {

@@ -305,6 +305,17 @@ fn retrain_top_picks_on_validation_and_tests_only_the_pick() {
     );
     assert_eq!((metrics(&picked), metrics(&passed)), before);
     assert_eq!(read_json(&retrain.join("top.json")), rung);
+    // Best weights newer than their test (a run that trained on after it) are tested again.
+    let test_path = picked.join("seed-0/test.json");
+    let tested = std::fs::read(&test_path).unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options().write(true).open(picked.join("seed-0/best.bpk")).unwrap().set_modified(later).unwrap();
+    let retested = ok(f.run(&args));
+    assert!(
+        retested.contains("after its test; testing it") && retested.matches("testing it").count() == 1,
+        "{retested}"
+    );
+    assert_eq!(std::fs::read(&test_path).unwrap(), tested, "the same weights, the same result");
     // The report tells the candidate that lost from a seed still training.
     let rep = ok(f.run(&["report", "runs/t"]));
     assert!(

@@ -189,6 +189,95 @@ fn bf16_precision_trains_or_is_refused_where_the_cpu_lacks_it() {
     assert!(text(&o).contains("--precision"), "{}", text(&o));
 }
 
+/// Early stopping ends a plateau run; a step-wise schedule runs to its last epoch through the
+/// same flat epochs (it anneals at the end), and both keep their best epoch.
+#[test]
+fn a_step_wise_schedule_runs_to_its_end_where_the_plateau_rule_stops_early() {
+    let f = Fixture::new(600, 100);
+    let p = f.write("p.toml", TINY_PARAMS);
+    let d = f.data();
+    let train = |out: &str, schedule: &str| -> Vec<f64> {
+        ok(f.run(&[
+            "train",
+            "--params",
+            p.to_str().unwrap(),
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--out",
+            out,
+            "--epochs",
+            "8",
+            "--patience",
+            "1",
+            "--seed",
+            "3",
+            "--threads",
+            "1",
+            "--lr-schedule",
+            schedule,
+        ]));
+        csv_rows(&f.path(&format!("{out}/metrics.csv"))).iter().map(|r| r[4].parse().unwrap()).collect()
+    };
+    // The first epoch that does not beat the best so far: where patience 1 stops a run.
+    let first_miss = |vals: &[f64]| {
+        (1..vals.len()).find(|&i| vals[i] <= vals[..i].iter().cloned().fold(f64::NEG_INFINITY, f64::max))
+    };
+    let cosine = train("cosine", "cosine");
+    assert_eq!(cosine.len(), 8, "every epoch: {cosine:?}");
+    assert!(
+        first_miss(&cosine).is_some_and(|i| i < 7),
+        "a flat epoch before the end, so patience 1 would have stopped it: {cosine:?}"
+    );
+    let plateau = train("plateau", "plateau");
+    let stop = first_miss(&plateau).expect("a flat epoch");
+    assert_eq!(plateau.len(), stop + 1, "the plateau rule stops at its first flat epoch: {plateau:?}");
+    // A cosine run an older tune stopped at its patience (its state says finished) goes on to
+    // its last epoch when resumed.
+    let state_path = f.path("plateau/state.json");
+    let plateau_state = std::fs::read_to_string(&state_path).unwrap();
+    assert!(plateau_state.contains("\"finished\":true"), "a stopped plateau run is finished");
+    let cut: Vec<String> = ["train", "--params", p.to_str().unwrap(), "--data-dir", d.to_str().unwrap()]
+        .iter()
+        .chain(&["--out", "old", "--patience", "1", "--seed", "3", "--threads", "1", "--lr-schedule", "cosine"])
+        .map(|s| s.to_string())
+        .collect();
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = cut.iter().map(String::as_str).chain(extra.iter().copied()).collect();
+        ok(f.run(&args))
+    };
+    let stopped = first_miss(&cosine).unwrap() + 1;
+    // As the old rule left it: `stopped` epochs, then marked finished.
+    run(&["--epochs", &stopped.to_string()]);
+    let old_state = f.path("old/state.json");
+    let text = std::fs::read_to_string(&old_state).unwrap();
+    std::fs::write(&old_state, text.replace("\"finished\":false", "\"finished\":true")).unwrap();
+    let out = run(&["--epochs", "8", "--resume"]);
+    let resumed: Vec<f64> = csv_rows(&f.path("old/metrics.csv")).iter().map(|r| r[4].parse().unwrap()).collect();
+    assert_eq!(resumed.len(), 8, "resumed to the end: {out}");
+    // The same plateau run resumed stays stopped.
+    ok(f.run(&[
+        "train",
+        "--params",
+        p.to_str().unwrap(),
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--out",
+        "plateau",
+        "--epochs",
+        "8",
+        "--patience",
+        "1",
+        "--seed",
+        "3",
+        "--threads",
+        "1",
+        "--lr-schedule",
+        "plateau",
+        "--resume",
+    ]));
+    assert_eq!(csv_rows(&f.path("plateau/metrics.csv")).len(), plateau.len());
+}
+
 /// The recipe keys (erasing, label smoothing, the step-wise schedules, AdamW and SGD): each
 /// changes what is trained, the same seed repeats a run, a run killed after its first epoch
 /// and resumed ends where an uninterrupted one does, the settings are recorded, the keys are

@@ -29,7 +29,7 @@ pub struct TrainArgs {
     /// Seed of the weights, batch order and dropout (default 1).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Early-stopping patience: epochs without a better val_acc (default 10).
+    /// Early-stopping patience: epochs without a better val_acc (default 10); under the plateau schedule only, since cosine and one-cycle run to their end.
     #[arg(long)]
     pub patience: Option<usize>,
     /// Epochs without a better val_acc before the learning rate is multiplied by 0.1 (default 5).

@@ -89,7 +89,9 @@ pub fn schedule<'a>(
 }
 
 /// The one and only look at the test split, with the best epoch's weights; a seed that was
-/// already tested (its retrain resumed after it finished) keeps its recorded result.
+/// already tested (its retrain resumed after it finished) keeps its recorded result, unless
+/// its best weights have changed since (a step-wise schedule an older tune had stopped early
+/// trained on to its end and found a better epoch): those weights are then tested.
 fn test_once(
     dir: &Path,
     images: &crate::data::Images,
@@ -97,7 +99,11 @@ fn test_once(
     outcome: &crate::training::Outcome,
 ) -> Result<Report> {
     let path = dir.join("test.json");
-    if let Ok(text) = std::fs::read_to_string(&path) {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = modified(&dir.join("best.bpk")) > modified(&path);
+    if stale && path.is_file() {
+        println!("{}: the best epoch is now {}, after its test; testing it", dir.display(), outcome.best_epoch);
+    } else if let Ok(text) = std::fs::read_to_string(&path) {
         return serde_json::from_str(&text).map_err(|e| {
             TuneError::Study(format!("{}: unreadable test result ({e}); rerun with --fresh", path.display()))
         });

@@ -23,7 +23,7 @@ pub struct TrainConfig {
     /// Most epochs to run (early stopping usually ends sooner). `max_epochs` in a space file.
     #[serde(alias = "max_epochs")]
     pub epochs: usize,
-    /// Early-stopping patience on val_acc.
+    /// Early-stopping patience on val_acc (the plateau schedule's; step-wise ones run to their end).
     pub patience: usize,
     /// Adam learning rate.
     pub lr: f64,

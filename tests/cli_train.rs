@@ -7,17 +7,7 @@ use common::*;
 fn one_epoch_writes_metrics_checkpoint_and_params() {
     let f = Fixture::new(600, 100);
     let p = f.write("p.toml", TINY_PARAMS);
-    let out = ok(f.run(&[
-        "train",
-        "--params",
-        p.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--data-dir",
-        f.data().to_str().unwrap(),
-        "--out",
-        "run",
-    ]));
+    let out = ok(f.train(&p, "run", &["--epochs", "1"]));
     assert!(out.contains("best val_acc"), "{out}");
     assert_eq!(
         csv_headers(&f.path("run/metrics.csv")),
@@ -42,27 +32,9 @@ fn one_epoch_writes_metrics_checkpoint_and_params() {
 fn training_learns_and_resume_continues_without_redoing_epochs() {
     let f = Fixture::new(600, 100);
     let p = f.write("p.toml", TINY_PARAMS);
-    let d = f.data();
-    let args = |epochs: &'static str| {
-        vec![
-            "train",
-            "--params",
-            p.to_str().unwrap(),
-            "--data-dir",
-            d.to_str().unwrap(),
-            "--out",
-            "run",
-            "--epochs",
-            epochs,
-            "--seed",
-            "5",
-        ]
-    };
-    ok(f.run(&args("2")));
+    ok(f.train(&p, "run", &["--epochs", "2", "--seed", "5"]));
     let first = csv_rows(&f.path("run/metrics.csv"));
-    let mut more = args("5");
-    more.push("--resume");
-    ok(f.run(&more));
+    ok(f.train(&p, "run", &["--epochs", "5", "--seed", "5", "--resume"]));
     let rows = csv_rows(&f.path("run/metrics.csv"));
     assert_eq!(rows.len(), 5, "resumed to 5 epochs");
     assert_eq!(rows[..2], first[..], "the first two epochs are kept, not redone");
@@ -74,23 +46,8 @@ fn training_learns_and_resume_continues_without_redoing_epochs() {
 fn same_seed_same_run() {
     let f = Fixture::new(300, 50);
     let p = f.write("p.toml", TINY_PARAMS);
-    let d = f.data();
     for out in ["a", "b"] {
-        ok(f.run(&[
-            "train",
-            "--params",
-            p.to_str().unwrap(),
-            "--data-dir",
-            d.to_str().unwrap(),
-            "--out",
-            out,
-            "--epochs",
-            "1",
-            "--seed",
-            "9",
-            "--threads",
-            "1",
-        ]));
+        ok(f.train(&p, out, &["--epochs", "1", "--seed", "9", "--threads", "1"]));
     }
     let cols = |dir: &str| {
         csv_rows(&f.path(&format!("{dir}/metrics.csv")))[0].iter().take(6).map(String::from).collect::<Vec<_>>()
@@ -117,21 +74,7 @@ fn augmentation_is_seeded_recorded_and_searchable() {
     let p = f.write("p.toml", TINY_PARAMS);
     let d = f.data();
     let train = |out: &str, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--params",
-            p.to_str().unwrap(),
-            "--data-dir",
-            d.to_str().unwrap(),
-            "--out",
-            out,
-            "--epochs",
-            "2",
-            "--seed",
-            "4",
-        ];
-        args.extend_from_slice(extra);
-        ok(f.run(&args));
+        ok(f.train(&p, out, &[&["--epochs", "2", "--seed", "4"][..], extra].concat()));
         csv_rows(&f.path(&format!("{out}/metrics.csv"))).iter().map(|r| r[1].to_string()).collect::<Vec<_>>()
     };
     let plain = train("plain", &[]);
@@ -195,87 +138,38 @@ fn bf16_precision_trains_or_is_refused_where_the_cpu_lacks_it() {
 fn a_step_wise_schedule_runs_to_its_end_where_the_plateau_rule_stops_early() {
     let f = Fixture::new(600, 100);
     let p = f.write("p.toml", TINY_PARAMS);
-    let d = f.data();
-    let train = |out: &str, schedule: &str| -> Vec<f64> {
-        ok(f.run(&[
-            "train",
-            "--params",
-            p.to_str().unwrap(),
-            "--data-dir",
-            d.to_str().unwrap(),
-            "--out",
-            out,
-            "--epochs",
-            "8",
-            "--patience",
-            "1",
-            "--seed",
-            "3",
-            "--threads",
-            "1",
-            "--lr-schedule",
-            schedule,
-        ]));
+    let common = ["--patience", "1", "--seed", "3", "--threads", "1", "--lr-schedule"];
+    let val_accs = |out: &str| -> Vec<f64> {
         csv_rows(&f.path(&format!("{out}/metrics.csv"))).iter().map(|r| r[4].parse().unwrap()).collect()
+    };
+    let train = |out: &str, schedule: &str, extra: &[&str]| -> Vec<f64> {
+        ok(f.train(&p, out, &[&common[..], &[schedule], extra].concat()));
+        val_accs(out)
     };
     // The first epoch that does not beat the best so far: where patience 1 stops a run.
     let first_miss = |vals: &[f64]| {
         (1..vals.len()).find(|&i| vals[i] <= vals[..i].iter().cloned().fold(f64::NEG_INFINITY, f64::max))
     };
-    let cosine = train("cosine", "cosine");
+    let cosine = train("cosine", "cosine", &["--epochs", "8"]);
     assert_eq!(cosine.len(), 8, "every epoch: {cosine:?}");
     assert!(
         first_miss(&cosine).is_some_and(|i| i < 7),
         "a flat epoch before the end, so patience 1 would have stopped it: {cosine:?}"
     );
-    let plateau = train("plateau", "plateau");
+    let plateau = train("plateau", "plateau", &["--epochs", "8"]);
     let stop = first_miss(&plateau).expect("a flat epoch");
     assert_eq!(plateau.len(), stop + 1, "the plateau rule stops at its first flat epoch: {plateau:?}");
+    assert!(std::fs::read_to_string(f.path("plateau/state.json")).unwrap().contains("\"finished\":true"));
     // A cosine run an older tune stopped at its patience (its state says finished) goes on to
-    // its last epoch when resumed.
-    let state_path = f.path("plateau/state.json");
-    let plateau_state = std::fs::read_to_string(&state_path).unwrap();
-    assert!(plateau_state.contains("\"finished\":true"), "a stopped plateau run is finished");
-    let cut: Vec<String> = ["train", "--params", p.to_str().unwrap(), "--data-dir", d.to_str().unwrap()]
-        .iter()
-        .chain(&["--out", "old", "--patience", "1", "--seed", "3", "--threads", "1", "--lr-schedule", "cosine"])
-        .map(|s| s.to_string())
-        .collect();
-    let run = |extra: &[&str]| {
-        let args: Vec<&str> = cut.iter().map(String::as_str).chain(extra.iter().copied()).collect();
-        ok(f.run(&args))
-    };
+    // its last epoch when resumed; as the old rule left it: `stopped` epochs, marked finished.
     let stopped = first_miss(&cosine).unwrap() + 1;
-    // As the old rule left it: `stopped` epochs, then marked finished.
-    run(&["--epochs", &stopped.to_string()]);
+    train("old", "cosine", &["--epochs", &stopped.to_string()]);
     let old_state = f.path("old/state.json");
     let text = std::fs::read_to_string(&old_state).unwrap();
     std::fs::write(&old_state, text.replace("\"finished\":false", "\"finished\":true")).unwrap();
-    let out = run(&["--epochs", "8", "--resume"]);
-    let resumed: Vec<f64> = csv_rows(&f.path("old/metrics.csv")).iter().map(|r| r[4].parse().unwrap()).collect();
-    assert_eq!(resumed.len(), 8, "resumed to the end: {out}");
+    assert_eq!(train("old", "cosine", &["--epochs", "8", "--resume"]).len(), 8, "resumed to the end");
     // The same plateau run resumed stays stopped.
-    ok(f.run(&[
-        "train",
-        "--params",
-        p.to_str().unwrap(),
-        "--data-dir",
-        d.to_str().unwrap(),
-        "--out",
-        "plateau",
-        "--epochs",
-        "8",
-        "--patience",
-        "1",
-        "--seed",
-        "3",
-        "--threads",
-        "1",
-        "--lr-schedule",
-        "plateau",
-        "--resume",
-    ]));
-    assert_eq!(csv_rows(&f.path("plateau/metrics.csv")).len(), plateau.len());
+    assert_eq!(train("plateau", "plateau", &["--epochs", "8", "--resume"]).len(), plateau.len());
 }
 
 /// The recipe keys (erasing, label smoothing, the step-wise schedules, AdamW and SGD): each

@@ -59,6 +59,13 @@ impl Fixture {
         self.cmd(args).output().unwrap()
     }
 
+    /// `tune train --params PARAMS --data-dir <the fixture's data> --out OUT`, then `extra`.
+    pub fn train(&self, params: &Path, out: &str, extra: &[&str]) -> Output {
+        let data = self.data();
+        let head = ["train", "--params", params.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--out", out];
+        self.run(&[&head[..], extra].concat())
+    }
+
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
         let p = self.path(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();

@@ -86,6 +86,14 @@ pub enum LrSchedule {
 
 impl LrSchedule {
     pub const NAMES: [&'static str; 3] = crate::model::keys::LR_SCHEDULES;
+
+    /// Whether early stopping may end a run. Only the plateau rule's: a step-wise schedule
+    /// (cosine, one-cycle) anneals towards its last step, where most of its gain comes, so it
+    /// runs to its end and keeps its best epoch. Stopped at its patience, a 40-epoch one-cycle
+    /// run ended at epoch 27 with its rate still at 45% of the peak.
+    pub fn stops_early(self) -> bool {
+        self == LrSchedule::Plateau
+    }
 }
 
 /// The optimiser of a run.

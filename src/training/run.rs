@@ -248,7 +248,7 @@ pub fn train(
                 state.lr = cfg.lr * state.lr / base;
             }
             state.base_lr = Some(cfg.lr);
-            if state.finished && cfg.lr_schedule != LrSchedule::Plateau && state.history.len() < cfg.epochs {
+            if state.finished && !cfg.lr_schedule.stops_early() && state.history.len() < cfg.epochs {
                 // Stopped at its patience by a tune from before step-wise schedules ran to
                 // their end: the epochs so far are what a run to the end trains, so it goes on.
                 tracing::info!(
@@ -371,12 +371,9 @@ pub fn train(
             state.lr = plateau_lr;
         }
         state.history.push(metrics.clone());
-        // Early stopping ends a run for good; the epoch limit does not (a resume may raise it).
-        // A step-wise schedule (cosine, one-cycle) is not stopped early: it anneals towards its
-        // last step, where most of its gain comes, so it runs to its end and keeps its best
-        // epoch. Stopped at its patience, a 40-epoch one-cycle run ended at epoch 27 with its
-        // rate still at 45% of the peak.
-        state.finished = stop && cfg.lr_schedule == LrSchedule::Plateau;
+        // Early stopping ends a run for good (under the schedules it applies to); the epoch
+        // limit does not (a resume may raise it).
+        state.finished = stop && cfg.lr_schedule.stops_early();
         if improved {
             save_model(&model, &files.best())?;
         }

@@ -125,16 +125,21 @@ struct Retrainer {
     data: crate::data::FashionMnist,
     splits: crate::data::Splits,
     device: burn::tensor::Device,
-    study: PathBuf,
+    /// The study's `retrain/`: `trial-N/seed-k/` per seed, `top.json` for a `--top` rung.
+    retrain_dir: PathBuf,
 }
 
 impl Retrainer {
+    fn trial_dir(&self, trial: usize) -> PathBuf {
+        self.retrain_dir.join(format!("trial-{trial}"))
+    }
+
     /// Trains (or resumes) seed `k` of the trial whose schedule is `stages`, in
     /// `retrain/trial-N/seed-k`; `fresh` replaces an earlier retrain there.
     fn train_seed(&self, stages: &[Stage], k: usize, fresh: bool) -> Result<(u64, PathBuf, crate::training::Outcome)> {
         let (chosen, _, base) = stages.last().expect("one stage at least");
         let seed = crate::study::trial::trial_seed(chosen.seed, 1000 + k);
-        let dir = self.study.join("retrain").join(format!("trial-{}", chosen.number)).join(format!("seed-{k}"));
+        let dir = self.trial_dir(chosen.number).join(format!("seed-{k}"));
         let cfg = TrainConfig { seed, ..base.clone() };
         let resume = !fresh
             && stages.iter().any(|(t, arch, c)| {
@@ -258,7 +263,7 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
     let location = storage.location();
     let stages_of = |t| stages(&trials, t, &resolved, &settings_path, &location, args);
     let (data, splits) = crate::data::load_with_splits(args.data_dir.as_deref(), args.split_seed)?;
-    let r = Retrainer { data, splits, device: crate::backend::device(), study: study.clone() };
+    let r = Retrainer { data, splits, device: crate::backend::device(), retrain_dir: study.join("retrain") };
     // With --top, each candidate's first seed is the study's last rung at the retrain's
     // fidelity: the one with the best validation accuracy there goes on, untested until then.
     let mut trained_first = false;
@@ -277,7 +282,7 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
             }
             let pick = top::decide(rung);
             println!("{}", top::render(&pick));
-            pick.write(&study.join("retrain"))?;
+            pick.write(&r.retrain_dir)?;
             trained_first = true;
             trials.get(&pick.chosen).expect("a candidate is a trial")
         }
@@ -288,7 +293,7 @@ pub fn run(args: &RetrainOptions) -> Result<Summary> {
             stages.iter().map(|(t, _, cfg)| format!("trial {} to epoch {}", t.number, cfg.epochs)).collect();
         println!("trial {} was forked (PBT): replaying its schedule: {}", chosen.number, steps.join(", then "));
     }
-    let out = study.join("retrain").join(format!("trial-{}", chosen.number));
+    let out = r.trial_dir(chosen.number);
     let mut seeds = Vec::new();
     let mut accs = Vec::new();
     for k in 0..args.seeds as usize {

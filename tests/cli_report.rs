@@ -247,6 +247,30 @@ fn retrain_best_tests_once_and_eval_agrees() {
     let other = ok(f.run(&["retrain", "--best", "--epochs", "1", "--fresh", "--data-dir", d.to_str().unwrap()]));
     assert!(!other.contains("resuming"), "{other}");
     assert_eq!(String::from_utf8(read("seed-0", "metrics.csv")).unwrap().lines().count(), 2, "header and one epoch");
+    // The retrain takes the study's patiences unless told otherwise; a changed patience is
+    // another run, refused without --fresh like any other setting.
+    let patiences = || {
+        let cfg: toml::Table = toml::from_str(&String::from_utf8(read("seed-0", "train.toml")).unwrap()).unwrap();
+        (cfg["patience"].as_integer(), cfg["lr_patience"].as_integer())
+    };
+    assert_eq!(patiences(), (Some(10), Some(5)), "the study's (tune's defaults)");
+    let longer = [
+        "retrain",
+        "--best",
+        "--epochs",
+        "1",
+        "--patience",
+        "7",
+        "--lr-patience",
+        "2",
+        "--data-dir",
+        d.to_str().unwrap(),
+    ];
+    let refused = f.run(&longer);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert_eq!(patiences(), (Some(10), Some(5)), "left as it was");
+    ok(f.run(&[&longer[..], &["--fresh"]].concat()));
+    assert_eq!(patiences(), (Some(7), Some(2)));
 }
 
 fn retrain_top_picks_on_validation_and_tests_only_the_pick() {

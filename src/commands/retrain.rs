@@ -40,6 +40,12 @@ pub struct RetrainArgs {
     /// Most epochs (default: the study's max_epochs).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Early-stopping patience under the plateau schedule (default: the study's). A study sized for short trials stops a longer retrain early: with patience 4 and lr-patience 3, each reduced rate gets one epoch to show a gain.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Epochs without a better val_acc before the plateau schedule reduces the learning rate (default: the study's).
+    #[arg(long)]
+    pub lr_patience: Option<usize>,
     /// Repeat with this many seeds and report mean ± standard deviation.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub seeds: u32,
@@ -66,6 +72,8 @@ pub fn run(args: RetrainArgs) -> Result<()> {
         include_pruned: args.include_pruned,
         caps: crate::retrain::Caps { max_params: args.max_params, max_latency_ms: args.max_latency_ms },
         epochs: args.epochs,
+        patience: args.patience,
+        lr_patience: args.lr_patience,
         seeds: args.seeds,
         subset: args.subset,
         threads: args.threads,

@@ -49,6 +49,9 @@ pub struct RetrainOptions {
     pub caps: Caps,
     /// Most epochs (default: the study's max_epochs).
     pub epochs: Option<usize>,
+    /// The plateau schedule's patiences (default: the study's, sized for its trials).
+    pub patience: Option<usize>,
+    pub lr_patience: Option<usize>,
     pub seeds: u32,
     pub subset: Option<usize>,
     pub threads: Option<usize>,
@@ -219,6 +222,8 @@ fn stages<'a>(
             .as_layer(settings_path, "study.training.")
             .dictionary(&t.params, &params_file)
             .flag("epochs", "--epochs", args.epochs)?
+            .flag("patience", "--patience", args.patience)?
+            .flag("lr_patience", "--lr-patience", args.lr_patience)?
             .flag("subset", "--subset", args.subset)?
             .flag("split_seed", "--split-seed", Some(args.split_seed))?
             .build()?;
